@@ -1,0 +1,35 @@
+# Thin front for people; the build is meson (see meson.build).
+BUILD ?= build
+MESON_OPTS ?=
+
+.PHONY: all build deps test unit e2e demo demo-stop clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# Unit and end-to-end tests; the last line says "N passed, N failed".
+test: deps build
+	@bash scripts/test.sh $(BUILD)
+
+unit: build
+	$(BUILD)/gh-unit
+
+e2e: build
+	/usr/bin/python3 -m pytest -q tests/e2e
+
+demo: deps build
+	@bash scripts/demo.sh
+
+demo-stop:
+	@bash scripts/demo.sh stop
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,31 @@
+/*
+ * audit.h - the audit log: one line per login attempt, never a password.
+ *
+ *   <time> session=<id> proto=<p> client=<ip>:<port> login="<login>"
+ *   user="<canonical>" result=<ok|fail|tempfail> reason="<why>"
+ *   backend=<ip:port|-> source=<static|lookup|-> latency_ms=<n>
+ */
+#ifndef GATEHOUSE_AUDIT_H
+#define GATEHOUSE_AUDIT_H
+
+#include <stdint.h>
+
+struct session;
+
+/* Open the audit log: NULL or "" = stderr, "off" = none. 0 or negative errno. */
+int audit_open(const char *path);
+
+struct audit_login {
+	const char *login;   /* as typed; may hold any bytes (escaped when written) */
+	const char *user;    /* canonical user, or NULL */
+	const char *result;  /* "ok", "fail", "tempfail" */
+	const char *reason;  /* short text, or NULL */
+	const char *backend; /* "ip:port", or NULL */
+	const char *source;  /* route source name, or NULL */
+	uint64_t latency_ms;
+};
+
+/* Write one audit line for session s. */
+void audit_login(struct session *s, const struct audit_login *a);
+
+#endif

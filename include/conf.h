@@ -1,0 +1,137 @@
+/*
+ * conf.h - the configuration snapshot.
+ *
+ * A snapshot is loaded once from a libconfig file, validated whole, and then
+ * never changed: workers read it without locks. It is reference counted so a
+ * reload (SIGHUP) can swap in a new one while sessions started under the old
+ * one keep using it until they end.
+ */
+#ifndef GATEHOUSE_CONF_H
+#define GATEHOUSE_CONF_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONF_MAX_LISTEN 32
+#define CONF_MAX_LOOKUP_SERVERS 16
+#define CONF_MAX_CAPS 32
+
+enum conf_proto {
+	CONF_PROTO_IMAP = 0,
+};
+
+enum conf_backend_auth {
+	CONF_BACKEND_AUTH_AUTO = 0, /* quoted LOGIN, else LITERAL+, else AUTHENTICATE PLAIN */
+	CONF_BACKEND_AUTH_LOGIN,    /* always LOGIN (quoted or LITERAL+) */
+	CONF_BACKEND_AUTH_PLAIN,    /* always AUTHENTICATE PLAIN with SASL-IR */
+};
+
+enum conf_log_level {
+	CONF_LOG_ERROR = 0,
+	CONF_LOG_WARN,
+	CONF_LOG_INFO,
+	CONF_LOG_DEBUG,
+};
+
+struct conf_listen {
+	char *address; /* as written: "127.0.0.1:143", "[::1]:143", "*:143" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum conf_proto proto;
+	int line; /* line in the config file, for messages */
+};
+
+/* One lookup server: "http://HOST:PORT/PATH". HOST is resolved at load. */
+struct conf_lookup_server {
+	char *url;
+	char *host; /* as written, sent as the Host header */
+	char *path; /* "/service/extension/nginx-lookup" if the URL has none */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+/*
+ * A static route: `match` is a full login ("alice@example.com"), a domain
+ * ("@example.com") or "*". `host` may be an IP or a hostname. `user`, if set,
+ * replaces the login sent to the backend.
+ */
+struct conf_route {
+	char *match;
+	char *host;
+	uint16_t port;
+	char *user;
+};
+
+struct conf {
+	atomic_int refs;
+	char *path;
+
+	int workers;                /* >= 1 after load (0 in the file = one per core) */
+	enum conf_log_level log_level;
+	char *error_log;            /* NULL = stderr */
+	char *audit_log;            /* NULL = stderr; "off" = no audit log */
+	double shutdown_timeout;    /* seconds to drain sessions on SIGTERM */
+
+	/* Bounds on everything a client controls, and on every wait. */
+	struct {
+		double preauth_timeout;  /* seconds without a complete command before login */
+		double idle_timeout;     /* seconds without traffic once relaying */
+		double connect_timeout;  /* backend TCP connect */
+		double backend_timeout;  /* backend greeting and login answer */
+		size_t max_line;         /* pre-auth command line incl. literals */
+		size_t max_literal;      /* one pre-auth literal */
+		size_t max_tag;          /* IMAP tag length */
+		size_t max_login;        /* login name length */
+		size_t max_password;     /* password length */
+		int max_bad_commands;    /* then BYE and close */
+		int max_login_failures;  /* failed logins per connection, then BYE and close */
+		double max_auth_wait;    /* cap on the lookup's Auth-Wait, seconds */
+		size_t relay_buffer;     /* size of one relay buffer */
+		size_t relay_high_water; /* stop reading a side when the other's queue passes this */
+	} limits;
+
+	struct {
+		char *greeting;          /* text after "* OK [CAPABILITY ...] " */
+		char *caps[CONF_MAX_CAPS];
+		int ncaps;               /* capabilities before login, AUTH= added by gatehouse */
+		bool send_id;            /* send ID with X-ORIGINATING-IP to the backend */
+		enum conf_backend_auth backend_auth;
+		uint16_t backend_port;   /* default port when a static route gives none */
+	} imap;
+
+	struct {
+		struct conf_lookup_server servers[CONF_MAX_LOOKUP_SERVERS];
+		int nservers;            /* 0 = no lookup service, static routes only */
+		double timeout;          /* per attempt (connect + answer), seconds */
+		double retry_interval;   /* hold-down of a failed server, seconds */
+		bool send_password;      /* send the real password instead of "_password_" */
+	} lookup;
+
+	struct conf_route *routes;
+	int nroutes;
+
+	struct conf_listen listen[CONF_MAX_LISTEN];
+	int nlisten;
+};
+
+/*
+ * Load and validate FILE. On success returns a snapshot with one reference.
+ * On failure returns NULL and writes "FILE:LINE: setting: what is wrong" (or
+ * "FILE: what is wrong" when no line applies) into err (always NUL-terminated).
+ */
+struct conf *conf_load(const char *path, char *err, size_t errlen);
+
+/* Take / drop a reference. The last conf_unref frees the snapshot. */
+struct conf *conf_ref(struct conf *c);
+void conf_unref(struct conf *c);
+
+/* Parse "HOST:PORT", "[V6]:PORT" or "*:PORT" into addr. Returns 0 or -1. */
+int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len);
+
+extern const char *const conf_proto_names[];
+
+#endif

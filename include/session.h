@@ -1,0 +1,173 @@
+/*
+ * session.h - one client connection, from accept to close, and the small
+ * table of functions through which a protocol front end drives it.
+ *
+ * proxy/ owns sockets, timers, buffers and the relay; protocols/ owns the
+ * syntax. A protocol sees the client's pre-login bytes in s->in and the
+ * backend's login-phase bytes in s->bin, and acts only through the
+ * session_* calls below.
+ *
+ * Lifetime: a session is freed only after its last handle has closed (the
+ * client stream, the timer, any backend stream, any pending DNS request).
+ * session_close() stops I/O at once; the memory goes later.
+ */
+#ifndef GATEHOUSE_SESSION_H
+#define GATEHOUSE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "log.h"
+#include "route.h"
+#include "stream.h"
+
+struct conf;
+struct conf_listen;
+struct worker;
+struct session;
+
+enum session_phase {
+	SESSION_PREAUTH = 0,     /* greeting sent, reading commands */
+	SESSION_LOOKUP,          /* resolving the user's route */
+	SESSION_AUTH_WAIT,       /* holding back a failure answer (Auth-Wait) */
+	SESSION_BACKEND_CONNECT, /* TCP connect to the backend */
+	SESSION_BACKEND_LOGIN,   /* greeting, ID and login replay on the backend */
+	SESSION_RELAY,           /* bytes both ways */
+	SESSION_CLOSING,
+	SESSION_NPHASES
+};
+
+extern const char *const session_phase_names[];
+
+/* The table a protocol front end fills in (nginx's ngx_mail_protocol_t). */
+struct session_proto {
+	const char *name;   /* "imap" */
+	/* Allocate protocol state (s->proto_state) and send the greeting. */
+	int (*start)(struct session *s);
+	/* New client bytes are in s->in (pre-login phases only). */
+	void (*client_data)(struct session *s);
+	/* The client closed or failed before login (status UV_EOF or error). */
+	void (*client_eof)(struct session *s, int status);
+	/* The route lookup finished. */
+	void (*route_done)(struct session *s, const struct route *r);
+	/* The backend connect finished: 0, or a negative libuv error. */
+	void (*backend_connected)(struct session *s, int status);
+	/* New backend bytes are in s->bin (BACKEND_LOGIN only). */
+	void (*backend_data)(struct session *s);
+	/* The backend closed or failed during login. */
+	void (*backend_eof)(struct session *s, int status);
+	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN timeouts, or
+	   a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
+	void (*timeout)(struct session *s);
+	/* Free protocol state; credentials must be wiped. May run at any phase. */
+	void (*destroy)(struct session *s);
+};
+
+struct session {
+	uint64_t id;
+	char idstr[20];                 /* hex id, for logs */
+	struct worker *w;
+	struct conf *conf;              /* snapshot this session started under (a reference) */
+	const struct conf_listen *listener;
+	const struct session_proto *proto;
+	void *proto_state;
+	enum session_phase phase;
+
+	struct stream client;
+	struct stream *backend;         /* NULL when not connected */
+	uv_timer_t timer;
+	uv_getaddrinfo_t *dns;          /* pending backend name resolution */
+	struct route_req *route_req;    /* pending route lookup */
+
+	char client_ip[46];
+	uint16_t client_port;
+	char local_ip[46];              /* the proxy address the client reached */
+	uint16_t local_port;
+	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
+
+	/* Pre-login input from the client; capacity limits.max_line + 1. */
+	uint8_t *in;
+	size_t in_len;
+	size_t in_cap;
+	/* Login-phase input from the backend. */
+	uint8_t *bin;
+	size_t bin_len;
+	size_t bin_cap;
+
+	uint64_t started_ms;            /* uv_now at accept */
+	uint64_t last_activity_ms;      /* relay idle tracking */
+	double timer_secs;              /* what the timer was armed with */
+	int refs;                       /* open handles and pending requests */
+	bool client_eof;                /* relay: client sent EOF */
+	bool backend_eof;               /* relay: backend sent EOF */
+	bool relay_c2b_paused;          /* relay: client reads stopped for backpressure */
+	bool relay_b2c_paused;
+	bool finishing;                 /* flushing the last writes before close */
+	bool closed;                    /* session_close ran: no more I/O */
+	bool client_shut_done;          /* relay: FIN sent to the client */
+	bool backend_shut_done;         /* relay: FIN sent to the backend */
+	const char *close_reason;
+
+	struct session *prev, *next;    /* the worker's list of sessions */
+};
+
+/* Log with the session's context: id, client, phase. */
+void session_log(struct session *s, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Send bytes to the client (copied). Errors close the session. */
+void session_write(struct session *s, const void *data, size_t len);
+void session_writef(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Send bytes to the backend (copied). secret: wipe the copy once written. */
+void session_backend_write(struct session *s, const void *data, size_t len, bool secret);
+
+/* Drop n bytes from the head of s->in / s->bin. */
+void session_consume(struct session *s, size_t n);
+void session_backend_consume(struct session *s, size_t n);
+
+/* Pause or resume reading from the client before login. */
+void session_client_reading(struct session *s, bool on);
+
+/* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN). */
+void session_set_phase(struct session *s, enum session_phase phase);
+
+/* Arm the timer: proto->timeout runs after secs (replaces any armed timeout). */
+void session_delay(struct session *s, double secs);
+
+/*
+ * Resolve the route for q (strings are copied); proto->route_done runs later
+ * on the loop. Enters SESSION_LOOKUP.
+ */
+void session_resolve(struct session *s, const struct route_query *q);
+
+/*
+ * Connect to host:port (IP literal or name, resolved asynchronously);
+ * proto->backend_connected runs later. Enters SESSION_BACKEND_CONNECT with
+ * limits.connect_timeout.
+ */
+void session_connect_backend(struct session *s, const char *host, uint16_t port);
+
+/* Close the backend connection (a failed login); the session goes on. */
+void session_close_backend(struct session *s);
+
+/*
+ * Login done: forward what the client already sent after its login command
+ * (s->in) to the backend, free the login-phase buffers and protocol state,
+ * and relay bytes both ways until either side closes.
+ */
+void session_start_relay(struct session *s);
+
+/* Stop I/O now and free the session once everything has closed. */
+void session_close(struct session *s, const char *reason);
+
+/* Flush what was written to the client, then close (bounded by a timer). */
+void session_finish(struct session *s, const char *reason);
+
+/* Milliseconds since the loop started (cached per iteration). */
+uint64_t session_now(struct session *s);
+
+#endif

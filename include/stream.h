@@ -1,0 +1,115 @@
+/*
+ * stream.h - a byte stream over a libuv TCP handle, and the fixed-size
+ * buffers that carry its data.
+ *
+ * The relay and the protocol code use only this API (read start/stop, write,
+ * shutdown, close), never uv_* on the socket directly, so that TLS can later
+ * sit inside a stream (bytes in, bytes out over memory BIOs) without either
+ * of them changing.
+ *
+ * Buffers come from a per-worker free list. A stream asks for one only when
+ * the socket is readable, and gives it back at once if the read finds
+ * nothing, so an idle connection holds no buffer.
+ */
+#ifndef GATEHOUSE_STREAM_H
+#define GATEHOUSE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct pool;
+struct stream;
+
+/* One buffer. `data[off .. off+len)` holds the bytes. */
+struct pbuf {
+	uv_write_t req;        /* used while the buffer is being written */
+	struct pbuf *next;     /* free list */
+	struct pool *pool;     /* NULL: malloc'ed for an oversized write */
+	struct stream *st;     /* the stream writing it */
+	uint32_t cap;
+	uint32_t off;
+	uint32_t len;
+	bool wipe;             /* cleanse after writing: it held a password */
+	uint8_t data[];
+};
+
+/* A per-worker free list of buffers of one size. Not thread-safe. */
+struct pool {
+	struct pbuf *free;
+	size_t nfree;
+	size_t max_free;       /* keep at most this many idle buffers */
+	uint32_t size;         /* data bytes per buffer */
+	size_t outstanding;    /* buffers handed out and not yet returned */
+};
+
+void pool_init(struct pool *p, uint32_t size, size_t max_free);
+void pool_destroy(struct pool *p);
+
+/* A buffer with cap == pool size, off = len = 0. NULL when out of memory. */
+struct pbuf *pbuf_get(struct pool *p);
+/* A buffer holding at least n bytes: from the pool when it fits, else malloc. */
+struct pbuf *pbuf_get_size(struct pool *p, size_t n);
+/* Return a buffer (wiped first if b->wipe). NULL is ignored. */
+void pbuf_put(struct pbuf *b);
+
+/*
+ * Read callback. With b != NULL, b->len > 0 bytes arrived and the callee owns
+ * b (write it on or pbuf_put it). With b == NULL, status is UV_EOF or a
+ * negative error; no more reads will come.
+ */
+typedef void (*stream_read_cb)(struct stream *st, struct pbuf *b, int status);
+/* Called after a queued write finishes (st->queued already lowered). */
+typedef void (*stream_written_cb)(struct stream *st, int status);
+/* Called once when the handle is closed; the stream's memory is the owner's again. */
+typedef void (*stream_close_cb)(struct stream *st);
+
+struct stream {
+	uv_tcp_t tcp;
+	struct pool *pool;
+	void *owner;
+	stream_read_cb on_read;
+	stream_written_cb on_written; /* optional */
+	stream_close_cb on_close;
+	size_t queued;                /* bytes handed to stream_write, not yet written */
+	uv_shutdown_t shutdown_req;
+	bool reading;
+	bool shut;                    /* shutdown requested */
+	bool closing;
+};
+
+/*
+ * Initialise st on loop (uv_tcp_init). The caller sets the callbacks. Returns
+ * 0 or a negative libuv error; on error nothing needs closing.
+ */
+int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *owner);
+
+/* Start / stop delivering data to on_read. Idempotent. */
+int stream_read_start(struct stream *st);
+void stream_read_stop(struct stream *st);
+
+/*
+ * Queue b for writing; the stream owns b from here (returned to its pool when
+ * written or on error). Returns 0 or a negative libuv error.
+ */
+int stream_write(struct stream *st, struct pbuf *b);
+
+/* Copy data into buffers and queue them. wipe: the data is a secret. */
+int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe);
+
+/*
+ * Shut down the write side once queued writes are done (half-close). cb, if
+ * given, runs when that has happened (status 0) or failed.
+ */
+int stream_shutdown(struct stream *st, uv_shutdown_cb cb);
+
+/* Close the handle; pending writes are cancelled. on_close runs later. */
+void stream_close(struct stream *st);
+
+/* Write the peer or local address of st as "ip" and port. 0 or negative error. */
+int stream_peer(struct stream *st, char *ip, size_t iplen, uint16_t *port_out);
+int stream_local(struct stream *st, char *ip, size_t iplen, uint16_t *port_out);
+
+#endif

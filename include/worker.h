@@ -1,0 +1,77 @@
+/*
+ * worker.h - worker threads: one libuv loop each, with its own SO_REUSEPORT
+ * listening sockets, buffer pool and sessions.
+ *
+ * The main thread starts the workers, forwards signals to them (through a
+ * uv_async_t, the only thread-safe libuv call) and joins them.
+ */
+#ifndef GATEHOUSE_WORKER_H
+#define GATEHOUSE_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "conf.h"
+#include "stream.h"
+
+struct session;
+struct worker;
+
+struct listener {
+	uv_tcp_t tcp;
+	struct worker *w;
+	const struct conf_listen *cl; /* in w->conf at start; listeners do not change on reload */
+	bool open;
+};
+
+/* Bits of worker.commands, set by the main thread. */
+enum worker_command {
+	WORKER_CMD_STOP_ACCEPT = 1 << 0, /* close listeners, exit when no session is left */
+	WORKER_CMD_CLOSE_ALL = 1 << 1,   /* drain deadline passed: close every session */
+	WORKER_CMD_NEW_CONF = 1 << 2,    /* take worker.pending_conf for new sessions */
+};
+
+struct worker {
+	int id;
+	uv_thread_t thread;
+	uv_loop_t loop;
+	uv_async_t async;
+	atomic_int commands;
+	struct conf *conf;                  /* for new sessions (a reference) */
+	struct conf *_Atomic pending_conf;  /* handed over by the main thread */
+	struct listener listeners[CONF_MAX_LISTEN];
+	int nlisteners;
+	struct pool pool;
+	struct session *sessions;           /* doubly linked */
+	size_t nsessions;
+	bool stopping;
+	int start_status;                   /* 0, or the negative error binding failed with */
+	char start_error[256];
+	uv_sem_t *started;                  /* posted once listeners are up or failed */
+	void (*on_exit)(struct worker *w);  /* runs on the worker thread as it ends */
+	void *main_data;
+};
+
+/*
+ * Start a worker thread running conf c (a reference is taken). started is
+ * posted when its listeners are bound (w->start_status says how it went).
+ * Returns 0 or a negative libuv error.
+ */
+int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started);
+
+/* Ask a worker to do something (thread-safe). */
+void worker_command(struct worker *w, enum worker_command cmd);
+
+/* Hand a new config snapshot to a worker (a reference is taken; thread-safe). */
+void worker_set_conf(struct worker *w, struct conf *c);
+
+/* Wait for the thread to end and release what it held. */
+void worker_join(struct worker *w);
+
+/* Called by session.c when a session is freed. */
+void worker_session_gone(struct worker *w, struct session *s);
+
+#endif

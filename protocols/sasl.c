@@ -1,0 +1,137 @@
+/*
+ * sasl.c - base64 (RFC 4648 section 4) and the SASL PLAIN message (RFC 4616).
+ *
+ * The decoder is strict: it is fed client-supplied credentials, and there is
+ * no client that needs leniency (whitespace, missing padding, non-zero pad
+ * bits), while every accepted variant is one more way for two parsers along
+ * the path to disagree about the same bytes.
+ */
+#include "sasl.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <string.h>
+
+static const char sasl__alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out)
+{
+	size_t i = 0, o = 0;
+
+	for (; n - i >= 3; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+		out[o++] = sasl__alphabet[v >> 18];
+		out[o++] = sasl__alphabet[(v >> 12) & 63];
+		out[o++] = sasl__alphabet[(v >> 6) & 63];
+		out[o++] = sasl__alphabet[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		out[o++] = sasl__alphabet[v >> 18];
+		out[o++] = sasl__alphabet[(v >> 12) & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+
+		out[o++] = sasl__alphabet[v >> 18];
+		out[o++] = sasl__alphabet[(v >> 12) & 63];
+		out[o++] = sasl__alphabet[(v >> 6) & 63];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* The 6-bit value of one alphabet character, or -1. */
+static int sasl__b64_value(char ch)
+{
+	unsigned char c = (unsigned char)ch;
+
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t outcap)
+{
+	size_t pad = 0, len, o = 0;
+
+	if (n % 4 != 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	if (in[n - 1] == '=')
+		pad = in[n - 2] == '=' ? 2 : 1;
+	len = n / 4 * 3 - pad;
+	/* Check the room before writing anything. */
+	if (len > outcap || len > INT_MAX)
+		return -1;
+
+	for (size_t i = 0; i < n; i += 4) {
+		bool last = i + 4 == n;
+		int a = sasl__b64_value(in[i]);
+		int b = sasl__b64_value(in[i + 1]);
+		int c = last && pad == 2 ? 0 : sasl__b64_value(in[i + 2]);
+		int d = last && pad >= 1 ? 0 : sasl__b64_value(in[i + 3]);
+		uint32_t v;
+
+		/* '=' anywhere but the final one or two places lands here too. */
+		if (a < 0 || b < 0 || c < 0 || d < 0)
+			return -1;
+		v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+		/* Bits that padding drops must be zero (canonical encoding). */
+		if (last && pad == 2 && (v & 0xffff) != 0)
+			return -1;
+		if (last && pad == 1 && (v & 0xff) != 0)
+			return -1;
+		out[o++] = (uint8_t)(v >> 16);
+		if (!(last && pad == 2))
+			out[o++] = (uint8_t)(v >> 8);
+		if (!(last && pad >= 1))
+			out[o++] = (uint8_t)v;
+	}
+	return (int)o;
+}
+
+int sasl_plain_parse(const uint8_t *p, size_t n, struct sasl_plain *out)
+{
+	const uint8_t *nul1, *nul2;
+	size_t a, b;
+
+	memset(out, 0, sizeof(*out));
+	if (n == 0 || n > UINT32_MAX)
+		return -1;
+	nul1 = memchr(p, 0, n);
+	if (!nul1)
+		return -1;
+	a = (size_t)(nul1 - p);
+	nul2 = memchr(nul1 + 1, 0, n - a - 1);
+	if (!nul2)
+		return -1;
+	b = (size_t)(nul2 - p);
+	/* A third NUL would end up inside the password. */
+	if (memchr(nul2 + 1, 0, n - b - 1))
+		return -1;
+	if (b == a + 1)
+		return -1;
+
+	out->authz.off = 0;
+	out->authz.len = (uint32_t)a;
+	out->authc.off = (uint32_t)(a + 1);
+	out->authc.len = (uint32_t)(b - a - 1);
+	out->pass.off = (uint32_t)(b + 1);
+	out->pass.len = (uint32_t)(n - b - 1);
+	return 0;
+}

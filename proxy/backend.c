@@ -1,0 +1,184 @@
+/*
+ * backend.c - the backend connector: resolve the route's host (without
+ * blocking the loop), connect with a timeout, and carry the login-phase
+ * bytes between the backend and the protocol's replay code.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "session_int.h"
+#include "worker.h"
+
+struct backend_conn {
+	struct stream st;      /* first: s->backend points here */
+	uv_connect_t connect;
+	struct session *s;
+};
+
+static void backend__closed(struct stream *st)
+{
+	struct backend_conn *bc = (struct backend_conn *)st;
+	struct session *s = bc->s;
+
+	free(bc);
+	session__release(s);
+}
+
+void session_close_backend(struct session *s)
+{
+	if (s->backend == NULL)
+		return;
+	stream_close(s->backend);
+	s->backend = NULL;
+	s->bin_len = 0;
+}
+
+static void backend__read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session *s = st->owner;
+
+	if (b == NULL) {
+		session_log(s, LOG_INFO, "backend %s closed during login: %s", s->backend_addr,
+			    uv_strerror(status));
+		session_close_backend(s);
+		s->proto->backend_eof(s, status);
+		return;
+	}
+	if (s->bin == NULL) {
+		s->bin_cap = 16384;
+		s->bin = malloc(s->bin_cap);
+		if (s->bin == NULL) {
+			pbuf_put(b);
+			session_close(s, "out of memory");
+			return;
+		}
+	}
+	size_t room = s->bin_cap - s->bin_len;
+	size_t n = b->len < room ? b->len : room;
+	memcpy(s->bin + s->bin_len, b->data + b->off, n);
+	s->bin_len += n;
+	pbuf_put(b);
+	s->proto->backend_data(s);
+}
+
+static void backend__connected(uv_connect_t *req, int status)
+{
+	struct backend_conn *bc = req->data;
+	struct session *s = bc->s;
+
+	/* A connect that was given up (timeout, session closed) has already
+	   been reported; its handle is closing. */
+	if (status == UV_ECANCELED || s->closed || s->backend != &bc->st)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
+			    uv_strerror(status));
+		session_close_backend(s);
+		s->proto->backend_connected(s, status);
+		return;
+	}
+	uv_tcp_nodelay(&bc->st.tcp, 1);
+	uv_tcp_keepalive(&bc->st.tcp, 1, 60);
+	bc->st.on_read = backend__read;
+	int rc = stream_read_start(&bc->st);
+	if (rc < 0) {
+		session_close_backend(s);
+		s->proto->backend_connected(s, rc);
+		return;
+	}
+	s->bin_len = 0;
+	session_set_phase(s, SESSION_BACKEND_LOGIN);
+	s->proto->backend_connected(s, 0);
+}
+
+static void backend__connect_addr(struct session *s, const struct sockaddr *addr)
+{
+	struct backend_conn *bc = calloc(1, sizeof(*bc));
+	int rc;
+
+	if (bc == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	rc = stream_init(&bc->st, &s->w->loop, &s->w->pool, s);
+	if (rc < 0) {
+		free(bc);
+		s->proto->backend_connected(s, rc);
+		return;
+	}
+	bc->s = s;
+	bc->st.on_close = backend__closed;
+	s->refs++;
+	s->backend = &bc->st;
+	bc->connect.data = bc;
+	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, backend__connected);
+	if (rc < 0) {
+		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
+			    uv_strerror(rc));
+		session_close_backend(s);
+		s->proto->backend_connected(s, rc);
+	}
+}
+
+static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct session *s = req->data;
+
+	s->dns = NULL;
+	free(req);
+	if (s->closed || status == UV_ECANCELED) {
+		uv_freeaddrinfo(res);
+		session__release(s);
+		return;
+	}
+	session__release(s); /* s stays alive: its client stream still holds a count */
+	if (status < 0 || res == NULL) {
+		session_log(s, LOG_WARN, "resolving backend %s: %s", s->backend_addr,
+			    uv_strerror(status));
+		uv_freeaddrinfo(res);
+		s->proto->backend_connected(s, status < 0 ? status : UV_EAI_NONAME);
+		return;
+	}
+	backend__connect_addr(s, res->ai_addr);
+	uv_freeaddrinfo(res);
+}
+
+void session_connect_backend(struct session *s, const char *host, uint16_t port)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} addr;
+
+	if (strchr(host, ':'))
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
+	else
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "%s:%u", host, port);
+	session_set_phase(s, SESSION_BACKEND_CONNECT);
+	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
+		backend__connect_addr(s, &addr.sa);
+		return;
+	}
+	/* A hostname (Carbonio's lookup may answer one): resolve on the thread pool. */
+	uv_getaddrinfo_t *req = malloc(sizeof(*req));
+	if (req == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	req->data = s;
+	s->dns = req;
+	s->refs++;
+	int rc = uv_getaddrinfo(&s->w->loop, req, backend__resolved, host, portstr, &hints);
+	if (rc < 0) {
+		s->dns = NULL;
+		s->refs--;
+		free(req);
+		s->proto->backend_connected(s, rc);
+	}
+}

@@ -1,0 +1,265 @@
+/*
+ * main.c - command line, start-up, signals.
+ *
+ *   gatehouse -c FILE      run until SIGTERM/SIGINT
+ *   gatehouse -t -c FILE   check FILE and exit (0 good, 1 with the reason)
+ *   gatehouse -v           print the version
+ *
+ * The main thread loads the config, starts the workers and then only
+ * handles signals: SIGTERM/SIGINT drain (stop accepting, wait for sessions
+ * up to shutdown_timeout, then close them), SIGHUP reloads the config for
+ * new sessions, SIGUSR1 reopens the logs.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "audit.h"
+#include "conf.h"
+#include "log.h"
+#include "worker.h"
+
+#define DEFAULT_CONF "/etc/gatehouse/gatehouse.conf"
+
+struct main_state {
+	uv_loop_t *loop;
+	struct conf *conf;
+	struct worker *workers;
+	int nworkers;
+	atomic_int exited;
+	uv_async_t exit_async;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+	uv_timer_t drain_timer;
+	bool draining;
+};
+
+static struct main_state M;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: gatehouse [-t] [-c FILE] | -v\n"
+		   "  -c FILE  configuration file (default " DEFAULT_CONF ")\n"
+		   "  -t       check the configuration and exit\n"
+		   "  -v       print the version and exit\n");
+}
+
+static int open_logs(const struct conf *c)
+{
+	int rc = log_open(c->error_log, (enum log_level)c->log_level);
+	if (rc < 0) {
+		fprintf(stderr, "gatehouse: opening error log %s: %s\n", c->error_log, strerror(-rc));
+		return rc;
+	}
+	rc = audit_open(c->audit_log);
+	if (rc < 0) {
+		log_write(LOG_ERROR, "opening audit log %s: %s", c->audit_log, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static void main__close_handles(void)
+{
+	uv_close((uv_handle_t *)&M.exit_async, NULL);
+	uv_close((uv_handle_t *)&M.sig_term, NULL);
+	uv_close((uv_handle_t *)&M.sig_int, NULL);
+	uv_close((uv_handle_t *)&M.sig_hup, NULL);
+	uv_close((uv_handle_t *)&M.sig_usr1, NULL);
+	uv_close((uv_handle_t *)&M.drain_timer, NULL);
+}
+
+static void main__worker_exited(struct worker *w)
+{
+	atomic_fetch_add(&M.exited, 1);
+	uv_async_send(&M.exit_async);
+}
+
+static void main__on_exit_async(uv_async_t *a)
+{
+	if (atomic_load(&M.exited) == M.nworkers)
+		main__close_handles();
+}
+
+static void main__drain_deadline(uv_timer_t *t)
+{
+	log_write(LOG_INFO, "drain deadline reached: closing the remaining sessions");
+	for (int i = 0; i < M.nworkers; i++)
+		worker_command(&M.workers[i], WORKER_CMD_CLOSE_ALL);
+}
+
+static void main__on_stop(uv_signal_t *h, int signum)
+{
+	if (M.draining) {
+		log_write(LOG_INFO, "signal %d again: closing all sessions now", signum);
+		main__drain_deadline(&M.drain_timer);
+		return;
+	}
+	M.draining = true;
+	log_write(LOG_INFO, "signal %d: no longer accepting, draining sessions for up to %.1f s",
+		  signum, M.conf->shutdown_timeout);
+	for (int i = 0; i < M.nworkers; i++)
+		worker_command(&M.workers[i], WORKER_CMD_STOP_ACCEPT);
+	uv_timer_start(&M.drain_timer, main__drain_deadline,
+		       (uint64_t)(M.conf->shutdown_timeout * 1000.0), 0);
+}
+
+static bool main__same_listeners(const struct conf *a, const struct conf *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (int i = 0; i < a->nlisten; i++) {
+		if (a->listen[i].proto != b->listen[i].proto ||
+		    a->listen[i].addrlen != b->listen[i].addrlen ||
+		    memcmp(&a->listen[i].addr, &b->listen[i].addr, a->listen[i].addrlen) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void main__on_hup(uv_signal_t *h, int signum)
+{
+	char err[512];
+	struct conf *c = conf_load(M.conf->path, err, sizeof(err));
+
+	if (c == NULL) {
+		log_write(LOG_ERROR, "reload refused, keeping the running configuration: %s", err);
+		return;
+	}
+	if (!main__same_listeners(M.conf, c))
+		log_write(LOG_WARN, "reload: listener changes take effect only after a restart");
+	if (open_logs(c) < 0)
+		log_write(LOG_ERROR, "reload: could not open the new logs");
+	for (int i = 0; i < M.nworkers; i++)
+		worker_set_conf(&M.workers[i], c);
+	conf_unref(M.conf);
+	M.conf = c;
+	log_write(LOG_INFO, "reloaded %s: new sessions use it, established sessions continue",
+		  c->path);
+}
+
+static void main__on_usr1(uv_signal_t *h, int signum)
+{
+	if (open_logs(M.conf) == 0)
+		log_write(LOG_INFO, "logs reopened");
+}
+
+static int main__run(struct conf *c)
+{
+	uv_sem_t started;
+	int rc = 0;
+
+	M.loop = uv_default_loop();
+	M.conf = c;
+	M.nworkers = c->workers;
+	M.workers = calloc((size_t)M.nworkers, sizeof(*M.workers));
+	if (M.workers == NULL)
+		return 1;
+	uv_async_init(M.loop, &M.exit_async, main__on_exit_async);
+	uv_signal_init(M.loop, &M.sig_term);
+	uv_signal_init(M.loop, &M.sig_int);
+	uv_signal_init(M.loop, &M.sig_hup);
+	uv_signal_init(M.loop, &M.sig_usr1);
+	uv_timer_init(M.loop, &M.drain_timer);
+	uv_signal_start(&M.sig_term, main__on_stop, SIGTERM);
+	uv_signal_start(&M.sig_int, main__on_stop, SIGINT);
+	uv_signal_start(&M.sig_hup, main__on_hup, SIGHUP);
+	uv_signal_start(&M.sig_usr1, main__on_usr1, SIGUSR1);
+	uv_sem_init(&started, 0);
+
+	int nstarted = 0;
+	for (int i = 0; i < M.nworkers; i++) {
+		M.workers[i].on_exit = main__worker_exited;
+		if (worker_start(&M.workers[i], i, c, &started) < 0) {
+			log_write(LOG_ERROR, "cannot start worker %d", i);
+			rc = 1;
+			break;
+		}
+		nstarted++;
+		uv_sem_wait(&started);
+		if (M.workers[i].start_status < 0) {
+			log_write(LOG_ERROR, "%s", M.workers[i].start_error);
+			rc = 1;
+			break;
+		}
+	}
+	if (rc != 0) {
+		M.nworkers = nstarted;
+		M.draining = true;
+		for (int i = 0; i < nstarted; i++)
+			worker_command(&M.workers[i], WORKER_CMD_CLOSE_ALL);
+	} else {
+		char addrs[512] = "";
+		for (int i = 0; i < c->nlisten; i++) {
+			size_t l = strlen(addrs);
+			snprintf(addrs + l, sizeof(addrs) - l, "%s%s (%s)", i ? ", " : "",
+				 c->listen[i].address, conf_proto_names[c->listen[i].proto]);
+		}
+		log_write(LOG_INFO, "gatehouse %s started: %d workers, listening on %s",
+			  GATEHOUSE_VERSION, M.nworkers, addrs);
+	}
+	if (M.nworkers == 0)
+		main__close_handles();
+	uv_run(M.loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < M.nworkers; i++)
+		worker_join(&M.workers[i]);
+	uv_sem_destroy(&started);
+	uv_loop_close(M.loop);
+	free(M.workers);
+	if (rc == 0)
+		log_write(LOG_INFO, "gatehouse stopped");
+	conf_unref(M.conf);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONF;
+	bool test_only = false;
+	int opt;
+	char err[512];
+
+	while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test_only = true;
+			break;
+		case 'v':
+			printf("gatehouse %s\n", GATEHOUSE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct conf *c = conf_load(path, err, sizeof(err));
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (test_only) {
+		printf("%s: configuration is valid\n", path);
+		conf_unref(c);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (open_logs(c) < 0) {
+		conf_unref(c);
+		return 1;
+	}
+	return main__run(c);
+}

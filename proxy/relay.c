@@ -1,0 +1,171 @@
+/*
+ * relay.c - after login: bytes both ways until either side closes.
+ *
+ * Each read lands in a pool buffer that is handed to the other stream's
+ * write queue as is (no copy). When a side's queue passes the high-water
+ * mark, reading from the other side stops until the queue has drained to
+ * half of it, so a slow reader bounds memory at roughly high water plus one
+ * buffer per direction. An EOF from one side becomes a shutdown (FIN) on
+ * the other once its queued bytes are written; the session ends when both
+ * directions have been shut down, or at the first error.
+ */
+#include <stdlib.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "session_int.h"
+
+static void relay__maybe_done(struct session *s)
+{
+	if (s->client_shut_done && s->backend_shut_done)
+		session_close(s, "both sides closed");
+}
+
+static void relay__client_shut(uv_shutdown_t *req, int status)
+{
+	struct stream *st = req->data;
+	struct session *s = st->owner;
+
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_close(s, "client shutdown failed");
+		return;
+	}
+	s->client_shut_done = true;
+	relay__maybe_done(s);
+}
+
+static void relay__backend_shut(uv_shutdown_t *req, int status)
+{
+	struct stream *st = req->data;
+	struct session *s = st->owner;
+
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_close(s, "backend shutdown failed");
+		return;
+	}
+	s->backend_shut_done = true;
+	relay__maybe_done(s);
+}
+
+/* Data or EOF from `from`, to be written to `to`. */
+static void relay__pass(struct session *s, struct stream *from, struct stream *to, struct pbuf *b,
+			int status, bool *paused, bool *eof, uv_shutdown_cb shut_cb)
+{
+	if (b != NULL) {
+		s->last_activity_ms = session_now(s);
+		if (stream_write(to, b) < 0) {
+			session_close(s, "write failed");
+			return;
+		}
+		if (to->queued > s->conf->limits.relay_high_water) {
+			stream_read_stop(from);
+			*paused = true;
+		}
+		return;
+	}
+	if (status != UV_EOF) {
+		session_log(s, LOG_DEBUG, "relay read: %s", uv_strerror(status));
+		session_close(s, "connection error");
+		return;
+	}
+	*eof = true;
+	if (stream_shutdown(to, shut_cb) < 0)
+		session_close(s, "shutdown failed");
+}
+
+static void relay__client_read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session *s = st->owner;
+
+	relay__pass(s, &s->client, s->backend, b, status, &s->relay_c2b_paused, &s->client_eof,
+		    relay__backend_shut);
+}
+
+static void relay__backend_read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session *s = st->owner;
+
+	relay__pass(s, s->backend, &s->client, b, status, &s->relay_b2c_paused, &s->backend_eof,
+		    relay__client_shut);
+}
+
+/* A write to `to` finished: resume reading `from` once `to` has drained. */
+static void relay__resume(struct session *s, struct stream *from, struct stream *to, bool *paused,
+			  int status)
+{
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_close(s, "write failed");
+		return;
+	}
+	if (*paused && to->queued <= s->conf->limits.relay_high_water / 2) {
+		*paused = false;
+		if (stream_read_start(from) < 0)
+			session_close(s, "read failed");
+	}
+}
+
+static void relay__client_written(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->phase != SESSION_RELAY) {
+		if (status < 0)
+			session_close(s, "client write failed");
+		return;
+	}
+	relay__resume(s, s->backend, &s->client, &s->relay_b2c_paused, status);
+}
+
+static void relay__backend_written(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	relay__resume(s, &s->client, s->backend, &s->relay_c2b_paused, status);
+}
+
+void relay_start(struct session *s)
+{
+	s->client.on_read = relay__client_read;
+	s->client.on_written = relay__client_written;
+	s->backend->on_read = relay__backend_read;
+	s->backend->on_written = relay__backend_written;
+	session_set_phase(s, SESSION_RELAY);
+	if (stream_read_start(&s->client) < 0 || stream_read_start(s->backend) < 0)
+		session_close(s, "read failed");
+}
+
+void session_start_relay(struct session *s)
+{
+	if (s->closed || s->backend == NULL)
+		return;
+	/* Commands the client pipelined behind its login go to the backend
+	   now, after our own login, and in order. */
+	if (s->in_len > 0)
+		session_backend_write(s, s->in, s->in_len, false);
+	/* Anything the backend sent after its login answer goes to the client. */
+	if (s->bin_len > 0)
+		session_write(s, s->bin, s->bin_len);
+	if (s->closed || s->backend == NULL)
+		return;
+	/* Login-phase memory goes now: the relay needs none of it. */
+	if (s->proto_state)
+		s->proto->destroy(s);
+	OPENSSL_cleanse(s->in, s->in_cap);
+	free(s->in);
+	s->in = NULL;
+	s->in_len = s->in_cap = 0;
+	if (s->bin) {
+		OPENSSL_cleanse(s->bin, s->bin_cap);
+		free(s->bin);
+		s->bin = NULL;
+		s->bin_len = s->bin_cap = 0;
+	}
+	relay_start(s);
+}

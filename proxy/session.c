@@ -1,0 +1,405 @@
+/*
+ * session.c - session lifecycle: accept, phases and their timeouts, the
+ * pre-login input buffers, route resolution and closing.
+ *
+ * Every handle and pending request a session owns holds one count in
+ * s->refs; the session is freed when the count drops to zero after
+ * session_close(). Callbacks that arrive after session_close() (cancelled
+ * writes, a DNS answer) only drop their count.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "imap.h"
+#include "session_int.h"
+#include "worker.h"
+
+const char *const session_phase_names[] = {
+	[SESSION_PREAUTH] = "PREAUTH",
+	[SESSION_LOOKUP] = "LOOKUP",
+	[SESSION_AUTH_WAIT] = "AUTH_WAIT",
+	[SESSION_BACKEND_CONNECT] = "BACKEND_CONNECT",
+	[SESSION_BACKEND_LOGIN] = "BACKEND_LOGIN",
+	[SESSION_RELAY] = "RELAY",
+	[SESSION_CLOSING] = "CLOSING",
+};
+
+/* How long session_finish waits for the last bytes to reach the client. */
+#define SESSION_FINISH_SECS 5.0
+/* Backend login-phase input: greeting, ID answer and the login answer. */
+#define SESSION_BACKEND_INBUF 16384
+
+static atomic_uint_fast64_t session_next_id;
+static pthread_once_t session_ids_once = PTHREAD_ONCE_INIT;
+
+/* Ids start from the clock so they do not repeat across restarts. */
+static void session__ids_init(void)
+{
+	atomic_store(&session_next_id, (uint64_t)time(NULL) << 20);
+}
+
+static uint64_t session__next_id(void)
+{
+	pthread_once(&session_ids_once, session__ids_init);
+	return atomic_fetch_add(&session_next_id, 1) + 1;
+}
+
+static const struct session_proto *session__proto(enum conf_proto p)
+{
+	switch (p) {
+	case CONF_PROTO_IMAP:
+		return &imap_proto;
+	}
+	return NULL;
+}
+
+uint64_t session_now(struct session *s)
+{
+	return uv_now(&s->w->loop);
+}
+
+void session_log(struct session *s, enum log_level level, const char *fmt, ...)
+{
+	char msg[1536];
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_write(level, "session=%s client=%s:%u phase=%s %s", s->idstr, s->client_ip,
+		  s->client_port, session_phase_names[s->phase], msg);
+}
+
+static void session__unref(struct session *s)
+{
+	if (--s->refs > 0)
+		return;
+	if (s->in) {
+		OPENSSL_cleanse(s->in, s->in_cap);
+		free(s->in);
+	}
+	if (s->bin) {
+		OPENSSL_cleanse(s->bin, s->bin_cap);
+		free(s->bin);
+	}
+	worker_session_gone(s->w, s);
+	conf_unref(s->conf);
+	free(s);
+}
+
+void session__release(struct session *s)
+{
+	session__unref(s);
+}
+
+static void session__client_closed(struct stream *st)
+{
+	session__unref(st->owner);
+}
+
+static void session__timer_closed(uv_handle_t *h)
+{
+	session__unref(h->data);
+}
+
+/* ---- timers ---- */
+
+static void session__arm(struct session *s, double secs)
+{
+	if (s->closed)
+		return;
+	s->timer_secs = secs;
+	uint64_t ms = secs <= 0 ? 0 : (uint64_t)(secs * 1000.0 + 0.5);
+	uv_timer_start(&s->timer, session__timer_fired, ms, 0);
+}
+
+void session_delay(struct session *s, double secs)
+{
+	session__arm(s, secs);
+}
+
+void session_set_phase(struct session *s, enum session_phase phase)
+{
+	const struct conf *c = s->conf;
+
+	if (s->closed)
+		return;
+	s->phase = phase;
+	switch (phase) {
+	case SESSION_PREAUTH:
+		session__arm(s, c->limits.preauth_timeout);
+		break;
+	case SESSION_BACKEND_CONNECT:
+		session__arm(s, c->limits.connect_timeout);
+		break;
+	case SESSION_BACKEND_LOGIN:
+		session__arm(s, c->limits.backend_timeout);
+		break;
+	case SESSION_RELAY:
+		s->last_activity_ms = session_now(s);
+		session__arm(s, c->limits.idle_timeout);
+		break;
+	case SESSION_LOOKUP:     /* the lookup client bounds its own time */
+	case SESSION_AUTH_WAIT:  /* the protocol arms session_delay */
+	case SESSION_CLOSING:
+	case SESSION_NPHASES:
+		uv_timer_stop(&s->timer);
+		break;
+	}
+}
+
+void session__timer_fired(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	if (s->closed)
+		return;
+	switch (s->phase) {
+	case SESSION_RELAY: {
+		uint64_t idle_ms = (uint64_t)(s->conf->limits.idle_timeout * 1000.0);
+		uint64_t quiet = session_now(s) - s->last_activity_ms;
+		if (quiet >= idle_ms) {
+			session_log(s, LOG_INFO, "idle for %.0f s, closing", s->conf->limits.idle_timeout);
+			session_close(s, "idle timeout");
+		} else {
+			/* Traffic since the timer was armed: sleep for the rest. */
+			uv_timer_start(&s->timer, session__timer_fired, idle_ms - quiet, 0);
+		}
+		return;
+	}
+	case SESSION_BACKEND_CONNECT:
+		session_log(s, LOG_WARN, "connecting to backend %s: timed out after %.1f s",
+			    s->backend_addr, s->conf->limits.connect_timeout);
+		session_close_backend(s);
+		s->proto->backend_connected(s, UV_ETIMEDOUT);
+		return;
+	case SESSION_CLOSING:
+		session_close(s, s->close_reason ? s->close_reason : "closing timed out");
+		return;
+	default:
+		s->proto->timeout(s);
+		return;
+	}
+}
+
+/* ---- client I/O before login ---- */
+
+static void session__client_read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session *s = st->owner;
+
+	if (b == NULL) {
+		s->proto->client_eof(s, status);
+		return;
+	}
+	size_t room = s->in_cap - s->in_len;
+	size_t n = b->len < room ? b->len : room;
+	memcpy(s->in + s->in_len, b->data + b->off, n);
+	s->in_len += n;
+	/* Bytes past the buffer are dropped: the protocol sees a full buffer,
+	   answers "line too long" and closes. */
+	b->wipe = true;
+	pbuf_put(b);
+	s->proto->client_data(s);
+}
+
+void session_client_reading(struct session *s, bool on)
+{
+	if (s->closed)
+		return;
+	if (on) {
+		if (stream_read_start(&s->client) < 0)
+			session_close(s, "client read failed");
+	} else {
+		stream_read_stop(&s->client);
+	}
+}
+
+void session_consume(struct session *s, size_t n)
+{
+	if (n >= s->in_len) {
+		s->in_len = 0;
+		return;
+	}
+	memmove(s->in, s->in + n, s->in_len - n);
+	s->in_len -= n;
+}
+
+void session_backend_consume(struct session *s, size_t n)
+{
+	if (n >= s->bin_len) {
+		s->bin_len = 0;
+		return;
+	}
+	memmove(s->bin, s->bin + n, s->bin_len - n);
+	s->bin_len -= n;
+}
+
+void session_write(struct session *s, const void *data, size_t len)
+{
+	if (s->closed || s->finishing)
+		return;
+	int rc = stream_write_copy(&s->client, data, len, false);
+	if (rc < 0) {
+		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
+		session_close(s, "client write failed");
+	}
+}
+
+void session_writef(struct session *s, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	session_write(s, buf, (size_t)n);
+}
+
+void session_backend_write(struct session *s, const void *data, size_t len, bool secret)
+{
+	if (s->closed || s->backend == NULL)
+		return;
+	int rc = stream_write_copy(s->backend, data, len, secret);
+	if (rc < 0) {
+		session_log(s, LOG_WARN, "writing to backend %s: %s", s->backend_addr, uv_strerror(rc));
+		session_close_backend(s);
+		s->proto->backend_eof(s, rc);
+	}
+}
+
+/* ---- route resolution ---- */
+
+static void session__route_done(struct route_req *req, const struct route *r, void *arg)
+{
+	struct session *s = arg;
+
+	s->route_req = NULL;
+	if (s->closed)
+		return;
+	s->proto->route_done(s, r);
+}
+
+void session_resolve(struct session *s, const struct route_query *q)
+{
+	session_set_phase(s, SESSION_LOOKUP);
+	s->route_req = route_resolve(&s->w->loop, s->conf, q, session__route_done, s);
+	if (s->route_req == NULL)
+		session_close(s, "out of memory");
+}
+
+/* ---- closing ---- */
+
+void session_close(struct session *s, const char *reason)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	s->phase = SESSION_CLOSING;
+	session_log(s, LOG_DEBUG, "closing: %s", reason);
+	if (s->route_req) {
+		route_cancel(s->route_req);
+		s->route_req = NULL;
+	}
+	if (s->dns)
+		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
+	if (s->proto_state)
+		s->proto->destroy(s);
+	session_close_backend(s);
+	stream_close(&s->client);
+	uv_close((uv_handle_t *)&s->timer, session__timer_closed);
+}
+
+static void session__finished(uv_shutdown_t *req, int status)
+{
+	struct stream *st = req->data;
+	struct session *s = st->owner;
+
+	session_close(s, s->close_reason ? s->close_reason : "finished");
+}
+
+void session_finish(struct session *s, const char *reason)
+{
+	if (s->closed || s->finishing)
+		return;
+	s->finishing = true;
+	s->close_reason = reason;
+	stream_read_stop(&s->client);
+	if (s->route_req) {
+		route_cancel(s->route_req);
+		s->route_req = NULL;
+	}
+	session_close_backend(s);
+	session_set_phase(s, SESSION_CLOSING);
+	session__arm(s, SESSION_FINISH_SECS);
+	if (stream_shutdown(&s->client, session__finished) < 0)
+		session_close(s, reason);
+}
+
+/* ---- accept ---- */
+
+struct session *session_new(struct worker *w, struct listener *l)
+{
+	struct conf *c = w->conf;
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->w = w;
+	s->conf = conf_ref(c);
+	s->listener = l->cl;
+	s->proto = session__proto(l->cl->proto);
+	s->id = session__next_id();
+	snprintf(s->idstr, sizeof(s->idstr), "%llx", (unsigned long long)s->id);
+	s->in_cap = c->limits.max_line + 1;
+	s->in = malloc(s->in_cap);
+	if (s->in == NULL || stream_init(&s->client, &w->loop, &w->pool, s) < 0) {
+		free(s->in);
+		conf_unref(s->conf);
+		free(s);
+		return NULL;
+	}
+	s->refs = 1;
+	s->client.on_read = session__client_read;
+	s->client.on_close = session__client_closed;
+	uv_timer_init(&w->loop, &s->timer);
+	s->timer.data = s;
+	s->refs++;
+	s->started_ms = uv_now(&w->loop);
+	strcpy(s->client_ip, "?");
+	strcpy(s->local_ip, "?");
+	return s;
+}
+
+void session_start(struct session *s)
+{
+	uv_tcp_nodelay(&s->client.tcp, 1);
+	uv_tcp_keepalive(&s->client.tcp, 1, 60);
+	stream_peer(&s->client, s->client_ip, sizeof(s->client_ip), &s->client_port);
+	stream_local(&s->client, s->local_ip, sizeof(s->local_ip), &s->local_port);
+	session_log(s, LOG_DEBUG, "connected to %s:%u", s->local_ip, s->local_port);
+	s->phase = SESSION_PREAUTH;
+	if (s->proto->start(s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (s->closed || s->finishing)
+		return;
+	session_set_phase(s, SESSION_PREAUTH);
+	session_client_reading(s, true);
+}

@@ -1,0 +1,171 @@
+/*
+ * stream.c - plain TCP streams (TLS plugs in here later).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "stream.h"
+
+#define pbuf_of(base) ((struct pbuf *)((char *)(base) - offsetof(struct pbuf, data)))
+
+int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *owner)
+{
+	memset(st, 0, sizeof(*st));
+	st->pool = pool;
+	st->owner = owner;
+	st->tcp.data = st;
+	return uv_tcp_init(loop, &st->tcp);
+}
+
+static void stream__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct stream *st = h->data;
+	struct pbuf *b = pbuf_get(st->pool);
+
+	if (b == NULL) {
+		buf->base = NULL;
+		buf->len = 0;
+		return;
+	}
+	buf->base = (char *)b->data;
+	buf->len = b->cap;
+}
+
+static void stream__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct stream *st = h->data;
+	struct pbuf *b = buf->base ? pbuf_of(buf->base) : NULL;
+
+	if (nread > 0) {
+		b->off = 0;
+		b->len = (uint32_t)nread;
+		st->on_read(st, b, 0);
+		return;
+	}
+	/* Nothing read (EAGAIN) or end: give the buffer back at once. */
+	pbuf_put(b);
+	if (nread == 0)
+		return;
+	st->reading = false;
+	uv_read_stop(h);
+	st->on_read(st, NULL, (int)nread);
+}
+
+int stream_read_start(struct stream *st)
+{
+	if (st->reading || st->closing)
+		return 0;
+	int rc = uv_read_start((uv_stream_t *)&st->tcp, stream__alloc, stream__read);
+	if (rc == 0)
+		st->reading = true;
+	return rc;
+}
+
+void stream_read_stop(struct stream *st)
+{
+	if (!st->reading)
+		return;
+	st->reading = false;
+	uv_read_stop((uv_stream_t *)&st->tcp);
+}
+
+static void stream__written(uv_write_t *req, int status)
+{
+	struct pbuf *b = (struct pbuf *)req;
+	struct stream *st = b->st;
+
+	st->queued -= b->len;
+	pbuf_put(b);
+	if (!st->closing && st->on_written)
+		st->on_written(st, status);
+}
+
+int stream_write(struct stream *st, struct pbuf *b)
+{
+	if (st->closing || st->shut) {
+		pbuf_put(b);
+		return UV_EPIPE;
+	}
+	uv_buf_t ub = uv_buf_init((char *)b->data + b->off, b->len);
+	b->st = st;
+	int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, &ub, 1, stream__written);
+	if (rc < 0) {
+		pbuf_put(b);
+		return rc;
+	}
+	st->queued += b->len;
+	return 0;
+}
+
+int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe)
+{
+	struct pbuf *b = pbuf_get_size(st->pool, len);
+
+	if (b == NULL)
+		return UV_ENOMEM;
+	memcpy(b->data, data, len);
+	b->len = (uint32_t)len;
+	b->wipe = wipe;
+	return stream_write(st, b);
+}
+
+int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
+{
+	if (st->shut || st->closing)
+		return 0;
+	st->shut = true;
+	st->shutdown_req.data = st;
+	return uv_shutdown(&st->shutdown_req, (uv_stream_t *)&st->tcp, cb);
+}
+
+static void stream__closed(uv_handle_t *h)
+{
+	struct stream *st = h->data;
+
+	if (st->on_close)
+		st->on_close(st);
+}
+
+void stream_close(struct stream *st)
+{
+	if (st->closing)
+		return;
+	st->closing = true;
+	st->reading = false;
+	uv_close((uv_handle_t *)&st->tcp, stream__closed);
+}
+
+static int stream__name(const struct sockaddr_storage *ss, char *ip, size_t iplen, uint16_t *port_out)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		*port_out = ntohs(a->sin_port);
+		return uv_ip4_name(a, ip, iplen);
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		*port_out = ntohs(a->sin6_port);
+		return uv_ip6_name(a, ip, iplen);
+	}
+	return UV_EAFNOSUPPORT;
+}
+
+int stream_peer(struct stream *st, char *ip, size_t iplen, uint16_t *port_out)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc = uv_tcp_getpeername(&st->tcp, (struct sockaddr *)&ss, &len);
+	if (rc < 0)
+		return rc;
+	return stream__name(&ss, ip, iplen, port_out);
+}
+
+int stream_local(struct stream *st, char *ip, size_t iplen, uint16_t *port_out)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc = uv_tcp_getsockname(&st->tcp, (struct sockaddr *)&ss, &len);
+	if (rc < 0)
+		return rc;
+	return stream__name(&ss, ip, iplen, port_out);
+}

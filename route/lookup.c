@@ -1,0 +1,362 @@
+/*
+ * lookup.c - the asynchronous client for the route lookup service.
+ *
+ * One HTTP/1.0 request per attempt, as Zimbra's servlet expects. Unlike
+ * Zimbra's nginx, a timeout fails over to the next server too, so one slow
+ * lookup server does not stall logins for the full timeout on every try.
+ * Health is per worker (thread-local): no locks on the login path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "log.h"
+#include "lookup_client.h"
+
+#define LOOKUP_REQ_MAX 4096
+
+struct lookup_attempt;
+
+struct lookup_call {
+	uv_loop_t *loop;
+	struct conf *conf;
+	lookup_done_cb cb;
+	void *arg;
+	/* A private copy of the query. */
+	char *method, *user, *password, *protocol, *client_ip, *proxy_ip;
+	int attempt_no;
+	unsigned tried;                /* bit per server index */
+	int ntried;
+	struct lookup_attempt *cur;
+	int live;                      /* attempts not yet freed */
+	bool finished;                 /* cb called or aborted */
+	char error[160];
+};
+
+struct lookup_attempt {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect;
+	uv_write_t write;
+	struct lookup_call *call;
+	int server;
+	int handles;                   /* open handles (tcp, timer) */
+	bool closing;
+	size_t reqlen;
+	char req[LOOKUP_REQ_MAX];
+	char rbuf[2048];
+	struct lookup_parser parser;
+	struct lookup_response resp;
+};
+
+/* Per-worker health of the lookup servers of the current config. */
+static _Thread_local struct {
+	const struct conf *conf;
+	unsigned rr;
+	uint64_t down_until[CONF_MAX_LOOKUP_SERVERS];
+} lk;
+
+static void lookup__try_next(struct lookup_call *call);
+
+static void lookup__call_free(struct lookup_call *call)
+{
+	if (call->password) {
+		OPENSSL_cleanse(call->password, strlen(call->password));
+		free(call->password);
+	}
+	free(call->method);
+	free(call->user);
+	free(call->protocol);
+	free(call->client_ip);
+	free(call->proxy_ip);
+	conf_unref(call->conf);
+	free(call);
+}
+
+static void lookup__handle_closed(uv_handle_t *h)
+{
+	struct lookup_attempt *a = h->data;
+	struct lookup_call *call = a->call;
+
+	if (--a->handles > 0)
+		return;
+	OPENSSL_cleanse(a->req, sizeof(a->req));
+	free(a);
+	if (--call->live == 0 && call->finished)
+		lookup__call_free(call);
+}
+
+static void lookup__attempt_close(struct lookup_attempt *a)
+{
+	if (a->closing)
+		return;
+	a->closing = true;
+	if (a->call->cur == a)
+		a->call->cur = NULL;
+	uv_close((uv_handle_t *)&a->tcp, lookup__handle_closed);
+	uv_close((uv_handle_t *)&a->timer, lookup__handle_closed);
+}
+
+static void lookup__finish(struct lookup_call *call, const struct lookup_response *resp,
+			   const char *server)
+{
+	call->finished = true;
+	call->cb(call->arg, resp, server, call->error);
+	if (call->live == 0)
+		lookup__call_free(call);
+}
+
+static void lookup__server_name(const struct conf *c, int i, char *out, size_t n)
+{
+	snprintf(out, n, "%s", c->lookup.servers[i].url);
+}
+
+/* This attempt failed: hold its server down and try another. */
+static void lookup__attempt_failed(struct lookup_attempt *a, const char *why)
+{
+	struct lookup_call *call = a->call;
+	char name[256];
+
+	lookup__server_name(call->conf, a->server, name, sizeof(name));
+	snprintf(call->error, sizeof(call->error), "%s", why);
+	log_write(LOG_WARN, "lookup server %s: %s (user \"%s\")", name, why, call->user);
+	if (lk.conf == call->conf)
+		lk.down_until[a->server] =
+			uv_now(call->loop) + (uint64_t)(call->conf->lookup.retry_interval * 1000.0);
+	lookup__attempt_close(a);
+	if (!call->finished)
+		lookup__try_next(call);
+}
+
+static void lookup__answered(struct lookup_attempt *a)
+{
+	struct lookup_call *call = a->call;
+	char server[64];
+	char ip[46] = "?";
+	const struct sockaddr_storage *ss = &call->conf->lookup.servers[a->server].addr;
+
+	if (a->resp.http_status != 200) {
+		char why[64];
+		snprintf(why, sizeof(why), "answered HTTP status %d", a->resp.http_status);
+		lookup__attempt_failed(a, why);
+		return;
+	}
+	if (ss->ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof(ip));
+	else
+		uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof(ip));
+	snprintf(server, sizeof(server), "%s:%u", ip,
+		 ntohs(((const struct sockaddr_in *)ss)->sin_port));
+	if (lk.conf == call->conf)
+		lk.down_until[a->server] = 0;
+	lookup__attempt_close(a);
+	lookup__finish(call, &a->resp, server);
+}
+
+static void lookup__timeout(uv_timer_t *t)
+{
+	struct lookup_attempt *a = t->data;
+
+	if (a->closing)
+		return;
+	char why[64];
+	snprintf(why, sizeof(why), "no answer within %.1f s", a->call->conf->lookup.timeout);
+	lookup__attempt_failed(a, why);
+}
+
+static void lookup__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct lookup_attempt *a = h->data;
+
+	buf->base = a->rbuf;
+	buf->len = sizeof(a->rbuf);
+}
+
+static void lookup__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct lookup_attempt *a = h->data;
+
+	if (a->closing || nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread == UV_EOF && lookup_parser_eof(&a->parser) == 1) {
+			lookup__answered(a);
+			return;
+		}
+		lookup__attempt_failed(a, nread == UV_EOF ? "closed the connection before answering"
+							  : uv_strerror((int)nread));
+		return;
+	}
+	int rc = lookup_parser_feed(&a->parser, (const uint8_t *)buf->base, (size_t)nread);
+	if (rc < 0)
+		lookup__attempt_failed(a, "sent a malformed answer");
+	else if (rc == 1)
+		lookup__answered(a);
+}
+
+static void lookup__written(uv_write_t *req, int status)
+{
+	struct lookup_attempt *a = req->data;
+
+	/* The request may hold the password: wipe it as soon as it is sent. */
+	OPENSSL_cleanse(a->req, sizeof(a->req));
+	if (a->closing || status == 0)
+		return;
+	lookup__attempt_failed(a, uv_strerror(status));
+}
+
+static void lookup__connected(uv_connect_t *req, int status)
+{
+	struct lookup_attempt *a = req->data;
+
+	if (a->closing)
+		return;
+	if (status < 0) {
+		char why[96];
+		snprintf(why, sizeof(why), "connect: %s", uv_strerror(status));
+		lookup__attempt_failed(a, why);
+		return;
+	}
+	uv_buf_t b = uv_buf_init(a->req, (unsigned)a->reqlen);
+	a->write.data = a;
+	int rc = uv_write(&a->write, (uv_stream_t *)&a->tcp, &b, 1, lookup__written);
+	if (rc == 0)
+		rc = uv_read_start((uv_stream_t *)&a->tcp, lookup__alloc, lookup__read);
+	if (rc < 0)
+		lookup__attempt_failed(a, uv_strerror(rc));
+}
+
+static int lookup__pick(struct lookup_call *call)
+{
+	const struct conf *c = call->conf;
+	int n = c->lookup.nservers;
+	uint64_t now = uv_now(call->loop);
+	int best = -1;
+
+	if (lk.conf != c) {
+		memset(&lk, 0, sizeof(lk));
+		lk.conf = c;
+	}
+	unsigned start = lk.rr++;
+	for (int k = 0; k < n; k++) {
+		int i = (int)((start + (unsigned)k) % (unsigned)n);
+		if (call->tried & (1u << i))
+			continue;
+		if (lk.down_until[i] <= now)
+			return i;
+		if (best < 0 || lk.down_until[i] < lk.down_until[best])
+			best = i;
+	}
+	/* Every server left is held down. On the first attempt probe the one
+	   that failed longest ago, so a login fails fast when all are down and
+	   succeeds as soon as one is back; after a failure, give up. */
+	return call->ntried == 0 ? best : -1;
+}
+
+static void lookup__try_next(struct lookup_call *call)
+{
+	int i = lookup__pick(call);
+	const struct conf_lookup_server *srv;
+	struct lookup_attempt *a;
+	struct lookup_query q;
+	int rc, len;
+
+	if (i < 0) {
+		if (call->error[0] == '\0')
+			snprintf(call->error, sizeof(call->error), "no lookup server available");
+		lookup__finish(call, NULL, NULL);
+		return;
+	}
+	call->tried |= 1u << i;
+	call->ntried++;
+	srv = &call->conf->lookup.servers[i];
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		snprintf(call->error, sizeof(call->error), "out of memory");
+		lookup__finish(call, NULL, NULL);
+		return;
+	}
+	a->call = call;
+	a->server = i;
+	q = (struct lookup_query){
+		.method = call->method,
+		.user = call->user,
+		.password = call->password,
+		.protocol = call->protocol,
+		.attempt = call->attempt_no,
+		.client_ip = call->client_ip,
+		.proxy_ip = call->proxy_ip,
+	};
+	len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
+				   call->conf->lookup.send_password);
+	if (len < 0) {
+		free(a);
+		snprintf(call->error, sizeof(call->error), "request too large");
+		lookup__finish(call, NULL, NULL);
+		return;
+	}
+	a->reqlen = (size_t)len;
+	lookup_parser_init(&a->parser, &a->resp);
+	uv_tcp_init(call->loop, &a->tcp);
+	uv_timer_init(call->loop, &a->timer);
+	a->tcp.data = a;
+	a->timer.data = a;
+	a->handles = 2;
+	call->live++;
+	call->cur = a;
+	uv_timer_start(&a->timer, lookup__timeout, (uint64_t)(call->conf->lookup.timeout * 1000.0), 0);
+	a->connect.data = a;
+	rc = uv_tcp_connect(&a->connect, &a->tcp, (const struct sockaddr *)&srv->addr,
+			    lookup__connected);
+	if (rc < 0) {
+		char why[96];
+		snprintf(why, sizeof(why), "connect: %s", uv_strerror(rc));
+		lookup__attempt_failed(a, why);
+	}
+}
+
+static char *lookup__dup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+struct lookup_call *lookup_start(uv_loop_t *loop, struct conf *c, const struct lookup_query *q,
+				 lookup_done_cb cb, void *arg)
+{
+	struct lookup_call *call = calloc(1, sizeof(*call));
+
+	if (call == NULL)
+		return NULL;
+	call->loop = loop;
+	call->conf = conf_ref(c);
+	call->cb = cb;
+	call->arg = arg;
+	call->method = lookup__dup(q->method);
+	call->user = lookup__dup(q->user);
+	call->password = q->password ? strdup(q->password) : NULL;
+	call->protocol = lookup__dup(q->protocol);
+	call->client_ip = lookup__dup(q->client_ip);
+	call->proxy_ip = lookup__dup(q->proxy_ip);
+	call->attempt_no = q->attempt;
+	if (!call->method || !call->user || !call->protocol || !call->client_ip ||
+	    !call->proxy_ip || (q->password && !call->password)) {
+		lookup__call_free(call);
+		return NULL;
+	}
+	lookup__try_next(call);
+	return call;
+}
+
+void lookup_abort(struct lookup_call *call)
+{
+	if (call->finished)
+		return;
+	call->finished = true;
+	if (call->cur)
+		lookup__attempt_close(call->cur);
+	if (call->live == 0)
+		lookup__call_free(call);
+}

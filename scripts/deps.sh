@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages gatehouse needs to build, test, demo and bench.
+# Usage: scripts/deps.sh [build|test|demo|bench|fuzz|all]   (default: test)
+# Installs only what is missing, so it is cheap to run before every make target.
+set -euo pipefail
+
+what=${1:-test}
+build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev libmemcached-dev
+            node-llhttp libcriterion-dev libconfig-dev"
+run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest"
+bench_pkgs="nginx libnginx-mod-mail haproxy wrk"
+fuzz_pkgs="clang libclang-rt-14-dev"
+
+case "$what" in
+  build) pkgs="$build_pkgs" ;;
+  test|demo) pkgs="$build_pkgs $run_pkgs" ;;
+  bench) pkgs="$build_pkgs $run_pkgs $bench_pkgs" ;;
+  fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
+  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $fuzz_pkgs haproxy valgrind" ;;
+  *) echo "usage: $0 [build|test|demo|bench|fuzz|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Do not let package post-install scripts start system-wide services (dovecot,
+# memcached, nginx, haproxy): the tests and the demo run their own instances.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
