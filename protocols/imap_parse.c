@@ -307,7 +307,8 @@ static enum imap__act imap__step(struct imap_parser *p, const uint8_t *buf, uint
 
 	switch (p->state) {
 	case IMAP__TAG:
-		if (imap__astring_char(c) && c != '+') {
+		/* Tags are 7-bit (RFC 3501 CHAR): they are echoed back in replies. */
+		if (c < 0x80 && imap__astring_char(c) && c != '+') {
 			if (p->pos >= p->lim.max_tag)
 				return imap__fail(p, IMAP_ERR_TAG_TOO_LONG);
 			return IMAP__NEXT;

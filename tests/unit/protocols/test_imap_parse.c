@@ -511,6 +511,19 @@ Test(imap_parse, bad_tags)
 	free(r);
 }
 
+/* Tags are echoed back: 8-bit bytes are refused there (but not in atoms). */
+Test(imap_parse, eight_bit_tags_refused)
+{
+	struct t_run *r = T_RUN(&t_small, "\xc3\xa9 NOOP\r\n" "a\xff NOOP\r\n" "a LOGIN \xc3\xa9t\xc3\xa9 x\r\n");
+
+	cr_assert_eq(r->nev, 3);
+	t_cmd(r, 0, IMAP_ERR_SYNTAX, "", 0, 0, 9);
+	t_cmd(r, 1, IMAP_ERR_SYNTAX, "", 0, 0, 9);
+	t_cmd(r, 2, IMAP_OK, "a", IMAP_CMD_LOGIN, 2, -1);
+	t_arg(r, 2, 0, IMAP_ARG_ATOM, "\xc3\xa9t\xc3\xa9");
+	free(r);
+}
+
 Test(imap_parse, tag_too_long_long_line)
 {
 	/* A tag over max_tag is reported as soon as the line ends... */

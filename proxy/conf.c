@@ -1,0 +1,1215 @@
+/*
+ * proxy/conf.c - load and validate the configuration snapshot.
+ *
+ * The file is read whole (bounded), parsed by libconfig, and then walked with
+ * one table per group so that every setting is either understood or rejected:
+ * a typo must never silently fall back to a default. Every error names the
+ * file, the line and the setting path ("routes.[1].server", zero-based list
+ * indices, libconfig's own path syntax). All strings are copied out before
+ * config_destroy, so the snapshot owns everything it points to.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "conf.h"
+#include "route.h"
+
+/* The file is read in one go at start-up or reload; this caps that read. */
+#define CONF__MAX_FILE (1024 * 1024)
+#define CONF__MAX_ROUTES 65536
+#define CONF__MAX_STRING 4096
+#define CONF__MAX_CAP_LEN 64
+#define CONF__MAX_GREETING 200
+#define CONF__MAX_URL 1024
+#define CONF__MAX_HOSTNAME 253
+#define CONF__DEFAULT_LOOKUP_PATH "/service/extension/nginx-lookup"
+#define CONF__DEFAULT_LOOKUP_PORT 7072
+
+const char *const conf_proto_names[] = {
+	[CONF_PROTO_IMAP] = "imap",
+	NULL,
+};
+
+static const char *const conf__log_level_names[] = {
+	[CONF_LOG_ERROR] = "error",
+	[CONF_LOG_WARN] = "warn",
+	[CONF_LOG_INFO] = "info",
+	[CONF_LOG_DEBUG] = "debug",
+};
+
+static const char *const conf__backend_auth_names[] = {
+	[CONF_BACKEND_AUTH_AUTO] = "auto",
+	[CONF_BACKEND_AUTH_LOGIN] = "login",
+	[CONF_BACKEND_AUTH_PLAIN] = "plain",
+};
+
+static const char *const conf__default_caps[] = {
+	"IMAP4rev1", "ID", "LITERAL+", "SASL-IR", "IDLE", "NAMESPACE",
+};
+
+/* State of one load: where errors go, and the snapshot being filled. */
+struct conf__ld {
+	const char *file;
+	char *err;
+	size_t errlen;
+	struct conf *c;
+	/* routes and listen are parsed after the root walk: a route's default
+	 * port is imap.backend_port, wherever that appears in the file. */
+	const config_setting_t *routes;
+	const config_setting_t *listen;
+};
+
+enum conf__type {
+	CONF__T_INT,    /* int, integral value */
+	CONF__T_SIZE,   /* size_t, integral value */
+	CONF__T_U16,    /* uint16_t, integral value */
+	CONF__T_SECS,   /* double, integer or float accepted */
+	CONF__T_BOOL,   /* bool */
+	CONF__T_FN,     /* custom handler */
+};
+
+struct conf__opt {
+	const char *name;
+	enum conf__type type;
+	size_t off; /* offsetof(struct conf, ...) for the plain types */
+	double lo, hi;
+	int (*fn)(struct conf__ld *ld, const config_setting_t *s);
+};
+
+/* Write the setting path of s: "limits.max_line", "routes.[1].server". */
+static void conf__path(const config_setting_t *s, char *buf, size_t cap)
+{
+	const config_setting_t *chain[16];
+	size_t depth = 0;
+
+	for (; s != NULL && !config_setting_is_root(s); s = config_setting_parent(s)) {
+		if (depth == sizeof(chain) / sizeof(chain[0]))
+			break;
+		chain[depth++] = s;
+	}
+
+	size_t n = 0;
+	buf[0] = '\0';
+	while (depth > 0 && n < cap) {
+		const config_setting_t *e = chain[--depth];
+		const char *name = config_setting_name(e);
+		const char *dot = n > 0 ? "." : "";
+		int w;
+
+		if (name != NULL)
+			w = snprintf(buf + n, cap - n, "%s%s", dot, name);
+		else
+			w = snprintf(buf + n, cap - n, "%s[%d]", dot, config_setting_index(e));
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+}
+
+/*
+ * Report an error about setting s (or about its member `member`, for one
+ * that is missing) as "FILE:LINE: path: message". Always returns -1.
+ */
+__attribute__((format(printf, 4, 5)))
+static int conf__fail(struct conf__ld *ld, const config_setting_t *s, const char *member,
+		      const char *fmt, ...)
+{
+	char path[256] = "";
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (s != NULL)
+		conf__path(s, path, sizeof(path));
+	if (member != NULL) {
+		size_t n = strlen(path);
+		snprintf(path + n, sizeof(path) - n, "%s%s", n > 0 ? "." : "", member);
+	}
+
+	int line = s != NULL ? (int)config_setting_source_line(s) : 0;
+	if (line > 0 && path[0] != '\0')
+		snprintf(ld->err, ld->errlen, "%s:%d: %s: %s", ld->file, line, path, msg);
+	else if (line > 0)
+		snprintf(ld->err, ld->errlen, "%s:%d: %s", ld->file, line, msg);
+	else if (path[0] != '\0')
+		snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->file, path, msg);
+	else
+		snprintf(ld->err, ld->errlen, "%s: %s", ld->file, msg);
+	return -1;
+}
+
+static int conf__oom(struct conf__ld *ld)
+{
+	snprintf(ld->err, ld->errlen, "%s: out of memory", ld->file);
+	return -1;
+}
+
+/* v has no fraction. Without libm: the core library does not link it. */
+static bool conf__integral(double v)
+{
+	/* Beyond +-2^63 every double is integral; the cast would overflow. */
+	if (!(v > -9.2e18 && v < 9.2e18))
+		return v == v;
+	return v == (double)(long long)v;
+}
+
+/* Format a bound for messages: integers without a fraction, others with %g. */
+static void conf__fmt_num(char *buf, size_t cap, double v)
+{
+	if (conf__integral(v) && v > -1e15 && v < 1e15)
+		snprintf(buf, cap, "%.0f", v);
+	else
+		snprintf(buf, cap, "%g", v);
+}
+
+/*
+ * Read a number. An integer setting may be written as a float when the value
+ * is exact ("max_line = 8192.0"), and a float setting as an integer
+ * ("preauth_timeout = 60"): people write both, and neither is ambiguous.
+ */
+static int conf__number(struct conf__ld *ld, const config_setting_t *s, bool integer,
+			double lo, double hi, double *out)
+{
+	double v;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		v = (double)config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		if (integer && !conf__integral(v))
+			return conf__fail(ld, s, NULL, "must be an integer");
+		break;
+	default:
+		return conf__fail(ld, s, NULL, integer ? "must be an integer" : "must be a number");
+	}
+
+	/* Written this way round so NaN fails too. */
+	if (!(v >= lo && v <= hi)) {
+		char a[32], b[32];
+		conf__fmt_num(a, sizeof(a), lo);
+		conf__fmt_num(b, sizeof(b), hi);
+		return conf__fail(ld, s, NULL, "must be between %s and %s", a, b);
+	}
+	*out = v;
+	return 0;
+}
+
+static int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **out)
+{
+	const char *v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING || (v = config_setting_get_string(s)) == NULL)
+		return conf__fail(ld, s, NULL, "must be a string");
+	if (strlen(v) > CONF__MAX_STRING)
+		return conf__fail(ld, s, NULL, "must be at most %d bytes", CONF__MAX_STRING);
+	*out = v;
+	return 0;
+}
+
+/* Pick one of names[] (exact, lower case); returns the index or -1. */
+static int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
+			 const char *const *names, int nnames)
+{
+	const char *v;
+	char list[128] = "";
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	for (int i = 0; i < nnames; i++) {
+		if (strcmp(v, names[i]) == 0)
+			return i;
+	}
+	for (int i = 0; i < nnames; i++) {
+		size_t n = strlen(list);
+		snprintf(list + n, sizeof(list) - n, "%s%s", i > 0 ? ", " : "", names[i]);
+	}
+	conf__fail(ld, s, NULL, "must be one of %s", list);
+	return -1;
+}
+
+/* Replace *dst with a copy of v. */
+static int conf__set_str(struct conf__ld *ld, char **dst, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (copy == NULL)
+		return conf__oom(ld);
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+/* Walk group g: every member must be in opts, and is stored or handled. */
+static int conf__group(struct conf__ld *ld, const config_setting_t *g,
+		       const struct conf__opt *opts, size_t nopts)
+{
+	if (!config_setting_is_group(g))
+		return conf__fail(ld, g, NULL, "must be a group { ... }");
+
+	int count = config_setting_length(g);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const struct conf__opt *o = NULL;
+
+		for (size_t k = 0; k < nopts && name != NULL; k++) {
+			if (strcmp(opts[k].name, name) == 0) {
+				o = &opts[k];
+				break;
+			}
+		}
+		if (o == NULL)
+			return conf__fail(ld, s, NULL, "unknown setting");
+
+		char *field = (char *)ld->c + o->off;
+		double v;
+		switch (o->type) {
+		case CONF__T_INT:
+			if (conf__number(ld, s, true, o->lo, o->hi, &v) < 0)
+				return -1;
+			*(int *)(void *)field = (int)v;
+			break;
+		case CONF__T_SIZE:
+			if (conf__number(ld, s, true, o->lo, o->hi, &v) < 0)
+				return -1;
+			*(size_t *)(void *)field = (size_t)v;
+			break;
+		case CONF__T_U16:
+			if (conf__number(ld, s, true, o->lo, o->hi, &v) < 0)
+				return -1;
+			*(uint16_t *)(void *)field = (uint16_t)v;
+			break;
+		case CONF__T_SECS:
+			if (conf__number(ld, s, false, o->lo, o->hi, &v) < 0)
+				return -1;
+			*(double *)(void *)field = v;
+			break;
+		case CONF__T_BOOL:
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				return conf__fail(ld, s, NULL, "must be true or false");
+			*(bool *)(void *)field = config_setting_get_bool(s) != 0;
+			break;
+		case CONF__T_FN:
+			if (o->fn(ld, s) < 0)
+				return -1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* A DNS name or IPv4 literal as people write them; not resolved here. */
+static bool conf__hostname_ok(const char *h, size_t len)
+{
+	if (len == 0 || len > CONF__MAX_HOSTNAME)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)h[i];
+		if (!isalnum(ch) && ch != '-' && ch != '.' && ch != '_')
+			return false;
+	}
+	return true;
+}
+
+/* Parse 1..65535 from exactly len decimal digits. */
+static bool conf__port(const char *s, size_t len, uint16_t *out)
+{
+	unsigned v = 0;
+
+	if (len == 0 || len > 5)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon;
+	size_t hlen;
+	uint16_t port;
+
+	if (s == NULL || addr == NULL || len == NULL)
+		return -1;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hlen = (size_t)(close - s - 1);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hlen);
+		host[hlen] = '\0';
+		colon = close + 1;
+		if (!conf__port(colon + 1, strlen(colon + 1), &port))
+			return -1;
+
+		struct sockaddr_in6 sin6;
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons(port);
+		if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1)
+			return -1;
+		memset(addr, 0, sizeof(*addr));
+		memcpy(addr, &sin6, sizeof(sin6));
+		*len = sizeof(sin6);
+		return 0;
+	}
+
+	colon = strchr(s, ':');
+	if (colon == NULL || strchr(colon + 1, ':') != NULL)
+		return -1;
+	hlen = (size_t)(colon - s);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (!conf__port(colon + 1, strlen(colon + 1), &port))
+		return -1;
+
+	struct sockaddr_in sin;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	if (strcmp(host, "*") == 0)
+		sin.sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+		return -1;
+	memset(addr, 0, sizeof(*addr));
+	memcpy(addr, &sin, sizeof(sin));
+	*len = sizeof(sin);
+	return 0;
+}
+
+/* --- root ------------------------------------------------------------- */
+
+static int conf__log_level(struct conf__ld *ld, const config_setting_t *s)
+{
+	int i = conf__keyword(ld, s, conf__log_level_names, 4);
+
+	if (i < 0)
+		return -1;
+	ld->c->log_level = (enum conf_log_level)i;
+	return 0;
+}
+
+/* A log destination: "" means stderr, stored as NULL. */
+static int conf__log_path(struct conf__ld *ld, const config_setting_t *s, char **dst)
+{
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	for (const char *p = v; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return conf__fail(ld, s, NULL, "must not contain control characters");
+	}
+	if (v[0] == '\0') {
+		free(*dst);
+		*dst = NULL;
+		return 0;
+	}
+	return conf__set_str(ld, dst, v);
+}
+
+static int conf__error_log(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__log_path(ld, s, &ld->c->error_log);
+}
+
+static int conf__audit_log(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__log_path(ld, s, &ld->c->audit_log);
+}
+
+/* --- limits ----------------------------------------------------------- */
+
+#define CONF__LIM(f) offsetof(struct conf, limits.f)
+
+static const struct conf__opt conf__limits_opts[] = {
+	{ "preauth_timeout", CONF__T_SECS, CONF__LIM(preauth_timeout), 1, 3600, NULL },
+	{ "idle_timeout", CONF__T_SECS, CONF__LIM(idle_timeout), 60, 86400, NULL },
+	{ "connect_timeout", CONF__T_SECS, CONF__LIM(connect_timeout), 0.1, 600, NULL },
+	{ "backend_timeout", CONF__T_SECS, CONF__LIM(backend_timeout), 0.1, 600, NULL },
+	{ "max_line", CONF__T_SIZE, CONF__LIM(max_line), 512, 1048576, NULL },
+	{ "max_literal", CONF__T_SIZE, CONF__LIM(max_literal), 1, 1048576, NULL },
+	{ "max_tag", CONF__T_SIZE, CONF__LIM(max_tag), 1, 1024, NULL },
+	{ "max_login", CONF__T_SIZE, CONF__LIM(max_login), 1, ROUTE_MAX_USER - 1, NULL },
+	{ "max_password", CONF__T_SIZE, CONF__LIM(max_password), 1, 8192, NULL },
+	{ "max_bad_commands", CONF__T_INT, CONF__LIM(max_bad_commands), 1, 100, NULL },
+	{ "max_login_failures", CONF__T_INT, CONF__LIM(max_login_failures), 1, 100, NULL },
+	{ "max_auth_wait", CONF__T_SECS, CONF__LIM(max_auth_wait), 0, 60, NULL },
+	{ "relay_buffer", CONF__T_SIZE, CONF__LIM(relay_buffer), 1024, 1048576, NULL },
+	{ "relay_high_water", CONF__T_SIZE, CONF__LIM(relay_high_water), 1024, 16777216, NULL },
+};
+
+static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (conf__group(ld, s, conf__limits_opts,
+			sizeof(conf__limits_opts) / sizeof(conf__limits_opts[0])) < 0)
+		return -1;
+
+	/*
+	 * Bounds that depend on another setting. A default that the other
+	 * setting makes impossible follows it instead of failing: lowering
+	 * max_line alone should not force the user to lower max_literal too.
+	 */
+	const config_setting_t *lit = config_setting_get_member(s, "max_literal");
+	if (lit != NULL && c->limits.max_literal > c->limits.max_line)
+		return conf__fail(ld, lit, NULL, "must be between 1 and %zu (limits.max_line)",
+				  c->limits.max_line);
+	if (c->limits.max_literal > c->limits.max_line)
+		c->limits.max_literal = c->limits.max_line;
+
+	const config_setting_t *hw = config_setting_get_member(s, "relay_high_water");
+	if (hw != NULL && c->limits.relay_high_water < c->limits.relay_buffer)
+		return conf__fail(ld, hw, NULL,
+				  "must be between %zu (limits.relay_buffer) and 16777216",
+				  c->limits.relay_buffer);
+	if (c->limits.relay_high_water < c->limits.relay_buffer)
+		c->limits.relay_high_water = c->limits.relay_buffer;
+	return 0;
+}
+
+/* --- imap ------------------------------------------------------------- */
+
+static int conf__greeting(struct conf__ld *ld, const config_setting_t *s)
+{
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	size_t len = strlen(v);
+	if (len == 0 || len > CONF__MAX_GREETING)
+		return conf__fail(ld, s, NULL, "must be 1 to %d characters", CONF__MAX_GREETING);
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < 0x20 || v[i] > 0x7e)
+			return conf__fail(ld, s, NULL, "must be printable ASCII");
+	}
+	return conf__set_str(ld, &ld->c->imap.greeting, v);
+}
+
+/* RFC 3501 atom: no atom-specials, no controls, ASCII. */
+static bool conf__atom_ok(const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len > CONF__MAX_CAP_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch <= 0x20 || ch >= 0x7f || strchr("(){%*\"\\]", ch) != NULL)
+			return false;
+	}
+	return true;
+}
+
+static int conf__capabilities(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF_MAX_CAPS)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_CAPS);
+
+	for (int i = 0; i < c->imap.ncaps; i++) {
+		free(c->imap.caps[i]);
+		c->imap.caps[i] = NULL;
+	}
+	c->imap.ncaps = 0;
+
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (!conf__atom_ok(v))
+			return conf__fail(ld, e, NULL, "must be an IMAP atom of 1 to %d characters",
+					  CONF__MAX_CAP_LEN);
+		/* gatehouse decides these from the TLS state and its own SASL. */
+		if (strncasecmp(v, "AUTH=", 5) == 0 || strcasecmp(v, "STARTTLS") == 0
+		    || strcasecmp(v, "LOGINDISABLED") == 0)
+			return conf__fail(ld, e, NULL, "%s is added by gatehouse itself", v);
+		for (int k = 0; k < c->imap.ncaps; k++) {
+			if (strcasecmp(c->imap.caps[k], v) == 0)
+				return conf__fail(ld, e, NULL, "duplicate capability %s", v);
+		}
+		if ((c->imap.caps[c->imap.ncaps] = strdup(v)) == NULL)
+			return conf__oom(ld);
+		c->imap.ncaps++;
+	}
+	return 0;
+}
+
+static int conf__backend_auth(struct conf__ld *ld, const config_setting_t *s)
+{
+	int i = conf__keyword(ld, s, conf__backend_auth_names, 3);
+
+	if (i < 0)
+		return -1;
+	ld->c->imap.backend_auth = (enum conf_backend_auth)i;
+	return 0;
+}
+
+static const struct conf__opt conf__imap_opts[] = {
+	{ "greeting", CONF__T_FN, 0, 0, 0, conf__greeting },
+	{ "capabilities", CONF__T_FN, 0, 0, 0, conf__capabilities },
+	{ "send_id", CONF__T_BOOL, offsetof(struct conf, imap.send_id), 0, 0, NULL },
+	{ "backend_auth", CONF__T_FN, 0, 0, 0, conf__backend_auth },
+	{ "backend_port", CONF__T_U16, offsetof(struct conf, imap.backend_port), 1, 65535, NULL },
+};
+
+static int conf__imap(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__imap_opts, sizeof(conf__imap_opts) / sizeof(conf__imap_opts[0]));
+}
+
+/* --- lookup ----------------------------------------------------------- */
+
+/*
+ * Split "http://HOST[:PORT][/PATH]". host_out gets HOST as written (brackets
+ * kept: it is the Host header), name_out the part to resolve. Pure.
+ */
+static int conf__split_url(const char *url, char *host_out, char *name_out, size_t cap,
+			   uint16_t *port_out, const char **path_out, bool *numeric_out,
+			   const char **why)
+{
+	const char *p, *end;
+
+	if (strlen(url) > CONF__MAX_URL) {
+		*why = "URL is too long";
+		return -1;
+	}
+	if (strncasecmp(url, "https://", 8) == 0) {
+		*why = "https is not supported yet";
+		return -1;
+	}
+	if (strncasecmp(url, "http://", 7) != 0) {
+		*why = "must be an http:// URL";
+		return -1;
+	}
+	p = url + 7;
+
+	*numeric_out = false;
+	if (*p == '[') {
+		const char *close = strchr(p, ']');
+		struct in6_addr a6;
+		if (close == NULL || (size_t)(close - p + 1) >= cap) {
+			*why = "bad IPv6 address in URL";
+			return -1;
+		}
+		size_t n = (size_t)(close - p - 1);
+		memcpy(name_out, p + 1, n);
+		name_out[n] = '\0';
+		if (inet_pton(AF_INET6, name_out, &a6) != 1) {
+			*why = "bad IPv6 address in URL";
+			return -1;
+		}
+		memcpy(host_out, p, n + 2);
+		host_out[n + 2] = '\0';
+		*numeric_out = true;
+		end = close + 1;
+	} else {
+		end = p + strcspn(p, ":/");
+		size_t n = (size_t)(end - p);
+		if (n >= cap || !conf__hostname_ok(p, n)) {
+			*why = "bad host name in URL";
+			return -1;
+		}
+		memcpy(name_out, p, n);
+		name_out[n] = '\0';
+		memcpy(host_out, p, n);
+		host_out[n] = '\0';
+	}
+
+	*port_out = CONF__DEFAULT_LOOKUP_PORT;
+	if (*end == ':') {
+		const char *ps = end + 1;
+		end = ps + strcspn(ps, "/");
+		if (!conf__port(ps, (size_t)(end - ps), port_out)) {
+			*why = "bad port in URL";
+			return -1;
+		}
+	}
+
+	if (*end == '\0') {
+		*path_out = CONF__DEFAULT_LOOKUP_PATH;
+		return 0;
+	}
+	if (*end != '/') {
+		*why = "bad URL";
+		return -1;
+	}
+	/* The path goes into the request line as is. */
+	for (const char *q = end; *q != '\0'; q++) {
+		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f || *q == '#') {
+			*why = "bad character in URL path";
+			return -1;
+		}
+	}
+	*path_out = end;
+	return 0;
+}
+
+static int conf__lookup_server(struct conf__ld *ld, const config_setting_t *e,
+			       struct conf_lookup_server *srv)
+{
+	char host[CONF__MAX_HOSTNAME + 3], name[CONF__MAX_HOSTNAME + 3], port[8];
+	const char *url, *path, *why = NULL;
+	uint16_t portnum;
+	bool numeric;
+
+	if (conf__string(ld, e, &url) < 0)
+		return -1;
+	if (conf__split_url(url, host, name, sizeof(host), &portnum, &path, &numeric, &why) < 0)
+		return conf__fail(ld, e, NULL, "%s", why);
+
+	/* Resolved once, now: the loop must never wait for DNS. */
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0);
+	snprintf(port, sizeof(port), "%u", (unsigned)portnum);
+	int rc = getaddrinfo(name, port, &hints, &res);
+	if (rc != 0 || res == NULL || res->ai_addrlen > sizeof(srv->addr)) {
+		if (res != NULL)
+			freeaddrinfo(res);
+		return conf__fail(ld, e, NULL, "cannot resolve %s: %s", name,
+				  rc != 0 ? gai_strerror(rc) : "no address");
+	}
+	memcpy(&srv->addr, res->ai_addr, res->ai_addrlen);
+	srv->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+
+	if ((srv->url = strdup(url)) == NULL || (srv->host = strdup(host)) == NULL
+	    || (srv->path = strdup(path)) == NULL)
+		return conf__oom(ld);
+	return 0;
+}
+
+static int conf__lookup_servers(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF_MAX_LOOKUP_SERVERS)
+		return conf__fail(ld, s, NULL, "must have at most %d entries",
+				  CONF_MAX_LOOKUP_SERVERS);
+	for (int i = 0; i < count; i++) {
+		/* Counted before filling so a failure half-way is freed. */
+		struct conf_lookup_server *srv = &c->lookup.servers[c->lookup.nservers++];
+		if (conf__lookup_server(ld, config_setting_get_elem(s, (unsigned)i), srv) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static const struct conf__opt conf__lookup_opts[] = {
+	{ "servers", CONF__T_FN, 0, 0, 0, conf__lookup_servers },
+	{ "timeout", CONF__T_SECS, offsetof(struct conf, lookup.timeout), 0.1, 600, NULL },
+	{ "retry_interval", CONF__T_SECS, offsetof(struct conf, lookup.retry_interval), 0, 3600, NULL },
+	{ "send_password", CONF__T_BOOL, offsetof(struct conf, lookup.send_password), 0, 0, NULL },
+};
+
+static int conf__lookup(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__lookup_opts, sizeof(conf__lookup_opts) / sizeof(conf__lookup_opts[0]));
+}
+
+/* --- routes ----------------------------------------------------------- */
+
+static int conf__remember_routes(struct conf__ld *ld, const config_setting_t *s)
+{
+	ld->routes = s;
+	return 0;
+}
+
+static int conf__remember_listen(struct conf__ld *ld, const config_setting_t *s)
+{
+	ld->listen = s;
+	return 0;
+}
+
+/* "HOST[:PORT]" or "[V6][:PORT]"; host stored without brackets. Pure. */
+static int conf__split_server(const char *v, char *host, size_t cap, uint16_t *port,
+			      const char **why)
+{
+	const char *end;
+
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+		struct in6_addr a6;
+		size_t n;
+		if (close == NULL || (n = (size_t)(close - v - 1)) >= cap) {
+			*why = "bad IPv6 address";
+			return -1;
+		}
+		memcpy(host, v + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1) {
+			*why = "bad IPv6 address";
+			return -1;
+		}
+		end = close + 1;
+	} else {
+		end = v + strcspn(v, ":");
+		size_t n = (size_t)(end - v);
+		if (*end == ':' && strchr(end + 1, ':') != NULL) {
+			*why = "IPv6 addresses must be written in brackets: [V6]:PORT";
+			return -1;
+		}
+		if (n >= cap || !conf__hostname_ok(v, n)) {
+			*why = "bad host name";
+			return -1;
+		}
+		memcpy(host, v, n);
+		host[n] = '\0';
+	}
+
+	if (*end == '\0')
+		return 0;
+	if (*end != ':' || !conf__port(end + 1, strlen(end + 1), port)) {
+		*why = "bad port (must be 1..65535)";
+		return -1;
+	}
+	return 0;
+}
+
+static int conf__route(struct conf__ld *ld, const config_setting_t *g, struct conf_route *r)
+{
+	const config_setting_t *ms = NULL, *ss = NULL, *us = NULL;
+
+	if (!config_setting_is_group(g))
+		return conf__fail(ld, g, NULL, "must be a group { match = ...; server = ...; }");
+	int count = config_setting_length(g);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+
+		if (name != NULL && strcmp(name, "match") == 0)
+			ms = s;
+		else if (name != NULL && strcmp(name, "server") == 0)
+			ss = s;
+		else if (name != NULL && strcmp(name, "user") == 0)
+			us = s;
+		else
+			return conf__fail(ld, s, NULL, "unknown setting");
+	}
+	if (ms == NULL)
+		return conf__fail(ld, g, "match", "required setting is missing");
+	if (ss == NULL)
+		return conf__fail(ld, g, "server", "required setting is missing");
+
+	const char *match, *server, *user = NULL;
+	if (conf__string(ld, ms, &match) < 0 || conf__string(ld, ss, &server) < 0
+	    || (us != NULL && conf__string(ld, us, &user) < 0))
+		return -1;
+
+	size_t mlen = strlen(match);
+	bool ok;
+	if (strcmp(match, "*") == 0)
+		ok = true;
+	else if (match[0] == '@')
+		ok = route_name_valid(match + 1, mlen - 1, ROUTE_MAX_HOST - 1)
+		     && strchr(match + 1, '@') == NULL;
+	else
+		ok = route_name_valid(match, mlen, ROUTE_MAX_USER - 1);
+	if (!ok)
+		return conf__fail(ld, ms, NULL, "must be \"*\", \"@domain\" or a login name"
+				  " (no spaces or control characters)");
+
+	char host[ROUTE_MAX_HOST];
+	const char *why = NULL;
+	uint16_t port = ld->c->imap.backend_port;
+	if (conf__split_server(server, host, sizeof(host), &port, &why) < 0)
+		return conf__fail(ld, ss, NULL, "%s", why);
+
+	if (user != NULL && !route_name_valid(user, strlen(user), ROUTE_MAX_USER - 1))
+		return conf__fail(ld, us, NULL, "must be a login name of at most %d bytes"
+				  " without spaces or control characters", ROUTE_MAX_USER - 1);
+
+	r->port = port;
+	if ((r->match = strdup(match)) == NULL || (r->host = strdup(host)) == NULL
+	    || (user != NULL && (r->user = strdup(user)) == NULL))
+		return conf__oom(ld);
+	return 0;
+}
+
+static int conf__routes(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be a list of groups ( { ... }, ... )");
+	int count = config_setting_length(s);
+	if (count == 0)
+		return 0;
+	if (count > CONF__MAX_ROUTES)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__MAX_ROUTES);
+	if ((c->routes = calloc((size_t)count, sizeof(*c->routes))) == NULL)
+		return conf__oom(ld);
+
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+		struct conf_route *r = &c->routes[c->nroutes++];
+
+		if (conf__route(ld, g, r) < 0)
+			return -1;
+		for (int k = 0; k < i; k++) {
+			if (strcasecmp(c->routes[k].match, r->match) != 0)
+				continue;
+			const config_setting_t *prev = config_setting_get_member(
+				config_setting_get_elem(s, (unsigned)k), "match");
+			return conf__fail(ld, config_setting_get_member(g, "match"), NULL,
+					  "duplicate match \"%s\" (first at line %d)", r->match,
+					  (int)config_setting_source_line(prev));
+		}
+	}
+	return 0;
+}
+
+/* --- listen ----------------------------------------------------------- */
+
+static bool conf__same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port
+	       && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, struct conf_listen *l)
+{
+	const config_setting_t *as = NULL, *ps = NULL;
+	const char *addr;
+
+	if (!config_setting_is_group(g))
+		return conf__fail(ld, g, NULL, "must be a group { address = ...; protocol = ...; }");
+	int count = config_setting_length(g);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+
+		if (name != NULL && strcmp(name, "address") == 0)
+			as = s;
+		else if (name != NULL && strcmp(name, "protocol") == 0)
+			ps = s;
+		else
+			return conf__fail(ld, s, NULL, "unknown setting");
+	}
+	if (as == NULL)
+		return conf__fail(ld, g, "address", "required setting is missing");
+	if (conf__string(ld, as, &addr) < 0)
+		return -1;
+	if (conf_parse_addr(addr, &l->addr, &l->addrlen) < 0)
+		return conf__fail(ld, as, NULL, "must be IP:PORT, [IPv6]:PORT or *:PORT");
+	l->proto = CONF_PROTO_IMAP;
+	if (ps != NULL && conf__keyword(ld, ps, conf_proto_names, 1) < 0)
+		return -1;
+	l->line = (int)config_setting_source_line(as);
+	if ((l->address = strdup(addr)) == NULL)
+		return conf__oom(ld);
+	return 0;
+}
+
+static int conf__listen(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be a list of groups ( { ... }, ... )");
+	int count = config_setting_length(s);
+	if (count == 0)
+		return conf__fail(ld, s, NULL, "must have at least one entry");
+	if (count > CONF_MAX_LISTEN)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_LISTEN);
+
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+		struct conf_listen *l = &c->listen[c->nlisten++];
+
+		if (conf__listen_one(ld, g, l) < 0)
+			return -1;
+		for (int k = 0; k < i; k++) {
+			if (conf__same_addr(&c->listen[k].addr, &l->addr))
+				return conf__fail(ld, config_setting_get_member(g, "address"), NULL,
+						  "duplicate address (first at line %d)",
+						  c->listen[k].line);
+		}
+	}
+	return 0;
+}
+
+/* --- load ------------------------------------------------------------- */
+
+static const struct conf__opt conf__root_opts[] = {
+	{ "workers", CONF__T_INT, offsetof(struct conf, workers), 0, 64, NULL },
+	{ "log_level", CONF__T_FN, 0, 0, 0, conf__log_level },
+	{ "error_log", CONF__T_FN, 0, 0, 0, conf__error_log },
+	{ "audit_log", CONF__T_FN, 0, 0, 0, conf__audit_log },
+	{ "shutdown_timeout", CONF__T_SECS, offsetof(struct conf, shutdown_timeout), 0, 3600, NULL },
+	{ "limits", CONF__T_FN, 0, 0, 0, conf__limits },
+	{ "imap", CONF__T_FN, 0, 0, 0, conf__imap },
+	{ "lookup", CONF__T_FN, 0, 0, 0, conf__lookup },
+	{ "routes", CONF__T_FN, 0, 0, 0, conf__remember_routes },
+	{ "listen", CONF__T_FN, 0, 0, 0, conf__remember_listen },
+};
+
+static void conf__free(struct conf *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->error_log);
+	free(c->audit_log);
+	free(c->imap.greeting);
+	for (int i = 0; i < c->imap.ncaps; i++)
+		free(c->imap.caps[i]);
+	for (int i = 0; i < c->lookup.nservers; i++) {
+		free(c->lookup.servers[i].url);
+		free(c->lookup.servers[i].host);
+		free(c->lookup.servers[i].path);
+	}
+	for (int i = 0; i < c->nroutes; i++) {
+		free(c->routes[i].match);
+		free(c->routes[i].host);
+		free(c->routes[i].user);
+	}
+	free(c->routes);
+	for (int i = 0; i < c->nlisten; i++)
+		free(c->listen[i].address);
+	free(c);
+}
+
+static int conf__defaults(struct conf__ld *ld)
+{
+	struct conf *c = ld->c;
+
+	atomic_init(&c->refs, 1);
+	c->workers = 0;
+	c->log_level = CONF_LOG_INFO;
+	c->shutdown_timeout = 10.0;
+
+	c->limits.preauth_timeout = 60.0;
+	c->limits.idle_timeout = 2100.0;
+	c->limits.connect_timeout = 10.0;
+	c->limits.backend_timeout = 30.0;
+	c->limits.max_line = 8192;
+	c->limits.max_literal = 4096;
+	c->limits.max_tag = 64;
+	c->limits.max_login = 256;
+	c->limits.max_password = 1024;
+	c->limits.max_bad_commands = 5;
+	c->limits.max_login_failures = 3;
+	c->limits.max_auth_wait = 10.0;
+	c->limits.relay_buffer = 16384;
+	c->limits.relay_high_water = 65536;
+
+	c->imap.send_id = true;
+	c->imap.backend_auth = CONF_BACKEND_AUTH_AUTO;
+	c->imap.backend_port = 7143;
+	if ((c->imap.greeting = strdup("Gatehouse IMAP proxy ready")) == NULL)
+		return conf__oom(ld);
+	for (size_t i = 0; i < sizeof(conf__default_caps) / sizeof(conf__default_caps[0]); i++) {
+		if ((c->imap.caps[i] = strdup(conf__default_caps[i])) == NULL)
+			return conf__oom(ld);
+		c->imap.ncaps++;
+	}
+
+	c->lookup.timeout = 10.0;
+	c->lookup.retry_interval = 60.0;
+	c->lookup.send_password = false;
+	return 0;
+}
+
+/*
+ * Read the whole file (bounded) so that a read error has its errno, the
+ * size has a cap, and we can refuse what libconfig would do behind our back.
+ */
+static char *conf__slurp(struct conf__ld *ld)
+{
+	FILE *f = fopen(ld->file, "rb");
+	char *buf = NULL;
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(ld->err, ld->errlen, "%s: cannot read: %s", ld->file, strerror(errno));
+		return NULL;
+	}
+	if ((buf = malloc(CONF__MAX_FILE + 1)) == NULL) {
+		conf__oom(ld);
+		goto out;
+	}
+	n = fread(buf, 1, CONF__MAX_FILE + 1, f);
+	if (ferror(f)) {
+		snprintf(ld->err, ld->errlen, "%s: cannot read: %s", ld->file, strerror(errno));
+		goto fail;
+	}
+	if (n > CONF__MAX_FILE) {
+		snprintf(ld->err, ld->errlen, "%s: larger than %d bytes", ld->file, CONF__MAX_FILE);
+		goto fail;
+	}
+	if (memchr(buf, '\0', n) != NULL) {
+		snprintf(ld->err, ld->errlen, "%s: contains a NUL byte", ld->file);
+		goto fail;
+	}
+	buf[n] = '\0';
+
+	/*
+	 * libconfig honours "@include" at the start of a line. A snapshot is one
+	 * file validated whole, and an include could make a reload read a FIFO
+	 * or a device, so it is refused.
+	 */
+	int line = 1;
+	for (const char *p = buf; *p != '\0'; line++) {
+		p += strspn(p, " \t");
+		if (strncmp(p, "@include", 8) == 0) {
+			snprintf(ld->err, ld->errlen, "%s:%d: @include is not supported", ld->file, line);
+			goto fail;
+		}
+		p += strcspn(p, "\n");
+		if (*p == '\n')
+			p++;
+	}
+	goto out;
+
+fail:
+	free(buf);
+	buf = NULL;
+out:
+	fclose(f);
+	return buf;
+}
+
+static int conf__parse(struct conf__ld *ld, const char *text)
+{
+	struct conf *c = ld->c;
+	config_t cfg;
+	int rc = -1;
+
+	config_init(&cfg);
+	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		const char *what = config_error_text(&cfg);
+		snprintf(ld->err, ld->errlen, "%s:%d: %s", ld->file, config_error_line(&cfg),
+			 what != NULL ? what : "syntax error");
+		goto out;
+	}
+
+	if (conf__group(ld, config_root_setting(&cfg), conf__root_opts,
+			sizeof(conf__root_opts) / sizeof(conf__root_opts[0])) < 0)
+		goto out;
+	if (ld->routes != NULL && conf__routes(ld, ld->routes) < 0)
+		goto out;
+	if (ld->listen != NULL && conf__listen(ld, ld->listen) < 0)
+		goto out;
+	if (ld->listen == NULL) {
+		struct conf_listen *l = &c->listen[c->nlisten++];
+		if ((l->address = strdup("0.0.0.0:143")) == NULL) {
+			conf__oom(ld);
+			goto out;
+		}
+		conf_parse_addr(l->address, &l->addr, &l->addrlen);
+		l->proto = CONF_PROTO_IMAP;
+	}
+
+	if (c->workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+	}
+	rc = 0;
+out:
+	config_destroy(&cfg);
+	return rc;
+}
+
+struct conf *conf_load(const char *path, char *err, size_t errlen)
+{
+	char dummy[1];
+	struct conf__ld ld = { .file = path, .err = err, .errlen = errlen };
+	char *text;
+
+	if (err == NULL || errlen == 0) {
+		ld.err = dummy;
+		ld.errlen = sizeof(dummy);
+	}
+	ld.err[0] = '\0';
+	if (path == NULL) {
+		snprintf(ld.err, ld.errlen, "(null): no configuration file");
+		return NULL;
+	}
+
+	if ((ld.c = calloc(1, sizeof(*ld.c))) == NULL) {
+		conf__oom(&ld);
+		return NULL;
+	}
+	if (conf__defaults(&ld) < 0 || (ld.c->path = strdup(path)) == NULL)
+		goto fail;
+	if ((text = conf__slurp(&ld)) == NULL)
+		goto fail;
+	int rc = conf__parse(&ld, text);
+	free(text);
+	if (rc < 0)
+		goto fail;
+	return ld.c;
+
+fail:
+	if (ld.err[0] == '\0')
+		conf__oom(&ld);
+	conf__free(ld.c);
+	return NULL;
+}
+
+struct conf *conf_ref(struct conf *c)
+{
+	if (c != NULL)
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+	return c;
+}
+
+void conf_unref(struct conf *c)
+{
+	if (c == NULL)
+		return;
+	/* acq_rel: the freeing thread must see every other holder's last reads done. */
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		conf__free(c);
+}

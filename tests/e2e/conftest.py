@@ -1,0 +1,336 @@
+"""Fixtures for gatehouse's end-to-end tests.
+
+Session scope: two private Dovecot mailstores (store A: alice, carol;
+store B: bob) on free 127.0.0.1 ports.  Function scope: a fake lookup
+service (`lookup`) and a factory that starts gatehouse (`gatehouse`).
+
+Environment:
+  GATEHOUSE_BIN       the binary (default <repo>/build/gatehouse)
+  GATEHOUSE_E2E_KEEP  if set, keep the mailstore directory after the run
+"""
+
+import imaplib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import ghtest                                    # noqa: E402
+from ghtest import free_port, parse_audit_line, to_libconfig, deep_merge  # noqa: E402
+from ghtest import ALICE, BOB, CAROL  # noqa: E402
+from lookupd import LookupServer                 # noqa: E402
+from mailstore import Mailstore, make_message, make_big_message, die_with_parent  # noqa: E402
+
+REPO = HERE.parents[1]
+GATEHOUSE_BIN = Path(os.environ.get("GATEHOUSE_BIN") or REPO / "build" / "gatehouse")
+
+
+PASSWORDS = (ALICE[1], BOB[1], CAROL[1])
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                          r"runtime error:|Segmentation fault|core dumped")
+
+
+TEST_TIME_LIMIT = 60     # seconds; no pytest-timeout on this machine
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail (rather than hang) a test that runs longer than TEST_TIME_LIMIT."""
+    def expired(signum, frame):
+        raise TimeoutError("test exceeded %d s" % TEST_TIME_LIMIT)
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIME_LIMIT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------- mailstores
+
+class Stores:
+    """The two session-wide mailstores and what is in them."""
+
+    def __init__(self, root):
+        self.root = root
+        self.a = Mailstore(os.path.join(root, "store-a"), name="store-a")
+        self.b = Mailstore(os.path.join(root, "store-b"), name="store-b")
+        big = make_big_message(10, seed=7, subject="big message")
+        self.big_bytes = big
+        self.a.add_user(ALICE[0], ALICE[1], [
+            make_message("Welcome alice", "Hello alice.", to=ALICE[0]),
+            make_message("marker store-a", "This message lives on store A.", to=ALICE[0]),
+            make_message("a small note", "Nothing to see here.\n-- \nalice", to=ALICE[0]),
+            big,
+        ])
+        self.a.add_user(CAROL[0], CAROL[1], [
+            make_message("Welcome carol", "Hello carol.", to=CAROL[0]),
+            make_message("marker store-a", "This message lives on store A.", to=CAROL[0]),
+        ])
+        self.b.add_user(BOB[0], BOB[1], [
+            make_message("Welcome bob", "Hello bob.", to=BOB[0]),
+            make_message("marker store-b", "This message lives on store B.", to=BOB[0]),
+            make_message("another note", "Still nothing.", to=BOB[0]),
+        ])
+        self.a.write()
+        self.b.write()
+        info = self.a.manifest["users"][ALICE[0]]["messages"][3]
+        self.big_uid = info["uid"]
+        self.big_size = info["size"]
+        self.big_sha256 = info["sha256"]
+
+    def start(self):
+        self.a.start()
+        self.b.start()
+
+    def stop(self):
+        self.a.terminate()
+        self.b.terminate()
+        self.a.stop()
+        self.b.stop()
+
+    def store_for(self, user):
+        return self.b if user.startswith("bob") else self.a
+
+
+@pytest.fixture(scope="session")
+def stores():
+    root = tempfile.mkdtemp(prefix="gh-e2e-", dir="/tmp")
+    os.chmod(root, 0o755)      # Dovecot's mail uid must traverse it
+    st = Stores(root)
+    try:
+        st.start()
+        yield st
+    finally:
+        st.stop()
+        if not os.environ.get("GATEHOUSE_E2E_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- lookup
+
+@pytest.fixture
+def lookup(stores):
+    a = ("127.0.0.1", stores.a.imap_port)
+    b = ("127.0.0.1", stores.b.imap_port)
+    srv = LookupServer({
+        ALICE[0]: a + (ALICE[0],),
+        CAROL[0]: a + (CAROL[0],),
+        BOB[0]: b + (BOB[0],),
+        "bob": b + (BOB[0],),
+    })
+    srv.start()
+    yield srv
+    srv.stop()
+    for req in srv.requests:
+        for pw in PASSWORDS:
+            assert pw.encode() not in req.raw, "password sent to the lookup service"
+
+
+# ---------------------------------------------------------------- gatehouse
+
+class Gatehouse:
+    def __init__(self, directory, settings, port):
+        self.dir = Path(directory)
+        self.settings = settings
+        self.port = port
+        self.conf_path = self.dir / "gatehouse.conf"
+        self.audit_path = Path(settings.get("audit_log", self.dir / "audit.log"))
+        self.error_log_path = Path(settings.get("error_log", self.dir / "error.log"))
+        self.stdout_path = self.dir / "stdout.log"
+        self.stderr_path = self.dir / "stderr.log"
+        self.proc = None
+
+    # -- process
+    def start(self, timeout=10.0):
+        if not GATEHOUSE_BIN.exists():
+            pytest.fail("gatehouse binary not found at %s (set GATEHOUSE_BIN)" % GATEHOUSE_BIN)
+        self.conf_path.write_text(to_libconfig(self.settings))
+        self.proc = subprocess.Popen(
+            die_with_parent([str(GATEHOUSE_BIN), "-c", str(self.conf_path)]),
+            cwd=str(self.dir),
+            stdin=subprocess.DEVNULL, stdout=open(self.stdout_path, "wb"),
+            stderr=open(self.stderr_path, "wb"))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("gatehouse exited with %s at start-up:\n%s" % (
+                    self.proc.returncode, self.logs_text()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail("gatehouse did not accept on 127.0.0.1:%d within %.0fs:\n%s"
+                            % (self.port, timeout, self.logs_text()))
+            time.sleep(0.02)
+
+    def signal(self, sig):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait; return the exit status (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    # -- clients
+    def imap(self, timeout=10):
+        return imaplib.IMAP4("127.0.0.1", self.port, timeout=timeout)
+
+    def raw(self, timeout=10.0, read_greeting=True):
+        return ghtest.RawImap(self.port, timeout=timeout, read_greeting=read_greeting)
+
+    # -- logs
+    @staticmethod
+    def _read(path):
+        try:
+            return Path(path).read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def error_log(self):
+        return self._read(self.error_log_path)
+
+    def logs_text(self):
+        return "--- stderr\n%s--- stdout\n%s--- error_log\n%s" % (
+            self._read(self.stderr_path), self._read(self.stdout_path), self.error_log())
+
+    def audit_lines(self):
+        """The audit log's login-attempt lines (those carrying result=)."""
+        return [l for l in self._read(self.audit_path).splitlines()
+                if " result=" in l]
+
+    def audit_records(self):
+        return [parse_audit_line(l) for l in self.audit_lines()]
+
+    def wait_audit(self, count=1, timeout=3.0):
+        """Wait until the audit log holds at least `count` lines; return the records."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.audit_lines()
+            if len(lines) >= count:
+                return [parse_audit_line(l) for l in lines]
+            if time.monotonic() > deadline:
+                pytest.fail("expected %d audit line(s) in %s, found %d:\n%s" % (
+                    count, self.audit_path, len(lines), "\n".join(lines)))
+            time.sleep(0.02)
+
+    def last_audit(self, count=None, timeout=3.0):
+        """The newest audit record (waiting for `count` lines if given)."""
+        return self.wait_audit(count or 1, timeout)[-1]
+
+    def assert_no_secret(self, *secrets):
+        """No password may appear in any log gatehouse writes."""
+        texts = {"audit_log": self._read(self.audit_path),
+                 "error_log": self.error_log(),
+                 "stderr": self._read(self.stderr_path),
+                 "stdout": self._read(self.stdout_path)}
+        for s in secrets:
+            for name, text in texts.items():
+                assert s not in text, "password %r found in gatehouse %s" % (s, name)
+
+    def assert_healthy(self):
+        text = self._read(self.stderr_path) + self.error_log()
+        m = SANITIZER_RE.search(text)
+        assert not m, "gatehouse reported %r:\n%s" % (m.group(0), self.logs_text())
+
+
+def default_settings(directory, port, lookup):
+    return {
+        "workers": 2,
+        "log_level": "info",
+        "error_log": str(Path(directory) / "error.log"),
+        "audit_log": str(Path(directory) / "audit.log"),
+        "shutdown_timeout": 2.0,
+        "limits": {
+            "preauth_timeout": 30.0,
+            "connect_timeout": 2.0,
+            "backend_timeout": 5.0,
+            "max_auth_wait": 0.0,
+        },
+        "lookup": {"servers": [lookup.url], "timeout": 5.0} if lookup else None,
+        "listen": [{"address": "127.0.0.1:%d" % port, "protocol": "imap"}],
+    }
+
+
+@pytest.fixture
+def gatehouse(tmp_path, lookup):
+    """Factory: gatehouse(**overrides) -> a started Gatehouse.
+
+    Overrides are deep-merged into the default settings; a None value removes
+    a setting (gatehouse(lookup=None, routes=[...]) gives a static-only
+    proxy).  On teardown every instance gets SIGTERM and must exit 0 within
+    10 s without a sanitizer report."""
+    started = []
+
+    def factory(**overrides):
+        d = tmp_path / ("gh%d" % len(started))
+        d.mkdir()
+        port = free_port()
+        settings = deep_merge(default_settings(d, port, lookup), overrides)
+        gh = Gatehouse(d, settings, port)
+        started.append(gh)
+        return gh.start()
+
+    yield factory
+
+    problems = []
+    for gh in started:
+        was_running = gh.proc is not None and gh.proc.poll() is None
+        rc = gh.stop(10.0)
+        if rc is None:
+            problems.append("gatehouse did not exit within 10 s of SIGTERM (killed)")
+        elif rc != 0:
+            problems.append("gatehouse exited with status %s%s" % (
+                rc, "" if was_running else " (before teardown)"))
+        m = SANITIZER_RE.search(gh._read(gh.stderr_path) + gh.error_log())
+        if m:
+            problems.append("gatehouse reported %r" % m.group(0))
+        try:
+            gh.assert_no_secret(*PASSWORDS)
+        except AssertionError as e:
+            problems.append(str(e))
+        if problems:
+            problems.append(gh.logs_text()[-4000:])
+            break
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def gh(gatehouse):
+    """A gatehouse with the default settings (lookup service, no static routes)."""
+    return gatehouse()
+
+
+@pytest.fixture
+def gatehouse_bin():
+    if not GATEHOUSE_BIN.exists():
+        pytest.fail("gatehouse binary not found at %s (set GATEHOUSE_BIN)" % GATEHOUSE_BIN)
+    return GATEHOUSE_BIN

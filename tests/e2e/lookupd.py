@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""A fake Zimbra route-lookup service (port 7072, "nginx-lookup").
+
+It speaks the auth_http protocol described in
+/work/shared/reference/zimbra-proxy.md section 1: the proxy sends
+`GET /service/extension/nginx-lookup HTTP/1.0` (or 1.1) with the headers
+Auth-Method, Auth-User, Auth-Pass, Auth-Protocol, Auth-Login-Attempt,
+X-Proxy-IP and Client-IP; the answer is always HTTP 200 with
+
+    Auth-Status: OK                 or   Auth-Status: user not found:<name>
+    Auth-Server: <ip>                    Auth-Wait: <n>
+    Auth-Port: <port>
+    Auth-User: <canonical name>
+
+Auth-User in the request is %XX-unescaped before the user table is consulted,
+as Zimbra's servlet does.  HTTP/1.1 requests without `Connection: close` get
+keep-alive (`Content-Length: 0`, the connection stays open); HTTP/1.0 ones
+are answered and closed.
+
+In-process use (pytest):
+
+    lk = LookupServer(users={"alice@example.com": ("127.0.0.1", 7143, "alice@example.com")})
+    lk.start()
+    lk.url        # http://127.0.0.1:<port>/service/extension/nginx-lookup
+    lk.requests   # list of LookupRequest (case-insensitive dicts of headers,
+                  # plus .method .path .version); len() = number of lookups
+    lk.mode = "garbage"   # normal | garbage | hang | half | error500
+    lk.auth_wait = 1      # Auth-Wait sent with failures
+    lk.delay = 0.5        # seconds to sleep before answering (normal mode)
+    lk.stop()             # closes the listening socket: connection refused
+
+Modes: "garbage" answers non-HTTP bytes and closes; "hang" accepts and reads
+the request but never answers (until the client closes or stop()); "half"
+sends the first half of a valid response head and closes; "error500" answers
+`HTTP/1.0 500 Internal Server Error`.
+
+Standalone (manual testing):
+
+    lookupd.py --port 7072 --route alice@example.com=127.0.0.1:7143[=canonical] ...
+"""
+
+import argparse
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+
+PATH = "/service/extension/nginx-lookup"
+MODES = ("normal", "garbage", "hang", "half", "error500")
+
+
+class LookupRequest(dict):
+    """Headers as received (original names), looked up case-insensitively."""
+
+    def __init__(self, method="", path="", version="", raw=b""):
+        super().__init__()
+        self.method, self.path, self.version, self.raw = method, path, version, raw
+        self.time = time.monotonic()
+        self._lower = {}
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k, v)
+        self._lower[k.lower()] = k
+
+    def _key(self, k):
+        return self._lower.get(k.lower(), k)
+
+    def __getitem__(self, k):
+        return super().__getitem__(self._key(k))
+
+    def __contains__(self, k):
+        return k.lower() in self._lower
+
+    def get(self, k, default=None):
+        return super().get(self._key(k), default)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        srv = self.server.owner
+        sock = self.request
+        sock.settimeout(0.2)
+        buf = b""
+        while not srv._stopping.is_set():
+            # Read one request head.
+            while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
+                try:
+                    chunk = sock.recv(4096)
+                except socket.timeout:
+                    if srv._stopping.is_set():
+                        return
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                if len(buf) > 65536:
+                    return
+            sep = b"\r\n\r\n" if b"\r\n\r\n" in buf else b"\n\n"
+            head, buf = buf.split(sep, 1)
+            req = self._parse(head)
+            with srv._lock:
+                srv.requests.append(req)
+                mode = srv.mode
+            keep = self._respond(srv, sock, req, mode)
+            if not keep:
+                return
+
+    @staticmethod
+    def _parse(head):
+        lines = head.replace(b"\r\n", b"\n").split(b"\n")
+        parts = lines[0].decode("latin-1").split()
+        req = LookupRequest(*(parts + ["", "", ""])[:3], raw=head)
+        for line in lines[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            req[name.strip()] = value.strip()
+        return req
+
+    def _send(self, sock, data):
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+
+    def _respond(self, srv, sock, req, mode):
+        if mode == "garbage":
+            self._send(sock, b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n")
+            return False
+        if mode == "hang":
+            while not srv._stopping.is_set():
+                try:
+                    if not sock.recv(4096):
+                        return False
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return False
+            return False
+        if mode == "error500":
+            self._send(sock, b"HTTP/1.0 500 Internal Server Error\r\n"
+                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            return False
+        if srv.delay:
+            time.sleep(srv.delay)
+        login = urllib.parse.unquote(req.get("Auth-User", ""))
+        with srv._lock:
+            route = srv.users.get(login)
+        keep = (req.version.upper() == "HTTP/1.1" and
+                req.get("Connection", "").lower() != "close")
+        lines = ["HTTP/1.1 200 OK" if req.version.upper() == "HTTP/1.1"
+                 else "HTTP/1.0 200 OK"]
+        if route is not None:
+            ip, port, canonical = route
+            lines += ["Auth-Status: OK", "Auth-Server: %s" % ip,
+                      "Auth-Port: %d" % port,
+                      "Auth-User: %s" % canonical.replace("%", "%25")]
+        else:
+            lines += ["Auth-Status: user not found:%s" % login,
+                      "Auth-Wait: %s" % srv.auth_wait]
+        lines += ["Content-Length: 0",
+                  "Connection: %s" % ("keep-alive" if keep else "close")]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        if mode == "half":
+            self._send(sock, data[:len(data) // 2])
+            return False
+        self._send(sock, data)
+        return keep
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+
+class LookupServer:
+    def __init__(self, users=None, host="127.0.0.1", port=0, mode="normal",
+                 auth_wait=10):
+        self.users = dict(users or {})     # login -> (ip, port, canonical)
+        self.requests = []
+        self.mode = mode
+        self.auth_wait = auth_wait
+        self.delay = 0.0
+        self.host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = None
+        self._thread = None
+
+    @property
+    def port(self):
+        return self._port
+
+    @property
+    def url(self):
+        return "http://%s:%d%s" % (self.host, self._port, PATH)
+
+    def start(self):
+        self._stopping.clear()
+        self._server = _TCPServer((self.host, self._port), _Handler)
+        self._server.owner = self
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="lookupd", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Close the listening socket: new connections are refused."""
+        srv, self._server = self._server, None
+        if srv is None:
+            return
+        self._stopping.set()
+        srv.shutdown()
+        srv.server_close()
+        self._thread.join(5)
+
+    @property
+    def running(self):
+        return self._server is not None
+
+    def __setattr__(self, k, v):
+        if k == "mode" and v not in MODES:
+            raise ValueError("mode must be one of %s" % (MODES,))
+        super().__setattr__(k, v)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fake Zimbra nginx-lookup service")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=7072)
+    ap.add_argument("--route", action="append", default=[],
+                    metavar="LOGIN=IP:PORT[=CANONICAL]")
+    ap.add_argument("--mode", default="normal", choices=MODES)
+    ap.add_argument("--auth-wait", type=int, default=10)
+    args = ap.parse_args(argv)
+    users = {}
+    for r in args.route:
+        parts = r.split("=")
+        if len(parts) not in (2, 3):
+            ap.error("bad --route %r" % r)
+        ip, _, port = parts[1].rpartition(":")
+        users[parts[0]] = (ip, int(port), parts[2] if len(parts) == 3 else parts[0])
+    srv = LookupServer(users, args.host, args.port, args.mode, args.auth_wait).start()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print("lookupd listening on %s (mode %s, %d routes)" % (srv.url, srv.mode, len(users)),
+          flush=True)
+    seen = 0
+    try:
+        while True:
+            time.sleep(0.2)
+            while seen < len(srv.requests):
+                r = srv.requests[seen]
+                seen += 1
+                print("%s %s %s" % (r.method, r.path, dict(r)), flush=True)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Before the login: gatehouse's own greeting and commands, and hostile input.
+After every bad-input case a fresh connection must still log in."""
+
+import random
+import re
+import time
+
+import pytest
+
+from ghtest import ALICE, assert_can_login
+
+GREETING = (b"* OK [CAPABILITY IMAP4rev1 ID LITERAL+ SASL-IR IDLE NAMESPACE "
+            b"AUTH=PLAIN AUTH=LOGIN] Gatehouse IMAP proxy ready")
+
+
+# ---------------------------------------------------------------- local commands
+
+def test_greeting(gh):
+    with gh.raw() as c:
+        assert c.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1")
+        caps = re.match(rb"\* OK \[CAPABILITY ([^\]]*)\]", c.greeting).group(1).split()
+        assert b"AUTH=PLAIN" in caps
+        assert c.greeting == GREETING
+
+
+def test_greeting_is_configurable(gatehouse):
+    gh = gatehouse(imap={"greeting": "Hello from the test"})
+    with gh.raw() as c:
+        assert c.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1")
+        assert c.greeting.endswith(b"] Hello from the test")
+
+
+def test_capability(gh):
+    with gh.raw() as c:
+        lines = c.command("a", "CAPABILITY")
+        assert len(lines) == 2, lines
+        assert lines[0].startswith(b"* CAPABILITY ")
+        caps = lines[0].split()[2:]
+        assert b"IMAP4rev1" in caps and b"AUTH=PLAIN" in caps
+        assert lines[1].startswith(b"a OK")
+
+
+def test_capability_imaplib(gh):
+    m = gh.imap()
+    assert "IMAP4REV1" in m.capabilities
+    assert "AUTH=PLAIN" in m.capabilities
+    typ, data = m.capability()
+    assert typ == "OK" and b"IMAP4rev1" in data[0]
+    m.logout()
+
+
+def test_noop(gh):
+    with gh.raw() as c:
+        lines = c.command("a", "NOOP")
+        assert len(lines) == 1 and lines[0].startswith(b"a OK"), lines
+        assert c.command("x1", "noop")[-1].startswith(b"x1 OK")
+
+
+def test_id(gh):
+    with gh.raw() as c:
+        lines = c.command("a", 'ID ("name" "pytest" "version" "1.0")')
+        assert len(lines) == 2, lines
+        assert lines[0].startswith(b"* ID (")
+        assert lines[1].startswith(b"a OK")
+        lines = c.command("b", "ID NIL")
+        assert lines[0].startswith(b"* ID ") and lines[-1].startswith(b"b OK")
+        # ID before LOGIN must not break the login.
+        assert c.command("c", "LOGIN %s %s" % ALICE)[-1].startswith(b"c OK")
+        c.command("d", "LOGOUT")
+
+
+def test_unknown_command(gh):
+    with gh.raw() as c:
+        assert c.command("a", "FOO") == [b"a BAD Invalid command"]
+        assert c.command("b", "SELECT INBOX")[-1].startswith(b"b BAD")
+        assert c.command("c", "NOOP")[-1].startswith(b"c OK")
+
+
+def test_syntax_errors(gh):
+    with gh.raw() as c:
+        assert c.command("a", "LOGIN")[-1].startswith(b"a BAD")
+        assert c.command("b", 'LOGIN "unterminated')[-1].startswith(b"b BAD")
+        assert c.command("c", "NOOP")[-1].startswith(b"c OK")
+    assert_can_login(gh)
+
+
+def test_preauth_timeout(gatehouse):
+    gh = gatehouse(limits={"preauth_timeout": 1.0})
+    with gh.raw() as c:
+        t0 = time.monotonic()
+        lines = c.read_until_closed(5)
+        assert 0.8 <= time.monotonic() - t0 < 3.0
+        assert all(l.startswith(b"* BYE") for l in lines), lines
+    assert_can_login(gh)
+
+
+# ---------------------------------------------------------------- hostile input
+
+def test_line_too_long(gh):
+    with gh.raw() as c:
+        t0 = time.monotonic()
+        c.send_ignoring_reset(b"a LOGIN " + b"x" * 10000)
+        time.sleep(0.1)
+        c.send_ignoring_reset(b"y" * 5000 + b"\r\n")
+        lines = c.read_until_closed(3)
+        assert b"* BYE Line too long" in lines, lines
+        assert time.monotonic() - t0 < 2.5
+    assert_can_login(gh)
+
+
+def test_sync_literal_too_large(gh):
+    with gh.raw() as c:
+        c.send("a LOGIN {4294967296}\r\n")
+        line = c.readline()
+        assert not line.startswith(b"+"), line
+        assert line == b"a BAD Literal too large"
+        assert c.command("b", "NOOP")[-1].startswith(b"b OK")
+    assert_can_login(gh)
+
+
+def test_sync_literal_over_max_literal(gatehouse):
+    gh = gatehouse(limits={"max_literal": 4096})
+    with gh.raw() as c:
+        c.send("a LOGIN {4097}\r\n")
+        assert c.readline() == b"a BAD Literal too large"
+        c.send("b LOGIN {17}\r\n")
+        assert c.readline().startswith(b"+ ")
+        c.send("alice@example.com {12}\r\n")
+        assert c.readline().startswith(b"+ ")
+        c.send("alice-secret\r\n")
+        assert c.read_tagged("b")[-1].startswith(b"b OK")
+
+
+def test_nonsync_literal_too_large(gh):
+    with gh.raw() as c:
+        c.send_ignoring_reset("a LOGIN {4294967296+}\r\n")
+        lines = c.read_until_closed(3)
+        assert lines and lines[0] == b"* BYE Literal too large", lines
+    assert_can_login(gh)
+
+
+def test_literal_length_overflow(gh):
+    """A length that does not fit in 64 bits is just a literal too large."""
+    with gh.raw() as c:
+        c.send("a LOGIN {99999999999999999999999}\r\n")
+        line = c.readline()
+        assert not line.startswith(b"+"), line
+        assert line.startswith(b"a BAD"), line
+    assert_can_login(gh)
+
+
+def test_nul_byte(gh):
+    with gh.raw() as c:
+        c.send(b"a LOGIN alice\x00@example.com alice-secret\r\n")
+        assert c.readline() == b"a BAD NUL byte in command"
+        assert c.command("b", "NOOP")[-1].startswith(b"b OK")
+    assert gh.audit_lines() == []
+    assert_can_login(gh)
+
+
+def test_binary_garbage(gh):
+    rnd = random.Random(1234)
+    junk = bytes(b for b in range(0x80, 0x100))
+    lines = []
+    for _ in range(20):
+        n = rnd.randint(10, 200)
+        lines.append(bytes(rnd.choice(junk) for _ in range(n)))
+    with gh.raw() as c:
+        c.send_ignoring_reset(b"\r\n".join(lines) + b"\r\n")
+        got = c.read_until_closed(3)
+        assert got, "nothing came back"
+        assert got[-1] == b"* BYE Too many invalid commands", got
+        bads = [l for l in got[:-1] if b" BAD " in l]
+        assert 1 <= len(bads) <= 5, got
+        assert all(l.startswith(b"* BAD") for l in got[:-1]), got
+    assert_can_login(gh)
+
+
+def test_too_many_bad_commands(gatehouse):
+    gh = gatehouse(limits={"max_bad_commands": 3})
+    with gh.raw() as c:
+        c.send_ignoring_reset("".join("t%d FOO\r\n" % i for i in range(10)))
+        got = c.read_until_closed(3)
+        assert got[-1] == b"* BYE Too many invalid commands", got
+        bads = [l for l in got if re.match(rb"t\d+ BAD", l)]
+        assert 1 <= len(bads) <= 3, got
+    assert_can_login(gh)
+
+
+@pytest.mark.parametrize("tag", [b"x" * 65, b"a{b", b"*", b"+", b"a%b", b'a"b', b"a(b",
+                                 b"\xff", b"a\x80b", b"t\xc3\xa9"],
+                         ids=["too-long", "brace", "star", "plus", "percent", "quote",
+                              "paren", "xff", "x80", "utf8"])
+def test_bad_tags(gh, tag):
+    """An invalid tag (RFC 3501: ASTRING-CHARs but "+", 7-bit only) is never
+    echoed back: the answer is untagged."""
+    with gh.raw() as c:
+        c.send(tag + b" NOOP\r\n")
+        line = c.readline()
+        assert line.startswith(b"* BAD"), line
+        assert c.command("z", "NOOP")[-1].startswith(b"z OK")
+
+
+def test_unusual_valid_tag(gh):
+    """']' is allowed in a tag."""
+    with gh.raw() as c:
+        assert c.command("a]1", "NOOP")[-1].startswith(b"a]1 OK")
+
+
+def test_slowloris_bytes(gh):
+    """A command delivered one byte at a time still works."""
+    with gh.raw() as c:
+        for b in b"a LOGIN alice@example.com alice-secret\r\n":
+            c.send(bytes([b]))
+        assert c.read_tagged("a")[-1].startswith(b"a OK")
+        c.command("b", "LOGOUT")
+
+
+def test_client_closes_before_greeting_read(gh):
+    for _ in range(5):
+        c = gh.raw(read_greeting=False)
+        c.close()
+    for _ in range(3):
+        c = gh.raw()
+        c.send("a LOGIN %s %s\r\n" % ALICE)   # close while the login is in flight
+        c.close()
+    time.sleep(0.3)
+    assert_can_login(gh)

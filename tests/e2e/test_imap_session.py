@@ -1,0 +1,170 @@
+"""After the login: relaying, big literals, IDLE, LOGOUT and pipelining."""
+
+import hashlib
+import re
+import time
+
+from mailstore import make_message
+from ghtest import ALICE, BOB, check_audit, direct_imap
+
+
+def test_fetch_big_message_byte_exact(gh, stores):
+    m = gh.imap(timeout=30)
+    assert m.login(*ALICE)[0] == "OK"
+    assert m.select("INBOX", readonly=True)[0] == "OK"
+    t0 = time.monotonic()
+    typ, data = m.uid("FETCH", str(stores.big_uid), "(RFC822.SIZE BODY.PEEK[])")
+    took = time.monotonic() - t0
+    assert typ == "OK"
+    assert b"RFC822.SIZE %d" % stores.big_size in data[0][0]
+    body = data[0][1]
+    assert len(body) == stores.big_size
+    assert hashlib.sha256(body).hexdigest() == stores.big_sha256
+    assert body == stores.big_bytes
+    assert took < 10, "10 MiB took %.1fs through the proxy" % took
+    m.logout()
+    gh.assert_no_secret(ALICE[1])
+
+
+def test_idle_sees_new_mail(gh, stores):
+    with gh.raw() as c:
+        assert c.command("a", "LOGIN %s %s" % BOB)[-1].startswith(b"a OK")
+        lines = c.command("b", "SELECT INBOX")
+        assert lines[-1].startswith(b"b OK")
+        exists = [int(m.group(1)) for m in
+                  (re.match(rb"\* (\d+) EXISTS", l) for l in lines) if m]
+        assert exists, lines
+        count = exists[-1]
+
+        c.send("c IDLE\r\n")
+        assert c.readline().startswith(b"+"), "no IDLE continuation"
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        d = direct_imap(stores.b, BOB)
+        try:
+            typ, _ = d.append("INBOX", None, None,
+                              make_message("idle test %f" % time.time(), "new mail"))
+            assert typ == "OK"
+        finally:
+            d.logout()
+        want = b"* %d EXISTS" % (count + 1)
+        seen = []
+        while want not in seen:
+            seen.append(c.readline(timeout=5))
+        # Stay idle for about 3 s in all, then end the IDLE.
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+        c.send("DONE\r\n")
+        assert c.read_tagged("c")[-1].startswith(b"c OK")
+        assert c.command("d", "NOOP")[-1].startswith(b"d OK")
+        c.command("e", "LOGOUT")
+
+
+def test_logout_after_login(gh):
+    with gh.raw() as c:
+        assert c.command("a", "LOGIN %s %s" % ALICE)[-1].startswith(b"a OK")
+        lines = c.command("z", "LOGOUT")
+        assert lines[0].startswith(b"* BYE"), lines
+        assert lines[-1].startswith(b"z OK"), lines
+        assert c.read_until_closed(3) == []
+
+
+def test_logout_before_login(gh):
+    with gh.raw() as c:
+        lines = c.command("a", "LOGOUT")
+        assert lines == [b"* BYE Logging out", b"a OK LOGOUT completed"]
+        assert c.read_until_closed(3) == []
+    assert gh.audit_lines() == []
+
+
+def test_pipelined_after_login(gh, stores):
+    with gh.raw() as c:
+        c.send("a LOGIN %s %s\r\nb SELECT INBOX\r\nc LOGOUT\r\n" % ALICE)
+        a = c.read_tagged("a")
+        assert a[-1].startswith(b"a OK"), a
+        b = c.read_tagged("b")
+        assert b[-1].startswith(b"b OK"), b
+        assert any(re.match(rb"\* \d+ EXISTS", l) for l in b), b
+        cl = c.read_tagged("c")
+        assert cl[0].startswith(b"* BYE") and cl[-1].startswith(b"c OK"), cl
+        assert c.read_until_closed(3) == []
+    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+                backend="127.0.0.1:%d" % stores.a.imap_port)
+    gh.assert_no_secret(ALICE[1])
+
+
+def test_pipelined_before_and_after_login(gh):
+    """Local commands, the login and backend commands in one write, answered in order."""
+    with gh.raw() as c:
+        c.send("a CAPABILITY\r\nb NOOP\r\nc LOGIN %s %s\r\nd NOOP\r\ne LOGOUT\r\n" % BOB)
+        tags = []
+        for tag in "abcde":
+            lines = c.read_tagged(tag)
+            tags.append(lines[-1].split(b" ", 2)[:2])
+        assert tags == [[t.encode(), b"OK"] for t in "abcde"], tags
+        assert c.read_until_closed(3) == []
+
+
+def test_pipelined_failed_login(gh):
+    """Commands pipelined behind a rejected login are handled by gatehouse."""
+    with gh.raw() as c:
+        c.send("a LOGIN %s wrong\r\nb NOOP\r\nc LOGIN %s %s\r\nd NOOP\r\n"
+               % (ALICE[0], ALICE[0], ALICE[1]))
+        assert c.read_tagged("a")[-1].startswith(b"a NO")
+        assert c.read_tagged("b")[-1].startswith(b"b OK")
+        assert c.read_tagged("c")[-1].startswith(b"c OK")
+        assert c.read_tagged("d")[-1].startswith(b"d OK")
+        c.command("e", "LOGOUT")
+    gh.assert_no_secret(ALICE[1])
+
+
+def test_client_disconnect_mid_session(gh):
+    """Closing the client side abruptly must not disturb gatehouse."""
+    for _ in range(3):
+        c = gh.raw()
+        assert c.command("a", "LOGIN %s %s" % ALICE)[-1].startswith(b"a OK")
+        c.send("b SELECT INBOX\r\n")
+        c.close()
+    m = gh.imap()
+    assert m.login(*ALICE)[0] == "OK"
+    m.logout()
+
+
+def test_append_big_message_through_proxy(gh, stores):
+    """Client-to-backend relay of a 3 MiB literal, checked byte for byte on the store."""
+    from mailstore import make_big_message
+    data = make_big_message(3, seed=99, subject="appended through gatehouse %f" % time.time())
+    m = gh.imap(timeout=30)
+    assert m.login(*BOB)[0] == "OK"
+    typ, resp = m.append("INBOX", None, None, data)
+    assert typ == "OK", resp
+    m.logout()
+    d = direct_imap(stores.b, BOB)
+    try:
+        d.select("INBOX", readonly=True)
+        typ, found = d.search(None, "HEADER", "Message-ID", "<big-99@gatehouse.test>")
+        num = found[0].split()[-1]
+        typ, fetched = d.fetch(num, "(BODY.PEEK[])")
+        assert hashlib.sha256(fetched[0][1]).hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        d.logout()
+
+
+def test_slow_reader(gh, stores):
+    """A client that stops reading in the middle of the 10 MiB message still
+    gets every byte in order (gatehouse must apply backpressure to the
+    backend, not drop, reorder or buffer without bound)."""
+    with gh.raw(timeout=30) as c:
+        assert c.command("a", "LOGIN %s %s" % ALICE)[-1].startswith(b"a OK")
+        assert c.command("b", "EXAMINE INBOX")[-1].startswith(b"b OK")
+        c.send("c UID FETCH %d (BODY.PEEK[])\r\n" % stores.big_uid)
+        time.sleep(1.0)            # let every buffer on the way fill up
+        head = c.readline()
+        m = re.search(rb"\{(\d+)\}$", head)
+        assert m, head
+        size = int(m.group(1))
+        first = c.read_literal(1024 * 1024)
+        time.sleep(0.5)            # and stall once more
+        body = first + c.read_literal(size - len(first), timeout=30)
+        assert hashlib.sha256(body).hexdigest() == stores.big_sha256
+        assert c.read_tagged("c")[-1].startswith(b"c OK")
+        c.command("d", "LOGOUT")
