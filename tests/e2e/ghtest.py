@@ -21,12 +21,7 @@ BOB = ("bob@example.com", "bob-secret")                       # store B
 # ---------------------------------------------------------------- ports
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from mailstore import _free_port as free_port  # noqa: E402  (one helper for both)
 
 
 closed_port = free_port   # a port nobody listens on (connection refused)
