@@ -1,0 +1,100 @@
+/*
+ * conf_int.h - what the files of the configuration loader share: the load
+ * state, the table-driven group walker, typed setting readers and address
+ * parsing. Each feature's settings live in a file of their own
+ * (conf_<feature>.c) and are reached through the root table in conf.c.
+ * Private to proxy/.
+ */
+#ifndef GATEHOUSE_CONF_INT_H
+#define GATEHOUSE_CONF_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libconfig.h>
+
+#include "conf.h"
+
+#define CONF__MAX_FILE (1024 * 1024)
+#define CONF__MAX_ROUTES 65536
+#define CONF__MAX_STRING 4096
+#define CONF__MAX_CAP_LEN 64
+#define CONF__MAX_GREETING 200
+#define CONF__MAX_URL 1024
+#define CONF__MAX_HOSTNAME 253
+#define CONF__DEFAULT_LOOKUP_PATH "/service/extension/nginx-lookup"
+#define CONF__DEFAULT_LOOKUP_PORT 7072
+
+/* State of one load: where errors go, and the snapshot being filled. */
+struct conf__ld {
+	const char *file;
+	char *err;
+	size_t errlen;
+	struct conf *c;
+	/* routes and listen are parsed after the root walk: a route's default
+	 * port is imap.backend_port, wherever that appears in the file. */
+	const config_setting_t *routes;
+	const config_setting_t *listen;
+};
+
+enum conf__type {
+	CONF__T_INT,    /* int, integral value */
+	CONF__T_SIZE,   /* size_t, integral value */
+	CONF__T_U16,    /* uint16_t, integral value */
+	CONF__T_SECS,   /* double, integer or float accepted */
+	CONF__T_BOOL,   /* bool */
+	CONF__T_FN,     /* custom handler */
+};
+
+struct conf__opt {
+	const char *name;
+	enum conf__type type;
+	size_t off; /* offsetof(struct conf, ...) for the plain types */
+	double lo, hi;
+	int (*fn)(struct conf__ld *ld, const config_setting_t *s);
+};
+
+/* --- typed readers (conf_value.c) --- */
+
+void conf__path(const config_setting_t *s, char *buf, size_t cap);
+
+__attribute__((format(printf, 4, 5)))
+int conf__fail(struct conf__ld *ld, const config_setting_t *s, const char *member,
+	       const char *fmt, ...);
+
+int conf__oom(struct conf__ld *ld);
+
+bool conf__integral(double v);
+
+void conf__fmt_num(char *buf, size_t cap, double v);
+
+int conf__number(struct conf__ld *ld, const config_setting_t *s, bool integer,
+		 double lo, double hi, double *out);
+
+int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **out);
+
+int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
+		  const char *const *names, int nnames);
+
+int conf__set_str(struct conf__ld *ld, char **dst, const char *v);
+
+int conf__group(struct conf__ld *ld, const config_setting_t *g,
+		const struct conf__opt *opts, size_t nopts);
+
+/* --- addresses and URLs, pure (conf_addr.c) --- */
+
+bool conf__hostname_ok(const char *h, size_t len);
+
+bool conf__port(const char *s, size_t len, uint16_t *out);
+
+int conf__split_url(const char *url, char *host_out, char *name_out, size_t cap,
+		    uint16_t *port_out, const char **path_out, bool *numeric_out,
+		    const char **why);
+
+int conf__split_server(const char *v, char *host, size_t cap, uint16_t *port,
+		       const char **why);
+
+bool conf__same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+#endif
