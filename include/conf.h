@@ -20,6 +20,8 @@
 #define CONF_MAX_LOOKUP_SERVERS 16
 #define CONF_MAX_CAPS 32
 
+struct tls_server;
+
 enum conf_proto {
 	CONF_PROTO_IMAP = 0,
 };
@@ -37,12 +39,39 @@ enum conf_log_level {
 	CONF_LOG_DEBUG,
 };
 
+/* STARTTLS/STLS on a plain listener. */
+enum conf_starttls {
+	CONF_STARTTLS_OFF = 0,   /* not offered; logins in clear text allowed */
+	CONF_STARTTLS_OPTIONAL,  /* offered; clear-text logins allowed */
+	CONF_STARTTLS_REQUIRED,  /* offered; no login before TLS (LOGINDISABLED) */
+};
+
 struct conf_listen {
 	char *address; /* as written: "127.0.0.1:143", "[::1]:143", "*:143" */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	enum conf_proto proto;
+	bool tls;                   /* implicit TLS (993, 995, 443) */
+	enum conf_starttls starttls; /* plain listeners only */
+	bool starttls_set;          /* written in the file (else follows the certificate) */
 	int line; /* line in the config file, for messages */
+};
+
+/* A certificate and key, RSA and/or ECDSA (one may be served per client). */
+struct conf_cert {
+	char *cert;       /* PEM, leaf first then the chain */
+	char *key;
+	char *ecdsa_cert;
+	char *ecdsa_key;
+	int line;         /* where it was configured, for messages */
+	char *where;      /* setting path: "tls", "vhosts.[0]" */
+};
+
+/* A virtual host: the certificate served for these SNI names. */
+struct conf_vhost {
+	char **names;     /* "mail.example.com" or "*.example.com", lower case */
+	int nnames;
+	struct conf_cert cert;
 };
 
 /* One lookup server: "http://HOST:PORT/PATH". HOST is resolved at load. */
@@ -116,6 +145,26 @@ struct conf {
 
 	struct conf_listen listen[CONF_MAX_LISTEN];
 	int nlisten;
+
+	struct {
+		struct conf_cert cert;      /* the default certificate */
+		int min_version;            /* TLS1_2_VERSION ... */
+		int max_version;
+		char *ciphers;              /* TLS 1.2 cipher list, NULL = OpenSSL's */
+		char *ciphersuites;         /* TLS 1.3, NULL = OpenSSL's */
+		char *groups;               /* NULL = OpenSSL's */
+		bool session_tickets;
+		char *ticket_keys[8];       /* files of 80 bytes; the first encrypts */
+		int nticket_keys;
+		int session_cache;          /* entries in the shared cache, 0 = off */
+		double session_timeout;     /* seconds */
+	} tls;
+	struct conf_vhost *vhosts;
+	int nvhosts;
+
+	/* Built from the above when the snapshot is loaded (certificates read
+	   then); NULL when no certificate is configured. */
+	struct tls_server *tls_server;
 };
 
 /*

@@ -31,6 +31,7 @@ struct session;
 
 enum session_phase {
 	SESSION_PREAUTH = 0,     /* greeting sent, reading commands */
+	SESSION_TLS_HANDSHAKE,   /* implicit TLS, or after STARTTLS/STLS */
 	SESSION_LOOKUP,          /* resolving the user's route */
 	SESSION_AUTH_WAIT,       /* holding back a failure answer (Auth-Wait) */
 	SESSION_BACKEND_CONNECT, /* TCP connect to the backend */
@@ -62,6 +63,8 @@ struct session_proto {
 	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN timeouts, or
 	   a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
 	void (*timeout)(struct session *s);
+	/* A STARTTLS/STLS handshake finished: the client starts over, inside TLS. */
+	void (*tls_started)(struct session *s);
 	/* Free protocol state; credentials must be wiped. May run at any phase. */
 	void (*destroy)(struct session *s);
 };
@@ -107,6 +110,8 @@ struct session {
 	bool relay_b2c_paused;
 	bool finishing;                 /* flushing the last writes before close */
 	bool closed;                    /* session_close ran: no more I/O */
+	bool tls_active;                /* the client connection is encrypted */
+	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
 	bool client_shut_done;          /* relay: FIN sent to the client */
 	bool backend_shut_done;         /* relay: FIN sent to the backend */
 	const char *close_reason;
@@ -166,6 +171,21 @@ void session_close(struct session *s, const char *reason);
 
 /* Flush what was written to the client, then close (bounded by a timer). */
 void session_finish(struct session *s, const char *reason);
+
+/*
+ * Can this session upgrade to TLS now? (A certificate is configured, the
+ * listener offers STARTTLS, and TLS is not active yet.)
+ */
+bool session_starttls_available(struct session *s);
+
+/*
+ * Upgrade the client connection to TLS. The protocol has already written
+ * its "go ahead" line and consumed the command; everything else the client
+ * sent before the handshake is discarded (CVE-2011-0411: no plaintext may
+ * cross into the TLS session). proto->tls_started runs once the handshake
+ * is done; a failed handshake closes the session.
+ */
+void session_starttls(struct session *s);
 
 /* Milliseconds since the loop started (cached per iteration). */
 uint64_t session_now(struct session *s);

@@ -22,6 +22,7 @@
 
 struct pool;
 struct stream;
+struct tls_conn;
 
 /* One buffer. `data[off .. off+len)` holds the bytes. */
 struct pbuf {
@@ -78,6 +79,15 @@ struct stream {
 	bool reading;
 	bool shut;                    /* shutdown requested */
 	bool closing;
+
+	/* TLS (NULL: plain). Reads decrypt, writes encrypt; the owner sees
+	   plaintext only. */
+	struct tls_conn *tls;
+	bool tls_handshaking;
+	bool in_pump;                 /* inside stream__tls_pump: no nesting */
+	struct pbuf *tls_pending;     /* plaintext written before the handshake ended */
+	struct pbuf **tls_pending_tail;
+	void (*on_handshake)(struct stream *st, int status); /* 0 or UV_EPROTO */
 };
 
 /*
@@ -104,6 +114,15 @@ int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe
  * given, runs when that has happened (status 0) or failed.
  */
 int stream_shutdown(struct stream *st, uv_shutdown_cb cb);
+
+/*
+ * Start TLS on st with t (the stream owns t from here, also on error).
+ * Bytes already read are not fed to it: STARTTLS callers drop what the
+ * client sent before the handshake. on_handshake runs once with 0 or
+ * UV_EPROTO (tls_error(t) says why). Writes made before it are held and
+ * sent encrypted once the handshake is done. Returns 0 or a libuv error.
+ */
+int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)(struct stream *st, int status));
 
 /* Close the handle; pending writes are cancelled. on_close runs later. */
 void stream_close(struct stream *st);

@@ -41,6 +41,12 @@ static void imap__tagged(struct session *s, const struct imap_span *tag, const c
 		session_writef(s, "%.*s %s\r\n", (int)tag->len, (const char *)s->in + tag->off, text);
 }
 
+/* A plain connection on a listener that requires STARTTLS first. */
+static bool imap__cleartext_refused(struct session *s)
+{
+	return !s->tls_active && s->listener->starttls == CONF_STARTTLS_REQUIRED;
+}
+
 /* The capability list before login (AUTH= added by us, not configurable). */
 static void imap__caps(struct session *s, char *out, size_t cap)
 {
@@ -51,8 +57,12 @@ static void imap__caps(struct session *s, char *out, size_t cap)
 	for (int i = 0; i < c->imap.ncaps; i++)
 		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", i ? " " : "",
 				      c->imap.caps[i]);
+	/* RFC 3501 6.2.1 / RFC 2595: no AUTH= where logins are refused. */
+	const char *tail = imap__cleartext_refused(s) ? "STARTTLS LOGINDISABLED"
+			   : session_starttls_available(s) ? "STARTTLS AUTH=PLAIN AUTH=LOGIN"
+							    : "AUTH=PLAIN AUTH=LOGIN";
 	if (n < cap)
-		snprintf(out + n, cap - n, "%sAUTH=PLAIN AUTH=LOGIN", n ? " " : "");
+		snprintf(out + n, cap - n, "%s%s", n ? " " : "", tail);
 }
 
 void imap_wipe_credentials(struct imap_state *st, const struct conf *c)
@@ -461,15 +471,25 @@ static bool imap__command(struct session *s, const struct imap_cmd *cmd)
 		imap__id(s, cmd);
 		return true;
 	case IMAP_CMD_LOGIN:
-		imap__login(s, cmd);
-		return true;
 	case IMAP_CMD_AUTHENTICATE:
-		imap__authenticate(s, cmd);
+		if (imap__cleartext_refused(s))
+			return imap__bad(s, &cmd->tag, "NO [PRIVACYREQUIRED] Cleartext logins are "
+						       "disabled here: use STARTTLS first");
+		if (cmd->kind == IMAP_CMD_LOGIN)
+			imap__login(s, cmd);
+		else
+			imap__authenticate(s, cmd);
 		return true;
 	case IMAP_CMD_STARTTLS:
-		/* No TLS on this listener. */
-		imap__tagged(s, &cmd->tag, "NO [CANNOT] STARTTLS is not available on this port");
-		return true;
+		if (s->tls_active)
+			return imap__bad(s, &cmd->tag, "BAD TLS is already active");
+		if (!session_starttls_available(s)) {
+			imap__tagged(s, &cmd->tag, "NO [CANNOT] STARTTLS is not available on this port");
+			return true;
+		}
+		imap__tagged(s, &cmd->tag, "OK Begin TLS negotiation now");
+		imap__st(s)->starttls_now = true;
+		return false;
 	case IMAP_CMD_OTHER:
 	default:
 		return imap__bad(s, &cmd->tag, "BAD Invalid command");
@@ -545,6 +565,12 @@ static void imap__run(struct session *s, struct imap_state *st)
 			if (cmd.kind == IMAP_CMD_LOGIN || cmd.kind == IMAP_CMD_AUTHENTICATE)
 				OPENSSL_cleanse(s->in, (size_t)r);
 			session_consume(s, (size_t)r);
+			if (st->starttls_now) {
+				/* Whatever followed STARTTLS is dropped unanswered. */
+				st->starttls_now = false;
+				session_starttls(s);
+				return;
+			}
 			if (!go_on)
 				return;
 		}
@@ -579,6 +605,18 @@ static int imap_start(struct session *s)
 	imap__caps(s, caps, sizeof(caps));
 	session_writef(s, "* OK [CAPABILITY %s] %s\r\n", caps, c->imap.greeting);
 	return 0;
+}
+
+/* After STARTTLS: a fresh start inside TLS (RFC 3501 6.2.1: the client
+   must forget what it learnt before, and so do we). */
+static void imap_tls_started(struct session *s)
+{
+	struct imap_state *st = imap__st(s);
+
+	imap_parser_init(&st->parser, &st->parser.lim);
+	st->auth = IMAP_AUTH_NONE;
+	session_client_reading(s, true);
+	imap__process(s);
 }
 
 static void imap_client_data(struct session *s)
@@ -637,5 +675,6 @@ const struct session_proto imap_proto = {
 	.backend_data = imap_backend_data,
 	.backend_eof = imap_backend_eof,
 	.timeout = imap_timeout,
+	.tls_started = imap_tls_started,
 	.destroy = imap_destroy,
 };

@@ -39,6 +39,7 @@ struct imap_state {
 	int login_attempts;
 	enum imap_auth_step auth;
 	bool processing;            /* inside imap__process: no nested runs */
+	bool starttls_now;          /* STARTTLS answered: upgrade once it is consumed */
 	bool authenticate;          /* the login came from AUTHENTICATE, not LOGIN */
 
 	/* The login in progress. Credentials are wiped as soon as they are sent. */

@@ -417,7 +417,7 @@ static int conf__routes(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
-	const config_setting_t *as = NULL, *ps = NULL;
+	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -431,6 +431,10 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 			as = s;
 		else if (name != NULL && strcmp(name, "protocol") == 0)
 			ps = s;
+		else if (name != NULL && strcmp(name, "tls") == 0)
+			ts = s;
+		else if (name != NULL && strcmp(name, "starttls") == 0)
+			ss = s;
 		else
 			return conf__fail(ld, s, NULL, "unknown setting");
 	}
@@ -441,7 +445,16 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 	if (conf_parse_addr(addr, &l->addr, &l->addrlen) < 0)
 		return conf__fail(ld, as, NULL, "must be IP:PORT, [IPv6]:PORT or *:PORT");
 	l->proto = CONF_PROTO_IMAP;
-	if (ps != NULL && conf__keyword(ld, ps, conf_proto_names, 1) < 0)
+	if (ps != NULL) {
+		int nprotos = 0;
+		while (conf_proto_names[nprotos] != NULL)
+			nprotos++;
+		int p = conf__keyword(ld, ps, conf_proto_names, nprotos);
+		if (p < 0)
+			return -1;
+		l->proto = (enum conf_proto)p;
+	}
+	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
 		return -1;
 	l->line = (int)config_setting_source_line(as);
 	if ((l->address = strdup(addr)) == NULL)
@@ -490,6 +503,8 @@ static const struct conf__opt conf__root_opts[] = {
 	{ "lookup", CONF__T_FN, 0, 0, 0, conf__lookup },
 	{ "routes", CONF__T_FN, 0, 0, 0, conf__remember_routes },
 	{ "listen", CONF__T_FN, 0, 0, 0, conf__remember_listen },
+	{ "tls", CONF__T_FN, 0, 0, 0, conf__tls },
+	{ "vhosts", CONF__T_FN, 0, 0, 0, conf__vhosts },
 };
 
 static void conf__free(struct conf *c)
@@ -515,6 +530,7 @@ static void conf__free(struct conf *c)
 	free(c->routes);
 	for (int i = 0; i < c->nlisten; i++)
 		free(c->listen[i].address);
+	conf__tls_free(c);
 	free(c);
 }
 
@@ -552,6 +568,8 @@ static int conf__defaults(struct conf__ld *ld)
 			return conf__oom(ld);
 		c->imap.ncaps++;
 	}
+
+	conf__tls_defaults(c);
 
 	c->lookup.timeout = 10.0;
 	c->lookup.retry_interval = 60.0;
@@ -649,6 +667,8 @@ static int conf__parse(struct conf__ld *ld, const char *text)
 		l->proto = CONF_PROTO_IMAP;
 	}
 
+	if (conf__tls_finish(ld) < 0)
+		goto out;
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;

@@ -97,4 +97,14 @@ int conf__split_server(const char *v, char *host, size_t cap, uint16_t *port,
 
 bool conf__same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
+/* --- TLS settings (conf_tls.c) --- */
+
+int conf__listen_tls(struct conf__ld *ld, const config_setting_t *g, const config_setting_t *ts,
+		     const config_setting_t *ss, struct conf_listen *l);
+int conf__tls(struct conf__ld *ld, const config_setting_t *g);
+int conf__vhosts(struct conf__ld *ld, const config_setting_t *s);
+void conf__tls_defaults(struct conf *c);
+void conf__tls_free(struct conf *c);
+int conf__tls_finish(struct conf__ld *ld);
+
 #endif

@@ -20,10 +20,12 @@
 #include "conf.h"
 #include "imap.h"
 #include "session_int.h"
+#include "tls.h"
 #include "worker.h"
 
 const char *const session_phase_names[] = {
 	[SESSION_PREAUTH] = "PREAUTH",
+	[SESSION_TLS_HANDSHAKE] = "TLS_HANDSHAKE",
 	[SESSION_LOOKUP] = "LOOKUP",
 	[SESSION_AUTH_WAIT] = "AUTH_WAIT",
 	[SESSION_BACKEND_CONNECT] = "BACKEND_CONNECT",
@@ -137,6 +139,7 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	s->phase = phase;
 	switch (phase) {
 	case SESSION_PREAUTH:
+	case SESSION_TLS_HANDSHAKE:
 		session__arm(s, c->limits.preauth_timeout);
 		break;
 	case SESSION_BACKEND_CONNECT:
@@ -185,6 +188,11 @@ void session__timer_fired(uv_timer_t *t)
 		return;
 	case SESSION_CLOSING:
 		session_close(s, s->close_reason ? s->close_reason : "closing timed out");
+		return;
+	case SESSION_TLS_HANDSHAKE:
+		session_log(s, LOG_INFO, "TLS handshake not done within %.0f s, closing",
+			    s->conf->limits.preauth_timeout);
+		session_close(s, "TLS handshake timeout");
 		return;
 	default:
 		s->proto->timeout(s);
@@ -386,6 +394,80 @@ struct session *session_new(struct worker *w, struct listener *l)
 	return s;
 }
 
+static const char *session__alpn(const struct session *s)
+{
+	switch (s->listener->proto) {
+	case CONF_PROTO_IMAP:
+		return "imap";
+	default:
+		return NULL;
+	}
+}
+
+static void session__tls_done(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_INFO, "TLS handshake failed: %s", tls_error(s->client.tls));
+		session_close(s, "TLS handshake failed");
+		return;
+	}
+	s->tls_active = true;
+	session_log(s, LOG_DEBUG, "TLS established: %s %s%s%s%s", tls_version(s->client.tls),
+		    tls_cipher(s->client.tls), tls_sni(s->client.tls)[0] ? " sni=" : "",
+		    tls_sni(s->client.tls), tls_resumed(s->client.tls) ? " resumed" : "");
+	if (s->starttls_done) {
+		session_set_phase(s, SESSION_PREAUTH);
+		s->proto->tls_started(s);
+		return;
+	}
+	/* Implicit TLS: only now does the client get its greeting. */
+	s->phase = SESSION_PREAUTH;
+	if (s->proto->start(s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (!s->closed && !s->finishing)
+		session_set_phase(s, SESSION_PREAUTH);
+}
+
+static int session__begin_tls(struct session *s)
+{
+	struct tls_conn *t = tls_conn_server(s->conf->tls_server, session__alpn(s));
+
+	if (t == NULL || stream_start_tls(&s->client, t, session__tls_done) < 0) {
+		tls_conn_free(t);
+		return -1;
+	}
+	session_set_phase(s, SESSION_TLS_HANDSHAKE);
+	return 0;
+}
+
+bool session_starttls_available(struct session *s)
+{
+	return !s->tls_active && !s->client.tls && s->listener->starttls != CONF_STARTTLS_OFF &&
+	       tls_server_ready(s->conf->tls_server);
+}
+
+void session_starttls(struct session *s)
+{
+	if (s->closed || s->finishing)
+		return;
+	if (!session_starttls_available(s)) {
+		session_close(s, "STARTTLS not available");
+		return;
+	}
+	/* Nothing the client sent before the handshake may reach the TLS side. */
+	OPENSSL_cleanse(s->in, s->in_len);
+	s->in_len = 0;
+	s->starttls_done = true;
+	if (session__begin_tls(s) < 0)
+		session_close(s, "out of memory");
+}
+
 void session_start(struct session *s)
 {
 	uv_tcp_nodelay(&s->client.tcp, 1);
@@ -393,6 +475,14 @@ void session_start(struct session *s)
 	stream_peer(&s->client, s->client_ip, sizeof(s->client_ip), &s->client_port);
 	stream_local(&s->client, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	session_log(s, LOG_DEBUG, "connected to %s:%u", s->local_ip, s->local_port);
+	if (s->listener->tls) {
+		if (session__begin_tls(s) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+		session_client_reading(s, true);
+		return;
+	}
 	s->phase = SESSION_PREAUTH;
 	if (s->proto->start(s) < 0) {
 		session_close(s, "out of memory");

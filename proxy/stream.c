@@ -5,8 +5,12 @@
 #include <string.h>
 
 #include "stream.h"
+#include "tls.h"
 
 #define pbuf_of(base) ((struct pbuf *)((char *)(base) - offsetof(struct pbuf, data)))
+
+static void stream__tls_pump(struct stream *st);
+static int stream__raw_write(struct stream *st, struct pbuf *b);
 
 int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *owner)
 {
@@ -36,6 +40,17 @@ static void stream__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	struct stream *st = h->data;
 	struct pbuf *b = buf->base ? pbuf_of(buf->base) : NULL;
 
+	if (nread > 0 && st->tls) {
+		int rc = tls_feed(st->tls, b->data, (size_t)nread);
+		pbuf_put(b);
+		if (rc < 0) {
+			stream_read_stop(st);
+			st->on_read(st, NULL, UV_ENOMEM);
+			return;
+		}
+		stream__tls_pump(st);
+		return;
+	}
 	if (nread > 0) {
 		b->off = 0;
 		b->len = (uint32_t)nread;
@@ -58,6 +73,9 @@ int stream_read_start(struct stream *st)
 	int rc = uv_read_start((uv_stream_t *)&st->tcp, stream__alloc, stream__read);
 	if (rc == 0)
 		st->reading = true;
+	/* Records already decrypted (or buffered) while reading was off. */
+	if (rc == 0 && st->tls && !st->tls_handshaking && tls_has_plaintext(st->tls))
+		stream__tls_pump(st);
 	return rc;
 }
 
@@ -80,12 +98,8 @@ static void stream__written(uv_write_t *req, int status)
 		st->on_written(st, status);
 }
 
-int stream_write(struct stream *st, struct pbuf *b)
+static int stream__raw_write(struct stream *st, struct pbuf *b)
 {
-	if (st->closing || st->shut) {
-		pbuf_put(b);
-		return UV_EPIPE;
-	}
 	uv_buf_t ub = uv_buf_init((char *)b->data + b->off, b->len);
 	b->st = st;
 	int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, &ub, 1, stream__written);
@@ -94,6 +108,131 @@ int stream_write(struct stream *st, struct pbuf *b)
 		return rc;
 	}
 	st->queued += b->len;
+	return 0;
+}
+
+/* Send what TLS produced (records, alerts, tickets). */
+static int stream__tls_flush(struct stream *st)
+{
+	size_t pending;
+
+	while ((pending = tls_pending_out(st->tls)) > 0) {
+		struct pbuf *b = pbuf_get_size(st->pool, pending < st->pool->size ? pending : st->pool->size);
+		if (b == NULL)
+			return UV_ENOMEM;
+		b->len = (uint32_t)tls_take_out(st->tls, b->data, b->cap);
+		int rc = stream__raw_write(st, b);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int stream_write(struct stream *st, struct pbuf *b)
+{
+	if (st->closing || st->shut) {
+		pbuf_put(b);
+		return UV_EPIPE;
+	}
+	if (st->tls == NULL)
+		return stream__raw_write(st, b);
+	if (st->tls_handshaking) {
+		b->next = NULL;
+		*st->tls_pending_tail = b;
+		st->tls_pending_tail = &b->next;
+		return 0;
+	}
+	int rc = tls_write(st->tls, b->data + b->off, b->len);
+	pbuf_put(b);
+	if (rc < 0)
+		return UV_EPROTO;
+	return stream__tls_flush(st);
+}
+
+/* The handshake is done: encrypt what was written meanwhile. */
+static int stream__tls_release_pending(struct stream *st)
+{
+	while (st->tls_pending) {
+		struct pbuf *b = st->tls_pending;
+		st->tls_pending = b->next;
+		int rc = tls_write(st->tls, b->data + b->off, b->len);
+		pbuf_put(b);
+		if (rc < 0)
+			return UV_EPROTO;
+	}
+	st->tls_pending_tail = &st->tls_pending;
+	return stream__tls_flush(st);
+}
+
+/*
+ * Drive TLS after input arrived or reading resumed: finish the handshake,
+ * then hand decrypted data to on_read while the owner keeps reading.
+ */
+static void stream__tls_pump(struct stream *st)
+{
+	if (st->in_pump || st->closing)
+		return;
+	st->in_pump = true;
+	if (st->tls_handshaking) {
+		int rc = tls_handshake(st->tls);
+		stream__tls_flush(st);
+		if (rc == TLS_WANT) {
+			st->in_pump = false;
+			return;
+		}
+		if (rc < 0) {
+			st->in_pump = false;
+			stream_read_stop(st);
+			st->on_handshake(st, UV_EPROTO);
+			return;
+		}
+		st->tls_handshaking = false;
+		rc = stream__tls_release_pending(st);
+		st->in_pump = false;
+		st->on_handshake(st, rc);
+		if (st->closing || rc < 0)
+			return;
+		st->in_pump = true;
+	}
+	while (st->reading && !st->closing) {
+		struct pbuf *b = pbuf_get(st->pool);
+		if (b == NULL) {
+			st->in_pump = false;
+			stream_read_stop(st);
+			st->on_read(st, NULL, UV_ENOMEM);
+			return;
+		}
+		int n = tls_read(st->tls, b->data, b->cap);
+		if (n > 0) {
+			b->off = 0;
+			b->len = (uint32_t)n;
+			st->on_read(st, b, 0);
+			continue;
+		}
+		pbuf_put(b);
+		stream__tls_flush(st);
+		if (n == TLS_WANT)
+			break;
+		/* close_notify is a clean end of stream; anything else an error. */
+		stream_read_stop(st);
+		st->in_pump = false;
+		st->on_read(st, NULL, n == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+		return;
+	}
+	if (!st->closing)
+		stream__tls_flush(st);
+	st->in_pump = false;
+}
+
+int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)(struct stream *st, int status))
+{
+	if (t == NULL)
+		return UV_ENOMEM;
+	st->tls = t;
+	st->tls_handshaking = true;
+	st->tls_pending = NULL;
+	st->tls_pending_tail = &st->tls_pending;
+	st->on_handshake = on_handshake;
 	return 0;
 }
 
@@ -114,6 +253,10 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 	if (st->shut || st->closing)
 		return 0;
 	st->shut = true;
+	if (st->tls && !st->tls_handshaking) {
+		tls_shutdown(st->tls);
+		stream__tls_flush(st);
+	}
 	st->shutdown_req.data = st;
 	return uv_shutdown(&st->shutdown_req, (uv_stream_t *)&st->tcp, cb);
 }
@@ -121,6 +264,14 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 static void stream__closed(uv_handle_t *h)
 {
 	struct stream *st = h->data;
+
+	while (st->tls_pending) {
+		struct pbuf *b = st->tls_pending;
+		st->tls_pending = b->next;
+		pbuf_put(b);
+	}
+	tls_conn_free(st->tls);
+	st->tls = NULL;
 
 	if (st->on_close)
 		st->on_close(st);

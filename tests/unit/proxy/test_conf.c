@@ -358,8 +358,8 @@ Test(conf, unknown_settings)
 	conf_t_fails("routes = (\n { match = \"*\"; server = \"a\"; },\n"
 		     " { match = \"x\"; server = \"a\";\n port = 1; }\n);\n",
 		     "4: routes.[1].port: unknown setting");
-	conf_t_fails("listen = (\n { address = \"*:143\"; tls = true; }\n);\n",
-		     "2: listen.[0].tls: unknown setting");
+	conf_t_fails("listen = (\n { address = \"*:143\"; ssl = true; }\n);\n",
+		     "2: listen.[0].ssl: unknown setting");
 	conf_t_fails("pop3 = { };\n", "1: pop3: unknown setting");
 }
 

@@ -1,0 +1,71 @@
+/*
+ * tls.h - TLS as bytes in, bytes out.
+ *
+ * A tls_conn wraps one OpenSSL SSL object between two memory BIOs: the
+ * stream feeds it the ciphertext that arrived and sends on the ciphertext it
+ * produces. No sockets here, so handshakes, SNI selection and ALPN checks
+ * are unit-tested in memory, and STARTTLS is "start feeding a tls_conn".
+ *
+ * A tls_server is the set of server contexts built from one config snapshot:
+ * the default certificate and one context per virtual host, chosen by SNI
+ * (exact name, then wildcard "*.example.com", else the default). It is
+ * immutable and shared by all workers; connections hold a reference to the
+ * SSL_CTX they use, so a reload that builds a new tls_server never disturbs
+ * established sessions.
+ */
+#ifndef GATEHOUSE_TLS_H
+#define GATEHOUSE_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct conf;
+struct tls_server;
+struct tls_conn;
+
+/* Return values of the tls_conn functions below zero. */
+enum tls_status {
+	TLS_WANT = 0,       /* needs more input (or nothing to do) */
+	TLS_ERR = -1,       /* fatal: alert sent (take_out), close after flushing */
+	TLS_CLOSED = -2,    /* the peer sent close_notify */
+};
+
+/*
+ * Build the server contexts for c (certificates and keys are read now).
+ * Returns NULL with "FILE:LINE: setting: why" in err when a file is
+ * missing, unreadable, or a key does not match its certificate. A config
+ * with no certificate at all gives an empty server (tls_server_ready false).
+ */
+struct tls_server *tls_server_new(const struct conf *c, char *err, size_t errlen);
+void tls_server_free(struct tls_server *srv);
+bool tls_server_ready(const struct tls_server *srv);
+
+/* ALPN protocol ids: "imap", "pop3", "http/1.1". */
+struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn);
+void tls_conn_free(struct tls_conn *t);
+
+/* Ciphertext in from the network. Returns 0, or TLS_ERR on no memory. */
+int tls_feed(struct tls_conn *t, const uint8_t *p, size_t n);
+/* Advance the handshake: 1 done, TLS_WANT, or TLS_ERR. */
+int tls_handshake(struct tls_conn *t);
+/* Plaintext out: bytes read (> 0), TLS_WANT, TLS_CLOSED or TLS_ERR. */
+int tls_read(struct tls_conn *t, uint8_t *out, size_t cap);
+/* Plaintext in (after the handshake): 0 or TLS_ERR. */
+int tls_write(struct tls_conn *t, const uint8_t *p, size_t n);
+/* Queue a close_notify. */
+void tls_shutdown(struct tls_conn *t);
+/* Ciphertext waiting to go to the network. */
+size_t tls_pending_out(struct tls_conn *t);
+size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
+/* Plaintext decrypted but not yet read. */
+bool tls_has_plaintext(struct tls_conn *t);
+
+/* For logs: "TLSv1.3", the cipher, the SNI the client sent (or ""), the last error. */
+const char *tls_version(const struct tls_conn *t);
+const char *tls_cipher(const struct tls_conn *t);
+const char *tls_sni(const struct tls_conn *t);
+const char *tls_error(const struct tls_conn *t);
+bool tls_resumed(const struct tls_conn *t);
+
+#endif
