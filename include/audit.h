@@ -3,7 +3,7 @@
  *
  *   <time> session=<id> proto=<p> client=<ip>:<port> login="<login>"
  *   user="<canonical>" result=<ok|fail|tempfail> reason="<why>"
- *   backend=<ip:port|-> source=<static|lookup|-> latency_ms=<n>
+ *   backend=<ip:port|-> source=<static|l1|memcached|lookup|-> latency_ms=<n>
  */
 #ifndef GATEHOUSE_AUDIT_H
 #define GATEHOUSE_AUDIT_H

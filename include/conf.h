@@ -19,11 +19,14 @@
 #define CONF_MAX_LISTEN 32
 #define CONF_MAX_LOOKUP_SERVERS 16
 #define CONF_MAX_CAPS 32
+#define CONF_MAX_MEMCACHED 16
 
 struct tls_server;
+struct tls_client;
 
 enum conf_proto {
 	CONF_PROTO_IMAP = 0,
+	CONF_PROTO_POP3,
 };
 
 enum conf_backend_auth {
@@ -79,6 +82,7 @@ struct conf_lookup_server {
 	char *url;
 	char *host; /* as written, sent as the Host header */
 	char *path; /* "/service/extension/nginx-lookup" if the URL has none */
+	bool tls;   /* https:// (Zimbra's 7072 is HTTPS) */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 };
@@ -91,9 +95,39 @@ struct conf_lookup_server {
 struct conf_route {
 	char *match;
 	char *host;
-	uint16_t port;
+	uint16_t port;  /* 0 = the protocol's backend_port (see conf_backend_port) */
 	char *user;
 };
+
+/* One memcached server of cache.memcached: "HOST[:PORT]", port 11211 by default. */
+struct conf_memcached {
+	char *host;
+	uint16_t port;
+};
+
+/* How keys are spread over several memcached servers. */
+enum conf_cache_distribution {
+	CONF_CACHE_MODULA = 0,   /* one-at-a-time hash mod N, dead ones skipped (Zimbra's nginx) */
+	CONF_CACHE_CONSISTENT,   /* ketama (libmemcached) */
+};
+
+/* How POP3 tells the backend the client's address before logging in. */
+enum conf_pop3_client_ip {
+	CONF_POP3_CLIENT_IP_XOIP = 0, /* "XOIP <ip>" (Zimbra) */
+	CONF_POP3_CLIENT_IP_XCLIENT,  /* "XCLIENT ADDR=<ip> PORT=<port>" (Dovecot) */
+	CONF_POP3_CLIENT_IP_NONE,
+};
+
+/* How POP3 logs in to the backend. */
+enum conf_pop3_backend_auth {
+	CONF_POP3_BACKEND_AUTH_USER = 0, /* USER + PASS */
+	CONF_POP3_BACKEND_AUTH_PLAIN,    /* AUTH PLAIN with an initial response */
+};
+
+/* SASL mechanisms the POP3 front end offers (a bit set). */
+#define CONF_SASL_PLAIN 0x1u
+#define CONF_SASL_LOGIN 0x2u
+#define CONF_SASL_XOAUTH2 0x4u
 
 struct conf {
 	atomic_int refs;
@@ -133,12 +167,37 @@ struct conf {
 	} imap;
 
 	struct {
+		char *greeting;          /* text after "+OK " */
+		char *caps[CONF_MAX_CAPS];
+		int ncaps;               /* CAPA lines; SASL and STLS added by gatehouse */
+		unsigned sasl;           /* CONF_SASL_* offered in AUTH and CAPA */
+		enum conf_pop3_client_ip client_ip_command;
+		enum conf_pop3_backend_auth backend_auth;
+		bool backend_pipelining; /* client IP command and login in one write */
+		uint16_t backend_port;   /* default port when a static route gives none */
+	} pop3;
+
+	struct {
 		struct conf_lookup_server servers[CONF_MAX_LOOKUP_SERVERS];
 		int nservers;            /* 0 = no lookup service, static routes only */
 		double timeout;          /* per attempt (connect + answer), seconds */
 		double retry_interval;   /* hold-down of a failed server, seconds */
 		bool send_password;      /* send the real password instead of "_password_" */
+		bool verify;             /* https: check the server's certificate (upstream.ca) */
 	} lookup;
+
+	/* The route cache (proxy/conf_cache.c): L1 in process, then memcached. */
+	struct {
+		struct conf_memcached servers[CONF_MAX_MEMCACHED];
+		int nservers;            /* 0 = no memcached (L1 still works) */
+		int ttl;                 /* memcached entry lifetime, seconds */
+		bool hash_keys;          /* send SHA-256 hex keys (Carbonio) */
+		enum conf_cache_distribution distribution;
+		double timeout;          /* connect and per-operation wait, seconds */
+		int retry_interval;      /* a failed memcached server is skipped this long */
+		size_t l1_entries;       /* 0 = no L1 */
+		double l1_ttl;           /* seconds; 0 = no L1 */
+	} cache;
 
 	struct conf_route *routes;
 	int nroutes;
@@ -162,9 +221,18 @@ struct conf {
 	struct conf_vhost *vhosts;
 	int nvhosts;
 
+	/* TLS towards the mailstores (Zimbra's default: imapssl on 7993). */
+	struct {
+		bool tls;
+		bool verify;             /* check the backend's certificate and name */
+		char *ca;                /* CA file for verify; NULL = the system's */
+	} upstream;
+
 	/* Built from the above when the snapshot is loaded (certificates read
 	   then); NULL when no certificate is configured. */
 	struct tls_server *tls_server;
+	/* Client context for upstream.tls and https lookup servers, or NULL. */
+	struct tls_client *tls_client;
 };
 
 /*
@@ -182,5 +250,12 @@ void conf_unref(struct conf *c);
 int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len);
 
 extern const char *const conf_proto_names[];
+
+/*
+ * The backend port a static route without one uses, for a lookup protocol
+ * name ("imap", "pop3", "imapssl", ...): pop3.backend_port for the POP3
+ * names, imap.backend_port for everything else.
+ */
+uint16_t conf_backend_port(const struct conf *c, const char *protocol);
 
 #endif

@@ -2,9 +2,12 @@
  * route.h - the route resolver: which backend holds a user, and under which
  * name to log in there.
  *
- * Order: validate the name, static routes from the config, then the lookup
- * service. The cache issue adds the in-process L1 and memcached in between.
- * Resolution is asynchronous and never blocks the loop.
+ * Order: validate the name, static routes from the config, the in-process
+ * L1 cache, memcached (shared with other proxies and Zimbra's tools), then
+ * the lookup service. Concurrent resolutions of one login share one
+ * memcached get and one lookup, across all worker threads (single-flight).
+ * Resolution is asynchronous and never blocks the loop: memcached runs on
+ * libuv's thread pool.
  */
 #ifndef GATEHOUSE_ROUTE_H
 #define GATEHOUSE_ROUTE_H
@@ -32,6 +35,8 @@ enum route_source {
 	ROUTE_SRC_NONE = 0,
 	ROUTE_SRC_STATIC,
 	ROUTE_SRC_LOOKUP,
+	ROUTE_SRC_L1,        /* the in-process cache */
+	ROUTE_SRC_MEMCACHED,
 };
 
 extern const char *const route_source_names[];
@@ -80,6 +85,9 @@ struct route_query {
 	const char *client_ip;
 	const char *proxy_ip;
 	int attempt;
+	/* A cached route just failed: forget the login in L1 and memcached,
+	   ask the lookup service, and cache its answer. */
+	bool bypass_cache;
 };
 
 /*
@@ -91,7 +99,51 @@ struct route_query {
 struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct route_query *q,
 				route_cb cb, void *arg);
 
-/* Cancel a pending request: cb will not be called; memory is freed later. */
+/*
+ * Cancel a pending request: cb will not be called; memory is freed later.
+ * Call it on the request's loop thread. A lookup shared with other requests
+ * goes on for them; one nobody waits for any more is abandoned.
+ */
 void route_cancel(struct route_req *req);
+
+/*
+ * Set up / tear down the resolver's state for a loop, on the loop's own
+ * thread: route_worker_init before the first route_resolve on loop (returns
+ * 0, or -ENOMEM), route_worker_close once uv_run has returned (nothing of
+ * the resolver is then pending on loop). When the last loop closes, the
+ * process-wide caches (L1, memcached connections) are freed.
+ */
+int route_worker_init(uv_loop_t *loop);
+void route_worker_close(uv_loop_t *loop);
+
+/*
+ * The backend of route r, resolved for q, refused the connection or
+ * rejected the login: forget r in L1 and delete its memcached keys (the
+ * alias of q->login from q->client_ip, the route by r->user and by
+ * q->login) on the thread pool. Static routes are left alone. Call on
+ * loop's thread (route_worker_init done).
+ */
+void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query *q,
+		      const struct route *r);
+
+/* --- counters (route/route_stats.c), process-wide --- */
+
+/* Upper bounds (ms) of the lookup latency buckets; one more bucket for slower. */
+#define ROUTE_STATS_BUCKETS 8
+extern const unsigned route_stats_bucket_ms[ROUTE_STATS_BUCKETS];
+
+struct route_stats {
+	uint64_t l1_hits, l1_misses;
+	uint64_t mc_hits, mc_misses;             /* per resolution that asked memcached */
+	uint64_t mc_errors;                      /* failed memcached operations */
+	uint64_t lookups, lookup_failures;       /* lookups started; no usable answer */
+	uint64_t lookup_ms_sum, lookup_ms_count; /* latency of answered lookups */
+	uint64_t lookup_ms_buckets[ROUTE_STATS_BUCKETS + 1]; /* <= bucket_ms[i], then more */
+	uint64_t shared;                         /* resolutions that joined another's flight */
+	uint64_t invalidations;
+};
+
+/* A snapshot of the counters (each read atomically, not all at one instant). */
+void route_stats(struct route_stats *out);
 
 #endif

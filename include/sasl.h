@@ -1,10 +1,12 @@
 /*
- * sasl.h - SASL payload helpers: base64 and the PLAIN message (RFC 4616).
- * Pure functions, no allocation.
+ * sasl.h - SASL payload helpers shared by the IMAP and POP3 front ends:
+ * base64, SASL response lines, the PLAIN message (RFC 4616) and the user
+ * inside an XOAUTH2 message. Pure functions, no allocation.
  */
 #ifndef GATEHOUSE_SASL_H
 #define GATEHOUSE_SASL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +22,24 @@ size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out);
  * input is malformed or the result would exceed outcap.
  */
 int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t outcap);
+
+/* Room sasl_response_decode needs for a response of n characters. */
+#define SASL_RESPONSE_DECODED_MAX(n) ((n) / 4 * 3 + 1)
+
+/*
+ * Decode one SASL response as clients send it after a "+" continuation or
+ * as an initial response: "" and "=" are the empty response (RFC 4959,
+ * RFC 5034), anything else is strict base64. Returns the decoded length, or
+ * -1 when malformed or longer than outcap.
+ */
+int sasl_response_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outcap);
+
+/*
+ * Copy a decoded field (a name or a password) into dst as a C string.
+ * false when it needs more than cap - 1 bytes or contains a NUL; dst is
+ * then untouched.
+ */
+bool sasl_take(char *dst, size_t cap, const uint8_t *src, size_t n);
 
 struct sasl_span {
 	uint32_t off;
@@ -38,5 +58,29 @@ struct sasl_plain {
  * Returns 0, or -1 when there are not exactly two NULs or authcid is empty.
  */
 int sasl_plain_parse(const uint8_t *p, size_t n, struct sasl_plain *out);
+
+/*
+ * Base64 of the PLAIN message "authz NUL authc NUL pass" (RFC 4616), written
+ * to out, which must hold SASL_B64_ENCODED_SIZE(az + ac + pl + 2) bytes,
+ * without assembling the message (and so the password) anywhere else.
+ * Returns the encoded length; out is NUL-terminated.
+ */
+size_t sasl_plain_encode(const char *authz, size_t az, const char *authc, size_t ac,
+			 const char *pass, size_t pl, char *out);
+
+/* Parsed XOAUTH2 message: spans into the decoded buffer. */
+struct sasl_xoauth2 {
+	struct sasl_span user;  /* never empty */
+	struct sasl_span token; /* the bearer token, never empty */
+};
+
+/*
+ * Split a decoded XOAUTH2 message "user=U ^A auth=Bearer T ^A ^A" (Google's
+ * format; other "key=value" pairs are skipped). gatehouse only needs the
+ * user, to look the route up; the message itself goes to the backend as the
+ * client sent it. Returns 0, or -1 when the framing is wrong, a NUL occurs,
+ * user or auth is missing, repeated or empty, or auth is not "Bearer ...".
+ */
+int sasl_xoauth2_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out);
 
 #endif

@@ -90,6 +90,7 @@ struct session {
 	char local_ip[46];              /* the proxy address the client reached */
 	uint16_t local_port;
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
+	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
 
 	/* Pre-login input from the client; capacity limits.max_line + 1. */
 	uint8_t *in;
@@ -148,6 +149,13 @@ void session_delay(struct session *s, double secs);
  * on the loop. Enters SESSION_LOOKUP.
  */
 void session_resolve(struct session *s, const struct route_query *q);
+
+/*
+ * The backend of route r (resolved for q) refused the connection or the
+ * login: forget r in the route caches (route_invalidate).
+ */
+void session_route_invalidate(struct session *s, const struct route_query *q,
+			      const struct route *r);
 
 /*
  * Connect to host:port (IP literal or name, resolved asynchronously);

@@ -22,6 +22,7 @@
 
 struct conf;
 struct tls_server;
+struct tls_client;
 struct tls_conn;
 
 /* Return values of the tls_conn functions below zero. */
@@ -43,6 +44,16 @@ bool tls_server_ready(const struct tls_server *srv);
 
 /* ALPN protocol ids: "imap", "pop3", "http/1.1". */
 struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn);
+/*
+ * The client side, for backends (upstream.tls) and https lookup servers:
+ * one context per config snapshot. verify: check the peer's certificate
+ * against ca_file (or the system's CAs when NULL) and its name against
+ * host; without it any certificate is accepted (as Zimbra does internally).
+ */
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen);
+void tls_client_free(struct tls_client *cl);
+/* host: sent as SNI when it is a name, and checked when verify is set. */
+struct tls_conn *tls_conn_client(struct tls_client *cl, const char *host, bool verify);
 void tls_conn_free(struct tls_conn *t);
 
 /* Ciphertext in from the network. Returns 0, or TLS_ERR on no memory. */
@@ -58,6 +69,8 @@ void tls_shutdown(struct tls_conn *t);
 /* Ciphertext waiting to go to the network. */
 size_t tls_pending_out(struct tls_conn *t);
 size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
+/* Give back the memory BIOs' buffers when they are empty (idle connections). */
+void tls_trim(struct tls_conn *t);
 /* Plaintext decrypted but not yet read. */
 bool tls_has_plaintext(struct tls_conn *t);
 

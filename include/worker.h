@@ -23,7 +23,8 @@ struct worker;
 struct listener {
 	uv_tcp_t tcp;
 	struct worker *w;
-	const struct conf_listen *cl; /* in w->conf at start; listeners do not change on reload */
+	const struct conf_listen *cl; /* in w->listen_conf: the addresses bound at start */
+	int index;                    /* its place in listen[], to find its settings after a reload */
 	bool open;
 };
 
@@ -41,6 +42,7 @@ struct worker {
 	uv_async_t async;
 	atomic_int commands;
 	struct conf *conf;                  /* for new sessions (a reference) */
+	struct conf *listen_conf;           /* the one listeners[].cl point into (a reference) */
 	struct conf *_Atomic pending_conf;  /* handed over by the main thread */
 	struct listener listeners[CONF_MAX_LISTEN];
 	int nlisteners;

@@ -111,6 +111,11 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted)
 	}
 	session_set_phase(s, SESSION_PREAUTH);
 	session_client_reading(s, true);
+	/* With TLS, resuming reads hands over what was already decrypted at
+	   once: the commands may have been handled, or the session ended (a
+	   close_notify or a bad record behind the LOGIN) and st freed. */
+	if (s->closed || s->proto_state != st)
+		return;
 	imap__process(s);
 }
 
@@ -129,6 +134,58 @@ void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_le
 	session_start_relay(s);
 }
 
+/* The route query for the login in progress. */
+static void imap__query(struct session *s, struct route_query *q, bool bypass_cache)
+{
+	struct imap_state *st = imap__st(s);
+
+	*q = (struct route_query){
+		.login = st->authz[0] ? st->authz : st->login,
+		.password = st->password,
+		.protocol = s->conf->upstream.tls ? "imapssl" : "imap",
+		.client_ip = s->client_ip,
+		.proxy_ip = s->local_ip,
+		.attempt = st->login_attempts,
+		.bypass_cache = bypass_cache,
+	};
+}
+
+/*
+ * The backend of st->route could not be reached (refused, timed out, not
+ * resolvable): forget the route in the caches. A cached route may be stale
+ * (the mailbox moved): then ask the lookup service once more, bypassing the
+ * caches, before the client hears anything. true: that lookup is under way.
+ */
+bool imap_route_unreachable(struct session *s, const char *why)
+{
+	struct imap_state *st = imap__st(s);
+	struct route_query q;
+	bool retry = !st->route_retried &&
+		     (st->route.source == ROUTE_SRC_L1 || st->route.source == ROUTE_SRC_MEMCACHED);
+
+	imap__query(s, &q, retry);
+	if (!retry) {
+		session_route_invalidate(s, &q, &st->route);
+		return false;
+	}
+	/* The fresh lookup forgets the login in the caches first. */
+	st->route_retried = true;
+	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
+		    route_source_names[st->route.source], q.login);
+	session_resolve(s, &q);
+	return true;
+}
+
+/* The backend rejected the login: the route may be wrong, forget it. */
+void imap_route_rejected(struct session *s)
+{
+	struct imap_state *st = imap__st(s);
+	struct route_query q;
+
+	imap__query(s, &q, false);
+	session_route_invalidate(s, &q, &st->route);
+}
+
 static void imap__begin_login(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
@@ -143,14 +200,10 @@ static void imap__begin_login(struct session *s)
 		return;
 	}
 	session_client_reading(s, false);
-	session_resolve(s, &(struct route_query){
-		.login = who,
-		.password = st->password,
-		.protocol = "imap",
-		.client_ip = s->client_ip,
-		.proxy_ip = s->local_ip,
-		.attempt = st->login_attempts,
-	});
+	st->route_retried = false;
+	struct route_query q;
+	imap__query(s, &q, false);
+	session_resolve(s, &q);
 }
 
 static void imap_route_done(struct session *s, const struct route *r)
@@ -252,14 +305,12 @@ static void imap__login(struct session *s, const struct imap_cmd *cmd)
    (wiped) by the caller. */
 static int imap__sasl_decode(const uint8_t *p, size_t n, uint8_t **out_buf)
 {
-	size_t cap = n / 4 * 3 + 4;
+	size_t cap = SASL_RESPONSE_DECODED_MAX(n);
 
 	*out_buf = malloc(cap);
 	if (*out_buf == NULL)
 		return -1;
-	if (n == 0 || (n == 1 && p[0] == '='))
-		return 0;
-	return sasl_b64_decode((const char *)p, n, *out_buf, cap);
+	return sasl_response_decode(p, n, *out_buf, cap);
 }
 
 static void imap__sasl_free(uint8_t *buf, size_t n)
@@ -268,16 +319,6 @@ static void imap__sasl_free(uint8_t *buf, size_t n)
 		return;
 	OPENSSL_cleanse(buf, n);
 	free(buf);
-}
-
-/* Copy a SASL field into a credential buffer. false if too long or has NUL. */
-static bool imap__take(char *dst, size_t cap, const uint8_t *src, size_t n)
-{
-	if (n >= cap || memchr(src, '\0', n))
-		return false;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-	return true;
 }
 
 /* A PLAIN message arrived (initial response or continuation). */
@@ -297,9 +338,9 @@ static void imap__plain(struct session *s, const uint8_t *b64, size_t n)
 	}
 	st->login_start_ms = session_now(s);
 	if (sasl_plain_parse(msg, (size_t)len, &pl) < 0 ||
-	    !imap__take(st->authz, c->limits.max_login + 1, msg + pl.authz.off, pl.authz.len) ||
-	    !imap__take(st->login, c->limits.max_login + 1, msg + pl.authc.off, pl.authc.len) ||
-	    !imap__take(st->password, c->limits.max_password + 1, msg + pl.pass.off, pl.pass.len)) {
+	    !sasl_take(st->authz, c->limits.max_login + 1, msg + pl.authz.off, pl.authz.len) ||
+	    !sasl_take(st->login, c->limits.max_login + 1, msg + pl.authc.off, pl.authc.len) ||
+	    !sasl_take(st->password, c->limits.max_password + 1, msg + pl.pass.off, pl.pass.len)) {
 		imap__sasl_free(msg, (size_t)len);
 		st->login_attempts++;
 		st->login[0] = '\0';
@@ -344,7 +385,7 @@ static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
 		if (ir) {
 			uint8_t *u = NULL;
 			int ul = imap__sasl_decode(s->in + ir->s.off, ir->s.len, &u);
-			bool ok = ul >= 0 && imap__take(st->login, s->conf->limits.max_login + 1, u, (size_t)ul);
+			bool ok = ul >= 0 && sasl_take(st->login, s->conf->limits.max_login + 1, u, (size_t)ul);
 			imap__sasl_free(u, ul > 0 ? (size_t)ul : 0);
 			if (!ok) {
 				imap__bad(s, &cmd->tag, "BAD Invalid initial response");
@@ -380,7 +421,7 @@ static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 	int len = imap__sasl_decode(p, n, &v);
 	bool ok;
 	if (st->auth == IMAP_AUTH_LOGIN_USER) {
-		ok = len >= 0 && imap__take(st->login, c->limits.max_login + 1, v, (size_t)len);
+		ok = len >= 0 && sasl_take(st->login, c->limits.max_login + 1, v, (size_t)len);
 		imap__sasl_free(v, len > 0 ? (size_t)len : 0);
 		if (!ok) {
 			st->auth = IMAP_AUTH_NONE;
@@ -391,7 +432,7 @@ static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 		session_write(s, "+ UGFzc3dvcmQ6\r\n", 16);
 		return;
 	}
-	ok = len >= 0 && imap__take(st->password, c->limits.max_password + 1, v, (size_t)len);
+	ok = len >= 0 && sasl_take(st->password, c->limits.max_password + 1, v, (size_t)len);
 	imap__sasl_free(v, len > 0 ? (size_t)len : 0);
 	st->auth = IMAP_AUTH_NONE;
 	if (!ok) {
@@ -517,6 +558,10 @@ static void imap__process(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
 
+	/* Resuming reads can end the session at once (TLS records already
+	   decrypted: close_notify, a bad record): then there is nothing to do. */
+	if (st == NULL || s->closed)
+		return;
 	/* A login that fails at once (bad name) calls back in here from inside
 	   the loop, before its command's bytes are consumed: let the running
 	   loop carry on instead. */

@@ -66,6 +66,8 @@ void imap_backend_connected(struct session *s, int status)
 	if (status < 0) {
 		char why[128];
 		snprintf(why, sizeof(why), "backend %s: %s", s->backend_addr, uv_strerror(status));
+		if (imap_route_unreachable(s, why))
+			return;
 		imap_audit(s, "tempfail", why);
 		imap_login_failed(s, IMAP_UNAVAILABLE, true);
 		return;
@@ -136,20 +138,9 @@ static size_t bk__plain_b64(struct session *s, char *out)
 	struct imap_state *st = bk__st(s);
 	const char *authz = st->authz[0] ? st->route.user : "";
 	const char *user = st->authz[0] ? st->login : st->route.user;
-	size_t az = strlen(authz), ul = strlen(user), n = az + 1 + ul + 1 + st->password_len;
-	uint8_t *msg = malloc(n);
 
-	if (msg == NULL)
-		return 0;
-	memcpy(msg, authz, az);
-	msg[az] = 0;
-	memcpy(msg + az + 1, user, ul);
-	msg[az + 1 + ul] = 0;
-	memcpy(msg + az + 2 + ul, st->password, st->password_len);
-	size_t len = sasl_b64_encode(msg, n, out);
-	OPENSSL_cleanse(msg, n);
-	free(msg);
-	return len;
+	return sasl_plain_encode(authz, strlen(authz), user, strlen(user), st->password,
+				 st->password_len, out);
 }
 
 /* Choose how the credentials go. false: the backend offers no way. */
@@ -293,6 +284,7 @@ static void bk__login_answer(struct session *s, const char *line, size_t n, size
 			*p = '?';
 	snprintf(why, sizeof(why), "backend rejected the login: %s", text);
 	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", st->login, s->backend_addr, why);
+	imap_route_rejected(s);
 	imap_audit(s, "fail", why);
 	if (!bk__prefix(rest, n - 4, "NO ")) {
 		imap_login_failed(s, "NO [AUTHENTICATIONFAILED] Authentication failed", true);

@@ -61,6 +61,7 @@ struct imap_state {
 	bool bk_literal_plus, bk_sasl_ir, bk_auth_plain, bk_caps_known;
 	bool bk_plain_sent;         /* PLAIN message sent after "+" */
 	enum route_result deny_kind; /* what AUTH_WAIT is holding back */
+	bool route_retried;         /* a cached route failed: looked up afresh once */
 };
 
 /* imap.c */
@@ -68,6 +69,8 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted);
 void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len);
 void imap_audit(struct session *s, const char *result, const char *reason);
 void imap_wipe_credentials(struct imap_state *st, const struct conf *c);
+bool imap_route_unreachable(struct session *s, const char *why);
+void imap_route_rejected(struct session *s);
 
 /* imap_backend.c */
 void imap_backend_connected(struct session *s, int status);

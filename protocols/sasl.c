@@ -1,5 +1,6 @@
 /*
- * sasl.c - base64 (RFC 4648 section 4) and the SASL PLAIN message (RFC 4616).
+ * sasl.c - base64 (RFC 4648 section 4), SASL response lines, the PLAIN
+ * message (RFC 4616) and the XOAUTH2 message.
  *
  * The decoder is strict: it is fed client-supplied credentials, and there is
  * no client that needs leniency (whitespace, missing padding, non-zero pad
@@ -11,6 +12,9 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
 
 static const char sasl__alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -134,4 +138,79 @@ int sasl_plain_parse(const uint8_t *p, size_t n, struct sasl_plain *out)
 	out->pass.off = (uint32_t)(b + 1);
 	out->pass.len = (uint32_t)(n - b - 1);
 	return 0;
+}
+
+size_t sasl_plain_encode(const char *authz, size_t az, const char *authc, size_t ac,
+			 const char *pass, size_t pl, char *out)
+{
+	const struct {
+		const char *p;
+		size_t n;
+	} part[5] = { { authz, az }, { "", 1 }, { authc, ac }, { "", 1 }, { pass, pl } };
+	uint8_t group[3];
+	size_t g = 0, o = 0;
+
+	out[0] = '\0';
+	for (size_t k = 0; k < 5; k++) {
+		for (size_t i = 0; i < part[k].n; i++) {
+			group[g++] = (uint8_t)part[k].p[i];
+			if (g == 3) {
+				o += sasl_b64_encode(group, 3, out + o);
+				g = 0;
+			}
+		}
+	}
+	if (g > 0)
+		o += sasl_b64_encode(group, g, out + o);
+	OPENSSL_cleanse(group, sizeof(group));
+	return o;
+}
+
+int sasl_response_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outcap)
+{
+	if (n == 0 || (n == 1 && in[0] == '='))
+		return 0;
+	return sasl_b64_decode((const char *)in, n, out, outcap);
+}
+
+bool sasl_take(char *dst, size_t cap, const uint8_t *src, size_t n)
+{
+	if (n >= cap || memchr(src, '\0', n))
+		return false;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return true;
+}
+
+int sasl_xoauth2_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out)
+{
+	bool have_user = false, have_auth = false;
+	size_t i = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (n < 2 || n > UINT32_MAX || p[n - 1] != 1 || p[n - 2] != 1 || memchr(p, 0, n))
+		return -1;
+	/* Pairs, each ended by ^A; the final ^A ends the list. */
+	while (i < n - 1) {
+		const uint8_t *sep = memchr(p + i, 1, n - 1 - i);
+		size_t j = (size_t)(sep - p); /* sep exists: p[n - 2] is ^A */
+
+		if (j == i)
+			return -1; /* an empty pair before the end */
+		if (j - i >= 5 && memcmp(p + i, "user=", 5) == 0) {
+			if (have_user || j - i == 5)
+				return -1;
+			have_user = true;
+			out->user.off = (uint32_t)(i + 5);
+			out->user.len = (uint32_t)(j - i - 5);
+		} else if (j - i >= 5 && memcmp(p + i, "auth=", 5) == 0) {
+			if (have_auth || j - i <= 12 || strncasecmp((const char *)p + i + 5, "Bearer ", 7) != 0)
+				return -1;
+			have_auth = true;
+			out->token.off = (uint32_t)(i + 12);
+			out->token.len = (uint32_t)(j - i - 12);
+		}
+		i = j + 1;
+	}
+	return have_user && have_auth ? 0 : -1;
 }

@@ -9,6 +9,7 @@
 
 #include "conf.h"
 #include "session_int.h"
+#include "tls.h"
 #include "worker.h"
 
 struct backend_conn {
@@ -63,6 +64,25 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	s->proto->backend_data(s);
 }
 
+static void backend__tls_done(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->closed || s->backend != st)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_WARN, "TLS to backend %s failed: %s", s->backend_addr,
+			    tls_error(st->tls));
+		session_close_backend(s);
+		s->proto->backend_connected(s, UV_EPROTO);
+		return;
+	}
+	session_log(s, LOG_DEBUG, "TLS to backend %s: %s %s", s->backend_addr, tls_version(st->tls),
+		    tls_cipher(st->tls));
+	session_set_phase(s, SESSION_BACKEND_LOGIN);
+	s->proto->backend_connected(s, 0);
+}
+
 static void backend__connected(uv_connect_t *req, int status)
 {
 	struct backend_conn *bc = req->data;
@@ -89,6 +109,17 @@ static void backend__connected(uv_connect_t *req, int status)
 		return;
 	}
 	s->bin_len = 0;
+	if (s->conf->upstream.tls) {
+		/* The connect timeout keeps running through the handshake. */
+		struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
+						     s->conf->upstream.verify);
+		if (t == NULL || stream_start_tls(&bc->st, t, backend__tls_done) < 0) {
+			tls_conn_free(t);
+			session_close_backend(s);
+			s->proto->backend_connected(s, UV_ENOMEM);
+		}
+		return;
+	}
 	session_set_phase(s, SESSION_BACKEND_LOGIN);
 	s->proto->backend_connected(s, 0);
 }
@@ -153,6 +184,7 @@ void session_connect_backend(struct session *s, const char *host, uint16_t port)
 		struct sockaddr_in6 v6;
 	} addr;
 
+	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
 	if (strchr(host, ':'))
 		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
 	else

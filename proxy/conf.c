@@ -24,6 +24,7 @@
 
 const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
+	[CONF_PROTO_POP3] = "pop3",
 	NULL,
 };
 
@@ -141,18 +142,7 @@ static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__greeting(struct conf__ld *ld, const config_setting_t *s)
 {
-	const char *v;
-
-	if (conf__string(ld, s, &v) < 0)
-		return -1;
-	size_t len = strlen(v);
-	if (len == 0 || len > CONF__MAX_GREETING)
-		return conf__fail(ld, s, NULL, "must be 1 to %d characters", CONF__MAX_GREETING);
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < 0x20 || v[i] > 0x7e)
-			return conf__fail(ld, s, NULL, "must be printable ASCII");
-	}
-	return conf__set_str(ld, &ld->c->imap.greeting, v);
+	return conf__set_text(ld, s, CONF__MAX_GREETING, &ld->c->imap.greeting);
 }
 
 /* RFC 3501 atom: no atom-specials, no controls, ASCII. */
@@ -246,7 +236,8 @@ static int conf__lookup_server(struct conf__ld *ld, const config_setting_t *e,
 
 	if (conf__string(ld, e, &url) < 0)
 		return -1;
-	if (conf__split_url(url, host, name, sizeof(host), &portnum, &path, &numeric, &why) < 0)
+	if (conf__split_url(url, host, name, sizeof(host), &portnum, &path, &numeric, &srv->tls,
+			    &why) < 0)
 		return conf__fail(ld, e, NULL, "%s", why);
 
 	/* Resolved once, now: the loop must never wait for DNS. */
@@ -297,6 +288,7 @@ static const struct conf__opt conf__lookup_opts[] = {
 	{ "timeout", CONF__T_SECS, offsetof(struct conf, lookup.timeout), 0.1, 600, NULL },
 	{ "retry_interval", CONF__T_SECS, offsetof(struct conf, lookup.retry_interval), 0, 3600, NULL },
 	{ "send_password", CONF__T_BOOL, offsetof(struct conf, lookup.send_password), 0, 0, NULL },
+	{ "verify", CONF__T_BOOL, offsetof(struct conf, lookup.verify), 0, 0, NULL },
 };
 
 static int conf__lookup(struct conf__ld *ld, const config_setting_t *s)
@@ -364,7 +356,7 @@ static int conf__route(struct conf__ld *ld, const config_setting_t *g, struct co
 
 	char host[ROUTE_MAX_HOST];
 	const char *why = NULL;
-	uint16_t port = ld->c->imap.backend_port;
+	uint16_t port = 0; /* none given: the protocol's default, chosen per lookup */
 	if (conf__split_server(server, host, sizeof(host), &port, &why) < 0)
 		return conf__fail(ld, ss, NULL, "%s", why);
 
@@ -500,11 +492,14 @@ static const struct conf__opt conf__root_opts[] = {
 	{ "shutdown_timeout", CONF__T_SECS, offsetof(struct conf, shutdown_timeout), 0, 3600, NULL },
 	{ "limits", CONF__T_FN, 0, 0, 0, conf__limits },
 	{ "imap", CONF__T_FN, 0, 0, 0, conf__imap },
+	{ "pop3", CONF__T_FN, 0, 0, 0, conf__pop3 },
 	{ "lookup", CONF__T_FN, 0, 0, 0, conf__lookup },
 	{ "routes", CONF__T_FN, 0, 0, 0, conf__remember_routes },
 	{ "listen", CONF__T_FN, 0, 0, 0, conf__remember_listen },
 	{ "tls", CONF__T_FN, 0, 0, 0, conf__tls },
+	{ "upstream", CONF__T_FN, 0, 0, 0, conf__upstream },
 	{ "vhosts", CONF__T_FN, 0, 0, 0, conf__vhosts },
+	{ "cache", CONF__T_FN, 0, 0, 0, conf__cache },
 };
 
 static void conf__free(struct conf *c)
@@ -531,6 +526,8 @@ static void conf__free(struct conf *c)
 	for (int i = 0; i < c->nlisten; i++)
 		free(c->listen[i].address);
 	conf__tls_free(c);
+	conf__pop3_free(c);
+	conf__cache_free(c);
 	free(c);
 }
 
@@ -570,6 +567,9 @@ static int conf__defaults(struct conf__ld *ld)
 	}
 
 	conf__tls_defaults(c);
+	conf__cache_defaults(c);
+	if (conf__pop3_defaults(ld) < 0)
+		return -1;
 
 	c->lookup.timeout = 10.0;
 	c->lookup.retry_interval = 60.0;
@@ -714,6 +714,13 @@ fail:
 		conf__oom(&ld);
 	conf__free(ld.c);
 	return NULL;
+}
+
+uint16_t conf_backend_port(const struct conf *c, const char *protocol)
+{
+	if (protocol != NULL && strncmp(protocol, "pop3", 4) == 0)
+		return c->pop3.backend_port;
+	return c->imap.backend_port;
 }
 
 struct conf *conf_ref(struct conf *c)

@@ -111,7 +111,7 @@ int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len
  */
 int conf__split_url(const char *url, char *host_out, char *name_out, size_t cap,
 		    uint16_t *port_out, const char **path_out, bool *numeric_out,
-		    const char **why)
+		    bool *tls_out, const char **why)
 {
 	const char *p, *end;
 
@@ -119,15 +119,12 @@ int conf__split_url(const char *url, char *host_out, char *name_out, size_t cap,
 		*why = "URL is too long";
 		return -1;
 	}
-	if (strncasecmp(url, "https://", 8) == 0) {
-		*why = "https is not supported yet";
+	*tls_out = strncasecmp(url, "https://", 8) == 0;
+	if (!*tls_out && strncasecmp(url, "http://", 7) != 0) {
+		*why = "must be an http:// or https:// URL";
 		return -1;
 	}
-	if (strncasecmp(url, "http://", 7) != 0) {
-		*why = "must be an http:// URL";
-		return -1;
-	}
-	p = url + 7;
+	p = url + (*tls_out ? 8 : 7);
 
 	*numeric_out = false;
 	if (*p == '[') {

@@ -32,8 +32,8 @@ struct conf__ld {
 	char *err;
 	size_t errlen;
 	struct conf *c;
-	/* routes and listen are parsed after the root walk: a route's default
-	 * port is imap.backend_port, wherever that appears in the file. */
+	/* routes and listen are parsed after the root walk, once every group
+	 * they may depend on has been read, wherever it appears in the file. */
 	const config_setting_t *routes;
 	const config_setting_t *listen;
 };
@@ -79,6 +79,8 @@ int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
 
 int conf__set_str(struct conf__ld *ld, char **dst, const char *v);
 
+int conf__set_text(struct conf__ld *ld, const config_setting_t *s, size_t max, char **dst);
+
 int conf__group(struct conf__ld *ld, const config_setting_t *g,
 		const struct conf__opt *opts, size_t nopts);
 
@@ -90,7 +92,7 @@ bool conf__port(const char *s, size_t len, uint16_t *out);
 
 int conf__split_url(const char *url, char *host_out, char *name_out, size_t cap,
 		    uint16_t *port_out, const char **path_out, bool *numeric_out,
-		    const char **why);
+		    bool *tls_out, const char **why);
 
 int conf__split_server(const char *v, char *host, size_t cap, uint16_t *port,
 		       const char **why);
@@ -106,5 +108,18 @@ int conf__vhosts(struct conf__ld *ld, const config_setting_t *s);
 void conf__tls_defaults(struct conf *c);
 void conf__tls_free(struct conf *c);
 int conf__tls_finish(struct conf__ld *ld);
+int conf__upstream(struct conf__ld *ld, const config_setting_t *g);
+
+/* --- route cache settings (conf_cache.c) --- */
+
+int conf__cache(struct conf__ld *ld, const config_setting_t *s);
+void conf__cache_defaults(struct conf *c);
+void conf__cache_free(struct conf *c);
+
+/* --- POP3 settings (conf_pop3.c) --- */
+
+int conf__pop3(struct conf__ld *ld, const config_setting_t *s);
+int conf__pop3_defaults(struct conf__ld *ld);
+void conf__pop3_free(struct conf *c);
 
 #endif

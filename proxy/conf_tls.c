@@ -4,12 +4,15 @@
  * snapshot is loaded, so `gatehouse -t` and a SIGHUP reload catch a bad or
  * mismatched file before anything uses it.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/stat.h>
 
 #include "conf_int.h"
 #include "tls.h"
@@ -139,6 +142,39 @@ static int conf__opt_string(struct conf__ld *ld, const config_setting_t *s, char
 	return conf__set_str(ld, dst, v);
 }
 
+/* Ciphers, suites and groups are checked against OpenSSL here, where the
+   line is known, rather than when the contexts are built. */
+static int conf__openssl_list(struct conf__ld *ld, const config_setting_t *s, char **dst,
+			      int (*apply)(SSL_CTX *, const char *), const char *what)
+{
+	if (conf__opt_string(ld, s, dst) < 0)
+		return -1;
+	if (*dst == NULL)
+		return 0;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	int ok = ctx != NULL && apply(ctx, *dst) == 1;
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	if (!ok)
+		return conf__fail(ld, s, NULL, "no usable %s in \"%s\"", what, *dst);
+	return 0;
+}
+
+static int conf__set_ciphers(SSL_CTX *ctx, const char *v)
+{
+	return SSL_CTX_set_cipher_list(ctx, v);
+}
+
+static int conf__set_suites(SSL_CTX *ctx, const char *v)
+{
+	return SSL_CTX_set_ciphersuites(ctx, v);
+}
+
+static int conf__set_groups(SSL_CTX *ctx, const char *v)
+{
+	return (int)SSL_CTX_set1_groups_list(ctx, v);
+}
+
 static int conf__ticket_keys(struct conf__ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
@@ -149,9 +185,17 @@ static int conf__ticket_keys(struct conf__ld *ld, const config_setting_t *s)
 	if (n > 8)
 		return conf__fail(ld, s, NULL, "must have at most 8 entries");
 	for (int i = 0; i < n; i++) {
-		if (conf__path_setting(ld, config_setting_get_elem(s, (unsigned)i), &c->tls.ticket_keys[i]) < 0)
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (conf__path_setting(ld, e, &c->tls.ticket_keys[i]) < 0)
 			return -1;
 		c->tls.nticket_keys = i + 1;
+		struct stat sb;
+		if (stat(c->tls.ticket_keys[i], &sb) < 0)
+			return conf__fail(ld, e, NULL, "cannot read %s: %s", c->tls.ticket_keys[i],
+					  strerror(errno));
+		if (sb.st_size != 80)
+			return conf__fail(ld, e, NULL, "%s must hold exactly 80 bytes (it has %lld)",
+					  c->tls.ticket_keys[i], (long long)sb.st_size);
 	}
 	return 0;
 }
@@ -177,11 +221,11 @@ int conf__tls(struct conf__ld *ld, const config_setting_t *g)
 		if (strcmp(name, "protocols") == 0)
 			rc = conf__protocols(ld, s);
 		else if (strcmp(name, "ciphers") == 0)
-			rc = conf__opt_string(ld, s, &c->tls.ciphers);
+			rc = conf__openssl_list(ld, s, &c->tls.ciphers, conf__set_ciphers, "cipher");
 		else if (strcmp(name, "ciphersuites") == 0)
-			rc = conf__opt_string(ld, s, &c->tls.ciphersuites);
+			rc = conf__openssl_list(ld, s, &c->tls.ciphersuites, conf__set_suites, "suite");
 		else if (strcmp(name, "groups") == 0)
-			rc = conf__opt_string(ld, s, &c->tls.groups);
+			rc = conf__openssl_list(ld, s, &c->tls.groups, conf__set_groups, "group");
 		else if (strcmp(name, "ticket_keys") == 0)
 			rc = conf__ticket_keys(ld, s);
 		else if (strcmp(name, "session_tickets") == 0) {
@@ -287,6 +331,33 @@ int conf__vhosts(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
+int conf__upstream(struct conf__ld *ld, const config_setting_t *g)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_group(g))
+		return conf__fail(ld, g, NULL, "must be a group { ... }");
+	int n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		bool *flag = strcmp(name, "tls") == 0 ? &c->upstream.tls
+			     : strcmp(name, "verify") == 0 ? &c->upstream.verify : NULL;
+
+		if (flag) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				return conf__fail(ld, s, NULL, "must be true or false");
+			*flag = config_setting_get_bool(s) != 0;
+		} else if (strcmp(name, "ca") == 0) {
+			if (conf__path_setting(ld, s, &c->upstream.ca) < 0)
+				return -1;
+		} else {
+			return conf__fail(ld, s, NULL, "unknown setting");
+		}
+	}
+	return 0;
+}
+
 void conf__tls_defaults(struct conf *c)
 {
 	c->tls.min_version = TLS1_2_VERSION;
@@ -308,6 +379,8 @@ static void conf__cert_free(struct conf_cert *cc)
 void conf__tls_free(struct conf *c)
 {
 	tls_server_free(c->tls_server);
+	tls_client_free(c->tls_client);
+	free(c->upstream.ca);
 	conf__cert_free(&c->tls.cert);
 	free(c->tls.ciphers);
 	free(c->tls.ciphersuites);
@@ -352,6 +425,17 @@ int conf__tls_finish(struct conf__ld *ld)
 		if (!l->tls && l->starttls != CONF_STARTTLS_OFF && !have_cert) {
 			snprintf(ld->err, ld->errlen, "%s:%d: listen.[%d].starttls: needs a certificate (tls.cert)",
 				 ld->file, l->line, i);
+			return -1;
+		}
+	}
+	bool need_client = c->upstream.tls;
+	for (int i = 0; i < c->lookup.nservers; i++)
+		need_client |= c->lookup.servers[i].tls;
+	if (need_client) {
+		char why[300];
+		c->tls_client = tls_client_new(c->upstream.ca, why, sizeof(why));
+		if (c->tls_client == NULL) {
+			snprintf(ld->err, ld->errlen, "%s: upstream.ca: %s", ld->file, why);
 			return -1;
 		}
 	}

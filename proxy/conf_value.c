@@ -171,6 +171,23 @@ int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
 	return -1;
 }
 
+/* A one-line text (a greeting): 1..max printable ASCII characters. */
+int conf__set_text(struct conf__ld *ld, const config_setting_t *s, size_t max, char **dst)
+{
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	size_t len = strlen(v);
+	if (len == 0 || len > max)
+		return conf__fail(ld, s, NULL, "must be 1 to %zu characters", max);
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < 0x20 || v[i] > 0x7e)
+			return conf__fail(ld, s, NULL, "must be printable ASCII");
+	}
+	return conf__set_str(ld, dst, v);
+}
+
 /* Replace *dst with a copy of v. */
 int conf__set_str(struct conf__ld *ld, char **dst, const char *v)
 {

@@ -137,7 +137,15 @@ void relay_start(struct session *s)
 	s->backend->on_read = relay__backend_read;
 	s->backend->on_written = relay__backend_written;
 	session_set_phase(s, SESSION_RELAY);
-	if (stream_read_start(&s->client) < 0 || stream_read_start(s->backend) < 0)
+	/* With TLS, records already decrypted are handed over at once and may
+	   end the session (and drop s->backend) before we get back here. */
+	if (stream_read_start(&s->client) < 0) {
+		session_close(s, "read failed");
+		return;
+	}
+	if (s->closed || s->backend == NULL)
+		return;
+	if (stream_read_start(s->backend) < 0)
 		session_close(s, "read failed");
 }
 

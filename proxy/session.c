@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "imap.h"
+#include "pop3.h"
 #include "session_int.h"
 #include "tls.h"
 #include "worker.h"
@@ -59,6 +60,8 @@ static const struct session_proto *session__proto(enum conf_proto p)
 	switch (p) {
 	case CONF_PROTO_IMAP:
 		return &imap_proto;
+	case CONF_PROTO_POP3:
+		return &pop3_proto;
 	}
 	return NULL;
 }
@@ -311,6 +314,12 @@ void session_resolve(struct session *s, const struct route_query *q)
 		session_close(s, "out of memory");
 }
 
+void session_route_invalidate(struct session *s, const struct route_query *q,
+			      const struct route *r)
+{
+	route_invalidate(&s->w->loop, s->conf, q, r);
+}
+
 /* ---- closing ---- */
 
 void session_close(struct session *s, const char *reason)
@@ -370,8 +379,15 @@ struct session *session_new(struct worker *w, struct listener *l)
 		return NULL;
 	s->w = w;
 	s->conf = conf_ref(c);
+	/* The listener's settings (tls, starttls) come from the session's own
+	   snapshot, so a reload changes them for new sessions; the address
+	   bound stays the one from start-up (main refuses to pretend otherwise). */
 	s->listener = l->cl;
-	s->proto = session__proto(l->cl->proto);
+	if (l->index < c->nlisten && c->listen[l->index].proto == l->cl->proto &&
+	    c->listen[l->index].addrlen == l->cl->addrlen &&
+	    memcmp(&c->listen[l->index].addr, &l->cl->addr, l->cl->addrlen) == 0)
+		s->listener = &c->listen[l->index];
+	s->proto = session__proto(s->listener->proto);
 	s->id = session__next_id();
 	snprintf(s->idstr, sizeof(s->idstr), "%llx", (unsigned long long)s->id);
 	s->in_cap = c->limits.max_line + 1;

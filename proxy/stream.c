@@ -219,8 +219,10 @@ static void stream__tls_pump(struct stream *st)
 		st->on_read(st, NULL, n == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 		return;
 	}
-	if (!st->closing)
+	if (!st->closing) {
 		stream__tls_flush(st);
+		tls_trim(st->tls);
+	}
 	st->in_pump = false;
 }
 
@@ -233,6 +235,8 @@ int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)
 	st->tls_pending = NULL;
 	st->tls_pending_tail = &st->tls_pending;
 	st->on_handshake = on_handshake;
+	/* A client speaks first: this sends its ClientHello. */
+	stream__tls_pump(st);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "route.h"
 #include "session_int.h"
 #include "worker.h"
 
@@ -69,6 +70,7 @@ static int worker__listen(struct worker *w, struct listener *l, const struct con
 
 	l->w = w;
 	l->cl = cl;
+	l->index = (int)(cl - w->listen_conf->listen);
 	fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -152,13 +154,20 @@ static void worker__on_async(uv_async_t *a)
 static void worker__run(void *arg)
 {
 	struct worker *w = arg;
+	/* The resolver's per-loop state; shared lookups answer through it. */
+	int rrc = route_worker_init(&w->loop);
 
-	for (int i = 0; i < w->conf->nlisten; i++) {
-		int rc = worker__listen(w, &w->listeners[i], &w->conf->listen[i]);
+	if (rrc < 0) {
+		snprintf(w->start_error, sizeof(w->start_error), "setting up the route resolver: %s",
+			 uv_strerror(rrc));
+		w->start_status = rrc;
+	}
+	for (int i = 0; rrc == 0 && i < w->listen_conf->nlisten; i++) {
+		int rc = worker__listen(w, &w->listeners[i], &w->listen_conf->listen[i]);
 		w->nlisteners = i + 1;
 		if (rc < 0) {
 			snprintf(w->start_error, sizeof(w->start_error), "listening on %s: %s",
-				 w->conf->listen[i].address, uv_strerror(rc));
+				 w->listen_conf->listen[i].address, uv_strerror(rc));
 			w->start_status = rc;
 			break;
 		}
@@ -170,6 +179,7 @@ static void worker__run(void *arg)
 	}
 	uv_sem_post(w->started);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	route_worker_close(&w->loop);
 	if (w->on_exit)
 		w->on_exit(w);
 }
@@ -180,6 +190,7 @@ int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started)
 
 	w->id = id;
 	w->conf = conf_ref(c);
+	w->listen_conf = conf_ref(c);
 	w->started = started;
 	atomic_init(&w->commands, 0);
 	atomic_init(&w->pending_conf, NULL);
@@ -204,6 +215,8 @@ fail_loop:
 fail_conf:
 	conf_unref(w->conf);
 	w->conf = NULL;
+	conf_unref(w->listen_conf);
+	w->listen_conf = NULL;
 	return rc;
 }
 
@@ -232,5 +245,7 @@ void worker_join(struct worker *w)
 		conf_unref(p);
 	conf_unref(w->conf);
 	w->conf = NULL;
+	conf_unref(w->listen_conf);
+	w->listen_conf = NULL;
 	pool_destroy(&w->pool);
 }

@@ -15,6 +15,8 @@
 #include "conf.h"
 #include "log.h"
 #include "lookup_client.h"
+#include "stream.h"
+#include "tls.h"
 
 #define LOOKUP_REQ_MAX 4096
 
@@ -37,17 +39,16 @@ struct lookup_call {
 };
 
 struct lookup_attempt {
-	uv_tcp_t tcp;
+	struct stream st;              /* TCP, with TLS for https:// servers */
+	struct pool pool;              /* a few small buffers of its own */
 	uv_timer_t timer;
 	uv_connect_t connect;
-	uv_write_t write;
 	struct lookup_call *call;
 	int server;
-	int handles;                   /* open handles (tcp, timer) */
+	int handles;                   /* open handles (stream, timer) */
 	bool closing;
 	size_t reqlen;
 	char req[LOOKUP_REQ_MAX];
-	char rbuf[2048];
 	struct lookup_parser parser;
 	struct lookup_response resp;
 };
@@ -76,17 +77,27 @@ static void lookup__call_free(struct lookup_call *call)
 	free(call);
 }
 
-static void lookup__handle_closed(uv_handle_t *h)
+static void lookup__attempt_unref(struct lookup_attempt *a)
 {
-	struct lookup_attempt *a = h->data;
 	struct lookup_call *call = a->call;
 
 	if (--a->handles > 0)
 		return;
 	OPENSSL_cleanse(a->req, sizeof(a->req));
+	pool_destroy(&a->pool);
 	free(a);
 	if (--call->live == 0 && call->finished)
 		lookup__call_free(call);
+}
+
+static void lookup__timer_closed(uv_handle_t *h)
+{
+	lookup__attempt_unref(h->data);
+}
+
+static void lookup__stream_closed(struct stream *st)
+{
+	lookup__attempt_unref(st->owner);
 }
 
 static void lookup__attempt_close(struct lookup_attempt *a)
@@ -96,8 +107,8 @@ static void lookup__attempt_close(struct lookup_attempt *a)
 	a->closing = true;
 	if (a->call->cur == a)
 		a->call->cur = NULL;
-	uv_close((uv_handle_t *)&a->tcp, lookup__handle_closed);
-	uv_close((uv_handle_t *)&a->timer, lookup__handle_closed);
+	stream_close(&a->st);
+	uv_close((uv_handle_t *)&a->timer, lookup__timer_closed);
 }
 
 static void lookup__finish(struct lookup_call *call, const struct lookup_response *resp,
@@ -167,50 +178,46 @@ static void lookup__timeout(uv_timer_t *t)
 	lookup__attempt_failed(a, why);
 }
 
-static void lookup__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void lookup__on_read(struct stream *st, struct pbuf *b, int status)
 {
-	struct lookup_attempt *a = h->data;
+	struct lookup_attempt *a = st->owner;
 
-	buf->base = a->rbuf;
-	buf->len = sizeof(a->rbuf);
-}
-
-static void lookup__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
-{
-	struct lookup_attempt *a = h->data;
-
-	if (a->closing || nread == 0)
+	if (a->closing) {
+		pbuf_put(b);
 		return;
-	if (nread < 0) {
-		if (nread == UV_EOF && lookup_parser_eof(&a->parser) == 1) {
+	}
+	if (b == NULL) {
+		if (status == UV_EOF && lookup_parser_eof(&a->parser) == 1) {
 			lookup__answered(a);
 			return;
 		}
-		lookup__attempt_failed(a, nread == UV_EOF ? "closed the connection before answering"
-							  : uv_strerror((int)nread));
+		lookup__attempt_failed(a, status == UV_EOF ? "closed the connection before answering"
+							   : uv_strerror(status));
 		return;
 	}
-	int rc = lookup_parser_feed(&a->parser, (const uint8_t *)buf->base, (size_t)nread);
+	int rc = lookup_parser_feed(&a->parser, b->data + b->off, b->len);
+	pbuf_put(b);
 	if (rc < 0)
 		lookup__attempt_failed(a, "sent a malformed answer");
 	else if (rc == 1)
 		lookup__answered(a);
 }
 
-static void lookup__written(uv_write_t *req, int status)
+static void lookup__tls_done(struct stream *st, int status)
 {
-	struct lookup_attempt *a = req->data;
+	struct lookup_attempt *a = st->owner;
+	char why[200];
 
-	/* The request may hold the password: wipe it as soon as it is sent. */
-	OPENSSL_cleanse(a->req, sizeof(a->req));
 	if (a->closing || status == 0)
 		return;
-	lookup__attempt_failed(a, uv_strerror(status));
+	snprintf(why, sizeof(why), "TLS: %s", tls_error(st->tls));
+	lookup__attempt_failed(a, why);
 }
 
 static void lookup__connected(uv_connect_t *req, int status)
 {
 	struct lookup_attempt *a = req->data;
+	const struct conf_lookup_server *srv = &a->call->conf->lookup.servers[a->server];
 
 	if (a->closing)
 		return;
@@ -220,11 +227,30 @@ static void lookup__connected(uv_connect_t *req, int status)
 		lookup__attempt_failed(a, why);
 		return;
 	}
-	uv_buf_t b = uv_buf_init(a->req, (unsigned)a->reqlen);
-	a->write.data = a;
-	int rc = uv_write(&a->write, (uv_stream_t *)&a->tcp, &b, 1, lookup__written);
+	if (srv->tls) {
+		/* SNI and name checks want the host without IPv6 brackets. */
+		char host[300];
+		size_t hl = strlen(srv->host);
+		if (srv->host[0] == '[' && hl > 2)
+			snprintf(host, sizeof(host), "%.*s", (int)(hl - 2), srv->host + 1);
+		else
+			snprintf(host, sizeof(host), "%s", srv->host);
+		struct tls_conn *t = tls_conn_client(a->call->conf->tls_client, host,
+						     a->call->conf->lookup.verify);
+		if (t == NULL || stream_start_tls(&a->st, t, lookup__tls_done) < 0) {
+			tls_conn_free(t);
+			lookup__attempt_failed(a, "TLS: out of memory");
+			return;
+		}
+		if (a->closing)
+			return;
+	}
+	/* Over TLS the request waits inside the stream until the handshake is
+	   done. The copy may hold the password: it is wiped once written. */
+	int rc = stream_read_start(&a->st);
 	if (rc == 0)
-		rc = uv_read_start((uv_stream_t *)&a->tcp, lookup__alloc, lookup__read);
+		rc = stream_write_copy(&a->st, a->req, a->reqlen, true);
+	OPENSSL_cleanse(a->req, sizeof(a->req));
 	if (rc < 0)
 		lookup__attempt_failed(a, uv_strerror(rc));
 }
@@ -300,16 +326,18 @@ static void lookup__try_next(struct lookup_call *call)
 	}
 	a->reqlen = (size_t)len;
 	lookup_parser_init(&a->parser, &a->resp);
-	uv_tcp_init(call->loop, &a->tcp);
+	pool_init(&a->pool, 4096, 2);
+	stream_init(&a->st, call->loop, &a->pool, a);
+	a->st.on_read = lookup__on_read;
+	a->st.on_close = lookup__stream_closed;
 	uv_timer_init(call->loop, &a->timer);
-	a->tcp.data = a;
 	a->timer.data = a;
 	a->handles = 2;
 	call->live++;
 	call->cur = a;
 	uv_timer_start(&a->timer, lookup__timeout, (uint64_t)(call->conf->lookup.timeout * 1000.0), 0);
 	a->connect.data = a;
-	rc = uv_tcp_connect(&a->connect, &a->tcp, (const struct sockaddr *)&srv->addr,
+	rc = uv_tcp_connect(&a->connect, &a->st.tcp, (const struct sockaddr *)&srv->addr,
 			    lookup__connected);
 	if (rc < 0) {
 		char why[96];

@@ -1,173 +1,210 @@
 /*
- * route.c - asynchronous route resolution: name check, static routes, then
- * the lookup service. (The cache issue puts L1 and memcached in between.)
+ * route.c - asynchronous route resolution: name check, static routes, the
+ * in-process L1, then a shared flight (route_flight.c) through memcached and
+ * the lookup service. Also invalidation and the per-loop hooks.
  *
- * Every answer is delivered from a callback of this loop, never from inside
- * route_resolve(), so callers need not guard against re-entry.
+ * Every answer is delivered from a callback of the caller's loop (through
+ * the request's uv_async_t), never from inside route_resolve(), so callers
+ * need not guard against re-entry.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "log.h"
-#include "lookup_client.h"
-#include "route.h"
+#include "route_int.h"
 
-struct route_req {
-	uv_timer_t defer;
-	struct conf *conf;
-	route_cb cb;
-	void *arg;
-	struct lookup_call *call;
-	bool cancelled;
-	bool answered;           /* route is final */
-	bool starting_lookup;    /* inside lookup_start() */
-	struct route route;
-	char *login, *password, *protocol, *client_ip, *proxy_ip;
-	int attempt;
+pthread_mutex_t route__lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * A loop's resolver state: the cache runtime for the config it last saw,
+ * so a warm login takes no global lock. Kept in a thread-local list: a loop
+ * runs on one thread.
+ */
+struct route_loop {
+	uv_loop_t *loop;
+	struct conf *conf;   /* a reference: the pointer cannot be reused while held */
+	struct rcache *rc;
+	struct route_loop *next;
 };
+
+static _Thread_local struct route_loop *route__loops;
+static pthread_mutex_t route__nloops_lock = PTHREAD_MUTEX_INITIALIZER;
+static int route__nloops;
+
+uint64_t route__now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+static struct route_loop *route__loop(uv_loop_t *loop)
+{
+	for (struct route_loop *rl = route__loops; rl; rl = rl->next)
+		if (rl->loop == loop)
+			return rl;
+	return NULL;
+}
+
+static struct rcache *route__runtime(struct route_loop *rl, struct conf *c)
+{
+	if (rl->conf != c) {
+		rcache_release(rl->rc);
+		conf_unref(rl->conf);
+		rl->conf = conf_ref(c);
+		rl->rc = rcache_acquire(c);
+	}
+	return rl->rc;
+}
+
+int route_worker_init(uv_loop_t *loop)
+{
+	struct route_loop *rl = calloc(1, sizeof(*rl));
+
+	if (rl == NULL)
+		return -ENOMEM;
+	rl->loop = loop;
+	rl->next = route__loops;
+	route__loops = rl;
+	pthread_mutex_lock(&route__nloops_lock);
+	route__nloops++;
+	pthread_mutex_unlock(&route__nloops_lock);
+	return 0;
+}
+
+void route_worker_close(uv_loop_t *loop)
+{
+	struct route_loop **pp = &route__loops;
+	bool last;
+
+	while (*pp && (*pp)->loop != loop)
+		pp = &(*pp)->next;
+	if (*pp == NULL)
+		return;
+	struct route_loop *rl = *pp;
+	*pp = rl->next;
+	rcache_release(rl->rc);
+	conf_unref(rl->conf);
+	free(rl);
+	pthread_mutex_lock(&route__nloops_lock);
+	last = --route__nloops == 0;
+	pthread_mutex_unlock(&route__nloops_lock);
+	if (last)
+		rcache_drop_current();
+}
+
+/* ---- requests ---- */
 
 static void route__free(uv_handle_t *h)
 {
-	struct route_req *req = h->data;
-
-	if (req->password) {
-		OPENSSL_cleanse(req->password, strlen(req->password));
-		free(req->password);
-	}
-	free(req->login);
-	free(req->protocol);
-	free(req->client_ip);
-	free(req->proxy_ip);
-	conf_unref(req->conf);
-	free(req);
+	free(h->data);
 }
 
-static void route__deliver(struct route_req *req)
+static void route__close(struct route_req *req)
 {
-	if (!req->cancelled)
-		req->cb(req, &req->route, req->arg);
-	uv_close((uv_handle_t *)&req->defer, route__free);
-}
-
-static void route__lookup_done(void *arg, const struct lookup_response *resp, const char *server,
-			       const char *error)
-{
-	struct route_req *req = arg;
-
-	req->call = NULL;
-	req->answered = true;
-	if (resp != NULL) {
-		route_from_lookup(resp, req->login, &req->route);
-	} else {
-		memset(&req->route, 0, sizeof(req->route));
-		req->route.result = ROUTE_TEMPFAIL;
-		req->route.source = ROUTE_SRC_LOOKUP;
-		snprintf(req->route.reason, sizeof(req->route.reason), "lookup: %s", error);
-	}
-	/* Inside lookup_start() the answer waits for the deferred callback. */
-	if (!req->starting_lookup)
-		route__deliver(req);
-}
-
-static void route__start(uv_timer_t *t)
-{
-	struct route_req *req = t->data;
-
-	if (req->cancelled || req->answered) {
-		route__deliver(req);
+	if (req->closing)
 		return;
-	}
-	struct lookup_query q = {
-		.method = "username",
-		.user = req->login,
-		.password = req->password,
-		.protocol = req->protocol,
-		.attempt = req->attempt,
-		.client_ip = req->client_ip,
-		.proxy_ip = req->proxy_ip,
-	};
-	req->starting_lookup = true;
-	struct lookup_call *call = lookup_start(t->loop, req->conf, &q, route__lookup_done, req);
-	req->starting_lookup = false;
-	if (req->answered) {
-		route__deliver(req);
-		return;
-	}
-	if (call == NULL) {
-		req->route.result = ROUTE_TEMPFAIL;
-		snprintf(req->route.reason, sizeof(req->route.reason), "lookup: out of memory");
-		route__deliver(req);
-		return;
-	}
-	req->call = call;
+	req->closing = true;
+	uv_close((uv_handle_t *)&req->async, route__free);
 }
 
-static void route__static(struct route_req *req, const struct conf_route *r)
+void route__ready(struct route_req *req, const struct route *r)
 {
-	struct route *out = &req->route;
+	req->route = *r;
+	req->ready = true;
+	uv_async_send(&req->async);
+}
 
+static void route__wake(uv_async_t *a)
+{
+	struct route_req *req = a->data;
+	struct route r;
+	bool ready;
+
+	pthread_mutex_lock(&route__lock);
+	ready = req->ready;
+	if (ready)
+		r = req->route;
+	pthread_mutex_unlock(&route__lock);
+	if (!ready || req->closing)
+		return;
+	if (!req->cancelled) {
+		/* Cancelling from inside the callback is then a no-op. */
+		req->cancelled = true;
+		req->cb(req, &r, req->arg);
+	}
+	route__close(req);
+}
+
+static void route__static(struct route *out, struct conf *c, const struct route_query *q,
+			  const struct conf_route *r)
+{
 	out->result = ROUTE_OK;
 	out->source = ROUTE_SRC_STATIC;
 	snprintf(out->host, sizeof(out->host), "%s", r->host);
-	out->port = r->port;
-	snprintf(out->user, sizeof(out->user), "%s", r->user ? r->user : req->login);
+	/* A route without a port means the protocol's own backend port. */
+	out->port = r->port ? r->port : conf_backend_port(c, q->protocol);
+	snprintf(out->user, sizeof(out->user), "%s", r->user ? r->user : q->login);
 	snprintf(out->reason, sizeof(out->reason), "static route %s", r->match);
-	req->answered = true;
 }
 
-static void route__denied(struct route_req *req, const char *why)
+static void route__result(struct route *out, enum route_result result, const char *why)
 {
-	req->route.result = ROUTE_DENIED;
-	req->route.source = ROUTE_SRC_NONE;
-	snprintf(req->route.reason, sizeof(req->route.reason), "%s", why);
-	req->answered = true;
+	out->result = result;
+	out->source = ROUTE_SRC_NONE;
+	snprintf(out->reason, sizeof(out->reason), "%s", why);
 }
 
 struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct route_query *q,
 				route_cb cb, void *arg)
 {
 	struct route_req *req = calloc(1, sizeof(*req));
+	struct route_loop *rl;
+	struct route r;
 
 	if (req == NULL)
 		return NULL;
-	req->conf = conf_ref(c);
-	req->cb = cb;
-	req->arg = arg;
-	req->attempt = q->attempt;
-	req->login = strdup(q->login);
-	req->protocol = strdup(q->protocol);
-	req->client_ip = strdup(q->client_ip);
-	req->proxy_ip = strdup(q->proxy_ip);
-	req->password = q->password && c->lookup.send_password ? strdup(q->password) : NULL;
-	if (uv_timer_init(loop, &req->defer) < 0) {
-		free(req->login);
-		free(req->protocol);
-		free(req->client_ip);
-		free(req->proxy_ip);
-		free(req->password);
-		conf_unref(req->conf);
+	if (uv_async_init(loop, &req->async, route__wake) < 0) {
 		free(req);
 		return NULL;
 	}
-	req->defer.data = req;
-	if (!req->login || !req->protocol || !req->client_ip || !req->proxy_ip) {
-		req->route.result = ROUTE_TEMPFAIL;
-		snprintf(req->route.reason, sizeof(req->route.reason), "out of memory");
-		req->answered = true;
-	} else if (!route_name_valid(req->login, strlen(req->login), ROUTE_MAX_USER - 1)) {
-		route__denied(req, "invalid login name");
+	req->async.data = req;
+	req->cb = cb;
+	req->arg = arg;
+	memset(&r, 0, sizeof(r));
+
+	if (q->login == NULL || q->protocol == NULL ||
+	    !route_name_valid(q->login, strlen(q->login), ROUTE_MAX_USER - 1)) {
+		route__result(&r, ROUTE_DENIED, "invalid login name");
+	} else if (route_static_match(c, q->login) != NULL) {
+		route__static(&r, c, q, route_static_match(c, q->login));
+	} else if ((rl = route__loop(loop)) == NULL) {
+		route__result(&r, ROUTE_TEMPFAIL, "resolver not set up on this loop (route_worker_init)");
 	} else {
-		const struct conf_route *r = route_static_match(c, req->login);
-		if (r != NULL)
-			route__static(req, r);
-		else if (c->lookup.nservers == 0)
-			route__denied(req, "no static route matches and no lookup service is configured");
+		struct rcache *rc = route__runtime(rl, c);
+		bool cached = false;
+
+		if (q->bypass_cache && rc != NULL && rc->l1 != NULL) {
+			/* The route L1 gave failed: whatever the lookup says now,
+			   it must not be served again. */
+			rcache_l1_remove(rc->l1, q->protocol, q->login);
+		} else if (rc != NULL && rc->l1 != NULL) {
+			cached = rcache_l1_get(rc->l1, q->protocol, q->login, route__now_ms(), &r);
+			route__count(cached ? ROUTE__L1_HIT : ROUTE__L1_MISS);
+		}
+		if (!cached) {
+			bool mc = rc != NULL && rc->mc != NULL && !q->bypass_cache;
+			if (c->lookup.nservers == 0 && !mc) {
+				route__result(&r, ROUTE_DENIED,
+					      "no static route matches and no lookup service is configured");
+			} else {
+				route__flight_join(loop, c, rc, q, req);
+				return req;
+			}
+		}
 	}
-	uv_timer_start(&req->defer, route__start, 0, 0);
+	route__ready(req, &r);
 	return req;
 }
 
@@ -176,11 +213,44 @@ void route_cancel(struct route_req *req)
 	if (req->cancelled)
 		return;
 	req->cancelled = true;
-	if (req->call) {
-		lookup_abort(req->call);
-		req->call = NULL;
-		/* The lookup will not call back: release the request here. */
-		uv_close((uv_handle_t *)&req->defer, route__free);
-	}
-	/* Otherwise the deferred callback is still due and releases it. */
+	pthread_mutex_lock(&route__lock);
+	if (req->flight != NULL)
+		route__flight_leave(req);
+	pthread_mutex_unlock(&route__lock);
+	/* A pending answer is dropped with the handle. */
+	route__close(req);
+}
+
+/* ---- invalidation ---- */
+
+void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query *q,
+		      const struct route *r)
+{
+	struct route_loop *rl = route__loop(loop);
+	struct rcache *rc;
+
+	if (r == NULL || r->result != ROUTE_OK || q->login == NULL || q->protocol == NULL ||
+	    (r->source != ROUTE_SRC_LOOKUP && r->source != ROUTE_SRC_L1 &&
+	     r->source != ROUTE_SRC_MEMCACHED))
+		return;
+	if (rl == NULL || (rc = route__runtime(rl, c)) == NULL)
+		return;
+	route__count(ROUTE__INVALIDATE);
+	if (rc->l1 != NULL)
+		rcache_l1_remove(rc->l1, q->protocol, q->login);
+	if (rc->mc == NULL)
+		return;
+
+	struct rcache_op ops[3];
+	int n = 0;
+	memset(ops, 0, sizeof(ops));
+	if (q->client_ip && rcache_key_alias(&ops[n].key, q->login, q->client_ip, rc->hash_keys))
+		ops[n++].kind = RCACHE_OP_DELETE;
+	if (rcache_key_route_user(&ops[n].key, q->protocol, r->user, rc->hash_keys))
+		ops[n++].kind = RCACHE_OP_DELETE;
+	if (strcmp(r->user, q->login) != 0 &&
+	    rcache_key_route_user(&ops[n].key, q->protocol, q->login, rc->hash_keys))
+		ops[n++].kind = RCACHE_OP_DELETE;
+	if (rcache_submit(loop, rc, ops, n) < 0)
+		log_write(LOG_WARN, "route cache: out of memory forgetting \"%s\"", q->login);
 }

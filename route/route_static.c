@@ -16,6 +16,8 @@ const char *const route_source_names[] = {
 	[ROUTE_SRC_NONE] = "-",
 	[ROUTE_SRC_STATIC] = "static",
 	[ROUTE_SRC_LOOKUP] = "lookup",
+	[ROUTE_SRC_L1] = "l1",
+	[ROUTE_SRC_MEMCACHED] = "memcached",
 };
 
 bool route_name_valid(const char *name, size_t len, size_t max)

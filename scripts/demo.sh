@@ -10,7 +10,7 @@
 #   run/demo/mailstore/   Dovecot (imap 17143, pop3 17110), user demo@example.com / demo
 #   run/demo/gatehouse.pid, gatehouse.log (error log), audit.log, gatehouse.out
 # gatehouse runs `build/gatehouse -c conf/demo.conf` (GATEHOUSE_BIN overrides the
-# binary) on 127.0.0.1:1143.
+# binary) on 127.0.0.1:1143 (IMAP) and 127.0.0.1:1110 (POP3).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +20,7 @@ PY=/usr/bin/python3
 BIN=${GATEHOUSE_BIN:-build/gatehouse}
 CONF=conf/demo.conf
 PROXY_PORT=1143
+POP3_PROXY_PORT=1110
 IMAP_PORT=17143
 POP3_PORT=17110
 USER_NAME=demo@example.com
@@ -143,6 +144,7 @@ start_demo() {
   say "user $USER_NAME, password $USER_PASS):"
   say "   curl -v --url '$url' --user '$USER_NAME:$USER_PASS'"
   say "   curl --url 'imap://127.0.0.1:$PROXY_PORT/INBOX' --user '$USER_NAME:$USER_PASS' -X 'SEARCH ALL'"
+  say "   curl --url 'pop3://127.0.0.1:$POP3_PROXY_PORT/1' --user '$USER_NAME:$USER_PASS'   (POP3)"
   say "Logs: $ROOT/$RUN/gatehouse.log (errors), $ROOT/$RUN/audit.log (logins)"
   say "Stop: bash scripts/demo.sh stop   (or: make demo-stop)"
 }

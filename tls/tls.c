@@ -14,11 +14,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "conf.h"
 #include "tls.h"
@@ -166,6 +169,13 @@ static int tls__ticket(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 
 /* ---- contexts ---- */
 
+/* Keys are read without a passphrase: OpenSSL's default would prompt on
+   the terminal and block the reload (or -t) until someone answers. */
+static int tls__no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	return 0;
+}
+
 static int tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *file,
 			  const struct conf_cert *cc, const char *what, char *err, size_t errlen)
 {
@@ -210,6 +220,7 @@ static SSL_CTX *tls__ctx(struct tls_server *srv, const struct conf *c, const str
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 				 SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_ECDH_USE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_default_passwd_cb(ctx, tls__no_passphrase);
 	if (!c->tls.session_tickets)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	if (c->tls.ciphers && SSL_CTX_set_cipher_list(ctx, c->tls.ciphers) != 1) {
@@ -333,16 +344,53 @@ bool tls_server_ready(const struct tls_server *srv)
 	return srv != NULL && srv->dflt != NULL;
 }
 
+/* ---- client side ---- */
+
+struct tls_client {
+	SSL_CTX *ctx;
+};
+
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
+{
+	struct tls_client *cl = calloc(1, sizeof(*cl));
+	char why[256];
+
+	if (cl == NULL || (cl->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS client context");
+		free(cl);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(cl->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(cl->ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_options(cl->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	int ok = ca_file ? SSL_CTX_load_verify_locations(cl->ctx, ca_file, NULL)
+			 : SSL_CTX_set_default_verify_paths(cl->ctx);
+	if (ok != 1) {
+		tls__openssl_error(why, sizeof(why));
+		snprintf(err, errlen, "cannot load CA file %s: %s", ca_file ? ca_file : "(system)", why);
+		tls_client_free(cl);
+		return NULL;
+	}
+	return cl;
+}
+
+void tls_client_free(struct tls_client *cl)
+{
+	if (cl == NULL)
+		return;
+	SSL_CTX_free(cl->ctx);
+	free(cl);
+}
+
 /* ---- connections ---- */
 
-struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn)
+static struct tls_conn *tls__conn(SSL_CTX *ctx)
 {
-	struct tls_conn *t;
+	struct tls_conn *t = calloc(1, sizeof(*t));
 
-	if (!tls_server_ready(srv) || (t = calloc(1, sizeof(*t))) == NULL)
+	if (t == NULL)
 		return NULL;
-	t->alpn = alpn;
-	t->ssl = SSL_new(srv->dflt);
+	t->ssl = SSL_new(ctx);
 	t->rbio = BIO_new(BIO_s_mem());
 	t->wbio = BIO_new(BIO_s_mem());
 	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
@@ -357,6 +405,38 @@ struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn)
 	BIO_set_mem_eof_return(t->wbio, -1);
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
 	SSL_set_app_data(t->ssl, t);
+	return t;
+}
+
+struct tls_conn *tls_conn_client(struct tls_client *cl, const char *host, bool verify)
+{
+	struct tls_conn *t = cl ? tls__conn(cl->ctx) : NULL;
+	unsigned char addr[16];
+
+	if (t == NULL)
+		return NULL;
+	bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	if (!is_ip)
+		SSL_set_tlsext_host_name(t->ssl, host);
+	if (verify) {
+		SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+		if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) != 1
+			  : SSL_set1_host(t->ssl, host) != 1) {
+			tls_conn_free(t);
+			return NULL;
+		}
+	}
+	SSL_set_connect_state(t->ssl);
+	return t;
+}
+
+struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn)
+{
+	struct tls_conn *t;
+
+	if (!tls_server_ready(srv) || (t = tls__conn(srv->dflt)) == NULL)
+		return NULL;
+	t->alpn = alpn;
 	SSL_set_accept_state(t->ssl);
 	return t;
 }
@@ -454,6 +534,28 @@ size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap)
 {
 	int n = BIO_read(t->wbio, out, (int)(cap > 1 << 30 ? 1 << 30 : cap));
 	return n > 0 ? (size_t)n : 0;
+}
+
+void tls_trim(struct tls_conn *t)
+{
+	/* A memory BIO keeps the buffer it grew to (a handshake flight, a big
+	   write) even when empty; an idle connection should not. */
+	if (BIO_ctrl_pending(t->rbio) == 0) {
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b != NULL) {
+			BIO_set_mem_eof_return(b, -1);
+			SSL_set0_rbio(t->ssl, b);
+			t->rbio = b;
+		}
+	}
+	if (BIO_ctrl_pending(t->wbio) == 0) {
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b != NULL) {
+			BIO_set_mem_eof_return(b, -1);
+			SSL_set0_wbio(t->ssl, b);
+			t->wbio = b;
+		}
+	}
 }
 
 bool tls_has_plaintext(struct tls_conn *t)

@@ -2,7 +2,8 @@
 
 Session scope: two private Dovecot mailstores (store A: alice, carol;
 store B: bob) on free 127.0.0.1 ports.  Function scope: a fake lookup
-service (`lookup`) and a factory that starts gatehouse (`gatehouse`).
+service (`lookup`), a private memcached (`memcached`) and a factory that
+starts gatehouse (`gatehouse`).
 
 Environment:
   GATEHOUSE_BIN       the binary (default <repo>/build/gatehouse)
@@ -117,12 +118,26 @@ def stores():
             shutil.rmtree(root, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- memcached
+
+@pytest.fixture
+def memcached():
+    """A private memcached on a free port (mcd.Memcached), stopped afterwards;
+    a test may stop() and start() it again on the same port."""
+    from mcd import Memcached
+    mc = Memcached().start()
+    yield mc
+    mc.stop()
+
+
 # ---------------------------------------------------------------- lookup
 
 @pytest.fixture
 def lookup(stores):
-    a = ("127.0.0.1", stores.a.imap_port)
-    b = ("127.0.0.1", stores.b.imap_port)
+    # Each store's port by Auth-Protocol: IMAP and POP3 logins land on the
+    # same mailstore, on its listener for that protocol.
+    a = ("127.0.0.1", {"imap": stores.a.imap_port, "pop3": stores.a.pop3_port})
+    b = ("127.0.0.1", {"imap": stores.b.imap_port, "pop3": stores.b.pop3_port})
     srv = LookupServer({
         ALICE[0]: a + (ALICE[0],),
         CAROL[0]: a + (CAROL[0],),
@@ -294,6 +309,9 @@ def gatehouse(tmp_path, lookup):
         d.mkdir()
         port = free_port()
         settings = deep_merge(default_settings(d, port, lookup), overrides)
+        if "listen" in overrides:
+            # Listeners given by the test: gh.port is the first one's.
+            port = int(settings["listen"][0]["address"].rsplit(":", 1)[1])
         gh = Gatehouse(d, settings, port)
         started.append(gh)
         return gh.start()

@@ -297,7 +297,7 @@ def deep_merge(base, over):
 
 
 def check_audit(rec, *, login, result, user=None, backend=None, source=None,
-                client_port=None, reason=None):
+                client_port=None, reason=None, proto="imap"):
     """Assert one parsed audit record.  backend/source may be a tuple of
     acceptable values; None skips the check."""
     raw = rec.get("_raw", "")
@@ -305,7 +305,7 @@ def check_audit(rec, *, login, result, user=None, backend=None, source=None,
     for k in AUDIT_KEYS:
         assert k in rec, "audit line lacks %s=: %r" % (k, raw)
     assert re.fullmatch(r"[0-9a-fA-F]+", rec["session"]), raw
-    assert rec["proto"] == "imap", raw
+    assert rec["proto"] == proto, raw
     if client_port is not None:
         assert rec["client"] == "127.0.0.1:%d" % client_port, raw
     else:

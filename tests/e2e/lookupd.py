@@ -20,6 +20,9 @@ are answered and closed.
 In-process use (pytest):
 
     lk = LookupServer(users={"alice@example.com": ("127.0.0.1", 7143, "alice@example.com")})
+    # the port may depend on the request's Auth-Protocol ("imapssl" and
+    # "pop3ssl" fall back to "imap" and "pop3"):
+    lk.users["bob"] = ("127.0.0.1", {"imap": 7143, "pop3": 7110}, "bob@example.com")
     lk.start()
     lk.url        # http://127.0.0.1:<port>/service/extension/nginx-lookup
     lk.requests   # list of LookupRequest (case-insensitive dicts of headers,
@@ -27,6 +30,7 @@ In-process use (pytest):
     lk.mode = "garbage"   # normal | garbage | hang | half | error500
     lk.auth_wait = 1      # Auth-Wait sent with failures
     lk.delay = 0.5        # seconds to sleep before answering (normal mode)
+    lk.cache_alias = True # add "Auth-Cache-Alias: TRUE" to OK answers
     lk.stop()             # closes the listening socket: connection refused
 
 Modes: "garbage" answers non-HTTP bytes and closes; "hang" accepts and reads
@@ -120,6 +124,14 @@ class _Handler(socketserver.BaseRequestHandler):
             req[name.strip()] = value.strip()
         return req
 
+    @staticmethod
+    def _port_for(ports, protocol):
+        """The port of a per-protocol route for this Auth-Protocol."""
+        proto = protocol.lower()
+        if proto not in ports and proto.endswith("ssl"):
+            proto = proto[:-3]
+        return ports.get(proto, ports.get("imap"))
+
     def _send(self, sock, data):
         try:
             sock.sendall(data)
@@ -155,9 +167,13 @@ class _Handler(socketserver.BaseRequestHandler):
                  else "HTTP/1.0 200 OK"]
         if route is not None:
             ip, port, canonical = route
+            if isinstance(port, dict):
+                port = self._port_for(port, req.get("Auth-Protocol", ""))
             lines += ["Auth-Status: OK", "Auth-Server: %s" % ip,
                       "Auth-Port: %d" % port,
                       "Auth-User: %s" % canonical.replace("%", "%25")]
+            if srv.cache_alias:
+                lines.append("Auth-Cache-Alias: TRUE")
         else:
             lines += ["Auth-Status: user not found:%s" % login,
                       "Auth-Wait: %s" % srv.auth_wait]
@@ -180,17 +196,19 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 class LookupServer:
     def __init__(self, users=None, host="127.0.0.1", port=0, mode="normal",
                  auth_wait=10):
-        self.users = dict(users or {})     # login -> (ip, port, canonical)
+        self.users = dict(users or {})     # login -> (ip, port or {proto: port}, canonical)
         self.requests = []
         self.mode = mode
         self.auth_wait = auth_wait
         self.delay = 0.0
+        self.cache_alias = False           # send Auth-Cache-Alias: TRUE with OK
         self.host = host
         self._port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = None
         self._thread = None
+        self.ssl_context = None            # set before start(): serve https
 
     @property
     def port(self):
@@ -198,13 +216,17 @@ class LookupServer:
 
     @property
     def url(self):
-        return "http://%s:%d%s" % (self.host, self._port, PATH)
+        scheme = "https" if self.ssl_context else "http"
+        return "%s://%s:%d%s" % (scheme, self.host, self._port, PATH)
 
     def start(self):
         self._stopping.clear()
         self._server = _TCPServer((self.host, self._port), _Handler)
         self._server.owner = self
         self._port = self._server.server_address[1]
+        if self.ssl_context is not None:
+            self._server.socket = self.ssl_context.wrap_socket(self._server.socket,
+                                                               server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name="lookupd", daemon=True)

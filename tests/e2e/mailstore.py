@@ -255,6 +255,9 @@ class Mailstore:
                  mail_user=None):
         self.dir = os.path.abspath(directory)
         self.imap_port = imap_port or _free_port()
+        # Set ssl_cert/ssl_key (PEM files) before write() for an IMAPS port.
+        self.ssl_cert = self.ssl_key = None
+        self.imaps_port = _free_port()
         self.pop3_port = pop3_port or _free_port()
         self.name = name or os.path.basename(self.dir.rstrip("/")) or "store"
         self.mail_pw = _pick_mail_user(mail_user)
@@ -322,6 +325,12 @@ class Mailstore:
             pop3_port=self.pop3_port, mail_uid=uid, mail_gid=gid,
             internal_user=internal_user, internal_group=internal_group,
             login_user=login_user)
+        if self.ssl_cert:
+            # A TLS-only internal port, as Zimbra's 7993 (upstream TLS).
+            conf += ("\nssl = yes\nssl_cert = <%s\nssl_key = <%s\n"
+                     "service imap-login {\n  inet_listener imaps {\n"
+                     "    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n}\n"
+                     % (self.ssl_cert, self.ssl_key, self.imaps_port))
         with open(self.conf_path, "w") as f:
             f.write(conf)
 

@@ -3,7 +3,8 @@
  *
  * The input is tried as base64 text (decode, then re-encode must give the
  * same text back, since only canonical encodings are accepted), as binary
- * (encode, then decode must give it back), and as a PLAIN message. Buffers
+ * (encode, then decode must give it back), as a PLAIN message, as an
+ * XOAUTH2 message, and as the parts of a PLAIN message to encode. Buffers
  * are sized exactly so ASan sees any write past the promised capacity.
  */
 #include <stdint.h>
@@ -92,10 +93,61 @@ static void fz_plain(const uint8_t *data, size_t size)
 	free(msg);
 }
 
+/* XOAUTH2: whatever parses has its spans inside the message, non-empty, and
+   framed as "user=" / "auth=Bearer ". */
+static void fz_xoauth2(const uint8_t *data, size_t size)
+{
+	uint8_t *msg = malloc(size ? size : 1);
+	struct sasl_xoauth2 x;
+
+	if (!msg)
+		abort();
+	memcpy(msg, data, size);
+	if (sasl_xoauth2_parse(msg, size, &x) == 0) {
+		if (x.user.len == 0 || x.token.len == 0 || x.user.off < 5 || x.token.off < 12)
+			abort();
+		if ((size_t)x.user.off + x.user.len > size - 2 || (size_t)x.token.off + x.token.len > size - 2)
+			abort();
+		if (memcmp(msg + x.user.off - 5, "user=", 5) != 0 || msg[x.user.off + x.user.len] != 1)
+			abort();
+		if (msg[x.token.off + x.token.len] != 1 || memchr(msg, 0, size))
+			abort();
+	}
+	free(msg);
+}
+
+/* PLAIN encoding: the input split at its first two bytes' values decodes
+   back to "authz NUL authc NUL pass". */
+static void fz_plain_encode(const uint8_t *data, size_t size)
+{
+	if (size < 2)
+		return;
+	size_t rest = size - 2, az = data[0] % (rest + 1), ac = data[1] % (rest - az + 1);
+	size_t pl = rest - az - ac, n = rest + 2;
+	const char *p = (const char *)data + 2;
+	char *enc = malloc(SASL_B64_ENCODED_SIZE(n));
+	uint8_t *back = malloc(n);
+
+	if (!enc || !back)
+		abort();
+	size_t el = sasl_plain_encode(p, az, p + az, ac, p + az + ac, pl, enc);
+	if (el + 1 != SASL_B64_ENCODED_SIZE(n) || enc[el] != '\0')
+		abort();
+	if (sasl_b64_decode(enc, el, back, n) != (int)n)
+		abort();
+	if (memcmp(back, p, az) || back[az] || memcmp(back + az + 1, p + az, ac) || back[az + 1 + ac] ||
+	    memcmp(back + az + ac + 2, p + az + ac, pl))
+		abort();
+	free(enc);
+	free(back);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fz_decode(data, size);
 	fz_round_trip(data, size);
 	fz_plain(data, size);
+	fz_xoauth2(data, size);
+	fz_plain_encode(data, size);
 	return 0;
 }

@@ -225,3 +225,118 @@ Test(sasl, plain_malformed)
 	cr_assert_eq(T_PLAIN("\0\0", z, c, p), -1);
 	cr_assert_eq(sasl_plain_parse(NULL, 0, &sp), -1);
 }
+
+/* ---- SASL response lines, fields, PLAIN encoding, XOAUTH2 ---- */
+
+Test(sasl, response_decode)
+{
+	uint8_t out[8];
+
+	/* "" and "=" are the empty response (RFC 4959, RFC 5034). */
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"", 0, out, 0), 0);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"=", 1, out, 0), 0);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"Zm9v", 4, out, SASL_RESPONSE_DECODED_MAX(4)), 3);
+	cr_assert_eq(memcmp(out, "foo", 3), 0);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"==", 2, out, sizeof(out)), -1);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"*", 1, out, sizeof(out)), -1);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"Zm9", 3, out, sizeof(out)), -1);
+	cr_assert_eq(sasl_response_decode((const uint8_t *)"Zm9vYmFy", 8, out, 5), -1);
+}
+
+Test(sasl, take)
+{
+	char dst[6] = "xxxxx";
+
+	cr_assert(sasl_take(dst, sizeof(dst), (const uint8_t *)"alice", 5));
+	cr_assert_str_eq(dst, "alice");
+	cr_assert(sasl_take(dst, sizeof(dst), (const uint8_t *)"", 0));
+	cr_assert_str_eq(dst, "");
+	strcpy(dst, "keep");
+	cr_assert_not(sasl_take(dst, sizeof(dst), (const uint8_t *)"alice!", 6)); /* no room for NUL */
+	cr_assert_not(sasl_take(dst, sizeof(dst), (const uint8_t *)"a\0b", 3));
+	cr_assert_str_eq(dst, "keep");
+}
+
+Test(sasl, plain_encode)
+{
+	char out[SASL_B64_ENCODED_SIZE(64)];
+	uint8_t back[64];
+	struct sasl_plain sp;
+
+	/* The vector of plain_from_base64, built from its parts. */
+	cr_assert_eq(sasl_plain_encode("", 0, "user@example.com", 16, "p4ss", 4, out), 32);
+	cr_assert_str_eq(out, "AHVzZXJAZXhhbXBsZS5jb20AcDRzcw==");
+	/* Every length modulo 3, with an authzid. */
+	for (size_t pl = 0; pl < 6; pl++) {
+		size_t n = sasl_plain_encode("admin", 5, "bob", 3, "123456", pl, out);
+		cr_assert_eq(n + 1, SASL_B64_ENCODED_SIZE(5 + 3 + pl + 2));
+		int m = sasl_b64_decode(out, n, back, sizeof(back));
+		cr_assert_eq(m, (int)(5 + 3 + pl + 2));
+		cr_assert_eq(sasl_plain_parse(back, (size_t)m, &sp), 0);
+		cr_assert_eq(memcmp(back + sp.authz.off, "admin", 5), 0);
+		cr_assert_eq(memcmp(back + sp.authc.off, "bob", 3), 0);
+		cr_assert_eq(sp.pass.len, pl);
+		cr_assert_eq(memcmp(back + sp.pass.off, "123456", pl), 0);
+	}
+}
+
+/* Parse a C-string-literal XOAUTH2 message (its length from sizeof). */
+#define T_XO(lit, out) sasl_xoauth2_parse((const uint8_t *)(lit), sizeof(lit) - 1, (out))
+
+static bool t_span(const char *msg, struct sasl_span s, const char *want)
+{
+	return s.len == strlen(want) && memcmp(msg + s.off, want, s.len) == 0;
+}
+
+Test(sasl, xoauth2_user)
+{
+	static const char m[] = "user=someuser@example.com\001auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\001\001";
+	struct sasl_xoauth2 x;
+
+	cr_assert_eq(T_XO(m, &x), 0);
+	cr_assert(t_span(m, x.user, "someuser@example.com"));
+	cr_assert(t_span(m, x.token, "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"));
+
+	/* The same message as a client sends it: base64. */
+	static const char b64[] = "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==";
+	uint8_t dec[256];
+	int n = sasl_response_decode((const uint8_t *)b64, sizeof(b64) - 1, dec, sizeof(dec));
+	cr_assert_eq(n, (int)sizeof(m) - 1);
+	cr_assert_eq(memcmp(dec, m, (size_t)n), 0);
+	cr_assert_eq(sasl_xoauth2_parse(dec, (size_t)n, &x), 0);
+	cr_assert(t_span((const char *)dec, x.user, "someuser@example.com"));
+}
+
+Test(sasl, xoauth2_order_and_extra_keys)
+{
+	static const char a[] = "auth=bearer tok\001user=u@x\001\001";
+	static const char b[] = "host=imap.example.com\001user=u\001port=110\001auth=Bearer t\001\001";
+	struct sasl_xoauth2 x;
+
+	cr_assert_eq(T_XO(a, &x), 0);
+	cr_assert(t_span(a, x.user, "u@x"));
+	cr_assert(t_span(a, x.token, "tok"));
+	cr_assert_eq(T_XO(b, &x), 0);
+	cr_assert(t_span(b, x.user, "u"));
+	cr_assert(t_span(b, x.token, "t"));
+}
+
+Test(sasl, xoauth2_malformed)
+{
+	struct sasl_xoauth2 x;
+
+	cr_assert_eq(T_XO("", &x), -1);
+	cr_assert_eq(T_XO("\001\001", &x), -1);
+	cr_assert_eq(T_XO("user=u\001auth=Bearer t\001", &x), -1);        /* one final ^A */
+	cr_assert_eq(T_XO("user=u\001auth=Bearer t", &x), -1);
+	cr_assert_eq(T_XO("user=u\001\001auth=Bearer t\001\001", &x), -1); /* empty pair inside */
+	cr_assert_eq(T_XO("auth=Bearer t\001\001", &x), -1);               /* no user */
+	cr_assert_eq(T_XO("user=u\001\001", &x), -1);                      /* no auth */
+	cr_assert_eq(T_XO("user=\001auth=Bearer t\001\001", &x), -1);      /* empty user */
+	cr_assert_eq(T_XO("user=u\001auth=Bearer \001\001", &x), -1);      /* empty token */
+	cr_assert_eq(T_XO("user=u\001auth=Basic dTpw\001\001", &x), -1);   /* not Bearer */
+	cr_assert_eq(T_XO("user=u\001user=v\001auth=Bearer t\001\001", &x), -1);
+	cr_assert_eq(T_XO("user=u\001auth=Bearer t\001auth=Bearer s\001\001", &x), -1);
+	cr_assert_eq(T_XO("user=u\0v\001auth=Bearer t\001\001", &x), -1); /* NUL */
+	cr_assert_eq(T_XO("user=u\001auth=Bearer t\001\001\001", &x), -1);
+}

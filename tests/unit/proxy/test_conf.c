@@ -360,7 +360,7 @@ Test(conf, unknown_settings)
 		     "4: routes.[1].port: unknown setting");
 	conf_t_fails("listen = (\n { address = \"*:143\"; ssl = true; }\n);\n",
 		     "2: listen.[0].ssl: unknown setting");
-	conf_t_fails("pop3 = { };\n", "1: pop3: unknown setting");
+	conf_t_fails("smtp = { };\n", "1: smtp: unknown setting");
 }
 
 Test(conf, wrong_types)
@@ -475,8 +475,8 @@ Test(conf, keywords)
 	conf_t_fails("log_level = \"INFO\";\n", "1: log_level: must be one of error, warn, info, debug");
 	conf_t_fails("imap = { backend_auth = \"xoauth2\"; };\n",
 		     "1: imap.backend_auth: must be one of auto, login, plain");
-	conf_t_fails("listen = ( { address = \"*:110\"; protocol = \"pop3\"; } );\n",
-		     "1: listen.[0].protocol: must be one of imap");
+	conf_t_fails("listen = ( { address = \"*:25\"; protocol = \"smtp\"; } );\n",
+		     "1: listen.[0].protocol: must be one of imap, pop3");
 	conf_t_fails("error_log = \"/tmp/a\\nb\";\n", "1: error_log: must not contain control characters");
 }
 
@@ -557,12 +557,14 @@ Test(conf, routes)
 	cr_expect_str_eq(c->routes[2].host, "2001:db8::1");
 	cr_expect_eq(c->routes[2].port, 993);
 	cr_expect_str_eq(c->routes[3].host, "::1");
-	/* The default port comes from imap.backend_port, even set later. */
-	cr_expect_eq(c->routes[3].port, 1143);
+	/* No port: the protocol's backend_port, chosen when the route is used
+	   (imap.backend_port here, even set later in the file). */
+	cr_expect_eq(c->routes[3].port, 0);
+	cr_expect_eq(conf_backend_port(c, "imap"), 1143);
 	cr_expect_str_eq(c->routes[4].host, "mail-3.example.net");
-	cr_expect_eq(c->routes[4].port, 1143);
+	cr_expect_eq(c->routes[4].port, 0);
 	cr_expect_str_eq(c->routes[5].match, "*");
-	cr_expect_eq(c->routes[5].port, 1143);
+	cr_expect_eq(c->routes[5].port, 0);
 	conf_unref(c);
 
 	c = conf_t_load("routes = ( );\n");
@@ -731,14 +733,25 @@ Test(conf, lookup_urls)
 	conf_unref(c);
 }
 
+/* Zimbra's 7072 is HTTPS: https:// URLs get TLS and a client context. */
+Test(conf, lookup_https)
+{
+	struct conf *c = conf_t_load("lookup = { servers = [ \"https://127.0.0.1/x\", \"http://127.0.0.1\" ]; };\n");
+
+	cr_assert_not_null(c);
+	cr_expect(c->lookup.servers[0].tls);
+	cr_expect(!c->lookup.servers[1].tls);
+	cr_expect_eq(ntohs(((const struct sockaddr_in *)(const void *)&c->lookup.servers[0].addr)->sin_port), 7072);
+	cr_expect_not_null(c->tls_client);
+	conf_unref(c);
+}
+
 Test(conf, lookup_url_errors)
 {
-	conf_t_fails("lookup = {\n servers = [ \"https://127.0.0.1\" ]; };\n",
-		     "2: lookup.servers.[0]: https is not supported yet");
 	conf_t_fails("lookup = { servers = [ \"http://127.0.0.1\",\n \"ftp://x\" ]; };\n",
-		     "2: lookup.servers.[1]: must be an http:// URL");
+		     "2: lookup.servers.[1]: must be an http:// or https:// URL");
 	conf_t_fails("lookup = { servers = [ \"127.0.0.1:7072\" ]; };\n",
-		     "1: lookup.servers.[0]: must be an http:// URL");
+		     "1: lookup.servers.[0]: must be an http:// or https:// URL");
 	conf_t_fails("lookup = { servers = [ \"http://\" ]; };\n",
 		     "1: lookup.servers.[0]: bad host name in URL");
 	conf_t_fails("lookup = { servers = [ \"http://user@host/\" ]; };\n",

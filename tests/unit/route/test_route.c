@@ -178,9 +178,17 @@ static const struct route_query QUERY = {
 static const char OK_ANSWER[] = "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.21\r\n"
 				"Auth-Port: 7143\r\nAuth-User: alice@example.com\r\n\r\n";
 
+/* A loop with the resolver's per-loop state, as a worker sets it up. */
+static void start_loop(uv_loop_t *loop)
+{
+	cr_assert_eq(uv_loop_init(loop), 0);
+	cr_assert_eq(route_worker_init(loop), 0);
+}
+
 static void finish_loop(uv_loop_t *loop)
 {
 	uv_run(loop, UV_RUN_DEFAULT);
+	route_worker_close(loop);
 	/* Every handle the resolver opened must be closed by now. */
 	cr_assert_eq(uv_loop_close(loop), 0, "the loop still has live handles");
 }
@@ -211,7 +219,7 @@ Test(route, static_route_answers_once_and_deferred)
 	struct result res = {0};
 	struct conf *c = load("routes = ( { match = \"@example.com\"; server = \"127.0.0.1:7143\"; } );\n");
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	struct route_req *req = route_resolve(&loop, c, &QUERY, on_route, &res);
 	cr_assert_not_null(req);
 	cr_assert_eq(res.calls, 0, "the answer must come from the loop, not from route_resolve");
@@ -231,7 +239,7 @@ Test(route, no_route_and_no_lookup_is_denied)
 	struct result res = {0};
 	struct conf *c = load("routes = ( { match = \"@other.org\"; server = \"127.0.0.1\"; } );\n");
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	route_resolve(&loop, c, &QUERY, on_route, &res);
 	finish_loop(&loop);
 	cr_assert_eq(res.calls, 1);
@@ -246,7 +254,7 @@ Test(route, invalid_name_never_reaches_the_lookup)
 	struct result res = {0};
 	char text[256];
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	fake_start(&loop, &f, FAKE_ANSWER, OK_ANSWER);
 	snprintf(text, sizeof(text), "lookup = { servers = [\"http://127.0.0.1:%d/\"]; };\n", f.port);
 	struct conf *c = load(text);
@@ -269,7 +277,7 @@ Test(route, lookup_answer_and_request_headers)
 	struct result res = {0};
 	char text[256];
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	fake_start(&loop, &f, FAKE_ANSWER, OK_ANSWER);
 	snprintf(text, sizeof(text),
 		 "lookup = { servers = [\"http://127.0.0.1:%d/service/extension/nginx-lookup\"]; };\n",
@@ -300,10 +308,11 @@ Test(route, failover_on_refused_and_on_silence_then_hold_down)
 	char text[512];
 	int dead = closed_port();
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	fake_start(&loop, &silent, FAKE_SILENT, NULL);
 	fake_start(&loop, &good, FAKE_ANSWER, OK_ANSWER);
 	snprintf(text, sizeof(text),
+		 "cache = { l1_entries = 0; };\n" /* every resolution asks the lookup */
 		 "lookup = { timeout = 0.2; retry_interval = 60.0; servers = [\"http://127.0.0.1:%d/\", "
 		 "\"http://127.0.0.1:%d/\", \"http://127.0.0.1:%d/\"]; };\n",
 		 dead, silent.port, good.port);
@@ -332,7 +341,7 @@ Test(route, all_servers_down_is_a_prompt_tempfail)
 	struct result res = {0};
 	char text[256];
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	snprintf(text, sizeof(text), "lookup = { timeout = 5.0; servers = [\"http://127.0.0.1:%d/\"]; };\n",
 		 closed_port());
 	struct conf *c = load(text);
@@ -352,7 +361,7 @@ Test(route, cancel_means_no_callback_and_nothing_left_open)
 	struct result res = {0};
 	char text[256];
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	fake_start(&loop, &silent, FAKE_SILENT, NULL);
 	snprintf(text, sizeof(text), "lookup = { timeout = 10.0; servers = [\"http://127.0.0.1:%d/\"]; };\n",
 		 silent.port);
@@ -373,7 +382,7 @@ Test(route, cancel_before_the_deferred_answer)
 	struct result res = {0};
 	struct conf *c = load("routes = ( { match = \"*\"; server = \"127.0.0.1\"; } );\n");
 
-	uv_loop_init(&loop);
+	start_loop(&loop);
 	struct route_req *req = route_resolve(&loop, c, &QUERY, on_route, &res);
 	route_cancel(req);
 	finish_loop(&loop);

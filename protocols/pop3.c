@@ -1,0 +1,466 @@
+/*
+ * pop3.c - the POP3 front end: greeting, the command loop, the commands
+ * served before login (CAPA, NOOP, QUIT, STLS, USER/PASS; AUTH is in
+ * pop3_sasl.c), and what happens when a login succeeds or fails.
+ *
+ * Commands are handled strictly in order (RFC 2449 PIPELINING). While a
+ * login is in progress the session stops reading from the client; commands
+ * pipelined behind the login stay in s->in and go to the backend only after
+ * our own backend login has succeeded, or are handled here if it failed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "audit.h"
+#include "conf.h"
+#include "pop3.h"
+#include "pop3_int.h"
+#include "sasl.h"
+
+static void pop3__process(struct session *s);
+static void pop3__run(struct session *s, struct pop3_state *st);
+
+static struct pop3_state *pop3__st(struct session *s)
+{
+	return s->proto_state;
+}
+
+void pop3__reply(struct session *s, const char *line)
+{
+	session_writef(s, "%s\r\n", line);
+}
+
+void pop3_wipe_credentials(struct pop3_state *st, const struct conf *c)
+{
+	if (st->password)
+		OPENSSL_cleanse(st->password, c->limits.max_password + 1);
+	st->password_len = 0;
+	if (st->xoauth2) {
+		OPENSSL_cleanse(st->xoauth2, st->xoauth2_len);
+		free(st->xoauth2);
+		st->xoauth2 = NULL;
+	}
+	st->xoauth2_len = 0;
+	if (st->login)
+		st->login[0] = '\0';
+	if (st->authz)
+		st->authz[0] = '\0';
+}
+
+void pop3_audit(struct session *s, const char *result, const char *reason)
+{
+	struct pop3_state *st = pop3__st(s);
+	const struct route *r = &st->route;
+	bool routed = r->result == ROUTE_OK && r->host[0];
+
+	audit_login(s, &(struct audit_login){
+		.login = st->authz && st->authz[0] ? st->authz : st->login,
+		.user = routed ? r->user : NULL,
+		.result = result,
+		.reason = reason,
+		.backend = routed ? s->backend_addr : NULL,
+		.source = route_source_names[r->source],
+		.latency_ms = session_now(s) - st->login_start_ms,
+	});
+}
+
+/* ---- login outcome ---- */
+
+void pop3_login_failed(struct session *s, const char *reply_line, bool counted)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	pop3_wipe_credentials(st, s->conf);
+	memset(&st->route, 0, sizeof(st->route));
+	st->auth = POP3_AUTH_NONE;
+	st->have_user = false; /* a new attempt starts with USER again */
+	st->user_too_long = false;
+	session_close_backend(s);
+	/* One answer per command: the last failure is answered with the reason
+	   the connection ends. */
+	if (counted && ++st->login_failures >= s->conf->limits.max_login_failures) {
+		pop3__reply(s, "-ERR [AUTH] Too many login failures");
+		session_finish(s, "too many login failures");
+		return;
+	}
+	pop3__reply(s, reply_line);
+	session_set_phase(s, SESSION_PREAUTH);
+	session_client_reading(s, true);
+	pop3__process(s);
+}
+
+void pop3_login_succeeded(struct session *s, const char *line, size_t len)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	pop3_audit(s, "ok", NULL);
+	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s",
+		    st->authz[0] ? st->authz : st->login, st->route.user, s->backend_addr);
+	/* The backend's own +OK, as it sent it. */
+	session_write(s, line, len);
+	pop3_wipe_credentials(st, s->conf);
+	session_start_relay(s);
+}
+
+void pop3__fail_early(struct session *s, const char *why)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	st->login_attempts++;
+	st->login_start_ms = session_now(s);
+	pop3_audit(s, "fail", why);
+	pop3_login_failed(s, POP3_AUTHFAILED, true);
+}
+
+/* The route query for the login in progress. */
+static void pop3__query(struct session *s, struct route_query *q, bool bypass_cache)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	*q = (struct route_query){
+		.login = st->authz[0] ? st->authz : st->login,
+		.password = st->mech == POP3_MECH_XOAUTH2 ? NULL : st->password,
+		.protocol = s->conf->upstream.tls ? "pop3ssl" : "pop3",
+		.client_ip = s->client_ip,
+		.proxy_ip = s->local_ip,
+		.attempt = st->login_attempts,
+		.bypass_cache = bypass_cache,
+	};
+}
+
+bool pop3_route_unreachable(struct session *s, const char *why)
+{
+	struct pop3_state *st = pop3__st(s);
+	struct route_query q;
+	bool retry = !st->route_retried &&
+		     (st->route.source == ROUTE_SRC_L1 || st->route.source == ROUTE_SRC_MEMCACHED);
+
+	pop3__query(s, &q, retry);
+	if (!retry) {
+		session_route_invalidate(s, &q, &st->route);
+		return false;
+	}
+	/* The fresh lookup forgets the login in the caches first. */
+	st->route_retried = true;
+	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
+		    route_source_names[st->route.source], q.login);
+	session_resolve(s, &q);
+	return true;
+}
+
+void pop3_route_rejected(struct session *s)
+{
+	struct pop3_state *st = pop3__st(s);
+	struct route_query q;
+
+	pop3__query(s, &q, false);
+	session_route_invalidate(s, &q, &st->route);
+}
+
+void pop3__begin_login(struct session *s)
+{
+	struct pop3_state *st = pop3__st(s);
+	const char *who = st->authz[0] ? st->authz : st->login;
+	struct route_query q;
+
+	st->login_attempts++;
+	st->login_start_ms = session_now(s);
+	st->have_user = false;
+	memset(&st->route, 0, sizeof(st->route));
+	if (!route_name_valid(who, strlen(who), s->conf->limits.max_login)) {
+		pop3_audit(s, "fail", "invalid login name");
+		pop3_login_failed(s, POP3_AUTHFAILED, true);
+		return;
+	}
+	session_client_reading(s, false);
+	st->route_retried = false;
+	pop3__query(s, &q, false);
+	session_resolve(s, &q);
+}
+
+static void pop3_route_done(struct session *s, const struct route *r)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	st->route = *r;
+	switch (r->result) {
+	case ROUTE_OK:
+		session_connect_backend(s, r->host, r->port);
+		return;
+	case ROUTE_DENIED: {
+		pop3_audit(s, "fail", r->reason);
+		double wait = r->wait_s;
+		if (wait > s->conf->limits.max_auth_wait)
+			wait = s->conf->limits.max_auth_wait;
+		if (wait > 0) {
+			/* Honour Auth-Wait: slow down password guessing. */
+			st->deny_kind = ROUTE_DENIED;
+			session_set_phase(s, SESSION_AUTH_WAIT);
+			session_delay(s, wait);
+			return;
+		}
+		pop3_login_failed(s, POP3_AUTHFAILED, true);
+		return;
+	}
+	case ROUTE_TEMPFAIL:
+		pop3_audit(s, "tempfail", r->reason);
+		pop3_login_failed(s, POP3_UNAVAILABLE, true);
+		return;
+	}
+}
+
+/* ---- commands ---- */
+
+bool pop3__bad(struct session *s, const char *line)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	if (++st->bad_commands >= s->conf->limits.max_bad_commands) {
+		pop3__reply(s, "-ERR too many invalid commands");
+		session_finish(s, "too many invalid commands");
+		return false;
+	}
+	pop3__reply(s, line);
+	return true;
+}
+
+/* The capability list (RFC 2449), one write. */
+static void pop3__capa(struct session *s)
+{
+	const struct conf *c = s->conf;
+	char buf[4096];
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "+OK Capability list follows\r\n");
+	for (int i = 0; i < c->pop3.ncaps && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", c->pop3.caps[i]);
+	if (c->pop3.sasl && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "SASL%s%s%s\r\n",
+				      c->pop3.sasl & CONF_SASL_PLAIN ? " PLAIN" : "",
+				      c->pop3.sasl & CONF_SASL_LOGIN ? " LOGIN" : "",
+				      c->pop3.sasl & CONF_SASL_XOAUTH2 ? " XOAUTH2" : "");
+	/* STLS joins this list once listeners can do TLS (see pop3__stls). */
+	if (n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".\r\n");
+	session_write(s, buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
+}
+
+/*
+ * STLS (RFC 2595 section 4). TLS HOOK: listeners cannot do TLS yet, so no
+ * port offers STLS (CAPA does not list it) and the command is refused. The
+ * TLS work replaces this one function: when STLS is available, answer
+ * "+OK Begin TLS negotiation now", return false so the loop stops, and
+ * start the handshake once the STLS line is consumed (nothing the client
+ * pipelined behind STLS may cross into TLS); add STLS to pop3__capa;
+ * restart the parser and the USER state when the handshake is done; and
+ * where the listener requires STARTTLS, refuse USER, PASS and AUTH before
+ * TLS and leave USER and SASL out of CAPA (Zimbra's starttls "only").
+ */
+static bool pop3__stls(struct session *s, const struct pop3_cmd *cmd)
+{
+	if (cmd->nargs != 0)
+		return pop3__bad(s, "-ERR Syntax error: STLS takes no arguments");
+	pop3__reply(s, "-ERR STLS not available on this port");
+	return true;
+}
+
+static void pop3__user(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct pop3_state *st = pop3__st(s);
+	const struct pop3_span *a = &cmd->args[0];
+
+	/* A name that does not fit is refused at PASS, with an audit line. */
+	st->user_too_long = !sasl_take(st->login, s->conf->limits.max_login + 1, s->in + a->off, a->len);
+	if (st->user_too_long)
+		st->login[0] = '\0';
+	st->have_user = true;
+	pop3__reply(s, "+OK");
+}
+
+static void pop3__pass(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct pop3_state *st = pop3__st(s);
+	const struct pop3_span *a = &cmd->args[0];
+
+	st->mech = POP3_MECH_USER;
+	st->authz[0] = '\0';
+	if (st->user_too_long) {
+		pop3__fail_early(s, "login name too long");
+		return;
+	}
+	if (!sasl_take(st->password, s->conf->limits.max_password + 1, s->in + a->off, a->len)) {
+		pop3__fail_early(s, "password too long");
+		return;
+	}
+	st->password_len = a->len;
+	pop3__begin_login(s);
+}
+
+/* Handle one parsed line. Returns false when the session is ending. */
+static bool pop3__command(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	if (st->auth != POP3_AUTH_NONE)
+		return pop3__sasl_line(s, cmd);
+	if (cmd->error != POP3_OK)
+		return pop3__bad(s, "-ERR invalid command");
+	switch (cmd->kind) {
+	case POP3_CMD_USER:
+		if (cmd->nargs != 1)
+			return pop3__bad(s, "-ERR Syntax error: USER name");
+		pop3__user(s, cmd);
+		return true;
+	case POP3_CMD_PASS:
+		if (!st->have_user)
+			return pop3__bad(s, "-ERR No user name given: send USER first");
+		if (cmd->nargs != 1)
+			return pop3__bad(s, "-ERR Syntax error: PASS password");
+		pop3__pass(s, cmd);
+		return true;
+	case POP3_CMD_AUTH:
+		return pop3__auth(s, cmd);
+	case POP3_CMD_CAPA:
+		if (cmd->nargs != 0)
+			return pop3__bad(s, "-ERR Syntax error: CAPA takes no arguments");
+		pop3__capa(s);
+		return true;
+	case POP3_CMD_STLS:
+		return pop3__stls(s, cmd);
+	case POP3_CMD_NOOP:
+		if (cmd->nargs != 0)
+			return pop3__bad(s, "-ERR Syntax error: NOOP takes no arguments");
+		pop3__reply(s, "+OK");
+		return true;
+	case POP3_CMD_QUIT:
+		pop3__reply(s, "+OK Logging out");
+		session_finish(s, "quit");
+		return false;
+	case POP3_CMD_SASL:
+	case POP3_CMD_OTHER:
+	default:
+		return pop3__bad(s, "-ERR invalid command");
+	}
+}
+
+/* Handle as many complete lines from s->in as the phase allows. */
+static void pop3__process(struct session *s)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	/* A login that fails at once (bad name) calls back in here from inside
+	   the loop, before its line is consumed: let the running loop carry on
+	   instead. */
+	if (st->processing)
+		return;
+	st->processing = true;
+	pop3__run(s, st);
+	if (s->proto_state == st)
+		st->processing = false;
+}
+
+static void pop3__run(struct session *s, struct pop3_state *st)
+{
+	struct pop3_cmd cmd;
+
+	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH) {
+		int r = pop3_parse(&st->parser, s->in, s->in_len, &cmd);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			pop3__reply(s, "-ERR line too long");
+			session_finish(s, "line too long");
+			return;
+		}
+		bool go_on = pop3__command(s, &cmd);
+		/* Any line may hold a credential (PASS, AUTH, a SASL response). */
+		OPENSSL_cleanse(s->in, (size_t)r);
+		session_consume(s, (size_t)r);
+		if (!go_on)
+			return;
+		if (s->phase == SESSION_PREAUTH && !s->closed && !s->finishing)
+			session_set_phase(s, SESSION_PREAUTH); /* a command: re-arm the idle timer */
+	}
+}
+
+/* ---- session_proto ---- */
+
+static int pop3_start(struct session *s)
+{
+	const struct conf *c = s->conf;
+	struct pop3_state *st = calloc(1, sizeof(*st));
+
+	if (st == NULL)
+		return -1;
+	st->login = malloc(c->limits.max_login + 1);
+	st->authz = malloc(c->limits.max_login + 1);
+	st->password = malloc(c->limits.max_password + 1);
+	s->proto_state = st;
+	if (!st->login || !st->authz || !st->password)
+		return -1;
+	st->login[0] = st->authz[0] = st->password[0] = '\0';
+	pop3_parser_init(&st->parser, &(struct pop3_limits){
+		.max_command = POP3_MAX_COMMAND,
+		.max_sasl = c->limits.max_line,
+	});
+	session_writef(s, "+OK %s\r\n", c->pop3.greeting);
+	return 0;
+}
+
+static void pop3_client_data(struct session *s)
+{
+	pop3__process(s);
+}
+
+static void pop3_client_eof(struct session *s, int status)
+{
+	session_close(s, status == UV_EOF ? "client closed" : "client connection error");
+}
+
+static void pop3_timeout(struct session *s)
+{
+	switch (s->phase) {
+	case SESSION_AUTH_WAIT:
+		pop3_login_failed(s, POP3_AUTHFAILED, true);
+		return;
+	case SESSION_BACKEND_LOGIN:
+		pop3_backend_timeout(s);
+		return;
+	case SESSION_PREAUTH:
+	default:
+		pop3__reply(s, "-ERR Disconnected for inactivity");
+		session_finish(s, "pre-auth timeout");
+		return;
+	}
+}
+
+static void pop3_destroy(struct session *s)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	if (st == NULL)
+		return;
+	pop3_wipe_credentials(st, s->conf);
+	free(st->login);
+	free(st->authz);
+	free(st->password);
+	OPENSSL_cleanse(st, sizeof(*st));
+	free(st);
+	s->proto_state = NULL;
+}
+
+const struct session_proto pop3_proto = {
+	.name = "pop3",
+	.start = pop3_start,
+	.client_data = pop3_client_data,
+	.client_eof = pop3_client_eof,
+	.route_done = pop3_route_done,
+	.backend_connected = pop3_backend_connected,
+	.backend_data = pop3_backend_data,
+	.backend_eof = pop3_backend_eof,
+	.timeout = pop3_timeout,
+	.destroy = pop3_destroy,
+};

@@ -1,0 +1,220 @@
+/*
+ * pop3_sasl.c - POP3 AUTH (RFC 5034): PLAIN, LOGIN and XOAUTH2, with
+ * initial responses ("=" for an empty one), continuation lines, and "*" to
+ * cancel. PLAIN and LOGIN yield a user and a password; XOAUTH2 yields the
+ * user to look up, and its message is kept to be replayed unchanged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "pop3_int.h"
+#include "sasl.h"
+
+static struct pop3_state *pop3__st(struct session *s)
+{
+	return s->proto_state;
+}
+
+/* Decode one SASL response into a fresh buffer of *cap_out bytes (wipe and
+   free it). Returns the length, -1 on bad base64 or no memory. */
+static int pop3__decode(const uint8_t *p, size_t n, uint8_t **out, size_t *cap_out)
+{
+	*cap_out = SASL_RESPONSE_DECODED_MAX(n);
+	*out = malloc(*cap_out);
+	if (*out == NULL)
+		return -1;
+	return sasl_response_decode(p, n, *out, *cap_out);
+}
+
+static void pop3__free(uint8_t *buf, size_t cap)
+{
+	if (buf == NULL)
+		return;
+	OPENSSL_cleanse(buf, cap);
+	free(buf);
+}
+
+/* A PLAIN message arrived (initial response or continuation). */
+static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
+{
+	struct pop3_state *st = pop3__st(s);
+	const struct conf *c = s->conf;
+	uint8_t *msg;
+	size_t cap;
+	struct sasl_plain pl;
+	int len = pop3__decode(b64, n, &msg, &cap);
+
+	st->auth = POP3_AUTH_NONE;
+	st->mech = POP3_MECH_PLAIN;
+	if (len < 0) {
+		pop3__free(msg, cap);
+		pop3__bad(s, "-ERR Invalid base64 data");
+		return;
+	}
+	if (sasl_plain_parse(msg, (size_t)len, &pl) < 0 ||
+	    !sasl_take(st->authz, c->limits.max_login + 1, msg + pl.authz.off, pl.authz.len) ||
+	    !sasl_take(st->login, c->limits.max_login + 1, msg + pl.authc.off, pl.authc.len) ||
+	    !sasl_take(st->password, c->limits.max_password + 1, msg + pl.pass.off, pl.pass.len)) {
+		pop3__free(msg, cap);
+		st->login[0] = st->authz[0] = '\0';
+		pop3__fail_early(s, "malformed PLAIN message");
+		return;
+	}
+	st->password_len = pl.pass.len;
+	pop3__free(msg, cap);
+	/* An authzid equal to the authcid is just the user. */
+	if (strcmp(st->authz, st->login) == 0)
+		st->authz[0] = '\0';
+	pop3__begin_login(s);
+}
+
+/* An XOAUTH2 message: find the user for the lookup, keep the message. */
+static void pop3__xoauth2(struct session *s, const uint8_t *b64, size_t n)
+{
+	struct pop3_state *st = pop3__st(s);
+	uint8_t *msg;
+	size_t cap;
+	struct sasl_xoauth2 x;
+	int len = pop3__decode(b64, n, &msg, &cap);
+
+	st->auth = POP3_AUTH_NONE;
+	st->mech = POP3_MECH_XOAUTH2;
+	st->authz[0] = '\0';
+	if (len < 0) {
+		pop3__free(msg, cap);
+		pop3__bad(s, "-ERR Invalid base64 data");
+		return;
+	}
+	bool ok = sasl_xoauth2_parse(msg, (size_t)len, &x) == 0 &&
+		  sasl_take(st->login, s->conf->limits.max_login + 1, msg + x.user.off, x.user.len);
+	pop3__free(msg, cap);
+	if (!ok) {
+		st->login[0] = '\0';
+		pop3__fail_early(s, "malformed XOAUTH2 message");
+		return;
+	}
+	st->xoauth2 = malloc(n + 1);
+	if (st->xoauth2 == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	memcpy(st->xoauth2, b64, n);
+	st->xoauth2[n] = '\0';
+	st->xoauth2_len = n;
+	pop3__begin_login(s);
+}
+
+/* Ask for a SASL response: the next client line is one. */
+static void pop3__continue(struct session *s, enum pop3_auth_step step, const char *line)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	st->auth = step;
+	pop3_parser_expect_sasl(&st->parser);
+	pop3__reply(s, line);
+}
+
+bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct pop3_state *st = pop3__st(s);
+	unsigned offered = s->conf->pop3.sasl;
+	const struct pop3_span *m = &cmd->args[0];
+	const struct pop3_span *ir = cmd->nargs == 2 ? &cmd->args[1] : NULL;
+	char mech[16];
+
+	if (cmd->nargs == 0) {
+		/* The mechanism list of RFC 1734, which some clients still ask for. */
+		session_writef(s, "+OK\r\n%s%s%s.\r\n", offered & CONF_SASL_PLAIN ? "PLAIN\r\n" : "",
+			       offered & CONF_SASL_LOGIN ? "LOGIN\r\n" : "",
+			       offered & CONF_SASL_XOAUTH2 ? "XOAUTH2\r\n" : "");
+		return true;
+	}
+	if (cmd->nargs > 2)
+		return pop3__bad(s, "-ERR Syntax error: AUTH mechanism [initial-response]");
+	st->have_user = false;
+	snprintf(mech, sizeof(mech), "%.*s", m->len < sizeof(mech) ? (int)m->len : 0,
+		 (const char *)s->in + m->off);
+	if ((offered & CONF_SASL_PLAIN) && strcasecmp(mech, "PLAIN") == 0) {
+		if (ir)
+			pop3__plain(s, s->in + ir->off, ir->len);
+		else
+			pop3__continue(s, POP3_AUTH_PLAIN_WAIT, "+ ");
+		return true;
+	}
+	if ((offered & CONF_SASL_XOAUTH2) && strcasecmp(mech, "XOAUTH2") == 0) {
+		if (ir)
+			pop3__xoauth2(s, s->in + ir->off, ir->len);
+		else
+			pop3__continue(s, POP3_AUTH_XOAUTH2_WAIT, "+ ");
+		return true;
+	}
+	if ((offered & CONF_SASL_LOGIN) && strcasecmp(mech, "LOGIN") == 0) {
+		st->mech = POP3_MECH_LOGIN;
+		st->authz[0] = '\0';
+		if (!ir) {
+			pop3__continue(s, POP3_AUTH_LOGIN_USER, "+ VXNlcm5hbWU6");
+			return true;
+		}
+		uint8_t *u;
+		size_t cap;
+		int ul = pop3__decode(s->in + ir->off, ir->len, &u, &cap);
+		bool ok = ul >= 0 && sasl_take(st->login, s->conf->limits.max_login + 1, u, (size_t)ul);
+		pop3__free(u, cap);
+		if (!ok)
+			return pop3__bad(s, "-ERR Invalid initial response");
+		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
+		return true;
+	}
+	pop3__reply(s, "-ERR Unsupported authentication mechanism");
+	return true;
+}
+
+bool pop3__sasl_line(struct session *s, const struct pop3_cmd *cmd)
+{
+	struct pop3_state *st = pop3__st(s);
+	const struct conf *c = s->conf;
+	const uint8_t *p = s->in + cmd->args[0].off;
+	size_t n = cmd->args[0].len;
+	enum pop3_auth_step step = st->auth;
+
+	st->auth = POP3_AUTH_NONE;
+	if (cmd->error != POP3_OK)
+		return pop3__bad(s, "-ERR Invalid base64 data");
+	if (n == 1 && p[0] == '*') {
+		pop3__reply(s, "-ERR authentication aborted");
+		return true;
+	}
+	if (step == POP3_AUTH_PLAIN_WAIT) {
+		pop3__plain(s, p, n);
+		return true;
+	}
+	if (step == POP3_AUTH_XOAUTH2_WAIT) {
+		pop3__xoauth2(s, p, n);
+		return true;
+	}
+	uint8_t *v;
+	size_t cap;
+	int len = pop3__decode(p, n, &v, &cap);
+	if (step == POP3_AUTH_LOGIN_USER) {
+		bool ok = len >= 0 && sasl_take(st->login, c->limits.max_login + 1, v, (size_t)len);
+		pop3__free(v, cap);
+		if (!ok)
+			return pop3__bad(s, "-ERR Invalid user name response");
+		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
+		return true;
+	}
+	bool ok = len >= 0 && sasl_take(st->password, c->limits.max_password + 1, v, (size_t)len);
+	pop3__free(v, cap);
+	if (!ok) {
+		pop3__fail_early(s, "invalid password response");
+		return true;
+	}
+	st->password_len = (size_t)len;
+	pop3__begin_login(s);
+	return true;
+}

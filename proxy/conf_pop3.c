@@ -1,0 +1,201 @@
+/*
+ * proxy/conf_pop3.c - the `pop3` group: what the POP3 front end says before
+ * login, and how it logs in to the backend.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf_int.h"
+
+#define CONF__POP3_CAP_LEN 64
+
+static const char *const conf__pop3_default_caps[] = {
+	"TOP", "USER", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE",
+};
+
+static const char *const conf__pop3_client_ip_names[] = {
+	[CONF_POP3_CLIENT_IP_XOIP] = "xoip",
+	[CONF_POP3_CLIENT_IP_XCLIENT] = "xclient",
+	[CONF_POP3_CLIENT_IP_NONE] = "none",
+};
+
+static const char *const conf__pop3_backend_auth_names[] = {
+	[CONF_POP3_BACKEND_AUTH_USER] = "user",
+	[CONF_POP3_BACKEND_AUTH_PLAIN] = "plain",
+};
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} conf__pop3_mechs[] = {
+	{ "PLAIN", CONF_SASL_PLAIN },
+	{ "LOGIN", CONF_SASL_LOGIN },
+	{ "XOAUTH2", CONF_SASL_XOAUTH2 },
+};
+
+static int conf__pop3_greeting(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__set_text(ld, s, CONF__MAX_GREETING, &ld->c->pop3.greeting);
+}
+
+/* The length of the first word of a CAPA line (its capability name). */
+static size_t conf__pop3_word(const char *v)
+{
+	return strcspn(v, " ");
+}
+
+/*
+ * A CAPA line (RFC 2449 section 6): a name, optionally followed by
+ * parameters ("EXPIRE 31"). Printable ASCII, single spaces, and never a
+ * lone "." (which would end the list early).
+ */
+static bool conf__pop3_cap_ok(const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len > CONF__POP3_CAP_LEN || v[0] == ' ' || v[0] == '.' || v[len - 1] == ' ')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < 0x20 || v[i] > 0x7e || (v[i] == ' ' && v[i + 1] == ' '))
+			return false;
+	}
+	return true;
+}
+
+static void conf__pop3_free_caps(struct conf *c)
+{
+	for (int i = 0; i < c->pop3.ncaps; i++) {
+		free(c->pop3.caps[i]);
+		c->pop3.caps[i] = NULL;
+	}
+	c->pop3.ncaps = 0;
+}
+
+static int conf__pop3_caps(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF_MAX_CAPS)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_CAPS);
+
+	conf__pop3_free_caps(c);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (!conf__pop3_cap_ok(v))
+			return conf__fail(ld, e, NULL, "must be a CAPA line of 1 to %d printable"
+					  " characters (NAME or NAME PARAMS)", CONF__POP3_CAP_LEN);
+		size_t w = conf__pop3_word(v);
+		/* gatehouse decides these from its SASL mechanisms and the TLS state. */
+		if ((w == 4 && strncasecmp(v, "SASL", 4) == 0) || (w == 4 && strncasecmp(v, "STLS", 4) == 0))
+			return conf__fail(ld, e, NULL, "%.*s is added by gatehouse itself", (int)w, v);
+		for (int k = 0; k < c->pop3.ncaps; k++) {
+			const char *o = c->pop3.caps[k];
+			if (conf__pop3_word(o) == w && strncasecmp(o, v, w) == 0)
+				return conf__fail(ld, e, NULL, "duplicate capability %.*s", (int)w, v);
+		}
+		if ((c->pop3.caps[c->pop3.ncaps] = strdup(v)) == NULL)
+			return conf__oom(ld);
+		c->pop3.ncaps++;
+	}
+	return 0;
+}
+
+static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+	const size_t nmechs = sizeof(conf__pop3_mechs) / sizeof(conf__pop3_mechs[0]);
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
+	c->pop3.sasl = 0;
+	int count = config_setting_length(s);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+		size_t k;
+
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		for (k = 0; k < nmechs; k++) {
+			if (strcmp(v, conf__pop3_mechs[k].name) == 0)
+				break;
+		}
+		if (k == nmechs)
+			return conf__fail(ld, e, NULL, "must be one of PLAIN, LOGIN, XOAUTH2");
+		if (c->pop3.sasl & conf__pop3_mechs[k].bit)
+			return conf__fail(ld, e, NULL, "duplicate mechanism %s", v);
+		c->pop3.sasl |= conf__pop3_mechs[k].bit;
+	}
+	return 0;
+}
+
+static int conf__pop3_client_ip(struct conf__ld *ld, const config_setting_t *s)
+{
+	int i = conf__keyword(ld, s, conf__pop3_client_ip_names, 3);
+
+	if (i < 0)
+		return -1;
+	ld->c->pop3.client_ip_command = (enum conf_pop3_client_ip)i;
+	return 0;
+}
+
+static int conf__pop3_backend_auth(struct conf__ld *ld, const config_setting_t *s)
+{
+	int i = conf__keyword(ld, s, conf__pop3_backend_auth_names, 2);
+
+	if (i < 0)
+		return -1;
+	ld->c->pop3.backend_auth = (enum conf_pop3_backend_auth)i;
+	return 0;
+}
+
+static const struct conf__opt conf__pop3_opts[] = {
+	{ "greeting", CONF__T_FN, 0, 0, 0, conf__pop3_greeting },
+	{ "capabilities", CONF__T_FN, 0, 0, 0, conf__pop3_caps },
+	{ "sasl_mechanisms", CONF__T_FN, 0, 0, 0, conf__pop3_sasl },
+	{ "client_ip_command", CONF__T_FN, 0, 0, 0, conf__pop3_client_ip },
+	{ "backend_auth", CONF__T_FN, 0, 0, 0, conf__pop3_backend_auth },
+	{ "backend_pipelining", CONF__T_BOOL, offsetof(struct conf, pop3.backend_pipelining), 0, 0, NULL },
+	{ "backend_port", CONF__T_U16, offsetof(struct conf, pop3.backend_port), 1, 65535, NULL },
+};
+
+int conf__pop3(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__pop3_opts, sizeof(conf__pop3_opts) / sizeof(conf__pop3_opts[0]));
+}
+
+int conf__pop3_defaults(struct conf__ld *ld)
+{
+	struct conf *c = ld->c;
+
+	c->pop3.sasl = CONF_SASL_PLAIN | CONF_SASL_LOGIN;
+	c->pop3.client_ip_command = CONF_POP3_CLIENT_IP_XOIP;
+	c->pop3.backend_auth = CONF_POP3_BACKEND_AUTH_USER;
+	/* Off: RFC 2449 lets a client pipeline only to a server that announces
+	   PIPELINING, and gatehouse does not spend a CAPA round trip to ask. */
+	c->pop3.backend_pipelining = false;
+	c->pop3.backend_port = 7110;
+	if ((c->pop3.greeting = strdup("POP3 ready")) == NULL)
+		return conf__oom(ld);
+	for (size_t i = 0; i < sizeof(conf__pop3_default_caps) / sizeof(conf__pop3_default_caps[0]); i++) {
+		if ((c->pop3.caps[i] = strdup(conf__pop3_default_caps[i])) == NULL)
+			return conf__oom(ld);
+		c->pop3.ncaps++;
+	}
+	return 0;
+}
+
+void conf__pop3_free(struct conf *c)
+{
+	free(c->pop3.greeting);
+	c->pop3.greeting = NULL;
+	conf__pop3_free_caps(c);
+}

@@ -1,0 +1,484 @@
+/*
+ * route_flight.c - single-flight resolution: every concurrent request for
+ * one login, on any worker thread, waits on one "flight" that does one
+ * memcached get and at most one lookup.
+ *
+ * A flight runs on the loop of the request that started it (the runner):
+ * its memcached get goes to that loop's thread pool, its lookup uses that
+ * loop. The flight table and each flight's list of waiters are guarded by
+ * route__lock; the answer reaches each waiter through the waiter's own
+ * uv_async_t, so its callback runs on its own loop. A flight whose waiters
+ * have all cancelled is abandoned (its lookup aborted), so a shutdown does
+ * not wait for lookups nobody needs.
+ *
+ * Flow (the reference, section 2.3): get alias:user=<login>;ip=<client ip>;
+ * on a hit get the route by that account, else by the login; on a miss ask
+ * the lookup service; then fill L1, and add the alias (if Auth-Cache-Alias)
+ * and the route to memcached, fire-and-forget. A flight that bypasses the
+ * caches (a cached route just failed) deletes the login's entries first,
+ * so its own adds cannot be undone by a late delete.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "log.h"
+#include "lookup_client.h"
+#include "route_int.h"
+
+#define FLIGHT_BUCKETS 256
+
+enum flight_step { FL_START, FL_MEMCACHED, FL_LOOKUP, FL_DONE };
+
+struct route_flight {
+	uv_async_t wake;              /* runner loop: start, or notice being orphaned */
+	uv_work_t work;               /* the memcached get */
+	uv_loop_t *loop;
+	struct conf *conf;
+	struct rcache *rc;            /* may be NULL: no cache at all */
+	/* Under route__lock. */
+	char *tkey;                   /* table key; NULL: not shared */
+	uint64_t thash;
+	struct route_flight *tnext;
+	bool in_table, orphaned, done;
+	struct route_req *waiters;
+	int nwaiters;
+	/* Runner thread only (and the thread pool during the get). */
+	enum flight_step step;
+	bool bypass;
+	struct lookup_call *call;
+	uint64_t lookup_t0;
+	bool mc_hit, alias_found;
+	char alias_account[ROUTE_MAX_USER];
+	struct route route;
+	char *login, *protocol, *client_ip, *proxy_ip, *password;
+	int attempt;
+};
+
+static struct route_flight *flight_table[FLIGHT_BUCKETS];
+
+static uint64_t flight__hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static void flight__free(struct route_flight *f)
+{
+	if (f->password) {
+		OPENSSL_cleanse(f->password, strlen(f->password));
+		free(f->password);
+	}
+	free(f->tkey);
+	free(f->login);
+	free(f->protocol);
+	free(f->client_ip);
+	free(f->proxy_ip);
+	conf_unref(f->conf);
+	rcache_release(f->rc);
+	free(f);
+}
+
+static void flight__closed(uv_handle_t *h)
+{
+	flight__free(h->data);
+}
+
+/* ---- filling the caches ---- */
+
+static int flight__op(struct rcache_op *op, int kind, bool ok)
+{
+	op->kind = kind;
+	return ok ? 1 : 0;
+}
+
+static void flight__fill_caches(struct route_flight *f)
+{
+	const struct route *r = &f->route;
+	struct rcache *rc = f->rc;
+	struct rcache_op ops[3];
+	int n = 0;
+	bool hashed;
+
+	if (rc == NULL)
+		return;
+	if (rc->l1)
+		rcache_l1_put(rc->l1, f->protocol, f->login, r, route__now_ms(), rc->l1_ttl_ms);
+	if (rc->mc == NULL || r->source != ROUTE_SRC_LOOKUP)
+		return;
+	hashed = rc->hash_keys;
+	memset(ops, 0, sizeof(ops));
+
+	char value[RCACHE_MAX_VALUE];
+	int vl = rcache_value_format(value, sizeof(value), r->host, r->port);
+	if (vl < 0)
+		return;
+	bool same = strcmp(r->user, f->login) == 0;
+	bool alias_agrees = f->alias_found && strcmp(f->alias_account, r->user) == 0;
+
+	/* The value holds only ip:port: a route under the login stands for the
+	   login's own account. An account reached under another name is shared
+	   only through an alias; without Auth-Cache-Alias it stays in L1. */
+	if (f->alias_found && !alias_agrees)
+		n += flight__op(&ops[n], RCACHE_OP_DELETE,
+				rcache_key_alias(&ops[n].key, f->login, f->client_ip, hashed));
+	if (!same && !alias_agrees && r->cache_alias) {
+		ops[n].value_len = strlen(r->user);
+		memcpy(ops[n].value, r->user, ops[n].value_len + 1);
+		n += flight__op(&ops[n], RCACHE_OP_ADD,
+				rcache_key_alias(&ops[n].key, f->login, f->client_ip, hashed));
+	}
+	if (same || alias_agrees || r->cache_alias) {
+		memcpy(ops[n].value, value, (size_t)vl + 1);
+		ops[n].value_len = (size_t)vl;
+		n += flight__op(&ops[n], RCACHE_OP_ADD,
+				rcache_key_route_user(&ops[n].key, f->protocol, r->user, hashed));
+	}
+	if (rcache_submit(f->loop, rc, ops, n) < 0)
+		log_write(LOG_WARN, "route cache: out of memory caching \"%s\"", f->login);
+}
+
+/* ---- the end of a flight ---- */
+
+static void flight__finish(struct route_flight *f)
+{
+	f->step = FL_DONE;
+	/* L1 first: a request that misses the table from now on hits L1. */
+	if (f->route.result == ROUTE_OK)
+		flight__fill_caches(f);
+
+	pthread_mutex_lock(&route__lock);
+	if (f->in_table) {
+		struct route_flight **pp = &flight_table[f->thash % FLIGHT_BUCKETS];
+		while (*pp != f)
+			pp = &(*pp)->tnext;
+		*pp = f->tnext;
+		f->in_table = false;
+	}
+	f->done = true;
+	for (struct route_req *w = f->waiters, *next; w != NULL; w = next) {
+		next = w->wnext;
+		w->flight = NULL;
+		w->wprev = w->wnext = NULL;
+		route__ready(w, &f->route);
+	}
+	f->waiters = NULL;
+	f->nwaiters = 0;
+	pthread_mutex_unlock(&route__lock);
+	uv_close((uv_handle_t *)&f->wake, flight__closed);
+}
+
+static void flight__fail(struct route_flight *f, enum route_result result, const char *why)
+{
+	memset(&f->route, 0, sizeof(f->route));
+	f->route.result = result;
+	f->route.source = result == ROUTE_DENIED ? ROUTE_SRC_NONE : ROUTE_SRC_LOOKUP;
+	snprintf(f->route.reason, sizeof(f->route.reason), "%s", why);
+	flight__finish(f);
+}
+
+static bool flight__orphaned(struct route_flight *f)
+{
+	pthread_mutex_lock(&route__lock);
+	bool o = f->orphaned;
+	pthread_mutex_unlock(&route__lock);
+	return o;
+}
+
+/* ---- the lookup ---- */
+
+static void flight__lookup_done(void *arg, const struct lookup_response *resp, const char *server,
+				const char *error)
+{
+	struct route_flight *f = arg;
+
+	f->call = NULL;
+	if (resp != NULL) {
+		route__lookup_latency((uv_hrtime() - f->lookup_t0) / 1000000u);
+		route_from_lookup(resp, f->login, &f->route);
+	} else {
+		memset(&f->route, 0, sizeof(f->route));
+		f->route.result = ROUTE_TEMPFAIL;
+		f->route.source = ROUTE_SRC_LOOKUP;
+		snprintf(f->route.reason, sizeof(f->route.reason), "lookup: %s", error);
+	}
+	if (f->route.result == ROUTE_TEMPFAIL)
+		route__count(ROUTE__LOOKUP_FAIL);
+	flight__finish(f);
+}
+
+static void flight__lookup(struct route_flight *f)
+{
+	if (f->conf->lookup.nservers == 0) {
+		flight__fail(f, ROUTE_DENIED, "no static route matches and no lookup service is configured");
+		return;
+	}
+	struct lookup_query q = {
+		.method = "username",
+		.user = f->login,
+		.password = f->password,
+		.protocol = f->protocol,
+		.attempt = f->attempt,
+		.client_ip = f->client_ip,
+		.proxy_ip = f->proxy_ip,
+	};
+	f->step = FL_LOOKUP;
+	f->lookup_t0 = uv_hrtime();
+	route__count(ROUTE__LOOKUP);
+	struct lookup_call *call = lookup_start(f->loop, f->conf, &q, flight__lookup_done, f);
+	if (f->step == FL_DONE)
+		return;  /* answered (refused at once) inside lookup_start */
+	if (call == NULL) {
+		route__count(ROUTE__LOOKUP_FAIL);
+		flight__fail(f, ROUTE_TEMPFAIL, "lookup: out of memory");
+		return;
+	}
+	f->call = call;
+}
+
+/* ---- the memcached get (thread pool) ---- */
+
+static void flight__mc_get(uv_work_t *w)
+{
+	struct route_flight *f = w->data;
+	struct rcache *rc = f->rc;
+	struct rcache_key k;
+	char val[RCACHE_MAX_VALUE];
+	size_t vl;
+	const char *account = f->login;
+
+	if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
+	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK &&
+	    route_name_valid(val, vl, ROUTE_MAX_USER - 1)) {
+		memcpy(f->alias_account, val, vl + 1);
+		f->alias_found = true;
+		account = f->alias_account;
+	}
+	if (!rcache_key_route_user(&k, f->protocol, account, rc->hash_keys) ||
+	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
+		return;
+
+	struct route *r = &f->route;
+	if (!rcache_value_parse(val, vl, r->host, sizeof(r->host), &r->port))
+		return;
+	r->result = ROUTE_OK;
+	r->source = ROUTE_SRC_MEMCACHED;
+	memcpy(r->user, account, strlen(account) + 1);
+	snprintf(r->reason, sizeof(r->reason), "memcached");
+	f->mc_hit = true;
+}
+
+/*
+ * A bypassing flight: the cached route failed, so forget what memcached
+ * says about this login (the alias, the route by its account and by the
+ * login) before looking up; the answer is added afterwards, in order.
+ */
+static void flight__mc_purge(uv_work_t *w)
+{
+	struct route_flight *f = w->data;
+	struct rcache *rc = f->rc;
+	struct rcache_key k;
+	char val[RCACHE_MAX_VALUE];
+	size_t vl;
+
+	if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
+	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK) {
+		rcache_mc_delete(rc->mc, &k);
+		if (strcmp(val, f->login) != 0 &&
+		    rcache_key_route_user(&k, f->protocol, val, rc->hash_keys))
+			rcache_mc_delete(rc->mc, &k);
+	}
+	if (rcache_key_route_user(&k, f->protocol, f->login, rc->hash_keys))
+		rcache_mc_delete(rc->mc, &k);
+}
+
+static void flight__mc_done(uv_work_t *w, int status)
+{
+	struct route_flight *f = w->data;
+
+	if (f->bypass) {
+		flight__lookup(f);
+		return;
+	}
+	if (f->mc_hit) {
+		route__count(ROUTE__MC_HIT);
+		flight__finish(f);
+		return;
+	}
+	memset(&f->route, 0, sizeof(f->route));
+	route__count(ROUTE__MC_MISS);
+	if (flight__orphaned(f)) {
+		flight__fail(f, ROUTE_TEMPFAIL, "abandoned");
+		return;
+	}
+	flight__lookup(f);
+}
+
+/* ---- start, and abandon ---- */
+
+static void flight__wake(uv_async_t *a)
+{
+	struct route_flight *f = a->data;
+
+	if (f->step == FL_DONE)
+		return;
+	if (flight__orphaned(f)) {
+		if (f->step == FL_MEMCACHED)
+			return;  /* flight__mc_done notices */
+		if (f->call) {
+			lookup_abort(f->call);
+			f->call = NULL;
+		}
+		flight__fail(f, ROUTE_TEMPFAIL, "abandoned");
+		return;
+	}
+	if (f->step != FL_START)
+		return;
+	if (f->rc != NULL && f->rc->mc != NULL) {
+		f->step = FL_MEMCACHED;
+		f->work.data = f;
+		if (uv_queue_work(f->loop, &f->work, f->bypass ? flight__mc_purge : flight__mc_get,
+				  flight__mc_done) == 0)
+			return;
+		f->step = FL_START;
+	}
+	flight__lookup(f);
+}
+
+/* ---- joining ---- */
+
+static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
+					const struct route_query *q)
+{
+	struct route_flight *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	f->conf = conf_ref(c);
+	f->rc = rcache_ref(rc);
+	f->bypass = q->bypass_cache;
+	f->attempt = q->attempt;
+	f->login = strdup(q->login);
+	f->protocol = strdup(q->protocol);
+	f->client_ip = strdup(q->client_ip ? q->client_ip : "");
+	f->proxy_ip = strdup(q->proxy_ip ? q->proxy_ip : "");
+	f->password = q->password && c->lookup.send_password ? strdup(q->password) : NULL;
+	/* With the real password the lookup may judge it: never share then. */
+	if (!c->lookup.send_password) {
+		size_t n = strlen(q->protocol) + strlen(q->login) + 48;
+		if ((f->tkey = malloc(n)) != NULL) {
+			snprintf(f->tkey, n, "%p %d %s %s", (void *)c, (int)f->bypass, q->protocol, q->login);
+			f->thash = flight__hash(f->tkey);
+		}
+	}
+	if (!f->login || !f->protocol || !f->client_ip || !f->proxy_ip ||
+	    (c->lookup.send_password && q->password && !f->password) ||
+	    (!c->lookup.send_password && !f->tkey)) {
+		flight__free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static void flight__add_waiter(struct route_flight *f, struct route_req *req)
+{
+	req->flight = f;
+	req->wprev = NULL;
+	req->wnext = f->waiters;
+	if (f->waiters)
+		f->waiters->wprev = req;
+	f->waiters = req;
+	f->nwaiters++;
+}
+
+void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
+			const struct route_query *q, struct route_req *req)
+{
+	/* Built before locking; dropped if a flight is already under way. */
+	struct route_flight *f = flight__new(c, rc, q);
+	struct route hit;
+
+	if (f == NULL) {
+		memset(&hit, 0, sizeof(hit));
+		hit.result = ROUTE_TEMPFAIL;
+		snprintf(hit.reason, sizeof(hit.reason), "out of memory");
+		route__ready(req, &hit);
+		return;
+	}
+	pthread_mutex_lock(&route__lock);
+	if (f->tkey != NULL) {
+		for (struct route_flight *o = flight_table[f->thash % FLIGHT_BUCKETS]; o; o = o->tnext) {
+			if (o->thash == f->thash && strcmp(o->tkey, f->tkey) == 0) {
+				flight__add_waiter(o, req);
+				pthread_mutex_unlock(&route__lock);
+				route__count(ROUTE__SHARED);
+				flight__free(f);
+				return;
+			}
+		}
+		/* A flight that just finished filled L1 before leaving the table. */
+		if (!f->bypass && rc != NULL && rc->l1 != NULL &&
+		    rcache_l1_get(rc->l1, f->protocol, f->login, route__now_ms(), &hit)) {
+			route__ready(req, &hit);
+			pthread_mutex_unlock(&route__lock);
+			route__count(ROUTE__L1_HIT);
+			flight__free(f);
+			return;
+		}
+	}
+	if (uv_async_init(loop, &f->wake, flight__wake) < 0) {
+		pthread_mutex_unlock(&route__lock);
+		flight__free(f);
+		memset(&hit, 0, sizeof(hit));
+		hit.result = ROUTE_TEMPFAIL;
+		snprintf(hit.reason, sizeof(hit.reason), "out of resources");
+		route__ready(req, &hit);
+		return;
+	}
+	f->wake.data = f;
+	f->loop = loop;
+	if (f->tkey != NULL) {
+		struct route_flight **head = &flight_table[f->thash % FLIGHT_BUCKETS];
+		f->tnext = *head;
+		*head = f;
+		f->in_table = true;
+	}
+	flight__add_waiter(f, req);
+	pthread_mutex_unlock(&route__lock);
+	/* Start from the loop, never inside route_resolve. */
+	uv_async_send(&f->wake);
+}
+
+void route__flight_leave(struct route_req *req)
+{
+	struct route_flight *f = req->flight;
+
+	if (req->wprev)
+		req->wprev->wnext = req->wnext;
+	else
+		f->waiters = req->wnext;
+	if (req->wnext)
+		req->wnext->wprev = req->wprev;
+	req->flight = NULL;
+	req->wprev = req->wnext = NULL;
+	if (--f->nwaiters > 0 || f->done)
+		return;
+	/* Nobody waits any more: leave the table (a newcomer starts afresh)
+	   and have the runner abandon the work. done is set under this lock
+	   before wake is closed, so the send cannot reach a closed handle. */
+	f->orphaned = true;
+	if (f->in_table) {
+		struct route_flight **pp = &flight_table[f->thash % FLIGHT_BUCKETS];
+		while (*pp != f)
+			pp = &(*pp)->tnext;
+		*pp = f->tnext;
+		f->in_table = false;
+	}
+	uv_async_send(&f->wake);
+}

@@ -1,0 +1,57 @@
+/*
+ * route_int.h - what route.c (requests) and route_flight.c (shared
+ * resolutions) share. Private to route/.
+ */
+#ifndef GATEHOUSE_ROUTE_INT_H
+#define GATEHOUSE_ROUTE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "rcache.h"
+#include "route.h"
+
+struct route_flight;
+
+/*
+ * One caller's resolution. It lives on the caller's loop: its uv_async_t
+ * carries the answer there (from this thread, or from the worker thread
+ * whose flight it joined) and keeps the loop alive while it waits.
+ */
+struct route_req {
+	uv_async_t async;
+	route_cb cb;
+	void *arg;
+	bool cancelled;               /* loop thread: no callback any more */
+	bool closing;                 /* loop thread: async is closing */
+	/* Under route__lock while the request waits on a flight. */
+	struct route_flight *flight;  /* NULL once answered or cancelled */
+	struct route_req *wprev, *wnext;
+	bool ready;
+	struct route route;
+};
+
+/* Guards the flight table, flights' waiter lists and waiting requests. */
+extern pthread_mutex_t route__lock;
+
+/*
+ * Give req its answer; the callback runs from req's loop. With route__lock
+ * held when req may be seen by another thread (a flight's waiter).
+ */
+void route__ready(struct route_req *req, const struct route *r);
+
+/*
+ * Make req wait for the resolution of q->login on q->protocol, joining the
+ * one already running in any thread, or starting one on loop (the runner:
+ * its memcached get and lookup run there). route__lock not held.
+ */
+void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
+			const struct route_query *q, struct route_req *req);
+
+/* A cancelled req leaves its flight (route__lock held, req->flight set). */
+void route__flight_leave(struct route_req *req);
+
+/* Monotonic milliseconds, the same clock on every thread (L1 expiry). */
+uint64_t route__now_ms(void);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * test_rcache_key.c - memcached keys and values of the route cache: the
+ * reference's exact strings, raw and hashed; invalid names never make a
+ * key; route values in every form, and garbage.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "rcache.h"
+
+static const char ALICE_SHA[] = "0519f96c40c6739a4896e95c02b77ba6eecba0ff988ccb079bdd8186718c7b8b";
+
+Test(rcache_key, route_by_user_raw)
+{
+	struct rcache_key k;
+
+	cr_assert(rcache_key_route_user(&k, "imap", "alice@example.com", false));
+	cr_assert_str_eq(k.raw, "route:proto=imap;user=alice@example.com");
+	cr_assert_eq(k.raw_len, strlen(k.raw));
+	cr_assert_str_eq(k.wire, k.raw, "a short raw key goes on the wire as it is");
+	cr_assert_eq(k.wire_len, k.raw_len);
+
+	cr_assert(rcache_key_route_user(&k, "pop3ssl", "bob", false));
+	cr_assert_str_eq(k.wire, "route:proto=pop3ssl;user=bob");
+}
+
+Test(rcache_key, alias_and_id_raw)
+{
+	struct rcache_key k;
+
+	cr_assert(rcache_key_alias(&k, "bob", "192.0.2.7", false));
+	cr_assert_str_eq(k.wire, "alias:user=bob;ip=192.0.2.7");
+	cr_assert(rcache_key_alias(&k, "bob", "2001:db8::7", false));
+	cr_assert_str_eq(k.wire, "alias:user=bob;ip=2001:db8::7");
+	cr_assert(rcache_key_route_id(&k, "http", "6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00", false));
+	cr_assert_str_eq(k.wire, "route:proto=http;id=6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00");
+}
+
+Test(rcache_key, hashed_is_sha256_hex_of_the_raw_key)
+{
+	struct rcache_key k;
+
+	cr_assert(rcache_key_route_user(&k, "imap", "alice@example.com", true));
+	cr_assert_str_eq(k.raw, "route:proto=imap;user=alice@example.com",
+			 "the raw key still picks the server");
+	cr_assert_str_eq(k.wire, ALICE_SHA);
+	cr_assert_eq(k.wire_len, 64);
+
+	cr_assert(rcache_key_alias(&k, "bob", "192.0.2.7", true));
+	cr_assert_str_eq(k.wire, "aee1b682f8b1a4b5bbdef1b25407f92fd90469f97a31349c2a8c5235350eae12");
+	cr_assert(rcache_key_route_id(&k, "http", "6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00", true));
+	cr_assert_str_eq(k.wire, "a1d73cdd55c8cc3f7e7bfa0bf5cdd9c7ca1140e75bc2fb27490f6e67783ee7b8");
+}
+
+Test(rcache_key, too_long_for_memcached_is_md5_unless_hashed)
+{
+	struct rcache_key k;
+	char user[241];
+
+	memset(user, 'u', 240);
+	user[240] = '\0';
+	cr_assert(rcache_key_route_user(&k, "imap", user, false));
+	cr_assert_eq(k.raw_len, 262);
+	cr_assert_str_eq(k.wire, "ffc443e3959e9716637feb47bc513877");
+	cr_assert(rcache_key_route_user(&k, "imap", user, true));
+	cr_assert_str_eq(k.wire, "e79edb08170039766e79266e3b8f7d2b0d82091e00cc08ab9f10820650f22028");
+}
+
+Test(rcache_key, invalid_parts_make_no_key)
+{
+	struct rcache_key k;
+	char long_name[ROUTE_MAX_USER + 1];
+	const char *bad_names[] = {
+		"", "alice\r\nset route:proto=imap;user=x 0 0 1", "a b", "tab\tbed", "nul\x01",
+		"del\x7f", "cr\r", "lf\n",
+	};
+
+	memset(long_name, 'x', ROUTE_MAX_USER);
+	long_name[ROUTE_MAX_USER] = '\0';
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		cr_assert_not(rcache_key_route_user(&k, "imap", bad_names[i], false), "%zu", i);
+		cr_assert_not(rcache_key_route_user(&k, "imap", bad_names[i], true), "%zu", i);
+		cr_assert_not(rcache_key_alias(&k, bad_names[i], "192.0.2.7", false), "%zu", i);
+		cr_assert_not(rcache_key_alias(&k, "bob", bad_names[i], false), "%zu", i);
+		cr_assert_not(rcache_key_route_id(&k, "http", bad_names[i], true), "%zu", i);
+		cr_assert_eq(k.raw_len, 0);
+		cr_assert_eq(k.wire_len, 0);
+		cr_assert_str_eq(k.wire, "");
+	}
+	cr_assert_not(rcache_key_route_user(&k, "imap", long_name, false));
+	cr_assert_not(rcache_key_route_user(&k, "imap", NULL, false));
+	cr_assert_not(rcache_key_alias(&k, "bob", NULL, false));
+	/* The protocol is lowercase alphanumeric, from the code, never from a user. */
+	cr_assert_not(rcache_key_route_user(&k, "IMAP", "bob", false));
+	cr_assert_not(rcache_key_route_user(&k, "im;ap", "bob", false));
+	cr_assert_not(rcache_key_route_user(&k, "", "bob", false));
+	cr_assert_not(rcache_key_route_user(&k, "imapimapimapimapi", "bob", false));
+	/* 8-bit (UTF-8) names are fine. */
+	cr_assert(rcache_key_route_user(&k, "imap", "j\xc3\xb6rg@example.com", false));
+	cr_assert_str_eq(k.wire, "route:proto=imap;user=j\xc3\xb6rg@example.com");
+}
+
+Test(rcache_key, value_format)
+{
+	char v[RCACHE_MAX_VALUE];
+
+	cr_assert_eq(rcache_value_format(v, sizeof(v), "10.0.0.21", 7143), 14);
+	cr_assert_str_eq(v, "10.0.0.21:7143");
+	cr_assert_eq(rcache_value_format(v, sizeof(v), "2001:db8::21", 7143), 19);
+	cr_assert_str_eq(v, "[2001:db8::21]:7143");
+	cr_assert_gt(rcache_value_format(v, sizeof(v), "mail2.example.com", 143), 0);
+	cr_assert_str_eq(v, "mail2.example.com:143");
+	cr_assert_eq(rcache_value_format(v, 8, "10.0.0.21", 7143), -1);
+	cr_assert_eq(rcache_value_format(v, sizeof(v), "", 7143), -1);
+	cr_assert_eq(rcache_value_format(v, sizeof(v), "10.0.0.21", 0), -1);
+}
+
+static void parses(const char *v, const char *host, unsigned port)
+{
+	char h[ROUTE_MAX_HOST];
+	uint16_t p = 0;
+
+	cr_assert(rcache_value_parse(v, strlen(v), h, sizeof(h), &p), "%s", v);
+	cr_assert_str_eq(h, host, "%s", v);
+	cr_assert_eq(p, port, "%s", v);
+}
+
+Test(rcache_key, value_parse_good)
+{
+	parses("10.0.0.21:7143", "10.0.0.21", 7143);
+	parses("[2001:db8::21]:7143", "2001:db8::21", 7143);
+	parses("[::1]:1", "::1", 1);
+	parses("mail2.example.com:65535", "mail2.example.com", 65535);
+	parses("h:143", "h", 143);
+}
+
+Test(rcache_key, value_parse_garbage)
+{
+	const char *bad[] = {
+		"", ":", "10.0.0.21", "10.0.0.21:", ":7143", "10.0.0.21:0", "10.0.0.21:65536",
+		"10.0.0.21:99999999", "10.0.0.21:71a3", "10.0.0.21:-1", "10.0.0.21: 7143",
+		"2001:db8::21:7143", "[2001:db8::21]", "[2001:db8::21]7143", "[]:7143",
+		"[10.0.0.21]:7143", "[2001:db8::21:7143", "a b:7143", "a\r\n:7143", "x/y:7143",
+		"VALUE route 0 5",
+	};
+	char h[ROUTE_MAX_HOST];
+	uint16_t p;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_not(rcache_value_parse(bad[i], strlen(bad[i]), h, sizeof(h), &p), "%s", bad[i]);
+	/* A length that stops early is honoured (values are not NUL-terminated). */
+	cr_assert(rcache_value_parse("10.0.0.21:7143garbage", 14, h, sizeof(h), &p));
+	cr_assert_eq(p, 7143);
+	/* A host too long for the caller's buffer. */
+	cr_assert_not(rcache_value_parse("10.0.0.21:7143", 14, h, 5, &p));
+}

@@ -1,0 +1,163 @@
+/*
+ * test_rcache_l1.c - the in-process route cache: hits, TTL expiry, the
+ * bound and LRU eviction, invalidation, and many threads at once.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "rcache.h"
+
+static struct route l1t_route(const char *host, unsigned port, const char *user)
+{
+	struct route r;
+
+	memset(&r, 0, sizeof(r));
+	r.result = ROUTE_OK;
+	r.source = ROUTE_SRC_LOOKUP;
+	snprintf(r.host, sizeof(r.host), "%s", host);
+	r.port = (uint16_t)port;
+	snprintf(r.user, sizeof(r.user), "%s", user);
+	return r;
+}
+
+Test(rcache_l1, hit_gives_the_whole_route)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(100);
+	struct route in = l1t_route("10.0.0.21", 7143, "alice@example.com"), out;
+
+	cr_assert_not_null(l1);
+	cr_assert_not(rcache_l1_get(l1, "imap", "alice", 1000, &out));
+	rcache_l1_put(l1, "imap", "alice", &in, 1000, 60000);
+	cr_assert(rcache_l1_get(l1, "imap", "alice", 1001, &out));
+	cr_assert_eq(out.result, ROUTE_OK);
+	cr_assert_eq(out.source, ROUTE_SRC_L1);
+	cr_assert_str_eq(out.host, "10.0.0.21");
+	cr_assert_eq(out.port, 7143);
+	cr_assert_str_eq(out.user, "alice@example.com", "L1 keeps the canonical name");
+	cr_assert_str_eq(out.reason, "l1 cache");
+	/* Per protocol, and exact about the login. */
+	cr_assert_not(rcache_l1_get(l1, "pop3", "alice", 1001, &out));
+	cr_assert_not(rcache_l1_get(l1, "imap", "Alice", 1001, &out));
+	cr_assert_not(rcache_l1_get(l1, "imap", "alic", 1001, &out));
+	cr_assert_eq(rcache_l1_count(l1), 1);
+	/* A put replaces. */
+	in = l1t_route("2001:db8::5", 993, "alice@example.com");
+	rcache_l1_put(l1, "imap", "alice", &in, 2000, 60000);
+	cr_assert(rcache_l1_get(l1, "imap", "alice", 2001, &out));
+	cr_assert_str_eq(out.host, "2001:db8::5");
+	cr_assert_eq(out.port, 993);
+	cr_assert_eq(rcache_l1_count(l1), 1);
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, ttl_expiry)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(100);
+	struct route in = l1t_route("10.0.0.21", 7143, "bob"), out;
+
+	rcache_l1_put(l1, "imap", "bob", &in, 5000, 60000);
+	cr_assert(rcache_l1_get(l1, "imap", "bob", 64999, &out));
+	cr_assert_not(rcache_l1_get(l1, "imap", "bob", 65000, &out), "expired at now + ttl");
+	cr_assert_eq(rcache_l1_count(l1), 0, "an expired entry goes when touched");
+	/* A zero TTL stores nothing. */
+	rcache_l1_put(l1, "imap", "bob", &in, 5000, 0);
+	cr_assert_eq(rcache_l1_count(l1), 0);
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, bounded_with_lru_eviction)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(3);
+	struct route in = l1t_route("10.0.0.21", 7143, "x"), out;
+
+	rcache_l1_put(l1, "imap", "a", &in, 0, 60000);
+	rcache_l1_put(l1, "imap", "b", &in, 0, 60000);
+	rcache_l1_put(l1, "imap", "c", &in, 0, 60000);
+	cr_assert(rcache_l1_get(l1, "imap", "a", 1, &out), "a is now the most recently used");
+	rcache_l1_put(l1, "imap", "d", &in, 2, 60000);
+	cr_assert_eq(rcache_l1_count(l1), 3);
+	cr_assert_not(rcache_l1_get(l1, "imap", "b", 3, &out), "b was least recently used");
+	cr_assert(rcache_l1_get(l1, "imap", "a", 3, &out));
+	cr_assert(rcache_l1_get(l1, "imap", "c", 3, &out));
+	cr_assert(rcache_l1_get(l1, "imap", "d", 3, &out));
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, sharded_bound_holds)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(1000);
+	struct route in = l1t_route("10.0.0.21", 7143, "x");
+	char login[32];
+
+	for (int i = 0; i < 5000; i++) {
+		snprintf(login, sizeof(login), "user%d@example.com", i);
+		rcache_l1_put(l1, "imap", login, &in, 0, 60000);
+	}
+	cr_assert_leq(rcache_l1_count(l1), 1000);
+	cr_assert_geq(rcache_l1_count(l1), 900, "each shard fills up to its share");
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, invalidate)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(10);
+	struct route in = l1t_route("10.0.0.21", 7143, "carol"), out;
+
+	rcache_l1_put(l1, "imap", "carol", &in, 0, 60000);
+	rcache_l1_put(l1, "pop3", "carol", &in, 0, 60000);
+	cr_assert(rcache_l1_remove(l1, "imap", "carol"));
+	cr_assert_not(rcache_l1_remove(l1, "imap", "carol"));
+	cr_assert_not(rcache_l1_get(l1, "imap", "carol", 1, &out));
+	cr_assert(rcache_l1_get(l1, "pop3", "carol", 1, &out), "other protocols stay");
+	cr_assert_eq(rcache_l1_count(l1), 1);
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, zero_entries_is_no_cache)
+{
+	cr_assert_null(rcache_l1_new(0));
+}
+
+struct l1t_worker {
+	struct rcache_l1 *l1;
+	int id, hits;
+};
+
+static void *l1t_hammer(void *arg)
+{
+	struct l1t_worker *w = arg;
+	struct route in = l1t_route("10.0.0.21", 7143, "u"), out;
+	char login[32];
+
+	for (int i = 0; i < 20000; i++) {
+		snprintf(login, sizeof(login), "u%d", (i * 7 + w->id) % 500);
+		if (i % 3 == 0)
+			rcache_l1_put(w->l1, "imap", login, &in, (uint64_t)i, 60000);
+		else if (i % 11 == 0)
+			rcache_l1_remove(w->l1, "imap", login);
+		else if (rcache_l1_get(w->l1, "imap", login, (uint64_t)i, &out))
+			w->hits++;
+	}
+	return NULL;
+}
+
+Test(rcache_l1, threads_share_it)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(300);
+	pthread_t t[4];
+	struct l1t_worker w[4];
+
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct l1t_worker){ .l1 = l1, .id = i };
+		pthread_create(&t[i], NULL, l1t_hammer, &w[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_gt(w[i].hits, 0);
+	}
+	cr_assert_leq(rcache_l1_count(l1), 300);
+	rcache_l1_free(l1);
+}
