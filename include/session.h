@@ -92,10 +92,14 @@ struct session {
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
 	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
 
-	/* Pre-login input from the client; capacity limits.max_line + 1. */
+	/* Pre-login input from the client; capacity limits.max_line + 1. Bytes
+	   read beyond it wait in in_pending (client reads paused) and move in
+	   as the protocol consumes: nothing is dropped. */
 	uint8_t *in;
 	size_t in_len;
 	size_t in_cap;
+	struct pbuf *in_pending;
+	bool read_wanted;               /* the protocol wants client bytes */
 	/* Login-phase input from the backend. */
 	uint8_t *bin;
 	size_t bin_len;

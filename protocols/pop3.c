@@ -227,6 +227,12 @@ bool pop3__bad(struct session *s, const char *line)
 	return true;
 }
 
+/* A plain connection on a listener that requires STLS first. */
+static bool pop3__cleartext_refused(struct session *s)
+{
+	return !s->tls_active && s->listener->starttls == CONF_STARTTLS_REQUIRED;
+}
+
 /* The capability list (RFC 2449), one write. */
 static void pop3__capa(struct session *s)
 {
@@ -234,37 +240,45 @@ static void pop3__capa(struct session *s)
 	char buf[4096];
 	size_t n = 0;
 
+	bool refused = pop3__cleartext_refused(s);
+
 	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "+OK Capability list follows\r\n");
-	for (int i = 0; i < c->pop3.ncaps && n < sizeof(buf); i++)
+	for (int i = 0; i < c->pop3.ncaps && n < sizeof(buf); i++) {
+		/* Where no login is taken before TLS, do not offer one (RFC 2595). */
+		if (refused && strcasecmp(c->pop3.caps[i], "USER") == 0)
+			continue;
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", c->pop3.caps[i]);
-	if (c->pop3.sasl && n < sizeof(buf))
+	}
+	if (session_starttls_available(s) && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "STLS\r\n");
+	if (c->pop3.sasl && !refused && n < sizeof(buf))
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "SASL%s%s%s\r\n",
 				      c->pop3.sasl & CONF_SASL_PLAIN ? " PLAIN" : "",
 				      c->pop3.sasl & CONF_SASL_LOGIN ? " LOGIN" : "",
 				      c->pop3.sasl & CONF_SASL_XOAUTH2 ? " XOAUTH2" : "");
-	/* STLS joins this list once listeners can do TLS (see pop3__stls). */
 	if (n < sizeof(buf))
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".\r\n");
 	session_write(s, buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
 }
 
 /*
- * STLS (RFC 2595 section 4). TLS HOOK: listeners cannot do TLS yet, so no
- * port offers STLS (CAPA does not list it) and the command is refused. The
- * TLS work replaces this one function: when STLS is available, answer
- * "+OK Begin TLS negotiation now", return false so the loop stops, and
- * start the handshake once the STLS line is consumed (nothing the client
- * pipelined behind STLS may cross into TLS); add STLS to pop3__capa;
- * restart the parser and the USER state when the handshake is done; and
- * where the listener requires STARTTLS, refuse USER, PASS and AUTH before
- * TLS and leave USER and SASL out of CAPA (Zimbra's starttls "only").
+ * STLS (RFC 2595 section 4): answer, and start the handshake once this line
+ * is consumed (pop3__run), so nothing pipelined behind STLS crosses into
+ * TLS.
  */
 static bool pop3__stls(struct session *s, const struct pop3_cmd *cmd)
 {
 	if (cmd->nargs != 0)
 		return pop3__bad(s, "-ERR Syntax error: STLS takes no arguments");
-	pop3__reply(s, "-ERR STLS not available on this port");
-	return true;
+	if (s->tls_active)
+		return pop3__bad(s, "-ERR TLS is already active");
+	if (!session_starttls_available(s)) {
+		pop3__reply(s, "-ERR STLS not available on this port");
+		return true;
+	}
+	pop3__reply(s, "+OK Begin TLS negotiation now");
+	pop3__st(s)->stls_now = true;
+	return false;
 }
 
 static void pop3__user(struct session *s, const struct pop3_cmd *cmd)
@@ -308,6 +322,9 @@ static bool pop3__command(struct session *s, const struct pop3_cmd *cmd)
 		return pop3__sasl_line(s, cmd);
 	if (cmd->error != POP3_OK)
 		return pop3__bad(s, "-ERR invalid command");
+	if ((cmd->kind == POP3_CMD_USER || cmd->kind == POP3_CMD_PASS || cmd->kind == POP3_CMD_AUTH) &&
+	    pop3__cleartext_refused(s))
+		return pop3__bad(s, "-ERR [AUTH] Cleartext logins are disabled here: use STLS first");
 	switch (cmd->kind) {
 	case POP3_CMD_USER:
 		if (cmd->nargs != 1)
@@ -351,6 +368,10 @@ static void pop3__process(struct session *s)
 {
 	struct pop3_state *st = pop3__st(s);
 
+	/* Resuming reads can end the session at once (TLS records already
+	   decrypted: close_notify, a bad record): then there is nothing to do. */
+	if (st == NULL || s->closed)
+		return;
 	/* A login that fails at once (bad name) calls back in here from inside
 	   the loop, before its line is consumed: let the running loop carry on
 	   instead. */
@@ -379,6 +400,12 @@ static void pop3__run(struct session *s, struct pop3_state *st)
 		/* Any line may hold a credential (PASS, AUTH, a SASL response). */
 		OPENSSL_cleanse(s->in, (size_t)r);
 		session_consume(s, (size_t)r);
+		if (st->stls_now) {
+			/* Whatever followed STLS is dropped unanswered. */
+			st->stls_now = false;
+			session_starttls(s);
+			return;
+		}
 		if (!go_on)
 			return;
 		if (s->phase == SESSION_PREAUTH && !s->closed && !s->finishing)
@@ -408,6 +435,20 @@ static int pop3_start(struct session *s)
 	});
 	session_writef(s, "+OK %s\r\n", c->pop3.greeting);
 	return 0;
+}
+
+/* After STLS: a fresh start inside TLS; nothing learnt before counts. */
+static void pop3_tls_started(struct session *s)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	pop3_parser_init(&st->parser, &st->parser.lim);
+	st->have_user = false;
+	st->user_too_long = false;
+	st->auth = POP3_AUTH_NONE;
+	pop3_wipe_credentials(st, s->conf);
+	session_client_reading(s, true);
+	pop3__process(s);
 }
 
 static void pop3_client_data(struct session *s)
@@ -462,5 +503,6 @@ const struct session_proto pop3_proto = {
 	.backend_data = pop3_backend_data,
 	.backend_eof = pop3_backend_eof,
 	.timeout = pop3_timeout,
+	.tls_started = pop3_tls_started,
 	.destroy = pop3_destroy,
 };

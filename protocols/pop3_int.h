@@ -49,6 +49,7 @@ struct pop3_state {
 	enum pop3_auth_step auth;
 	enum pop3_mech mech;
 	bool processing;            /* inside pop3__process: no nested runs */
+	bool stls_now;              /* STLS answered: upgrade once it is consumed */
 	bool have_user;             /* USER given: PASS may follow */
 	bool user_too_long;         /* the USER name did not fit in max_login */
 

@@ -157,6 +157,14 @@ void session_start_relay(struct session *s)
 	   now, after our own login, and in order. */
 	if (s->in_len > 0)
 		session_backend_write(s, s->in, s->in_len, false);
+	if (s->in_pending && s->backend) {
+		struct pbuf *b = s->in_pending;
+		s->in_pending = NULL;
+		if (stream_write(s->backend, b) < 0) {
+			session_close(s, "backend write failed");
+			return;
+		}
+	}
 	/* Anything the backend sent after its login answer goes to the client. */
 	if (s->bin_len > 0)
 		session_write(s, s->bin, s->bin_len);

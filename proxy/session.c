@@ -205,6 +205,39 @@ void session__timer_fired(uv_timer_t *t)
 
 /* ---- client I/O before login ---- */
 
+/* Move pending bytes into s->in as far as there is room. */
+static void session__drain_pending(struct session *s)
+{
+	struct pbuf *b = s->in_pending;
+
+	if (b == NULL || s->in == NULL)
+		return;
+	size_t room = s->in_cap - s->in_len;
+	size_t n = b->len < room ? b->len : room;
+	memcpy(s->in + s->in_len, b->data + b->off, n);
+	s->in_len += n;
+	b->off += (uint32_t)n;
+	b->len -= (uint32_t)n;
+	if (b->len == 0) {
+		b->wipe = true;
+		pbuf_put(b);
+		s->in_pending = NULL;
+	}
+}
+
+/* Read from the client when the protocol wants bytes and none are waiting. */
+static void session__update_reading(struct session *s)
+{
+	if (s->closed)
+		return;
+	if (s->read_wanted && s->in_pending == NULL) {
+		if (stream_read_start(&s->client) < 0)
+			session_close(s, "client read failed");
+	} else {
+		stream_read_stop(&s->client);
+	}
+}
+
 static void session__client_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session *s = st->owner;
@@ -213,37 +246,39 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 		s->proto->client_eof(s, status);
 		return;
 	}
-	size_t room = s->in_cap - s->in_len;
-	size_t n = b->len < room ? b->len : room;
-	memcpy(s->in + s->in_len, b->data + b->off, n);
-	s->in_len += n;
-	/* Bytes past the buffer are dropped: the protocol sees a full buffer,
-	   answers "line too long" and closes. */
-	b->wipe = true;
-	pbuf_put(b);
+	if (s->in_pending != NULL) {
+		/* Cannot happen (reads pause while bytes wait); keep order anyway. */
+		stream_read_stop(&s->client);
+		b->wipe = true;
+		pbuf_put(b);
+		session_close(s, "client input out of order");
+		return;
+	}
+	s->in_pending = b;
+	session__drain_pending(s);
+	session__update_reading(s);
 	s->proto->client_data(s);
 }
 
 void session_client_reading(struct session *s, bool on)
 {
-	if (s->closed)
-		return;
-	if (on) {
-		if (stream_read_start(&s->client) < 0)
-			session_close(s, "client read failed");
-	} else {
-		stream_read_stop(&s->client);
-	}
+	s->read_wanted = on;
+	session__update_reading(s);
 }
 
 void session_consume(struct session *s, size_t n)
 {
 	if (n >= s->in_len) {
 		s->in_len = 0;
-		return;
+	} else {
+		memmove(s->in, s->in + n, s->in_len - n);
+		s->in_len -= n;
 	}
-	memmove(s->in, s->in + n, s->in_len - n);
-	s->in_len -= n;
+	if (s->in_pending) {
+		session__drain_pending(s);
+		if (s->in_pending == NULL)
+			session__update_reading(s);
+	}
 }
 
 void session_backend_consume(struct session *s, size_t n)
@@ -337,6 +372,11 @@ void session_close(struct session *s, const char *reason)
 		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
 	if (s->proto_state)
 		s->proto->destroy(s);
+	if (s->in_pending) {
+		s->in_pending->wipe = true;
+		pbuf_put(s->in_pending);
+		s->in_pending = NULL;
+	}
 	session_close_backend(s);
 	stream_close(&s->client);
 	uv_close((uv_handle_t *)&s->timer, session__timer_closed);
@@ -415,6 +455,8 @@ static const char *session__alpn(const struct session *s)
 	switch (s->listener->proto) {
 	case CONF_PROTO_IMAP:
 		return "imap";
+	case CONF_PROTO_POP3:
+		return "pop3";
 	default:
 		return NULL;
 	}
@@ -479,6 +521,11 @@ void session_starttls(struct session *s)
 	/* Nothing the client sent before the handshake may reach the TLS side. */
 	OPENSSL_cleanse(s->in, s->in_len);
 	s->in_len = 0;
+	if (s->in_pending) {
+		s->in_pending->wipe = true;
+		pbuf_put(s->in_pending);
+		s->in_pending = NULL;
+	}
 	s->starttls_done = true;
 	if (session__begin_tls(s) < 0)
 		session_close(s, "out of memory");

@@ -226,3 +226,20 @@ def test_client_closes_before_greeting_read(gh):
         c.close()
     time.sleep(0.3)
     assert_can_login(gh)
+
+
+def test_pipelined_burst_larger_than_the_line_buffer(gh):
+    """3000 short commands (~36 KiB, four times max_line) in one write: every
+    one is answered, in order; none is lost to the bounded input buffer."""
+    burst = b"".join(b"t%d NOOP\r\n" % i for i in range(3000))
+    with gh.raw() as c:
+        c.send(burst)
+        for i in range(3000):
+            assert c.readline() == b"t%d OK NOOP completed" % i
+        # ...and a pipelined login behind another burst still goes through.
+        c.send(b"".join(b"u%d NOOP\r\n" % i for i in range(1500)) +
+               b"a LOGIN %s %s\r\nb SELECT INBOX\r\n" % (ALICE[0].encode(), ALICE[1].encode()))
+        for i in range(1500):
+            assert c.readline() == b"u%d OK NOOP completed" % i
+        assert c.read_tagged("a")[-1].startswith(b"a OK")
+        assert c.read_tagged("b")[-1].startswith(b"b OK")
