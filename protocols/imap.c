@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "login.h"
 #include "conf.h"
 #include "imap.h"
 #include "imap_int.h"
@@ -79,18 +80,8 @@ void imap_wipe_credentials(struct imap_state *st, const struct conf *c)
 void imap_audit(struct session *s, const char *result, const char *reason)
 {
 	struct imap_state *st = imap__st(s);
-	const struct route *r = &st->route;
-	bool routed = r->result == ROUTE_OK && r->host[0];
 
-	audit_login(s, &(struct audit_login){
-		.login = st->authz && st->authz[0] ? st->authz : st->login,
-		.user = routed ? r->user : NULL,
-		.result = result,
-		.reason = reason,
-		.backend = routed ? s->backend_addr : NULL,
-		.source = route_source_names[r->source],
-		.latency_ms = session_now(s) - st->login_start_ms,
-	});
+	login_audit(s, st->login, st->authz, &st->route, st->login_start_ms, result, reason);
 }
 
 /* ---- login outcome ---- */

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "login.h"
 #include "conf.h"
 #include "pop3.h"
 #include "pop3_int.h"
@@ -53,18 +54,8 @@ void pop3_wipe_credentials(struct pop3_state *st, const struct conf *c)
 void pop3_audit(struct session *s, const char *result, const char *reason)
 {
 	struct pop3_state *st = pop3__st(s);
-	const struct route *r = &st->route;
-	bool routed = r->result == ROUTE_OK && r->host[0];
 
-	audit_login(s, &(struct audit_login){
-		.login = st->authz && st->authz[0] ? st->authz : st->login,
-		.user = routed ? r->user : NULL,
-		.result = result,
-		.reason = reason,
-		.backend = routed ? s->backend_addr : NULL,
-		.source = route_source_names[r->source],
-		.latency_ms = session_now(s) - st->login_start_ms,
-	});
+	login_audit(s, st->login, st->authz, &st->route, st->login_start_ms, result, reason);
 }
 
 /* ---- login outcome ---- */
