@@ -57,7 +57,15 @@ struct conf_listen {
 	bool tls;                   /* implicit TLS (993, 995, 443) */
 	enum conf_starttls starttls; /* plain listeners only */
 	bool starttls_set;          /* written in the file (else follows the certificate) */
+	bool proxy_protocol;        /* a PROXY protocol header precedes everything (HAProxy) */
 	int line; /* line in the config file, for messages */
+};
+
+/* One entry of trusted_proxies: family, network bytes, prefix length. */
+struct conf_cidr {
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	int prefix;
 };
 
 /* A certificate and key, RSA and/or ECDSA (one may be served per client). */
@@ -155,6 +163,7 @@ struct conf {
 		double max_auth_wait;    /* cap on the lookup's Auth-Wait, seconds */
 		size_t relay_buffer;     /* size of one relay buffer */
 		size_t relay_high_water; /* stop reading a side when the other's queue passes this */
+		double proxy_header_timeout; /* seconds for a PROXY protocol header to arrive */
 	} limits;
 
 	struct {
@@ -186,6 +195,14 @@ struct conf {
 		bool verify;             /* https: check the server's certificate (upstream.ca) */
 	} lookup;
 
+	/* The status listener (proxy/conf_status.c): /metrics and /health on the
+	   main thread. address NULL = no listener. */
+	struct {
+		char *address;
+		struct sockaddr_storage addr;
+		socklen_t addrlen;
+	} status;
+
 	/* The route cache (proxy/conf_cache.c): L1 in process, then memcached. */
 	struct {
 		struct conf_memcached servers[CONF_MAX_MEMCACHED];
@@ -204,6 +221,10 @@ struct conf {
 
 	struct conf_listen listen[CONF_MAX_LISTEN];
 	int nlisten;
+
+	/* Peers allowed to send a PROXY header on proxy_protocol listeners. */
+	struct conf_cidr *trusted_proxies;
+	int ntrusted_proxies;
 
 	struct {
 		struct conf_cert cert;      /* the default certificate */
@@ -250,6 +271,12 @@ void conf_unref(struct conf *c);
 int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len);
 
 extern const char *const conf_proto_names[];
+
+/*
+ * Is sa (the peer of a connection) inside trusted_proxies? IPv4-mapped IPv6
+ * addresses count as IPv4.
+ */
+bool conf_proxy_trusted(const struct conf *c, const struct sockaddr *sa);
 
 /*
  * The backend port a static route without one uses, for a lookup protocol

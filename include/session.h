@@ -31,6 +31,7 @@ struct session;
 
 enum session_phase {
 	SESSION_PREAUTH = 0,     /* greeting sent, reading commands */
+	SESSION_PROXY_HEADER,    /* waiting for the PROXY protocol header (HAProxy) */
 	SESSION_TLS_HANDSHAKE,   /* implicit TLS, or after STARTTLS/STLS */
 	SESSION_LOOKUP,          /* resolving the user's route */
 	SESSION_AUTH_WAIT,       /* holding back a failure answer (Auth-Wait) */
@@ -78,6 +79,7 @@ struct session {
 	const struct session_proto *proto;
 	void *proto_state;
 	enum session_phase phase;
+	uint8_t metrics_phase;          /* phase counted in the metrics gauge, plus one; 0 = none */
 
 	struct stream client;
 	struct stream *backend;         /* NULL when not connected */
@@ -115,7 +117,8 @@ struct session {
 	bool relay_b2c_paused;
 	bool finishing;                 /* flushing the last writes before close */
 	bool closed;                    /* session_close ran: no more I/O */
-	bool tls_active;                /* the client connection is encrypted */
+	bool tls_active;                /* the client connection is encrypted (by us, or by the
+	                                   load balancer per its PROXY header's SSL TLV) */
 	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
 	bool client_shut_done;          /* relay: FIN sent to the client */
 	bool backend_shut_done;         /* relay: FIN sent to the backend */

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 static atomic_int audit_fd = 2;
@@ -40,6 +42,8 @@ void audit_login(struct session *s, const struct audit_login *a)
 	char line[2048], login[600], user[600], reason[400];
 	int fd = atomic_load(&audit_fd);
 
+	/* Every login result passes here, so /metrics counts it here too. */
+	metrics_login((int)s->listener->proto, a->result);
 	if (fd < 0)
 		return;
 	log_escape(login, sizeof(login), a->login ? a->login : "", a->login ? strlen(a->login) : 0);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "metrics.h"
 #include "session_int.h"
 #include "tls.h"
 #include "worker.h"
@@ -73,6 +74,7 @@ static void backend__tls_done(struct stream *st, int status)
 	if (status < 0) {
 		session_log(s, LOG_WARN, "TLS to backend %s failed: %s", s->backend_addr,
 			    tls_error(st->tls));
+		metrics_error(METRICS_ERR_BACKEND_TLS);
 		session_close_backend(s);
 		s->proto->backend_connected(s, UV_EPROTO);
 		return;
@@ -95,6 +97,7 @@ static void backend__connected(uv_connect_t *req, int status)
 	if (status < 0) {
 		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
 			    uv_strerror(status));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		session_close_backend(s);
 		s->proto->backend_connected(s, status);
 		return;
@@ -148,6 +151,7 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 	if (rc < 0) {
 		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
 			    uv_strerror(rc));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		session_close_backend(s);
 		s->proto->backend_connected(s, rc);
 	}
@@ -168,6 +172,7 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 	if (status < 0 || res == NULL) {
 		session_log(s, LOG_WARN, "resolving backend %s: %s", s->backend_addr,
 			    uv_strerror(status));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		uv_freeaddrinfo(res);
 		s->proto->backend_connected(s, status < 0 ? status : UV_EAI_NONAME);
 		return;

@@ -106,6 +106,7 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "max_auth_wait", CONF__T_SECS, CONF__LIM(max_auth_wait), 0, 60, NULL },
 	{ "relay_buffer", CONF__T_SIZE, CONF__LIM(relay_buffer), 1024, 1048576, NULL },
 	{ "relay_high_water", CONF__T_SIZE, CONF__LIM(relay_high_water), 1024, 16777216, NULL },
+	{ "proxy_header_timeout", CONF__T_SECS, CONF__LIM(proxy_header_timeout), 0.1, 60, NULL },
 };
 
 static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
@@ -427,6 +428,10 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 			ts = s;
 		else if (name != NULL && strcmp(name, "starttls") == 0)
 			ss = s;
+		else if (name != NULL && strcmp(name, "proxy_protocol") == 0) {
+			if (conf__listen_proxy(ld, s, l) < 0)
+				return -1;
+		}
 		else
 			return conf__fail(ld, s, NULL, "unknown setting");
 	}
@@ -496,10 +501,12 @@ static const struct conf__opt conf__root_opts[] = {
 	{ "lookup", CONF__T_FN, 0, 0, 0, conf__lookup },
 	{ "routes", CONF__T_FN, 0, 0, 0, conf__remember_routes },
 	{ "listen", CONF__T_FN, 0, 0, 0, conf__remember_listen },
+	{ "trusted_proxies", CONF__T_FN, 0, 0, 0, conf__trusted_proxies },
 	{ "tls", CONF__T_FN, 0, 0, 0, conf__tls },
 	{ "upstream", CONF__T_FN, 0, 0, 0, conf__upstream },
 	{ "vhosts", CONF__T_FN, 0, 0, 0, conf__vhosts },
 	{ "cache", CONF__T_FN, 0, 0, 0, conf__cache },
+	{ "status", CONF__T_FN, 0, 0, 0, conf__status },
 };
 
 static void conf__free(struct conf *c)
@@ -528,6 +535,8 @@ static void conf__free(struct conf *c)
 	conf__tls_free(c);
 	conf__pop3_free(c);
 	conf__cache_free(c);
+	conf__proxy_free(c);
+	conf__status_free(c);
 	free(c);
 }
 
@@ -554,6 +563,7 @@ static int conf__defaults(struct conf__ld *ld)
 	c->limits.max_auth_wait = 10.0;
 	c->limits.relay_buffer = 16384;
 	c->limits.relay_high_water = 65536;
+	c->limits.proxy_header_timeout = 3.0;
 
 	c->imap.send_id = true;
 	c->imap.backend_auth = CONF_BACKEND_AUTH_AUTO;

@@ -116,6 +116,17 @@ int conf__cache(struct conf__ld *ld, const config_setting_t *s);
 void conf__cache_defaults(struct conf *c);
 void conf__cache_free(struct conf *c);
 
+/* --- status listener settings (conf_status.c) --- */
+
+int conf__status(struct conf__ld *ld, const config_setting_t *s);
+void conf__status_free(struct conf *c);
+
+/* --- PROXY protocol settings (conf_proxy.c) --- */
+
+int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s);
+int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l);
+void conf__proxy_free(struct conf *c);
+
 /* --- POP3 settings (conf_pop3.c) --- */
 
 int conf__pop3(struct conf__ld *ld, const config_setting_t *s);

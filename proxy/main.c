@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "conf.h"
 #include "log.h"
+#include "status.h"
 #include "worker.h"
 
 #define DEFAULT_CONF "/etc/gatehouse/gatehouse.conf"
@@ -71,6 +72,7 @@ static void main__close_handles(void)
 	uv_close((uv_handle_t *)&M.sig_hup, NULL);
 	uv_close((uv_handle_t *)&M.sig_usr1, NULL);
 	uv_close((uv_handle_t *)&M.drain_timer, NULL);
+	status_stop();
 }
 
 static void main__worker_exited(struct worker *w)
@@ -100,6 +102,7 @@ static void main__on_stop(uv_signal_t *h, int signum)
 		return;
 	}
 	M.draining = true;
+	status_set_draining();
 	log_write(LOG_INFO, "signal %d: no longer accepting, draining sessions for up to %.1f s",
 		  signum, M.conf->shutdown_timeout);
 	for (int i = 0; i < M.nworkers; i++)
@@ -132,6 +135,9 @@ static void main__on_hup(uv_signal_t *h, int signum)
 	}
 	if (!main__same_listeners(M.conf, c))
 		log_write(LOG_WARN, "reload: listener changes take effect only after a restart");
+	if ((M.conf->status.address == NULL) != (c->status.address == NULL) ||
+	    (c->status.address != NULL && strcmp(M.conf->status.address, c->status.address) != 0))
+		log_write(LOG_WARN, "reload: status listener changes take effect only after a restart");
 	if (open_logs(c) < 0)
 		log_write(LOG_ERROR, "reload: could not open the new logs");
 	for (int i = 0; i < M.nworkers; i++)
@@ -170,9 +176,20 @@ static int main__run(struct conf *c)
 	uv_signal_start(&M.sig_hup, main__on_hup, SIGHUP);
 	uv_signal_start(&M.sig_usr1, main__on_usr1, SIGUSR1);
 	uv_sem_init(&started, 0);
+	if (c->status.address != NULL) {
+		const char *err = NULL;
+		if (status_start(M.loop, (const struct sockaddr *)&c->status.addr, &err) < 0) {
+			log_write(LOG_ERROR, "status listener on %s: %s", c->status.address, err);
+			status_stop();
+			M.nworkers = 0;
+			rc = 1;
+		} else {
+			log_write(LOG_INFO, "status listener on %s (/metrics, /health)", c->status.address);
+		}
+	}
 
 	int nstarted = 0;
-	for (int i = 0; i < M.nworkers; i++) {
+	for (int i = 0; rc == 0 && i < M.nworkers; i++) {
 		M.workers[i].on_exit = main__worker_exited;
 		if (worker_start(&M.workers[i], i, c, &started) < 0) {
 			log_write(LOG_ERROR, "cannot start worker %d", i);

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "metrics.h"
 #include "session_int.h"
 
 static void relay__maybe_done(struct session *s)
@@ -58,6 +59,7 @@ static void relay__pass(struct session *s, struct stream *from, struct stream *t
 {
 	if (b != NULL) {
 		s->last_activity_ms = session_now(s);
+		metrics_relayed(from == &s->client, b->len);
 		if (stream_write(to, b) < 0) {
 			session_close(s, "write failed");
 			return;

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "imap.h"
+#include "metrics.h"
 #include "pop3.h"
 #include "session_int.h"
 #include "tls.h"
@@ -26,6 +27,7 @@
 
 const char *const session_phase_names[] = {
 	[SESSION_PREAUTH] = "PREAUTH",
+	[SESSION_PROXY_HEADER] = "PROXY_HEADER",
 	[SESSION_TLS_HANDSHAKE] = "TLS_HANDSHAKE",
 	[SESSION_LOOKUP] = "LOOKUP",
 	[SESSION_AUTH_WAIT] = "AUTH_WAIT",
@@ -85,10 +87,18 @@ void session_log(struct session *s, enum log_level level, const char *fmt, ...)
 		  s->client_port, session_phase_names[s->phase], msg);
 }
 
+/* Move s in the connections-by-phase gauge to `to` (-1: out of it). */
+static void session__count_phase(struct session *s, int to)
+{
+	metrics_phase((int)s->listener->proto, (int)s->metrics_phase - 1, to);
+	s->metrics_phase = (uint8_t)(to + 1);
+}
+
 static void session__unref(struct session *s)
 {
 	if (--s->refs > 0)
 		return;
+	session__count_phase(s, -1);
 	if (s->in) {
 		OPENSSL_cleanse(s->in, s->in_cap);
 		free(s->in);
@@ -140,6 +150,7 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	if (s->closed)
 		return;
 	s->phase = phase;
+	session__count_phase(s, (int)phase);
 	switch (phase) {
 	case SESSION_PREAUTH:
 	case SESSION_TLS_HANDSHAKE:
@@ -147,6 +158,9 @@ void session_set_phase(struct session *s, enum session_phase phase)
 		break;
 	case SESSION_BACKEND_CONNECT:
 		session__arm(s, c->limits.connect_timeout);
+		break;
+	case SESSION_PROXY_HEADER:
+		session__arm(s, c->limits.proxy_header_timeout);
 		break;
 	case SESSION_BACKEND_LOGIN:
 		session__arm(s, c->limits.backend_timeout);
@@ -176,6 +190,7 @@ void session__timer_fired(uv_timer_t *t)
 		uint64_t quiet = session_now(s) - s->last_activity_ms;
 		if (quiet >= idle_ms) {
 			session_log(s, LOG_INFO, "idle for %.0f s, closing", s->conf->limits.idle_timeout);
+			metrics_error(METRICS_ERR_TIMEOUT_IDLE);
 			session_close(s, "idle timeout");
 		} else {
 			/* Traffic since the timer was armed: sleep for the rest. */
@@ -186,18 +201,29 @@ void session__timer_fired(uv_timer_t *t)
 	case SESSION_BACKEND_CONNECT:
 		session_log(s, LOG_WARN, "connecting to backend %s: timed out after %.1f s",
 			    s->backend_addr, s->conf->limits.connect_timeout);
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		session_close_backend(s);
 		s->proto->backend_connected(s, UV_ETIMEDOUT);
 		return;
 	case SESSION_CLOSING:
 		session_close(s, s->close_reason ? s->close_reason : "closing timed out");
 		return;
+	case SESSION_PROXY_HEADER:
+		session_log(s, LOG_WARN, "no complete PROXY header within %.1f s, closing",
+			    s->conf->limits.proxy_header_timeout);
+		session_close(s, "PROXY header timeout");
+		return;
 	case SESSION_TLS_HANDSHAKE:
 		session_log(s, LOG_INFO, "TLS handshake not done within %.0f s, closing",
 			    s->conf->limits.preauth_timeout);
+		metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
 		session_close(s, "TLS handshake timeout");
 		return;
 	default:
+		if (s->phase == SESSION_PREAUTH)
+			metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
+		else if (s->phase == SESSION_BACKEND_LOGIN)
+			metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		s->proto->timeout(s);
 		return;
 	}
@@ -243,6 +269,11 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 	struct session *s = st->owner;
 
 	if (b == NULL) {
+		if (s->phase == SESSION_PROXY_HEADER) {
+			session_log(s, LOG_WARN, "connection closed before a complete PROXY header");
+			session_close(s, "client closed");
+			return;
+		}
 		s->proto->client_eof(s, status);
 		return;
 	}
@@ -257,7 +288,10 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 	s->in_pending = b;
 	session__drain_pending(s);
 	session__update_reading(s);
-	s->proto->client_data(s);
+	if (s->phase == SESSION_PROXY_HEADER)
+		session__proxy_data(s);
+	else
+		s->proto->client_data(s);
 }
 
 void session_client_reading(struct session *s, bool on)
@@ -363,6 +397,7 @@ void session_close(struct session *s, const char *reason)
 		return;
 	s->closed = true;
 	s->phase = SESSION_CLOSING;
+	session__count_phase(s, SESSION_CLOSING);
 	session_log(s, LOG_DEBUG, "closing: %s", reason);
 	if (s->route_req) {
 		route_cancel(s->route_req);
@@ -470,10 +505,12 @@ static void session__tls_done(struct stream *st, int status)
 		return;
 	if (status < 0) {
 		session_log(s, LOG_INFO, "TLS handshake failed: %s", tls_error(s->client.tls));
+		metrics_tls_handshake(false, false);
 		session_close(s, "TLS handshake failed");
 		return;
 	}
 	s->tls_active = true;
+	metrics_tls_handshake(true, tls_resumed(s->client.tls));
 	session_log(s, LOG_DEBUG, "TLS established: %s %s%s%s%s", tls_version(s->client.tls),
 		    tls_cipher(s->client.tls), tls_sni(s->client.tls)[0] ? " sni=" : "",
 		    tls_sni(s->client.tls), tls_resumed(s->client.tls) ? " resumed" : "");
@@ -492,11 +529,29 @@ static void session__tls_done(struct stream *st, int status)
 		session_set_phase(s, SESSION_PREAUTH);
 }
 
-static int session__begin_tls(struct session *s)
+/* Start the server side of TLS. early: what s->in and s->in_pending hold is
+   ciphertext already read (the bytes behind a PROXY header): feed it first,
+   and let no byte of it stay in the plaintext buffers. */
+static int session__begin_tls(struct session *s, bool early)
 {
 	struct tls_conn *t = tls_conn_server(s->conf->tls_server, session__alpn(s));
+	int rc = 0;
 
-	if (t == NULL || stream_start_tls(&s->client, t, session__tls_done) < 0) {
+	if (early) {
+		if (t != NULL && s->in_len > 0 && tls_feed(t, s->in, s->in_len) < 0)
+			rc = -1;
+		OPENSSL_cleanse(s->in, s->in_len);
+		s->in_len = 0;
+		if (s->in_pending != NULL) {
+			struct pbuf *b = s->in_pending;
+			s->in_pending = NULL;
+			if (t != NULL && rc == 0 && tls_feed(t, b->data + b->off, b->len) < 0)
+				rc = -1;
+			b->wipe = true;
+			pbuf_put(b);
+		}
+	}
+	if (t == NULL || rc < 0 || stream_start_tls(&s->client, t, session__tls_done) < 0) {
 		tls_conn_free(t);
 		return -1;
 	}
@@ -527,20 +582,32 @@ void session_starttls(struct session *s)
 		s->in_pending = NULL;
 	}
 	s->starttls_done = true;
-	if (session__begin_tls(s) < 0)
+	if (session__begin_tls(s, false) < 0)
 		session_close(s, "out of memory");
 }
 
 void session_start(struct session *s)
 {
+	metrics_accepted((int)s->listener->proto);
 	uv_tcp_nodelay(&s->client.tcp, 1);
 	uv_tcp_keepalive(&s->client.tcp, 1, 60);
 	stream_peer(&s->client, s->client_ip, sizeof(s->client_ip), &s->client_port);
 	stream_local(&s->client, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	session_log(s, LOG_DEBUG, "connected to %s:%u", s->local_ip, s->local_port);
+	if (s->listener->proxy_protocol) {
+		session__proxy_start(s);
+		return;
+	}
+	session__begin(s);
+}
+
+void session__begin(struct session *s)
+{
 	if (s->listener->tls) {
-		if (session__begin_tls(s) < 0) {
-			session_close(s, "out of memory");
+		/* Bytes read with a PROXY header are the start of the ClientHello:
+		   they go to TLS, and only decrypted bytes ever reach s->in. */
+		if (session__begin_tls(s, true) < 0) {
+			session_close(s, "TLS start failed");
 			return;
 		}
 		session_client_reading(s, true);
@@ -555,4 +622,7 @@ void session_start(struct session *s)
 		return;
 	session_set_phase(s, SESSION_PREAUTH);
 	session_client_reading(s, true);
+	/* Commands that came in the same read as a PROXY header. */
+	if (s->in_len > 0 && !s->closed && !s->finishing)
+		s->proto->client_data(s);
 }

@@ -13,6 +13,12 @@ struct listener;
 struct session *session_new(struct worker *w, struct listener *l);
 /* The connection is accepted: read addresses, greet, start reading. */
 void session_start(struct session *s);
+/* After the accept (and any PROXY header): start TLS or greet (session.c). */
+void session__begin(struct session *s);
+/* proxy_protocol listeners: check the peer, then read the header
+   (session_proxy.c). session__proxy_data runs on each read until it is done. */
+void session__proxy_start(struct session *s);
+void session__proxy_data(struct session *s);
 /* The session timer's callback (session.c). */
 void session__timer_fired(uv_timer_t *t);
 /* Drop one reference (backend.c, for the backend stream and DNS requests). */

@@ -1,0 +1,86 @@
+/*
+ * metrics.h - process-wide counters for the status listener's /metrics.
+ *
+ * Every counter is a relaxed atomic: the hot paths (accept, phase changes,
+ * relay reads) pay one atomic add and take no lock. metrics_snapshot()
+ * reads them all (each atomically, not all at one instant) together with
+ * route_stats(), and metrics_render() turns a snapshot into Prometheus
+ * text exposition format 0.0.4 without touching any global state, so unit
+ * tests feed it known values.
+ */
+#ifndef GATEHOUSE_METRICS_H
+#define GATEHOUSE_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route.h"
+
+/* Protocols, by enum conf_proto value. */
+#define METRICS_NPROTO 2
+/* Room for the session phases (checked against SESSION_NPHASES in metrics.c). */
+#define METRICS_MAX_PHASES 16
+
+enum metrics_login {
+	METRICS_LOGIN_OK = 0,
+	METRICS_LOGIN_FAIL,
+	METRICS_LOGIN_TEMPFAIL,
+	METRICS_NLOGIN
+};
+
+/* A small fixed set of error kinds, counted where they are logged. */
+enum metrics_error {
+	METRICS_ERR_BACKEND_CONNECT = 0, /* connect, name resolution or connect timeout */
+	METRICS_ERR_BACKEND_TLS,         /* TLS to the backend failed */
+	METRICS_ERR_TIMEOUT_PREAUTH,     /* no login (or TLS handshake) in time */
+	METRICS_ERR_TIMEOUT_BACKEND,     /* backend greeting/login answer too slow */
+	METRICS_ERR_TIMEOUT_IDLE,        /* relay idle timeout */
+	METRICS_NERRORS
+};
+
+/* A session was accepted on a listener of protocol proto (enum conf_proto). */
+void metrics_accepted(int proto);
+
+/*
+ * Move one session of protocol proto from phase `from` to phase `to` in the
+ * current-connections gauge; -1 for "not counted" on either side.
+ */
+void metrics_phase(int proto, int from, int to);
+
+/* One login result: result is "ok", "fail" or "tempfail" (others ignored). */
+void metrics_login(int proto, const char *result);
+
+/* n bytes read for relaying, towards the backend or towards the client. */
+void metrics_relayed(bool to_backend, size_t n);
+
+/* A client TLS handshake finished (ok or not); resumed: an abbreviated one. */
+void metrics_tls_handshake(bool ok, bool resumed);
+
+void metrics_error(enum metrics_error kind);
+
+struct metrics_snapshot {
+	uint64_t accepted[METRICS_NPROTO];
+	int64_t current[METRICS_NPROTO][METRICS_MAX_PHASES];
+	uint64_t logins[METRICS_NPROTO][METRICS_NLOGIN];
+	uint64_t bytes_c2b, bytes_b2c;
+	uint64_t tls_ok, tls_failed, tls_resumed;
+	uint64_t errors[METRICS_NERRORS];
+	struct route_stats route;
+	/* The phase label values, nphases of them (session_phase_names). */
+	const char *const *phase_names;
+	int nphases;
+	const char *version;
+};
+
+/* Read every counter, and route_stats(), into out. */
+void metrics_snapshot(struct metrics_snapshot *out);
+
+/*
+ * Write the exposition text of m into buf (cap bytes, NUL-terminated when
+ * cap > 0). Returns the length of the whole text, like snprintf: a return
+ * >= cap means buf was too small and holds a truncated text.
+ */
+size_t metrics_render(const struct metrics_snapshot *m, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * proxy/conf_status.c - the `status` group: where the metrics and health
+ * listener binds. It is off unless an address is given.
+ */
+#include <stdlib.h>
+
+#include "conf_int.h"
+
+static int conf__status_address(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	if (conf_parse_addr(v, &c->status.addr, &c->status.addrlen) < 0)
+		return conf__fail(ld, s, NULL, "must be ip:port (e.g. \"127.0.0.1:9113\")");
+	return conf__set_str(ld, &c->status.address, v);
+}
+
+static const struct conf__opt conf__status_opts[] = {
+	{ "address", CONF__T_FN, 0, 0, 0, conf__status_address },
+};
+
+int conf__status(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__status_opts,
+			   sizeof(conf__status_opts) / sizeof(conf__status_opts[0]));
+}
+
+void conf__status_free(struct conf *c)
+{
+	free(c->status.address);
+	c->status.address = NULL;
+}
