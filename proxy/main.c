@@ -10,12 +10,14 @@
  * up to shutdown_timeout, then close them), SIGHUP reloads the config for
  * new sessions, SIGUSR1 reopens the logs.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
@@ -111,17 +113,41 @@ static void main__on_stop(uv_signal_t *h, int signum)
 		       (uint64_t)(M.conf->shutdown_timeout * 1000.0), 0);
 }
 
-static bool main__same_listeners(const struct conf *a, const struct conf *b)
+static bool main__has_listener(const struct conf *c, const struct conf_listen *l)
 {
-	if (a->nlisten != b->nlisten)
-		return false;
-	for (int i = 0; i < a->nlisten; i++) {
-		if (a->listen[i].proto != b->listen[i].proto ||
-		    a->listen[i].addrlen != b->listen[i].addrlen ||
-		    memcmp(&a->listen[i].addr, &b->listen[i].addr, a->listen[i].addrlen) != 0)
-			return false;
+	for (int i = 0; i < c->nlisten; i++)
+		if (c->listen[i].proto == l->proto && c->listen[i].addrlen == l->addrlen &&
+		    memcmp(&c->listen[i].addr, &l->addr, l->addrlen) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A reload may add listen addresses: check each new one can be bound (the
+ * workers bind it with SO_REUSEPORT) before accepting the configuration, so
+ * a port taken by another program refuses the reload with the reason.
+ */
+static int main__check_new_listeners(const struct conf *old, const struct conf *c, char *err,
+				     size_t errlen)
+{
+	for (int i = 0; i < c->nlisten; i++) {
+		const struct conf_listen *l = &c->listen[i];
+		if (main__has_listener(old, l))
+			continue;
+		int one = 1, fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+			 setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 &&
+			 bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) == 0;
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		if (!ok) {
+			snprintf(err, errlen, "%s:%d: listen.[%d].address: cannot listen on %s: %s",
+				 c->path, l->line, i, l->address, strerror(e));
+			return -1;
+		}
 	}
-	return true;
+	return 0;
 }
 
 static void main__on_hup(uv_signal_t *h, int signum)
@@ -133,8 +159,19 @@ static void main__on_hup(uv_signal_t *h, int signum)
 		log_write(LOG_ERROR, "reload refused, keeping the running configuration: %s", err);
 		return;
 	}
-	if (!main__same_listeners(M.conf, c))
-		log_write(LOG_WARN, "reload: listener changes take effect only after a restart");
+	if (main__check_new_listeners(M.conf, c, err, sizeof(err)) < 0) {
+		log_write(LOG_ERROR, "reload refused, keeping the running configuration: %s", err);
+		conf_unref(c);
+		return;
+	}
+	for (int i = 0; i < c->nlisten; i++)
+		if (!main__has_listener(M.conf, &c->listen[i]))
+			log_write(LOG_INFO, "reload: adding listener %s (%s)", c->listen[i].address,
+				  conf_proto_names[c->listen[i].proto]);
+	for (int i = 0; i < M.conf->nlisten; i++)
+		if (!main__has_listener(c, &M.conf->listen[i]))
+			log_write(LOG_INFO, "reload: removing listener %s; its sessions continue",
+				  M.conf->listen[i].address);
 	if ((M.conf->status.address == NULL) != (c->status.address == NULL) ||
 	    (c->status.address != NULL && strcmp(M.conf->status.address, c->status.address) != 0))
 		log_write(LOG_WARN, "reload: status listener changes take effect only after a restart");

@@ -23,6 +23,8 @@
 #define WORKER_POOL_MAX_FREE 256
 
 static void worker__maybe_exit(struct worker *w);
+static void worker__reconcile(struct worker *w);
+static void worker__listener_closed(uv_handle_t *h);
 
 static void worker__on_connection(uv_stream_t *server, int status)
 {
@@ -64,13 +66,14 @@ void worker_session_gone(struct worker *w, struct session *s)
 }
 
 /* Bind one listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). */
-static int worker__listen(struct worker *w, struct listener *l, const struct conf_listen *cl)
+static int worker__listen(struct worker *w, struct listener *l, const struct conf_listen *cl,
+			  int index)
 {
 	int fd, one = 1, rc;
 
 	l->w = w;
 	l->cl = cl;
-	l->index = (int)(cl - w->listen_conf->listen);
+	l->index = index;
 	fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -118,6 +121,66 @@ static void worker__stop_accepting(struct worker *w)
 	}
 }
 
+static bool worker__same_addr(const struct conf_listen *a, const struct conf_listen *b)
+{
+	return a->proto == b->proto && a->addrlen == b->addrlen &&
+	       memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/*
+ * After a reload: keep the listeners the new snapshot still has (pointing
+ * them at its entries), close the ones it dropped, bind the ones it added.
+ * Established sessions are not touched. main has already checked that the
+ * new addresses can be bound.
+ */
+static void worker__reconcile(struct worker *w)
+{
+	struct conf *c = w->conf;
+	bool kept[CONF_MAX_LISTEN] = {false};
+
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+		if (!l->open || uv_is_closing((uv_handle_t *)&l->tcp))
+			continue;
+		int j = 0;
+		while (j < c->nlisten && !worker__same_addr(l->cl, &c->listen[j]))
+			j++;
+		if (j < c->nlisten) {
+			l->cl = &c->listen[j];
+			l->index = j;
+			kept[j] = true;
+		} else {
+			log_write(LOG_INFO, "worker %d: no longer listening on %s", w->id, l->cl->address);
+			uv_close((uv_handle_t *)&l->tcp, worker__listener_closed);
+		}
+	}
+	for (int j = 0; j < c->nlisten; j++) {
+		if (kept[j])
+			continue;
+		int i = 0;
+		while (i < CONF_MAX_LISTEN && w->listeners[i].open)
+			i++;
+		if (i == CONF_MAX_LISTEN) {
+			log_write(LOG_ERROR, "worker %d: no room for listener %s", w->id, c->listen[j].address);
+			continue;
+		}
+		int rc = worker__listen(w, &w->listeners[i], &c->listen[j], j);
+		if (rc < 0) {
+			log_write(LOG_ERROR, "worker %d: listening on %s: %s", w->id,
+				  c->listen[j].address, uv_strerror(rc));
+			if (w->listeners[i].open)
+				uv_close((uv_handle_t *)&w->listeners[i].tcp, worker__listener_closed);
+			continue;
+		}
+		if (i >= w->nlisteners)
+			w->nlisteners = i + 1;
+		log_write(LOG_INFO, "worker %d: now listening on %s", w->id, c->listen[j].address);
+	}
+	/* Every open listener now points into c. */
+	conf_unref(w->listen_conf);
+	w->listen_conf = conf_ref(c);
+}
+
 static void worker__maybe_exit(struct worker *w)
 {
 	if (w->stopping && w->nsessions == 0 && !uv_is_closing((uv_handle_t *)&w->async))
@@ -134,6 +197,8 @@ static void worker__on_async(uv_async_t *a)
 		if (c) {
 			conf_unref(w->conf);
 			w->conf = c;
+			if (!w->stopping)
+				worker__reconcile(w);
 		}
 	}
 	if (cmds & WORKER_CMD_STOP_ACCEPT && !w->stopping) {
@@ -163,7 +228,7 @@ static void worker__run(void *arg)
 		w->start_status = rrc;
 	}
 	for (int i = 0; rrc == 0 && i < w->listen_conf->nlisten; i++) {
-		int rc = worker__listen(w, &w->listeners[i], &w->listen_conf->listen[i]);
+		int rc = worker__listen(w, &w->listeners[i], &w->listen_conf->listen[i], i);
 		w->nlisteners = i + 1;
 		if (rc < 0) {
 			snprintf(w->start_error, sizeof(w->start_error), "listening on %s: %s",
