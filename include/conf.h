@@ -161,6 +161,8 @@ struct conf {
 		int max_bad_commands;    /* then BYE and close */
 		int max_login_failures;  /* failed logins per connection, then BYE and close */
 		double max_auth_wait;    /* cap on the lookup's Auth-Wait, seconds */
+		size_t max_connections;  /* concurrent client connections, 0 = no cap */
+		size_t max_connections_per_ip; /* per client address, 0 = no cap */
 		size_t relay_buffer;     /* size of one relay buffer */
 		size_t relay_high_water; /* stop reading a side when the other's queue passes this */
 		double proxy_header_timeout; /* seconds for a PROXY protocol header to arrive */

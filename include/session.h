@@ -47,6 +47,8 @@ extern const char *const session_phase_names[];
 /* The table a protocol front end fills in (nginx's ngx_mail_protocol_t). */
 struct session_proto {
 	const char *name;   /* "imap" */
+	/* The line a client gets when a connection cap refuses it (plain only). */
+	const char *busy_line;
 	/* Allocate protocol state (s->proto_state) and send the greeting. */
 	int (*start)(struct session *s);
 	/* New client bytes are in s->in (pre-login phases only). */
@@ -120,6 +122,8 @@ struct session {
 	bool tls_active;                /* the client connection is encrypted (by us, or by the
 	                                   load balancer per its PROXY header's SSL TLV) */
 	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
+	bool conn_counted;              /* holds a connlimit count for counted_ip */
+	char counted_ip[46];            /* the address it was counted under */
 	bool client_shut_done;          /* relay: FIN sent to the client */
 	bool backend_shut_done;         /* relay: FIN sent to the backend */
 	const char *close_reason;

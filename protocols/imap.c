@@ -703,6 +703,7 @@ static void imap_destroy(struct session *s)
 
 const struct session_proto imap_proto = {
 	.name = "imap",
+	.busy_line = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
 	.start = imap_start,
 	.client_data = imap_client_data,
 	.client_eof = imap_client_eof,

@@ -486,6 +486,7 @@ static void pop3_destroy(struct session *s)
 
 const struct session_proto pop3_proto = {
 	.name = "pop3",
+	.busy_line = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
 	.start = pop3_start,
 	.client_data = pop3_client_data,
 	.client_eof = pop3_client_eof,

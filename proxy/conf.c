@@ -104,6 +104,8 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "max_bad_commands", CONF__T_INT, CONF__LIM(max_bad_commands), 1, 100, NULL },
 	{ "max_login_failures", CONF__T_INT, CONF__LIM(max_login_failures), 1, 100, NULL },
 	{ "max_auth_wait", CONF__T_SECS, CONF__LIM(max_auth_wait), 0, 60, NULL },
+	{ "max_connections", CONF__T_SIZE, CONF__LIM(max_connections), 0, 10000000, NULL },
+	{ "max_connections_per_ip", CONF__T_SIZE, CONF__LIM(max_connections_per_ip), 0, 10000000, NULL },
 	{ "relay_buffer", CONF__T_SIZE, CONF__LIM(relay_buffer), 1024, 1048576, NULL },
 	{ "relay_high_water", CONF__T_SIZE, CONF__LIM(relay_high_water), 1024, 16777216, NULL },
 	{ "proxy_header_timeout", CONF__T_SECS, CONF__LIM(proxy_header_timeout), 0.1, 60, NULL },

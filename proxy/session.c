@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "connlimit.h"
 #include "imap.h"
 #include "metrics.h"
 #include "pop3.h"
@@ -107,6 +108,8 @@ static void session__unref(struct session *s)
 		OPENSSL_cleanse(s->bin, s->bin_cap);
 		free(s->bin);
 	}
+	if (s->conn_counted)
+		connlimit_release(s->counted_ip);
 	worker_session_gone(s->w, s);
 	conf_unref(s->conf);
 	free(s);
@@ -603,6 +606,19 @@ void session_start(struct session *s)
 
 void session__begin(struct session *s)
 {
+	/* Caps on concurrent connections, by the real (post-PROXY) address. */
+	const char *which = NULL;
+	if (!connlimit_acquire(s->client_ip, s->conf->limits.max_connections,
+			       s->conf->limits.max_connections_per_ip, &which)) {
+		session_log(s, LOG_WARN, "refused: %s connection cap reached (limits.max_connections%s)",
+			    which, strcmp(which, "per_ip") == 0 ? "_per_ip" : "");
+		if (!s->listener->tls && s->proto->busy_line)
+			session_write(s, s->proto->busy_line, strlen(s->proto->busy_line));
+		session_finish(s, "connection cap");
+		return;
+	}
+	s->conn_counted = true;
+	snprintf(s->counted_ip, sizeof(s->counted_ip), "%s", s->client_ip);
 	if (s->listener->tls) {
 		/* Bytes read with a PROXY header are the start of the ClientHello:
 		   they go to TLS, and only decrypted bytes ever reach s->in. */
