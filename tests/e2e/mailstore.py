@@ -240,12 +240,20 @@ def _check_traversable(path, uid, gid):
                 "as that user); choose a directory such as /tmp/..." % (cur, uid))
 
 
+_ports_given = set()
+
+
 def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on now, never the same one twice in a run (two
+    calls in a row could otherwise get the same port back from the kernel)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 # ---------------------------------------------------------------- the store
