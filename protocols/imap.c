@@ -141,30 +141,14 @@ static void imap__query(struct session *s, struct route_query *q, bool bypass_ca
 	};
 }
 
-/*
- * The backend of st->route could not be reached (refused, timed out, not
- * resolvable): forget the route in the caches. A cached route may be stale
- * (the mailbox moved): then ask the lookup service once more, bypassing the
- * caches, before the client hears anything. true: that lookup is under way.
- */
+/* The backend of st->route could not be reached: see login_route_unreachable. */
 bool imap_route_unreachable(struct session *s, const char *why)
 {
 	struct imap_state *st = imap__st(s);
 	struct route_query q;
-	bool retry = !st->route_retried &&
-		     (st->route.source == ROUTE_SRC_L1 || st->route.source == ROUTE_SRC_MEMCACHED);
 
-	imap__query(s, &q, retry);
-	if (!retry) {
-		session_route_invalidate(s, &q, &st->route);
-		return false;
-	}
-	/* The fresh lookup forgets the login in the caches first. */
-	st->route_retried = true;
-	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
-		    route_source_names[st->route.source], q.login);
-	session_resolve(s, &q);
-	return true;
+	imap__query(s, &q, login_route_retry(&st->route, st->route_retried));
+	return login_route_unreachable(s, &q, &st->route, &st->route_retried, why);
 }
 
 /* The backend rejected the login: the route may be wrong, forget it. */
@@ -197,35 +181,16 @@ static void imap__begin_login(struct session *s)
 	session_resolve(s, &q);
 }
 
+static const struct login_ops imap__login_ops = {
+	.audit = imap_audit,
+	.failed = imap_login_failed,
+	.authfailed = IMAP_AUTHFAILED,
+	.unavailable = IMAP_UNAVAILABLE,
+};
+
 static void imap_route_done(struct session *s, const struct route *r)
 {
-	struct imap_state *st = imap__st(s);
-
-	st->route = *r;
-	switch (r->result) {
-	case ROUTE_OK:
-		session_connect_backend(s, r->host, r->port);
-		return;
-	case ROUTE_DENIED: {
-		imap_audit(s, "fail", r->reason);
-		double wait = r->wait_s;
-		if (wait > s->conf->limits.max_auth_wait)
-			wait = s->conf->limits.max_auth_wait;
-		if (wait > 0) {
-			/* Honour Auth-Wait: slow down password guessing. */
-			st->deny_kind = ROUTE_DENIED;
-			session_set_phase(s, SESSION_AUTH_WAIT);
-			session_delay(s, wait);
-			return;
-		}
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
-		return;
-	}
-	case ROUTE_TEMPFAIL:
-		imap_audit(s, "tempfail", r->reason);
-		imap_login_failed(s, IMAP_UNAVAILABLE, true);
-		return;
-	}
+	login_route_done(s, r, &imap__st(s)->route, &imap__login_ops);
 }
 
 /* ---- commands ---- */

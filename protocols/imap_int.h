@@ -60,7 +60,6 @@ struct imap_state {
 	enum imap_backend_method bk_method;
 	bool bk_literal_plus, bk_sasl_ir, bk_auth_plain, bk_caps_known;
 	bool bk_plain_sent;         /* PLAIN message sent after "+" */
-	enum route_result deny_kind; /* what AUTH_WAIT is holding back */
 	bool route_retried;         /* a cached route failed: looked up afresh once */
 };
 

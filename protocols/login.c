@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "audit.h"
+#include "conf.h"
 #include "login.h"
 
 void login_audit(struct session *s, const char *login, const char *authz, const struct route *r,
@@ -20,4 +21,53 @@ void login_audit(struct session *s, const char *login, const char *authz, const 
 		.source = route_source_names[r->source],
 		.latency_ms = session_now(s) - start_ms,
 	});
+}
+
+void login_route_done(struct session *s, const struct route *r, struct route *saved,
+		      const struct login_ops *ops)
+{
+	*saved = *r;
+	switch (r->result) {
+	case ROUTE_OK:
+		session_connect_backend(s, r->host, r->port);
+		return;
+	case ROUTE_DENIED: {
+		ops->audit(s, "fail", r->reason);
+		double wait = r->wait_s;
+		if (wait > s->conf->limits.max_auth_wait)
+			wait = s->conf->limits.max_auth_wait;
+		if (wait > 0) {
+			/* Honour Auth-Wait: slow down password guessing. */
+			session_set_phase(s, SESSION_AUTH_WAIT);
+			session_delay(s, wait);
+			return;
+		}
+		ops->failed(s, ops->authfailed, true);
+		return;
+	}
+	case ROUTE_TEMPFAIL:
+		ops->audit(s, "tempfail", r->reason);
+		ops->failed(s, ops->unavailable, true);
+		return;
+	}
+}
+
+bool login_route_retry(const struct route *r, bool retried)
+{
+	return !retried && (r->source == ROUTE_SRC_L1 || r->source == ROUTE_SRC_MEMCACHED);
+}
+
+bool login_route_unreachable(struct session *s, const struct route_query *q, const struct route *r,
+			     bool *retried, const char *why)
+{
+	if (!q->bypass_cache) {
+		session_route_invalidate(s, q, r);
+		return false;
+	}
+	/* The fresh lookup forgets the login in the caches first. */
+	*retried = true;
+	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
+		    route_source_names[r->source], q->login);
+	session_resolve(s, q);
+	return true;
 }

@@ -5,6 +5,7 @@
 #ifndef GATEHOUSE_LOGIN_H
 #define GATEHOUSE_LOGIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "route.h"
@@ -17,5 +18,36 @@
  */
 void login_audit(struct session *s, const char *login, const char *authz, const struct route *r,
 		 uint64_t start_ms, const char *result, const char *reason);
+
+/* How a protocol answers the outcomes the shared code decides on. */
+struct login_ops {
+	void (*audit)(struct session *s, const char *result, const char *reason);
+	/* Answer a failed login with reply_line (counted toward the limit). */
+	void (*failed)(struct session *s, const char *reply_line, bool counted);
+	const char *authfailed;   /* reply to an unknown user */
+	const char *unavailable;  /* reply when the lookup or backend is down */
+};
+
+/*
+ * The resolver answered: connect to the route, or fail the login (honouring
+ * Auth-Wait, capped by limits.max_auth_wait: the protocol's timeout hook
+ * then answers with ops->authfailed), or report a temporary failure. saved
+ * receives the route.
+ */
+void login_route_done(struct session *s, const struct route *r, struct route *saved,
+		      const struct login_ops *ops);
+
+/* Whether an unreachable route deserves one fresh lookup: it came from a
+   cache (the mailbox may have moved) and none was tried yet. */
+bool login_route_retry(const struct route *r, bool retried);
+
+/*
+ * The backend of r could not be reached. q is this login's query, built
+ * with bypass_cache = login_route_retry(r, *retried): without it the route
+ * is only forgotten in the caches (false); with it a fresh lookup starts
+ * (true: the protocol's route_done runs again).
+ */
+bool login_route_unreachable(struct session *s, const struct route_query *q, const struct route *r,
+			     bool *retried, const char *why);
 
 #endif

@@ -122,24 +122,14 @@ static void pop3__query(struct session *s, struct route_query *q, bool bypass_ca
 	};
 }
 
+/* The backend of st->route could not be reached: see login_route_unreachable. */
 bool pop3_route_unreachable(struct session *s, const char *why)
 {
 	struct pop3_state *st = pop3__st(s);
 	struct route_query q;
-	bool retry = !st->route_retried &&
-		     (st->route.source == ROUTE_SRC_L1 || st->route.source == ROUTE_SRC_MEMCACHED);
 
-	pop3__query(s, &q, retry);
-	if (!retry) {
-		session_route_invalidate(s, &q, &st->route);
-		return false;
-	}
-	/* The fresh lookup forgets the login in the caches first. */
-	st->route_retried = true;
-	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
-		    route_source_names[st->route.source], q.login);
-	session_resolve(s, &q);
-	return true;
+	pop3__query(s, &q, login_route_retry(&st->route, st->route_retried));
+	return login_route_unreachable(s, &q, &st->route, &st->route_retried, why);
 }
 
 void pop3_route_rejected(struct session *s)
@@ -172,35 +162,16 @@ void pop3__begin_login(struct session *s)
 	session_resolve(s, &q);
 }
 
+static const struct login_ops pop3__login_ops = {
+	.audit = pop3_audit,
+	.failed = pop3_login_failed,
+	.authfailed = POP3_AUTHFAILED,
+	.unavailable = POP3_UNAVAILABLE,
+};
+
 static void pop3_route_done(struct session *s, const struct route *r)
 {
-	struct pop3_state *st = pop3__st(s);
-
-	st->route = *r;
-	switch (r->result) {
-	case ROUTE_OK:
-		session_connect_backend(s, r->host, r->port);
-		return;
-	case ROUTE_DENIED: {
-		pop3_audit(s, "fail", r->reason);
-		double wait = r->wait_s;
-		if (wait > s->conf->limits.max_auth_wait)
-			wait = s->conf->limits.max_auth_wait;
-		if (wait > 0) {
-			/* Honour Auth-Wait: slow down password guessing. */
-			st->deny_kind = ROUTE_DENIED;
-			session_set_phase(s, SESSION_AUTH_WAIT);
-			session_delay(s, wait);
-			return;
-		}
-		pop3_login_failed(s, POP3_AUTHFAILED, true);
-		return;
-	}
-	case ROUTE_TEMPFAIL:
-		pop3_audit(s, "tempfail", r->reason);
-		pop3_login_failed(s, POP3_UNAVAILABLE, true);
-		return;
-	}
+	login_route_done(s, r, &pop3__st(s)->route, &pop3__login_ops);
 }
 
 /* ---- commands ---- */

@@ -69,7 +69,6 @@ struct pop3_state {
 	bool bk_auth;               /* AUTH rather than USER/PASS */
 	bool bk_ir;                 /* AUTH with an initial response (it fits in 255 octets) */
 	bool bk_xoauth2_error;      /* answered a XOAUTH2 error challenge with an empty line */
-	enum route_result deny_kind; /* what AUTH_WAIT is holding back */
 };
 
 /* pop3.c */
