@@ -224,6 +224,23 @@ struct conf {
 	struct conf_listen listen[CONF_MAX_LISTEN];
 	int nlisten;
 
+	/* Login throttling (proxy/conf_throttle.c), Zimbra's: counts live in
+	   memcached (shared by every proxy) or, without memcached, in process. */
+	struct {
+		int ip_limit;            /* connections per client address per window, 0 = off */
+		int ip_limit_imap;       /* > 0: replaces ip_limit for IMAP */
+		int ip_limit_pop3;       /* > 0: replaces ip_limit for POP3 */
+		int ip_window;           /* seconds, fixed from the first count */
+		int user_limit;          /* successful logins per user per window, 0 = off */
+		int user_window;
+		int failed_limit;        /* failed logins per client address per window, 0 = off */
+		int failed_window;
+		struct conf_cidr *whitelist; /* never IP-throttled */
+		int nwhitelist;
+		char *ip_message;        /* "Login rejected from this IP" */
+		char *user_message;      /* "Login rejected for this user" */
+	} throttle;
+
 	/* Peers allowed to send a PROXY header on proxy_protocol listeners. */
 	struct conf_cidr *trusted_proxies;
 	int ntrusted_proxies;
@@ -279,6 +296,12 @@ extern const char *const conf_proto_names[];
  * addresses count as IPv4.
  */
 bool conf_proxy_trusted(const struct conf *c, const struct sockaddr *sa);
+
+/*
+ * Is the address ip (text, IPv4 or IPv6; IPv4-mapped IPv6 counts as IPv4)
+ * inside one of the n networks of list? false for text that is no address.
+ */
+bool conf_cidr_match(const struct conf_cidr *list, int n, const char *ip);
 
 /*
  * The backend port a static route without one uses, for a lookup protocol

@@ -26,6 +26,7 @@ enum metrics_login {
 	METRICS_LOGIN_OK = 0,
 	METRICS_LOGIN_FAIL,
 	METRICS_LOGIN_TEMPFAIL,
+	METRICS_LOGIN_THROTTLED,
 	METRICS_NLOGIN
 };
 
@@ -36,6 +37,7 @@ enum metrics_error {
 	METRICS_ERR_TIMEOUT_PREAUTH,     /* no login (or TLS handshake) in time */
 	METRICS_ERR_TIMEOUT_BACKEND,     /* backend greeting/login answer too slow */
 	METRICS_ERR_TIMEOUT_IDLE,        /* relay idle timeout */
+	METRICS_ERR_THROTTLED,           /* a connection refused by the per-IP throttle */
 	METRICS_NERRORS
 };
 
@@ -48,7 +50,7 @@ void metrics_accepted(int proto);
  */
 void metrics_phase(int proto, int from, int to);
 
-/* One login result: result is "ok", "fail" or "tempfail" (others ignored). */
+/* One login result: "ok", "fail", "tempfail" or "throttled" (others ignored). */
 void metrics_login(int proto, const char *result);
 
 /* n bytes read for relaying, towards the backend or towards the client. */

@@ -29,6 +29,7 @@ enum route_result {
 	ROUTE_OK = 0,
 	ROUTE_DENIED,   /* the user does not exist or may not log in here */
 	ROUTE_TEMPFAIL, /* lookup service down, slow or answering nonsense */
+	ROUTE_THROTTLED, /* over a login throttle limit (session_resolve): reason = the message */
 };
 
 enum route_source {

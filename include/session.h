@@ -25,6 +25,7 @@
 #include "stream.h"
 
 struct conf;
+struct throttle_req;
 struct conf_listen;
 struct worker;
 struct session;
@@ -32,6 +33,7 @@ struct session;
 enum session_phase {
 	SESSION_PREAUTH = 0,     /* greeting sent, reading commands */
 	SESSION_PROXY_HEADER,    /* waiting for the PROXY protocol header (HAProxy) */
+	SESSION_THROTTLE,        /* counting the connection against the per-IP limit */
 	SESSION_TLS_HANDSHAKE,   /* implicit TLS, or after STARTTLS/STLS */
 	SESSION_LOOKUP,          /* resolving the user's route */
 	SESSION_AUTH_WAIT,       /* holding back a failure answer (Auth-Wait) */
@@ -49,6 +51,10 @@ struct session_proto {
 	const char *name;   /* "imap" */
 	/* The line a client gets when a connection cap refuses it (plain only). */
 	const char *busy_line;
+	/* Login throttling: the protocol's letter in Zimbra's per-IP key ('i',
+	   'p'; 0 = not throttled) and what precedes a refusal ("* BYE "). */
+	char throttle_key;
+	const char *deny_prefix;
 	/* Allocate protocol state (s->proto_state) and send the greeting. */
 	int (*start)(struct session *s);
 	/* New client bytes are in s->in (pre-login phases only). */
@@ -88,6 +94,8 @@ struct session {
 	uv_timer_t timer;
 	uv_getaddrinfo_t *dns;          /* pending backend name resolution */
 	struct route_req *route_req;    /* pending route lookup */
+	struct throttle_req *throttle_req; /* pending throttle check */
+	void (*throttle_done)(struct session *s, bool allowed); /* session_count_login's */
 
 	char client_ip[46];
 	uint16_t client_port;
@@ -160,6 +168,23 @@ void session_delay(struct session *s, double secs);
  * on the loop. Enters SESSION_LOOKUP.
  */
 void session_resolve(struct session *s, const struct route_query *q);
+
+/*
+ * session_resolve checks the login throttle first (throttle.h): when the
+ * user or the address is over its limit, route_done gets a route with
+ * result ROUTE_THROTTLED and the message for the client as its reason.
+ */
+
+/*
+ * The backend accepted a login as user: count it for the per-user limit.
+ * Returns false when no check is needed (go on now); true when done(s,
+ * allowed) will run later (not if the session closes first).
+ */
+bool session_count_login(struct session *s, const char *user,
+			 void (*done)(struct session *s, bool allowed));
+
+/* A login failed (wrong password, unknown user): count it for the address. */
+void session_login_failed(struct session *s);
 
 /*
  * The backend of route r (resolved for q) refused the connection or the

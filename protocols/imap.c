@@ -110,7 +110,54 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted)
 	imap__process(s);
 }
 
+void imap_login_throttled(struct session *s, const char *msg)
+{
+	struct imap_state *st = imap__st(s);
+
+	imap_wipe_credentials(st, s->conf);
+	session_close_backend(s);
+	/* Zimbra's answer: the BYE, then the command's own NO. */
+	session_writef(s, "* BYE %s\r\n%s NO %s failed\r\n", msg, st->tag,
+		       st->authenticate ? "AUTHENTICATE" : "LOGIN");
+	session_finish(s, "throttled");
+}
+
+static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest_len);
+
+/* The user's login was counted: over the limit, it is refused after all. */
+static void imap__login_counted(struct session *s, bool allowed)
+{
+	struct imap_state *st = imap__st(s);
+	uint8_t *rest = st->held_ok;
+	size_t len = st->held_ok_len;
+
+	st->held_ok = NULL;
+	st->held_ok_len = 0;
+	if (allowed) {
+		imap__login_done(s, rest, len);
+	} else {
+		imap_audit(s, "throttled", s->conf->throttle.user_message);
+		imap_login_throttled(s, s->conf->throttle.user_message);
+	}
+	free(rest);
+}
+
 void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len)
+{
+	struct imap_state *st = imap__st(s);
+
+	if ((st->held_ok = malloc(rest_len ? rest_len : 1)) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	memcpy(st->held_ok, rest, rest_len);
+	st->held_ok_len = rest_len;
+	if (session_count_login(s, st->route.user, imap__login_counted))
+		return;
+	imap__login_counted(s, true);
+}
+
+static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest_len)
 {
 	struct imap_state *st = imap__st(s);
 
@@ -184,6 +231,7 @@ static void imap__begin_login(struct session *s)
 static const struct login_ops imap__login_ops = {
 	.audit = imap_audit,
 	.failed = imap_login_failed,
+	.throttled = imap_login_throttled,
 	.authfailed = IMAP_AUTHFAILED,
 	.unavailable = IMAP_UNAVAILABLE,
 };
@@ -657,6 +705,7 @@ static void imap_destroy(struct session *s)
 	if (st == NULL)
 		return;
 	imap_wipe_credentials(st, s->conf);
+	free(st->held_ok);
 	free(st->tag);
 	free(st->login);
 	free(st->authz);
@@ -669,6 +718,8 @@ static void imap_destroy(struct session *s)
 const struct session_proto imap_proto = {
 	.name = "imap",
 	.busy_line = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+	.throttle_key = 'i',
+	.deny_prefix = "* BYE ",
 	.start = imap_start,
 	.client_data = imap_client_data,
 	.client_eof = imap_client_eof,

@@ -61,11 +61,15 @@ struct imap_state {
 	bool bk_literal_plus, bk_sasl_ir, bk_auth_plain, bk_caps_known;
 	bool bk_plain_sent;         /* PLAIN message sent after "+" */
 	bool route_retried;         /* a cached route failed: looked up afresh once */
+	/* The backend's tagged OK, held while the user's login is counted. */
+	uint8_t *held_ok;
+	size_t held_ok_len;
 };
 
 /* imap.c */
 void imap_login_failed(struct session *s, const char *reply_line, bool counted);
 void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len);
+void imap_login_throttled(struct session *s, const char *msg);
 void imap_audit(struct session *s, const char *result, const char *reason);
 void imap_wipe_credentials(struct imap_state *st, const struct conf *c);
 bool imap_route_unreachable(struct session *s, const char *why);

@@ -2,6 +2,7 @@
  * login.c - login helpers shared by the IMAP and POP3 front ends.
  */
 #include <stdbool.h>
+#include <string.h>
 
 #include "audit.h"
 #include "conf.h"
@@ -21,6 +22,8 @@ void login_audit(struct session *s, const char *login, const char *authz, const 
 		.source = route_source_names[r->source],
 		.latency_ms = session_now(s) - start_ms,
 	});
+	if (strcmp(result, "fail") == 0)
+		session_login_failed(s);
 }
 
 void login_route_done(struct session *s, const struct route *r, struct route *saved,
@@ -48,6 +51,10 @@ void login_route_done(struct session *s, const struct route *r, struct route *sa
 	case ROUTE_TEMPFAIL:
 		ops->audit(s, "tempfail", r->reason);
 		ops->failed(s, ops->unavailable, true);
+		return;
+	case ROUTE_THROTTLED:
+		ops->audit(s, "throttled", r->reason);
+		ops->throttled(s, r->reason);
 		return;
 	}
 }

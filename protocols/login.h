@@ -14,7 +14,8 @@
 /*
  * Write the audit line for a login attempt on s: login as typed (the
  * authzid when one was given), the route it got (user and backend only
- * when it was routed), how long it took since start_ms.
+ * when it was routed), how long it took since start_ms. A "fail" also
+ * counts against the client address's failed-login limit (throttle.h).
  */
 void login_audit(struct session *s, const char *login, const char *authz, const struct route *r,
 		 uint64_t start_ms, const char *result, const char *reason);
@@ -24,6 +25,8 @@ struct login_ops {
 	void (*audit)(struct session *s, const char *result, const char *reason);
 	/* Answer a failed login with reply_line (counted toward the limit). */
 	void (*failed)(struct session *s, const char *reply_line, bool counted);
+	/* Refuse a throttled login with msg and close. */
+	void (*throttled)(struct session *s, const char *msg);
 	const char *authfailed;   /* reply to an unknown user */
 	const char *unavailable;  /* reply when the lookup or backend is down */
 };

@@ -83,7 +83,54 @@ void pop3_login_failed(struct session *s, const char *reply_line, bool counted)
 	pop3__process(s);
 }
 
+void pop3_login_throttled(struct session *s, const char *msg)
+{
+	struct pop3_state *st = pop3__st(s);
+	char line[256];
+
+	pop3_wipe_credentials(st, s->conf);
+	session_close_backend(s);
+	snprintf(line, sizeof(line), "-ERR %s", msg);
+	pop3__reply(s, line);
+	session_finish(s, "throttled");
+}
+
+static void pop3__login_done(struct session *s, const char *line, size_t len);
+
+/* The user's login was counted: over the limit, it is refused after all. */
+static void pop3__login_counted(struct session *s, bool allowed)
+{
+	struct pop3_state *st = pop3__st(s);
+	char *line = st->held_ok;
+	size_t len = st->held_ok_len;
+
+	st->held_ok = NULL;
+	st->held_ok_len = 0;
+	if (allowed) {
+		pop3__login_done(s, line, len);
+	} else {
+		pop3_audit(s, "throttled", s->conf->throttle.user_message);
+		pop3_login_throttled(s, s->conf->throttle.user_message);
+	}
+	free(line);
+}
+
 void pop3_login_succeeded(struct session *s, const char *line, size_t len)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	if ((st->held_ok = malloc(len ? len : 1)) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	memcpy(st->held_ok, line, len);
+	st->held_ok_len = len;
+	if (session_count_login(s, st->route.user, pop3__login_counted))
+		return;
+	pop3__login_counted(s, true);
+}
+
+static void pop3__login_done(struct session *s, const char *line, size_t len)
 {
 	struct pop3_state *st = pop3__st(s);
 
@@ -165,6 +212,7 @@ void pop3__begin_login(struct session *s)
 static const struct login_ops pop3__login_ops = {
 	.audit = pop3_audit,
 	.failed = pop3_login_failed,
+	.throttled = pop3_login_throttled,
 	.authfailed = POP3_AUTHFAILED,
 	.unavailable = POP3_UNAVAILABLE,
 };
@@ -447,6 +495,7 @@ static void pop3_destroy(struct session *s)
 	if (st == NULL)
 		return;
 	pop3_wipe_credentials(st, s->conf);
+	free(st->held_ok);
 	free(st->login);
 	free(st->authz);
 	free(st->password);
@@ -458,6 +507,8 @@ static void pop3_destroy(struct session *s)
 const struct session_proto pop3_proto = {
 	.name = "pop3",
 	.busy_line = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+	.throttle_key = 'p',
+	.deny_prefix = "-ERR ",
 	.start = pop3_start,
 	.client_data = pop3_client_data,
 	.client_eof = pop3_client_eof,

@@ -63,6 +63,9 @@ struct pop3_state {
 	uint64_t login_start_ms;
 	struct route route;
 	bool route_retried;         /* a cached route failed: looked up afresh once */
+	/* The backend's +OK line, held while the user's login is counted. */
+	char *held_ok;
+	size_t held_ok_len;
 
 	/* Backend replay. */
 	enum pop3_backend_step bk_step;
@@ -77,6 +80,7 @@ struct pop3_state {
 void pop3_login_failed(struct session *s, const char *reply_line, bool counted);
 /* The backend took the login: relay its +OK line and start relaying. */
 void pop3_login_succeeded(struct session *s, const char *line, size_t len);
+void pop3_login_throttled(struct session *s, const char *msg);
 void pop3_audit(struct session *s, const char *result, const char *reason);
 void pop3_wipe_credentials(struct pop3_state *st, const struct conf *c);
 /* One reply line; CRLF added. */

@@ -509,6 +509,7 @@ static const struct conf__opt conf__root_opts[] = {
 	{ "vhosts", CONF__T_FN, 0, 0, 0, conf__vhosts },
 	{ "cache", CONF__T_FN, 0, 0, 0, conf__cache },
 	{ "status", CONF__T_FN, 0, 0, 0, conf__status },
+	{ "throttle", CONF__T_FN, 0, 0, 0, conf__throttle },
 };
 
 static void conf__free(struct conf *c)
@@ -539,6 +540,7 @@ static void conf__free(struct conf *c)
 	conf__cache_free(c);
 	conf__proxy_free(c);
 	conf__status_free(c);
+	conf__throttle_free(c);
 	free(c);
 }
 
@@ -580,7 +582,7 @@ static int conf__defaults(struct conf__ld *ld)
 
 	conf__tls_defaults(c);
 	conf__cache_defaults(c);
-	if (conf__pop3_defaults(ld) < 0)
+	if (conf__pop3_defaults(ld) < 0 || conf__throttle_defaults(ld) < 0)
 		return -1;
 
 	c->lookup.timeout = 10.0;

@@ -124,6 +124,8 @@ void conf__status_free(struct conf *c);
 /* --- PROXY protocol settings (conf_proxy.c) --- */
 
 int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s);
+/* "10.0.0.0/8", "::1/128"; a bare address means the host alone. 0 or -1. */
+int conf__cidr(const char *v, struct conf_cidr *out);
 int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l);
 void conf__proxy_free(struct conf *c);
 
@@ -132,5 +134,11 @@ void conf__proxy_free(struct conf *c);
 int conf__pop3(struct conf__ld *ld, const config_setting_t *s);
 int conf__pop3_defaults(struct conf__ld *ld);
 void conf__pop3_free(struct conf *c);
+
+/* --- login throttling (conf_throttle.c) --- */
+
+int conf__throttle(struct conf__ld *ld, const config_setting_t *s);
+int conf__throttle_defaults(struct conf__ld *ld);
+void conf__throttle_free(struct conf *c);
 
 #endif

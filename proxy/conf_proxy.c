@@ -11,8 +11,7 @@
 
 #define CONF__MAX_TRUSTED 256
 
-/* "10.0.0.0/8", "::1/128"; a bare address means the host alone. */
-static int conf__cidr(const char *v, struct conf_cidr *out)
+int conf__cidr(const char *v, struct conf_cidr *out)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	const char *slash = strchr(v, '/');
@@ -99,30 +98,11 @@ void conf__proxy_free(struct conf *c)
 	free(c->trusted_proxies);
 }
 
-bool conf_proxy_trusted(const struct conf *c, const struct sockaddr *sa)
+/* Is the address a (4 or 16 bytes of family fam) inside one of list[0..n)? */
+static bool conf__cidr_in(const struct conf_cidr *list, int n, int fam, const uint8_t *a)
 {
-	uint8_t a[16];
-	int fam;
-
-	if (sa->sa_family == AF_INET) {
-		memcpy(a, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		fam = AF_INET;
-	} else if (sa->sa_family == AF_INET6) {
-		const uint8_t *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-		if (memcmp(b, mapped, 12) == 0) {
-			/* A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d. */
-			memcpy(a, b + 12, 4);
-			fam = AF_INET;
-		} else {
-			memcpy(a, b, 16);
-			fam = AF_INET6;
-		}
-	} else {
-		return false;
-	}
-	for (int i = 0; i < c->ntrusted_proxies; i++) {
-		const struct conf_cidr *r = &c->trusted_proxies[i];
+	for (int i = 0; i < n; i++) {
+		const struct conf_cidr *r = &list[i];
 		if (r->family != fam)
 			continue;
 		int full = r->prefix / 8, rest = r->prefix % 8;
@@ -133,4 +113,47 @@ bool conf_proxy_trusted(const struct conf *c, const struct sockaddr *sa)
 		return true;
 	}
 	return false;
+}
+
+static const uint8_t conf__v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+bool conf_proxy_trusted(const struct conf *c, const struct sockaddr *sa)
+{
+	uint8_t a[16];
+	int fam;
+
+	if (sa->sa_family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		fam = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *b = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		if (memcmp(b, conf__v4mapped, 12) == 0) {
+			/* A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d. */
+			memcpy(a, b + 12, 4);
+			fam = AF_INET;
+		} else {
+			memcpy(a, b, 16);
+			fam = AF_INET6;
+		}
+	} else {
+		return false;
+	}
+	return conf__cidr_in(c->trusted_proxies, c->ntrusted_proxies, fam, a);
+}
+
+bool conf_cidr_match(const struct conf_cidr *list, int n, const char *ip)
+{
+	uint8_t a[16];
+
+	if (n <= 0 || ip == NULL)
+		return false;
+	if (inet_pton(AF_INET, ip, a) == 1)
+		return conf__cidr_in(list, n, AF_INET, a);
+	if (inet_pton(AF_INET6, ip, a) != 1)
+		return false;
+	if (memcmp(a, conf__v4mapped, 12) == 0) {
+		memmove(a, a + 12, 4);
+		return conf__cidr_in(list, n, AF_INET, a);
+	}
+	return conf__cidr_in(list, n, AF_INET6, a);
 }

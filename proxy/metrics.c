@@ -22,13 +22,14 @@ static atomic_uint_fast64_t metrics__tls[3];   /* ok, failed, resumed */
 static atomic_uint_fast64_t metrics__errors[METRICS_NERRORS];
 
 static const char *const metrics__proto_names[METRICS_NPROTO] = { "imap", "pop3" };
-static const char *const metrics__login_names[METRICS_NLOGIN] = { "ok", "fail", "tempfail" };
+static const char *const metrics__login_names[METRICS_NLOGIN] = { "ok", "fail", "tempfail", "throttled" };
 static const char *const metrics__error_names[METRICS_NERRORS] = {
 	[METRICS_ERR_BACKEND_CONNECT] = "backend_connect",
 	[METRICS_ERR_BACKEND_TLS] = "backend_tls",
 	[METRICS_ERR_TIMEOUT_PREAUTH] = "timeout_preauth",
 	[METRICS_ERR_TIMEOUT_BACKEND] = "timeout_backend",
 	[METRICS_ERR_TIMEOUT_IDLE] = "timeout_idle",
+	[METRICS_ERR_THROTTLED] = "throttled",
 };
 
 #define RELAXED memory_order_relaxed

@@ -29,6 +29,7 @@
 const char *const session_phase_names[] = {
 	[SESSION_PREAUTH] = "PREAUTH",
 	[SESSION_PROXY_HEADER] = "PROXY_HEADER",
+	[SESSION_THROTTLE] = "THROTTLE",
 	[SESSION_TLS_HANDSHAKE] = "TLS_HANDSHAKE",
 	[SESSION_LOOKUP] = "LOOKUP",
 	[SESSION_AUTH_WAIT] = "AUTH_WAIT",
@@ -165,6 +166,9 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	case SESSION_PROXY_HEADER:
 		session__arm(s, c->limits.proxy_header_timeout);
 		break;
+	case SESSION_THROTTLE:   /* memcached is bounded; this is the backstop */
+		session__arm(s, c->limits.preauth_timeout);
+		break;
 	case SESSION_BACKEND_LOGIN:
 		session__arm(s, c->limits.backend_timeout);
 		break;
@@ -215,6 +219,9 @@ void session__timer_fired(uv_timer_t *t)
 		session_log(s, LOG_WARN, "no complete PROXY header within %.1f s, closing",
 			    s->conf->limits.proxy_header_timeout);
 		session_close(s, "PROXY header timeout");
+		return;
+	case SESSION_THROTTLE:
+		session__throttle_timeout(s);
 		return;
 	case SESSION_TLS_HANDSHAKE:
 		session_log(s, LOG_INFO, "TLS handshake not done within %.0f s, closing",
@@ -293,6 +300,8 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 	session__update_reading(s);
 	if (s->phase == SESSION_PROXY_HEADER)
 		session__proxy_data(s);
+	else if (s->phase == SESSION_THROTTLE)
+		session_client_reading(s, false); /* kept until the greeting is sent */
 	else
 		s->proto->client_data(s);
 }
@@ -378,12 +387,19 @@ static void session__route_done(struct route_req *req, const struct route *r, vo
 	s->proto->route_done(s, r);
 }
 
-void session_resolve(struct session *s, const struct route_query *q)
+void session__resolve_now(struct session *s, const struct route_query *q)
 {
 	session_set_phase(s, SESSION_LOOKUP);
 	s->route_req = route_resolve(&s->w->loop, s->conf, q, session__route_done, s);
 	if (s->route_req == NULL)
 		session_close(s, "out of memory");
+}
+
+void session_resolve(struct session *s, const struct route_query *q)
+{
+	if (session__throttle_login(s, q))
+		return;
+	session__resolve_now(s, q);
 }
 
 void session_route_invalidate(struct session *s, const struct route_query *q,
@@ -406,6 +422,7 @@ void session_close(struct session *s, const char *reason)
 		route_cancel(s->route_req);
 		s->route_req = NULL;
 	}
+	session__throttle_cancel(s);
 	if (s->dns)
 		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
 	if (s->proto_state)
@@ -435,6 +452,7 @@ void session_finish(struct session *s, const char *reason)
 	s->finishing = true;
 	s->close_reason = reason;
 	stream_read_stop(&s->client);
+	session__throttle_cancel(s);
 	if (s->route_req) {
 		route_cancel(s->route_req);
 		s->route_req = NULL;
@@ -522,14 +540,9 @@ static void session__tls_done(struct stream *st, int status)
 		s->proto->tls_started(s);
 		return;
 	}
-	/* Implicit TLS: only now does the client get its greeting. */
-	s->phase = SESSION_PREAUTH;
-	if (s->proto->start(s) < 0) {
-		session_close(s, "out of memory");
-		return;
-	}
-	if (!s->closed && !s->finishing)
-		session_set_phase(s, SESSION_PREAUTH);
+	/* Implicit TLS: only now does the client get its greeting (the
+	   throttle's refusal, too, is sent inside TLS). */
+	session__admit(s);
 }
 
 /* Start the server side of TLS. early: what s->in and s->in_pending hold is
@@ -629,6 +642,11 @@ void session__begin(struct session *s)
 		session_client_reading(s, true);
 		return;
 	}
+	session__admit(s);
+}
+
+void session__greet(struct session *s)
+{
 	s->phase = SESSION_PREAUTH;
 	if (s->proto->start(s) < 0) {
 		session_close(s, "out of memory");
@@ -638,7 +656,8 @@ void session__begin(struct session *s)
 		return;
 	session_set_phase(s, SESSION_PREAUTH);
 	session_client_reading(s, true);
-	/* Commands that came in the same read as a PROXY header. */
+	/* Commands that came in the same read as a PROXY header, or while the
+	   throttle was asked. */
 	if (s->in_len > 0 && !s->closed && !s->finishing)
 		s->proto->client_data(s);
 }

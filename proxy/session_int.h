@@ -19,6 +19,20 @@ void session__begin(struct session *s);
    (session_proxy.c). session__proxy_data runs on each read until it is done. */
 void session__proxy_start(struct session *s);
 void session__proxy_data(struct session *s);
+/* Greet the client and read its commands (session.c). */
+void session__greet(struct session *s);
+/* Route now, without the throttle check (session.c). */
+void session__resolve_now(struct session *s, const struct route_query *q);
+/*
+ * Login throttling glue (session_throttle.c). session__admit: check the
+ * per-IP limits of a new connection, then greet it (or refuse it).
+ * session__throttle_login: check q's user and address before routing; true
+ * when the check was started (it routes or refuses later).
+ */
+void session__admit(struct session *s);
+bool session__throttle_login(struct session *s, const struct route_query *q);
+void session__throttle_timeout(struct session *s);
+void session__throttle_cancel(struct session *s);
 /* The session timer's callback (session.c). */
 void session__timer_fired(uv_timer_t *t);
 /* Drop one reference (backend.c, for the backend stream and DNS requests). */

@@ -53,6 +53,16 @@ bool rcache_key_route_user(struct rcache_key *out, const char *proto, const char
 bool rcache_key_alias(struct rcache_key *out, const char *login, const char *ip, bool hashed);
 bool rcache_key_route_id(struct rcache_key *out, const char *proto, const char *id, bool hashed);
 
+/*
+ * Throttle counters (reference §2.2): "throttle:proto=<i|p>,ip=<ip>",
+ * "throttle:user=<user>" (space, '%' and controls %-escaped) and gatehouse's
+ * own "throttle:failed,ip=<ip>" (failed logins). ip must be an address as
+ * printed (hex digits, '.', ':'); proto 'i' (IMAP) or 'p' (POP3).
+ */
+bool rcache_key_throttle_ip(struct rcache_key *out, char proto, const char *ip, bool hashed);
+bool rcache_key_throttle_failed(struct rcache_key *out, const char *ip, bool hashed);
+bool rcache_key_throttle_user(struct rcache_key *out, const char *user, bool hashed);
+
 /* "ip:port", "[v6]:port" or "host:port" into out. Length, or -1 if it does not fit. */
 int rcache_value_format(char *out, size_t cap, const char *host, uint16_t port);
 
@@ -107,6 +117,14 @@ enum rcache_mc_rc rcache_mc_get(struct rcache_mc *mc, const struct rcache_key *k
 enum rcache_mc_rc rcache_mc_add(struct rcache_mc *mc, const struct rcache_key *k,
 				const char *val, size_t len, unsigned ttl_s);
 enum rcache_mc_rc rcache_mc_delete(struct rcache_mc *mc, const struct rcache_key *k);
+
+/*
+ * Add one to the counter k, creating it as 1 with ttl_s when it does not
+ * exist (memcached's `incr`, then `add`: the window is fixed from the first
+ * count, as Zimbra's). *value_out: the count after this one. OK or ERROR.
+ */
+enum rcache_mc_rc rcache_mc_incr(struct rcache_mc *mc, const struct rcache_key *k, unsigned ttl_s,
+				 uint64_t *value_out);
 
 /* ---- the runtime (rcache.c) ---- */
 

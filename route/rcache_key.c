@@ -169,3 +169,58 @@ bool rcache_value_parse(const char *v, size_t n, char *host_out, size_t host_cap
 	*port_out = (uint16_t)port;
 	return true;
 }
+
+/* An address as gatehouse prints it: hex digits, '.', ':' only. */
+static bool rcache__ip_ok(const char *ip)
+{
+	size_t n = ip ? strlen(ip) : 0;
+
+	if (n == 0 || n > RCACHE_MAX_IP)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = ip[i];
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+		      ch == '.' || ch == ':'))
+			return false;
+	}
+	return true;
+}
+
+bool rcache_key_throttle_ip(struct rcache_key *out, char proto, const char *ip, bool hashed)
+{
+	memset(out, 0, sizeof(*out));
+	if ((proto != 'i' && proto != 'p') || !rcache__ip_ok(ip))
+		return false;
+	/* The comma is Zimbra's (reference §2.2), not a typo. */
+	return rcache__build(out, hashed, "throttle:proto=%c,ip=%s", proto, ip);
+}
+
+bool rcache_key_throttle_failed(struct rcache_key *out, const char *ip, bool hashed)
+{
+	memset(out, 0, sizeof(*out));
+	if (!rcache__ip_ok(ip))
+		return false;
+	return rcache__build(out, hashed, "throttle:failed,ip=%s", ip);
+}
+
+bool rcache_key_throttle_user(struct rcache_key *out, const char *user, bool hashed)
+{
+	char esc[3 * ROUTE_MAX_USER];
+	size_t o = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!rcache__name_ok(user, ROUTE_MAX_USER - 1))
+		return false;
+	/* Zimbra %-escapes space, '%' and controls; valid names have only '%'. */
+	for (const char *p = user; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '%' || ch <= 0x20 || ch == 0x7f) {
+			snprintf(esc + o, sizeof(esc) - o, "%%%02X", ch);
+			o += 3;
+		} else {
+			esc[o++] = (char)ch;
+		}
+	}
+	esc[o] = '\0';
+	return rcache__build(out, hashed, "throttle:user=%s", esc);
+}

@@ -331,3 +331,36 @@ enum rcache_mc_rc rcache_mc_delete(struct rcache_mc *mc, const struct rcache_key
 							k->wire_len, 0);
 	return mc__end(&call, rc, rc == MEMCACHED_SUCCESS ? RCACHE_MC_OK : RCACHE_MC_MISS, "delete");
 }
+
+enum rcache_mc_rc rcache_mc_incr(struct rcache_mc *mc, const struct rcache_key *k, unsigned ttl_s,
+				 uint64_t *value_out)
+{
+	struct mc_call call;
+	memcached_return_t rc = MEMCACHED_SUCCESS;
+	uint64_t v = 0;
+
+	*value_out = 0;
+	if (!mc__begin(mc, k, &call)) {
+		route__count(ROUTE__MC_ERROR);
+		return RCACHE_MC_ERROR;
+	}
+	/* Two rounds: another proxy may add the key between our incr and add. */
+	for (int round = 0; round < 2; round++) {
+		rc = memcached_increment_by_key(call.m, k->raw, k->raw_len, k->wire, k->wire_len, 1, &v);
+		if (rc != MEMCACHED_NOTFOUND)
+			break;
+		rc = memcached_add_by_key(call.m, k->raw, k->raw_len, k->wire, k->wire_len, "1", 1,
+					  (time_t)ttl_s, 0);
+		if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
+			v = 1;
+			break;
+		}
+		if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS)
+			break;
+	}
+	bool counted = rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED;
+	enum rcache_mc_rc r = mc__end(&call, rc, counted ? RCACHE_MC_OK : RCACHE_MC_ERROR, "incr");
+	if (r == RCACHE_MC_OK)
+		*value_out = v;
+	return r;
+}

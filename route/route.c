@@ -58,6 +58,13 @@ static struct rcache *route__runtime(struct route_loop *rl, struct conf *c)
 	return rl->rc;
 }
 
+struct rcache *route__cache_for(uv_loop_t *loop, struct conf *c)
+{
+	struct route_loop *rl = route__loop(loop);
+
+	return rl != NULL ? rcache_ref(route__runtime(rl, c)) : NULL;
+}
+
 int route_worker_init(uv_loop_t *loop)
 {
 	struct route_loop *rl = calloc(1, sizeof(*rl));

@@ -54,4 +54,10 @@ void route__flight_leave(struct route_req *req);
 /* Monotonic milliseconds, the same clock on every thread (L1 expiry). */
 uint64_t route__now_ms(void);
 
+/*
+ * The cache runtime for c as seen from loop (a new reference, or NULL when
+ * loop has no resolver state or every cache is off). Loop thread only.
+ */
+struct rcache *route__cache_for(uv_loop_t *loop, struct conf *c);
+
 #endif

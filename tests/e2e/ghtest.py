@@ -37,8 +37,10 @@ class ConnectionClosed(Exception):
 class RawImap:
     """Minimal IMAP client: send bytes, read CRLF-terminated lines."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0, read_greeting=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, read_greeting=True, source=None):
+        # source: a local address to connect from (127.0.0.x: a distinct client IP).
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.timeout = timeout
         self.buf = bytearray()
         self.greeting = self.readline() if read_greeting else None

@@ -1,0 +1,107 @@
+/*
+ * proxy/conf_throttle.c - the `throttle` group: Zimbra's login throttling
+ * (reference §2.7) plus a limit on failed logins per client address.
+ *
+ *   throttle = {
+ *     ip_limit = 0; ip_limit_imap = 0; ip_limit_pop3 = 0; ip_window = 3600;
+ *     user_limit = 0; user_window = 3600;
+ *     failed_limit = 0; failed_window = 3600;
+ *     whitelist = [ "10.0.0.0/8" ];
+ *     ip_message = "Login rejected from this IP";
+ *     user_message = "Login rejected for this user";
+ *   };
+ *
+ * Every limit is off (0) by default, as in Zimbra.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf_int.h"
+
+#define CONF__MAX_WHITELIST 1024
+/* The message follows "* BYE " or "-ERR " on one line. */
+#define CONF__MAX_THROTTLE_MESSAGE 200
+/* memcached reads a relative expiry above 30 days as a Unix time. */
+#define CONF__MAX_WINDOW 2592000
+
+static int conf__whitelist(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be a list of addresses or CIDRs [ \"10.0.0.0/8\", ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF__MAX_WHITELIST)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__MAX_WHITELIST);
+	if (count == 0)
+		return 0;
+	c->throttle.whitelist = calloc((size_t)count, sizeof(*c->throttle.whitelist));
+	if (c->throttle.whitelist == NULL)
+		return conf__oom(ld);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (conf__cidr(v, &c->throttle.whitelist[c->throttle.nwhitelist]) < 0)
+			return conf__fail(ld, e, NULL,
+					  "must be an address or ADDRESS/PREFIX (\"10.0.0.0/8\", \"::1\") without host bits");
+		c->throttle.nwhitelist++;
+	}
+	return 0;
+}
+
+static int conf__ip_message(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__set_text(ld, s, CONF__MAX_THROTTLE_MESSAGE, &ld->c->throttle.ip_message);
+}
+
+static int conf__user_message(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__set_text(ld, s, CONF__MAX_THROTTLE_MESSAGE, &ld->c->throttle.user_message);
+}
+
+#define CONF__THR(f) offsetof(struct conf, throttle.f)
+
+static const struct conf__opt conf__throttle_opts[] = {
+	{ "ip_limit", CONF__T_INT, CONF__THR(ip_limit), 0, 1000000000, NULL },
+	{ "ip_limit_imap", CONF__T_INT, CONF__THR(ip_limit_imap), 0, 1000000000, NULL },
+	{ "ip_limit_pop3", CONF__T_INT, CONF__THR(ip_limit_pop3), 0, 1000000000, NULL },
+	{ "ip_window", CONF__T_INT, CONF__THR(ip_window), 1, CONF__MAX_WINDOW, NULL },
+	{ "user_limit", CONF__T_INT, CONF__THR(user_limit), 0, 1000000000, NULL },
+	{ "user_window", CONF__T_INT, CONF__THR(user_window), 1, CONF__MAX_WINDOW, NULL },
+	{ "failed_limit", CONF__T_INT, CONF__THR(failed_limit), 0, 1000000000, NULL },
+	{ "failed_window", CONF__T_INT, CONF__THR(failed_window), 1, CONF__MAX_WINDOW, NULL },
+	{ "whitelist", CONF__T_FN, 0, 0, 0, conf__whitelist },
+	{ "ip_message", CONF__T_FN, 0, 0, 0, conf__ip_message },
+	{ "user_message", CONF__T_FN, 0, 0, 0, conf__user_message },
+};
+
+int conf__throttle(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__throttle_opts,
+			   sizeof(conf__throttle_opts) / sizeof(conf__throttle_opts[0]));
+}
+
+int conf__throttle_defaults(struct conf__ld *ld)
+{
+	struct conf *c = ld->c;
+
+	c->throttle.ip_window = 3600;
+	c->throttle.user_window = 3600;
+	c->throttle.failed_window = 3600;
+	if ((c->throttle.ip_message = strdup("Login rejected from this IP")) == NULL ||
+	    (c->throttle.user_message = strdup("Login rejected for this user")) == NULL)
+		return conf__oom(ld);
+	return 0;
+}
+
+void conf__throttle_free(struct conf *c)
+{
+	free(c->throttle.whitelist);
+	free(c->throttle.ip_message);
+	free(c->throttle.user_message);
+	c->throttle.whitelist = NULL;
+	c->throttle.ip_message = c->throttle.user_message = NULL;
+}
