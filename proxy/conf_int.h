@@ -126,6 +126,9 @@ void conf__status_free(struct conf *c);
 int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s);
 /* "10.0.0.0/8", "::1/128"; a bare address means the host alone. 0 or -1. */
 int conf__cidr(const char *v, struct conf_cidr *out);
+/* A list of at most max of those into a new array (*list_out, *n_out). */
+int conf__cidr_list(struct conf__ld *ld, const config_setting_t *s, int max,
+		    struct conf_cidr **list_out, int *n_out);
 int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l);
 void conf__proxy_free(struct conf *c);
 

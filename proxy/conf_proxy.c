@@ -55,31 +55,36 @@ int conf__cidr(const char *v, struct conf_cidr *out)
 	return 0;
 }
 
-int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s)
+int conf__cidr_list(struct conf__ld *ld, const config_setting_t *s, int max,
+		    struct conf_cidr **list_out, int *n_out)
 {
-	struct conf *c = ld->c;
-
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return conf__fail(ld, s, NULL, "must be a list of CIDRs [ \"10.0.0.0/8\", ... ]");
+		return conf__fail(ld, s, NULL, "must be a list of networks [ \"10.0.0.0/8\", ... ]");
 	int count = config_setting_length(s);
-	if (count > CONF__MAX_TRUSTED)
-		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__MAX_TRUSTED);
+	if (count > max)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", max);
 	if (count == 0)
 		return 0;
-	c->trusted_proxies = calloc((size_t)count, sizeof(*c->trusted_proxies));
-	if (c->trusted_proxies == NULL)
+	/* Filled in place and counted as it goes, so a failure half-way is freed. */
+	if ((*list_out = calloc((size_t)count, sizeof(**list_out))) == NULL)
 		return conf__oom(ld);
 	for (int i = 0; i < count; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		const char *v;
 		if (conf__string(ld, e, &v) < 0)
 			return -1;
-		if (conf__cidr(v, &c->trusted_proxies[c->ntrusted_proxies]) < 0)
+		if (conf__cidr(v, &(*list_out)[*n_out]) < 0)
 			return conf__fail(ld, e, NULL,
-					  "must be ADDRESS/PREFIX (\"10.0.0.0/8\", \"::1/128\") without host bits");
-		c->ntrusted_proxies++;
+					  "must be ADDRESS or ADDRESS/PREFIX (\"10.0.0.0/8\", \"::1\") without host bits");
+		(*n_out)++;
 	}
 	return 0;
+}
+
+int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__cidr_list(ld, s, CONF__MAX_TRUSTED, &ld->c->trusted_proxies,
+			       &ld->c->ntrusted_proxies);
 }
 
 int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l)

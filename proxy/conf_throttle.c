@@ -27,29 +27,8 @@
 
 static int conf__whitelist(struct conf__ld *ld, const config_setting_t *s)
 {
-	struct conf *c = ld->c;
-
-	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return conf__fail(ld, s, NULL, "must be a list of addresses or CIDRs [ \"10.0.0.0/8\", ... ]");
-	int count = config_setting_length(s);
-	if (count > CONF__MAX_WHITELIST)
-		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__MAX_WHITELIST);
-	if (count == 0)
-		return 0;
-	c->throttle.whitelist = calloc((size_t)count, sizeof(*c->throttle.whitelist));
-	if (c->throttle.whitelist == NULL)
-		return conf__oom(ld);
-	for (int i = 0; i < count; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		const char *v;
-		if (conf__string(ld, e, &v) < 0)
-			return -1;
-		if (conf__cidr(v, &c->throttle.whitelist[c->throttle.nwhitelist]) < 0)
-			return conf__fail(ld, e, NULL,
-					  "must be an address or ADDRESS/PREFIX (\"10.0.0.0/8\", \"::1\") without host bits");
-		c->throttle.nwhitelist++;
-	}
-	return 0;
+	return conf__cidr_list(ld, s, CONF__MAX_WHITELIST, &ld->c->throttle.whitelist,
+			       &ld->c->throttle.nwhitelist);
 }
 
 static int conf__ip_message(struct conf__ld *ld, const config_setting_t *s)
