@@ -2,7 +2,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all build deps test unit e2e demo demo-stop clean
+.PHONY: all build deps test unit e2e fuzz demo demo-stop clean
 
 all: build
 
@@ -24,6 +24,12 @@ unit: build
 
 e2e: build
 	/usr/bin/python3 -m pytest -q tests/e2e
+
+# libFuzzer targets (clang, ASan + UBSan) in build-fuzz, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash scripts/deps.sh fuzz
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: deps build
 	@bash scripts/demo.sh

@@ -136,6 +136,7 @@ enum conf_pop3_backend_auth {
 #define CONF_SASL_PLAIN 0x1u
 #define CONF_SASL_LOGIN 0x2u
 #define CONF_SASL_XOAUTH2 0x4u
+#define CONF_SASL_OAUTHBEARER 0x8u
 
 struct conf {
 	atomic_int refs;

@@ -1,7 +1,7 @@
 /*
  * sasl.h - SASL payload helpers shared by the IMAP and POP3 front ends:
  * base64, SASL response lines, the PLAIN message (RFC 4616) and the user
- * inside an XOAUTH2 message. Pure functions, no allocation.
+ * inside an XOAUTH2 or OAUTHBEARER message. Pure functions, no allocation.
  */
 #ifndef GATEHOUSE_SASL_H
 #define GATEHOUSE_SASL_H
@@ -82,5 +82,18 @@ struct sasl_xoauth2 {
  * user or auth is missing, repeated or empty, or auth is not "Bearer ...".
  */
 int sasl_xoauth2_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out);
+
+/*
+ * Split a decoded OAUTHBEARER message (RFC 7628 section 3.1):
+ * "n,a=U,^A key=value ^A ... auth=Bearer T ^A ^A". Like XOAUTH2, gatehouse
+ * only needs the user (the GS2 authzid) for the lookup and replays the
+ * message itself. The same struct as XOAUTH2 carries the spans. Returns 0,
+ * or -1 when the GS2 header is not "n," or "y," (channel binding, "p=",
+ * cannot survive a proxy), the authzid is missing, empty or escaped (=2C,
+ * =3D: no mail address needs them), a NUL occurs, a key is not letters, a
+ * pair has no '=', auth is missing, repeated or not "Bearer <token>", or
+ * the framing is wrong.
+ */
+int sasl_oauthbearer_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out);
 
 #endif

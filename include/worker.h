@@ -20,8 +20,15 @@
 struct session;
 struct worker;
 
+/*
+ * A listening socket. gatehouse accepts itself (uv_poll_t on the socket,
+ * accept4) rather than through uv_listen, so that running out of file
+ * descriptors pauses accepting (connections wait in the kernel's backlog)
+ * instead of libuv's EMFILE fallback, which accepts and drops them unseen.
+ */
 struct listener {
-	uv_tcp_t tcp;
+	uv_poll_t poll;
+	int fd;                       /* the listening socket, closed with poll */
 	struct worker *w;
 	const struct conf_listen *cl; /* in w->listen_conf: the addresses bound at start */
 	int index;                    /* its place in listen[], to find its settings after a reload */
@@ -47,6 +54,8 @@ struct worker {
 	struct listener listeners[CONF_MAX_LISTEN];
 	int nlisteners;
 	struct pool pool;
+	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
+	unsigned accept_pauses;             /* pauses since accept last succeeded */
 	struct session *sessions;           /* doubly linked */
 	size_t nsessions;
 	bool stopping;

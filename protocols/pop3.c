@@ -160,7 +160,8 @@ static void pop3__query(struct session *s, struct route_query *q, bool bypass_ca
 
 	*q = (struct route_query){
 		.login = st->authz[0] ? st->authz : st->login,
-		.password = st->mech == POP3_MECH_XOAUTH2 ? NULL : st->password,
+		.password = st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER
+			    ? NULL : st->password,
 		.protocol = s->conf->upstream.tls ? "pop3ssl" : "pop3",
 		.client_ip = s->client_ip,
 		.proxy_ip = s->local_ip,
@@ -262,10 +263,11 @@ static void pop3__capa(struct session *s)
 	if (session_starttls_available(s) && n < sizeof(buf))
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "STLS\r\n");
 	if (c->pop3.sasl && !refused && n < sizeof(buf))
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "SASL%s%s%s\r\n",
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "SASL%s%s%s%s\r\n",
 				      c->pop3.sasl & CONF_SASL_PLAIN ? " PLAIN" : "",
 				      c->pop3.sasl & CONF_SASL_LOGIN ? " LOGIN" : "",
-				      c->pop3.sasl & CONF_SASL_XOAUTH2 ? " XOAUTH2" : "");
+				      c->pop3.sasl & CONF_SASL_XOAUTH2 ? " XOAUTH2" : "",
+				      c->pop3.sasl & CONF_SASL_OAUTHBEARER ? " OAUTHBEARER" : "");
 	if (n < sizeof(buf))
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".\r\n");
 	session_write(s, buf, n < sizeof(buf) ? n : sizeof(buf) - 1);

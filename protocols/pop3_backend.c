@@ -80,10 +80,11 @@ void pop3_backend_connected(struct session *s, int status)
 	}
 	st->bk_step = POP3_BK_GREETING;
 	st->bk_xoauth2_error = false;
-	/* USER/PASS unless the login needs SASL: an XOAUTH2 token, an authzid,
-	   the configuration, or a password USER/PASS cannot carry. */
-	st->bk_auth = st->mech == POP3_MECH_XOAUTH2 || st->authz[0] ||
-		      c->pop3.backend_auth == CONF_POP3_BACKEND_AUTH_PLAIN ||
+	/* USER/PASS unless the login needs SASL: an XOAUTH2 or OAUTHBEARER
+	   token, an authzid, the configuration, or a password USER/PASS cannot
+	   carry. */
+	st->bk_auth = st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER ||
+		      st->authz[0] || c->pop3.backend_auth == CONF_POP3_BACKEND_AUTH_PLAIN ||
 		      !bk__line_safe(st->password, st->password_len);
 	st->bk_ir = false;
 }
@@ -100,7 +101,7 @@ static size_t bk__sasl_response(struct session *s, char *out)
 {
 	struct pop3_state *st = bk__st(s);
 
-	if (st->mech == POP3_MECH_XOAUTH2) {
+	if (st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER) {
 		memcpy(out, st->xoauth2, st->xoauth2_len);
 		return st->xoauth2_len;
 	}
@@ -121,7 +122,9 @@ static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
 			     enum pop3_backend_step *step_out, bool *done_out)
 {
 	struct pop3_state *st = bk__st(s);
-	const char *mech = st->mech == POP3_MECH_XOAUTH2 ? "XOAUTH2" : "PLAIN";
+	const char *mech = st->mech == POP3_MECH_XOAUTH2       ? "XOAUTH2"
+			   : st->mech == POP3_MECH_OAUTHBEARER ? "OAUTHBEARER"
+							       : "PLAIN";
 	size_t n = 0;
 
 	if (!st->bk_auth) {
@@ -333,11 +336,16 @@ static void bk__line(struct session *s, const char *line, size_t n, size_t linel
 			bk__advance(s);
 			return;
 		}
-		/* XOAUTH2 failures come as a challenge with an error; the client
-		   (us, here) answers with an empty line and gets the -ERR. */
-		if (st->bk_step == POP3_BK_LOGIN && st->mech == POP3_MECH_XOAUTH2 && !st->bk_xoauth2_error) {
+		/* Token failures come as a challenge with an error; the client
+		   (us, here) answers and gets the -ERR: XOAUTH2 with an empty
+		   line, OAUTHBEARER with a single ^A (RFC 7628 section 3.2.3). */
+		if (st->bk_step == POP3_BK_LOGIN && !st->bk_xoauth2_error &&
+		    (st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER)) {
 			st->bk_xoauth2_error = true;
-			session_backend_write(s, "\r\n", 2, false);
+			if (st->mech == POP3_MECH_OAUTHBEARER)
+				session_backend_write(s, "AQ==\r\n", 6, false);
+			else
+				session_backend_write(s, "\r\n", 2, false);
 			return;
 		}
 		bk__tempfail(s, "backend asked for a continuation we did not expect");

@@ -22,6 +22,7 @@ enum pop3_auth_step {
 	POP3_AUTH_LOGIN_USER,   /* waiting for the LOGIN mechanism's user name */
 	POP3_AUTH_LOGIN_PASS,   /* waiting for its password */
 	POP3_AUTH_XOAUTH2_WAIT, /* "+ " sent, waiting for the XOAUTH2 message */
+	POP3_AUTH_OAUTHBEARER_WAIT, /* "+ " sent, waiting for the OAUTHBEARER message */
 };
 
 /* How the client logged in; it decides what the backend gets. */
@@ -30,6 +31,7 @@ enum pop3_mech {
 	POP3_MECH_PLAIN,        /* AUTH PLAIN */
 	POP3_MECH_LOGIN,        /* AUTH LOGIN */
 	POP3_MECH_XOAUTH2,      /* AUTH XOAUTH2: the client's message is replayed as-is */
+	POP3_MECH_OAUTHBEARER,  /* AUTH OAUTHBEARER (RFC 7628): replayed as-is too */
 };
 
 /* The backend answer being waited for. */
@@ -58,7 +60,7 @@ struct pop3_state {
 	char *authz;                /* max_login + 1: PLAIN authzid, "" if none */
 	char *password;             /* max_password + 1 */
 	size_t password_len;
-	char *xoauth2;              /* the client's base64 XOAUTH2 message, NULL if none */
+	char *xoauth2;              /* the client's base64 XOAUTH2 or OAUTHBEARER message, or NULL */
 	size_t xoauth2_len;
 	uint64_t login_start_ms;
 	struct route route;
@@ -71,7 +73,7 @@ struct pop3_state {
 	enum pop3_backend_step bk_step;
 	bool bk_auth;               /* AUTH rather than USER/PASS */
 	bool bk_ir;                 /* AUTH with an initial response (it fits in 255 octets) */
-	bool bk_xoauth2_error;      /* answered a XOAUTH2 error challenge with an empty line */
+	bool bk_xoauth2_error;      /* answered a token mechanism's error challenge */
 };
 
 /* pop3.c */

@@ -73,29 +73,33 @@ static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
 	pop3__begin_login(s);
 }
 
-/* An XOAUTH2 message: find the user for the lookup, keep the message. */
-static void pop3__xoauth2(struct session *s, const uint8_t *b64, size_t n)
+/* An XOAUTH2 or OAUTHBEARER message: find the user for the lookup, keep
+   the message to replay it to the backend. */
+static void pop3__token(struct session *s, enum pop3_mech mech, const uint8_t *b64, size_t n)
 {
 	struct pop3_state *st = pop3__st(s);
 	uint8_t *msg;
 	size_t cap;
 	struct sasl_xoauth2 x;
 	int len = pop3__decode(b64, n, &msg, &cap);
+	bool bearer = mech == POP3_MECH_OAUTHBEARER;
 
 	st->auth = POP3_AUTH_NONE;
-	st->mech = POP3_MECH_XOAUTH2;
+	st->mech = mech;
 	st->authz[0] = '\0';
 	if (len < 0) {
 		pop3__free(msg, cap);
 		pop3__bad(s, "-ERR Invalid base64 data");
 		return;
 	}
-	bool ok = sasl_xoauth2_parse(msg, (size_t)len, &x) == 0 &&
+	bool ok = (bearer ? sasl_oauthbearer_parse(msg, (size_t)len, &x)
+			  : sasl_xoauth2_parse(msg, (size_t)len, &x)) == 0 &&
 		  sasl_take(st->login, s->conf->limits.max_login + 1, msg + x.user.off, x.user.len);
 	pop3__free(msg, cap);
 	if (!ok) {
 		st->login[0] = '\0';
-		pop3__fail_early(s, "malformed XOAUTH2 message");
+		pop3__fail_early(s, bearer ? "malformed OAUTHBEARER message"
+					   : "malformed XOAUTH2 message");
 		return;
 	}
 	st->xoauth2 = malloc(n + 1);
@@ -129,9 +133,10 @@ bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
 
 	if (cmd->nargs == 0) {
 		/* The mechanism list of RFC 1734, which some clients still ask for. */
-		session_writef(s, "+OK\r\n%s%s%s.\r\n", offered & CONF_SASL_PLAIN ? "PLAIN\r\n" : "",
+		session_writef(s, "+OK\r\n%s%s%s%s.\r\n", offered & CONF_SASL_PLAIN ? "PLAIN\r\n" : "",
 			       offered & CONF_SASL_LOGIN ? "LOGIN\r\n" : "",
-			       offered & CONF_SASL_XOAUTH2 ? "XOAUTH2\r\n" : "");
+			       offered & CONF_SASL_XOAUTH2 ? "XOAUTH2\r\n" : "",
+			       offered & CONF_SASL_OAUTHBEARER ? "OAUTHBEARER\r\n" : "");
 		return true;
 	}
 	if (cmd->nargs > 2)
@@ -148,9 +153,16 @@ bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
 	}
 	if ((offered & CONF_SASL_XOAUTH2) && strcasecmp(mech, "XOAUTH2") == 0) {
 		if (ir)
-			pop3__xoauth2(s, s->in + ir->off, ir->len);
+			pop3__token(s, POP3_MECH_XOAUTH2, s->in + ir->off, ir->len);
 		else
 			pop3__continue(s, POP3_AUTH_XOAUTH2_WAIT, "+ ");
+		return true;
+	}
+	if ((offered & CONF_SASL_OAUTHBEARER) && strcasecmp(mech, "OAUTHBEARER") == 0) {
+		if (ir)
+			pop3__token(s, POP3_MECH_OAUTHBEARER, s->in + ir->off, ir->len);
+		else
+			pop3__continue(s, POP3_AUTH_OAUTHBEARER_WAIT, "+ ");
 		return true;
 	}
 	if ((offered & CONF_SASL_LOGIN) && strcasecmp(mech, "LOGIN") == 0) {
@@ -193,8 +205,9 @@ bool pop3__sasl_line(struct session *s, const struct pop3_cmd *cmd)
 		pop3__plain(s, p, n);
 		return true;
 	}
-	if (step == POP3_AUTH_XOAUTH2_WAIT) {
-		pop3__xoauth2(s, p, n);
+	if (step == POP3_AUTH_XOAUTH2_WAIT || step == POP3_AUTH_OAUTHBEARER_WAIT) {
+		pop3__token(s, step == POP3_AUTH_XOAUTH2_WAIT ? POP3_MECH_XOAUTH2 : POP3_MECH_OAUTHBEARER,
+			    p, n);
 		return true;
 	}
 	uint8_t *v;

@@ -214,3 +214,43 @@ int sasl_xoauth2_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out)
 	}
 	return have_user && have_auth ? 0 : -1;
 }
+
+int sasl_oauthbearer_parse(const uint8_t *p, size_t n, struct sasl_xoauth2 *out)
+{
+	bool have_auth = false;
+	size_t i, a;
+
+	memset(out, 0, sizeof(*out));
+	if (n < 5 || n > UINT32_MAX || p[n - 1] != 1 || p[n - 2] != 1 || memchr(p, 0, n))
+		return -1;
+	/* gs2-header: cbind flag, authzid, then the first ^A. */
+	if ((p[0] != 'n' && p[0] != 'y') || p[1] != ',' || p[2] != 'a' || p[3] != '=')
+		return -1;
+	for (a = 4; a < n && p[a] != ','; a++)
+		if (p[a] == '=' || p[a] == 1)
+			return -1;
+	if (a == 4 || a + 1 >= n || p[a + 1] != 1)
+		return -1;
+	out->user.off = 4;
+	out->user.len = (uint32_t)(a - 4);
+	/* kvpairs, each "key=value" ended by ^A; the final ^A ends the list. */
+	for (i = a + 2; i < n - 1;) {
+		const uint8_t *sep = memchr(p + i, 1, n - 1 - i);
+		size_t j = (size_t)(sep - p); /* sep exists: p[n - 2] is ^A */
+		size_t k = i;
+
+		while (k < j && ((p[k] | 0x20) >= 'a' && (p[k] | 0x20) <= 'z'))
+			k++;
+		if (k == i || k == j || p[k] != '=')
+			return -1;
+		if (k - i == 4 && memcmp(p + i, "auth", 4) == 0) {
+			if (have_auth || j - i <= 12 || strncasecmp((const char *)p + i + 5, "Bearer ", 7) != 0)
+				return -1;
+			have_auth = true;
+			out->token.off = (uint32_t)(i + 12);
+			out->token.len = (uint32_t)(j - i - 12);
+		}
+		i = j + 1;
+	}
+	return have_auth ? 0 : -1;
+}

@@ -32,6 +32,7 @@ static const struct {
 	{ "PLAIN", CONF_SASL_PLAIN },
 	{ "LOGIN", CONF_SASL_LOGIN },
 	{ "XOAUTH2", CONF_SASL_XOAUTH2 },
+	{ "OAUTHBEARER", CONF_SASL_OAUTHBEARER },
 };
 
 static int conf__pop3_greeting(struct conf__ld *ld, const config_setting_t *s)
@@ -129,7 +130,7 @@ static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
 				break;
 		}
 		if (k == nmechs)
-			return conf__fail(ld, e, NULL, "must be one of PLAIN, LOGIN, XOAUTH2");
+			return conf__fail(ld, e, NULL, "must be one of PLAIN, LOGIN, XOAUTH2, OAUTHBEARER");
 		if (c->pop3.sasl & conf__pop3_mechs[k].bit)
 			return conf__fail(ld, e, NULL, "duplicate mechanism %s", v);
 		c->pop3.sasl |= conf__pop3_mechs[k].bit;

@@ -5,6 +5,7 @@
  * so workers share nothing on the hot path: a session lives and dies on the
  * loop that accepted it.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -26,19 +27,60 @@ static void worker__maybe_exit(struct worker *w);
 static void worker__reconcile(struct worker *w);
 static void worker__listener_closed(uv_handle_t *h);
 
-static void worker__on_connection(uv_stream_t *server, int status)
-{
-	struct listener *l = server->data;
-	struct worker *w = l->w;
+/* How long accepting pauses when the process is out of file descriptors. */
+#define WORKER_ACCEPT_BACKOFF_MS 100
+/* Connections taken per wakeup, so one busy listener cannot starve the loop
+   (epoll is level-triggered: the rest wake it again at once). */
+#define WORKER_ACCEPT_BATCH 64
 
-	if (status < 0) {
-		log_write(LOG_WARN, "worker %d: accepting on %s: %s", w->id, l->cl->address,
-			  uv_strerror(status));
-		return;
+static void worker__on_acceptable(uv_poll_t *p, int status, int events);
+
+/* Start (or restart after a pause) every listener that is still open. */
+static void worker__poll_listeners(struct worker *w)
+{
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+		if (l->open && !uv_is_closing((uv_handle_t *)&l->poll))
+			uv_poll_start(&l->poll, UV_READABLE, worker__on_acceptable);
 	}
+}
+
+static void worker__resume_accept(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	if (!w->stopping)
+		worker__poll_listeners(w);
+}
+
+/*
+ * Out of descriptors (or kernel memory): stop polling every listener of this
+ * worker for a moment. New connections wait in the backlog rather than being
+ * accepted and dropped; sessions that end free descriptors meanwhile. One
+ * warning per episode, one info line when accepting works again.
+ */
+static void worker__pause_accept(struct worker *w, struct listener *l, int err)
+{
+	if (w->accept_pauses++ == 0)
+		log_write(LOG_WARN, "worker %d: accepting on %s: %s (%zu sessions): pausing accept "
+			  "for %d ms at a time until it works again", w->id, l->cl->address,
+			  uv_strerror(-err), w->nsessions, WORKER_ACCEPT_BACKOFF_MS);
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct listener *o = &w->listeners[i];
+		if (o->open && !uv_is_closing((uv_handle_t *)&o->poll))
+			uv_poll_stop(&o->poll);
+	}
+	uv_timer_start(&w->accept_timer, worker__resume_accept, WORKER_ACCEPT_BACKOFF_MS, 0);
+}
+
+/* Hand an accepted socket to a new session (which owns it from here). */
+static void worker__take(struct worker *w, struct listener *l, int fd)
+{
 	struct session *s = session_new(w, l);
+
 	if (s == NULL) {
 		log_write(LOG_ERROR, "worker %d: out of memory accepting on %s", w->id, l->cl->address);
+		close(fd);
 		return;
 	}
 	s->next = w->sessions;
@@ -46,11 +88,44 @@ static void worker__on_connection(uv_stream_t *server, int status)
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
-	if (uv_accept(server, (uv_stream_t *)&s->client.tcp) < 0) {
+	if (uv_tcp_open(&s->client.tcp, fd) < 0) {
+		close(fd);
 		session_close(s, "accept failed");
 		return;
 	}
 	session_start(s);
+}
+
+static void worker__on_acceptable(uv_poll_t *p, int status, int events)
+{
+	struct listener *l = p->data;
+	struct worker *w = l->w;
+
+	if (status < 0) {
+		log_write(LOG_WARN, "worker %d: accepting on %s: %s", w->id, l->cl->address,
+			  uv_strerror(status));
+		return;
+	}
+	for (int i = 0; i < WORKER_ACCEPT_BATCH && !w->stopping; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				worker__pause_accept(w, l, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_write(LOG_WARN, "worker %d: accepting on %s: %s", w->id,
+					  l->cl->address, uv_strerror(-errno));
+			return;
+		}
+		if (w->accept_pauses > 0) {
+			log_write(LOG_INFO, "worker %d: accepting again on %s after %u pause(s)", w->id,
+				  l->cl->address, w->accept_pauses);
+			w->accept_pauses = 0;
+		}
+		worker__take(w, l, fd);
+	}
 }
 
 void worker_session_gone(struct worker *w, struct session *s)
@@ -83,21 +158,21 @@ static int worker__listen(struct worker *w, struct listener *l, const struct con
 	if (cl->addr.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail_errno;
-	if (bind(fd, (const struct sockaddr *)&cl->addr, cl->addrlen) < 0)
+	if (bind(fd, (const struct sockaddr *)&cl->addr, cl->addrlen) < 0 || listen(fd, 511) < 0)
 		goto fail_errno;
-	rc = uv_tcp_init(&w->loop, &l->tcp);
+	rc = uv_poll_init(&w->loop, &l->poll, fd);
 	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
-	l->tcp.data = l;
+	/* From here the descriptor is closed with the handle (listener_closed). */
+	l->poll.data = l;
+	l->fd = fd;
 	l->open = true;
-	rc = uv_tcp_open(&l->tcp, fd);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
-	return uv_listen((uv_stream_t *)&l->tcp, 511, worker__on_connection);
+	/* While accepting is paused, a new listener waits for the timer too. */
+	if (uv_is_active((uv_handle_t *)&w->accept_timer))
+		return 0;
+	return uv_poll_start(&l->poll, UV_READABLE, worker__on_acceptable);
 
 fail_errno:
 	rc = -errno;
@@ -109,6 +184,9 @@ static void worker__listener_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
 
+	/* uv_poll_t never closes the descriptor it watches. */
+	close(l->fd);
+	l->fd = -1;
 	l->open = false;
 }
 
@@ -116,8 +194,8 @@ static void worker__stop_accepting(struct worker *w)
 {
 	for (int i = 0; i < w->nlisteners; i++) {
 		struct listener *l = &w->listeners[i];
-		if (l->open && !uv_is_closing((uv_handle_t *)&l->tcp))
-			uv_close((uv_handle_t *)&l->tcp, worker__listener_closed);
+		if (l->open && !uv_is_closing((uv_handle_t *)&l->poll))
+			uv_close((uv_handle_t *)&l->poll, worker__listener_closed);
 	}
 }
 
@@ -140,7 +218,7 @@ static void worker__reconcile(struct worker *w)
 
 	for (int i = 0; i < w->nlisteners; i++) {
 		struct listener *l = &w->listeners[i];
-		if (!l->open || uv_is_closing((uv_handle_t *)&l->tcp))
+		if (!l->open || uv_is_closing((uv_handle_t *)&l->poll))
 			continue;
 		int j = 0;
 		while (j < c->nlisten && !worker__same_addr(l->cl, &c->listen[j]))
@@ -151,7 +229,7 @@ static void worker__reconcile(struct worker *w)
 			kept[j] = true;
 		} else {
 			log_write(LOG_INFO, "worker %d: no longer listening on %s", w->id, l->cl->address);
-			uv_close((uv_handle_t *)&l->tcp, worker__listener_closed);
+			uv_close((uv_handle_t *)&l->poll, worker__listener_closed);
 		}
 	}
 	for (int j = 0; j < c->nlisten; j++) {
@@ -169,7 +247,7 @@ static void worker__reconcile(struct worker *w)
 			log_write(LOG_ERROR, "worker %d: listening on %s: %s", w->id,
 				  c->listen[j].address, uv_strerror(rc));
 			if (w->listeners[i].open)
-				uv_close((uv_handle_t *)&w->listeners[i].tcp, worker__listener_closed);
+				uv_close((uv_handle_t *)&w->listeners[i].poll, worker__listener_closed);
 			continue;
 		}
 		if (i >= w->nlisteners)
@@ -183,8 +261,10 @@ static void worker__reconcile(struct worker *w)
 
 static void worker__maybe_exit(struct worker *w)
 {
-	if (w->stopping && w->nsessions == 0 && !uv_is_closing((uv_handle_t *)&w->async))
+	if (w->stopping && w->nsessions == 0 && !uv_is_closing((uv_handle_t *)&w->async)) {
+		uv_close((uv_handle_t *)&w->accept_timer, NULL);
 		uv_close((uv_handle_t *)&w->async, NULL);
+	}
 }
 
 static void worker__on_async(uv_async_t *a)
@@ -240,6 +320,7 @@ static void worker__run(void *arg)
 	if (w->start_status < 0) {
 		w->stopping = true;
 		worker__stop_accepting(w);
+		uv_close((uv_handle_t *)&w->accept_timer, NULL);
 		uv_close((uv_handle_t *)&w->async, NULL);
 	}
 	uv_sem_post(w->started);
@@ -267,11 +348,18 @@ int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started)
 	if (rc < 0)
 		goto fail_loop;
 	w->async.data = w;
-	rc = uv_thread_create(&w->thread, worker__run, w);
+	rc = uv_timer_init(&w->loop, &w->accept_timer);
 	if (rc < 0)
 		goto fail_async;
+	w->accept_timer.data = w;
+	w->accept_pauses = 0;
+	rc = uv_thread_create(&w->thread, worker__run, w);
+	if (rc < 0)
+		goto fail_timer;
 	return 0;
 
+fail_timer:
+	uv_close((uv_handle_t *)&w->accept_timer, NULL);
 fail_async:
 	uv_close((uv_handle_t *)&w->async, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -10,10 +10,13 @@ build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev l
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy"
 bench_pkgs="nginx libnginx-mod-mail haproxy wrk"
 fuzz_pkgs="clang libclang-rt-14-dev"
+# CI (.ci/run) also fuzzes, and runs an e2e subset under valgrind.
+ci_pkgs="$fuzz_pkgs valgrind"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;
-  test|demo) pkgs="$build_pkgs $run_pkgs" ;;
+  test) pkgs="$build_pkgs $run_pkgs $ci_pkgs" ;;
+  demo) pkgs="$build_pkgs $run_pkgs" ;;
   bench) pkgs="$build_pkgs $run_pkgs $bench_pkgs" ;;
   fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
   all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $fuzz_pkgs haproxy valgrind" ;;

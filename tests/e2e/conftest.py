@@ -8,6 +8,9 @@ starts gatehouse (`gatehouse`).
 Environment:
   GATEHOUSE_BIN       the binary (default <repo>/build/gatehouse)
   GATEHOUSE_E2E_KEEP  if set, keep the mailstore directory after the run
+  GATEHOUSE_VALGRIND  if 1, run gatehouse under valgrind's leak checker; a
+                      test fails when its log shows a definite leak or any
+                      memory error (scripts/ci-valgrind.sh)
 """
 
 import imaplib
@@ -42,7 +45,15 @@ SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSani
                           r"runtime error:|Segmentation fault|core dumped")
 
 
-TEST_TIME_LIMIT = 60     # seconds; no pytest-timeout on this machine
+VALGRIND = os.environ.get("GATEHOUSE_VALGRIND") == "1"
+# Everything gatehouse does is ~10-30x slower under valgrind: start-up,
+# teardown and the per-test limit scale by this (tests may use it too).
+SLOW = 5 if VALGRIND else 1
+VALGRIND_ERROR_EXIT = 99
+VALGRIND_BAD_RE = re.compile(r"definitely lost: [1-9][0-9,]* bytes|"
+                             r"ERROR SUMMARY: [1-9][0-9,]* errors")
+
+TEST_TIME_LIMIT = 60 * SLOW     # seconds; no pytest-timeout on this machine
 
 
 @pytest.fixture(autouse=True)
@@ -167,12 +178,21 @@ class Gatehouse:
         self.proc = None
 
     # -- process
-    def start(self, timeout=10.0):
+    valgrind_log_path = property(lambda self: self.dir / "valgrind.log")
+
+    def start(self, timeout=10.0, prefix=()):
+        """Start the binary; prefix is argv put before it (e.g. prlimit)."""
         if not GATEHOUSE_BIN.exists():
             pytest.fail("gatehouse binary not found at %s (set GATEHOUSE_BIN)" % GATEHOUSE_BIN)
         self.conf_path.write_text(to_libconfig(self.settings))
+        argv = [str(GATEHOUSE_BIN), "-c", str(self.conf_path)]
+        if VALGRIND:
+            argv = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite",
+                    "--errors-for-leak-kinds=definite", "--error-exitcode=%d" % VALGRIND_ERROR_EXIT,
+                    "--log-file=%s" % self.valgrind_log_path] + argv
+            timeout *= SLOW * 2
         self.proc = subprocess.Popen(
-            die_with_parent([str(GATEHOUSE_BIN), "-c", str(self.conf_path)]),
+            die_with_parent(list(prefix) + argv),
             cwd=str(self.dir),
             stdin=subprocess.DEVNULL, stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"))
@@ -183,6 +203,10 @@ class Gatehouse:
                     self.proc.returncode, self.logs_text()))
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                # Every worker binds its listeners one after another: with
+                # several, wait for the others too (valgrind widens the gap).
+                for port in self._other_loopback_ports():
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return self
             except OSError:
                 pass
@@ -191,6 +215,14 @@ class Gatehouse:
                 pytest.fail("gatehouse did not accept on 127.0.0.1:%d within %.0fs:\n%s"
                             % (self.port, timeout, self.logs_text()))
             time.sleep(0.02)
+
+    def _other_loopback_ports(self):
+        ports = []
+        for l in self.settings.get("listen") or []:
+            host, _, port = str(l.get("address", "")).rpartition(":")
+            if host == "127.0.0.1" and port.isdigit() and int(port) != self.port:
+                ports.append(int(port))
+        return ports
 
     def signal(self, sig):
         if self.proc and self.proc.poll() is None:
@@ -208,6 +240,23 @@ class Gatehouse:
                 self.kill()
                 return None
         return self.proc.returncode
+
+    # -- resources (from /proc; under valgrind they include valgrind's own)
+    def rss_kb(self):
+        """Resident set size in KiB."""
+        for line in Path("/proc/%d/status" % self.proc.pid).read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
+    def fd_count(self):
+        """Open file descriptors."""
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def valgrind_problems(self):
+        """The valgrind log when it shows a definite leak or an error, else ''."""
+        text = self._read(self.valgrind_log_path) if VALGRIND else ""
+        return text if VALGRIND_BAD_RE.search(text) else ""
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -304,7 +353,7 @@ def gatehouse(tmp_path, lookup):
     10 s without a sanitizer report."""
     started = []
 
-    def factory(**overrides):
+    def factory(_prefix=(), **overrides):
         d = tmp_path / ("gh%d" % len(started))
         d.mkdir()
         port = free_port()
@@ -314,16 +363,19 @@ def gatehouse(tmp_path, lookup):
             port = int(settings["listen"][0]["address"].rsplit(":", 1)[1])
         gh = Gatehouse(d, settings, port)
         started.append(gh)
-        return gh.start()
+        return gh.start(prefix=_prefix)
 
     yield factory
 
     problems = []
     for gh in started:
         was_running = gh.proc is not None and gh.proc.poll() is None
-        rc = gh.stop(10.0)
+        rc = gh.stop(10.0 * SLOW)
+        vg = gh.valgrind_problems()
+        if vg:
+            problems.append("valgrind found a definite leak or a memory error:\n" + vg[-6000:])
         if rc is None:
-            problems.append("gatehouse did not exit within 10 s of SIGTERM (killed)")
+            problems.append("gatehouse did not exit within %d s of SIGTERM (killed)" % (10 * SLOW))
         elif rc != 0:
             problems.append("gatehouse exited with status %s%s" % (
                 rc, "" if was_running else " (before teardown)"))

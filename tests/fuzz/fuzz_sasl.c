@@ -4,12 +4,15 @@
  * The input is tried as base64 text (decode, then re-encode must give the
  * same text back, since only canonical encodings are accepted), as binary
  * (encode, then decode must give it back), as a PLAIN message, as an
- * XOAUTH2 message, and as the parts of a PLAIN message to encode. Buffers
+ * XOAUTH2 message, as an OAUTHBEARER message, as the parts of a PLAIN
+ * message to encode, and as a LOGIN exchange (two SASL response lines, a
+ * user and a password, each decoded and taken into bounded fields). Buffers
  * are sized exactly so ASan sees any write past the promised capacity.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sasl.h"
 
@@ -116,6 +119,71 @@ static void fz_xoauth2(const uint8_t *data, size_t size)
 	free(msg);
 }
 
+/* OAUTHBEARER: the user is the GS2 authzid, unescaped, right after "n,a="
+   or "y,a=" and before the header's ',' ^A; the token follows "auth=Bearer ". */
+static void fz_oauthbearer(const uint8_t *data, size_t size)
+{
+	uint8_t *msg = malloc(size ? size : 1);
+	struct sasl_xoauth2 x;
+
+	if (!msg)
+		abort();
+	memcpy(msg, data, size);
+	if (sasl_oauthbearer_parse(msg, size, &x) == 0) {
+		if (x.user.off != 4 || x.user.len == 0 || x.token.len == 0 || x.token.off < 12)
+			abort();
+		if ((size_t)x.user.off + x.user.len + 2 > size - 2 ||
+		    (size_t)x.token.off + x.token.len > size - 2)
+			abort();
+		if ((msg[0] != 'n' && msg[0] != 'y') || memcmp(msg + 1, ",a=", 3) != 0)
+			abort();
+		if (msg[x.user.off + x.user.len] != ',' || msg[x.user.off + x.user.len + 1] != 1 ||
+		    memchr(msg + x.user.off, '=', x.user.len) || memchr(msg + x.user.off, 1, x.user.len))
+			abort();
+		if (strncasecmp((const char *)msg + x.token.off - 12, "auth=Bearer ", 12) != 0 ||
+		    msg[x.token.off + x.token.len] != 1 || memchr(msg, 0, size))
+			abort();
+	}
+	free(msg);
+}
+
+/* LOGIN: the input split at its first byte's value into two response lines
+   (user, password), decoded as the front ends do and taken into fields of
+   the configured bounds (here 64 bytes). */
+static void fz_login(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return;
+	size_t rest = size - 1, ul = data[0] % (rest + 1);
+	const uint8_t *line[2] = { data + 1, data + 1 + ul };
+	size_t len[2] = { ul, rest - ul };
+
+	for (int k = 0; k < 2; k++) {
+		size_t cap = SASL_RESPONSE_DECODED_MAX(len[k]);
+		uint8_t *in = malloc(len[k] ? len[k] : 1), *out = malloc(cap);
+		char field[65];
+
+		if (!in || !out)
+			abort();
+		memcpy(in, line[k], len[k]);
+		int n = sasl_response_decode(in, len[k], out, cap);
+		if (n > (int)cap)
+			abort();
+		if (n >= 0) {
+			memset(field, 'x', sizeof(field));
+			bool ok = sasl_take(field, sizeof(field), out, (size_t)n);
+			if (ok != ((size_t)n < sizeof(field) && !memchr(out, 0, (size_t)n)))
+				abort();
+			if (ok && (field[n] != '\0' || memcmp(field, out, (size_t)n) != 0))
+				abort();
+			if (!ok && memchr(field, 0, sizeof(field)))
+				abort(); /* a refused field is left untouched */
+		}
+		free(in);
+		free(out);
+	}
+}
+
 /* PLAIN encoding: the input split at its first two bytes' values decodes
    back to "authz NUL authc NUL pass". */
 static void fz_plain_encode(const uint8_t *data, size_t size)
@@ -148,6 +216,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_round_trip(data, size);
 	fz_plain(data, size);
 	fz_xoauth2(data, size);
+	fz_oauthbearer(data, size);
 	fz_plain_encode(data, size);
+	fz_login(data, size);
 	return 0;
 }

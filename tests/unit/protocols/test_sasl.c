@@ -340,3 +340,67 @@ Test(sasl, xoauth2_malformed)
 	cr_assert_eq(T_XO("user=u\0v\001auth=Bearer t\001\001", &x), -1); /* NUL */
 	cr_assert_eq(T_XO("user=u\001auth=Bearer t\001\001\001", &x), -1);
 }
+
+/* Parse a C-string-literal OAUTHBEARER message (its length from sizeof). */
+#define T_OB(lit, out) sasl_oauthbearer_parse((const uint8_t *)(lit), sizeof(lit) - 1, (out))
+
+Test(sasl, oauthbearer_rfc7628_example)
+{
+	/* RFC 7628 section 4.1, with the authzid gatehouse needs for its lookup. */
+	static const char m[] = "n,a=user@example.com,\001host=server.example.com\001port=143\001"
+				"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\001\001";
+	struct sasl_xoauth2 x;
+
+	cr_assert_eq(T_OB(m, &x), 0);
+	cr_assert(t_span(m, x.user, "user@example.com"));
+	cr_assert(t_span(m, x.token, "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="));
+
+	/* "y," (client supports binding, server did not offer it) and auth first. */
+	static const char y[] = "y,a=u@x,\001auth=bearer t\001\001";
+	cr_assert_eq(T_OB(y, &x), 0);
+	cr_assert(t_span(y, x.user, "u@x"));
+	cr_assert(t_span(y, x.token, "t"));
+
+	/* As a client sends it: base64 of the message. */
+	static const char b64[] = "bixhPXVAeCwBYXV0aD1iZWFyZXIgdAEB";
+	uint8_t dec[64];
+	int n = sasl_response_decode((const uint8_t *)b64, sizeof(b64) - 1, dec, sizeof(dec));
+	cr_assert_eq(n, (int)sizeof(y) - 1);
+	cr_assert_eq(memcmp(dec, "n,a=u@x,\001auth=bearer t\001\001", (size_t)n), 0);
+	cr_assert_eq(sasl_oauthbearer_parse(dec, (size_t)n, &x), 0);
+	cr_assert(t_span((const char *)dec, x.user, "u@x"));
+}
+
+Test(sasl, oauthbearer_every_prefix_refused)
+{
+	static const char m[] = "n,a=u@x,\001port=143\001auth=Bearer tok\001\001";
+	struct sasl_xoauth2 x;
+
+	for (size_t k = 0; k < sizeof(m) - 1; k++)
+		cr_assert_eq(sasl_oauthbearer_parse((const uint8_t *)m, k, &x), -1, "prefix %zu", k);
+	cr_assert_eq(T_OB(m, &x), 0);
+}
+
+Test(sasl, oauthbearer_malformed)
+{
+	struct sasl_xoauth2 x;
+
+	cr_assert_eq(T_OB("", &x), -1);
+	cr_assert_eq(T_OB("\001\001", &x), -1);
+	cr_assert_eq(T_OB("n,,\001auth=Bearer t\001\001", &x), -1);          /* no authzid */
+	cr_assert_eq(T_OB("n,a=,\001auth=Bearer t\001\001", &x), -1);        /* empty authzid */
+	cr_assert_eq(T_OB("p=tls-unique,a=u,\001auth=Bearer t\001\001", &x), -1); /* binding */
+	cr_assert_eq(T_OB("x,a=u,\001auth=Bearer t\001\001", &x), -1);
+	cr_assert_eq(T_OB("n,a=u=2Cv,\001auth=Bearer t\001\001", &x), -1);   /* escaped */
+	cr_assert_eq(T_OB("n,a=u\001auth=Bearer t\001\001", &x), -1);       /* header unended */
+	cr_assert_eq(T_OB("n,a=u,auth=Bearer t\001\001", &x), -1);          /* no ^A after header */
+	cr_assert_eq(T_OB("n,a=u,\001\001", &x), -1);                       /* no auth */
+	cr_assert_eq(T_OB("n,a=u,\001auth=Bearer \001\001", &x), -1);       /* empty token */
+	cr_assert_eq(T_OB("n,a=u,\001auth=Basic dTpw\001\001", &x), -1);
+	cr_assert_eq(T_OB("n,a=u,\001auth=Bearer t\001auth=Bearer s\001\001", &x), -1);
+	cr_assert_eq(T_OB("n,a=u,\001\001auth=Bearer t\001\001", &x), -1);  /* empty pair */
+	cr_assert_eq(T_OB("n,a=u,\001p0rt=1\001auth=Bearer t\001\001", &x), -1); /* key not letters */
+	cr_assert_eq(T_OB("n,a=u,\001port\001auth=Bearer t\001\001", &x), -1);  /* no '=' */
+	cr_assert_eq(T_OB("n,a=u\0,\001auth=Bearer t\001\001", &x), -1);   /* NUL */
+	cr_assert_eq(T_OB("n,a=u,\001auth=Bearer t\001", &x), -1);          /* one final ^A */
+}

@@ -144,9 +144,9 @@ Test(conf_pop3, errors)
 	cp_t_fails("pop3 = { capabilities = [ \"EXPIRE 31\", \"expire 60\" ]; };\n",
 		   "1: pop3.capabilities.[1]: duplicate capability expire");
 	cp_t_fails("pop3 = { sasl_mechanisms = [ \"CRAM-MD5\" ]; };\n",
-		   "1: pop3.sasl_mechanisms.[0]: must be one of PLAIN, LOGIN, XOAUTH2");
+		   "1: pop3.sasl_mechanisms.[0]: must be one of PLAIN, LOGIN, XOAUTH2, OAUTHBEARER");
 	cp_t_fails("pop3 = { sasl_mechanisms = [ \"plain\" ]; };\n",
-		   "1: pop3.sasl_mechanisms.[0]: must be one of PLAIN, LOGIN, XOAUTH2");
+		   "1: pop3.sasl_mechanisms.[0]: must be one of PLAIN, LOGIN, XOAUTH2, OAUTHBEARER");
 	cp_t_fails("pop3 = { sasl_mechanisms = [ \"LOGIN\", \"LOGIN\" ]; };\n",
 		   "1: pop3.sasl_mechanisms.[1]: duplicate mechanism LOGIN");
 	cp_t_fails("pop3 = { sasl_mechanisms = \"PLAIN\"; };\n",
