@@ -2,7 +2,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all build deps test unit e2e fuzz demo demo-stop clean
+.PHONY: all build deps test unit e2e fuzz demo demo-stop bench clean
 
 all: build
 
@@ -36,6 +36,15 @@ demo: deps build
 
 demo-stop:
 	@bash scripts/demo.sh stop
+
+# gatehouse against nginx on this machine (bench/bench.py, README "Benchmarks").
+# Quick: make bench BENCH_SECS=3 BENCH_ROUNDS=1
+BENCH_ROUNDS ?= 3
+BENCH_SECS ?= 10
+bench: build
+	@bash scripts/deps.sh bench
+	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SECS=$(BENCH_SECS) /usr/bin/python3 bench/bench.py \
+		--build $(BUILD) --json $(BUILD)/bench-results.json
 
 clean:
 	rm -rf $(BUILD)

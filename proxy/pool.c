@@ -79,8 +79,11 @@ void pbuf_put(struct pbuf *b)
 {
 	if (b == NULL)
 		return;
+	/* Only data[0 .. off+len) was ever filled (writes consume from the
+	   front and never move the end), so wiping that much is enough; the
+	   whole 16 KiB cap was most of a login's cleansing time. */
 	if (b->wipe)
-		OPENSSL_cleanse(b->data, b->cap);
+		OPENSSL_cleanse(b->data, (size_t)b->off + b->len < b->cap ? (size_t)b->off + b->len : b->cap);
 	struct pool *p = b->pool;
 	if (p == NULL) {
 		free(b);

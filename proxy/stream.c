@@ -87,41 +87,112 @@ void stream_read_stop(struct stream *st)
 	uv_read_stop((uv_stream_t *)&st->tcp);
 }
 
+/* Buffers sent with one writev: a TLS flush of several records. */
+#define STREAM_WRITEV_MAX 8
+
+static void stream__put_chain(struct pbuf *b)
+{
+	while (b) {
+		struct pbuf *next = b->next;
+		pbuf_put(b);
+		b = next;
+	}
+}
+
+/* A queued write of the chain headed by req's buffer finished. */
 static void stream__written(uv_write_t *req, int status)
 {
 	struct pbuf *b = (struct pbuf *)req;
 	struct stream *st = b->st;
 
-	st->queued -= b->len;
-	pbuf_put(b);
+	for (struct pbuf *p = b; p; p = p->next)
+		st->queued -= p->len;
+	stream__put_chain(b);
 	if (!st->closing && st->on_written)
 		st->on_written(st, status);
 }
 
-static int stream__raw_write(struct stream *st, struct pbuf *b)
+/*
+ * Write the chain b (linked by next, at most STREAM_WRITEV_MAX buffers) in
+ * order; the stream owns it from here. The bytes go out at once with
+ * uv_try_write when nothing is queued before them (the usual case: a
+ * relay read, a login reply), and only what the socket did not take, or
+ * all of it after an error, is queued with uv_write. That saves libuv's
+ * deferred write callback and the epoll_ctl it makes on every completed
+ * write, a large share of a login's system calls. Buffers written at once are returned here and do not call
+ * on_written: nothing was queued, so nothing can be waiting for a drain.
+ */
+static int stream__raw_writev(struct stream *st, struct pbuf *b)
 {
-	uv_buf_t ub = uv_buf_init((char *)b->data + b->off, b->len);
-	b->st = st;
-	int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, &ub, 1, stream__written);
-	if (rc < 0) {
+	uv_buf_t ub[STREAM_WRITEV_MAX] = { 0 };
+	unsigned n = 0;
+
+	for (struct pbuf *p = b; p; p = p->next)
+		ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
+	int k = uv_try_write((uv_stream_t *)&st->tcp, ub, n);
+	/* On an error, queue the write anyway: uv_write meets the same error
+	   and reports it through the callback, as it always did. Callers rely
+	   on that: a write that fails at once must not close the session under
+	   them (the login reply is written just before the relay starts). */
+	if (k < 0)
+		k = 0;
+	size_t done = (size_t)k;
+	while (b && done >= b->len) {
+		struct pbuf *next = b->next;
+		done -= b->len;
+		b->next = NULL;
 		pbuf_put(b);
+		b = next;
+	}
+	if (b == NULL)
+		return 0;
+	b->off += (uint32_t)done;
+	b->len -= (uint32_t)done;
+	n = 0;
+	for (struct pbuf *p = b; p; p = p->next)
+		ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
+	b->st = st;
+	int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, ub, n, stream__written);
+	if (rc < 0) {
+		stream__put_chain(b);
 		return rc;
 	}
-	st->queued += b->len;
+	for (struct pbuf *p = b; p; p = p->next)
+		st->queued += p->len;
 	return 0;
 }
 
-/* Send what TLS produced (records, alerts, tickets). */
+static int stream__raw_write(struct stream *st, struct pbuf *b)
+{
+	b->next = NULL;
+	return stream__raw_writev(st, b);
+}
+
+/*
+ * Send what TLS produced (records, alerts, tickets): up to
+ * STREAM_WRITEV_MAX buffers per system call, so a full 16 KiB record,
+ * which is a little larger than one buffer, still costs one write.
+ */
 static int stream__tls_flush(struct stream *st)
 {
-	size_t pending;
+	while (tls_pending_out(st->tls) > 0) {
+		struct pbuf *head = NULL, **tail = &head;
+		size_t pending;
+		unsigned n = 0;
 
-	while ((pending = tls_pending_out(st->tls)) > 0) {
-		struct pbuf *b = pbuf_get_size(st->pool, pending < st->pool->size ? pending : st->pool->size);
-		if (b == NULL)
-			return UV_ENOMEM;
-		b->len = (uint32_t)tls_take_out(st->tls, b->data, b->cap);
-		int rc = stream__raw_write(st, b);
+		while (n < STREAM_WRITEV_MAX && (pending = tls_pending_out(st->tls)) > 0) {
+			struct pbuf *b = pbuf_get_size(st->pool, pending < st->pool->size ? pending : st->pool->size);
+			if (b == NULL) {
+				stream__put_chain(head);
+				return UV_ENOMEM;
+			}
+			b->len = (uint32_t)tls_take_out(st->tls, b->data, b->cap);
+			b->next = NULL;
+			*tail = b;
+			tail = &b->next;
+			n++;
+		}
+		int rc = stream__raw_writev(st, head);
 		if (rc < 0)
 			return rc;
 	}

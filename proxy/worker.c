@@ -20,8 +20,11 @@
 #include "session_int.h"
 #include "worker.h"
 
-/* Idle relay buffers kept per worker; more are freed when returned. */
-#define WORKER_POOL_MAX_FREE 256
+/* Idle relay buffers kept per worker; more are freed when returned. 16
+   (256 KiB at the default 16 KiB) covers the buffers in flight at any
+   moment of a busy worker; a larger list pinned its high-water mark
+   forever (256 buffers: 4 MiB per worker after any burst). */
+#define WORKER_POOL_MAX_FREE 16
 
 static void worker__maybe_exit(struct worker *w);
 static void worker__reconcile(struct worker *w);

@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""gatehouse against nginx, on one machine, in one run (`make bench`).
+
+Starts, in a private temporary directory on loopback only:
+  - gh-fastmail: a minimal fast IMAP + POP3 backend, the auth_http lookup
+    responder for both proxies, and a tiny HTTP/1.1 backend;
+  - memcached (gatehouse's L2 route cache);
+  - gatehouse (workers = W; lookup = fastmail; L1 + memcached cache);
+  - nginx (Debian's, with libnginx-mod-mail; worker_processes = W; mail
+    proxy with auth_http = fastmail, plus an HTTPS reverse proxy in front of
+    the same HTTP backend);
+and runs each scenario against gatehouse, nginx and the backend directly,
+alternating the order every round, R rounds.  Load comes from gh-loadgen
+(C) and, for HTTPS, wrk.  Prints a table of medians with the
+gatehouse/nginx ratio and each proxy's CPU time during the run (summed over
+all its processes and threads, from /proc/<pid>/stat), and writes every raw
+result as JSON lines to --json.
+
+Both proxies get the same certificate (one ECDSA P-256, made here with the
+openssl CLI), TLS 1.3 only, the same worker count and low log levels
+(nginx error_log warn; gatehouse log_level warn, audit lines to a file).
+Gatehouse pipelines its POP3 backend login (pop3.backend_pipelining, for
+mailstores that announce PIPELINING, as fastmail and Dovecot do); nginx
+cannot. --pop3-lockstep measures gatehouse's default lock-step login.
+
+    /usr/bin/python3 bench/bench.py [--rounds R] [--secs S] [--clients C]
+        [--idle K] [--workers W] [--only SCEN,...] [--build DIR] [--json FILE]
+
+Environment: BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS, BENCH_IDLE override
+the defaults (3, 10, 50, 1000); BENCH_TLS_CLIENTS (200) the TLS login
+storms' clients.  Every run is bounded (loadgen -d, its own
+timeouts, and a kill after d + 30 s), and every process started here is
+killed on exit, also on Ctrl-C.
+"""
+import argparse
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+USER, PASSWORD = "bench@example.com", "bench-secret"
+NGINX_MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
+
+_children = []
+_used_ports = set()
+
+
+# ------------------------------------------------------------------ helpers
+
+def _pdeathsig():
+    """Child: die with the orchestrator, so nothing outlives a killed run."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def spawn(argv, **kw):
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.Popen(argv, preexec_fn=_pdeathsig, **kw)
+    _children.append(p)
+    return p
+
+
+def stop(p, timeout=5.0):
+    if p is None or p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def stop_all():
+    for p in reversed(_children):
+        stop(p, 3.0)
+
+
+def free_port():
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+
+
+def wait_port(port, proc, what, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s does not listen on %d" % (what, port))
+
+
+def family(pid):
+    """pid and all its descendants (nginx: master and workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid and its descendants, all threads included."""
+    total = 0
+    for p in family(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_kib(pid):
+    total = 0
+    for p in family(pid):
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ------------------------------------------------------------ the services
+
+class Fastmail:
+    def __init__(self, build, d, msg_size):
+        self.imap, self.pop3, self.lookup, self.http = (free_port() for _ in range(4))
+        self.proc = spawn([os.path.join(build, "gh-fastmail"), "--imap", str(self.imap),
+                           "--pop3", str(self.pop3), "--lookup", str(self.lookup),
+                           "--http", str(self.http), "--msg-size", str(msg_size)],
+                          stdout=open(os.path.join(d, "fastmail.log"), "w"),
+                          stderr=subprocess.STDOUT)
+        for p in (self.imap, self.pop3, self.lookup, self.http):
+            wait_port(p, self.proc, "gh-fastmail")
+
+
+class Memcached:
+    def __init__(self, d):
+        self.port = free_port()
+        argv = [shutil.which("memcached") or "/usr/bin/memcached", "-l", "127.0.0.1",
+                "-p", str(self.port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            argv += ["-u", "nobody"]
+        self.proc = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc, "memcached")
+
+
+class Proxy:
+    """One proxy under test: its listeners, and (re)start / stop."""
+    name = "?"
+
+    def __init__(self, d, ports):
+        self.d = d
+        self.ports = ports    # imap, imaps, pop3, pop3s, https
+        self.proc = None
+        self.https_ok = True
+        self.https_why = ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def stop(self):
+        stop(self.proc)
+        self.proc = None
+
+
+class Gatehouse(Proxy):
+    name = "gatehouse"
+
+    def __init__(self, d, bin_, fm, mc, cert, key, workers, ports, pop3_pipelining=True):
+        super().__init__(d, ports)
+        self.bin = bin_
+        listen = [
+            '{ address = "127.0.0.1:%d"; protocol = "imap"; starttls = "off"; }' % ports["imap"],
+            '{ address = "127.0.0.1:%d"; protocol = "imap"; tls = true; }' % ports["imaps"],
+            '{ address = "127.0.0.1:%d"; protocol = "pop3"; starttls = "off"; }' % ports["pop3"],
+            '{ address = "127.0.0.1:%d"; protocol = "pop3"; tls = true; }' % ports["pop3s"],
+        ]
+        base = """workers = %(workers)d;
+log_level = "warn";
+error_log = "%(d)s/gatehouse-error.log";
+audit_log = "%(d)s/gatehouse-audit.log";
+shutdown_timeout = 1.0;
+limits = { preauth_timeout = 30.0; connect_timeout = 5.0; backend_timeout = 10.0; };
+lookup = { servers = [ "http://127.0.0.1:%(lk)d/auth" ]; timeout = 5.0; };
+cache = { memcached = [ "127.0.0.1:%(mc)d" ]; ttl = 3600; l1_entries = 10000; l1_ttl = 3600.0; };
+tls = { cert = "%(cert)s"; key = "%(key)s"; protocols = [ "TLSv1.3" ]; };
+pop3 = { backend_pipelining = %(pipe)s; };
+""" % {"workers": workers, "d": d, "lk": fm.lookup, "mc": mc.port, "cert": cert, "key": key,
+           "pipe": "true" if pop3_pipelining else "false"}
+        # The HTTP front end comes from another branch; the agreed settings
+        # are used when this binary accepts them (`gatehouse -t`).
+        http_listen = '{ address = "127.0.0.1:%d"; protocol = "http"; tls = true; }' % ports["https"]
+        http_conf = 'http = { backends = [ "127.0.0.1:%d" ]; };\n' % fm.http
+        self.conf = os.path.join(d, "gatehouse.conf")
+        with_http = base + http_conf + "listen = (\n  %s\n);\n" % ",\n  ".join(listen + [http_listen])
+        with open(self.conf, "w") as f:
+            f.write(with_http)
+        t = subprocess.run([self.bin, "-t", "-c", self.conf], capture_output=True, text=True,
+                           timeout=30)
+        if t.returncode != 0:
+            self.https_ok = False
+            self.https_why = ("gatehouse has no HTTP front end yet (gatehouse -t: %s)"
+                              % (t.stderr.strip().splitlines() or ["refused"])[-1])
+            with open(self.conf, "w") as f:
+                f.write(base + "listen = (\n  %s\n);\n" % ",\n  ".join(listen))
+            t = subprocess.run([self.bin, "-t", "-c", self.conf], capture_output=True, text=True,
+                               timeout=30)
+            if t.returncode != 0:
+                raise RuntimeError("gatehouse refuses the bench config: " + t.stderr)
+
+    def start(self):
+        self.proc = spawn([self.bin, "-c", self.conf], cwd=self.d,
+                          stdout=open(os.path.join(self.d, "gatehouse.out"), "a"),
+                          stderr=subprocess.STDOUT)
+        for k in ("imap", "imaps", "pop3", "pop3s"):
+            wait_port(self.ports[k], self.proc, "gatehouse")
+
+
+class Nginx(Proxy):
+    name = "nginx"
+
+    def __init__(self, d, fm, cert, key, workers, ports):
+        super().__init__(d, ports)
+        self.prefix = os.path.join(d, "nginx")
+        os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
+        os.chmod(self.prefix, 0o755)
+        ssl = ("ssl_certificate %s; ssl_certificate_key %s; ssl_protocols TLSv1.3;"
+               % (cert, key))
+        conf = """
+load_module %(mod)s;
+worker_processes %(workers)d;
+worker_rlimit_nofile 40000;
+daemon off;
+master_process on;
+pid %(p)s/nginx.pid;
+error_log %(p)s/error.log warn;
+events { worker_connections 20000; multi_accept on; }
+mail {
+    auth_http 127.0.0.1:%(lk)d/auth;
+    proxy_pass_error_message on;
+    %(ssl)s
+    server { listen 127.0.0.1:%(imap)d; protocol imap; }
+    server { listen 127.0.0.1:%(imaps)d ssl; protocol imap; }
+    server { listen 127.0.0.1:%(pop3)d; protocol pop3; }
+    server { listen 127.0.0.1:%(pop3s)d ssl; protocol pop3; }
+}
+http {
+    access_log off;
+    client_body_temp_path %(p)s/tmp/body;
+    proxy_temp_path %(p)s/tmp/proxy;
+    fastcgi_temp_path %(p)s/tmp/fastcgi;
+    uwsgi_temp_path %(p)s/tmp/uwsgi;
+    scgi_temp_path %(p)s/tmp/scgi;
+    upstream backend { server 127.0.0.1:%(http)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(https)d ssl;
+        %(ssl)s
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+""" % dict(mod=NGINX_MAIL_MODULE, workers=workers, p=self.prefix, lk=fm.lookup, ssl=ssl,
+           http=fm.http, **ports)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        t = subprocess.run(["nginx", "-t", "-p", self.prefix, "-c", self.conf],
+                           capture_output=True, text=True, timeout=30)
+        if t.returncode != 0:
+            raise RuntimeError("nginx refuses the bench config: " + t.stderr)
+
+    def start(self):
+        self.proc = spawn(["nginx", "-p", self.prefix, "-c", self.conf],
+                          stdout=open(os.path.join(self.prefix, "nginx.out"), "a"),
+                          stderr=subprocess.STDOUT)
+        for k in ("imap", "imaps", "pop3", "pop3s", "https"):
+            wait_port(self.ports[k], self.proc, "nginx")
+
+
+class Direct:
+    """The backend itself, for the 'direct' column (plain only)."""
+    name = "direct"
+
+    def __init__(self, fm):
+        self.fm = fm
+        self.ports = {"imap": fm.imap, "pop3": fm.pop3, "http": fm.http}
+        self.pid = fm.proc.pid
+
+
+# -------------------------------------------------------------- scenarios
+
+class Runner:
+    def __init__(self, args, d):
+        self.a = args
+        self.d = d
+        self.loadgen = os.path.join(args.build, "gh-loadgen")
+        self.raw = open(args.json, "w") if args.json else None
+
+    def record(self, rec):
+        if self.raw:
+            self.raw.write(json.dumps(rec) + "\n")
+            self.raw.flush()
+
+    def loadgen_run(self, scen, port, tls, clients, secs, extra=()):
+        argv = [self.loadgen, scen, "--port", str(port), "-c", str(clients), "-d", str(secs),
+                "--user", USER, "--pass", PASSWORD] + list(extra)
+        if tls:
+            argv += ["--tls", "--sni", "mail.example.com"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 40)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("{\"scenario\"")]
+        if not lines:
+            raise RuntimeError("gh-loadgen gave no result: %s %s" % (out.stdout, out.stderr))
+        return json.loads(lines[-1])
+
+    def measure(self, target, fn):
+        """Runs fn() and adds the CPU seconds the target (proxy_cpu_s) and
+        the backend (backend_cpu_s) used during it; gh-loadgen reports its
+        own as cpu_s."""
+        pid, bpid = target.pid, self.backend_pid
+        c0, b0, t0 = cpu_seconds(pid), cpu_seconds(bpid), time.time()
+        res = fn()
+        res["proxy_cpu_s"] = round(cpu_seconds(pid) - c0, 3)
+        res["backend_cpu_s"] = round(cpu_seconds(bpid) - b0, 3)
+        res["wall_s"] = round(time.time() - t0, 3)
+        return res
+
+    def warm(self, target, port, proto):
+        """One login first, so the proxy's route cache holds the user."""
+        self.loadgen_run(proto + "-login", port, False, 1, 0.3)
+
+    def run_mail(self, scen, target, port, tls):
+        return self.measure(target, lambda: self.loadgen_run(
+            scen, port, tls,
+            (self.a.tls_clients if tls else self.a.clients) if "login" in scen else self.a.bulk_clients,
+            self.a.secs, ["-t", str(self.a.lg_threads)]))
+
+    def run_idle(self, target, port, tls):
+        """K clients logged in and idling: (RSS after - RSS before) / K,
+        on a freshly started proxy warmed by one login."""
+        if hasattr(target, "restart"):
+            target.restart()
+            self.warm(target, target.ports["imap"], "imap")
+            time.sleep(0.3)
+        k = self.a.idle
+        before = rss_kib(target.pid)
+        argv = [self.loadgen, "imap-idle", "--port", str(port), "-c", str(k), "-d", "60",
+                "--hold", "60", "--timeout", "20", "--user", USER, "--pass", PASSWORD]
+        if tls:
+            argv += ["--tls", "--sni", "mail.example.com"]
+        p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = None
+        end = time.time() + 60
+        while time.time() < end:
+            line = p.stdout.readline()
+            if not line:
+                break
+            if line.startswith("{\"ready\""):
+                ready = json.loads(line)["ready"]
+                break
+        time.sleep(1.0)  # let the last IDLE replies settle
+        after = rss_kib(target.pid)
+        p.send_signal(signal.SIGTERM)
+        rest, _ = p.communicate(timeout=90)
+        res = {}
+        for l in rest.splitlines():
+            if l.startswith("{\"scenario\""):
+                res = json.loads(l)
+        res.update({"ready": ready or 0, "rss_before_kib": before, "rss_after_kib": after,
+                    "kib_per_conn": round((after - before) / k, 2) if ready == k else None})
+        return res
+
+    def run_wrk(self, target, url):
+        def go():
+            out = subprocess.run(["wrk", "-t1", "-c%d" % self.a.http_clients,
+                                  "-d%ds" % max(1, int(self.a.secs)), url],
+                                 capture_output=True, text=True, timeout=self.a.secs + 30)
+            m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+            errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+            sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                             out.stdout)
+            nerr = (int(errs.group(1)) if errs else 0) + (sum(map(int, sock.groups())) if sock else 0)
+            lat = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out.stdout)
+            mult = {"us": 0.001, "ms": 1, "s": 1000}
+            return {"ops_per_s": float(m.group(1)) if m else 0.0, "errors": nerr,
+                    "mean_ms": float(lat.group(1)) * mult[lat.group(2)] if lat else None}
+        return self.measure(target, go)
+
+
+SCENARIOS = [
+    # key, label, kind, tls
+    ("imap-login", "IMAP login storm", "mail", False),
+    ("imap-login-tls", "IMAP login storm, TLS", "mail", True),
+    ("pop3-login", "POP3 login storm", "mail", False),
+    ("pop3-login-tls", "POP3 login storm, TLS", "mail", True),
+    ("imap-fetch", "IMAP bulk FETCH", "mail", False),
+    ("imap-fetch-tls", "IMAP bulk FETCH, TLS", "mail", True),
+    ("imap-idle", "IMAP idle connections", "idle", False),
+    ("imap-idle-tls", "IMAP idle connections, TLS", "idle", True),
+    ("https", "HTTPS requests (wrk)", "http", True),
+]
+
+
+def main():
+    env = os.environ.get
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "3")))
+    ap.add_argument("--secs", type=float, default=float(env("BENCH_SECS", "10")))
+    ap.add_argument("--clients", type=int, default=int(env("BENCH_CLIENTS", "50")))
+    ap.add_argument("--tls-clients", type=int, default=int(env("BENCH_TLS_CLIENTS", "200")),
+                    help="clients in the TLS login storms: enough to saturate a proxy, "
+                         "whose TLS logins wait on handshakes")
+    ap.add_argument("--bulk-clients", type=int, default=8)
+    ap.add_argument("--http-clients", type=int, default=32)
+    ap.add_argument("--idle", type=int, default=int(env("BENCH_IDLE", "1000")))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--lg-threads", type=int, default=1)
+    ap.add_argument("--msg-size", type=int, default=1 << 20)
+    ap.add_argument("--pop3-lockstep", action="store_true",
+                    help="gatehouse waits for each POP3 backend answer (its default) instead of "
+                         "pipelining XOIP, USER and PASS to the backend, which announces PIPELINING")
+    ap.add_argument("--only", default=env("BENCH_ONLY", ""),
+                    help="comma-separated scenario keys (default: all)")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--json", default="", help="write every raw result here (JSON lines)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--report", default="", help="only print the table of an earlier --json file")
+    a = ap.parse_args()
+    a.build = os.path.abspath(a.build)
+    if not (1 <= a.rounds <= 20 and 1 <= a.secs <= 60 and 1 <= a.clients <= 1000
+            and 1 <= a.tls_clients <= 1000 and 1 <= a.bulk_clients <= 1000
+            and 1 <= a.http_clients <= 1000 and 1 <= a.idle <= 10000):
+        ap.error("bounds: rounds 1..20, secs 1..60, clients 1..1000, idle 1..10000")
+    if a.report:
+        return report(a.report, a)
+    only = set(filter(None, a.only.split(",")))
+    scen = [s for s in SCENARIOS if not only or s[0] in only]
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    d = tempfile.mkdtemp(prefix="gh-bench-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        return run(a, d, scen)
+    finally:
+        stop_all()
+        if not a.keep:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print("kept", d)
+
+
+def run(a, d, scen):
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=mail.example.com"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    fm = Fastmail(a.build, d, a.msg_size)
+    mc = Memcached(d)
+    gports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https")}
+    nports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https")}
+    gh = Gatehouse(d, os.path.join(a.build, "gatehouse"), fm, mc, cert, key, a.workers, gports,
+                   not a.pop3_lockstep)
+    ng = Nginx(d, fm, cert, key, a.workers, nports)
+    direct = Direct(fm)
+    gh.start()
+    ng.start()
+    r = Runner(a, d)
+    r.backend_pid = fm.proc.pid
+    for t in (gh, ng):
+        r.warm(t, t.ports["imap"], "imap")
+        r.warm(t, t.ports["pop3"], "pop3")
+    print("gatehouse %s, nginx %s, %d workers each, %d rounds of %gs, login clients %d plain / "
+          "%d TLS, %d bulk clients, %d idle, gatehouse POP3 backend login %s"
+          % (gh.bin, subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+             .stderr.strip().split("/")[-1], a.workers, a.rounds, a.secs, a.clients,
+             a.tls_clients, a.bulk_clients, a.idle,
+             "lock-step" if a.pop3_lockstep else "pipelined"), flush=True)
+    if not gh.https_ok:
+        print("https: " + gh.https_why, flush=True)
+
+    results = {}  # (scen, target) -> [res]
+    for rnd in range(a.rounds):
+        for key_, label, kind, tls in scen:
+            targets = [gh, ng] if rnd % 2 == 0 else [ng, gh]
+            if not tls and kind != "idle":
+                targets.append(direct)
+            for t in targets:
+                if kind == "mail":
+                    base = key_.replace("-tls", "")
+                    proto = base.split("-")[0]
+                    port = t.ports[proto + ("s" if tls else "")]
+                    res = r.run_mail(base, t, port, tls)
+                elif kind == "idle":
+                    port = t.ports["imaps" if tls else "imap"]
+                    res = r.run_idle(t, port, tls)
+                else:
+                    if t is gh and not gh.https_ok:
+                        continue
+                    url = ("https://127.0.0.1:%d/" % t.ports["https"]) if t is not direct \
+                        else "http://127.0.0.1:%d/" % t.ports["http"]
+                    res = r.run_wrk(t, url)
+                res.update({"scenario": key_, "target": t.name, "round": rnd + 1})
+                r.record(res)
+                results.setdefault((key_, t.name), []).append(res)
+                print("  round %d %-16s %-9s %s" % (rnd + 1, key_, t.name, summary(kind, key_, res)),
+                      flush=True)
+    print()
+    print(table(scen, results, a, gh.https_ok))
+    return 0
+
+
+def summary(kind, key_, res):
+    if kind == "idle":
+        return "%s KiB/conn (%s ready, RSS %s -> %s KiB), errors %s" % (
+            res.get("kib_per_conn"), res.get("ready"), res.get("rss_before_kib"),
+            res.get("rss_after_kib"), res.get("errors"))
+    cpu = res.get("proxy_cpu_s")
+    if "fetch" in key_:
+        return "%.1f MB/s, p50 %.2f ms, errors %s, cpu %.2fs" % (
+            res["mb_per_s"], res["p50_ms"], res["errors"], cpu)
+    if kind == "http":
+        return "%.0f req/s, errors %s, cpu %.2fs" % (res["ops_per_s"], res["errors"], cpu)
+    return "%.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s, cpu %.2fs" % (
+        res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"], cpu)
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "-"
+    return ("{:,.%df}" % nd).format(x)
+
+
+def cpu_per_unit(kind, key_, res):
+    """The proxy's CPU per unit of work in one run: microseconds per login
+    or request, seconds per GB relayed. Less sensitive than the rates to
+    other load on a shared machine."""
+    cpu = res.get("proxy_cpu_s")
+    if cpu is None or kind == "idle":
+        return None
+    if "fetch" in key_:
+        gb = (res.get("bytes") or 0) / 1e9
+        return cpu / gb if gb else None
+    n = (res.get("ops_per_s") or 0) * (res.get("secs") or res.get("wall_s") or 0)
+    return cpu * 1e6 / n if n else None
+
+
+def table(scen, results, a, https_ok):
+    rows = ["| scenario | metric | gatehouse | nginx | direct | gatehouse/nginx | "
+            "proxy CPU per unit, gatehouse / nginx |",
+            "|---|---|---|---|---|---|---|"]
+    for key_, label, kind, tls in scen:
+        def med(target, field):
+            return median([r.get(field) for r in results.get((key_, target), [])])
+
+        def med_cpu(target):
+            return median([cpu_per_unit(kind, key_, r) for r in results.get((key_, target), [])])
+        if kind == "idle":
+            metric, field, nd, unit = "KiB per idle conn (%d)" % a.idle, "kib_per_conn", 1, ""
+        elif "fetch" in key_:
+            metric, field, nd, unit = ("MB/s (%d MiB msg)" % (a.msg_size >> 20), "mb_per_s", 0,
+                                       "s/GB")
+        elif kind == "http":
+            metric, field, nd, unit = "requests/s", "ops_per_s", 0, "µs/request"
+        else:
+            metric, field, nd, unit = "logins/s", "ops_per_s", 0, "µs/login"
+        g, n, dr = med("gatehouse", field), med("nginx", field), med("direct", field)
+        ratio = "%.2f×" % (g / n) if g is not None and n else "-"
+        if kind == "http" and not https_ok:
+            ratio = "skipped: no HTTP front end"
+        cg, cn = med_cpu("gatehouse"), med_cpu("nginx")
+        cpu = "-" if kind == "idle" else "%s / %s %s" % (fmt(cg, 2 if unit == "s/GB" else 0),
+                                                         fmt(cn, 2 if unit == "s/GB" else 0), unit)
+        errs = sum(r.get("errors") or 0 for k, v in results.items() if k[0] == key_ for r in v)
+        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            label + (" (errors: %d)" % errs if errs else ""), metric, fmt(g, nd), fmt(n, nd),
+            fmt(dr, nd), ratio, cpu))
+        if kind == "mail" and "login" in key_:
+            gp, np_ = med("gatehouse", "p99_ms"), med("nginx", "p99_ms")
+            g5, n5 = med("gatehouse", "p50_ms"), med("nginx", "p50_ms")
+            rows.append("| %s | p50 / p99 ms | %s / %s | %s / %s | %s / %s | | |" % (
+                label, fmt(g5, 2), fmt(gp, 2), fmt(n5, 2), fmt(np_, 2),
+                fmt(med("direct", "p50_ms"), 2), fmt(med("direct", "p99_ms"), 2)))
+    return "\n".join(rows)
+
+
+def report(path, a):
+    """The table again from a --json file of an earlier run."""
+    results, https_ok = {}, False
+    for line in open(path):
+        r = json.loads(line)
+        results.setdefault((r["scenario"], r["target"]), []).append(r)
+        https_ok = https_ok or (r["scenario"] == "https" and r["target"] == "gatehouse")
+    keys = {k[0] for k in results}
+    print(table([s for s in SCENARIOS if s[0] in keys], results, a, https_ok))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
