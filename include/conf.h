@@ -27,6 +27,20 @@ struct tls_client;
 enum conf_proto {
 	CONF_PROTO_IMAP = 0,
 	CONF_PROTO_POP3,
+	CONF_PROTO_HTTP,
+};
+
+/* What a plain (non-TLS) HTTP listener does with requests. */
+enum conf_http_mode {
+	CONF_HTTP_MODE_REDIRECT = 0, /* 301 to https://<host><uri> (the default) */
+	CONF_HTTP_MODE_HTTPS,        /* an error page that says to use https (403) */
+	CONF_HTTP_MODE_BOTH,         /* proxy plain HTTP too */
+};
+
+/* One web backend for the client-IP hash: an IP literal or name, and a port. */
+struct conf_http_backend {
+	char *host;
+	uint16_t port;
 };
 
 enum conf_backend_auth {
@@ -58,6 +72,7 @@ struct conf_listen {
 	enum conf_starttls starttls; /* plain listeners only */
 	bool starttls_set;          /* written in the file (else follows the certificate) */
 	bool proxy_protocol;        /* a PROXY protocol header precedes everything (HAProxy) */
+	enum conf_http_mode mode;   /* plain http listeners only */
 	int line; /* line in the config file, for messages */
 };
 
@@ -262,6 +277,23 @@ struct conf {
 	struct conf_vhost *vhosts;
 	int nvhosts;
 
+	/* The HTTP/HTTPS reverse proxy (proxy/conf_http.c). */
+	struct {
+		struct conf_http_backend *backends; /* targets of the client-IP hash */
+		int nbackends;
+		uint16_t backend_port;   /* port for static routes without one (http/httpssl) */
+		char *server_name;       /* a Host the redirect may name besides the vhosts */
+		uint16_t https_port;     /* port in redirect Locations (omitted when 443) */
+		size_t max_header_size;  /* request head bytes -> 431 */
+		int max_headers;         /* header lines per request -> 431 */
+		size_t max_uri;          /* request-target bytes -> 414 */
+		double header_timeout;   /* seconds for a whole request head -> 408 */
+		double keepalive_timeout; /* idle client keep-alive between requests */
+		double backend_timeout;  /* seconds waiting for the backend's answer -> 504 */
+		int backend_keepalive;   /* idle pooled backend connections per worker */
+		char *access_log;        /* NULL = off, "stderr", or a file */
+	} http;
+
 	/* TLS towards the mailstores (Zimbra's default: imapssl on 7993). */
 	struct {
 		bool tls;
@@ -307,7 +339,8 @@ bool conf_cidr_match(const struct conf_cidr *list, int n, const char *ip);
 /*
  * The backend port a static route without one uses, for a lookup protocol
  * name ("imap", "pop3", "imapssl", ...): pop3.backend_port for the POP3
- * names, imap.backend_port for everything else.
+ * names, http.backend_port for "http"/"httpssl", imap.backend_port for
+ * everything else.
  */
 uint16_t conf_backend_port(const struct conf *c, const char *protocol);
 

@@ -28,6 +28,7 @@ struct lookup_query {
 	int attempt;          /* Auth-Login-Attempt */
 	const char *client_ip;
 	const char *proxy_ip; /* the local address the client connected to */
+	const char *host;     /* HTTP: X-Proxy-Host (the request's Host), or NULL */
 };
 
 /*

@@ -18,7 +18,7 @@
 #include "route.h"
 
 /* Protocols, by enum conf_proto value. */
-#define METRICS_NPROTO 2
+#define METRICS_NPROTO 3
 /* Room for the session phases (checked against SESSION_NPHASES in metrics.c). */
 #define METRICS_MAX_PHASES 16
 
@@ -61,6 +61,10 @@ void metrics_tls_handshake(bool ok, bool resumed);
 
 void metrics_error(enum metrics_error kind);
 
+/* HTTP responses sent to clients, by status class (1xx .. 5xx). */
+#define METRICS_HTTP_CLASSES 5
+void metrics_http_response(int status);
+
 struct metrics_snapshot {
 	uint64_t accepted[METRICS_NPROTO];
 	int64_t current[METRICS_NPROTO][METRICS_MAX_PHASES];
@@ -68,6 +72,7 @@ struct metrics_snapshot {
 	uint64_t bytes_c2b, bytes_b2c;
 	uint64_t tls_ok, tls_failed, tls_resumed;
 	uint64_t errors[METRICS_NERRORS];
+	uint64_t http_responses[METRICS_HTTP_CLASSES]; /* [0] = 1xx ... [4] = 5xx */
 	struct route_stats route;
 	/* The phase label values, nphases of them (session_phase_names). */
 	const char *const *phase_names;

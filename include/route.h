@@ -89,6 +89,11 @@ struct route_query {
 	/* A cached route just failed: forget the login in L1 and memcached,
 	   ask the lookup service, and cache its answer. */
 	bool bypass_cache;
+	/* HTTP: login is a zimbraId (from a ZM_AUTH_TOKEN cookie): no static
+	   route, asked with "Auth-Method: zimbraId", cached in memcached as
+	   route:proto=<p>;id=<zimbraId>. */
+	bool by_id;
+	const char *host;       /* HTTP: the request's Host, sent as X-Proxy-Host (or NULL) */
 };
 
 /*

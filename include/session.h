@@ -76,6 +76,10 @@ struct session_proto {
 	void (*tls_started)(struct session *s);
 	/* Free protocol state; credentials must be wiped. May run at any phase. */
 	void (*destroy)(struct session *s);
+	/* Optional (HTTP backpressure): a write to the client / the backend
+	   finished, so its queue has shrunk (session_*_queued). */
+	void (*client_written)(struct session *s);
+	void (*backend_written)(struct session *s);
 };
 
 struct session {
@@ -137,6 +141,12 @@ struct session {
 	const char *close_reason;
 
 	struct session *prev, *next;    /* the worker's list of sessions */
+
+	/* HTTP: backend bytes read beyond s->bin's room wait here (backend
+	   reads paused) and move in as the protocol consumes. */
+	struct pbuf *bin_pending;
+	bool backend_read_wanted;       /* HTTP: the protocol wants backend bytes */
+	bool backend_reused;            /* HTTP: s->backend came from the keep-alive pool */
 };
 
 /* Log with the session's context: id, client, phase. */
@@ -230,6 +240,49 @@ bool session_starttls_available(struct session *s);
  * is done; a failed handshake closes the session.
  */
 void session_starttls(struct session *s);
+
+/* ---- HTTP: per-request backends, pooled per worker ---- */
+
+/*
+ * Make s->in hold up to cap bytes (HTTP request heads are larger than
+ * command lines). Returns 0 or -ENOMEM (s->in unchanged).
+ */
+int session_set_input_size(struct session *s, size_t cap);
+
+/* Bytes handed to the client / the backend and not written yet. */
+size_t session_client_queued(struct session *s);
+size_t session_backend_queued(struct session *s);
+
+/*
+ * Get a connection to host:port for one request. An idle connection to the
+ * same address from this worker's keep-alive pool is taken when there is
+ * one (s->backend_reused set): proto->backend_connected(s, 0) then runs
+ * before this returns. Otherwise a new connection is made (TLS when
+ * upstream.tls), in SESSION_BACKEND_CONNECT with limits.connect_timeout, and
+ * proto->backend_connected runs later. Backend bytes arrive in s->bin
+ * (proto->backend_data) while session_backend_reading is on; bytes beyond
+ * its room wait, with reads paused, until session_backend_consume.
+ */
+void session_backend_acquire(struct session *s, const char *host, uint16_t port);
+
+/*
+ * Done with s->backend for this request: reuse = the response ended
+ * cleanly and the backend keeps the connection, so it goes back to the
+ * worker's pool (at most http.backend_keepalive idle ones); else it is
+ * closed. Either way s->backend is NULL afterwards, and an empty s->bin is
+ * wiped and freed (an idle keep-alive client holds no backend buffer).
+ */
+void session_backend_release(struct session *s, bool reuse);
+
+/* Start or stop reading from s->backend (HTTP backpressure). */
+void session_backend_reading(struct session *s, bool on);
+
+/*
+ * Close this worker's idle pooled backend connections and run loop until
+ * they are gone (the worker's loop has stopped: pooled idle connections do
+ * not keep it alive). Call on the loop's own thread.
+ */
+void session_http_pool_close(uv_loop_t *loop);
 
 /* Milliseconds since the loop started (cached per iteration). */
 uint64_t session_now(struct session *s);

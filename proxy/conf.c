@@ -25,6 +25,7 @@
 const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
 	[CONF_PROTO_POP3] = "pop3",
+	[CONF_PROTO_HTTP] = "http",
 	NULL,
 };
 
@@ -412,7 +413,7 @@ static int conf__routes(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
-	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL;
+	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -430,6 +431,8 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 			ts = s;
 		else if (name != NULL && strcmp(name, "starttls") == 0)
 			ss = s;
+		else if (name != NULL && strcmp(name, "mode") == 0)
+			ms = s;
 		else if (name != NULL && strcmp(name, "proxy_protocol") == 0) {
 			if (conf__listen_proxy(ld, s, l) < 0)
 				return -1;
@@ -454,6 +457,8 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 		l->proto = (enum conf_proto)p;
 	}
 	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
+		return -1;
+	if (conf__listen_http(ld, ms, ss, l) < 0)
 		return -1;
 	l->line = (int)config_setting_source_line(as);
 	if ((l->address = strdup(addr)) == NULL)
@@ -510,6 +515,7 @@ static const struct conf__opt conf__root_opts[] = {
 	{ "cache", CONF__T_FN, 0, 0, 0, conf__cache },
 	{ "status", CONF__T_FN, 0, 0, 0, conf__status },
 	{ "throttle", CONF__T_FN, 0, 0, 0, conf__throttle },
+	{ "http", CONF__T_FN, 0, 0, 0, conf__http },
 };
 
 static void conf__free(struct conf *c)
@@ -541,6 +547,7 @@ static void conf__free(struct conf *c)
 	conf__proxy_free(c);
 	conf__status_free(c);
 	conf__throttle_free(c);
+	conf__http_free(c);
 	free(c);
 }
 
@@ -582,6 +589,7 @@ static int conf__defaults(struct conf__ld *ld)
 
 	conf__tls_defaults(c);
 	conf__cache_defaults(c);
+	conf__http_defaults(c);
 	if (conf__pop3_defaults(ld) < 0 || conf__throttle_defaults(ld) < 0)
 		return -1;
 
@@ -683,6 +691,8 @@ static int conf__parse(struct conf__ld *ld, const char *text)
 
 	if (conf__tls_finish(ld) < 0)
 		goto out;
+	if (conf__http_finish(ld) < 0)
+		goto out;
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
@@ -734,6 +744,8 @@ uint16_t conf_backend_port(const struct conf *c, const char *protocol)
 {
 	if (protocol != NULL && strncmp(protocol, "pop3", 4) == 0)
 		return c->pop3.backend_port;
+	if (protocol != NULL && strncmp(protocol, "http", 4) == 0)
+		return c->http.backend_port;
 	return c->imap.backend_port;
 }
 

@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include "access.h"
 #include "audit.h"
 #include "conf.h"
 #include "log.h"
@@ -61,6 +62,11 @@ static int open_logs(const struct conf *c)
 	rc = audit_open(c->audit_log);
 	if (rc < 0) {
 		log_write(LOG_ERROR, "opening audit log %s: %s", c->audit_log, strerror(-rc));
+		return rc;
+	}
+	rc = access_open(c->http.access_log);
+	if (rc < 0) {
+		log_write(LOG_ERROR, "opening access log %s: %s", c->http.access_log, strerror(-rc));
 		return rc;
 	}
 	return 0;

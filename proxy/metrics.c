@@ -20,8 +20,9 @@ static atomic_uint_fast64_t metrics__logins[METRICS_NPROTO][METRICS_NLOGIN];
 static atomic_uint_fast64_t metrics__bytes[2]; /* 0: to the backend, 1: to the client */
 static atomic_uint_fast64_t metrics__tls[3];   /* ok, failed, resumed */
 static atomic_uint_fast64_t metrics__errors[METRICS_NERRORS];
+static atomic_uint_fast64_t metrics__http[METRICS_HTTP_CLASSES];
 
-static const char *const metrics__proto_names[METRICS_NPROTO] = { "imap", "pop3" };
+static const char *const metrics__proto_names[METRICS_NPROTO] = { "imap", "pop3", "http" };
 static const char *const metrics__login_names[METRICS_NLOGIN] = { "ok", "fail", "tempfail", "throttled" };
 static const char *const metrics__error_names[METRICS_NERRORS] = {
 	[METRICS_ERR_BACKEND_CONNECT] = "backend_connect",
@@ -85,6 +86,14 @@ void metrics_error(enum metrics_error kind)
 		atomic_fetch_add_explicit(&metrics__errors[kind], 1, RELAXED);
 }
 
+void metrics_http_response(int status)
+{
+	int cls = status / 100 - 1;
+
+	if (cls >= 0 && cls < METRICS_HTTP_CLASSES)
+		atomic_fetch_add_explicit(&metrics__http[cls], 1, RELAXED);
+}
+
 void metrics_snapshot(struct metrics_snapshot *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -102,6 +111,8 @@ void metrics_snapshot(struct metrics_snapshot *out)
 	out->tls_resumed = atomic_load_explicit(&metrics__tls[2], RELAXED);
 	for (int e = 0; e < METRICS_NERRORS; e++)
 		out->errors[e] = atomic_load_explicit(&metrics__errors[e], RELAXED);
+	for (int k = 0; k < METRICS_HTTP_CLASSES; k++)
+		out->http_responses[k] = atomic_load_explicit(&metrics__http[k], RELAXED);
 	route_stats(&out->route);
 	out->phase_names = session_phase_names;
 	out->nphases = SESSION_NPHASES;
@@ -224,6 +235,12 @@ size_t metrics_render(const struct metrics_snapshot *m, char *buf, size_t cap)
 	for (int e = 0; e < METRICS_NERRORS; e++) {
 		snprintf(l, sizeof(l), "{kind=\"%s\"}", metrics__error_names[e]);
 		metrics__u64(&o, "gatehouse_errors_total", l, m->errors[e]);
+	}
+	metrics__family(&o, "gatehouse_http_responses_total", "counter",
+			"HTTP responses sent to clients, by status class.");
+	for (int k = 0; k < METRICS_HTTP_CLASSES; k++) {
+		snprintf(l, sizeof(l), "{class=\"%dxx\"}", k + 1);
+		metrics__u64(&o, "gatehouse_http_responses_total", l, m->http_responses[k]);
 	}
 
 	const struct route_stats *r = &m->route;

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "connlimit.h"
+#include "http.h"
 #include "imap.h"
 #include "metrics.h"
 #include "pop3.h"
@@ -66,6 +67,8 @@ static const struct session_proto *session__proto(enum conf_proto p)
 		return &imap_proto;
 	case CONF_PROTO_POP3:
 		return &pop3_proto;
+	case CONF_PROTO_HTTP:
+		return &http_proto;
 	}
 	return NULL;
 }
@@ -158,7 +161,10 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	switch (phase) {
 	case SESSION_PREAUTH:
 	case SESSION_TLS_HANDSHAKE:
-		session__arm(s, c->limits.preauth_timeout);
+		/* HTTP: a connection gets header_timeout for its first request
+		   head, like every later one (slowloris). */
+		session__arm(s, phase == SESSION_PREAUTH && s->listener->proto == CONF_PROTO_HTTP
+				? c->http.header_timeout : c->limits.preauth_timeout);
 		break;
 	case SESSION_BACKEND_CONNECT:
 		session__arm(s, c->limits.connect_timeout);
@@ -331,10 +337,12 @@ void session_backend_consume(struct session *s, size_t n)
 {
 	if (n >= s->bin_len) {
 		s->bin_len = 0;
-		return;
+	} else {
+		memmove(s->bin, s->bin + n, s->bin_len - n);
+		s->bin_len -= n;
 	}
-	memmove(s->bin, s->bin + n, s->bin_len - n);
-	s->bin_len -= n;
+	if (s->bin_pending)
+		session__http_bin_drain(s);
 }
 
 void session_write(struct session *s, const void *data, size_t len)
@@ -513,6 +521,8 @@ static const char *session__alpn(const struct session *s)
 		return "imap";
 	case CONF_PROTO_POP3:
 		return "pop3";
+	case CONF_PROTO_HTTP:
+		return "http/1.1";
 	default:
 		return NULL;
 	}

@@ -37,6 +37,8 @@ void session__throttle_cancel(struct session *s);
 void session__timer_fired(uv_timer_t *t);
 /* Drop one reference (backend.c, for the backend stream and DNS requests). */
 void session__release(struct session *s);
+/* HTTP: move waiting backend bytes into s->bin (session_http.c). */
+void session__http_bin_drain(struct session *s);
 /* Switch both streams to relaying (relay.c). */
 void relay_start(struct session *s);
 

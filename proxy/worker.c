@@ -328,6 +328,7 @@ static void worker__run(void *arg)
 	}
 	uv_sem_post(w->started);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	session_http_pool_close(&w->loop);
 	route_worker_close(&w->loop);
 	if (w->on_exit)
 		w->on_exit(w);

@@ -29,6 +29,7 @@ struct lookup_call {
 	void *arg;
 	/* A private copy of the query. */
 	char *method, *user, *password, *protocol, *client_ip, *proxy_ip;
+	char *host;                    /* X-Proxy-Host, or NULL */
 	int attempt_no;
 	unsigned tried;                /* bit per server index */
 	int ntried;
@@ -73,6 +74,7 @@ static void lookup__call_free(struct lookup_call *call)
 	free(call->protocol);
 	free(call->client_ip);
 	free(call->proxy_ip);
+	free(call->host);
 	conf_unref(call->conf);
 	free(call);
 }
@@ -315,6 +317,7 @@ static void lookup__try_next(struct lookup_call *call)
 		.attempt = call->attempt_no,
 		.client_ip = call->client_ip,
 		.proxy_ip = call->proxy_ip,
+		.host = call->host,
 	};
 	len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
 				   call->conf->lookup.send_password);
@@ -369,7 +372,8 @@ struct lookup_call *lookup_start(uv_loop_t *loop, struct conf *c, const struct l
 	call->client_ip = lookup__dup(q->client_ip);
 	call->proxy_ip = lookup__dup(q->proxy_ip);
 	call->attempt_no = q->attempt;
-	if (!call->method || !call->user || !call->protocol || !call->client_ip ||
+	call->host = q->host ? strdup(q->host) : NULL;
+	if ((q->host && !call->host) || !call->method || !call->user || !call->protocol || !call->client_ip ||
 	    !call->proxy_ip || (q->password && !call->password)) {
 		lookup__call_free(call);
 		return NULL;

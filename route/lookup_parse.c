@@ -95,7 +95,8 @@ int lookup_build_request(char *out, size_t cap, const char *host, const char *pa
 		return -1;
 	if (!lookup__header_safe(host) || !lookup__header_safe(path) || strchr(path, ' ') != NULL
 	    || !lookup__header_safe(q->method) || !lookup__header_safe(q->protocol)
-	    || !lookup__header_safe(q->client_ip) || !lookup__header_safe(q->proxy_ip))
+	    || !lookup__header_safe(q->client_ip) || !lookup__header_safe(q->proxy_ip)
+	    || (q->host != NULL && !lookup__header_safe(q->host)))
 		return -1;
 	snprintf(attempt, sizeof(attempt), "%d", q->attempt);
 
@@ -120,6 +121,10 @@ int lookup_build_request(char *out, size_t cap, const char *host, const char *pa
 	lookup__puts(&b, q->proxy_ip);
 	lookup__puts(&b, "\r\nClient-IP: ");
 	lookup__puts(&b, q->client_ip);
+	if (q->host != NULL && q->host[0] != '\0') {
+		lookup__puts(&b, "\r\nX-Proxy-Host: ");
+		lookup__puts(&b, q->host);
+	}
 	lookup__puts(&b, "\r\n\r\n");
 
 	if (b.overflow || b.len > (size_t)INT32_MAX) {

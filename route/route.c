@@ -163,6 +163,17 @@ static void route__result(struct route *out, enum route_result result, const cha
 	snprintf(out->reason, sizeof(out->reason), "%s", why);
 }
 
+char *route__l1_key(const struct route_query *q)
+{
+	if (!q->by_id)
+		return strdup(q->login);
+	size_t n = strlen(q->login) + 4;
+	char *k = malloc(n);
+	if (k != NULL)
+		snprintf(k, n, "id %s", q->login);
+	return k;
+}
+
 struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct route_query *q,
 				route_cb cb, void *arg)
 {
@@ -180,11 +191,14 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 	req->cb = cb;
 	req->arg = arg;
 	memset(&r, 0, sizeof(r));
+	char *l1key = NULL;
 
 	if (q->login == NULL || q->protocol == NULL ||
 	    !route_name_valid(q->login, strlen(q->login), ROUTE_MAX_USER - 1)) {
 		route__result(&r, ROUTE_DENIED, "invalid login name");
-	} else if (route_static_match(c, q->login) != NULL) {
+	} else if ((l1key = route__l1_key(q)) == NULL) {
+		route__result(&r, ROUTE_TEMPFAIL, "out of memory");
+	} else if (!q->by_id && route_static_match(c, q->login) != NULL) {
 		route__static(&r, c, q, route_static_match(c, q->login));
 	} else if ((rl = route__loop(loop)) == NULL) {
 		route__result(&r, ROUTE_TEMPFAIL, "resolver not set up on this loop (route_worker_init)");
@@ -195,9 +209,9 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 		if (q->bypass_cache && rc != NULL && rc->l1 != NULL) {
 			/* The route L1 gave failed: whatever the lookup says now,
 			   it must not be served again. */
-			rcache_l1_remove(rc->l1, q->protocol, q->login);
+			rcache_l1_remove(rc->l1, q->protocol, l1key);
 		} else if (rc != NULL && rc->l1 != NULL) {
-			cached = rcache_l1_get(rc->l1, q->protocol, q->login, route__now_ms(), &r);
+			cached = rcache_l1_get(rc->l1, q->protocol, l1key, route__now_ms(), &r);
 			route__count(cached ? ROUTE__L1_HIT : ROUTE__L1_MISS);
 		}
 		if (!cached) {
@@ -206,11 +220,13 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 				route__result(&r, ROUTE_DENIED,
 					      "no static route matches and no lookup service is configured");
 			} else {
+				free(l1key);
 				route__flight_join(loop, c, rc, q, req);
 				return req;
 			}
 		}
 	}
+	free(l1key);
 	route__ready(req, &r);
 	return req;
 }
@@ -243,14 +259,23 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 	if (rl == NULL || (rc = route__runtime(rl, c)) == NULL)
 		return;
 	route__count(ROUTE__INVALIDATE);
-	if (rc->l1 != NULL)
-		rcache_l1_remove(rc->l1, q->protocol, q->login);
+	char *l1key = route__l1_key(q);
+	if (rc->l1 != NULL && l1key != NULL)
+		rcache_l1_remove(rc->l1, q->protocol, l1key);
+	free(l1key);
 	if (rc->mc == NULL)
 		return;
 
 	struct rcache_op ops[3];
 	int n = 0;
 	memset(ops, 0, sizeof(ops));
+	if (q->by_id) {
+		if (rcache_key_route_id(&ops[n].key, q->protocol, q->login, rc->hash_keys))
+			ops[n++].kind = RCACHE_OP_DELETE;
+		if (rcache_submit(loop, rc, ops, n) < 0)
+			log_write(LOG_WARN, "route cache: out of memory forgetting id %s", q->login);
+		return;
+	}
 	if (q->client_ip && rcache_key_alias(&ops[n].key, q->login, q->client_ip, rc->hash_keys))
 		ops[n++].kind = RCACHE_OP_DELETE;
 	if (rcache_key_route_user(&ops[n].key, q->protocol, r->user, rc->hash_keys))

@@ -55,6 +55,10 @@ struct route_flight {
 	char alias_account[ROUTE_MAX_USER];
 	struct route route;
 	char *login, *protocol, *client_ip, *proxy_ip, *password;
+	char *host;                   /* HTTP: X-Proxy-Host, or NULL */
+	/* login is a zimbraId; l1key is what L1 files the route under. */
+	bool by_id;
+	char *l1key;
 	int attempt;
 };
 
@@ -80,6 +84,8 @@ static void flight__free(struct route_flight *f)
 	free(f->protocol);
 	free(f->client_ip);
 	free(f->proxy_ip);
+	free(f->host);
+	free(f->l1key);
 	conf_unref(f->conf);
 	rcache_release(f->rc);
 	free(f);
@@ -109,7 +115,7 @@ static void flight__fill_caches(struct route_flight *f)
 	if (rc == NULL)
 		return;
 	if (rc->l1)
-		rcache_l1_put(rc->l1, f->protocol, f->login, r, route__now_ms(), rc->l1_ttl_ms);
+		rcache_l1_put(rc->l1, f->protocol, f->l1key, r, route__now_ms(), rc->l1_ttl_ms);
 	if (rc->mc == NULL || r->source != ROUTE_SRC_LOOKUP)
 		return;
 	hashed = rc->hash_keys;
@@ -119,6 +125,16 @@ static void flight__fill_caches(struct route_flight *f)
 	int vl = rcache_value_format(value, sizeof(value), r->host, r->port);
 	if (vl < 0)
 		return;
+	if (f->by_id) {
+		/* A zimbraId names one account: no aliases, one key. */
+		memcpy(ops[n].value, value, (size_t)vl + 1);
+		ops[n].value_len = (size_t)vl;
+		n += flight__op(&ops[n], RCACHE_OP_ADD,
+				rcache_key_route_id(&ops[n].key, f->protocol, f->login, hashed));
+		if (rcache_submit(f->loop, rc, ops, n) < 0)
+			log_write(LOG_WARN, "route cache: out of memory caching id %s", f->login);
+		return;
+	}
 	bool same = strcmp(r->user, f->login) == 0;
 	bool alias_agrees = f->alias_found && strcmp(f->alias_account, r->user) == 0;
 
@@ -220,8 +236,9 @@ static void flight__lookup(struct route_flight *f)
 		return;
 	}
 	struct lookup_query q = {
-		.method = "username",
+		.method = f->by_id ? "zimbraId" : "username",
 		.user = f->login,
+		.host = f->host,
 		.password = f->password,
 		.protocol = f->protocol,
 		.attempt = f->attempt,
@@ -253,16 +270,22 @@ static void flight__mc_get(uv_work_t *w)
 	size_t vl;
 	const char *account = f->login;
 
-	if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
-	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK &&
-	    route_name_valid(val, vl, ROUTE_MAX_USER - 1)) {
-		memcpy(f->alias_account, val, vl + 1);
-		f->alias_found = true;
-		account = f->alias_account;
+	if (f->by_id) {
+		if (!rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys) ||
+		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
+			return;
+	} else {
+		if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
+		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK &&
+		    route_name_valid(val, vl, ROUTE_MAX_USER - 1)) {
+			memcpy(f->alias_account, val, vl + 1);
+			f->alias_found = true;
+			account = f->alias_account;
+		}
+		if (!rcache_key_route_user(&k, f->protocol, account, rc->hash_keys) ||
+		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
+			return;
 	}
-	if (!rcache_key_route_user(&k, f->protocol, account, rc->hash_keys) ||
-	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
-		return;
 
 	struct route *r = &f->route;
 	if (!rcache_value_parse(val, vl, r->host, sizeof(r->host), &r->port))
@@ -287,6 +310,11 @@ static void flight__mc_purge(uv_work_t *w)
 	char val[RCACHE_MAX_VALUE];
 	size_t vl;
 
+	if (f->by_id) {
+		if (rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys))
+			rcache_mc_delete(rc->mc, &k);
+		return;
+	}
 	if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
 	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK) {
 		rcache_mc_delete(rc->mc, &k);
@@ -369,15 +397,22 @@ static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
 	f->client_ip = strdup(q->client_ip ? q->client_ip : "");
 	f->proxy_ip = strdup(q->proxy_ip ? q->proxy_ip : "");
 	f->password = q->password && c->lookup.send_password ? strdup(q->password) : NULL;
+	f->by_id = q->by_id;
+	f->host = q->host ? strdup(q->host) : NULL;
+	f->l1key = route__l1_key(q);
 	/* With the real password the lookup may judge it: never share then. */
 	if (!c->lookup.send_password) {
-		size_t n = strlen(q->protocol) + strlen(q->login) + 48;
+		size_t n = strlen(q->protocol) + strlen(q->login) + (q->host ? strlen(q->host) : 0) + 48;
 		if ((f->tkey = malloc(n)) != NULL) {
-			snprintf(f->tkey, n, "%p %d %s %s", (void *)c, (int)f->bypass, q->protocol, q->login);
+			/* The Host decides the domain of an unqualified name, so
+			   lookups for different Hosts are not shared. */
+			snprintf(f->tkey, n, "%p %d %s %s %s", (void *)c, (int)f->bypass, q->protocol,
+				 f->l1key ? f->l1key : "", q->host ? q->host : "");
 			f->thash = flight__hash(f->tkey);
 		}
 	}
-	if (!f->login || !f->protocol || !f->client_ip || !f->proxy_ip ||
+	if (!f->login || !f->protocol || !f->client_ip || !f->proxy_ip || !f->l1key ||
+	    (q->host && !f->host) ||
 	    (c->lookup.send_password && q->password && !f->password) ||
 	    (!c->lookup.send_password && !f->tkey)) {
 		flight__free(f);
@@ -424,7 +459,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		}
 		/* A flight that just finished filled L1 before leaving the table. */
 		if (!f->bypass && rc != NULL && rc->l1 != NULL &&
-		    rcache_l1_get(rc->l1, f->protocol, f->login, route__now_ms(), &hit)) {
+		    rcache_l1_get(rc->l1, f->protocol, f->l1key, route__now_ms(), &hit)) {
 			route__ready(req, &hit);
 			pthread_mutex_unlock(&route__lock);
 			route__count(ROUTE__L1_HIT);

@@ -51,6 +51,13 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 /* A cancelled req leaves its flight (route__lock held, req->flight set). */
 void route__flight_leave(struct route_req *req);
 
+/*
+ * The name L1 files q's route under (malloc'ed, NULL on no memory): the
+ * login itself, or "id <zimbraId>" for by_id queries. The space cannot
+ * appear in a valid login, so an id never collides with a name.
+ */
+char *route__l1_key(const struct route_query *q);
+
 /* Monotonic milliseconds, the same clock on every thread (L1 expiry). */
 uint64_t route__now_ms(void);
 

@@ -404,3 +404,164 @@ def gatehouse_bin():
     if not GATEHOUSE_BIN.exists():
         pytest.fail("gatehouse binary not found at %s (set GATEHOUSE_BIN)" % GATEHOUSE_BIN)
     return GATEHOUSE_BIN
+
+
+# ---------------------------------------------------------------- HTTP (issue 6)
+# Test web backends (httpstore.HttpBackend) for the stores and for the
+# client-IP hash, zimbraId routes in the lookup service, certificates for the
+# HTTPS listener, ZM_AUTH_TOKEN minting and an HTTP gatehouse factory.
+
+from httpstore import HttpBackend        # noqa: E402
+
+ZIMBRA_IDS = {                           # account -> zimbraId (a uuid, 36 chars)
+    ALICE[0]: "6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f",
+    CAROL[0]: "c4a7d2b1-1f2e-4d3c-8b9a-112233445566",
+    BOB[0]: "b0b0b0b0-2c3d-4e5f-a6b7-c8d9e0f1a2b3",
+}
+
+
+def mint_zm_auth_token(zimbra_id, exp_ms=None, extra=""):
+    """A ZM_AUTH_TOKEN value shaped like Zimbra's: `0_<40 hex hmac>_<hex>`,
+    the hex part encoding `id=36:<uuid>;exp=13:<ms>;type=6:zimbra;`.  The
+    HMAC is random: the proxy only routes on the id, the mailbox verifies."""
+    exp = str(exp_ms if exp_ms is not None else int(time.time() * 1000) + 3600_000)
+    fields = "id=%d:%s;exp=%d:%s;type=6:zimbra;%s" % (len(zimbra_id), zimbra_id,
+                                                      len(exp), exp, extra)
+    token = "0_%s_%s" % (os.urandom(20).hex(), fields.encode().hex())
+    MINTED_TOKENS.append(token)
+    return token
+
+
+MINTED_TOKENS = []     # every token minted in this run: none may appear in a log
+
+
+class WebBackends:
+    """store-a / store-b: the stores' web servers (the lookup answers their
+    ports for Auth-Protocol http/httpssl); web-1 (127.0.0.1) and web-2
+    (127.0.0.2): the backends for the client-IP hash."""
+
+    def __init__(self):
+        self.a = HttpBackend("store-a")
+        self.b = HttpBackend("store-b")
+        self.web1 = HttpBackend("web-1", host="127.0.0.1")
+        self.web2 = HttpBackend("web-2", host="127.0.0.2")
+        self.all = [self.a, self.b, self.web1, self.web2]
+        self.by_name = {b.name: b for b in self.all}
+        self.hash_names = {"web-1", "web-2"}
+
+    def start(self):
+        for b in self.all:
+            b.start()
+        return self
+
+    def stop(self):
+        for b in self.all:
+            b.stop()
+
+    def hash_backends(self):
+        return [self.web1.address, self.web2.address]
+
+
+@pytest.fixture
+def web(lookup):
+    """Started WebBackends; the lookup routes alice/carol to store-a's web
+    port and bob to store-b's for protocol http/httpssl, by name and by
+    zimbraId (ZIMBRA_IDS)."""
+    w = WebBackends().start()
+    for login, (ip, ports, canonical) in list(lookup.users.items()):
+        store = w.b if canonical == BOB[0] else w.a
+        if isinstance(ports, dict):
+            ports = dict(ports, http=store.port)
+        lookup.users[login] = (ip, ports, canonical)
+    for account, zid in ZIMBRA_IDS.items():
+        store = w.b if account == BOB[0] else w.a
+        lookup.ids[zid] = ("127.0.0.1", {"http": store.port}, account)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+class WebCerts:
+    def __init__(self, d):
+        self.dir = d
+        self.crt = os.path.join(d, "mail.crt")
+        self.key = os.path.join(d, "mail.key")
+
+
+@pytest.fixture(scope="session")
+def web_certs():
+    """A self-signed RSA certificate for mail.example.com and webmail.example.net."""
+    d = tempfile.mkdtemp(prefix="gh-web-", dir="/tmp")
+    c = WebCerts(d)
+    try:
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", c.key, "-out", c.crt, "-days", "3",
+                            "-subj", "/CN=mail.example.com",
+                            "-addext", "subjectAltName=DNS:mail.example.com,"
+                                       "DNS:webmail.example.net"],
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        yield c
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def http_settings(directory, web, web_certs, mode="redirect", http=None, **overrides):
+    """Overrides for the gatehouse factory as agreed for issue 6: a plain
+    listener in `mode` and an HTTPS listener, the web backends for the hash,
+    server_name mail.example.com, vhost webmail.example.net, access log in
+    `directory`.  Returns (settings, plain_port, https_port)."""
+    plain, https = free_port(), free_port()
+    h = {
+        "backends": web.hash_backends(),
+        "server_name": "mail.example.com",
+        "access_log": str(Path(directory) / "access.log"),
+    }
+    h.update(http or {})
+    settings = {
+        "tls": {"cert": web_certs.crt, "key": web_certs.key},
+        "vhosts": [{"names": ["webmail.example.net"], "cert": web_certs.crt,
+                    "key": web_certs.key}],
+        "listen": [
+            {"address": "127.0.0.1:%d" % plain, "protocol": "http", "mode": mode},
+            {"address": "127.0.0.1:%d" % https, "protocol": "http", "tls": True},
+        ],
+        "http": h,
+    }
+    settings.update(overrides)
+    return settings, plain, https
+
+
+@pytest.fixture
+def http_gh(gatehouse, web, web_certs, tmp_path):
+    """Factory: http_gh(mode="redirect", http={...}, **overrides) -> a started
+    Gatehouse with .plain_port, .https_port and .access_log_path (the agreed
+    HTTP configuration; `http` entries override the http group's)."""
+    count = [0]
+    started = []
+
+    def factory(mode="redirect", http=None, **overrides):
+        d = tmp_path / ("web%d" % count[0])
+        count[0] += 1
+        d.mkdir()
+        settings, plain, https = http_settings(d, web, web_certs, mode, http, **overrides)
+        gh = gatehouse(**settings)
+        gh.plain_port, gh.https_port = plain, https
+        gh.access_log_path = Path(settings["http"].get("access_log", d / "access.log"))
+        started.append(gh)
+        return gh
+
+    yield factory
+
+    # No password, token or Basic credential of the accounts in any log.
+    import base64
+    secrets = list(PASSWORDS) + [t.split("_", 2)[2] for t in MINTED_TOKENS]
+    secrets += [t.split("_", 2)[1] for t in MINTED_TOKENS]
+    secrets += [base64.b64encode(("%s:%s" % u).encode()).decode() for u in (ALICE, BOB, CAROL)]
+    for gh in started:
+        logs = {"access_log": gh._read(gh.access_log_path), "error_log": gh.error_log(),
+                "stderr": gh._read(gh.stderr_path), "audit_log": gh._read(gh.audit_path)}
+        for name, text in logs.items():
+            for s in secrets:
+                assert s not in text, "secret %r in gatehouse's %s" % (s[:12] + "...", name)

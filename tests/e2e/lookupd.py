@@ -31,6 +31,13 @@ In-process use (pytest):
     lk.auth_wait = 1      # Auth-Wait sent with failures
     lk.delay = 0.5        # seconds to sleep before answering (normal mode)
     lk.cache_alias = True # add "Auth-Cache-Alias: TRUE" to OK answers
+    # web routes: the port dict may hold "http" (httpssl falls back to it);
+    # `Auth-Method: zimbraId` requests (ZM_AUTH_TOKEN) look Auth-User up in
+    # .ids (zimbraId -> route) instead of .users:
+    lk.ids["0f7c...-uuid"] = ("127.0.0.1", {"http": 8080}, "bob@example.com")
+    # a failure text answered for a login or zimbraId instead of its route
+    # (e.g. the servlet's access-denied answer, which HTTP turns into 403):
+    lk.statuses["bob"] = "Client-IP 127.0.0.1 is not allowed on this domain"
     lk.stop()             # closes the listening socket: connection refused
 
 Modes: "garbage" answers non-HTTP bytes and closes; "hang" accepts and reads
@@ -159,8 +166,10 @@ class _Handler(socketserver.BaseRequestHandler):
         if srv.delay:
             time.sleep(srv.delay)
         login = urllib.parse.unquote(req.get("Auth-User", ""))
+        by_id = req.get("Auth-Method", "").lower() == "zimbraid"
         with srv._lock:
-            route = srv.users.get(login)
+            status = srv.statuses.get(login)
+            route = None if status else (srv.ids if by_id else srv.users).get(login)
         keep = (req.version.upper() == "HTTP/1.1" and
                 req.get("Connection", "").lower() != "close")
         lines = ["HTTP/1.1 200 OK" if req.version.upper() == "HTTP/1.1"
@@ -175,7 +184,7 @@ class _Handler(socketserver.BaseRequestHandler):
             if srv.cache_alias:
                 lines.append("Auth-Cache-Alias: TRUE")
         else:
-            lines += ["Auth-Status: user not found:%s" % login,
+            lines += ["Auth-Status: %s" % (status or "user not found:%s" % login),
                       "Auth-Wait: %s" % srv.auth_wait]
         lines += ["Content-Length: 0",
                   "Connection: %s" % ("keep-alive" if keep else "close")]
@@ -197,6 +206,8 @@ class LookupServer:
     def __init__(self, users=None, host="127.0.0.1", port=0, mode="normal",
                  auth_wait=10):
         self.users = dict(users or {})     # login -> (ip, port or {proto: port}, canonical)
+        self.ids = {}                      # zimbraId -> route, for Auth-Method: zimbraId
+        self.statuses = {}                 # login or zimbraId -> Auth-Status failure text
         self.requests = []
         self.mode = mode
         self.auth_wait = auth_wait

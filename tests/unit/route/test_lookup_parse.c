@@ -92,6 +92,36 @@ Test(lookup_parse, request_escapes_user)
 	cr_expect_str_eq(out, want);
 }
 
+Test(lookup_parse, request_web_by_zimbra_id)
+{
+	char out[1024];
+	struct lookup_query q = lp_t_query;
+
+	q.method = "zimbraId";
+	q.user = "6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f";
+	q.protocol = "httpssl";
+	q.attempt = 0;
+	q.host = "mail.example.com";
+	int n = lookup_build_request(out, sizeof(out), "10.0.0.5", "/l", &q, false);
+	const char *want =
+		"GET /l HTTP/1.0\r\n"
+		"Host: 10.0.0.5\r\n"
+		"Auth-Method: zimbraId\r\n"
+		"Auth-User: 6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f\r\n"
+		"Auth-Pass: _password_\r\n"
+		"Auth-Protocol: httpssl\r\n"
+		"Auth-Login-Attempt: 0\r\n"
+		"X-Proxy-IP: 192.0.2.10\r\n"
+		"Client-IP: 203.0.113.7\r\n"
+		"X-Proxy-Host: mail.example.com\r\n"
+		"\r\n";
+	cr_assert_eq(n, (int)strlen(want));
+	cr_expect_str_eq(out, want);
+	/* A Host with a control character is never written into the request. */
+	q.host = "a\r\nAuth-User: x";
+	cr_assert_eq(lookup_build_request(out, sizeof(out), "10.0.0.5", "/l", &q, false), -1);
+}
+
 Test(lookup_parse, request_capacity)
 {
 	char out[1024];

@@ -216,3 +216,67 @@ Test(route_memcached, bypass_skips_the_caches)
 	rct_srv_stop(&srv);
 }
 
+
+Test(route_memcached, zimbra_id_route_has_its_own_key)
+{
+	struct rct_srv srv;
+	const char *id = "6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f";
+
+	rct_srv_start(&srv);
+	struct conf *c = rct_mc_conf(&srv, "");
+	struct route_query q = rct_query(id);
+	q.protocol = "http";
+	q.by_id = true;
+	q.host = "mail.example.com";
+	q.attempt = 0;
+	struct route r = rct_resolve_once(c, q);
+	cr_assert_eq(r.result, ROUTE_OK);
+	cr_assert_eq(r.source, ROUTE_SRC_LOOKUP);
+	int g = rct_mc_find(&srv, "get route:proto=http;id=6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f");
+	int a = rct_mc_find(&srv, "add route:proto=http;id=6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f 0 3600 14");
+	cr_assert(g >= 0 && a > g, "log: get %d add %d", g, a);
+	cr_assert_eq(rct_mc_find(&srv, "get alias:"), -1, "an id has no alias");
+	cr_assert_eq(rct_mc_find(&srv, "get route:proto=http;user="), -1);
+
+	r = rct_resolve_once(c, q);
+	cr_assert_eq(r.source, ROUTE_SRC_MEMCACHED);
+	cr_assert_str_eq(r.host, "10.0.0.21");
+	cr_assert_eq(rct_lookups(&srv), 1);
+
+	/* The same string as a user name is another key. */
+	q.by_id = false;
+	r = rct_resolve_once(c, q);
+	cr_assert_eq(r.source, ROUTE_SRC_LOOKUP);
+	cr_assert_eq(rct_lookups(&srv), 2);
+	conf_unref(c);
+	rct_srv_stop(&srv);
+}
+
+Test(route_memcached, zimbra_id_and_name_do_not_share_l1)
+{
+	struct rct_srv srv;
+
+	rct_srv_start(&srv);
+	struct conf *c = rct_conf(&srv, "l1_entries = 100; l1_ttl = 60;");
+	uv_loop_t loop;
+	struct rct_result a = { 0 }, b = { 0 }, d = { 0 };
+	struct route_query q = rct_query("abcd");
+
+	q.protocol = "http";
+	q.by_id = true;
+	rct_loop_start(&loop);
+	route_resolve(&loop, c, &q, rct_on_route, &a);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	route_resolve(&loop, c, &q, rct_on_route, &d);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	q.by_id = false;
+	route_resolve(&loop, c, &q, rct_on_route, &b);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rct_loop_finish(&loop);
+	cr_assert_eq(a.r.source, ROUTE_SRC_LOOKUP);
+	cr_assert_eq(d.r.source, ROUTE_SRC_L1, "the id is cached in L1");
+	cr_assert_eq(b.r.source, ROUTE_SRC_LOOKUP, "a name is not served the id's route");
+	cr_assert_eq(rct_lookups(&srv), 2);
+	conf_unref(c);
+	rct_srv_stop(&srv);
+}

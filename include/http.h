@@ -1,0 +1,252 @@
+/*
+ * http.h - the HTTP/HTTPS reverse proxy front end, and the pure pieces it
+ * is made of: message head parsing over llhttp, body framing, routing
+ * decisions, header rewriting, redirect host checks and ZM_AUTH_TOKEN
+ * decoding. None of the pure functions does I/O or allocates, so unit tests
+ * and fuzzers call them directly.
+ *
+ * Parser output uses offsets from the start of the buffer that holds the
+ * message head ({off, len}), never pointers, so the buffer may move.
+ */
+#ifndef GATEHOUSE_HTTP_H
+#define GATEHOUSE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "session.h"
+
+struct conf;
+
+extern const struct session_proto http_proto;
+
+/* Most header lines a head may have, whatever the config says. */
+#define HTTP_MAX_HEADERS 1000
+
+/* Parse results (negative: the status code a request deserves). */
+#define HTTP_NEED_MORE 0
+#define HTTP_E_BAD (-400)       /* malformed */
+#define HTTP_E_URI (-414)       /* request-target too long */
+#define HTTP_E_HEADERS (-431)   /* head too large or too many header lines */
+
+struct http_span {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct http_header {
+	struct http_span name;
+	struct http_span value;
+};
+
+/* A parsed request or response head. */
+struct http_head {
+	uint8_t method;             /* llhttp_method_t (requests) */
+	uint16_t status;            /* responses */
+	uint8_t major, minor;
+	struct http_span uri;       /* requests */
+	struct http_span reason;    /* responses */
+	struct http_header *hdr;    /* caller's array of hdr_cap entries */
+	int hdr_cap;
+	int nhdr;
+	size_t head_len;            /* bytes of the head, final CRLF included */
+	bool keep_alive;            /* per version and Connection */
+	bool upgrade;               /* Connection: upgrade with an Upgrade header */
+	bool chunked;
+	bool has_length;
+	uint64_t content_length;
+	bool needs_eof;             /* a response whose body ends at EOF */
+};
+
+struct http_limits {
+	size_t max_head;            /* bytes of request line (status line) + headers */
+	size_t max_uri;
+	int max_headers;
+};
+
+/*
+ * A resumable parser for one message at a time (llhttp inside). Feed the
+ * head with http_parse_head until it completes, then the body with
+ * http_parse_body until it reports the end; then http_parser_reset for the
+ * next message on the connection.
+ */
+struct http_parser {
+	llhttp_t ll;
+	llhttp_settings_t set;
+	struct http_limits lim;
+	struct http_head *h;
+	const uint8_t *base;        /* the head buffer during one call */
+	size_t fed;                 /* head bytes already given to llhttp */
+	int state;                  /* 0 head, 1 body, 2 done */
+	int err;                    /* HTTP_E_* found by a callback */
+	bool in_field;              /* inside a header name (it may come in pieces) */
+	bool too_many;              /* a header line past the limit: 431 at its name's end */
+	bool no_body;               /* a response to HEAD */
+	bool ended;                 /* on_message_complete ran */
+};
+
+/* kind: HTTP_REQUEST or HTTP_RESPONSE. h receives the head of each message. */
+void http_parser_init(struct http_parser *p, llhttp_type_t kind, const struct http_limits *lim,
+		      struct http_head *h);
+
+/* Start the next message of the connection (keeps kind, limits and h). */
+void http_parser_reset(struct http_parser *p);
+
+/* Responses: the request was HEAD, so the response has no body. */
+void http_parser_no_body(struct http_parser *p);
+
+/*
+ * Parse a head. buf[0..len) holds the message from its first byte; bytes
+ * up to p->fed were seen by an earlier call and are not fed again (the
+ * buffer may have moved: only offsets are kept). Returns the head length
+ * (> 0) when the head is complete and p->h is filled, HTTP_NEED_MORE, or
+ * an HTTP_E_* code. Never reads past len.
+ */
+int http_parse_head(struct http_parser *p, const uint8_t *buf, size_t len);
+
+/*
+ * Body bytes that follow the head (or earlier body bytes). Returns how many
+ * of the n bytes belong to this message (the rest is the next message),
+ * with *done set when the message ended; or HTTP_E_BAD for bad framing.
+ */
+long http_parse_body(struct http_parser *p, const uint8_t *data, size_t n, bool *done);
+
+/* Does the message have a body to relay at all (after the head)? */
+bool http_parser_body_done(const struct http_parser *p);
+
+/* The connection ended: completes a read-until-EOF body (true), else false. */
+bool http_parse_eof(struct http_parser *p);
+
+/* --- header access (pure) --- */
+
+/* Case-insensitive compare of span s in buf with a NUL-terminated name. */
+bool http_span_is(const uint8_t *buf, struct http_span s, const char *name);
+
+/* The first header called name, or NULL. */
+const struct http_header *http_header_find(const uint8_t *buf, const struct http_head *h,
+					   const char *name);
+
+/* Does a comma-separated header list (all headers called name) hold token? */
+bool http_header_has_token(const uint8_t *buf, const struct http_head *h, const char *name,
+			   const char *token);
+
+/* --- ZM_AUTH_TOKEN (protocols/http_token.c) --- */
+
+#define HTTP_ZIMBRA_ID_MAX 64
+
+/*
+ * Decode a ZM_AUTH_TOKEN value "<n>_<hmac>_<hex>": hex-decode part 3 into
+ * "field=len:value;..." and return the length of its id (a zimbraId of
+ * 1..HTTP_ZIMBRA_ID_MAX-1 bytes of [A-Za-z0-9-]), copied NUL-terminated to
+ * id_out; -1 when the token is malformed or has no usable id. The token's
+ * signature is not checked: it only picks a mailstore, which checks it.
+ */
+int http_token_zimbra_id(const char *tok, size_t len, char *id_out, size_t cap);
+
+/* The value of cookie `name` in a Cookie header value, or NULL (*len_out set). */
+const char *http_cookie_find(const char *v, size_t vlen, const char *name, size_t *len_out);
+
+/* --- routing (protocols/http_route.c) --- */
+
+enum http_route_kind {
+	HTTP_ROUTE_HASH = 0,   /* no user in the request: hash of the client IP */
+	HTTP_ROUTE_USER,       /* a user name (REST path or Basic credentials) */
+	HTTP_ROUTE_ID,         /* a zimbraId (ZM_AUTH_TOKEN cookie) */
+};
+
+/*
+ * Decide how request h (head in buf) is routed, in order: REST paths
+ * /home/<user>/... and /service/home/<user>/... (also /dav/<user>/ and
+ * /principals/users/<user>/; "~" means the authenticated user and falls
+ * through), HTTP Basic credentials (user part only; DOM\user becomes
+ * user@DOM), the ZM_AUTH_TOKEN cookie's zimbraId. The name or id goes to
+ * out (NUL-terminated, cap bytes); a name that is too long or holds control
+ * characters, space or '%' after %-decoding is ignored.
+ */
+enum http_route_kind http_route_pick(const uint8_t *buf, const struct http_head *h, char *out,
+				     size_t cap);
+
+/* A stable index in [0, n) for a client address (FNV-1a): n > 0. */
+unsigned http_ip_hash(const char *ip, unsigned n);
+
+/*
+ * Reduce an absolute-form request-target (RFC 9112 §3.2.2,
+ * "http://host/path?q") to origin-form: *uri_out gets the path and query,
+ * *auth_out the authority. Origin-form ("/...") and "*" come back as they
+ * are with an empty authority. False for anything else (another scheme, no
+ * path, userinfo): the request is refused.
+ */
+bool http_target_origin(const uint8_t *buf, struct http_span uri, struct http_span *uri_out,
+			struct http_span *auth_out);
+
+/* Does the request-target hold an encoded CR or LF (%0d, %0a)? */
+bool http_uri_has_encoded_crlf(const uint8_t *buf, struct http_span uri);
+
+/* --- header rewriting (protocols/http_head.c) --- */
+
+struct http_fwd {
+	const char *client_ip;
+	bool trusted;         /* the peer is a trusted proxy: append to its X-Forwarded-For */
+	bool https;           /* X-Forwarded-Proto */
+	bool websocket;       /* keep Upgrade and send Connection: upgrade */
+};
+
+/*
+ * Write the request head to send to a backend: the request line as
+ * received, the headers minus hop-by-hop ones (Connection and what it
+ * names, Keep-Alive, Proxy-Connection, TE, Upgrade unless websocket,
+ * Proxy-Authorization) and minus incoming X-Real-IP and X-Forwarded-Proto,
+ * X-Forwarded-For replaced (or appended to when trusted), then
+ * X-Real-IP, X-Forwarded-Proto and Connection. Returns the length, or -1
+ * when it does not fit in cap.
+ */
+int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const struct http_fwd *f,
+			 char *out, size_t cap);
+
+/*
+ * Write the response head for the client: "HTTP/1.1 <status> <reason>",
+ * the backend's headers minus hop-by-hop ones (Upgrade kept on a 101),
+ * then "Connection: close" when close is set, or "Connection: keep-alive"
+ * for an HTTP/1.0 client that keeps the connection. Returns the length, or -1.
+ */
+int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool close,
+			  bool client_http10, char *out, size_t cap);
+
+/*
+ * May a redirect name host (the Host header, port removed, compared without
+ * case)? Only http.server_name and the vhost names (with their "*." forms)
+ * are allowed, so the redirect is never an open one. Writes the lower-case
+ * host without port to out.
+ */
+bool http_redirect_host_ok(const struct conf *c, const char *host, size_t len, char *out,
+			   size_t cap);
+
+/*
+ * Write a complete error or redirect response: status line, Content-Type
+ * text/html, Content-Length, Connection (close or keep-alive), an optional
+ * Location, and a short HTML body (msg, or a standard text for the status
+ * when NULL; msg must be plain text without markup). Returns the length,
+ * or -1.
+ */
+int http_error_page(int status, const char *location, const char *msg, bool close, char *out,
+		    size_t cap);
+
+/* The page plain listeners in mode https answer with. */
+#define HTTP_USE_HTTPS_TEXT "This site is only available over HTTPS. Please use https:// in the address."
+
+
+/*
+ * The request-target as the access log shows it: the path and query, with
+ * the values of parameters whose names look like credentials (token, jwt,
+ * pass, auth, key, secret) replaced by "***" (Zimbra accepts zauthtoken=
+ * and zjwt= in the query). NUL-terminated, cut at cap. Returns the length.
+ */
+size_t http_log_target(const uint8_t *buf, struct http_span uri, char *out, size_t cap);
+
+/* The reason phrase of a status we send ourselves. */
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * http_head.c - heads written by the proxy: requests to backends (with
+ * X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and no hop-by-hop headers),
+ * responses to clients, error and redirect pages, and the check that keeps
+ * redirects from pointing anywhere but our own names. Pure.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf.h"
+#include "http.h"
+
+/* An append-only writer that remembers overflowing. */
+struct hh__out {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool over;
+};
+
+static void hh__put(struct hh__out *o, const void *p, size_t n)
+{
+	if (o->over || n > o->cap - o->len) {
+		o->over = true;
+		return;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+static void hh__puts(struct hh__out *o, const char *s)
+{
+	hh__put(o, s, strlen(s));
+}
+
+static void hh__span(struct hh__out *o, const uint8_t *buf, struct http_span s)
+{
+	hh__put(o, buf + s.off, s.len);
+}
+
+/* The value of a header without trailing whitespace. */
+static struct http_span hh__trim(const uint8_t *buf, struct http_span v)
+{
+	while (v.len > 0 && (buf[v.off + v.len - 1] == ' ' || buf[v.off + v.len - 1] == '\t'))
+		v.len--;
+	return v;
+}
+
+static bool hh__name_in(const uint8_t *buf, struct http_span name, const char *const *set)
+{
+	for (; *set; set++)
+		if (http_span_is(buf, name, *set))
+			return true;
+	return false;
+}
+
+/*
+ * Is this header named by a Connection header (RFC 9110 §7.6.1)? Headers
+ * the framing or routing needs are never dropped this way.
+ */
+static bool hh__named_by_connection(const uint8_t *buf, const struct http_head *h,
+				    struct http_span name)
+{
+	static const char *const keep[] = {
+		"Host", "Content-Length", "Transfer-Encoding", "Upgrade", NULL,
+	};
+	char n[128];
+
+	if (name.len == 0 || name.len >= sizeof(n) || hh__name_in(buf, name, keep))
+		return false;
+	memcpy(n, buf + name.off, name.len);
+	n[name.len] = '\0';
+	return http_header_has_token(buf, h, "Connection", n);
+}
+
+static void hh__header(struct hh__out *o, const uint8_t *buf, const struct http_header *hd)
+{
+	hh__span(o, buf, hd->name);
+	hh__puts(o, ": ");
+	hh__span(o, buf, hh__trim(buf, hd->value));
+	hh__puts(o, "\r\n");
+}
+
+int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const struct http_fwd *f,
+			 char *out, size_t cap)
+{
+	static const char *const drop[] = {
+		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Proxy-Authorization",
+		"X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-For", NULL,
+	};
+	struct hh__out o = { .buf = out, .cap = cap };
+	char ver[16];
+
+	hh__puts(&o, llhttp_method_name((llhttp_method_t)h->method));
+	hh__puts(&o, " ");
+	hh__span(&o, buf, h->uri);
+	snprintf(ver, sizeof(ver), " HTTP/%u.%u\r\n", h->major, h->minor);
+	hh__puts(&o, ver);
+	for (int i = 0; i < h->nhdr; i++) {
+		const struct http_header *hd = &h->hdr[i];
+		if (hh__name_in(buf, hd->name, drop))
+			continue;
+		if (!f->websocket && http_span_is(buf, hd->name, "Upgrade"))
+			continue;
+		if (hh__named_by_connection(buf, h, hd->name))
+			continue;
+		hh__header(&o, buf, hd);
+	}
+	/* X-Forwarded-For: a trusted proxy's list goes on, with its peer (the
+	   client we saw) last; anyone else's is replaced, or a client could
+	   name any address it likes. */
+	hh__puts(&o, "X-Forwarded-For: ");
+	if (f->trusted) {
+		for (int i = 0; i < h->nhdr; i++) {
+			if (!http_span_is(buf, h->hdr[i].name, "X-Forwarded-For"))
+				continue;
+			struct http_span v = hh__trim(buf, h->hdr[i].value);
+			if (v.len == 0)
+				continue;
+			hh__span(&o, buf, v);
+			hh__puts(&o, ", ");
+		}
+	}
+	hh__puts(&o, f->client_ip);
+	hh__puts(&o, "\r\nX-Real-IP: ");
+	hh__puts(&o, f->client_ip);
+	hh__puts(&o, f->https ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+	hh__puts(&o, f->websocket ? "Connection: upgrade\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+	return o.over ? -1 : (int)o.len;
+}
+
+int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool close,
+			  bool client_http10, char *out, size_t cap)
+{
+	static const char *const drop[] = {
+		"Connection", "Keep-Alive", "Proxy-Connection", "TE", NULL,
+	};
+	struct hh__out o = { .buf = out, .cap = cap };
+	char line[32];
+	bool switching = h->status == 101;
+
+	snprintf(line, sizeof(line), "HTTP/1.1 %u ", h->status);
+	hh__puts(&o, line);
+	hh__span(&o, buf, h->reason);
+	hh__puts(&o, "\r\n");
+	for (int i = 0; i < h->nhdr; i++) {
+		const struct http_header *hd = &h->hdr[i];
+		if (hh__name_in(buf, hd->name, drop))
+			continue;
+		if (!switching && http_span_is(buf, hd->name, "Upgrade"))
+			continue;
+		if (hh__named_by_connection(buf, h, hd->name))
+			continue;
+		hh__header(&o, buf, hd);
+	}
+	if (switching)
+		hh__puts(&o, "Connection: upgrade\r\n");
+	else if (close)
+		hh__puts(&o, "Connection: close\r\n");
+	else if (client_http10)
+		hh__puts(&o, "Connection: keep-alive\r\n");
+	hh__puts(&o, "\r\n");
+	return o.over ? -1 : (int)o.len;
+}
+
+/* Does name match pattern ("*.example.com" matches one more label)? */
+static bool hh__name_match(const char *pattern, const char *name)
+{
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		const char *dot = strchr(name, '.');
+		return dot != NULL && dot != name && strcmp(dot + 1, pattern + 2) == 0;
+	}
+	return strcmp(pattern, name) == 0;
+}
+
+bool http_redirect_host_ok(const struct conf *c, const char *host, size_t len, char *out,
+			   size_t cap)
+{
+	size_t n = len;
+
+	if (len == 0 || cap == 0)
+		return false;
+	/* A port after the name: digits only. */
+	const char *colon = memchr(host, ':', len);
+	if (colon != NULL) {
+		n = (size_t)(colon - host);
+		size_t pl = len - n - 1;
+		if (pl == 0 || pl > 5)
+			return false;
+		for (size_t i = n + 1; i < len; i++)
+			if (host[i] < '0' || host[i] > '9')
+				return false;
+	}
+	if (n == 0 || n >= cap || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = host[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+			return false;
+		out[i] = ch;
+	}
+	out[n] = '\0';
+	if (c->http.server_name != NULL && strcmp(c->http.server_name, out) == 0)
+		return true;
+	for (int v = 0; v < c->nvhosts; v++)
+		for (int k = 0; k < c->vhosts[v].nnames; k++)
+			if (hh__name_match(c->vhosts[v].names[k], out))
+				return true;
+	out[0] = '\0';
+	return false;
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 301: return "Moved Permanently";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 426: return "Upgrade Required";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Error";
+	}
+}
+
+int http_error_page(int status, const char *location, const char *msg, bool close, char *out,
+		    size_t cap)
+{
+	char body[512];
+	const char *reason = http_reason(status);
+	const char *text = msg;
+
+	switch (msg ? 0 : status) {
+	case 301: text = "This page has moved to HTTPS."; break;
+	case 403: text = "Access to this resource is not allowed."; break;
+	case 502: text = "The mail server could not be reached."; break;
+	case 504: text = "The mail server did not answer in time."; break;
+	case 0: break;
+	default: text = reason; break;
+	}
+	int bl = snprintf(body, sizeof(body),
+			  "<html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n",
+			  status, reason, status, reason, text);
+	if (bl < 0 || (size_t)bl >= sizeof(body))
+		return -1;
+	int n = snprintf(out, cap,
+			 "HTTP/1.1 %d %s\r\nServer: gatehouse\r\nContent-Type: text/html; charset=utf-8\r\n"
+			 "Content-Length: %d\r\n%s%s%sConnection: %s\r\n\r\n%s",
+			 status, reason, bl, location ? "Location: " : "", location ? location : "",
+			 location ? "\r\n" : "", close ? "close" : "keep-alive", body);
+	if (n < 0 || (size_t)n >= cap)
+		return -1;
+	return n;
+}
+
+/* Does a query parameter name look like it carries a credential? */
+static bool hh__secret_param(const uint8_t *n, size_t len)
+{
+	static const char *const words[] = { "token", "jwt", "pass", "auth", "key", "secret", NULL };
+
+	for (const char *const *w = words; *w; w++) {
+		size_t wl = strlen(*w);
+		for (size_t i = 0; i + wl <= len; i++)
+			if (strncasecmp((const char *)n + i, *w, wl) == 0)
+				return true;
+	}
+	return false;
+}
+
+size_t http_log_target(const uint8_t *buf, struct http_span uri, char *out, size_t cap)
+{
+	const uint8_t *p = buf + uri.off;
+	size_t n = uri.len, o = 0;
+
+	if (cap == 0)
+		return 0;
+	const uint8_t *q = memchr(p, '?', n);
+	size_t pathlen = q ? (size_t)(q - p) : n;
+	for (size_t i = 0; i < pathlen && o + 1 < cap; i++)
+		out[o++] = (char)p[i];
+	size_t i = pathlen;
+	while (i < n && o + 1 < cap) {
+		/* One parameter: '?' or '&', name, optional '=' value. */
+		out[o++] = (char)p[i++];
+		size_t ns = i;
+		while (i < n && p[i] != '=' && p[i] != '&')
+			i++;
+		size_t nl = i - ns;
+		for (size_t k = ns; k < i && o + 1 < cap; k++)
+			out[o++] = (char)p[k];
+		if (i < n && p[i] == '=') {
+			size_t vs = i + 1;
+			while (i + 1 < n && p[i + 1] != '&')
+				i++;
+			i++;
+			if (o + 1 < cap)
+				out[o++] = '=';
+			if (hh__secret_param(p + ns, nl)) {
+				for (const char *r = "***"; *r && o + 1 < cap; r++)
+					out[o++] = *r;
+			} else {
+				for (size_t k = vs; k < i && o + 1 < cap; k++)
+					out[o++] = (char)p[k];
+			}
+		}
+	}
+	out[o] = '\0';
+	return o;
+}

@@ -1,0 +1,211 @@
+/*
+ * http_stream.c - one exchange after its request head: the request body to
+ * the backend, the response head and body to the client, each streamed with
+ * backpressure (a side whose write queue passes limits.relay_high_water is
+ * not fed until it drains), WebSocket hand-over on a 101, and the end of
+ * the exchange (log, pool the backend, next request or close).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "http_int.h"
+#include "metrics.h"
+
+/* The exchange is over: log it, pool the backend, and go on or close. */
+void http__exchange_done(struct session *s)
+{
+	struct http_conn *hc = http__of(s);
+	const struct http_head *rh = &hc->resph;
+
+	/* A backend that answered before the request body was all sent, or
+	   that sent more than the response, cannot be reused, and the client's
+	   unsent body bytes leave its connection unusable too. */
+	bool reuse = rh->keep_alive && !rh->needs_eof && hc->req_done && !hc->backend_gone &&
+		     s->bin_len == 0 && s->bin_pending == NULL;
+	if (!hc->req_done)
+		hc->close_after = true;
+	http__log(s, hc);
+	session_backend_release(s, reuse);
+	if (hc->close_after || hc->client_eof) {
+		hc->state = HTTP_ST_DONE;
+		session_finish(s, "request done, connection: close");
+		return;
+	}
+	http__next_request(s);
+}
+
+/* ---- request body: client -> backend ---- */
+
+void http__forward_body(struct session *s)
+{
+	struct http_conn *hc = http__of(s);
+	size_t hw = s->conf->limits.relay_high_water;
+
+	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->req_done && s->backend != NULL &&
+	       s->in_len > 0) {
+		if (session_backend_queued(s) > hw)
+			return; /* backend_written resumes */
+		bool done = false;
+		long n = http_parse_body(&hc->req, s->in, s->in_len, &done);
+		if (n < 0) {
+			http__answer(s, 400, NULL, NULL, "malformed request body");
+			return;
+		}
+		if (n > 0) {
+			metrics_relayed(true, (size_t)n);
+			hc->req_body_sent += (uint64_t)n;
+			session_backend_write(s, s->in, (size_t)n, false);
+			if (s->closed || hc->state != HTTP_ST_FORWARD)
+				return;
+			session_consume(s, (size_t)n);
+			session_delay(s, s->conf->http.backend_timeout);
+		}
+		if (done)
+			hc->req_done = true;
+	}
+}
+
+/* ---- response: backend -> client ---- */
+
+static void hc__start_websocket(struct session *s)
+{
+	struct http_conn *hc = http__of(s);
+
+	http__log(s, hc);
+	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", s->backend_addr);
+	/* Frames the client sent early are in s->in; the backend's in s->bin. */
+	session_start_relay(s);
+}
+
+/* A complete response head is at the start of s->bin. */
+/* Returns true when the caller must stop: the session closed, or became a
+   WebSocket relay (hc is gone either way). */
+static bool hc__response_head(struct session *s, int head_len)
+{
+	struct http_conn *hc = http__of(s);
+	const struct http_head *rh = &hc->resph;
+	char out[20480];
+
+	if (rh->status >= 100 && rh->status < 200 && rh->status != 101) {
+		/* 100 Continue and friends go to the client; the real answer follows. */
+		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
+		if (n > 0 && !(hc->reqh.major == 1 && hc->reqh.minor == 0)) {
+			hc->bytes_sent += (uint64_t)n;
+			session_write(s, out, (size_t)n);
+			if (s->closed)
+				return true;
+		}
+		session_backend_consume(s, (size_t)head_len);
+		http_parser_reset(&hc->resp);
+		if (hc->is_head)
+			http_parser_no_body(&hc->resp);
+		return false;
+	}
+	if (rh->status == 101) {
+		if (!hc->websocket || !hc->req_done) {
+			http__answer(s, 502, NULL, NULL, "backend switched protocols unasked");
+			return true;
+		}
+		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
+		if (n < 0) {
+			http__answer(s, 502, NULL, NULL, "backend response head too large");
+			return true;
+		}
+		hc->status = 101;
+		hc->bytes_sent += (uint64_t)n;
+		session_write(s, out, (size_t)n);
+		if (s->closed)
+			return true;
+		session_backend_consume(s, (size_t)head_len);
+		hc__start_websocket(s);
+		return true;
+	}
+	bool client10 = hc->reqh.major == 1 && hc->reqh.minor == 0;
+	if (!hc->reqh.keep_alive || rh->needs_eof || hc->client_eof)
+		hc->close_after = true;
+	int n = http_rewrite_response(s->bin, rh, hc->close_after, client10, out, sizeof(out));
+	if (n < 0) {
+		http__answer(s, 502, NULL, NULL, "backend response head too large");
+		return true;
+	}
+	hc->status = rh->status;
+	hc->resp_head_done = true;
+	hc->bytes_sent += (uint64_t)n;
+	session_write(s, out, (size_t)n);
+	if (s->closed)
+		return true;
+	session_backend_consume(s, (size_t)head_len);
+	if (http_parser_body_done(&hc->resp))
+		hc->resp_done = true;
+	return false;
+}
+
+void http__process_backend(struct session *s)
+{
+	struct http_conn *hc = http__of(s);
+	size_t hw = s->conf->limits.relay_high_water;
+
+	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->resp_done) {
+		if (!hc->resp_head_done) {
+			if (s->bin_len == 0)
+				break;
+			int rc = http_parse_head(&hc->resp, s->bin, s->bin_len);
+			if (rc == HTTP_NEED_MORE) {
+				if (s->bin_len >= s->bin_cap) {
+					http__answer(s, 502, NULL, NULL, "backend response head too large");
+					return;
+				}
+				break;
+			}
+			if (rc < 0) {
+				http__answer(s, 502, NULL, NULL, "malformed response from backend");
+				return;
+			}
+			if (hc__response_head(s, rc))
+				return;
+			continue;
+		}
+		if (s->bin_len == 0)
+			break;
+		if (session_client_queued(s) > hw) {
+			/* The client is the slow side now, not the backend:
+			   backend_timeout does not apply while it catches up. */
+			session_delay(s, s->conf->limits.idle_timeout);
+			return; /* client_written resumes */
+		}
+		bool done = false;
+		long n = http_parse_body(&hc->resp, s->bin, s->bin_len, &done);
+		if (n < 0) {
+			http__abort(s, "malformed response body from backend");
+			return;
+		}
+		if (n > 0) {
+			metrics_relayed(false, (size_t)n);
+			hc->bytes_sent += (uint64_t)n;
+			session_write(s, s->bin, (size_t)n);
+			if (s->closed)
+				return;
+			session_backend_consume(s, (size_t)n);
+			session_delay(s, s->conf->http.backend_timeout);
+		}
+		if (done)
+			hc->resp_done = true;
+	}
+	if (s->closed || hc->state != HTTP_ST_FORWARD)
+		return;
+	if (!hc->resp_done && hc->backend_gone && s->bin_len == 0) {
+		if (hc->resp_head_done && http_parse_eof(&hc->resp)) {
+			hc->resp_done = true;
+			hc->close_after = true;
+		} else if (hc->resp_head_done) {
+			http__abort(s, "backend closed in the middle of the response");
+			return;
+		} else {
+			http__answer(s, 502, NULL, NULL, "backend closed without answering");
+			return;
+		}
+	}
+	if (hc->resp_done)
+		http__exchange_done(s);
+}

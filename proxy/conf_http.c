@@ -1,0 +1,187 @@
+/*
+ * proxy/conf_http.c - the `http` group (the web reverse proxy: backends for
+ * the client-IP hash, bounds on request heads, timeouts, the access log) and
+ * the `mode` of plain http listeners.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf_int.h"
+
+#define CONF__HTTP_MAX_BACKENDS 256
+
+static const char *const conf__http_mode_names[] = {
+	[CONF_HTTP_MODE_REDIRECT] = "redirect",
+	[CONF_HTTP_MODE_HTTPS] = "https",
+	[CONF_HTTP_MODE_BOTH] = "both",
+};
+
+static void conf__http_free_backends(struct conf *c)
+{
+	for (int i = 0; i < c->http.nbackends; i++)
+		free(c->http.backends[i].host);
+	free(c->http.backends);
+	c->http.backends = NULL;
+	c->http.nbackends = 0;
+}
+
+static int conf__http_backends(struct conf__ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ \"ip:port\", ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF__HTTP_MAX_BACKENDS)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__HTTP_MAX_BACKENDS);
+	conf__http_free_backends(c);
+	if (count == 0)
+		return 0;
+	c->http.backends = calloc((size_t)count, sizeof(*c->http.backends));
+	if (c->http.backends == NULL)
+		return conf__oom(ld);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct conf_http_backend *b = &c->http.backends[i];
+		char host[CONF__MAX_HOSTNAME + 1];
+		const char *v, *why = NULL;
+		uint16_t port = 0;
+
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (conf__split_server(v, host, sizeof(host), &port, &why) < 0)
+			return conf__fail(ld, e, NULL, "%s", why);
+		if ((b->host = strdup(host)) == NULL)
+			return conf__oom(ld);
+		/* Without a port: http.backend_port, filled in at the end. */
+		b->port = port;
+		c->http.nbackends++;
+	}
+	return 0;
+}
+
+static int conf__http_server_name(struct conf__ld *ld, const config_setting_t *s)
+{
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	if (!conf__hostname_ok(v, strlen(v)))
+		return conf__fail(ld, s, NULL, "must be a host name");
+	char *dup = strdup(v);
+	if (dup == NULL)
+		return conf__oom(ld);
+	/* Host headers are compared case-insensitively: keep it lower case. */
+	for (char *p = dup; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	free(ld->c->http.server_name);
+	ld->c->http.server_name = dup;
+	return 0;
+}
+
+static int conf__http_access_log(struct conf__ld *ld, const config_setting_t *s)
+{
+	const char *v;
+
+	if (conf__string(ld, s, &v) < 0)
+		return -1;
+	if (v[0] == '\0')
+		return conf__fail(ld, s, NULL, "must be a file, \"stderr\" or \"off\"");
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			return conf__fail(ld, s, NULL, "must not contain control characters");
+	free(ld->c->http.access_log);
+	ld->c->http.access_log = NULL;
+	if (strcmp(v, "off") == 0)
+		return 0;
+	return conf__set_str(ld, &ld->c->http.access_log, v);
+}
+
+static const struct conf__opt conf__http_opts[] = {
+	{ "backends", CONF__T_FN, 0, 0, 0, conf__http_backends },
+	{ "backend_port", CONF__T_U16, offsetof(struct conf, http.backend_port), 1, 65535, NULL },
+	{ "server_name", CONF__T_FN, 0, 0, 0, conf__http_server_name },
+	{ "https_port", CONF__T_U16, offsetof(struct conf, http.https_port), 1, 65535, NULL },
+	{ "max_header_size", CONF__T_SIZE, offsetof(struct conf, http.max_header_size), 1024, 1048576, NULL },
+	{ "max_headers", CONF__T_INT, offsetof(struct conf, http.max_headers), 1, 1000, NULL },
+	{ "max_uri", CONF__T_SIZE, offsetof(struct conf, http.max_uri), 64, 1048576, NULL },
+	{ "header_timeout", CONF__T_SECS, offsetof(struct conf, http.header_timeout), 0.1, 3600, NULL },
+	{ "keepalive_timeout", CONF__T_SECS, offsetof(struct conf, http.keepalive_timeout), 0.1, 86400, NULL },
+	{ "backend_timeout", CONF__T_SECS, offsetof(struct conf, http.backend_timeout), 0.1, 86400, NULL },
+	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
+	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
+};
+
+int conf__http(struct conf__ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__http_opts, sizeof(conf__http_opts) / sizeof(conf__http_opts[0]));
+}
+
+int conf__listen_http(struct conf__ld *ld, const config_setting_t *ms,
+		      const config_setting_t *ss, struct conf_listen *l)
+{
+	l->mode = CONF_HTTP_MODE_REDIRECT;
+	if (l->proto == CONF_PROTO_HTTP && ss != NULL)
+		return conf__fail(ld, ss, NULL, "not for http listeners (use tls = true)");
+	if (ms == NULL)
+		return 0;
+	if (l->proto != CONF_PROTO_HTTP)
+		return conf__fail(ld, ms, NULL, "only for http listeners");
+	if (l->tls)
+		return conf__fail(ld, ms, NULL, "only for plain http listeners (this one has tls = true)");
+	int i = conf__keyword(ld, ms, conf__http_mode_names, 3);
+	if (i < 0)
+		return -1;
+	l->mode = (enum conf_http_mode)i;
+	return 0;
+}
+
+void conf__http_defaults(struct conf *c)
+{
+	c->http.backend_port = 8080;
+	c->http.https_port = 443;
+	c->http.max_header_size = 16384;
+	c->http.max_headers = 100;
+	c->http.max_uri = 8192;
+	c->http.header_timeout = 30.0;
+	c->http.keepalive_timeout = 75.0;
+	c->http.backend_timeout = 60.0;
+	c->http.backend_keepalive = 32;
+}
+
+int conf__http_finish(struct conf__ld *ld)
+{
+	struct conf *c = ld->c;
+	int first_http = -1;
+
+	for (int i = 0; i < c->nlisten; i++) {
+		if (c->listen[i].proto != CONF_PROTO_HTTP)
+			continue;
+		/* STARTTLS does not exist in HTTP: never offer it. */
+		c->listen[i].starttls = CONF_STARTTLS_OFF;
+		if (first_http < 0)
+			first_http = i;
+	}
+	for (int i = 0; i < c->http.nbackends; i++)
+		if (c->http.backends[i].port == 0)
+			c->http.backends[i].port = c->http.backend_port;
+	/* Without backends, a request with no user in it has nowhere to go;
+	   a site that routes everything statically may do without. */
+	if (first_http >= 0 && c->http.nbackends == 0 && c->nroutes == 0) {
+		snprintf(ld->err, ld->errlen,
+			 "%s:%d: http.backends: required with an http listener (the targets of the client-IP hash)",
+			 ld->file, c->listen[first_http].line);
+		return -1;
+	}
+	return 0;
+}
+
+void conf__http_free(struct conf *c)
+{
+	conf__http_free_backends(c);
+	free(c->http.server_name);
+	free(c->http.access_log);
+	c->http.server_name = NULL;
+	c->http.access_log = NULL;
+}

@@ -1,0 +1,511 @@
+/*
+ * session_http.c - what HTTP needs from a session beyond the login model:
+ * a larger input buffer, queue sizes for backpressure, backend reads that
+ * pause instead of dropping, and per-request backend connections kept in a
+ * per-worker keep-alive pool.
+ *
+ * The pool is a thread-local list (a worker is one thread with one loop).
+ * An idle pooled connection belongs to no session: it keeps reading, so a
+ * backend that closes it (or sends anything unasked) gets it dropped at
+ * once, and its handle is unref'd so it never keeps a stopping worker's
+ * loop alive. Taken by a session, it counts in s->refs like any backend.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "metrics.h"
+#include "session_int.h"
+#include "tls.h"
+#include "worker.h"
+
+/* An idle pooled connection older than this is not reused (backends such
+   as Jetty drop idle connections after 30 s or more). */
+#define HTTP_POOL_MAX_IDLE_MS 25000
+/* Backend input: room for a response head (http.max_header_size or this). */
+#define HTTP_BACKEND_INBUF 16384
+
+struct http_bconn {
+	struct stream st;          /* first: s->backend points here */
+	uv_connect_t connect;
+	struct session *s;         /* NULL while idle in the pool */
+	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to */
+	uint64_t idle_since;
+	struct http_bconn *prev, *next; /* the worker's idle list */
+	bool pooled;
+};
+
+static __thread struct {
+	struct http_bconn *head;   /* most recently idle first */
+	int n;
+} http_pool;
+
+/* ---- the idle list ---- */
+
+static void hpool__unlink(struct http_bconn *bc)
+{
+	if (!bc->pooled)
+		return;
+	if (bc->prev)
+		bc->prev->next = bc->next;
+	else
+		http_pool.head = bc->next;
+	if (bc->next)
+		bc->next->prev = bc->prev;
+	bc->prev = bc->next = NULL;
+	bc->pooled = false;
+	http_pool.n--;
+}
+
+static void hpool__closed(struct stream *st)
+{
+	struct http_bconn *bc = (struct http_bconn *)st;
+	struct session *s = bc->s;
+
+	hpool__unlink(bc);
+	free(bc);
+	if (s != NULL)
+		session__release(s);
+}
+
+static void hpool__drop(struct http_bconn *bc)
+{
+	hpool__unlink(bc);
+	stream_close(&bc->st);
+}
+
+/* An idle connection got data or EOF: nobody asked, so it is done. */
+static void hpool__idle_read(struct stream *st, struct pbuf *b, int status)
+{
+	struct http_bconn *bc = (struct http_bconn *)st;
+
+	if (b != NULL)
+		pbuf_put(b);
+	hpool__drop(bc);
+}
+
+void session_http_pool_close(uv_loop_t *loop)
+{
+	int n = 0;
+
+	while (http_pool.head != NULL) {
+		hpool__drop(http_pool.head);
+		n++;
+	}
+	if (n > 0)
+		uv_run(loop, UV_RUN_DEFAULT);
+}
+
+/* ---- input and queues ---- */
+
+int session_set_input_size(struct session *s, size_t cap)
+{
+	if (s->in == NULL || cap <= s->in_cap)
+		return 0;
+	uint8_t *p = malloc(cap);
+	if (p == NULL)
+		return -ENOMEM;
+	memcpy(p, s->in, s->in_len);
+	OPENSSL_cleanse(s->in, s->in_cap);
+	free(s->in);
+	s->in = p;
+	s->in_cap = cap;
+	return 0;
+}
+
+size_t session_client_queued(struct session *s)
+{
+	return s->client.queued;
+}
+
+size_t session_backend_queued(struct session *s)
+{
+	return s->backend ? s->backend->queued : 0;
+}
+
+/* ---- backend reads ---- */
+
+static void hconn__update_reading(struct session *s)
+{
+	if (s->closed || s->backend == NULL)
+		return;
+	if (s->backend_read_wanted && s->bin_pending == NULL) {
+		if (stream_read_start(s->backend) < 0) {
+			struct session *keep = s;
+			session_close_backend(keep);
+			keep->proto->backend_eof(keep, UV_EIO);
+		}
+	} else {
+		stream_read_stop(s->backend);
+	}
+}
+
+void session_backend_reading(struct session *s, bool on)
+{
+	s->backend_read_wanted = on;
+	hconn__update_reading(s);
+}
+
+/* Move waiting backend bytes into s->bin as far as there is room. */
+void session__http_bin_drain(struct session *s)
+{
+	struct pbuf *b = s->bin_pending;
+
+	if (b == NULL || s->bin == NULL)
+		return;
+	size_t room = s->bin_cap - s->bin_len;
+	size_t n = b->len < room ? b->len : room;
+	memcpy(s->bin + s->bin_len, b->data + b->off, n);
+	s->bin_len += n;
+	b->off += (uint32_t)n;
+	b->len -= (uint32_t)n;
+	if (b->len == 0) {
+		pbuf_put(b);
+		s->bin_pending = NULL;
+		hconn__update_reading(s);
+	}
+}
+
+static void hconn__read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session *s = st->owner;
+
+	if (b == NULL) {
+		session_log(s, LOG_DEBUG, "backend %s closed: %s", s->backend_addr,
+			    uv_strerror(status));
+		session_close_backend(s);
+		s->proto->backend_eof(s, status);
+		return;
+	}
+	if (s->bin == NULL) {
+		size_t cap = s->conf->http.max_header_size;
+		s->bin_cap = cap > HTTP_BACKEND_INBUF ? cap : HTTP_BACKEND_INBUF;
+		s->bin = malloc(s->bin_cap);
+		if (s->bin == NULL) {
+			pbuf_put(b);
+			session_close(s, "out of memory");
+			return;
+		}
+	}
+	if (s->bin_pending != NULL) {
+		/* Cannot happen (reads pause while bytes wait); keep order anyway. */
+		pbuf_put(b);
+		session_close(s, "backend input out of order");
+		return;
+	}
+	s->bin_pending = b;
+	session__http_bin_drain(s);
+	hconn__update_reading(s);
+	s->proto->backend_data(s);
+}
+
+static void hconn__written(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->closed || st != s->backend)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_INFO, "writing to backend %s: %s", s->backend_addr,
+			    uv_strerror(status));
+		session_close_backend(s);
+		s->proto->backend_eof(s, status);
+		return;
+	}
+	if (s->proto->backend_written)
+		s->proto->backend_written(s);
+}
+
+/* The client stream's write callback while HTTP drives the session. */
+static void hconn__client_written(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_close(s, "client write failed");
+		return;
+	}
+	if (s->proto->client_written)
+		s->proto->client_written(s);
+}
+
+/* ---- acquire and release ---- */
+
+static void hconn__attach(struct session *s, struct http_bconn *bc)
+{
+	bc->s = s;
+	bc->st.owner = s;
+	bc->st.on_read = hconn__read;
+	bc->st.on_written = hconn__written;
+	s->backend = &bc->st;
+	s->client.on_written = hconn__client_written;
+}
+
+static void hconn__ready(struct session *s)
+{
+	s->bin_len = 0;
+	s->proto->backend_connected(s, 0);
+}
+
+static void hconn__tls_done(struct stream *st, int status)
+{
+	struct session *s = st->owner;
+
+	if (s->closed || s->backend != st)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_WARN, "TLS to backend %s failed: %s", s->backend_addr,
+			    tls_error(st->tls));
+		metrics_error(METRICS_ERR_BACKEND_TLS);
+		session_close_backend(s);
+		s->proto->backend_connected(s, UV_EPROTO);
+		return;
+	}
+	hconn__ready(s);
+}
+
+static void hconn__connected(uv_connect_t *req, int status)
+{
+	struct http_bconn *bc = req->data;
+	struct session *s = bc->s;
+
+	if (status == UV_ECANCELED || s == NULL || s->closed || s->backend != &bc->st)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
+			    uv_strerror(status));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
+		session_close_backend(s);
+		s->proto->backend_connected(s, status);
+		return;
+	}
+	uv_tcp_nodelay(&bc->st.tcp, 1);
+	uv_tcp_keepalive(&bc->st.tcp, 1, 60);
+	if (s->conf->upstream.tls) {
+		/* The handshake needs the socket read; the server says nothing
+		   before our ClientHello, so reading can start first. The
+		   connect timeout keeps running through the handshake. */
+		int rc = stream_read_start(&bc->st);
+		if (rc < 0) {
+			session_close_backend(s);
+			s->proto->backend_connected(s, rc);
+			return;
+		}
+		struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
+						     s->conf->upstream.verify);
+		/* From here the stream owns t; a failed handshake reports
+		   through hconn__tls_done. */
+		if (t == NULL || stream_start_tls(&bc->st, t, hconn__tls_done) < 0) {
+			session_close_backend(s);
+			s->proto->backend_connected(s, UV_ENOMEM);
+		}
+		return;
+	}
+	hconn__ready(s);
+}
+
+static void hconn__connect_addr(struct session *s, const struct sockaddr *addr, const char *key)
+{
+	struct http_bconn *bc = calloc(1, sizeof(*bc));
+	int rc;
+
+	if (bc == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	rc = stream_init(&bc->st, &s->w->loop, &s->w->pool, s);
+	if (rc < 0) {
+		free(bc);
+		s->proto->backend_connected(s, rc);
+		return;
+	}
+	snprintf(bc->key, sizeof(bc->key), "%s", key);
+	bc->st.on_close = hpool__closed;
+	s->refs++;
+	hconn__attach(s, bc);
+	s->backend_reused = false;
+	bc->connect.data = bc;
+	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, hconn__connected);
+	if (rc < 0) {
+		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
+			    uv_strerror(rc));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
+		session_close_backend(s);
+		s->proto->backend_connected(s, rc);
+	}
+}
+
+struct hconn__dns {
+	uv_getaddrinfo_t req;
+	struct session *s;
+	char key[ROUTE_MAX_HOST + 8];
+};
+
+static void hconn__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct hconn__dns *d = (struct hconn__dns *)req;
+	struct session *s = d->s;
+	char key[sizeof(d->key)];
+
+	memcpy(key, d->key, sizeof(key));
+	s->dns = NULL;
+	free(d);
+	if (s->closed || status == UV_ECANCELED) {
+		uv_freeaddrinfo(res);
+		session__release(s);
+		return;
+	}
+	session__release(s); /* the client stream still holds a count */
+	if (status < 0 || res == NULL) {
+		session_log(s, LOG_WARN, "resolving backend %s: %s", s->backend_addr,
+			    uv_strerror(status));
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
+		uv_freeaddrinfo(res);
+		s->proto->backend_connected(s, status < 0 ? status : UV_EAI_NONAME);
+		return;
+	}
+	hconn__connect_addr(s, res->ai_addr, key);
+	uv_freeaddrinfo(res);
+}
+
+/* An idle pooled connection to key, young enough to reuse, or NULL. */
+static struct http_bconn *hpool__take(const char *key, uint64_t now)
+{
+	struct http_bconn *bc = http_pool.head;
+
+	while (bc != NULL) {
+		struct http_bconn *next = bc->next;
+		if (now - bc->idle_since > HTTP_POOL_MAX_IDLE_MS) {
+			hpool__drop(bc);
+		} else if (strcmp(bc->key, key) == 0) {
+			hpool__unlink(bc);
+			return bc;
+		}
+		bc = next;
+	}
+	return NULL;
+}
+
+void session_backend_acquire(struct session *s, const char *host, uint16_t port)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} addr;
+
+	if (s->closed)
+		return;
+	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	if (strchr(host, ':'))
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
+	else
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "%s:%u", host, port);
+	s->bin_len = 0;
+	s->backend_read_wanted = false;
+
+	struct http_bconn *bc = hpool__take(s->backend_addr, session_now(s));
+	if (bc != NULL) {
+		stream_read_stop(&bc->st);
+		uv_ref((uv_handle_t *)&bc->st.tcp);
+		s->refs++;
+		hconn__attach(s, bc);
+		s->backend_reused = true;
+		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
+		hconn__ready(s);
+		return;
+	}
+	session_set_phase(s, SESSION_BACKEND_CONNECT);
+	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
+		hconn__connect_addr(s, &addr.sa, s->backend_addr);
+		return;
+	}
+	struct hconn__dns *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	snprintf(d->key, sizeof(d->key), "%s", s->backend_addr);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	d->s = s;
+	d->req.data = s;
+	s->dns = &d->req;
+	s->refs++;
+	int rc = uv_getaddrinfo(&s->w->loop, &d->req, hconn__resolved, host, portstr, &hints);
+	if (rc < 0) {
+		s->dns = NULL;
+		s->refs--;
+		free(d);
+		s->proto->backend_connected(s, rc);
+	}
+}
+
+/* Between requests a keep-alive client holds no backend input buffer; it
+   may have held Set-Cookie tokens, so it is wiped. */
+static void hconn__free_bin(struct session *s)
+{
+	if (s->bin == NULL || s->bin_len > 0 || s->bin_pending != NULL)
+		return;
+	OPENSSL_cleanse(s->bin, s->bin_cap);
+	free(s->bin);
+	s->bin = NULL;
+	s->bin_cap = 0;
+}
+
+void session_backend_release(struct session *s, bool reuse)
+{
+	struct http_bconn *bc = (struct http_bconn *)s->backend;
+
+	if (bc == NULL)
+		return;
+	if (s->bin_pending != NULL) {
+		/* Unread backend bytes: the connection is not clean. */
+		pbuf_put(s->bin_pending);
+		s->bin_pending = NULL;
+		reuse = false;
+	}
+	int max_idle = s->conf->http.backend_keepalive;
+	if (!reuse || max_idle <= 0 || s->closed || bc->st.queued > 0 || bc->st.shut ||
+	    bc->st.closing) {
+		session_close_backend(s);
+		hconn__free_bin(s);
+		return;
+	}
+	/* Detach from the session: the pool owns it now. */
+	s->backend = NULL;
+	s->bin_len = 0;
+	s->backend_read_wanted = false;
+	hconn__free_bin(s);
+	bc->s = NULL;
+	bc->st.owner = bc;
+	bc->st.on_written = NULL;
+	bc->st.on_read = hpool__idle_read;
+	bc->idle_since = session_now(s);
+	uv_unref((uv_handle_t *)&bc->st.tcp);
+	bc->next = http_pool.head;
+	if (http_pool.head)
+		http_pool.head->prev = bc;
+	http_pool.head = bc;
+	bc->pooled = true;
+	http_pool.n++;
+	session__release(s);
+	/* Reading while idle notices a backend that closes; TLS may hand over
+	   buffered bytes at once, which drops the connection right here. */
+	if (stream_read_start(&bc->st) < 0)
+		hpool__drop(bc);
+	/* Over the cap: drop the oldest. */
+	while (http_pool.n > max_idle) {
+		struct http_bconn *last = http_pool.head;
+		while (last->next)
+			last = last->next;
+		hpool__drop(last);
+	}
+}

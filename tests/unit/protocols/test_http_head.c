@@ -1,0 +1,185 @@
+/*
+ * Tests for protocols/http_head.c: request heads to backends (forwarded
+ * headers, hop-by-hop removal), response heads to clients, redirect host
+ * checks (never an open redirect), error pages and the access-log target.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "conf.h"
+#include "http_t.h"
+
+static struct http_t hh_t;
+static char hh_out[16384];
+
+static const char *hh_req(const char *text, const struct http_fwd *f)
+{
+	http_t_parse(&hh_t, HTTP_REQUEST, text);
+	int n = http_rewrite_request(hh_t.buf, &hh_t.h, f, hh_out, sizeof(hh_out));
+	cr_assert_gt(n, 0);
+	hh_out[n] = '\0';
+	return hh_out;
+}
+
+static const char *hh_resp(const char *text, bool close, bool http10)
+{
+	http_t_parse(&hh_t, HTTP_RESPONSE, text);
+	int n = http_rewrite_response(hh_t.buf, &hh_t.h, close, http10, hh_out, sizeof(hh_out));
+	cr_assert_gt(n, 0);
+	hh_out[n] = '\0';
+	return hh_out;
+}
+
+Test(http_head, untrusted_xff_is_replaced)
+{
+	struct http_fwd f = { .client_ip = "203.0.113.7", .trusted = false, .https = true };
+
+	cr_assert_str_eq(hh_req("GET /a?b HTTP/1.1\r\nHost: mail.example.com\r\nX-Forwarded-For: 1.2.3.4\r\n"
+				"X-Real-IP: 9.9.9.9\r\nX-Forwarded-Proto: http\r\nAccept: */*\r\n\r\n", &f),
+			 "GET /a?b HTTP/1.1\r\nHost: mail.example.com\r\nAccept: */*\r\n"
+			 "X-Forwarded-For: 203.0.113.7\r\nX-Real-IP: 203.0.113.7\r\n"
+			 "X-Forwarded-Proto: https\r\nConnection: keep-alive\r\n\r\n");
+}
+
+Test(http_head, trusted_xff_is_appended_to)
+{
+	struct http_fwd f = { .client_ip = "10.0.0.9", .trusted = true, .https = false };
+
+	cr_assert_str_eq(hh_req("POST /x HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nHost: h\r\n"
+				"x-forwarded-for: 3.3.3.3 \r\nContent-Length: 0\r\n\r\n", &f),
+			 "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+			 "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\nX-Real-IP: 10.0.0.9\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+	/* Trusted but nothing incoming: just the peer. */
+	cr_assert_str_eq(hh_req("GET / HTTP/1.0\r\n\r\n", &f),
+			 "GET / HTTP/1.0\r\nX-Forwarded-For: 10.0.0.9\r\nX-Real-IP: 10.0.0.9\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+}
+
+Test(http_head, hop_by_hop_headers_are_removed)
+{
+	struct http_fwd f = { .client_ip = "1.2.3.4" };
+
+	cr_assert_str_eq(hh_req("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Hop, Content-Length\r\n"
+				"Keep-Alive: timeout=5\r\nX-Hop: secret\r\nTE: trailers\r\nProxy-Connection: x\r\n"
+				"Proxy-Authorization: Basic eA==\r\nUpgrade: h2c\r\nX-Keep: 1\r\n\r\n", &f),
+			 "GET / HTTP/1.1\r\nHost: h\r\nX-Keep: 1\r\n"
+			 "X-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+}
+
+Test(http_head, websocket_keeps_upgrade)
+{
+	struct http_fwd f = { .client_ip = "1.2.3.4", .https = true, .websocket = true };
+
+	cr_assert_str_eq(hh_req("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+				"Sec-WebSocket-Key: k\r\n\r\n", &f),
+			 "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"
+			 "X-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n"
+			 "X-Forwarded-Proto: https\r\nConnection: upgrade\r\n\r\n");
+}
+
+Test(http_head, request_that_does_not_fit_is_refused)
+{
+	struct http_fwd f = { .client_ip = "1.2.3.4" };
+	char small[40];
+
+	http_t_parse(&hh_t, HTTP_REQUEST, "GET /some/long/path HTTP/1.1\r\nHost: h\r\n\r\n");
+	cr_assert_eq(http_rewrite_request(hh_t.buf, &hh_t.h, &f, small, sizeof(small)), -1);
+}
+
+Test(http_head, responses_lose_hop_by_hop_and_say_how_the_connection_goes)
+{
+	cr_assert_str_eq(hh_resp("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Drop\r\n"
+				 "Keep-Alive: timeout=5\r\nX-Drop: 1\r\nUpgrade: h2\r\nSet-Cookie: a=b\r\n\r\n", false, false),
+			 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n", true, false),
+			 "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, true),
+			 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+				 "Sec-WebSocket-Accept: x\r\n\r\n", false, false),
+			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n"
+			 "Connection: upgrade\r\n\r\n");
+}
+
+static struct conf *hh_conf(void)
+{
+	struct conf *c = calloc(1, sizeof(*c));
+	static char *names[] = { "webmail.example.net", "*.example.org" };
+	static struct conf_vhost vh;
+
+	c->http.server_name = "mail.example.com";
+	vh.names = names;
+	vh.nnames = 2;
+	c->vhosts = &vh;
+	c->nvhosts = 1;
+	return c;
+}
+
+Test(http_head, redirect_hosts_are_only_ours)
+{
+	struct conf *c = hh_conf();
+	char out[256];
+	const char *ok[][2] = {
+		{ "mail.example.com", "mail.example.com" },
+		{ "MAIL.Example.COM:8880", "mail.example.com" },
+		{ "webmail.example.net", "webmail.example.net" },
+		{ "a.example.org:80", "a.example.org" },
+	};
+	const char *bad[] = {
+		"evil.com", "mail.example.com.evil.com", "evil.com/mail.example.com", "a.b@evil.com",
+		"mail.example.com@evil.com", "mail.example.com:", "mail.example.com:x", "mail.example.com:123456",
+		"example.org", "a.b.example.org", ".example.org", "[::1]", "", "mail.example.com\r\nX: y",
+		"mail.example.com evil",
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cr_expect(http_redirect_host_ok(c, ok[i][0], strlen(ok[i][0]), out, sizeof(out)), "%s", ok[i][0]);
+		cr_expect_str_eq(out, ok[i][1]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect(!http_redirect_host_ok(c, bad[i], strlen(bad[i]), out, sizeof(out)), "allowed %s", bad[i]);
+	free(c);
+}
+
+Test(http_head, error_pages_are_complete_responses)
+{
+	char out[4096];
+	int n = http_error_page(301, "https://mail.example.com/x", NULL, true, out, sizeof(out));
+
+	cr_assert_gt(n, 0);
+	cr_assert(strncmp(out, "HTTP/1.1 301 Moved Permanently\r\n", 32) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\r\nLocation: https://mail.example.com/x\r\n"));
+	cr_assert_not_null(strstr(out, "\r\nConnection: close\r\n"));
+	const char *body = strstr(out, "\r\n\r\n") + 4;
+	char cl[64];
+	snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", strlen(body));
+	cr_assert_not_null(strstr(out, cl), "%s", out);
+	n = http_error_page(403, NULL, HTTP_USE_HTTPS_TEXT, false, out, sizeof(out));
+	cr_assert_gt(n, 0);
+	cr_assert_not_null(strstr(out, "https://"));
+	cr_assert_null(strstr(out, "Location"));
+	cr_assert_eq(http_error_page(502, NULL, NULL, true, out, 64), -1);
+}
+
+Test(http_head, log_target_masks_credentials)
+{
+	const char *cases[][2] = {
+		{ "/a/b", "/a/b" },
+		{ "/x?first=1", "/x?first=1" },
+		{ "/x?zauthtoken=abc&b=2", "/x?zauthtoken=***&b=2" },
+		{ "/x?a=1&zjwt=e.y.j&Password=p&flag", "/x?a=1&zjwt=***&Password=***&flag" },
+		{ "/x?&=&apikey=", "/x?&=&apikey=***" },
+	};
+	char out[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_span sp = { 0, (uint32_t)strlen(cases[i][0]) };
+		http_log_target((const uint8_t *)cases[i][0], sp, out, sizeof(out));
+		cr_expect_str_eq(out, cases[i][1]);
+	}
+	struct http_span sp = { 0, 10 };
+	cr_assert_eq(http_log_target((const uint8_t *)"/abcdefghi", sp, out, 5), 4);
+	cr_assert_str_eq(out, "/abc");
+}
