@@ -11,8 +11,8 @@ Each test asserts the five things issue 9 asks for:
   5. the error log says what happened (log_level = debug: "closing: ...").
 
 The soak (test_soak_mixed_traffic) runs a protocol mix for
-GATEHOUSE_SOAK_SECONDS (default 60; CI sets several minutes); its PROTOCOLS
-table is the hook for HTTPS once the HTTP front end lands.
+GATEHOUSE_SOAK_SECONDS (default 60; CI sets several minutes): IMAP, POP3 and
+HTTPS clients side by side (its PROTOCOLS table).
 """
 
 import hashlib
@@ -91,14 +91,22 @@ class Resources:
 
     Descriptors: every accepted socket beyond the baseline's must be closed,
     and the total may exceed the baseline only by the lookup client's kept-
-    alive connections (at most one per worker, opened on demand)."""
+    alive connections (at most one per worker, opened on demand) and, with
+    HTTP listeners, the idle pooled backend connections (backend_keepalive
+    per worker)."""
 
     def __init__(self, gh):
         self.gh = gh
         self.rss = gh.rss_kb()
         self.fds = gh.fd_count()
         self.clients = client_sockets(gh)
-        self.fd_slack = int(gh.settings.get("workers", 1))
+        workers = int(gh.settings.get("workers", 1))
+        # HTTP listeners: each worker also keeps up to backend_keepalive idle
+        # backend connections for reuse (bounded, by design).
+        pooled = 0
+        if any(l.get("protocol") == "http" for l in gh.settings.get("listen", [])):
+            pooled = workers * int(gh.settings.get("http", {}).get("backend_keepalive", 32))
+        self.fd_slack = workers + pooled
 
     def assert_back(self, timeout=10.0, slack_kb=RSS_SLACK_KB):
         deadline = time.monotonic() + timeout * SLOW
@@ -626,19 +634,55 @@ def soak_preauth_garbage(port, stores, errors):
     c.sock.close()
 
 
-# protocol -> (listener protocol, [(weight, client function)]). HTTPS slots in
-# here once the HTTP front end exists: add its listener and client functions.
+def soak_https(port, stores, errors):
+    """One keep-alive HTTPS connection: an unauthenticated request (client-IP
+    hash), one with bob's ZM_AUTH_TOKEN (store-b) and a 256 KiB upload."""
+    import http.client
+    import json
+    import ssl
+    from conftest import ZIMBRA_IDS, mint_zm_auth_token
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10 * SLOW, context=ctx)
+    try:
+        conn.request("GET", "/echo", headers={"Host": "mail.example.com"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200 and r.getheader("X-Backend") in ("web-1", "web-2")
+        cookie = "ZM_AUTH_TOKEN=" + mint_zm_auth_token(ZIMBRA_IDS[BOB[0]])
+        conn.request("GET", "/echo", headers={"Host": "mail.example.com", "Cookie": cookie})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200 and r.getheader("X-Backend") == "store-b"
+        body = bytes(range(256)) * 1024
+        conn.request("POST", "/upload", body=body, headers={"Host": "mail.example.com"})
+        r = conn.getresponse()
+        got = json.loads(r.read())
+        assert got["length"] == len(body)
+        assert got["sha256"] == hashlib.sha256(body).hexdigest()
+    finally:
+        conn.close()
+
+
+# name -> (listener settings, [(weight, client function)]).
 PROTOCOLS = {
-    "imap": ("imap", [(6, soak_imap), (1, soak_imap_big), (1, soak_preauth_garbage)]),
-    "pop3": ("pop3", [(4, soak_pop3)]),
+    # starttls optional: the certificate (for HTTPS) would make it required.
+    "imap": ({"protocol": "imap", "starttls": "optional"},
+             [(6, soak_imap), (1, soak_imap_big), (1, soak_preauth_garbage)]),
+    "pop3": ({"protocol": "pop3", "starttls": "optional"}, [(4, soak_pop3)]),
+    "https": ({"protocol": "http", "tls": True}, [(4, soak_https)]),
 }
 
 
-def test_soak_mixed_traffic(gatehouse, lookup, stores):
+def test_soak_mixed_traffic(gatehouse, lookup, stores, web, web_certs):
     from ghtest import free_port
     ports = {name: free_port() for name in PROTOCOLS}
-    gh = gatehouse(listen=[{"address": "127.0.0.1:%d" % ports[name], "protocol": proto}
-                           for name, (proto, _) in PROTOCOLS.items()])
+    gh = gatehouse(
+        listen=[dict(listener, address="127.0.0.1:%d" % ports[name])
+                for name, (listener, _) in PROTOCOLS.items()],
+        tls={"cert": web_certs.crt, "key": web_certs.key},
+        http={"backends": web.hash_backends(), "backend_keepalive": 2})
     # Warm up every path once, then take the baseline.
     errors = []
     for name, (_, fns) in PROTOCOLS.items():
@@ -684,4 +728,5 @@ def test_soak_mixed_traffic(gatehouse, lookup, stores):
     print("soak end: RSS %d KiB, fds %d" % (rss, fds))
     recs = gh.audit_records()
     assert recs and all(r["result"] == "ok" for r in recs)
-    assert {r["proto"] for r in recs} == set(p for p, _ in PROTOCOLS.values())
+    # One audit line per mail login (HTTP requests go to the access log).
+    assert {r["proto"] for r in recs} == {"imap", "pop3"}
