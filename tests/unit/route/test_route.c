@@ -313,7 +313,10 @@ Test(route, failover_on_refused_and_on_silence_then_hold_down)
 	fake_start(&loop, &good, FAKE_ANSWER, OK_ANSWER);
 	snprintf(text, sizeof(text),
 		 "cache = { l1_entries = 0; };\n" /* every resolution asks the lookup */
-		 "lookup = { timeout = 0.2; retry_interval = 60.0; servers = [\"http://127.0.0.1:%d/\", "
+		 /* 1 s: long enough that a loaded (ASan, CI) machine never times out
+		    the good server too, which would make every server "down" and
+		    probe the silent one again. */
+		 "lookup = { timeout = 1.0; retry_interval = 60.0; servers = [\"http://127.0.0.1:%d/\", "
 		 "\"http://127.0.0.1:%d/\", \"http://127.0.0.1:%d/\"]; };\n",
 		 dead, silent.port, good.port);
 	struct conf *c = load(text);
