@@ -3,6 +3,7 @@
  * blocking the loop), connect with a timeout, and carry the login-phase
  * bytes between the backend and the protocol's replay code.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,29 @@ void session_close_backend(struct session *s)
 	s->backend_read_wanted = false;
 }
 
+void session__backend_target(struct session *s, const char *host, uint16_t port)
+{
+	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	if (strchr(host, ':'))
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
+	else
+		snprintf(s->backend_addr, sizeof(s->backend_addr), "%s:%u", host, port);
+}
+
+void session__backend_failed(struct session *s, int status, int kind, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	session_log(s, LOG_WARN, "%s", msg);
+	metrics_error((enum metrics_error)kind);
+	session_close_backend(s);
+	s->proto->backend_connected(s, status);
+}
+
 static void backend__read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session *s = st->owner;
@@ -78,11 +102,9 @@ static void backend__tls_done(struct stream *st, int status)
 	if (s->closed || s->backend != st)
 		return;
 	if (status < 0) {
-		session_log(s, LOG_WARN, "TLS to backend %s failed: %s", s->backend_addr,
-			    tls_error(st->tls));
-		metrics_error(METRICS_ERR_BACKEND_TLS);
-		session_close_backend(s);
-		s->proto->backend_connected(s, UV_EPROTO);
+		session__backend_failed(s, UV_EPROTO, METRICS_ERR_BACKEND_TLS,
+					"TLS to backend %s failed: %s", s->backend_addr,
+					tls_error(st->tls));
 		return;
 	}
 	session_log(s, LOG_DEBUG, "TLS to backend %s: %s %s", s->backend_addr, tls_version(st->tls),
@@ -101,11 +123,9 @@ static void backend__connected(uv_connect_t *req, int status)
 	if (status == UV_ECANCELED || s->closed || s->backend != &bc->st)
 		return;
 	if (status < 0) {
-		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
-			    uv_strerror(status));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
-		session_close_backend(s);
-		s->proto->backend_connected(s, status);
+		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
+					"connecting to backend %s: %s", s->backend_addr,
+					uv_strerror(status));
 		return;
 	}
 	uv_tcp_nodelay(&bc->st.tcp, 1);
@@ -154,13 +174,10 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 	s->backend = &bc->st;
 	bc->connect.data = bc;
 	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, backend__connected);
-	if (rc < 0) {
-		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
-			    uv_strerror(rc));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
-		session_close_backend(s);
-		s->proto->backend_connected(s, rc);
-	}
+	if (rc < 0)
+		session__backend_failed(s, rc, METRICS_ERR_BACKEND_CONNECT,
+					"connecting to backend %s: %s", s->backend_addr,
+					uv_strerror(rc));
 }
 
 static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -176,11 +193,11 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 	}
 	session__release(s); /* s stays alive: its client stream still holds a count */
 	if (status < 0 || res == NULL) {
-		session_log(s, LOG_WARN, "resolving backend %s: %s", s->backend_addr,
-			    uv_strerror(status));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		uv_freeaddrinfo(res);
-		s->proto->backend_connected(s, status < 0 ? status : UV_EAI_NONAME);
+		status = status < 0 ? status : UV_EAI_NONAME;
+		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
+					"resolving backend %s: %s", s->backend_addr,
+					uv_strerror(status));
 		return;
 	}
 	backend__connect_addr(s, res->ai_addr);

@@ -260,11 +260,9 @@ static void hconn__tls_done(struct stream *st, int status)
 	if (s->closed || s->backend != st)
 		return;
 	if (status < 0) {
-		session_log(s, LOG_WARN, "TLS to backend %s failed: %s", s->backend_addr,
-			    tls_error(st->tls));
-		metrics_error(METRICS_ERR_BACKEND_TLS);
-		session_close_backend(s);
-		s->proto->backend_connected(s, UV_EPROTO);
+		session__backend_failed(s, UV_EPROTO, METRICS_ERR_BACKEND_TLS,
+					"TLS to backend %s failed: %s", s->backend_addr,
+					tls_error(st->tls));
 		return;
 	}
 	hconn__ready(s);
@@ -278,11 +276,9 @@ static void hconn__connected(uv_connect_t *req, int status)
 	if (status == UV_ECANCELED || s == NULL || s->closed || s->backend != &bc->st)
 		return;
 	if (status < 0) {
-		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
-			    uv_strerror(status));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
-		session_close_backend(s);
-		s->proto->backend_connected(s, status);
+		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
+					"connecting to backend %s: %s", s->backend_addr,
+					uv_strerror(status));
 		return;
 	}
 	uv_tcp_nodelay(&bc->st.tcp, 1);
@@ -332,13 +328,10 @@ static void hconn__connect_addr(struct session *s, const struct sockaddr *addr, 
 	s->backend_reused = false;
 	bc->connect.data = bc;
 	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, hconn__connected);
-	if (rc < 0) {
-		session_log(s, LOG_WARN, "connecting to backend %s: %s", s->backend_addr,
-			    uv_strerror(rc));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
-		session_close_backend(s);
-		s->proto->backend_connected(s, rc);
-	}
+	if (rc < 0)
+		session__backend_failed(s, rc, METRICS_ERR_BACKEND_CONNECT,
+					"connecting to backend %s: %s", s->backend_addr,
+					uv_strerror(rc));
 }
 
 struct hconn__dns {
@@ -363,11 +356,11 @@ static void hconn__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *
 	}
 	session__release(s); /* the client stream still holds a count */
 	if (status < 0 || res == NULL) {
-		session_log(s, LOG_WARN, "resolving backend %s: %s", s->backend_addr,
-			    uv_strerror(status));
-		metrics_error(METRICS_ERR_BACKEND_CONNECT);
 		uv_freeaddrinfo(res);
-		s->proto->backend_connected(s, status < 0 ? status : UV_EAI_NONAME);
+		status = status < 0 ? status : UV_EAI_NONAME;
+		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
+					"resolving backend %s: %s", s->backend_addr,
+					uv_strerror(status));
 		return;
 	}
 	hconn__connect_addr(s, res->ai_addr, key);
@@ -402,11 +395,7 @@ void session_backend_acquire(struct session *s, const char *host, uint16_t port)
 
 	if (s->closed)
 		return;
-	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
-	if (strchr(host, ':'))
-		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
-	else
-		snprintf(s->backend_addr, sizeof(s->backend_addr), "%s:%u", host, port);
+	session__backend_target(s, host, port);
 	s->bin_len = 0;
 	s->backend_read_wanted = false;
 

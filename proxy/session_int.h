@@ -35,6 +35,18 @@ void session__throttle_timeout(struct session *s);
 void session__throttle_cancel(struct session *s);
 /* The session timer's callback (session.c). */
 void session__timer_fired(uv_timer_t *t);
+/*
+ * backend.c, shared with the HTTP pool (session_http.c). Set
+ * s->backend_host and s->backend_addr ("ip:port", "[v6]:port") for host:port.
+ */
+void session__backend_target(struct session *s, const char *host, uint16_t port);
+/*
+ * Connecting to the backend failed: log the message (warning), count an
+ * error of kind (enum metrics_error), drop the backend stream and report
+ * status to proto->backend_connected.
+ */
+void session__backend_failed(struct session *s, int status, int kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Drop one reference (backend.c, for the backend stream and DNS requests). */
 void session__release(struct session *s);
 /* HTTP: move waiting backend bytes into s->bin (session_http.c). */
