@@ -125,6 +125,9 @@ bool http_parse_eof(struct http_parser *p);
 /* Case-insensitive compare of span s in buf with a NUL-terminated name. */
 bool http_span_is(const uint8_t *buf, struct http_span s, const char *name);
 
+/* The value of one hex digit, or -1 (protocols/http_token.c). */
+int http_hexval(unsigned char c);
+
 /* The first header called name, or NULL. */
 const struct http_header *http_header_find(const uint8_t *buf, const struct http_head *h,
 					   const char *name);

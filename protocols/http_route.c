@@ -12,17 +12,6 @@
 /* Longest Authorization value we decode (user:password, base64). */
 #define HTTP_BASIC_MAX 2048
 
-static int rt__hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A name may be routed on if it has no control character, space or '%'. */
 static bool rt__name_ok(const char *s, size_t n)
 {
@@ -46,7 +35,7 @@ static int rt__pct_decode(const uint8_t *p, size_t n, char *out, size_t cap)
 		if (c == '%') {
 			if (i + 2 >= n)
 				return -1;
-			int hi = rt__hexval(p[i + 1]), lo = rt__hexval(p[i + 2]);
+			int hi = http_hexval(p[i + 1]), lo = http_hexval(p[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (uint8_t)(hi * 16 + lo);

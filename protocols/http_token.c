@@ -15,7 +15,7 @@
 /* Longest token we look at; Zimbra's are a few hundred bytes. */
 #define HTTP_TOKEN_MAX 4096
 
-static int tok__hexval(char c)
+int http_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -29,7 +29,7 @@ static int tok__hexval(char c)
 /* The byte at index i of the decoded hex part (hex has 2*i+1 < n digits). */
 static int tok__byte(const char *hex, size_t i)
 {
-	int hi = tok__hexval(hex[2 * i]), lo = tok__hexval(hex[2 * i + 1]);
+	int hi = http_hexval((unsigned char)hex[2 * i]), lo = http_hexval((unsigned char)hex[2 * i + 1]);
 
 	return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
@@ -52,7 +52,7 @@ int http_token_zimbra_id(const char *tok, size_t len, char *id_out, size_t cap)
 		return -1;
 	/* Part 2: the HMAC, hex digits. */
 	size_t h = ++i;
-	while (i < len && tok__hexval(tok[i]) >= 0)
+	while (i < len && http_hexval((unsigned char)tok[i]) >= 0)
 		i++;
 	if (i == h || i >= len || tok[i] != '_')
 		return -1;
