@@ -8,6 +8,7 @@
 #ifndef GATEHOUSE_AUDIT_H
 #define GATEHOUSE_AUDIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct session;
@@ -25,7 +26,15 @@ struct audit_login {
 	uint64_t latency_ms;
 };
 
-/* Write one audit line for session s. */
+/* Write one audit line for session s (batched on a thread after audit_batch). */
 void audit_login(struct session *s, const struct audit_login *a);
+
+/*
+ * On the calling thread, keep audit lines in a buffer until audit_flush (or
+ * until it is full) instead of writing each at once. The thread must call
+ * audit_flush before it sleeps; audit_batch(false) flushes and stops.
+ */
+void audit_batch(bool on);
+void audit_flush(void);
 
 #endif

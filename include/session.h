@@ -15,6 +15,7 @@
 #define GATEHOUSE_SESSION_H
 
 #include <stdbool.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -156,6 +157,8 @@ void session_log(struct session *s, enum log_level level, const char *fmt, ...)
 /* Send bytes to the client (copied). Errors close the session. */
 void session_write(struct session *s, const void *data, size_t len);
 void session_writef(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Send the n pieces as one write (one TCP segment), e.g. a tag and a reply. */
+void session_writev(struct session *s, const struct iovec *iov, int n);
 
 /* Send bytes to the backend (copied). secret: wipe the copy once written. */
 void session_backend_write(struct session *s, const void *data, size_t len, bool secret);

@@ -130,5 +130,7 @@ void stream_close(struct stream *st);
 /* Write the peer or local address of st as "ip" and port. 0 or negative error. */
 int stream_peer(struct stream *st, char *ip, size_t iplen, uint16_t *port_out);
 int stream_local(struct stream *st, char *ip, size_t iplen, uint16_t *port_out);
+/* The same for an address already at hand (accept4's, a listener's). */
+int stream_addr_name(const struct sockaddr *sa, char *ip, size_t iplen, uint16_t *port_out);
 
 #endif

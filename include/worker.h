@@ -55,6 +55,10 @@ struct worker {
 	int nlisteners;
 	struct pool pool;
 	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
+	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
+	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
+	unsigned logins_since_trim;
+	uint64_t last_trim_ms;
 	unsigned accept_pauses;             /* pauses since accept last succeeded */
 	struct session *sessions;           /* doubly linked */
 	size_t nsessions;
@@ -84,5 +88,12 @@ void worker_join(struct worker *w);
 
 /* Called by session.c when a session is freed. */
 void worker_session_gone(struct worker *w, struct session *s);
+
+/*
+ * A session of w reached the relay (its login memory is freed): give freed
+ * heap pages back to the system now if the burst allows, and in any case once
+ * w has had no login for a moment. Loop thread of w only.
+ */
+void worker_trim_soon(struct worker *w);
 
 #endif

@@ -166,8 +166,10 @@ static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest
 		    s->backend_addr);
 	/* The backend's own tagged OK (with its post-login CAPABILITY), under
 	   the client's tag. */
-	session_writef(s, "%s ", st->tag);
-	session_write(s, rest, rest_len);
+	struct iovec iov[3] = {
+		{ st->tag, strlen(st->tag) }, { " ", 1 }, { (void *)rest, rest_len },
+	};
+	session_writev(s, iov, 3);
 	imap_wipe_credentials(st, s->conf);
 	session_start_relay(s);
 }

@@ -9,7 +9,6 @@
  * the other once its queued bytes are written; the session ends when both
  * directions have been shut down, or at the first error.
  */
-#include <malloc.h>
 #include <stdlib.h>
 
 #include <openssl/crypto.h>
@@ -17,6 +16,7 @@
 #include "conf.h"
 #include "metrics.h"
 #include "session_int.h"
+#include "worker.h"
 
 static void relay__maybe_done(struct session *s)
 {
@@ -152,38 +152,6 @@ void relay_start(struct session *s)
 		session_close(s, "read failed");
 }
 
-/*
- * After a burst of logins, give the freed login-phase memory back to the
- * system. Each login mallocs and frees tens of KiB (command and backend
- * buffers, parser state, TLS handshake state) between the long-lived session
- * structs, and glibc keeps those holes resident: 1000 clients that log in
- * together and then sit in IDLE measured 16 KiB of RSS per connection,
- * against 4 KiB when they arrive one at a time. malloc_trim(0) returns the
- * free pages inside the heap (madvise): 3.4 KiB when forced once after the
- * burst, 6-9 KiB with this trigger, which runs per worker thread, at most
- * every RELAY__TRIM_MS and only after RELAY__TRIM_LOGINS logins, so a login
- * storm pays for at most 20 trims a second per worker. What the last logins
- * of a burst free after the last trim stays until the next one; a deferred
- * trim once the worker is quiet (a timer) would catch that too.
- */
-#define RELAY__TRIM_LOGINS 16
-#define RELAY__TRIM_MS 50
-
-static __thread unsigned relay__logins_since_trim;
-static __thread uint64_t relay__last_trim_ms;
-
-static void relay__maybe_trim(struct session *s)
-{
-	if (++relay__logins_since_trim < RELAY__TRIM_LOGINS)
-		return;
-	uint64_t now = session_now(s);
-	if (now - relay__last_trim_ms < RELAY__TRIM_MS)
-		return;
-	relay__last_trim_ms = now;
-	relay__logins_since_trim = 0;
-	malloc_trim(0);
-}
-
 void session_start_relay(struct session *s)
 {
 	if (s->closed || s->backend == NULL)
@@ -218,6 +186,6 @@ void session_start_relay(struct session *s)
 		s->bin = NULL;
 		s->bin_len = s->bin_cap = 0;
 	}
-	relay__maybe_trim(s);
+	worker_trim_soon(s->w);
 	relay_start(s);
 }

@@ -7,6 +7,8 @@
  * session_close(). Callbacks that arrive after session_close() (cancelled
  * writes, a DNS answer) only drop their count.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -267,16 +269,25 @@ static void session__drain_pending(struct session *s)
 	}
 }
 
-/* Read from the client when the protocol wants bytes and none are waiting. */
+/*
+ * Read from the client when the protocol wants bytes and none are waiting.
+ * When the protocol stops wanting bytes (a LOGIN goes to the lookup and the
+ * backend), reading is not stopped at once but only if the client actually
+ * sends something meanwhile: clients almost never do, and each stop/start
+ * costs two epoll_ctl calls per login. Bytes that do arrive wait in s->in (or
+ * in_pending) for the protocol, as before; an EOF or error that arrives is
+ * left in the socket, where the next read finds it again (TLS streams, whose
+ * close_notify would be consumed, stop at once: session_client_reading).
+ */
 static void session__update_reading(struct session *s)
 {
 	if (s->closed)
 		return;
-	if (s->read_wanted && s->in_pending == NULL) {
+	if (s->in_pending != NULL) {
+		stream_read_stop(&s->client);
+	} else if (s->read_wanted) {
 		if (stream_read_start(&s->client) < 0)
 			session_close(s, "client read failed");
-	} else {
-		stream_read_stop(&s->client);
 	}
 }
 
@@ -285,6 +296,10 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 	struct session *s = st->owner;
 
 	if (b == NULL) {
+		if (!s->read_wanted && s->phase != SESSION_PROXY_HEADER) {
+			stream_read_stop(&s->client);
+			return;
+		}
 		if (s->phase == SESSION_PROXY_HEADER) {
 			session_log(s, LOG_WARN, "connection closed before a complete PROXY header");
 			session_close(s, "client closed");
@@ -303,6 +318,11 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 	}
 	s->in_pending = b;
 	session__drain_pending(s);
+	if (!s->read_wanted) {
+		/* The protocol finds these bytes in s->in when it reads again. */
+		stream_read_stop(&s->client);
+		return;
+	}
 	session__update_reading(s);
 	if (s->phase == SESSION_PROXY_HEADER)
 		session__proxy_data(s);
@@ -315,6 +335,10 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 void session_client_reading(struct session *s, bool on)
 {
 	s->read_wanted = on;
+	/* A TLS close_notify read now could not be found again later (plain
+	   sockets keep their EOF): TLS clients stop at once. */
+	if (!on && s->client.tls)
+		stream_read_stop(&s->client);
 	session__update_reading(s);
 }
 
@@ -350,6 +374,31 @@ void session_write(struct session *s, const void *data, size_t len)
 	if (s->closed || s->finishing)
 		return;
 	int rc = stream_write_copy(&s->client, data, len, false);
+	if (rc < 0) {
+		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
+		session_close(s, "client write failed");
+	}
+}
+
+void session_writev(struct session *s, const struct iovec *iov, int n)
+{
+	size_t len = 0;
+
+	if (s->closed || s->finishing)
+		return;
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	struct pbuf *b = pbuf_get_size(s->client.pool, len);
+	if (b == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	b->len = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(b->data + b->len, iov[i].iov_base, iov[i].iov_len);
+		b->len += (uint32_t)iov[i].iov_len;
+	}
+	int rc = stream_write(&s->client, b);
 	if (rc < 0) {
 		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
 		session_close(s, "client write failed");
@@ -612,13 +661,33 @@ void session_starttls(struct session *s)
 		session_close(s, "out of memory");
 }
 
-void session_start(struct session *s)
+/* The listener's own address when it names one, so no getsockname is needed. */
+static bool session__listener_addr(const struct conf_listen *cl)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&cl->addr;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		return a->sin_addr.s_addr != htonl(INADDR_ANY) && a->sin_port != 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		return !IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) && a->sin6_port != 0;
+	}
+	return false;
+}
+
+void session_start(struct session *s, const struct sockaddr *peer)
 {
 	metrics_accepted((int)s->listener->proto);
-	uv_tcp_nodelay(&s->client.tcp, 1);
-	uv_tcp_keepalive(&s->client.tcp, 1, 60);
-	stream_peer(&s->client, s->client_ip, sizeof(s->client_ip), &s->client_port);
-	stream_local(&s->client, s->local_ip, sizeof(s->local_ip), &s->local_port);
+	/* TCP_NODELAY and keepalive come from the listening socket (worker.c). */
+	if (peer == NULL || stream_addr_name(peer, s->client_ip, sizeof(s->client_ip),
+					     &s->client_port) < 0)
+		stream_peer(&s->client, s->client_ip, sizeof(s->client_ip), &s->client_port);
+	if (!session__listener_addr(s->listener) ||
+	    stream_addr_name((const struct sockaddr *)&s->listener->addr, s->local_ip,
+			     sizeof(s->local_ip), &s->local_port) < 0)
+		stream_local(&s->client, s->local_ip, sizeof(s->local_ip), &s->local_port);
 	session_log(s, LOG_DEBUG, "connected to %s:%u", s->local_ip, s->local_port);
 	if (s->listener->proxy_protocol) {
 		session__proxy_start(s);

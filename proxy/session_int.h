@@ -11,8 +11,9 @@ struct listener;
 
 /* A new session for a connection about to be accepted on l (NULL: no memory). */
 struct session *session_new(struct worker *w, struct listener *l);
-/* The connection is accepted: read addresses, greet, start reading. */
-void session_start(struct session *s);
+/* The connection is accepted: read addresses, greet, start reading. peer:
+   the client's address from accept4, or NULL to ask the socket. */
+void session_start(struct session *s, const struct sockaddr *peer);
 /* After the accept (and any PROXY header): start TLS or greet (session.c). */
 void session__begin(struct session *s);
 /* proxy_protocol listeners: check the peer, then read the header

@@ -361,15 +361,15 @@ void stream_close(struct stream *st)
 	uv_close((uv_handle_t *)&st->tcp, stream__closed);
 }
 
-static int stream__name(const struct sockaddr_storage *ss, char *ip, size_t iplen, uint16_t *port_out)
+int stream_addr_name(const struct sockaddr *sa, char *ip, size_t iplen, uint16_t *port_out)
 {
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
 		*port_out = ntohs(a->sin_port);
 		return uv_ip4_name(a, ip, iplen);
 	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
 		*port_out = ntohs(a->sin6_port);
 		return uv_ip6_name(a, ip, iplen);
 	}
@@ -383,7 +383,7 @@ int stream_peer(struct stream *st, char *ip, size_t iplen, uint16_t *port_out)
 	int rc = uv_tcp_getpeername(&st->tcp, (struct sockaddr *)&ss, &len);
 	if (rc < 0)
 		return rc;
-	return stream__name(&ss, ip, iplen, port_out);
+	return stream_addr_name((const struct sockaddr *)&ss, ip, iplen, port_out);
 }
 
 int stream_local(struct stream *st, char *ip, size_t iplen, uint16_t *port_out)
@@ -393,5 +393,5 @@ int stream_local(struct stream *st, char *ip, size_t iplen, uint16_t *port_out)
 	int rc = uv_tcp_getsockname(&st->tcp, (struct sockaddr *)&ss, &len);
 	if (rc < 0)
 		return rc;
-	return stream__name(&ss, ip, iplen, port_out);
+	return stream_addr_name((const struct sockaddr *)&ss, ip, iplen, port_out);
 }

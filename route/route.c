@@ -4,8 +4,9 @@
  * the lookup service. Also invalidation and the per-loop hooks.
  *
  * Every answer is delivered from a callback of the caller's loop (through
- * the request's uv_async_t), never from inside route_resolve(), so callers
- * need not guard against re-entry.
+ * the request's uv_async_t, or a uv_idle_t when the answer is known at once),
+ * never from inside route_resolve(), so callers need not guard against
+ * re-entry.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -113,19 +114,18 @@ static void route__close(struct route_req *req)
 	if (req->closing)
 		return;
 	req->closing = true;
-	uv_close((uv_handle_t *)&req->async, route__free);
+	uv_close((uv_handle_t *)&req->h, route__free);
 }
 
 void route__ready(struct route_req *req, const struct route *r)
 {
 	req->route = *r;
 	req->ready = true;
-	uv_async_send(&req->async);
+	uv_async_send(&req->h.async);
 }
 
-static void route__wake(uv_async_t *a)
+static void route__deliver(struct route_req *req)
 {
-	struct route_req *req = a->data;
 	struct route r;
 	bool ready;
 
@@ -142,6 +142,17 @@ static void route__wake(uv_async_t *a)
 		req->cb(req, &r, req->arg);
 	}
 	route__close(req);
+}
+
+static void route__wake(uv_async_t *a)
+{
+	route__deliver(a->data);
+}
+
+static void route__idle(uv_idle_t *i)
+{
+	uv_idle_stop(i);
+	route__deliver(i->data);
 }
 
 static void route__static(struct route *out, struct conf *c, const struct route_query *q,
@@ -183,11 +194,6 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 
 	if (req == NULL)
 		return NULL;
-	if (uv_async_init(loop, &req->async, route__wake) < 0) {
-		free(req);
-		return NULL;
-	}
-	req->async.data = req;
 	req->cb = cb;
 	req->arg = arg;
 	memset(&r, 0, sizeof(r));
@@ -221,13 +227,24 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 					      "no static route matches and no lookup service is configured");
 			} else {
 				free(l1key);
+				if (uv_async_init(loop, &req->h.async, route__wake) < 0) {
+					free(req);
+					return NULL;
+				}
+				req->h.async.data = req;
 				route__flight_join(loop, c, rc, q, req);
 				return req;
 			}
 		}
 	}
 	free(l1key);
-	route__ready(req, &r);
+	/* Known now; answered from the next loop iteration (never from here). */
+	uv_idle_init(loop, &req->h.idle);
+	req->h.idle.data = req;
+	req->sync = true;
+	req->route = r;
+	req->ready = true;
+	uv_idle_start(&req->h.idle, route__idle);
 	return req;
 }
 

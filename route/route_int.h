@@ -19,7 +19,14 @@ struct route_flight;
  * whose flight it joined) and keeps the loop alive while it waits.
  */
 struct route_req {
-	uv_async_t async;
+	/* async: answers from a flight (any thread). idle: answers known inside
+	   route_resolve (L1 hit, static route, refusal), delivered on the next
+	   loop iteration without the eventfd write and read an async costs. */
+	union {
+		uv_async_t async;
+		uv_idle_t idle;
+	} h;
+	bool sync;                    /* h is the idle handle */
 	route_cb cb;
 	void *arg;
 	bool cancelled;               /* loop thread: no callback any more */

@@ -2,7 +2,12 @@
 
 import hashlib
 import re
+import shutil
+import socket
+import subprocess
 import time
+
+import pytest
 
 from mailstore import make_message
 from ghtest import ALICE, BOB, check_audit, direct_imap
@@ -168,3 +173,50 @@ def test_slow_reader(gh, stores):
         assert hashlib.sha256(body).hexdigest() == stores.big_sha256
         assert c.read_tagged("c")[-1].startswith(b"c OK")
         c.command("d", "LOGOUT")
+
+
+def test_half_close_right_after_login(gh, stores):
+    """A client that sends its login and commands and then shuts its sending
+    side at once (printf ... | nc) still gets every answer: the end of its
+    stream, arriving while the login is with the lookup and the backend, is
+    not acted on before the commands in front of it."""
+    with gh.raw() as c:
+        c.send("a LOGIN %s %s\r\nb SELECT INBOX\r\nc LOGOUT\r\n" % ALICE)
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_tagged("a")[-1].startswith(b"a OK")
+        b = c.read_tagged("b")
+        assert b[-1].startswith(b"b OK") and any(re.match(rb"\* \d+ EXISTS", l) for l in b), b
+        cl = c.read_tagged("c")
+        assert cl[0].startswith(b"* BYE") and cl[-1].startswith(b"c OK"), cl
+        assert c.read_until_closed(3) == []
+    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+                backend="127.0.0.1:%d" % stores.a.imap_port)
+
+
+def test_half_close_during_login_without_commands(gh):
+    """The same with nothing behind the login: logged in, then the EOF
+    reaches the backend and the session ends cleanly."""
+    with gh.raw() as c:
+        c.send("a LOGIN %s %s\r\n" % BOB)
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_tagged("a")[-1].startswith(b"a OK")
+        rest = c.read_until_closed(5)  # raises if the session is left open
+        assert not any(b" BAD " in l or b" NO " in l for l in rest), rest
+    check_audit(gh.last_audit(), login=BOB[0], result="ok")
+
+
+def test_client_sockets_keepalive(gh):
+    """Accepted connections carry TCP keepalive (set once on the listening
+    socket and inherited): `ss` shows the kernel's keepalive timer on
+    gatehouse's side of the connection, first probe within 60 s."""
+    if shutil.which("ss") is None:
+        pytest.fail("ss (iproute2) is needed: scripts/deps.sh test installs it")
+    with gh.raw() as c:
+        port = c.sock.getsockname()[1]
+        out = subprocess.run(
+            ["ss", "-tnoH", "state", "established", "( dport = :%d )" % port],
+            capture_output=True, text=True, check=True).stdout
+        assert "127.0.0.1:%d" % gh.port in out, out
+        m = re.search(r"timer:\(keepalive,(\d+)(?:min)?(\d*)", out)
+        assert m, "no keepalive timer on gatehouse's socket: %r" % out
+        c.command("z", "LOGOUT")
