@@ -115,6 +115,7 @@ struct session {
 	uint8_t *in;
 	size_t in_len;
 	size_t in_cap;
+	size_t in_hwm;                  /* most of s->in ever filled: what a wipe must cover */
 	struct pbuf *in_pending;
 	bool read_wanted;               /* the protocol wants client bytes */
 	/* Login-phase input from the backend. */

@@ -176,10 +176,10 @@ void session_start_relay(struct session *s)
 	/* Login-phase memory goes now: the relay needs none of it. */
 	if (s->proto_state)
 		s->proto->destroy(s);
-	OPENSSL_cleanse(s->in, s->in_cap);
+	OPENSSL_cleanse(s->in, s->in_hwm);
 	free(s->in);
 	s->in = NULL;
-	s->in_len = s->in_cap = 0;
+	s->in_len = s->in_cap = s->in_hwm = 0;
 	if (s->bin) {
 		OPENSSL_cleanse(s->bin, s->bin_cap);
 		free(s->bin);

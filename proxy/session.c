@@ -107,7 +107,7 @@ static void session__unref(struct session *s)
 		return;
 	session__count_phase(s, -1);
 	if (s->in) {
-		OPENSSL_cleanse(s->in, s->in_cap);
+		OPENSSL_cleanse(s->in, s->in_hwm);
 		free(s->in);
 	}
 	if (s->bin) {
@@ -260,6 +260,8 @@ static void session__drain_pending(struct session *s)
 	size_t n = b->len < room ? b->len : room;
 	memcpy(s->in + s->in_len, b->data + b->off, n);
 	s->in_len += n;
+	if (s->in_len > s->in_hwm)
+		s->in_hwm = s->in_len;
 	b->off += (uint32_t)n;
 	b->len -= (uint32_t)n;
 	if (b->len == 0) {
