@@ -5,7 +5,9 @@
  * write queue as is (no copy). When a side's queue passes the high-water
  * mark, reading from the other side stops until the queue has drained to
  * half of it, so a slow reader bounds memory at roughly high water plus one
- * buffer per direction. An EOF from one side becomes a shutdown (FIN) on
+ * buffer per direction. Plain-to-plain sessions move to splice(2)
+ * (relay_splice.c) as soon as nothing is queued on either stream, so no
+ * byte can overtake one still in a write queue. An EOF from one side becomes a shutdown (FIN) on
  * the other once its queued bytes are written; the session ends when both
  * directions have been shut down, or at the first error.
  */
@@ -101,12 +103,15 @@ static void relay__backend_read(struct stream *st, struct pbuf *b, int status)
 static void relay__resume(struct session *s, struct stream *from, struct stream *to, bool *paused,
 			  int status)
 {
-	if (s->closed)
+	if (s->closed || relay__splicing(s))
 		return;
 	if (status < 0) {
 		session_close(s, "write failed");
 		return;
 	}
+	/* The bytes queued at relay start are out: splice from here. */
+	if (s->relay_splice && relay__splice_try(s))
+		return;
 	if (*paused && to->queued <= s->conf->limits.relay_high_water / 2) {
 		*paused = false;
 		if (stream_read_start(from) < 0)
@@ -140,6 +145,14 @@ void relay_start(struct session *s)
 	s->backend->on_read = relay__backend_read;
 	s->backend->on_written = relay__backend_written;
 	session_set_phase(s, SESSION_RELAY);
+	/* splice(2) moves plain bytes socket to socket inside the kernel;
+	   TLS needs them in user space. */
+	s->relay_splice = s->conf->limits.splice && s->client.tls == NULL &&
+			  s->backend->tls == NULL;
+	if (s->relay_splice && relay__splice_try(s))
+		return;
+	if (s->relay_splice)
+		session_log(s, LOG_DEBUG, "relay: copying until the write queues drain");
 	/* With TLS, records already decrypted are handed over at once and may
 	   end the session (and drop s->backend) before we get back here. */
 	if (stream_read_start(&s->client) < 0) {

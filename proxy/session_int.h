@@ -54,5 +54,16 @@ void session__release(struct session *s);
 void session__http_bin_drain(struct session *s);
 /* Switch both streams to relaying (relay.c). */
 void relay_start(struct session *s);
+/*
+ * splice(2) relay (relay_splice.c), for sessions with s->relay_splice set
+ * (plain on both sides, limits.splice on). relay__splice_try: switch the
+ * relay to splice when nothing is queued on either stream; true when it
+ * did (the copy relay must leave both streams alone from then on), false
+ * when it must go on copying: something is still queued (call again when a
+ * queue drains), or it gave up for good (s->relay_splice cleared, logged at
+ * debug). relay__splicing: the switch was made.
+ */
+bool relay__splice_try(struct session *s);
+bool relay__splicing(const struct session *s);
 
 #endif

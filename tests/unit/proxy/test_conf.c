@@ -93,6 +93,7 @@ static void conf_t_expect_defaults(const struct conf *c)
 	cr_expect_eq(c->limits.max_auth_wait, 10.0);
 	cr_expect_eq(c->limits.relay_buffer, 16384);
 	cr_expect_eq(c->limits.relay_high_water, 65536);
+	cr_expect(c->limits.splice);
 
 	cr_expect_str_eq(c->imap.greeting, "Gatehouse IMAP proxy ready");
 	cr_assert_eq(c->imap.ncaps, 6);
@@ -305,6 +306,18 @@ Test(conf, dependent_defaults_follow)
 			" relay_high_water = 2048; };\n");
 	cr_expect_eq(c->limits.max_literal, 512);
 	cr_expect_eq(c->limits.relay_high_water, 2048);
+	conf_unref(c);
+}
+
+/* The splice(2) relay can be switched off; it is on unless said otherwise. */
+Test(conf, splice_switch)
+{
+	struct conf *c = conf_t_load("limits = { splice = false; };\n");
+
+	cr_expect_not(c->limits.splice);
+	conf_unref(c);
+	c = conf_t_load("limits = { relay_buffer = 2048; };\n");
+	cr_expect(c->limits.splice);
 	conf_unref(c);
 }
 
