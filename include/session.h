@@ -131,6 +131,7 @@ struct session {
 	bool backend_eof;               /* relay: backend sent EOF */
 	bool relay_c2b_paused;          /* relay: client reads stopped for backpressure */
 	bool relay_b2c_paused;
+	bool relay_splice_ok;           /* relay: plain both ways, limits.splice: may splice */
 	bool relay_splice;              /* relay: switch to splice(2) once both queues drain */
 	struct relay_splice *splice;    /* relay: splice(2) state (relay_splice.c), or NULL */
 	bool finishing;                 /* flushing the last writes before close */

@@ -6,8 +6,9 @@
  * mark, reading from the other side stops until the queue has drained to
  * half of it, so a slow reader bounds memory at roughly high water plus one
  * buffer per direction. Plain-to-plain sessions move to splice(2)
- * (relay_splice.c) as soon as nothing is queued on either stream, so no
- * byte can overtake one still in a write queue. An EOF from one side becomes a shutdown (FIN) on
+ * (relay_splice.c) at their first bulk transfer, once nothing is queued on
+ * either stream, so no byte can overtake one still in a write queue. An EOF
+ * from one side becomes a shutdown (FIN) on
  * the other once its queued bytes are written; the session ends when both
  * directions have been shut down, or at the first error.
  */
@@ -56,15 +57,55 @@ static void relay__backend_shut(uv_shutdown_t *req, int status)
 	relay__maybe_done(s);
 }
 
+/*
+ * A switch to splice is pending (s->relay_splice): make it once both write
+ * queues are empty. True while splicing or still waiting for a queue (reads
+ * stay off meanwhile); false when it cannot be made, after reading again
+ * where the copy relay would.
+ */
+static bool relay__switch(struct session *s)
+{
+	if (relay__splice_try(s))
+		return true;
+	if (s->relay_splice)
+		return true;
+	if (s->closed)
+		return true;
+	if (!s->relay_c2b_paused && !s->client_eof && stream_read_start(&s->client) < 0) {
+		session_close(s, "read failed");
+		return true;
+	}
+	if (!s->closed && s->backend && !s->relay_b2c_paused && !s->backend_eof &&
+	    stream_read_start(s->backend) < 0) {
+		session_close(s, "read failed");
+		return true;
+	}
+	return false;
+}
+
 /* Data or EOF from `from`, to be written to `to`. */
 static void relay__pass(struct session *s, struct stream *from, struct stream *to, struct pbuf *b,
 			int status, bool *paused, bool *eof, uv_shutdown_cb shut_cb)
 {
 	if (b != NULL) {
+		/* A read that fills a whole buffer means more is waiting: bulk,
+		   where splice pays. An IDLE or a short command does not need
+		   its two extra descriptors and polls, so sessions start copying
+		   and switch at their first bulk transfer. */
+		bool bulk = s->relay_splice_ok && b->len >= b->cap;
+
 		s->last_activity_ms = session_now(s);
 		metrics_relayed(from == &s->client, b->len);
 		if (stream_write(to, b) < 0) {
 			session_close(s, "write failed");
+			return;
+		}
+		if (bulk) {
+			s->relay_splice_ok = false;
+			s->relay_splice = true;
+			stream_read_stop(&s->client);
+			stream_read_stop(s->backend);
+			relay__switch(s);
 			return;
 		}
 		if (to->queued > s->conf->limits.relay_high_water) {
@@ -109,8 +150,8 @@ static void relay__resume(struct session *s, struct stream *from, struct stream 
 		session_close(s, "write failed");
 		return;
 	}
-	/* The bytes queued at relay start are out: splice from here. */
-	if (s->relay_splice && relay__splice_try(s))
+	/* The bytes queued before a switch to splice are out: switch. */
+	if (s->relay_splice && relay__switch(s))
 		return;
 	if (*paused && to->queued <= s->conf->limits.relay_high_water / 2) {
 		*paused = false;
@@ -145,14 +186,12 @@ void relay_start(struct session *s)
 	s->backend->on_read = relay__backend_read;
 	s->backend->on_written = relay__backend_written;
 	session_set_phase(s, SESSION_RELAY);
-	/* splice(2) moves plain bytes socket to socket inside the kernel;
-	   TLS needs them in user space. */
-	s->relay_splice = s->conf->limits.splice && s->client.tls == NULL &&
-			  s->backend->tls == NULL;
-	if (s->relay_splice && relay__splice_try(s))
-		return;
-	if (s->relay_splice)
-		session_log(s, LOG_DEBUG, "relay: copying until the write queues drain");
+	/* splice(2) moves plain bytes socket to socket inside the kernel (from
+	   the first bulk transfer on, relay__pass); TLS needs them in user
+	   space. */
+	s->relay_splice_ok = s->conf->limits.splice && s->client.tls == NULL &&
+			     s->backend->tls == NULL;
+	s->relay_splice = false;
 	/* With TLS, records already decrypted are handed over at once and may
 	   end the session (and drop s->backend) before we get back here. */
 	if (stream_read_start(&s->client) < 0) {

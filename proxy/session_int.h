@@ -56,7 +56,8 @@ void session__http_bin_drain(struct session *s);
 void relay_start(struct session *s);
 /*
  * splice(2) relay (relay_splice.c), for sessions with s->relay_splice set
- * (plain on both sides, limits.splice on). relay__splice_try: switch the
+ * (plain on both sides, limits.splice on, a bulk transfer seen: relay.c).
+ * relay__splice_try: switch the
  * relay to splice when nothing is queued on either stream; true when it
  * did (the copy relay must leave both streams alone from then on), false
  * when it must go on copying: something is still queued (call again when a

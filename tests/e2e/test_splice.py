@@ -5,7 +5,9 @@ greets, answers the proxy's ID and LOGIN, then hands the raw socket to the
 test. The test then holds both ends of the relay and can send, stall,
 half-close and compare bytes exactly. With log_level = debug gatehouse logs
 "relay: splice" when a session switches, which tells a spliced session from
-a copied one without strace.
+a copied one without strace. Sessions start on the copy relay and switch at
+their first bulk transfer (a read that fills a whole relay buffer), so an
+idle session keeps two descriptors.
 """
 
 import hashlib
@@ -190,6 +192,12 @@ def exchange(c, b, size):
     assert got_down == down_sum, "backend -> client bytes differ"
 
 
+def to_splice(gh, c, b, count=1):
+    """A bulk transfer each way, after which the session is spliced."""
+    exchange(c, b, 256 * 1024)
+    wait_log(gh, "relay: splice", count=count)
+
+
 def fds(gh):
     """(all descriptors, pipe descriptors) of the gatehouse process."""
     pid = gh.proc.pid
@@ -281,7 +289,7 @@ def test_half_close(gatehouse, backend, first):
     the other direction keeps working until it ends too."""
     gh = start_gh(gatehouse, backend)
     c, b, _ = login(gh, backend)
-    wait_log(gh, "relay: splice")
+    to_splice(gh, c, b)
     x, y = (c, b) if first == "client" else (b, c)
     data, _ = pattern(3 * MiB, 3)
     x.sendall(data)
@@ -308,7 +316,7 @@ def test_half_close(gatehouse, backend, first):
 def test_reset_closes_session(gatehouse, backend):
     gh = start_gh(gatehouse, backend)
     c, b, _ = login(gh, backend)
-    wait_log(gh, "relay: splice")
+    to_splice(gh, c, b)
     b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     b.close()                                # RST
     c.settimeout(5)
@@ -329,7 +337,7 @@ def test_stalled_reader_is_bounded(gatehouse, backend):
     client reads again and gets every byte."""
     gh = start_gh(gatehouse, backend)
     c, b, _ = login(gh, backend)
-    wait_log(gh, "relay: splice")
+    to_splice(gh, c, b)
     _, pipes0 = fds(gh)
     rss0 = gh.rss_kb()
     data, digest = pattern(64 * MiB, 5)
@@ -365,9 +373,9 @@ def test_idle_sessions_hold_no_pipes(gatehouse, backend):
     for _ in range(100):
         c, b, _ = login(gh, backend)
         pairs.append((c, b))
-    wait_log(gh, "relay: splice", count=100, timeout=10)
     for c, b in pairs:
         exchange(c, b, 64 * 1024)
+    wait_log(gh, "relay: splice", count=100, timeout=10)
     time.sleep(0.3)
     total, pipes = fds(gh)
     assert pipes - pipes0 <= 2 * 16 * 2, "idle sessions hold pipes: %d pipe fds" % (pipes - pipes0)
@@ -383,6 +391,27 @@ def test_idle_sessions_hold_no_pipes(gatehouse, backend):
     assert total - total0 <= 2 * 16 * 2, "descriptors left after close: %d" % (total - total0)
 
 
+def test_small_exchanges_keep_copying(gatehouse, backend):
+    """Sessions that only trade short lines (commands, IDLE) never fill a
+    relay buffer: they stay on the copy relay with two descriptors each and
+    no poll of their own."""
+    gh = start_gh(gatehouse, backend)
+    total0, _ = fds(gh)
+    pairs = []
+    for _ in range(50):
+        c, b, _ = login(gh, backend)
+        pairs.append((c, b))
+    for c, b in pairs:
+        exchange(c, b, 4096)
+    time.sleep(0.3)
+    assert not session_ids_with(gh, "relay: splice")
+    total, _ = fds(gh)
+    assert total - total0 <= 50 * 2 + 4, fd_kinds(gh)
+    for c, b in pairs:
+        c.close()
+        b.close()
+
+
 @pytest.mark.skipif(VALGRIND, reason="takes over a minute")
 def test_idle_timeout_closes_spliced_session(gatehouse, backend):
     """idle_timeout (60 s at least) closes a quiet spliced session, and
@@ -391,8 +420,8 @@ def test_idle_timeout_closes_spliced_session(gatehouse, backend):
     gh = start_gh(gatehouse, backend, idle_timeout=60.0)
     quiet_c, quiet_b, _ = login(gh, backend)
     busy_c, busy_b, _ = login(gh, backend)
-    wait_log(gh, "relay: splice", count=2)
-    exchange(quiet_c, quiet_b, 1 * MiB)
+    to_splice(gh, busy_c, busy_b)
+    to_splice(gh, quiet_c, quiet_b, count=2)
     start = time.monotonic()
     closed_at = None
     quiet_c.settimeout(0.5)
@@ -420,7 +449,13 @@ def test_no_pipe_falls_back_to_copying(gatehouse, backend):
     and every byte arrives. Then, with descriptors again, it splices."""
     import resource
     gh = start_gh(gatehouse, backend)
-    c, b, _ = login(gh, backend)            # fresh workers: no pipe made yet
+    c, b, _ = login(gh, backend)
+    # Exactly one relay buffer from the backend (one write, so one read):
+    # a bulk read, which switches the session, and nothing left to splice,
+    # so no pipe is made before the limit below.
+    down, digest = pattern(16 * 1024, 9)
+    b.sendall(down)
+    assert recv_exact(c, len(down)) == digest
     wait_log(gh, "relay: splice")
     pid = gh.proc.pid
     old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
