@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 #include <llhttp.h>
 
@@ -122,8 +124,15 @@ bool http_parse_eof(struct http_parser *p);
 
 /* --- header access (pure) --- */
 
-/* Case-insensitive compare of span s in buf with a NUL-terminated name. */
-bool http_span_is(const uint8_t *buf, struct http_span s, const char *name);
+/* Case-insensitive compare of span s in buf with a NUL-terminated name.
+   Inline so that strlen of a literal name folds to a constant: heads are
+   matched against header names many times per request. */
+static inline bool http_span_is(const uint8_t *buf, struct http_span s, const char *name)
+{
+	size_t n = strlen(name);
+
+	return s.len == n && strncasecmp((const char *)buf + s.off, name, n) == 0;
+}
 
 /* The value of one hex digit, or -1 (protocols/http_token.c). */
 int http_hexval(unsigned char c);

@@ -150,6 +150,7 @@ struct session {
 	/* HTTP: backend bytes read beyond s->bin's room wait here (backend
 	   reads paused) and move in as the protocol consumes. */
 	struct pbuf *bin_pending;
+	size_t bin_used;                /* HTTP: s->bin[0 .. bin_used) was ever filled */
 	bool backend_read_wanted;       /* HTTP: the protocol wants backend bytes */
 	bool backend_reused;            /* HTTP: s->backend came from the keep-alive pool */
 };
@@ -277,7 +278,8 @@ void session_backend_acquire(struct session *s, const char *host, uint16_t port)
  * cleanly and the backend keeps the connection, so it goes back to the
  * worker's pool (at most http.backend_keepalive idle ones); else it is
  * closed. Either way s->backend is NULL afterwards, and an empty s->bin is
- * wiped and freed (an idle keep-alive client holds no backend buffer).
+ * wiped and given back to a small per-worker cache (an idle keep-alive
+ * client holds no backend buffer).
  */
 void session_backend_release(struct session *s, bool reuse);
 
@@ -287,7 +289,8 @@ void session_backend_reading(struct session *s, bool on);
 /*
  * Close this worker's idle pooled backend connections and run loop until
  * they are gone (the worker's loop has stopped: pooled idle connections do
- * not keep it alive). Call on the loop's own thread.
+ * not keep it alive), then free its cached backend input buffers. Call on
+ * the loop's own thread.
  */
 void session_http_pool_close(uv_loop_t *loop);
 

@@ -40,7 +40,7 @@ void http__log(struct session *s, struct http_conn *hc)
 		.path = hc->path,
 		.status = hc->status,
 		.bytes = hc->bytes_sent,
-		.upstream = s->backend_addr[0] ? s->backend_addr : NULL,
+		.upstream = hc->upstream && s->backend_addr[0] ? s->backend_addr : NULL,
 		.ms = session_now(s) - hc->start_ms,
 	};
 	metrics_http_response(hc->status);
@@ -106,15 +106,19 @@ void http__next_request(struct session *s)
 	hc->req_body_sent = hc->resp_bytes_in = hc->bytes_sent = 0;
 	hc->status = 0;
 	if (hc->fwd != NULL) {
-		/* An idle connection keeps no copy of the last head (cookies). */
-		OPENSSL_cleanse(hc->fwd, hc->fwd_cap);
+		/* An idle connection keeps no copy of the last head (cookies).
+		   Only fwd_len bytes were written (a failed rewrite closes the
+		   session, and http_destroy wipes all of it). */
+		OPENSSL_cleanse(hc->fwd, hc->fwd_len < hc->fwd_cap ? hc->fwd_len : hc->fwd_cap);
 		free(hc->fwd);
 		hc->fwd = NULL;
 		hc->fwd_cap = 0;
 	}
 	hc->fwd_len = 0;
 	hc->method[0] = hc->host[0] = hc->path[0] = '\0';
-	s->backend_addr[0] = '\0';
+	/* s->backend_addr stays: the next request to the same backend need
+	   not format it again. Logs name it only once hc->upstream is set. */
+	hc->upstream = false;
 	session_set_phase(s, SESSION_PREAUTH);
 	session_delay(s, s->conf->http.keepalive_timeout);
 	session_client_reading(s, true);
@@ -144,6 +148,7 @@ static void hc__route_to(struct session *s, const char *host, uint16_t port)
 	struct http_conn *hc = http__of(s);
 
 	hc->state = HTTP_ST_CONNECT;
+	hc->upstream = true;
 	session_backend_acquire(s, host, port);
 }
 
@@ -303,15 +308,19 @@ static void hc__process_head(struct session *s)
 
 	if (hc->state != HTTP_ST_HEAD || s->closed)
 		return;
-	if (!hc->head_started && s->in_len > 0) {
-		/* The first byte of a request starts its head timer (slowloris:
-		   dribbling bytes does not extend it). */
-		hc->head_started = true;
-		session_delay(s, s->conf->http.header_timeout);
-	}
 	int rc = http_parse_head(&hc->req, s->in, s->in_len);
-	if (rc == HTTP_NEED_MORE)
+	if (rc == HTTP_NEED_MORE) {
+		if (!hc->head_started && s->in_len > 0) {
+			/* The first byte of a request starts its head timer
+			   (slowloris: dribbling bytes does not extend it). A head
+			   that is complete at once needs none: every way on from
+			   here arms the timer of its own phase. */
+			hc->head_started = true;
+			session_delay(s, s->conf->http.header_timeout);
+		}
 		return;
+	}
+	hc->head_started = true;
 	if (rc < 0) {
 		hc->start_ms = session_now(s);
 		http__answer(s, -rc, NULL, NULL,

@@ -35,6 +35,22 @@ static void hh__puts(struct hh__out *o, const char *s)
 	hh__put(o, s, strlen(s));
 }
 
+/* A string literal: its length is known without strlen. */
+#define hh__lit(o, s) hh__put((o), (s), sizeof(s) - 1)
+
+/* A number in decimal, as "%u" writes it (no snprintf on the hot path). */
+static void hh__digits(struct hh__out *o, unsigned v)
+{
+	char d[10];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	hh__put(o, d + i, sizeof(d) - i);
+}
+
 static void hh__span(struct hh__out *o, const uint8_t *buf, struct http_span s)
 {
 	hh__put(o, buf + s.off, s.len);
@@ -61,14 +77,15 @@ static bool hh__name_in(const uint8_t *buf, struct http_span name, const char *c
  * the framing or routing needs are never dropped this way.
  */
 static bool hh__named_by_connection(const uint8_t *buf, const struct http_head *h,
-				    struct http_span name)
+				    struct http_span name, bool has_connection)
 {
 	static const char *const keep[] = {
 		"Host", "Content-Length", "Transfer-Encoding", "Upgrade", NULL,
 	};
 	char n[128];
 
-	if (name.len == 0 || name.len >= sizeof(n) || hh__name_in(buf, name, keep))
+	if (!has_connection || name.len == 0 || name.len >= sizeof(n) ||
+	    hh__name_in(buf, name, keep))
 		return false;
 	memcpy(n, buf + name.off, name.len);
 	n[name.len] = '\0';
@@ -78,9 +95,9 @@ static bool hh__named_by_connection(const uint8_t *buf, const struct http_head *
 static void hh__header(struct hh__out *o, const uint8_t *buf, const struct http_header *hd)
 {
 	hh__span(o, buf, hd->name);
-	hh__puts(o, ": ");
+	hh__lit(o, ": ");
 	hh__span(o, buf, hh__trim(buf, hd->value));
-	hh__puts(o, "\r\n");
+	hh__lit(o, "\r\n");
 }
 
 int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const struct http_fwd *f,
@@ -91,27 +108,32 @@ int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const st
 		"X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-For", NULL,
 	};
 	struct hh__out o = { .buf = out, .cap = cap };
-	char ver[16];
+	/* Without a Connection header nothing is named by one: the common
+	   case skips a scan of the head for every header. */
+	bool has_connection = http_header_find(buf, h, "Connection") != NULL;
 
 	hh__puts(&o, llhttp_method_name((llhttp_method_t)h->method));
-	hh__puts(&o, " ");
+	hh__lit(&o, " ");
 	hh__span(&o, buf, h->uri);
-	snprintf(ver, sizeof(ver), " HTTP/%u.%u\r\n", h->major, h->minor);
-	hh__puts(&o, ver);
+	hh__lit(&o, " HTTP/");
+	hh__digits(&o, h->major);
+	hh__lit(&o, ".");
+	hh__digits(&o, h->minor);
+	hh__lit(&o, "\r\n");
 	for (int i = 0; i < h->nhdr; i++) {
 		const struct http_header *hd = &h->hdr[i];
 		if (hh__name_in(buf, hd->name, drop))
 			continue;
 		if (!f->websocket && http_span_is(buf, hd->name, "Upgrade"))
 			continue;
-		if (hh__named_by_connection(buf, h, hd->name))
+		if (hh__named_by_connection(buf, h, hd->name, has_connection))
 			continue;
 		hh__header(&o, buf, hd);
 	}
 	/* X-Forwarded-For: a trusted proxy's list goes on, with its peer (the
 	   client we saw) last; anyone else's is replaced, or a client could
 	   name any address it likes. */
-	hh__puts(&o, "X-Forwarded-For: ");
+	hh__lit(&o, "X-Forwarded-For: ");
 	if (f->trusted) {
 		for (int i = 0; i < h->nhdr; i++) {
 			if (!http_span_is(buf, h->hdr[i].name, "X-Forwarded-For"))
@@ -120,11 +142,11 @@ int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const st
 			if (v.len == 0)
 				continue;
 			hh__span(&o, buf, v);
-			hh__puts(&o, ", ");
+			hh__lit(&o, ", ");
 		}
 	}
 	hh__puts(&o, f->client_ip);
-	hh__puts(&o, "\r\nX-Real-IP: ");
+	hh__lit(&o, "\r\nX-Real-IP: ");
 	hh__puts(&o, f->client_ip);
 	hh__puts(&o, f->https ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
 	hh__puts(&o, f->websocket ? "Connection: upgrade\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
@@ -138,30 +160,31 @@ int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool cl
 		"Connection", "Keep-Alive", "Proxy-Connection", "TE", NULL,
 	};
 	struct hh__out o = { .buf = out, .cap = cap };
-	char line[32];
 	bool switching = h->status == 101;
+	bool has_connection = http_header_find(buf, h, "Connection") != NULL;
 
-	snprintf(line, sizeof(line), "HTTP/1.1 %u ", h->status);
-	hh__puts(&o, line);
+	hh__lit(&o, "HTTP/1.1 ");
+	hh__digits(&o, h->status);
+	hh__lit(&o, " ");
 	hh__span(&o, buf, h->reason);
-	hh__puts(&o, "\r\n");
+	hh__lit(&o, "\r\n");
 	for (int i = 0; i < h->nhdr; i++) {
 		const struct http_header *hd = &h->hdr[i];
 		if (hh__name_in(buf, hd->name, drop))
 			continue;
 		if (!switching && http_span_is(buf, hd->name, "Upgrade"))
 			continue;
-		if (hh__named_by_connection(buf, h, hd->name))
+		if (hh__named_by_connection(buf, h, hd->name, has_connection))
 			continue;
 		hh__header(&o, buf, hd);
 	}
 	if (switching)
-		hh__puts(&o, "Connection: upgrade\r\n");
+		hh__lit(&o, "Connection: upgrade\r\n");
 	else if (close)
-		hh__puts(&o, "Connection: close\r\n");
+		hh__lit(&o, "Connection: close\r\n");
 	else if (client_http10)
-		hh__puts(&o, "Connection: keep-alive\r\n");
-	hh__puts(&o, "\r\n");
+		hh__lit(&o, "Connection: keep-alive\r\n");
+	hh__lit(&o, "\r\n");
 	return o.over ? -1 : (int)o.len;
 }
 

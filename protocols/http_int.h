@@ -51,6 +51,7 @@ struct http_conn {
 	bool is_head;          /* the request is HEAD */
 	bool stale_retry_done; /* already resent once on a fresh connection */
 	bool route_retried;    /* already looked up again after a refused connect */
+	bool upstream;         /* a backend was asked for: s->backend_addr names it */
 	uint64_t req_body_sent;
 	uint64_t resp_bytes_in;
 	uint64_t bytes_sent;   /* to the client for this request */

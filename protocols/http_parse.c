@@ -344,13 +344,6 @@ bool http_parse_eof(struct http_parser *p)
 
 /* ---- header access ---- */
 
-bool http_span_is(const uint8_t *buf, struct http_span s, const char *name)
-{
-	size_t n = strlen(name);
-
-	return s.len == n && strncasecmp((const char *)buf + s.off, name, n) == 0;
-}
-
 const struct http_header *http_header_find(const uint8_t *buf, const struct http_head *h,
 					   const char *name)
 {

@@ -76,7 +76,10 @@ void http__request(struct session *s, int head_len)
 	const struct http_head *h = &hc->reqh;
 
 	hc->start_ms = session_now(s);
-	snprintf(hc->method, sizeof(hc->method), "%s", llhttp_method_name((llhttp_method_t)h->method));
+	const char *m = llhttp_method_name((llhttp_method_t)h->method);
+	size_t mlen = strnlen(m, sizeof(hc->method) - 1);
+	memcpy(hc->method, m, mlen);
+	hc->method[mlen] = '\0';
 	const struct http_header *hh = http_header_find(s->in, h, "Host");
 	if (hh != NULL)
 		hc__copy_span(hc->host, sizeof(hc->host), s->in, hh->value);

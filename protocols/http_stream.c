@@ -187,7 +187,9 @@ void http__process_backend(struct session *s)
 			if (s->closed)
 				return;
 			session_backend_consume(s, (size_t)n);
-			session_delay(s, s->conf->http.backend_timeout);
+			/* At the end the next phase arms its own timer. */
+			if (!done)
+				session_delay(s, s->conf->http.backend_timeout);
 		}
 		if (done)
 			hc->resp_done = true;

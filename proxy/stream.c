@@ -1,5 +1,6 @@
 /*
- * stream.c - plain TCP streams (TLS plugs in here later).
+ * stream.c - TCP streams, plain or TLS over memory BIOs, with corked
+ * (gathered) writes.
  */
 #include <stddef.h>
 #include <string.h>
@@ -41,6 +42,7 @@ static void stream__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	struct pbuf *b = buf->base ? pbuf_of(buf->base) : NULL;
 
 	if (nread > 0 && st->tls) {
+		st->tls_untrimmed += (size_t)nread;
 		int rc = tls_feed(st->tls, b->data, (size_t)nread);
 		pbuf_put(b);
 		if (rc < 0) {
@@ -181,6 +183,7 @@ static int stream__tls_flush(struct stream *st)
 		unsigned n = 0;
 
 		while (n < STREAM_WRITEV_MAX && (pending = tls_pending_out(st->tls)) > 0) {
+			st->tls_untrimmed += pending;
 			struct pbuf *b = pbuf_get_size(st->pool, pending < st->pool->size ? pending : st->pool->size);
 			if (b == NULL) {
 				stream__put_chain(head);
@@ -199,12 +202,9 @@ static int stream__tls_flush(struct stream *st)
 	return 0;
 }
 
-int stream_write(struct stream *st, struct pbuf *b)
+/* Send b now (encrypted first on a TLS stream), whatever the cork says. */
+static int stream__write_now(struct stream *st, struct pbuf *b)
 {
-	if (st->closing || st->shut) {
-		pbuf_put(b);
-		return UV_EPIPE;
-	}
 	if (st->tls == NULL)
 		return stream__raw_write(st, b);
 	if (st->tls_handshaking) {
@@ -220,6 +220,68 @@ int stream_write(struct stream *st, struct pbuf *b)
 	return stream__tls_flush(st);
 }
 
+/* Send what stream_cork held back, if anything. */
+static int stream__flush_cork(struct stream *st)
+{
+	struct pbuf *b = st->cork;
+
+	if (b == NULL)
+		return 0;
+	st->cork = NULL;
+	return stream__write_now(st, b);
+}
+
+/* Room after the bytes b holds. */
+static size_t stream__room(const struct pbuf *b)
+{
+	return (size_t)b->cap - b->off - b->len;
+}
+
+int stream_write(struct stream *st, struct pbuf *b)
+{
+	if (st->closing || st->shut) {
+		pbuf_put(b);
+		return UV_EPIPE;
+	}
+	if (st->corked == 0)
+		return stream__write_now(st, b);
+	if (st->cork != NULL && b->len <= stream__room(st->cork)) {
+		memcpy(st->cork->data + st->cork->off + st->cork->len, b->data + b->off, b->len);
+		st->cork->len += b->len;
+		st->cork->wipe |= b->wipe;
+		pbuf_put(b);
+		return 0;
+	}
+	int rc = stream__flush_cork(st);
+	if (rc < 0) {
+		pbuf_put(b);
+		return rc;
+	}
+	/* b becomes the buffer later writes are added to; an oversized one
+	   (malloc'ed to fit) has no room left, so it goes out now. */
+	if (b->pool == NULL)
+		return stream__write_now(st, b);
+	st->cork = b;
+	return 0;
+}
+
+void stream_cork(struct stream *st)
+{
+	st->corked++;
+}
+
+int stream_uncork(struct stream *st)
+{
+	if (st->corked == 0 || --st->corked > 0)
+		return 0;
+	if (st->closing || st->shut) {
+		pbuf_put(st->cork);
+		st->cork = NULL;
+		return 0;
+	}
+	return stream__flush_cork(st);
+}
+
 /* The handshake is done: encrypt what was written meanwhile. */
 static int stream__tls_release_pending(struct stream *st)
 {
@@ -233,6 +295,23 @@ static int stream__tls_release_pending(struct stream *st)
 	}
 	st->tls_pending_tail = &st->tls_pending;
 	return stream__tls_flush(st);
+}
+
+/*
+ * Give the memory BIOs' buffers back once st->tls_trim_bytes went through
+ * them. A BIO's buffer is never larger than what passed since it was last
+ * emptied, so an idle connection holds at most about that much per
+ * direction.
+ */
+static void stream__tls_trim(struct stream *st)
+{
+	if (st->tls_untrimmed < st->tls_trim_bytes)
+		return;
+	tls_trim(st->tls);
+	/* Input that is part of a record stays in the BIO (tls_trim keeps a
+	   BIO that is not empty): count on, so it is trimmed when emptied. */
+	if (!tls_has_plaintext(st->tls))
+		st->tls_untrimmed = 0;
 }
 
 /*
@@ -278,6 +357,11 @@ static void stream__tls_pump(struct stream *st)
 			b->off = 0;
 			b->len = (uint32_t)n;
 			st->on_read(st, b, 0);
+			/* Nothing left in the input BIO or decrypted: another
+			   tls_read could only say "want more", and costs as much as
+			   a small record's decryption. */
+			if (st->closing || !tls_has_plaintext(st->tls))
+				break;
 			continue;
 		}
 		pbuf_put(b);
@@ -292,7 +376,7 @@ static void stream__tls_pump(struct stream *st)
 	}
 	if (!st->closing) {
 		stream__tls_flush(st);
-		tls_trim(st->tls);
+		stream__tls_trim(st);
 	}
 	st->in_pump = false;
 }
@@ -313,6 +397,15 @@ int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)
 
 int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe)
 {
+	struct pbuf *c = st->cork;
+
+	if (st->corked > 0 && c != NULL && len <= stream__room(c) && !st->closing && !st->shut) {
+		/* Straight into the held buffer: no buffer of its own. */
+		memcpy(c->data + c->off + c->len, data, len);
+		c->len += (uint32_t)len;
+		c->wipe |= wipe;
+		return 0;
+	}
 	struct pbuf *b = pbuf_get_size(st->pool, len);
 
 	if (b == NULL)
@@ -327,6 +420,8 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 {
 	if (st->shut || st->closing)
 		return 0;
+	/* Held bytes go before the FIN (or close_notify). */
+	stream__flush_cork(st);
 	st->shut = true;
 	if (st->tls && !st->tls_handshaking) {
 		tls_shutdown(st->tls);
@@ -356,6 +451,12 @@ void stream_close(struct stream *st)
 {
 	if (st->closing)
 		return;
+	/* Held bytes are sent as an unheld write would have been: at once,
+	   as far as the socket takes them. */
+	if (!st->shut)
+		stream__flush_cork(st);
+	pbuf_put(st->cork);
+	st->cork = NULL;
 	st->closing = true;
 	st->reading = false;
 	uv_close((uv_handle_t *)&st->tcp, stream__closed);

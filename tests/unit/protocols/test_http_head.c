@@ -103,6 +103,41 @@ Test(http_head, responses_lose_hop_by_hop_and_say_how_the_connection_goes)
 			 "Connection: upgrade\r\n\r\n");
 }
 
+Test(http_head, status_and_version_numbers_are_written_whole)
+{
+	/* The status line and request line are written without snprintf:
+	   every width of number, and a nonzero minor version. */
+	cr_assert_str_eq(hh_resp("HTTP/1.1 100 Continue\r\n\r\n", false, false),
+			 "HTTP/1.1 100 Continue\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n\r\n", false, false),
+			 "HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.1 204 \r\n\r\n", false, false), "HTTP/1.1 204 \r\n\r\n");
+
+	struct http_fwd f = { .client_ip = "1.2.3.4" };
+	cr_assert_str_eq(hh_req("OPTIONS * HTTP/1.0\r\n\r\n", &f),
+			 "OPTIONS * HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+}
+
+Test(http_head, connection_may_come_after_the_headers_it_names)
+{
+	struct http_fwd f = { .client_ip = "1.2.3.4" };
+
+	/* A head without Connection skips the lookup of named headers; one
+	   with it, anywhere in the head, still drops what it names. */
+	cr_assert_str_eq(hh_req("GET / HTTP/1.1\r\nX-Hop: 1\r\nHost: h\r\nconnection: x-hop\r\n\r\n", &f),
+			 "GET / HTTP/1.1\r\nHost: h\r\n"
+			 "X-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+	cr_assert_str_eq(hh_req("GET / HTTP/1.1\r\nX-Hop: 1\r\nHost: h\r\n\r\n", &f),
+			 "GET / HTTP/1.1\r\nX-Hop: 1\r\nHost: h\r\n"
+			 "X-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n"
+			 "X-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n");
+	cr_assert_str_eq(hh_resp("HTTP/1.1 200 OK\r\nX-Drop: 1\r\nContent-Length: 0\r\n"
+				 "CONNECTION: X-Drop\r\n\r\n", false, false),
+			 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
 static struct conf *hh_conf(void)
 {
 	struct conf *c = calloc(1, sizeof(*c));
