@@ -93,7 +93,7 @@ class Resources:
     and the total may exceed the baseline only by the lookup client's kept-
     alive connections (at most one per worker, opened on demand) and, with
     HTTP listeners, the idle pooled backend connections (backend_keepalive
-    per worker)."""
+    per worker), and each worker's spare splice pipes."""
 
     def __init__(self, gh):
         self.gh = gh
@@ -106,7 +106,12 @@ class Resources:
         pooled = 0
         if any(l.get("protocol") == "http" for l in gh.settings.get("listen", [])):
             pooled = workers * int(gh.settings.get("http", {}).get("backend_keepalive", 32))
-        self.fd_slack = workers + pooled
+        # Plain relays that spliced leave up to 16 spare pipes (2 fds each)
+        # in each worker's pool for the next burst (bounded, by design).
+        spare_pipes = 0
+        if gh.settings.get("limits", {}).get("splice", True):
+            spare_pipes = workers * 16 * 2
+        self.fd_slack = workers + pooled + spare_pipes
 
     def assert_back(self, timeout=10.0, slack_kb=RSS_SLACK_KB):
         deadline = time.monotonic() + timeout * SLOW
