@@ -58,6 +58,7 @@ struct worker {
 	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
 	unsigned logins_since_trim;
+	unsigned closes_since_trim;
 	uint64_t last_trim_ms;
 	unsigned accept_pauses;             /* pauses since accept last succeeded */
 	struct session *sessions;           /* doubly linked */
