@@ -127,7 +127,7 @@ def test_two_gatehouses_share_memcached(gatehouse, lookup, memcached, stores):
     memcached.wait_for(route_key(BOB[0]))
     assert_can_login(second, BOB)
     assert len(lookup.requests) == 1, "the second gatehouse must find the route in memcached"
-    check_audit(second.last_audit(), login=BOB[0], user=BOB[0], result="ok",
+    check_audit(second, login=BOB[0], user=BOB[0], result="ok",
                 backend=backend(stores.b), source="memcached")
 
 

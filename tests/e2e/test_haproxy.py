@@ -116,7 +116,7 @@ def test_good_header_real_client_everywhere(pgh, stores, version):
     sport = 40000 + version
     hdr = (v1_tcp4 if version == 1 else v2_tcp4)(CLIENT, sport, "198.51.100.7", 143)
     login(pgh.port, hdr)
-    rec = pgh.last_audit()
+    rec = pgh.last_audit(client="%s:%d" % (CLIENT, sport))
     assert rec["client"] == "%s:%d" % (CLIENT, sport), rec["_raw"]
     assert rec["result"] == "ok"
     assert wait_for(lambda: any("Login: user=<%s>" % ALICE[0] in l and "rip=%s" % CLIENT in l
@@ -214,7 +214,7 @@ def test_header_before_tls_client_hello(gatehouse, cert):
                     assert l.startswith(b"a OK"), l
                     break
             t.close()
-    rec = g.last_audit()
+    rec = g.last_audit(client="%s:4321" % CLIENT)
     assert rec["client"] == "%s:4321" % CLIENT, rec["_raw"]
 
 
@@ -246,7 +246,7 @@ def test_pop3_real_client_via_xclient(gatehouse, stores):
     c.send(b"QUIT\r\n")
     c.line()
     c.close()
-    rec = g.last_audit()
+    rec = g.last_audit(client="%s:45678" % CLIENT)
     assert rec["client"] == "%s:45678" % CLIENT, rec["_raw"]
     assert wait_for(lambda: any("pop3-login: Info: Login:" in l and "rip=%s" % CLIENT in l
                                 and "rport=45678," in l

@@ -28,7 +28,7 @@ def test_login_ok(gh, stores, lookup):
     assert search_count(m, "marker store-a") == 1
     assert search_count(m, "marker store-b") == 0
     m.logout()
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="lookup", client_port=port)
     assert len(gh.audit_lines()) == 1
     gh.assert_no_secret(ALICE[1])
@@ -61,7 +61,7 @@ def test_login_second_store(gh, stores):
     assert search_count(m, "marker store-b") == 1
     assert search_count(m, "marker store-a") == 0
     m.logout()
-    check_audit(gh.last_audit(), login=BOB[0], user=BOB[0], result="ok",
+    check_audit(gh, login=BOB[0], user=BOB[0], result="ok",
                 backend=backend(stores.b), source="lookup")
     gh.assert_no_secret(BOB[1])
 
@@ -74,7 +74,7 @@ def test_login_uses_canonical_user(gh, stores):
     assert m.select("INBOX")[0] == "OK"
     assert search_count(m, "marker store-b") == 1
     m.logout()
-    check_audit(gh.last_audit(), login="bob", user=BOB[0], result="ok",
+    check_audit(gh, login="bob", user=BOB[0], result="ok",
                 backend=backend(stores.b), source="lookup")
     gh.assert_no_secret(BOB[1])
 
@@ -103,7 +103,7 @@ def test_authenticate_plain_imaplib(gh, stores):
     assert typ == "OK"
     assert m.select("INBOX")[0] == "OK"
     m.logout()
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="lookup")
     gh.assert_no_secret(ALICE[1])
 
@@ -115,7 +115,7 @@ def test_authenticate_plain_sasl_ir(gh, stores):
         assert not any(l.startswith(b"+") for l in lines)
         assert c.command("b", "SELECT INBOX")[-1].startswith(b"b OK")
         c.command("c", "LOGOUT")
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="lookup")
     gh.assert_no_secret(ALICE[1], b64("\0%s\0%s" % ALICE))
 
@@ -127,7 +127,7 @@ def test_authenticate_plain_sasl_ir_with_authzid(gh, stores):
                           b64("%s\0%s\0%s" % (BOB[0], BOB[0], BOB[1])))
         assert lines[-1].startswith(b"a OK"), lines
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=BOB[0], user=BOB[0], result="ok",
+    check_audit(gh, login=BOB[0], user=BOB[0], result="ok",
                 backend=backend(stores.b))
 
 
@@ -138,7 +138,7 @@ def test_authenticate_plain_continuation_raw(gh, stores):
         c.send(b64("\0%s\0%s" % CAROL) + "\r\n")
         assert c.read_tagged("a")[-1].startswith(b"a OK")
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=CAROL[0], user=CAROL[0], result="ok",
+    check_audit(gh, login=CAROL[0], user=CAROL[0], result="ok",
                 backend=backend(stores.a))
     gh.assert_no_secret(CAROL[1])
 
@@ -152,7 +152,7 @@ def test_authenticate_login(gh, stores):
         c.send(b64(ALICE[1]) + "\r\n")
         assert c.read_tagged("a")[-1].startswith(b"a OK")
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a))
     gh.assert_no_secret(ALICE[1])
 
@@ -185,7 +185,7 @@ def test_literal_login(gh, stores):
         c.send("alice-secret\r\n")
         assert c.read_tagged("a")[-1].startswith(b"a OK")
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="lookup")
     gh.assert_no_secret(ALICE[1])
 
@@ -197,7 +197,7 @@ def test_literal_plus_login(gh, stores):
         assert lines[-1].startswith(b"a OK"), lines
         assert not any(l.startswith(b"+") for l in lines), lines
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a))
     gh.assert_no_secret(ALICE[1])
 
@@ -208,7 +208,7 @@ def test_quoted_password_with_escapes_imaplib(gh, stores):
     assert m.select("INBOX")[0] == "OK"
     assert search_count(m, "marker store-a") == 1
     m.logout()
-    check_audit(gh.last_audit(), login=CAROL[0], user=CAROL[0], result="ok",
+    check_audit(gh, login=CAROL[0], user=CAROL[0], result="ok",
                 backend=backend(stores.a), source="lookup")
     gh.assert_no_secret(CAROL[1], quote(CAROL[1]))
 
@@ -218,7 +218,7 @@ def test_quoted_login_raw(gh, stores):
         lines = c.command("a", "LOGIN %s %s" % (quote(CAROL[0]), quote(CAROL[1])))
         assert lines[-1].startswith(b"a OK"), lines
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=CAROL[0], user=CAROL[0], result="ok")
+    check_audit(gh, login=CAROL[0], user=CAROL[0], result="ok")
     gh.assert_no_secret(CAROL[1])
 
 
@@ -232,7 +232,7 @@ def test_literal_password_with_specials(gh, stores):
         c.send(pw + b"\r\n")
         assert c.read_tagged("a")[-1].startswith(b"a OK")
         c.command("b", "LOGOUT")
-    check_audit(gh.last_audit(), login=CAROL[0], user=CAROL[0], result="ok",
+    check_audit(gh, login=CAROL[0], user=CAROL[0], result="ok",
                 backend=backend(stores.a))
     gh.assert_no_secret(CAROL[1])
 
@@ -267,7 +267,7 @@ def test_unknown_user(gh, lookup):
         line = c.command("a", "LOGIN nobody@example.com some-password")[-1]
         assert line == b"a NO [AUTHENTICATIONFAILED] Authentication failed"
         assert time.monotonic() - t0 < 2, "max_auth_wait = 0 must cap Auth-Wait"
-    check_audit(gh.last_audit(), login="nobody@example.com", user="", result="fail",
+    check_audit(gh, login="nobody@example.com", user="", result="fail",
                 reason="user not found", backend="-", source=("lookup", "-"))
     gh.assert_no_secret("some-password")
     assert_can_login(gh)
@@ -282,7 +282,7 @@ def test_auth_wait_is_honoured(gatehouse, lookup):
         took = time.monotonic() - t0
         assert line.startswith(b"a NO [AUTHENTICATIONFAILED]")
         assert 1.0 <= took < 4.0, took
-    check_audit(gh.last_audit(), login="nobody@example.com", result="fail",
+    check_audit(gh, login="nobody@example.com", result="fail",
                 reason="user not found")
 
 
@@ -320,7 +320,7 @@ def test_lookup_down(gh, lookup):
         line = c.command("a", "LOGIN %s %s" % ALICE, timeout=5)[-1]
         assert line == b"a " + UNAVAILABLE
         assert time.monotonic() - t0 < 2.0
-    check_audit(gh.last_audit(), login=ALICE[0], result="tempfail", backend="-",
+    check_audit(gh, login=ALICE[0], result="tempfail", backend="-",
                 source=("lookup", "-"))
     gh.assert_no_secret(ALICE[1])
 
@@ -335,7 +335,7 @@ def test_lookup_broken(gatehouse, lookup, mode):
         assert line == b"a " + UNAVAILABLE
         assert time.monotonic() - t0 < 3.0
     assert len(lookup.requests) >= 1
-    check_audit(gh.last_audit(), login=ALICE[0], result="tempfail", backend="-",
+    check_audit(gh, login=ALICE[0], result="tempfail", backend="-",
                 source=("lookup", "-"))
     gh.assert_no_secret(ALICE[1])
     lookup.mode = "normal"
@@ -359,7 +359,7 @@ def test_backend_down(gh, lookup):
         line = c.command("a", "LOGIN %s %s" % ALICE, timeout=5)[-1]
         assert line == b"a " + UNAVAILABLE
         assert time.monotonic() - t0 < 2.0
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="tempfail",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="tempfail",
                 backend="127.0.0.1:%d" % port, source="lookup")
     gh.assert_no_secret(ALICE[1])
     assert_can_login(gh, BOB)
@@ -379,7 +379,7 @@ def test_backend_silent(gatehouse, lookup):
             line = c.command("a", "LOGIN %s %s" % ALICE, timeout=8)[-1]
             assert line == b"a " + UNAVAILABLE
             assert time.monotonic() - t0 < 4.0
-        check_audit(gh.last_audit(), login=ALICE[0], result="tempfail",
+        check_audit(gh, login=ALICE[0], result="tempfail",
                     backend="127.0.0.1:%d" % port)
     finally:
         silent.close()
@@ -404,7 +404,7 @@ def test_backend_misbehaves(gatehouse, lookup, greeting, close):
             assert not any(b"PREAUTH" in l for l in lines), lines
             assert time.monotonic() - t0 < 3.0
             assert c.command("b", "NOOP")[-1].startswith(b"b OK")
-        check_audit(gh.last_audit(), login=ALICE[0], result="tempfail",
+        check_audit(gh, login=ALICE[0], result="tempfail",
                     backend="127.0.0.1:%d" % fb.port)
     if greeting.startswith(b"* PREAUTH"):
         for data in fb.received:
@@ -473,7 +473,7 @@ def test_static_route(gatehouse, lookup, stores):
     assert m.select("INBOX")[0] == "OK"
     assert search_count(m, "marker store-a") == 1
     m.logout()
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="static")
     assert lookup.requests == []
     gh.assert_no_secret(ALICE[1])

@@ -92,7 +92,7 @@ def test_pipelined_after_login(gh, stores):
         cl = c.read_tagged("c")
         assert cl[0].startswith(b"* BYE") and cl[-1].startswith(b"c OK"), cl
         assert c.read_until_closed(3) == []
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend="127.0.0.1:%d" % stores.a.imap_port)
     gh.assert_no_secret(ALICE[1])
 
@@ -189,7 +189,7 @@ def test_half_close_right_after_login(gh, stores):
         cl = c.read_tagged("c")
         assert cl[0].startswith(b"* BYE") and cl[-1].startswith(b"c OK"), cl
         assert c.read_until_closed(3) == []
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend="127.0.0.1:%d" % stores.a.imap_port)
 
 
@@ -202,7 +202,7 @@ def test_half_close_during_login_without_commands(gh):
         assert c.read_tagged("a")[-1].startswith(b"a OK")
         rest = c.read_until_closed(5)  # raises if the session is left open
         assert not any(b" BAD " in l or b" NO " in l for l in rest), rest
-    check_audit(gh.last_audit(), login=BOB[0], result="ok")
+    check_audit(gh, login=BOB[0], result="ok")
 
 
 def test_client_sockets_keepalive(gh):

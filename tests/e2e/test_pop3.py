@@ -238,7 +238,7 @@ def test_user_pass_poplib(gh, stores, lookup):
     _, lines, _ = m.retr(2)
     assert b"Subject: marker store-a" in lines
     m.quit()
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), source="lookup", client_port=port, proto="pop3")
     assert len(gh.audit_lines()) == 1
     assert lookup.requests[-1]["Auth-Protocol"] == "pop3"
@@ -265,7 +265,7 @@ def test_retr_big_message_byte_exact(gh, stores):
 
 def test_second_store(gh, stores):
     assert_can_login(gh, BOB, "marker store-b")
-    check_audit(gh.last_audit(), login=BOB[0], user=BOB[0], result="ok",
+    check_audit(gh, login=BOB[0], user=BOB[0], result="ok",
                 backend=backend(stores.b), source="lookup", proto="pop3")
     gh.assert_no_secret(BOB[1])
 
@@ -274,13 +274,13 @@ def test_canonical_user(gh, stores):
     """Dovecot knows only bob@example.com: `bob` works only if gatehouse logs
     in with the lookup's Auth-User."""
     assert_can_login(gh, ("bob", BOB[1]), "marker store-b")
-    check_audit(gh.last_audit(), login="bob", user=BOB[0], result="ok",
+    check_audit(gh, login="bob", user=BOB[0], result="ok",
                 backend=backend(stores.b), proto="pop3")
 
 
 def test_password_with_spaces_and_quotes(gh, stores):
     assert_can_login(gh, CAROL)
-    check_audit(gh.last_audit(), login=CAROL[0], user=CAROL[0], result="ok", proto="pop3")
+    check_audit(gh, login=CAROL[0], user=CAROL[0], result="ok", proto="pop3")
     gh.assert_no_secret(CAROL[1])
 
 
@@ -290,7 +290,7 @@ def test_auth_plain_initial_response(gh, stores):
         assert line.startswith(b"+OK"), line
         assert re.fullmatch(rb"\+OK 4 \d+", c.cmd("STAT"))
         assert c.cmd("QUIT").startswith(b"+OK")
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend=backend(stores.a), proto="pop3")
     gh.assert_no_secret(ALICE[1], b64("\0%s\0%s" % ALICE))
 
@@ -301,7 +301,7 @@ def test_auth_plain_continuation_and_authzid(gh, stores):
         line = c.cmd(b64("%s\0%s\0%s" % (BOB[0], BOB[0], BOB[1])))
         assert line.startswith(b"+OK"), line
         assert c.cmd("QUIT").startswith(b"+OK")
-    check_audit(gh.last_audit(), login=BOB[0], user=BOB[0], result="ok",
+    check_audit(gh, login=BOB[0], user=BOB[0], result="ok",
                 backend=backend(stores.b), proto="pop3")
 
 
@@ -337,7 +337,7 @@ def test_auth_bad_base64(gh):
         assert c.cmd("AUTH PLAIN not-base64!") == b"-ERR Invalid base64 data"
         assert c.cmd("AUTH PLAIN " + b64("no-nuls-here")) == AUTHFAILED
         assert c.cmd("NOOP") == b"+OK"
-    check_audit(gh.last_audit(), login="", result="fail", reason="malformed PLAIN",
+    check_audit(gh, login="", result="fail", reason="malformed PLAIN",
                 proto="pop3")
 
 
@@ -367,7 +367,7 @@ def test_curl_user_pass(pop3gh, stores):
                           "pop3://127.0.0.1:%d/2" % gh.port], capture_output=True, timeout=20)
     assert out.returncode == 0, out.stderr
     assert b"Subject: marker store-b" in out.stdout
-    check_audit(gh.last_audit(), login=BOB[0], result="ok", backend=backend(stores.b),
+    check_audit(gh, login=BOB[0], result="ok", backend=backend(stores.b),
                 proto="pop3")
 
 
@@ -440,7 +440,7 @@ def test_xoauth2_passed_through(pop3gh, lookup):
         assert fake.lines[0].startswith(b"XCLIENT ADDR=127.0.0.1 PORT=")
         assert b"STAT" in fake.lines
     assert lookup.requests[-1]["Auth-User"] in (ALICE[0], ALICE[0].replace("@", "%40"))
-    check_audit(gh.last_audit(), login=ALICE[0], user="canonical@example.com", result="ok",
+    check_audit(gh, login=ALICE[0], user="canonical@example.com", result="ok",
                 backend="127.0.0.1:%d" % fake.port, proto="pop3")
     gh.assert_no_secret("ya29.test-token", token)
 
@@ -527,7 +527,7 @@ def test_unknown_user(gh, lookup):
         assert c.cmd("PASS some-password") == AUTHFAILED
         assert time.monotonic() - t0 < 2, "max_auth_wait = 0 must cap Auth-Wait"
         assert c.cmd("NOOP") == b"+OK"
-    check_audit(gh.last_audit(), login="nobody@example.com", user="", result="fail",
+    check_audit(gh, login="nobody@example.com", user="", result="fail",
                 reason="user not found", backend="-", proto="pop3")
     gh.assert_no_secret("some-password")
     assert_can_login(gh)
@@ -567,7 +567,7 @@ def test_lookup_down(gh, lookup):
         assert c.cmd("PASS %s" % ALICE[1], timeout=5) == UNAVAILABLE
         assert time.monotonic() - t0 < 2.0
         assert c.cmd("NOOP") == b"+OK"
-    check_audit(gh.last_audit(), login=ALICE[0], result="tempfail", backend="-", proto="pop3")
+    check_audit(gh, login=ALICE[0], result="tempfail", backend="-", proto="pop3")
 
 
 def test_backend_down(gh, lookup):
@@ -578,7 +578,7 @@ def test_backend_down(gh, lookup):
         t0 = time.monotonic()
         assert c.cmd("PASS %s" % ALICE[1], timeout=5) == UNAVAILABLE
         assert time.monotonic() - t0 < 2.0
-    check_audit(gh.last_audit(), login=ALICE[0], user=ALICE[0], result="tempfail",
+    check_audit(gh, login=ALICE[0], user=ALICE[0], result="tempfail",
                 backend="127.0.0.1:%d" % port, source="lookup", proto="pop3")
     assert_can_login(gh, BOB, "marker store-b")
 
@@ -598,7 +598,7 @@ def test_backend_misbehaves(pop3gh, lookup, greeting, close):
             assert c.cmd("PASS %s" % ALICE[1], timeout=6) == UNAVAILABLE
             assert time.monotonic() - t0 < 3.0
             assert c.cmd("NOOP") == b"+OK"
-        check_audit(gh.last_audit(), login=ALICE[0], result="tempfail",
+        check_audit(gh, login=ALICE[0], result="tempfail",
                     backend="127.0.0.1:%d" % fb.port, proto="pop3")
     for data in fb.received:
         assert ALICE[1].encode() not in data, "password sent to a backend that never said +OK"
@@ -625,7 +625,7 @@ def test_login_name_too_long(pop3gh, lookup):
         assert c.cmd("USER %s" % ("x" * 40)) == b"+OK"
         assert c.cmd("PASS pw") == AUTHFAILED
         assert c.cmd("NOOP") == b"+OK"
-    check_audit(gh.last_audit(), login="", result="fail", reason="login name too long",
+    check_audit(gh, login="", result="fail", reason="login name too long",
                 proto="pop3")
     assert lookup.requests == []
 
@@ -635,7 +635,7 @@ def test_name_with_space_is_not_looked_up(gh, lookup):
         assert c.cmd("USER alice@example.com Auth-Status: OK") == b"+OK"
         assert c.cmd("PASS pw") == AUTHFAILED
     assert lookup.requests == []
-    check_audit(gh.last_audit(), login="alice@example.com Auth-Status: OK", result="fail",
+    check_audit(gh, login="alice@example.com Auth-Status: OK", result="fail",
                 reason="invalid login name", proto="pop3")
 
 
@@ -692,7 +692,7 @@ def test_pipelined_login_and_commands(gh, stores):
         assert lines[1].startswith(b"+OK")
         assert re.fullmatch(rb"\+OK 4 \d+", lines[2]), lines
         assert lines[3].startswith(b"+OK Logging out"), lines
-    check_audit(gh.last_audit(), login=ALICE[0], result="ok", proto="pop3")
+    check_audit(gh, login=ALICE[0], result="ok", proto="pop3")
 
 
 def test_pipelined_wrong_password(gh):

@@ -34,7 +34,7 @@ def test_oauthbearer_passed_through(pop3gh, lookup):
             assert c.cmd(msg) == b"+OK Logged in via bearer"
         assert fake.lines.count(b"AUTH OAUTHBEARER " + msg.encode()) == 2
     assert lookup.requests[-1]["Auth-User"] in (ALICE[0], ALICE[0].replace("@", "%40"))
-    check_audit(gh.last_audit(), login=ALICE[0], user="canonical@example.com", result="ok",
+    check_audit(gh, login=ALICE[0], user="canonical@example.com", result="ok",
                 backend="127.0.0.1:%d" % fake.port, proto="pop3")
     gh.assert_no_secret("ya29.bearer-token", msg)
 
@@ -57,7 +57,7 @@ def test_oauthbearer_backend_error_challenge(pop3gh, lookup):
                 b"-ERR [AUTH] Invalid token"
             assert c.cmd("NOOP") == b"+OK"
         assert b"AQ==" in fake.lines
-    check_audit(gh.last_audit(), login=ALICE[0], result="fail", proto="pop3")
+    check_audit(gh, login=ALICE[0], result="fail", proto="pop3")
 
 
 def test_oauthbearer_malformed_and_not_offered(pop3gh, lookup):

@@ -107,7 +107,7 @@ def test_stls_then_login_and_big_retr(tls3, stores):
     body = b"\r\n".join(lines) + b"\r\n"
     assert hashlib.sha256(body).hexdigest() == stores.big_sha256
     m.quit()
-    check_audit(tls3.last_audit(), login=ALICE[0], result="ok", proto="pop3")
+    check_audit(tls3, login=ALICE[0], result="ok", proto="pop3")
 
 
 def test_pop3s_login_auth_plain_and_second_store(tls3):

@@ -66,7 +66,7 @@ def test_reload_routes_and_listeners_keeps_sessions(gatehouse, stores):
     assert old.select("INBOX", readonly=True)[0] == "OK"
     _login_lands_on(second, BOB, "store-b")        # new listener, new route
     _login_lands_on(first, ALICE, "store-a")       # old listener, old route
-    check_audit(gh.last_audit(), login=ALICE[0], result="ok", source="static")
+    check_audit(gh, login=ALICE[0], result="ok", source="static")
 
     # Remove the first listener: the open session on it goes on; new
     # connections to it are refused.

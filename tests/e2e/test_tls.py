@@ -363,7 +363,7 @@ def test_imaps_fetch_big_message(tgh, stores):
     assert "AUTH=PLAIN" in m.capabilities and "STARTTLS" not in m.capabilities
     assert "LOGINDISABLED" not in m.capabilities
     fetch_big(m, stores)
-    check_audit(tgh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(tgh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend="127.0.0.1:%d" % stores.a.imap_port)
     tgh.assert_no_secret(ALICE[1])
 
@@ -378,7 +378,7 @@ def test_starttls_fetch_big_message(tgh, stores, which):
     assert "STARTTLS" not in m.capabilities and "LOGINDISABLED" not in m.capabilities
     assert "AUTH=PLAIN" in m.capabilities
     fetch_big(m, stores)
-    check_audit(tgh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok",
+    check_audit(tgh, login=ALICE[0], user=ALICE[0], result="ok",
                 backend="127.0.0.1:%d" % stores.a.imap_port)
 
 
@@ -987,7 +987,7 @@ def test_login_then_close_notify_in_one_segment(tgh):
         assert any(l.startswith(b"a OK") for l in lines), lines
     finally:
         c.close()
-    check_audit(tgh.last_audit(), login=ALICE[0], user=ALICE[0], result="ok")
+    check_audit(tgh, login=ALICE[0], user=ALICE[0], result="ok")
     assert tgh.proc.poll() is None
     m = imaps(tgh.imaps)
     m.logout()

@@ -73,7 +73,7 @@ def test_backend_over_tls_with_https_lookup(gatehouse, https_lookup, tls_store):
     req = https_lookup.requests[-1]
     assert req["Auth-Protocol"] == "imapssl"
     assert req["Auth-User"] == USER
-    check_audit(gh.last_audit(), login=USER, user=USER, result="ok",
+    check_audit(gh, login=USER, user=USER, result="ok",
                 backend="127.0.0.1:%d" % tls_store.imaps_port, source="lookup")
     # Dovecot saw a TLS connection from the proxy, on its IMAPS port.
     log = tls_store.log_text()
@@ -93,7 +93,7 @@ def test_backend_certificate_rejected_is_a_prompt_tempfail(gatehouse, https_look
     with pytest.raises(m.error) as e:
         m.login(USER, PASSWORD)
     assert b"[UNAVAILABLE]" in str(e.value).encode()
-    check_audit(gh.last_audit(), login=USER, result="tempfail")
+    check_audit(gh, login=USER, result="tempfail")
     assert "certificate verify failed" in gh.error_log()
     # gatehouse keeps serving: the same user without verification logs in.
     gh2 = gatehouse(lookup={"servers": [https_lookup.url]}, upstream={"tls": True})
