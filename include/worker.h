@@ -67,7 +67,11 @@ struct worker {
 	int start_status;                   /* 0, or the negative error binding failed with */
 	char start_error[256];
 	uv_sem_t *started;                  /* posted once listeners are up or failed */
+	bool told_stopped_accepting;
 	void (*on_exit)(struct worker *w);  /* runs on the worker thread as it ends */
+	/* Runs on the worker thread once, when it is stopping and its listening
+	   sockets are closed. */
+	void (*on_stopped_accepting)(struct worker *w);
 	void *main_data;
 };
 

@@ -37,7 +37,9 @@ struct main_state {
 	struct worker *workers;
 	int nworkers;
 	atomic_int exited;
-	uv_async_t exit_async;
+	atomic_int stopped_accepting; /* workers whose listeners are closed */
+	bool told_stopped_accepting;
+	uv_async_t exit_async;        /* a worker stopped accepting or exited */
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t drain_timer;
 	bool draining;
@@ -90,8 +92,18 @@ static void main__worker_exited(struct worker *w)
 	uv_async_send(&M.exit_async);
 }
 
+static void main__worker_stopped_accepting(struct worker *w)
+{
+	atomic_fetch_add(&M.stopped_accepting, 1);
+	uv_async_send(&M.exit_async);
+}
+
 static void main__on_exit_async(uv_async_t *a)
 {
+	if (!M.told_stopped_accepting && atomic_load(&M.stopped_accepting) == M.nworkers) {
+		M.told_stopped_accepting = true;
+		log_write(LOG_INFO, "listening sockets closed: no longer accepting connections");
+	}
 	if (atomic_load(&M.exited) == M.nworkers)
 		main__close_handles();
 }
@@ -112,7 +124,7 @@ static void main__on_stop(uv_signal_t *h, int signum)
 	}
 	M.draining = true;
 	status_set_draining();
-	log_write(LOG_INFO, "signal %d: no longer accepting, draining sessions for up to %.1f s",
+	log_write(LOG_INFO, "signal %d: closing the listening sockets, draining sessions for up to %.1f s",
 		  signum, M.conf->shutdown_timeout);
 	for (int i = 0; i < M.nworkers; i++)
 		worker_command(&M.workers[i], WORKER_CMD_STOP_ACCEPT);
@@ -235,6 +247,7 @@ static int main__run(struct conf *c)
 	int nstarted = 0;
 	for (int i = 0; rc == 0 && i < M.nworkers; i++) {
 		M.workers[i].on_exit = main__worker_exited;
+		M.workers[i].on_stopped_accepting = main__worker_stopped_accepting;
 		if (worker_start(&M.workers[i], i, c, &started) < 0) {
 			log_write(LOG_ERROR, "cannot start worker %d", i);
 			rc = 1;

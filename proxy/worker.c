@@ -234,6 +234,20 @@ fail_errno:
 	return rc;
 }
 
+/* Once a stopping worker's listening sockets are all closed, main is told
+   (it logs that gatehouse no longer accepts when every worker has). */
+static void worker__tell_stopped_accepting(struct worker *w)
+{
+	if (!w->stopping || w->told_stopped_accepting)
+		return;
+	for (int i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].open)
+			return;
+	w->told_stopped_accepting = true;
+	if (w->on_stopped_accepting)
+		w->on_stopped_accepting(w);
+}
+
 static void worker__listener_closed(uv_handle_t *h)
 {
 	struct listener *l = h->data;
@@ -242,6 +256,7 @@ static void worker__listener_closed(uv_handle_t *h)
 	close(l->fd);
 	l->fd = -1;
 	l->open = false;
+	worker__tell_stopped_accepting(l->w);
 }
 
 static void worker__stop_accepting(struct worker *w)
@@ -405,6 +420,7 @@ static void worker__on_async(uv_async_t *a)
 	if (cmds & WORKER_CMD_STOP_ACCEPT && !w->stopping) {
 		w->stopping = true;
 		worker__stop_accepting(w);
+		worker__tell_stopped_accepting(w); /* no listener was open */
 		log_write(LOG_DEBUG, "worker %d: stopped accepting, %zu sessions left", w->id,
 			  w->nsessions);
 	}

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ghtest import ALICE, to_libconfig, free_port
+from test_tls import wait_log
 
 
 def run(bin_, *args, cwd=None):
@@ -99,8 +100,9 @@ def test_sigterm_closes_sessions(gatehouse):
     assert c.command("b", "SELECT INBOX")[-1].startswith(b"b OK")
     gh.signal(signal.SIGTERM)
     t0 = time.monotonic()
-    # It stops accepting at once...
-    time.sleep(0.3)
+    # It stops accepting at once, and says so once it has...
+    wait_log(gh, r"signal 15: closing the listening sockets, draining sessions for up to 2\.0 s")
+    wait_log(gh, r"listening sockets closed: no longer accepting connections")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", gh.port), timeout=1).close()
     # ...and exits 0 within shutdown_timeout, closing the session.

@@ -1004,7 +1004,7 @@ def test_sigterm_drains_tls_sessions(gatehouse, certs):
     time.sleep(0.1)
     t0 = time.monotonic()
     t.signal(signal.SIGTERM)
-    wait_log(t.gh, r"draining sessions")
+    wait_log(t.gh, r"no longer accepting connections")
     assert m.noop()[0] == "OK"
     assert m.select("INBOX", readonly=True)[0] == "OK"
     with pytest.raises(OSError):
