@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <uv.h>
@@ -169,6 +170,40 @@ static int main__check_new_listeners(const struct conf *old, const struct conf *
 	return 0;
 }
 
+/*
+ * Every client is a descriptor, and so is its backend connection (a spliced
+ * session holds two more, and its pipes while bytes move): raise the soft
+ * open-files limit to the hard one, as a login shell's 1024 would cap
+ * gatehouse at a few hundred sessions. Say so when max_connections cannot
+ * be reached within the limit. (The hard limit is the administrator's:
+ * LimitNOFILE= in the systemd unit, or ulimit -Hn.)
+ */
+#define MAIN_FDS_PER_SESSION 4
+#define MAIN_FDS_SPARE 128
+
+static void main__raise_nofile(const struct conf *c)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_write(LOG_INFO, "open files limit raised from %llu to %llu",
+				  (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = was;
+	}
+	size_t want = c->limits.max_connections * MAIN_FDS_PER_SESSION + MAIN_FDS_SPARE;
+	if (c->limits.max_connections > 0 && rl.rlim_cur < want)
+		log_write(LOG_WARN,
+			  "open files limit %llu is below what max_connections = %zu may need (%zu):"
+			  " raise LimitNOFILE / ulimit -n",
+			  (unsigned long long)rl.rlim_cur, c->limits.max_connections, want);
+}
+
 static void main__on_hup(uv_signal_t *h, int signum)
 {
 	char err[512];
@@ -200,6 +235,7 @@ static void main__on_hup(uv_signal_t *h, int signum)
 		worker_set_conf(&M.workers[i], c);
 	conf_unref(M.conf);
 	M.conf = c;
+	main__raise_nofile(c);
 	log_write(LOG_INFO, "reloaded %s: new sessions use it, established sessions continue",
 		  c->path);
 }
@@ -215,6 +251,7 @@ static int main__run(struct conf *c)
 	uv_sem_t started;
 	int rc = 0;
 
+	main__raise_nofile(c);
 	M.loop = uv_default_loop();
 	M.conf = c;
 	M.nworkers = c->workers;

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,30 @@ def test_relative_log_paths(gatehouse):
     rec = gh.last_audit()
     assert rec["result"] == "ok"
     assert (gh.dir / "rel-error.log").exists()
+
+
+def test_open_files_limit_raised_to_the_hard_limit(gatehouse):
+    """Started from a shell whose soft limit is low, gatehouse raises it to
+    the hard one, logs it, and warns when max_connections needs more."""
+    gh = gatehouse(_prefix=["prlimit", "--nofile=256:4096", "--"],
+                   limits={"max_connections": 2000})
+    limits = (Path("/proc/%d/limits" % gh.proc.pid)).read_text()
+    row = [l for l in limits.splitlines() if l.startswith("Max open files")][0]
+    assert row.split()[3:5] == ["4096", "4096"], row
+    log = gh.error_log()
+    assert "open files limit raised from 256 to 4096" in log, log
+    # 2000 sessions x 4 descriptors + 128 spare = 8128 > 4096.
+    assert re.search(r"warn .*open files limit 4096 is below what max_connections = 2000 "
+                     r"may need \(8128\)", log), log
+    # It works, of course.
+    m = gh.imap()
+    assert m.login(*ALICE)[0] == "OK"
+    m.logout()
+
+
+def test_open_files_limit_no_warning_when_it_suffices(gatehouse):
+    gh = gatehouse(_prefix=["prlimit", "--nofile=256:4096", "--"],
+                   limits={"max_connections": 500})
+    log = gh.error_log()
+    assert "open files limit raised from 256 to 4096" in log, log
+    assert "is below what max_connections" not in log, log
