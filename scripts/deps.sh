@@ -8,7 +8,7 @@ what=${1:-test}
 build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev libmemcached-dev
             node-llhttp libcriterion-dev libconfig-dev"
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy
-          iproute2"
+          iproute2 wrk"
 bench_pkgs="nginx libnginx-mod-mail haproxy wrk"
 fuzz_pkgs="clang libclang-rt-14-dev"
 # CI (.ci/run) also fuzzes, and runs an e2e subset under valgrind.
