@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VALGRIND
 from ghtest import ALICE, to_libconfig, free_port
 from test_tls import wait_log
 
@@ -145,6 +146,7 @@ def test_relative_log_paths(gatehouse):
     assert (gh.dir / "rel-error.log").exists()
 
 
+@pytest.mark.skipif(VALGRIND, reason="valgrind manages the descriptor limit itself")
 def test_open_files_limit_raised_to_the_hard_limit(gatehouse):
     """Started from a shell whose soft limit is low, gatehouse raises it to
     the hard one, logs it, and warns when max_connections needs more."""
@@ -164,6 +166,7 @@ def test_open_files_limit_raised_to_the_hard_limit(gatehouse):
     m.logout()
 
 
+@pytest.mark.skipif(VALGRIND, reason="valgrind manages the descriptor limit itself")
 def test_open_files_limit_no_warning_when_it_suffices(gatehouse):
     gh = gatehouse(_prefix=["prlimit", "--nofile=256:4096", "--"],
                    limits={"max_connections": 500})
