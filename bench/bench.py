@@ -17,7 +17,9 @@ all its processes and threads, from /proc/<pid>/stat), and writes every raw
 result as JSON lines to --json.
 
 Both proxies get the same certificate (one ECDSA P-256, made here with the
-openssl CLI), TLS 1.3 only, the same worker count and low log levels
+openssl CLI), TLS 1.3 only with their default session tickets (the
+"TLS resumed" storm offers each client's last ticket), the same worker
+count and low log levels
 (nginx error_log warn; gatehouse log_level warn, audit lines to a file).
 Gatehouse pipelines its POP3 backend login (pop3.backend_pipelining, for
 mailstores that announce PIPELINING, as fastmail and Dovecot do); nginx
@@ -384,11 +386,14 @@ class Runner:
         """One login first, so the proxy's route cache holds the user."""
         self.loadgen_run(proto + "-login", port, False, 1, 0.3)
 
-    def run_mail(self, scen, target, port, tls):
+    def run_mail(self, scen, target, port, tls, resume=False):
+        """resume: each client offers the session ticket of its previous
+        connection (a mail client reconnecting), so logins are resumed
+        handshakes (PSK + ECDHE) instead of full ones."""
         return self.measure(target, lambda: self.loadgen_run(
             scen, port, tls,
             (self.a.tls_clients if tls else self.a.clients) if "login" in scen else self.a.bulk_clients,
-            self.a.secs, ["-t", str(self.a.lg_threads)]))
+            self.a.secs, ["-t", str(self.a.lg_threads)] + (["--resume"] if resume else [])))
 
     def run_idle(self, target, port, tls):
         """K clients logged in and idling: (RSS after - RSS before) / K,
@@ -446,6 +451,7 @@ SCENARIOS = [
     # key, label, kind, tls
     ("imap-login", "IMAP login storm", "mail", False),
     ("imap-login-tls", "IMAP login storm, TLS", "mail", True),
+    ("imap-login-tls-resume", "IMAP login storm, TLS resumed", "mail", True),
     ("pop3-login", "POP3 login storm", "mail", False),
     ("pop3-login-tls", "POP3 login storm, TLS", "mail", True),
     ("imap-fetch", "IMAP bulk FETCH", "mail", False),
@@ -543,10 +549,10 @@ def run(a, d, scen):
                 targets.append(direct)
             for t in targets:
                 if kind == "mail":
-                    base = key_.replace("-tls", "")
+                    base = key_.replace("-tls", "").replace("-resume", "")
                     proto = base.split("-")[0]
                     port = t.ports[proto + ("s" if tls else "")]
-                    res = r.run_mail(base, t, port, tls)
+                    res = r.run_mail(base, t, port, tls, resume=key_.endswith("-resume"))
                 elif kind == "idle":
                     port = t.ports["imaps" if tls else "imap"]
                     res = r.run_idle(t, port, tls)

@@ -77,6 +77,7 @@ struct lg_opts {
 	double timeout;
 	double hold;
 	int window;                /* connections being set up at once per thread */
+	bool resume;               /* TLS: offer the last session ticket each reconnect */
 };
 
 struct lg_thread;
@@ -89,6 +90,7 @@ struct lg_client {
 	SSL *ssl;
 	BIO *rbio;                 /* network -> OpenSSL */
 	BIO *wbio;                 /* OpenSSL -> network */
+	SSL_SESSION *sess;         /* --resume: the newest ticket the server sent */
 	enum lg_step step;
 	bool handshaking;
 	bool open;                 /* tcp handle initialised and not yet closed */
@@ -122,6 +124,8 @@ struct lg_thread {
 	/* results */
 	uint64_t ops;
 	uint64_t bytes;
+	uint64_t handshakes;       /* TLS handshakes finished, and how many resumed */
+	uint64_t resumed;
 	uint64_t errors[LG_E_COUNT];
 	uint32_t *hist;
 	uint64_t max_us;
@@ -241,6 +245,10 @@ static void lg_closed(uv_handle_t *h)
 static void lg_close(struct lg_client *c)
 {
 	if (c->ssl) {
+		/* After a good cycle the session stays resumable: OpenSSL marks
+		   the session of an SSL freed without a shutdown as bad. */
+		if (c->again_now)
+			SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl); /* frees both BIOs */
 		c->ssl = NULL;
 	}
@@ -555,6 +563,9 @@ static void lg_tls_progress(struct lg_client *c)
 			return;
 		}
 		c->handshaking = false;
+		c->th->handshakes++;
+		if (SSL_session_reused(c->ssl))
+			c->th->resumed++;
 	}
 	for (;;) {
 		int r = SSL_read(c->ssl, c->th->pbuf, LG_READ_BUF);
@@ -629,6 +640,9 @@ static void lg_connected(uv_connect_t *req, int status)
 		}
 		SSL_set_bio(c->ssl, c->rbio, c->wbio);
 		SSL_set_connect_state(c->ssl);
+		SSL_set_app_data(c->ssl, c);
+		if (c->sess)
+			SSL_set_session(c->ssl, c->sess);
 		if (lg_o.sni)
 			SSL_set_tlsext_host_name(c->ssl, lg_o.sni);
 		c->handshaking = true;
@@ -680,6 +694,10 @@ static void lg_stop_thread(struct lg_thread *th)
 		if (c->ssl) {
 			SSL_free(c->ssl);
 			c->ssl = NULL;
+		}
+		if (c->sess) {
+			SSL_SESSION_free(c->sess);
+			c->sess = NULL;
 		}
 		uv_timer_stop(&c->timer);
 		uv_close((uv_handle_t *)&c->timer, NULL);
@@ -763,7 +781,8 @@ static void lg_usage(void)
 	fprintf(stderr,
 		"usage: gh-loadgen imap-login|pop3-login|imap-fetch|pop3-retr|imap-idle --port P\n"
 		"       [--host 127.0.0.1] [--tls] [--sni NAME] [-c CLIENTS] [-d SECONDS] [-t THREADS]\n"
-		"       [--user U] [--pass W] [--timeout SECONDS] [--hold SECONDS] [--window N]\n");
+		"       [--user U] [--pass W] [--timeout SECONDS] [--hold SECONDS] [--window N]\n"
+		"       [--resume]   (with --tls: resume each client's last session by its ticket)\n");
 	exit(2);
 }
 
@@ -798,6 +817,10 @@ static void lg_parse(int argc, char **argv)
 			lg_o.tls = true;
 			continue;
 		}
+		if (!strcmp(a, "--resume")) {
+			lg_o.resume = true;
+			continue;
+		}
 		if (!v)
 			lg_usage();
 		i++;
@@ -826,7 +849,7 @@ static void lg_parse(int argc, char **argv)
 		else
 			lg_usage();
 	}
-	if (!lg_o.port)
+	if (!lg_o.port || (lg_o.resume && !lg_o.tls))
 		lg_usage();
 	if (lg_o.threads > lg_o.clients)
 		lg_o.threads = lg_o.clients;
@@ -836,6 +859,20 @@ static void lg_parse(int argc, char **argv)
 		fprintf(stderr, "gh-loadgen: --host must be an IPv4 loopback address (127.0.0.0/8)\n");
 		exit(2);
 	}
+}
+
+/* A ticket arrived (TLS 1.3 sends them after the handshake): keep the
+   newest for the client's next connection. Returning 1 keeps the reference. */
+static int lg_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lg_client *c = SSL_get_app_data(ssl);
+
+	if (c == NULL)
+		return 0;
+	if (c->sess)
+		SSL_SESSION_free(c->sess);
+	c->sess = sess;
+	return 1;
 }
 
 static double lg_cpu_s(void)
@@ -855,12 +892,20 @@ int main(int argc, char **argv)
 		ctx = SSL_CTX_new(TLS_client_method());
 		if (!ctx)
 			return 1;
-		/* Same version against every target; a full handshake per
-		 * connection (no session cache), the worst case for a proxy. */
+		/* Same version against every target. Without --resume a full
+		 * handshake per connection (no session cache), the worst case
+		 * for a proxy; with it each client offers the newest ticket it
+		 * was sent, as a mail client reconnecting does. */
 		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 		SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		if (lg_o.resume) {
+			SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+								    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+			SSL_CTX_sess_set_new_cb(ctx, lg_new_session);
+		} else {
+			SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		}
 		SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	}
 	int per = lg_o.clients / lg_o.threads, extra = lg_o.clients % lg_o.threads;
@@ -882,11 +927,14 @@ int main(int argc, char **argv)
 	double secs = elapsed < lg_o.secs ? elapsed : lg_o.secs;
 
 	uint64_t ops = 0, bytes = 0, errs[LG_E_COUNT] = { 0 }, max_us = 0, err_total = 0;
+	uint64_t handshakes = 0, resumed = 0;
 	int ready = 0;
 	for (int i = 0; i < lg_o.threads; i++) {
 		struct lg_thread *th = &lg_threads[i];
 		ops += th->ops;
 		bytes += th->bytes;
+		handshakes += th->handshakes;
+		resumed += th->resumed;
 		ready += th->ready;
 		if (th->max_us > max_us)
 			max_us = th->max_us;
@@ -918,7 +966,8 @@ int main(int argc, char **argv)
 	       err_total);
 	for (int e = 0; e < LG_E_COUNT; e++)
 		printf("%s\"%s\":%" PRIu64, e ? "," : "", lg_err_names[e], errs[e]);
-	printf("},\"cpu_s\":%.3f}\n", lg_cpu_s());
+	printf("},\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 ",\"cpu_s\":%.3f}\n", handshakes,
+	       resumed, lg_cpu_s());
 	fflush(stdout);
 	if (ctx)
 		SSL_CTX_free(ctx);

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import GATEHOUSE_BIN
 from ghtest import free_port
+from test_tls import certs, start_tls_gh  # noqa: F401  (certs is a fixture)
 
 BUILD = GATEHOUSE_BIN.parent
 FASTMAIL = BUILD / "gh-fastmail"
@@ -153,6 +154,24 @@ def test_loadgen_counts_errors_and_stops(fastmail):
 
 
 def test_loadgen_refuses_non_loopback_and_bad_bounds():
-    for args in (["--host", "10.0.0.1"], ["-c", "5000"], ["-d", "600"]):
+    for args in (["--host", "10.0.0.1"], ["-c", "5000"], ["-d", "600"], ["--resume"]):
         out, res = loadgen("imap-login", "--port", 143, *args, timeout=5)
         assert out.returncode == 2 and res is None, out.stdout
+
+
+def test_loadgen_tls_full_handshakes_or_resumed(fastmail, gatehouse, certs):
+    """Through gatehouse's IMAPS listener: without --resume every login is a
+    full handshake; with it, each client's every connection after its first
+    resumes with the ticket it was sent (both proxies send tickets)."""
+    t = start_tls_gh(gatehouse, certs, lookup=None, routes=[
+        {"match": "@example.com", "server": "127.0.0.1:%d" % fastmail["imap"]}])
+    out, full = loadgen("imap-login", "--port", t.imaps, "-c", 2, "-d", 1, "--tls",
+                        "--sni", "mail.example.com")
+    assert out.returncode == 0 and full, out.stderr
+    assert full["ops"] > 5 and full["errors"] == 0, full
+    assert full["resumed"] == 0 and full["handshakes"] >= full["ops"], full
+    out, res = loadgen("imap-login", "--port", t.imaps, "-c", 2, "-d", 1, "--tls",
+                       "--sni", "mail.example.com", "--resume")
+    assert out.returncode == 0 and res, out.stderr
+    assert res["ops"] > 5 and res["errors"] == 0, res
+    assert res["handshakes"] - 2 <= res["resumed"] < res["handshakes"], res
