@@ -320,6 +320,11 @@ static int main__run(struct conf *c)
 		worker_join(&M.workers[i]);
 	uv_sem_destroy(&started);
 	uv_loop_close(M.loop);
+	/* Join libuv's thread pool now, while OpenSSL can still free the
+	   per-thread state (its error queue) of threads that hashed keys or
+	   talked to memcached: left to libuv's exit-time destructor, the pool
+	   ends after OpenSSL's atexit cleanup and that state leaks. */
+	uv_library_shutdown();
 	free(M.workers);
 	if (rc == 0)
 		log_write(LOG_INFO, "gatehouse stopped");
