@@ -555,6 +555,7 @@ def test_5000_connections_at_once(gatehouse, lookup, stores):
     check_audit(gh.wait_audit(8)[-1], login=ALICE[0], result="ok")
 
 
+@pytest.mark.skipif(VALGRIND, reason="valgrind keeps descriptors of its own under the limit")
 def test_fd_exhaustion_backs_off_and_recovers(gatehouse, lookup, stores):
     gh = gatehouse(workers=1, _prefix=["prlimit", "--nofile=64", "--"], **debug_log())
     base = warm_up(gh)
