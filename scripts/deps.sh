@@ -9,7 +9,7 @@ build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev l
             node-llhttp libcriterion-dev libconfig-dev"
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy
           iproute2 wrk"
-bench_pkgs="nginx libnginx-mod-mail haproxy wrk"
+bench_pkgs="nginx libnginx-mod-mail"
 fuzz_pkgs="clang libclang-rt-14-dev"
 # CI (.ci/run) also fuzzes, and runs an e2e subset under valgrind.
 ci_pkgs="$fuzz_pkgs valgrind"
@@ -20,7 +20,7 @@ case "$what" in
   demo) pkgs="$build_pkgs $run_pkgs" ;;
   bench) pkgs="$build_pkgs $run_pkgs $bench_pkgs" ;;
   fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
-  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $fuzz_pkgs haproxy valgrind" ;;
+  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $ci_pkgs" ;;
   *) echo "usage: $0 [build|test|demo|bench|fuzz|all]" >&2; exit 2 ;;
 esac
 

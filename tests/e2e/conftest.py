@@ -305,17 +305,18 @@ class Gatehouse:
                     count, self.audit_path, len(lines), "\n".join(lines)))
             time.sleep(0.02)
 
-    def last_audit(self, count=None, timeout=3.0, **want):
+    def last_audit(self, count=None, timeout=3.0, until=None, **want):
         """The newest audit record, waiting for `count` lines if given, and
-        for the newest to have the fields in `want` (result="fail", ...):
-        a worker writes its lines once per loop pass, so a client can see the
-        answer to its login a moment before the line is in the file.  After
-        `timeout` the newest record is returned as it is, for the caller's
-        assertion to show."""
+        for the newest to have the fields in `want` (result="fail", ...) and
+        to pass `until(rec)`: a worker writes its lines once per loop pass,
+        so a client can see the answer to its login a moment before the line
+        is in the file.  After `timeout` the newest record is returned as it
+        is, for the caller's assertion to show."""
         deadline = time.monotonic() + timeout
         while True:
             rec = self.wait_audit(count or 1, timeout)[-1]
-            if all(rec.get(k) == v for k, v in want.items()) or time.monotonic() > deadline:
+            if (all(rec.get(k) == v for k, v in want.items()) and
+                    (until is None or until(rec))) or time.monotonic() > deadline:
                 return rec
             time.sleep(0.02)
 

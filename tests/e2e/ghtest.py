@@ -309,17 +309,14 @@ def check_audit(rec, *, login, result, user=None, backend=None, source=None,
     the client has seen the answer (and an older line is still the newest)."""
     kw = dict(login=login, result=result, user=user, backend=backend, source=source,
               client_port=client_port, reason=reason, proto=proto)
-    if hasattr(rec, "audit_records"):
-        deadline = time.monotonic() + timeout
-        while True:
-            recs = rec.audit_records()
+    if hasattr(rec, "last_audit"):
+        def passes(r):
             try:
-                assert recs, "no audit line yet"
-                return _check_audit_record(recs[-1], **kw)
+                _check_audit_record(r, **kw)
+                return True
             except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.02)
+                return False
+        rec = rec.last_audit(timeout=timeout, until=passes)
     return _check_audit_record(rec, **kw)
 
 
