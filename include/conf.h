@@ -181,6 +181,7 @@ struct conf {
 		size_t max_connections_per_ip; /* per client address, 0 = no cap */
 		size_t relay_buffer;     /* size of one relay buffer */
 		size_t relay_high_water; /* stop reading a side when the other's queue passes this */
+		size_t preauth_output;   /* before login: stop reading and answering past this queue */
 		bool splice;             /* relay plain-to-plain sessions with splice(2) */
 		double proxy_header_timeout; /* seconds for a PROXY protocol header to arrive */
 	} limits;

@@ -9,7 +9,19 @@
  *
  * Lifetime: a session is freed only after its last handle has closed (the
  * client stream, the timer, any backend stream, any pending DNS request).
- * session_close() stops I/O at once; the memory goes later.
+ * session_close() stops I/O at once; the memory goes later, and so does the
+ * protocol's state (proto->destroy runs when the session is freed, from a
+ * close callback), so a protocol's pointers stay valid until it returns to
+ * the loop, whatever it called.
+ *
+ * No re-entrancy. No session_* call runs one of the protocol's callbacks
+ * (struct session_proto) before it returns: results that are known at once
+ * (a backend write or connect that fails inside the call) are posted and
+ * delivered from the loop, like those that come later. A protocol learns
+ * that a call ended the session from s->closed / s->finishing, never by its
+ * state vanishing. The only calls that hand the protocol's state away are
+ * session_start_relay (the login is over) and, explicitly, the protocol's
+ * own session_close.
  */
 #ifndef GATEHOUSE_SESSION_H
 #define GATEHOUSE_SESSION_H
@@ -75,7 +87,8 @@ struct session_proto {
 	void (*timeout)(struct session *s);
 	/* A STARTTLS/STLS handshake finished: the client starts over, inside TLS. */
 	void (*tls_started)(struct session *s);
-	/* Free protocol state; credentials must be wiped. May run at any phase. */
+	/* Free protocol state; credentials must be wiped. Runs when the session
+	   is freed (after session_close, from the loop) or at relay start. */
 	void (*destroy)(struct session *s);
 	/* Optional (HTTP backpressure): a write to the client / the backend
 	   finished, so its queue has shrunk (session_*_queued). */
@@ -97,6 +110,9 @@ struct session {
 	struct stream client;
 	struct stream *backend;         /* NULL when not connected */
 	uv_timer_t timer;
+	uv_idle_t post;                 /* delivers posted results from the loop (session.c) */
+	unsigned posted;                /* SESSION__POST_* bits waiting for it */
+	int posted_status;              /* the status they carry */
 	uv_getaddrinfo_t *dns;          /* pending backend name resolution */
 	struct route_req *route_req;    /* pending route lookup */
 	struct throttle_req *throttle_req; /* pending throttle check */
@@ -118,6 +134,8 @@ struct session {
 	size_t in_hwm;                  /* most of s->in ever filled: what a wipe must cover */
 	struct pbuf *in_pending;
 	bool read_wanted;               /* the protocol wants client bytes */
+	bool out_blocked;               /* before login: answers over limits.preauth_output
+	                                   wait; so do reads and commands */
 	/* Login-phase input from the backend. */
 	uint8_t *bin;
 	size_t bin_len;
@@ -165,7 +183,9 @@ void session_writef(struct session *s, const char *fmt, ...) __attribute__((form
 /* Send the n pieces as one write (one TCP segment), e.g. a tag and a reply. */
 void session_writev(struct session *s, const struct iovec *iov, int n);
 
-/* Send bytes to the backend (copied). secret: wipe the copy once written. */
+/* Send bytes to the backend (copied). secret: wipe the copy once written.
+   A failure closes the backend at once and reports proto->backend_eof
+   later, from the loop. */
 void session_backend_write(struct session *s, const void *data, size_t len, bool secret);
 
 /* Drop n bytes from the head of s->in / s->bin. */
@@ -174,6 +194,16 @@ void session_backend_consume(struct session *s, size_t n);
 
 /* Pause or resume reading from the client before login. */
 void session_client_reading(struct session *s, bool on);
+
+/*
+ * Before login: true while more than limits.preauth_output bytes of
+ * answers wait to be written to the client (it sends commands and does not
+ * read). A protocol handles no further command then; the session has
+ * stopped reading, and calls proto->client_data again, from the loop, once
+ * half of it is written. So what a client can make gatehouse hold before
+ * login is bounded whatever it sends.
+ */
+bool session_client_blocked(const struct session *s);
 
 /* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN). */
 void session_set_phase(struct session *s, enum session_phase phase);
@@ -264,14 +294,15 @@ size_t session_backend_queued(struct session *s);
 /*
  * Get a connection to host:port for one request. An idle connection to the
  * same address from this worker's keep-alive pool is taken when there is
- * one (s->backend_reused set): proto->backend_connected(s, 0) then runs
- * before this returns. Otherwise a new connection is made (TLS when
+ * one (s->backend_reused set): then this returns true, s->backend is ready,
+ * and no callback comes (the caller goes on as after a connect). Otherwise
+ * it returns false and a new connection is made (TLS when
  * upstream.tls), in SESSION_BACKEND_CONNECT with limits.connect_timeout, and
  * proto->backend_connected runs later. Backend bytes arrive in s->bin
  * (proto->backend_data) while session_backend_reading is on; bytes beyond
  * its room wait, with reads paused, until session_backend_consume.
  */
-void session_backend_acquire(struct session *s, const char *host, uint16_t port);
+bool session_backend_acquire(struct session *s, const char *host, uint16_t port);
 
 /*
  * Done with s->backend for this request: reuse = the response ended

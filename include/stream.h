@@ -10,6 +10,18 @@
  * Buffers come from a per-worker free list. A stream asks for one only when
  * the socket is readable, and gives it back at once if the read finds
  * nothing, so an idle connection holds no buffer.
+ *
+ * No re-entrancy. No stream_* call ever runs one of the owner's callbacks
+ * (on_read, on_written, on_handshake, on_close) before it returns. Events
+ * reach the owner only from the loop: socket reads from libuv's read
+ * callback, and what a TLS stream already holds (records decrypted or
+ * buffered while reading was off, a close_notify, a bad record, the end
+ * of a handshake fed early) from an idle handle the call arms
+ * (stream__post). So an owner may call any stream function while it holds
+ * pointers into its own state, and only its callbacks need to expect the
+ * stream to have ended. (main at 278b31b pumped TLS inside
+ * stream_read_start: an EOF delivered there freed a protocol's state under
+ * its caller, a remote crash.)
  */
 #ifndef GATEHOUSE_STREAM_H
 #define GATEHOUSE_STREAM_H
@@ -53,6 +65,13 @@ void pool_destroy(struct pool *p);
 struct pbuf *pbuf_get(struct pool *p);
 /* A buffer holding at least n bytes: from the pool when it fits, else malloc. */
 struct pbuf *pbuf_get_size(struct pool *p, size_t n);
+/*
+ * b is about to wait (queued behind a full socket) holding a few bytes in a
+ * large pool buffer: a malloc'ed buffer of just their size holding them
+ * instead (b is returned to its pool), or b itself when that saves little
+ * or memory is short.
+ */
+struct pbuf *pbuf_shrink(struct pbuf *b);
 /* Return a buffer (wiped first if b->wipe). NULL is ignored. */
 void pbuf_put(struct pbuf *b);
 
@@ -75,6 +94,8 @@ struct stream {
 	stream_written_cb on_written; /* optional */
 	stream_close_cb on_close;
 	size_t queued;                /* bytes handed to stream_write, not yet written */
+	unsigned writes;              /* uv_write requests out (one, but for a shutdown) */
+	struct pbuf *held;            /* written while one was out: goes next, merged */
 	uv_shutdown_t shutdown_req;
 	bool reading;
 	bool shut;                    /* shutdown requested */
@@ -96,6 +117,12 @@ struct stream {
 	   every read. */
 	size_t tls_trim_bytes;
 
+	/* TLS: runs the pump from the loop when a call finds work for it
+	   (initialised by stream_start_tls; plain streams never need it). */
+	uv_idle_t post;
+	bool post_init;
+	uint8_t open_handles;         /* handles stream_close waits for before on_close */
+
 	/* stream_cork: writes gather in `cork` (not counted in queued) and go
 	   out as one write, one TLS record, at the last stream_uncork. */
 	unsigned corked;              /* nesting depth */
@@ -108,7 +135,8 @@ struct stream {
  */
 int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *owner);
 
-/* Start / stop delivering data to on_read. Idempotent. */
+/* Start / stop delivering data to on_read. Idempotent. Bytes a TLS stream
+   already holds are delivered from the loop, never before this returns. */
 int stream_read_start(struct stream *st);
 void stream_read_stop(struct stream *st);
 
@@ -142,11 +170,14 @@ int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe
 int stream_shutdown(struct stream *st, uv_shutdown_cb cb);
 
 /*
- * Start TLS on st with t (the stream owns t from here, also on error).
+ * Start TLS on st with t (the stream owns t from here; on an error the
+ * caller still does, and frees it).
  * Bytes already read are not fed to it: STARTTLS callers drop what the
  * client sent before the handshake. on_handshake runs once with 0 or
  * UV_EPROTO (tls_error(t) says why). Writes made before it are held and
- * sent encrypted once the handshake is done. Returns 0 or a libuv error.
+ * sent encrypted once the handshake is done. The handshake starts from the
+ * loop, after this returns (on_handshake never runs inside it). Returns 0
+ * or a libuv error.
  */
 int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)(struct stream *st, int status));
 

@@ -143,13 +143,17 @@ static void hc__send_request(struct session *s)
 	http__forward_body(s);
 }
 
+static void http_backend_connected(struct session *s, int status);
+
 static void hc__route_to(struct session *s, const char *host, uint16_t port)
 {
 	struct http_conn *hc = http__of(s);
 
 	hc->state = HTTP_ST_CONNECT;
 	hc->upstream = true;
-	session_backend_acquire(s, host, port);
+	/* A pooled connection is ready at once; a new one reports later. */
+	if (session_backend_acquire(s, host, port))
+		http_backend_connected(s, 0);
 }
 
 /* No user in the request, or its lookup failed: hash the client address. */

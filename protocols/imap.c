@@ -102,11 +102,7 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted)
 	}
 	session_set_phase(s, SESSION_PREAUTH);
 	session_client_reading(s, true);
-	/* With TLS, resuming reads hands over what was already decrypted at
-	   once: the commands may have been handled, or the session ended (a
-	   close_notify or a bad record behind the LOGIN) and st freed. */
-	if (s->closed || s->proto_state != st)
-		return;
+	/* Commands pipelined behind the login wait in s->in. */
 	imap__process(s);
 }
 
@@ -564,9 +560,7 @@ static void imap__process(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
 
-	/* Resuming reads can end the session at once (TLS records already
-	   decrypted: close_notify, a bad record): then there is nothing to do. */
-	if (st == NULL || s->closed)
+	if (s->closed)
 		return;
 	/* A login that fails at once (bad name) calls back in here from inside
 	   the loop, before its command's bytes are consumed: let the running
@@ -575,15 +569,15 @@ static void imap__process(struct session *s)
 		return;
 	st->processing = true;
 	imap__run(s, st);
-	if (s->proto_state == st)
-		st->processing = false;
+	st->processing = false;
 }
 
 static void imap__run(struct session *s, struct imap_state *st)
 {
 	struct imap_cmd cmd;
 
-	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH) {
+	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH &&
+	       !session_client_blocked(s)) {
 		if (st->auth != IMAP_AUTH_NONE) {
 			int r = imap_parse_line(s->in, s->in_len, s->conf->limits.max_line);
 			if (r == 0)

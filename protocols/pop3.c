@@ -380,9 +380,7 @@ static void pop3__process(struct session *s)
 {
 	struct pop3_state *st = pop3__st(s);
 
-	/* Resuming reads can end the session at once (TLS records already
-	   decrypted: close_notify, a bad record): then there is nothing to do. */
-	if (st == NULL || s->closed)
+	if (s->closed)
 		return;
 	/* A login that fails at once (bad name) calls back in here from inside
 	   the loop, before its line is consumed: let the running loop carry on
@@ -391,15 +389,15 @@ static void pop3__process(struct session *s)
 		return;
 	st->processing = true;
 	pop3__run(s, st);
-	if (s->proto_state == st)
-		st->processing = false;
+	st->processing = false;
 }
 
 static void pop3__run(struct session *s, struct pop3_state *st)
 {
 	struct pop3_cmd cmd;
 
-	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH) {
+	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH &&
+	       !session_client_blocked(s)) {
 		int r = pop3_parse(&st->parser, s->in, s->in_len, &cmd);
 		if (r == 0)
 			return;

@@ -66,7 +66,9 @@ void session__backend_failed(struct session *s, int status, int kind, const char
 	session_log(s, LOG_WARN, "%s", msg);
 	metrics_error((enum metrics_error)kind);
 	session_close_backend(s);
-	s->proto->backend_connected(s, status);
+	/* Also called inside session_connect_backend / _acquire (a connect
+	   that fails at once): the protocol hears of it from the loop. */
+	session__post(s, SESSION__POST_BACKEND_CONNECTED, status);
 }
 
 static void backend__read(struct stream *st, struct pbuf *b, int status)
@@ -184,7 +186,7 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 	rc = stream_init(&bc->st, &s->w->loop, &s->w->pool, s);
 	if (rc < 0) {
 		free(bc);
-		s->proto->backend_connected(s, rc);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
 		return;
 	}
 	bc->s = s;
@@ -240,11 +242,7 @@ void session_connect_backend(struct session *s, const char *host, uint16_t port)
 		struct sockaddr_in6 v6;
 	} addr;
 
-	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
-	if (strchr(host, ':'))
-		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
-	else
-		snprintf(s->backend_addr, sizeof(s->backend_addr), "%s:%u", host, port);
+	session__backend_target(s, host, port);
 	session_set_phase(s, SESSION_BACKEND_CONNECT);
 	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
 		backend__connect_addr(s, &addr.sa);
@@ -267,6 +265,6 @@ void session_connect_backend(struct session *s, const char *host, uint16_t port)
 		s->dns = NULL;
 		s->refs--;
 		free(req);
-		s->proto->backend_connected(s, rc);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
 	}
 }

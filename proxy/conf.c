@@ -109,6 +109,7 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "max_connections_per_ip", CONF__T_SIZE, CONF__LIM(max_connections_per_ip), 0, 10000000, NULL },
 	{ "relay_buffer", CONF__T_SIZE, CONF__LIM(relay_buffer), 1024, 1048576, NULL },
 	{ "relay_high_water", CONF__T_SIZE, CONF__LIM(relay_high_water), 1024, 16777216, NULL },
+	{ "preauth_output", CONF__T_SIZE, CONF__LIM(preauth_output), 1024, 1048576, NULL },
 	{ "splice", CONF__T_BOOL, CONF__LIM(splice), 0, 0, NULL },
 	{ "proxy_header_timeout", CONF__T_SECS, CONF__LIM(proxy_header_timeout), 0.1, 60, NULL },
 };
@@ -575,6 +576,7 @@ static int conf__defaults(struct conf__ld *ld)
 	c->limits.max_auth_wait = 10.0;
 	c->limits.relay_buffer = 16384;
 	c->limits.relay_high_water = 65536;
+	c->limits.preauth_output = 16384;
 	c->limits.splice = true;
 	c->limits.proxy_header_timeout = 3.0;
 

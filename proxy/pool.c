@@ -5,6 +5,7 @@
  * malloc. The free list is capped so a burst does not pin memory forever.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/crypto.h>
 
@@ -73,6 +74,23 @@ struct pbuf *pbuf_get_size(struct pool *p, size_t n)
 	b->len = 0;
 	b->wipe = false;
 	return b;
+}
+
+struct pbuf *pbuf_shrink(struct pbuf *b)
+{
+	if (b->pool == NULL || b->len > b->cap / 8)
+		return b;
+	struct pbuf *c = pbuf__new(NULL, b->len);
+	if (c == NULL)
+		return b;
+	c->next = b->next;
+	c->st = NULL;
+	c->off = 0;
+	c->len = b->len;
+	c->wipe = b->wipe;
+	memcpy(c->data, b->data + b->off, b->len);
+	pbuf_put(b);
+	return c;
 }
 
 void pbuf_put(struct pbuf *b)

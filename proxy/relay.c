@@ -185,6 +185,8 @@ void relay_start(struct session *s)
 	s->client.on_written = relay__client_written;
 	s->backend->on_read = relay__backend_read;
 	s->backend->on_written = relay__backend_written;
+	/* The relay has its own backpressure (relay_high_water). */
+	s->out_blocked = false;
 	session_set_phase(s, SESSION_RELAY);
 	/* splice(2) moves plain bytes socket to socket inside the kernel (from
 	   the first bulk transfer on, relay__pass); TLS needs them in user

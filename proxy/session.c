@@ -105,6 +105,10 @@ static void session__unref(struct session *s)
 {
 	if (--s->refs > 0)
 		return;
+	/* Only now: a protocol that called something which closed the
+	   session keeps its state until it has returned to the loop. */
+	if (s->proto_state)
+		s->proto->destroy(s);
 	session__count_phase(s, -1);
 	if (s->in) {
 		OPENSSL_cleanse(s->in, s->in_hwm);
@@ -131,9 +135,36 @@ static void session__client_closed(struct stream *st)
 	session__unref(st->owner);
 }
 
-static void session__timer_closed(uv_handle_t *h)
+static void session__handle_closed(uv_handle_t *h)
 {
 	session__unref(h->data);
+}
+
+/* ---- posted results ---- */
+
+static void session__posted(uv_idle_t *h)
+{
+	struct session *s = h->data;
+	unsigned what = s->posted;
+	int status = s->posted_status;
+
+	uv_idle_stop(h);
+	s->posted = 0;
+	if (s->closed)
+		return;
+	if (what & SESSION__POST_BACKEND_EOF)
+		s->proto->backend_eof(s, status);
+	else if (what & SESSION__POST_BACKEND_CONNECTED)
+		s->proto->backend_connected(s, status);
+}
+
+void session__post(struct session *s, unsigned what, int status)
+{
+	if (s->closed)
+		return;
+	s->posted |= what;
+	s->posted_status = status;
+	uv_idle_start(&s->post, session__posted);
 }
 
 /* ---- timers ---- */
@@ -285,9 +316,10 @@ static void session__update_reading(struct session *s)
 {
 	if (s->closed)
 		return;
-	if (s->in_pending != NULL) {
+	if (s->in_pending != NULL || s->out_blocked) {
 		stream_read_stop(&s->client);
 	} else if (s->read_wanted) {
+		/* Closing here calls nothing of the protocol (session.h). */
 		if (stream_read_start(&s->client) < 0)
 			session_close(s, "client read failed");
 	}
@@ -371,6 +403,47 @@ void session_backend_consume(struct session *s, size_t n)
 		session__http_bin_drain(s);
 }
 
+bool session_client_blocked(const struct session *s)
+{
+	return s->out_blocked;
+}
+
+/* After a write: past the pre-login bound, stop reading (and the protocol
+   stops handling commands: session_client_blocked). */
+static void session__check_output(struct session *s)
+{
+	if (s->out_blocked || s->phase == SESSION_RELAY ||
+	    s->client.queued <= s->conf->limits.preauth_output)
+		return;
+	s->out_blocked = true;
+	stream_read_stop(&s->client);
+	session_log(s, LOG_DEBUG, "client reads nothing: %zu bytes of answers wait, pausing",
+		    s->client.queued);
+}
+
+void session__client_written(struct session *s, int status)
+{
+	if (s->closed)
+		return;
+	if (status < 0) {
+		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(status));
+		session_close(s, "client write failed");
+		return;
+	}
+	if (!s->out_blocked || s->client.queued > s->conf->limits.preauth_output / 2)
+		return;
+	s->out_blocked = false;
+	session__update_reading(s);
+	/* Commands read before the pause wait in s->in. */
+	if (!s->finishing && s->phase == SESSION_PREAUTH && s->in_len > 0 && s->proto_state)
+		s->proto->client_data(s);
+}
+
+static void session__client_wrote(struct stream *st, int status)
+{
+	session__client_written(st->owner, status);
+}
+
 void session_write(struct session *s, const void *data, size_t len)
 {
 	if (s->closed || s->finishing)
@@ -379,7 +452,9 @@ void session_write(struct session *s, const void *data, size_t len)
 	if (rc < 0) {
 		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
 		session_close(s, "client write failed");
+		return;
 	}
+	session__check_output(s);
 }
 
 void session_writev(struct session *s, const struct iovec *iov, int n)
@@ -404,7 +479,9 @@ void session_writev(struct session *s, const struct iovec *iov, int n)
 	if (rc < 0) {
 		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
 		session_close(s, "client write failed");
+		return;
 	}
+	session__check_output(s);
 }
 
 void session_writef(struct session *s, const char *fmt, ...)
@@ -430,7 +507,7 @@ void session_backend_write(struct session *s, const void *data, size_t len, bool
 	if (rc < 0) {
 		session_log(s, LOG_WARN, "writing to backend %s: %s", s->backend_addr, uv_strerror(rc));
 		session_close_backend(s);
-		s->proto->backend_eof(s, rc);
+		session__post(s, SESSION__POST_BACKEND_EOF, rc);
 	}
 }
 
@@ -484,8 +561,8 @@ void session_close(struct session *s, const char *reason)
 	session__throttle_cancel(s);
 	if (s->dns)
 		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
-	if (s->proto_state)
-		s->proto->destroy(s);
+	/* The protocol's state goes with the session's memory (session__unref):
+	   the caller may be the protocol, deep in its own code. */
 	if (s->in_pending) {
 		s->in_pending->wipe = true;
 		pbuf_put(s->in_pending);
@@ -493,7 +570,8 @@ void session_close(struct session *s, const char *reason)
 	}
 	session_close_backend(s);
 	stream_close(&s->client);
-	uv_close((uv_handle_t *)&s->timer, session__timer_closed);
+	uv_close((uv_handle_t *)&s->timer, session__handle_closed);
+	uv_close((uv_handle_t *)&s->post, session__handle_closed);
 }
 
 static void session__finished(uv_shutdown_t *req, int status)
@@ -555,9 +633,13 @@ struct session *session_new(struct worker *w, struct listener *l)
 	}
 	s->refs = 1;
 	s->client.on_read = session__client_read;
+	s->client.on_written = session__client_wrote;
 	s->client.on_close = session__client_closed;
 	uv_timer_init(&w->loop, &s->timer);
 	s->timer.data = s;
+	s->refs++;
+	uv_idle_init(&w->loop, &s->post);
+	s->post.data = s;
 	s->refs++;
 	s->started_ms = uv_now(&w->loop);
 	strcpy(s->client_ip, "?");

@@ -175,10 +175,11 @@ static void hconn__update_reading(struct session *s)
 	if (s->closed || s->backend == NULL)
 		return;
 	if (s->backend_read_wanted && s->bin_pending == NULL) {
+		/* Reached from session_backend_reading / _consume: the protocol
+		   hears of a failure from the loop. */
 		if (stream_read_start(s->backend) < 0) {
-			struct session *keep = s;
-			session_close_backend(keep);
-			keep->proto->backend_eof(keep, UV_EIO);
+			session_close_backend(s);
+			session__post(s, SESSION__POST_BACKEND_EOF, UV_EIO);
 		}
 	} else {
 		stream_read_stop(s->backend);
@@ -280,10 +281,9 @@ static void hconn__client_written(struct stream *st, int status)
 
 	if (s->closed)
 		return;
-	if (status < 0) {
-		session_close(s, "client write failed");
+	session__client_written(s, status);
+	if (s->closed)
 		return;
-	}
 	if (s->proto->client_written)
 		s->proto->client_written(s);
 }
@@ -355,6 +355,7 @@ static void hconn__connected(uv_connect_t *req, int status)
 		/* From here the stream owns t; a failed handshake reports
 		   through hconn__tls_done. */
 		if (t == NULL || stream_start_tls(&bc->st, t, hconn__tls_done) < 0) {
+			tls_conn_free(t);
 			session_close_backend(s);
 			s->proto->backend_connected(s, UV_ENOMEM);
 		}
@@ -375,7 +376,7 @@ static void hconn__connect_addr(struct session *s, const struct sockaddr *addr, 
 	rc = stream_init(&bc->st, &s->w->loop, &s->w->pool, s);
 	if (rc < 0) {
 		free(bc);
-		s->proto->backend_connected(s, rc);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
 		return;
 	}
 	snprintf(bc->key, sizeof(bc->key), "%s", key);
@@ -442,7 +443,7 @@ static struct http_bconn *hpool__take(const char *key, uint64_t now)
 	return NULL;
 }
 
-void session_backend_acquire(struct session *s, const char *host, uint16_t port)
+bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 {
 	union {
 		struct sockaddr sa;
@@ -451,7 +452,7 @@ void session_backend_acquire(struct session *s, const char *host, uint16_t port)
 	} addr;
 
 	if (s->closed)
-		return;
+		return false;
 	/* Keep-alive clients mostly go to the backend of their last request:
 	   its name is set already (three snprintf calls saved). */
 	const char *colon = strrchr(s->backend_addr, ':');
@@ -472,22 +473,20 @@ void session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		hconn__attach(s, bc);
 		s->backend_reused = true;
 		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
-		hconn__ready(s);
-		/* The protocol did not ask to read (bc may be closing by now, but
-		   its memory lasts until its close callback). */
-		if (s->backend == &bc->st)
-			hconn__update_reading(s);
-		return;
+		s->bin_len = 0;
+		/* No callback: the caller goes on as after a connect, and asks to
+		   read when it has sent its request. */
+		return true;
 	}
 	session_set_phase(s, SESSION_BACKEND_CONNECT);
 	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
 		hconn__connect_addr(s, &addr.sa, s->backend_addr);
-		return;
+		return false;
 	}
 	struct hconn__dns *d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		session_close(s, "out of memory");
-		return;
+		return false;
 	}
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
@@ -502,8 +501,9 @@ void session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		s->dns = NULL;
 		s->refs--;
 		free(d);
-		s->proto->backend_connected(s, rc);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
 	}
+	return false;
 }
 
 /* Between requests a keep-alive client holds no backend input buffer; it

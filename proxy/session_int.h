@@ -34,6 +34,22 @@ void session__admit(struct session *s);
 bool session__throttle_login(struct session *s, const struct route_query *q);
 void session__throttle_timeout(struct session *s);
 void session__throttle_cancel(struct session *s);
+/*
+ * Results a session call learns at once but must not hand to the protocol
+ * inside that call (session.h: no re-entrancy): session__post records one
+ * and the session's idle handle delivers it from the loop, unless the
+ * session has closed by then. A later post of the same kind replaces the
+ * status.
+ */
+enum {
+	SESSION__POST_BACKEND_CONNECTED = 1 << 0, /* proto->backend_connected(status) */
+	SESSION__POST_BACKEND_EOF = 1 << 1,       /* proto->backend_eof(status) */
+};
+void session__post(struct session *s, unsigned what, int status);
+/* A write to the client finished (status as libuv's): lift the pre-login
+   output block when the queue has drained (session.c; HTTP's own write
+   callback calls it too). */
+void session__client_written(struct session *s, int status);
 /* The session timer's callback (session.c). */
 void session__timer_fired(uv_timer_t *t);
 /*

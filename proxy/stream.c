@@ -11,6 +11,7 @@
 #define pbuf_of(base) ((struct pbuf *)((char *)(base) - offsetof(struct pbuf, data)))
 
 static void stream__tls_pump(struct stream *st);
+static void stream__post(struct stream *st);
 static int stream__raw_write(struct stream *st, struct pbuf *b);
 
 int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *owner)
@@ -75,9 +76,11 @@ int stream_read_start(struct stream *st)
 	int rc = uv_read_start((uv_stream_t *)&st->tcp, stream__alloc, stream__read);
 	if (rc == 0)
 		st->reading = true;
-	/* Records already decrypted (or buffered) while reading was off. */
+	/* Records already decrypted (or buffered) while reading was off: the
+	   socket may never become readable again for them, so the loop is
+	   asked to deliver them, after this call has returned. */
 	if (rc == 0 && st->tls && !st->tls_handshaking && tls_has_plaintext(st->tls))
-		stream__tls_pump(st);
+		stream__post(st);
 	return rc;
 }
 
@@ -101,6 +104,8 @@ static void stream__put_chain(struct pbuf *b)
 	}
 }
 
+static int stream__issue(struct stream *st, struct pbuf *b);
+
 /* A queued write of the chain headed by req's buffer finished. */
 static void stream__written(uv_write_t *req, int status)
 {
@@ -110,57 +115,137 @@ static void stream__written(uv_write_t *req, int status)
 	for (struct pbuf *p = b; p; p = p->next)
 		st->queued -= p->len;
 	stream__put_chain(b);
+	st->writes--;
+	/* What was held while this write was out goes next, as one write. */
+	if (st->writes == 0 && st->held != NULL && status == 0 && !st->closing) {
+		struct pbuf *h = st->held;
+		st->held = NULL;
+		for (struct pbuf *p = h; p; p = p->next)
+			st->queued -= p->len;
+		int rc = stream__issue(st, h);
+		if (rc < 0)
+			status = rc;
+	}
 	if (!st->closing && st->on_written)
 		st->on_written(st, status);
 }
 
 /*
- * Write the chain b (linked by next, at most STREAM_WRITEV_MAX buffers) in
- * order; the stream owns it from here. The bytes go out at once with
- * uv_try_write when nothing is queued before them (the usual case: a
- * relay read, a login reply), and only what the socket did not take, or
- * all of it after an error, is queued with uv_write. That saves libuv's
- * deferred write callback and the epoll_ctl it makes on every completed
- * write, a large share of a login's system calls. Buffers written at once are returned here and do not call
+ * A write is out: hold b (a chain) until it finishes. Small writes are
+ * copied into the room the last held buffer has, so a client that sends
+ * many commands and reads nothing makes the stream hold its answers in
+ * full buffers, not a 16 KiB buffer per answer.
+ */
+static void stream__hold(struct stream *st, struct pbuf *b)
+{
+	struct pbuf **tail = &st->held, *last = NULL;
+
+	while (*tail) {
+		last = *tail;
+		tail = &(*tail)->next;
+	}
+	while (b) {
+		struct pbuf *next = b->next;
+		b->next = NULL;
+		st->queued += b->len;
+		if (last != NULL && last->pool != NULL &&
+		    b->len <= (size_t)last->cap - last->off - last->len) {
+			memcpy(last->data + last->off + last->len, b->data + b->off, b->len);
+			last->len += b->len;
+			last->wipe |= b->wipe;
+			pbuf_put(b);
+		} else {
+			*tail = b;
+			tail = &b->next;
+			last = b;
+		}
+		b = next;
+	}
+}
+
+/*
+ * Write the chain b (linked by next) in order; the stream owns it from
+ * here. The bytes go out at once with uv_try_write when nothing is queued
+ * before them (the usual case: a relay read, a login reply), and only what
+ * the socket did not take, or all of it after an error, is queued with
+ * uv_write. That saves libuv's deferred write callback and the epoll_ctl
+ * it makes on every completed write, a large share of a login's system
+ * calls. Buffers written at once are returned here and do not call
  * on_written: nothing was queued, so nothing can be waiting for a drain.
+ * While a write is out, later ones are held (stream__hold) and go as one
+ * when it finishes: what a stream holds is its queued bytes in full
+ * buffers, plus the one write out.
  */
 static int stream__raw_writev(struct stream *st, struct pbuf *b)
 {
-	uv_buf_t ub[STREAM_WRITEV_MAX] = { 0 };
-	unsigned n = 0;
-
-	for (struct pbuf *p = b; p; p = p->next)
-		ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
-	int k = uv_try_write((uv_stream_t *)&st->tcp, ub, n);
-	/* On an error, queue the write anyway: uv_write meets the same error
-	   and reports it through the callback, as it always did. Callers rely
-	   on that: a write that fails at once must not close the session under
-	   them (the login reply is written just before the relay starts). */
-	if (k < 0)
-		k = 0;
-	size_t done = (size_t)k;
-	while (b && done >= b->len) {
-		struct pbuf *next = b->next;
-		done -= b->len;
-		b->next = NULL;
-		pbuf_put(b);
-		b = next;
-	}
-	if (b == NULL)
+	/* One write out at a time: later ones wait, merged, behind it. */
+	if (st->writes > 0) {
+		stream__hold(st, b);
 		return 0;
-	b->off += (uint32_t)done;
-	b->len -= (uint32_t)done;
-	n = 0;
-	for (struct pbuf *p = b; p; p = p->next)
-		ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
-	b->st = st;
-	int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, ub, n, stream__written);
-	if (rc < 0) {
-		stream__put_chain(b);
-		return rc;
 	}
-	for (struct pbuf *p = b; p; p = p->next)
-		st->queued += p->len;
+	return stream__issue(st, b);
+}
+
+/* Write the chain b now: at once as far as the socket takes it, the rest
+   queued with uv_write. At most STREAM_WRITEV_MAX buffers go to one
+   system call; when the socket takes them all, the next ones follow. */
+static int stream__issue(struct stream *st, struct pbuf *b)
+{
+	while (b != NULL) {
+		uv_buf_t ub[STREAM_WRITEV_MAX] = { 0 };
+		unsigned n = 0;
+		struct pbuf *over = NULL;
+
+		for (struct pbuf *p = b; p; p = p->next) {
+			ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
+			if (n == STREAM_WRITEV_MAX) {
+				over = p->next;
+				p->next = NULL;
+				break;
+			}
+		}
+		int k = uv_try_write((uv_stream_t *)&st->tcp, ub, n);
+		/* On an error, queue the write anyway: uv_write meets the same
+		   error and reports it through the callback, as it always did.
+		   Callers rely on that: a write that fails at once must not close
+		   the session under them (the login reply is written just before
+		   the relay starts). */
+		if (k < 0)
+			k = 0;
+		size_t done = (size_t)k;
+		while (b && done >= b->len) {
+			struct pbuf *next = b->next;
+			done -= b->len;
+			b->next = NULL;
+			pbuf_put(b);
+			b = next;
+		}
+		if (b == NULL) {
+			b = over;
+			continue;
+		}
+		b->off += (uint32_t)done;
+		b->len -= (uint32_t)done;
+		/* A short answer left over takes a buffer of its own size while
+		   it waits, not a relay buffer (a client that reads nothing). */
+		b = pbuf_shrink(b);
+		n = 0;
+		for (struct pbuf *p = b; p; p = p->next)
+			ub[n++] = uv_buf_init((char *)p->data + p->off, p->len);
+		b->st = st;
+		int rc = uv_write(&b->req, (uv_stream_t *)&st->tcp, ub, n, stream__written);
+		if (rc < 0) {
+			stream__put_chain(b);
+			stream__put_chain(over);
+			return rc;
+		}
+		st->writes++;
+		for (struct pbuf *p = b; p; p = p->next)
+			st->queued += p->len;
+		if (over != NULL)
+			stream__hold(st, over);
+		return 0;
+	}
 	return 0;
 }
 
@@ -388,17 +473,43 @@ static void stream__tls_pump(struct stream *st)
 	st->in_pump = false;
 }
 
+/* The pump posted by a stream call runs here, from the loop. */
+static void stream__posted(uv_idle_t *h)
+{
+	struct stream *st = h->data;
+
+	uv_idle_stop(h);
+	stream__tls_pump(st);
+}
+
+/* Run the TLS pump from the loop, once, soon: never inside the caller. */
+static void stream__post(struct stream *st)
+{
+	if (st->post_init && !st->closing)
+		uv_idle_start(&st->post, stream__posted);
+}
+
 int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)(struct stream *st, int status))
 {
 	if (t == NULL)
 		return UV_ENOMEM;
+	if (!st->post_init) {
+		int rc = uv_idle_init(st->tcp.loop, &st->post);
+		if (rc < 0)
+			return rc;
+		st->post.data = st;
+		st->post_init = true;
+	}
 	st->tls = t;
 	st->tls_handshaking = true;
 	st->tls_pending = NULL;
 	st->tls_pending_tail = &st->tls_pending;
 	st->on_handshake = on_handshake;
-	/* A client speaks first: this sends its ClientHello. */
-	stream__tls_pump(st);
+	/* A client speaks first: the pump sends its ClientHello; a server
+	   may already hold the start of one (bytes read behind a PROXY
+	   header), and may finish or fail the handshake at once. Either way
+	   on_handshake must not run inside this call. */
+	stream__post(st);
 	return 0;
 }
 
@@ -434,6 +545,15 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 		tls_shutdown(st->tls);
 		stream__tls_flush(st);
 	}
+	/* uv_shutdown waits for libuv's queue only: what waits behind the
+	   write that is out joins it now. */
+	if (st->held != NULL) {
+		struct pbuf *h = st->held;
+		st->held = NULL;
+		for (struct pbuf *p = h; p; p = p->next)
+			st->queued -= p->len;
+		(void)stream__issue(st, h);
+	}
 	st->shutdown_req.data = st;
 	return uv_shutdown(&st->shutdown_req, (uv_stream_t *)&st->tcp, cb);
 }
@@ -442,6 +562,10 @@ static void stream__closed(uv_handle_t *h)
 {
 	struct stream *st = h->data;
 
+	if (--st->open_handles > 0)
+		return;
+	stream__put_chain(st->held);
+	st->held = NULL;
 	while (st->tls_pending) {
 		struct pbuf *b = st->tls_pending;
 		st->tls_pending = b->next;
@@ -466,7 +590,10 @@ void stream_close(struct stream *st)
 	st->cork = NULL;
 	st->closing = true;
 	st->reading = false;
+	st->open_handles = st->post_init ? 2 : 1;
 	uv_close((uv_handle_t *)&st->tcp, stream__closed);
+	if (st->post_init)
+		uv_close((uv_handle_t *)&st->post, stream__closed);
 }
 
 int stream_addr_name(const struct sockaddr *sa, char *ip, size_t iplen, uint16_t *port_out)

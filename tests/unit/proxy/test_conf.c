@@ -93,6 +93,7 @@ static void conf_t_expect_defaults(const struct conf *c)
 	cr_expect_eq(c->limits.max_auth_wait, 10.0);
 	cr_expect_eq(c->limits.relay_buffer, 16384);
 	cr_expect_eq(c->limits.relay_high_water, 65536);
+	cr_expect_eq(c->limits.preauth_output, 16384);
 	cr_expect(c->limits.splice);
 
 	cr_expect_str_eq(c->imap.greeting, "Gatehouse IMAP proxy ready");
@@ -455,6 +456,8 @@ Test(conf, ranges)
 		     "1: limits.relay_buffer: must be between 1024 and 1048576");
 	conf_t_fails("limits = { relay_high_water = 16777217; };\n",
 		     "1: limits.relay_high_water: must be between 1024 and 16777216");
+	conf_t_fails("limits = { preauth_output = 512; };\n",
+		     "1: limits.preauth_output: must be between 1024 and 1048576");
 	conf_t_fails("limits = { relay_buffer = 4096; relay_high_water = 2048; };\n",
 		     "1: limits.relay_high_water: must be between 4096 (limits.relay_buffer) and 16777216");
 	conf_t_fails("imap = { backend_port = 0; };\n", "1: imap.backend_port: must be between 1 and 65535");
