@@ -99,18 +99,24 @@ struct route_query {
 /*
  * Resolve q on loop. cb runs exactly once on the loop thread (possibly before
  * route_resolve returns is NOT allowed: it is always deferred), unless the
- * request is cancelled first. The query strings are copied. Returns the
- * request handle, or NULL when out of memory (cb is then not called).
+ * request is cancelled first. The query strings are copied. arg belongs to
+ * the request until cb runs (cb gets it back) or route_cancel returns it.
+ * Returns the request handle, or NULL when out of memory (cb is then not
+ * called and arg stays the caller's).
  */
 struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct route_query *q,
 				route_cb cb, void *arg);
 
 /*
- * Cancel a pending request: cb will not be called; memory is freed later.
- * Call it on the request's loop thread. A lookup shared with other requests
- * goes on for them; one nobody waits for any more is abandoned.
+ * Cancel a pending request: cb will not be called, and the arg given to
+ * route_resolve is returned, the caller's again to free (so nothing it owns
+ * leaks with a cancelled request). The request's memory is freed later.
+ * NULL when cb is running or has run (cancelling from inside cb is a no-op)
+ * or req was cancelled already. Call it on the request's loop thread. A
+ * lookup shared with other requests goes on for them; one nobody waits for
+ * any more is abandoned.
  */
-void route_cancel(struct route_req *req);
+void *route_cancel(struct route_req *req);
 
 /*
  * Set up / tear down the resolver's state for a loop, on the loop's own

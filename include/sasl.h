@@ -1,7 +1,8 @@
 /*
  * sasl.h - SASL payload helpers shared by the IMAP and POP3 front ends:
  * base64, SASL response lines, the PLAIN message (RFC 4616) and the user
- * inside an XOAUTH2 or OAUTHBEARER message. Pure functions, no allocation.
+ * inside an XOAUTH2 or OAUTHBEARER message. Pure functions, no allocation,
+ * except the sasl_secret pair, which owns the buffer a response decodes into.
  */
 #ifndef GATEHOUSE_SASL_H
 #define GATEHOUSE_SASL_H
@@ -33,6 +34,31 @@ int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t outcap);
  * -1 when malformed or longer than outcap.
  */
 int sasl_response_decode(const uint8_t *in, size_t n, uint8_t *out, size_t outcap);
+
+/*
+ * A decoded SASL response: it may hold a password or a token, so it carries
+ * the size of its own block and the only way to let it go is
+ * sasl_secret_free, which wipes all of it. Wipe sizes counted at the call
+ * site are how an overflow (more than the block) or a leftover secret (less
+ * than was written) creeps in.
+ */
+struct sasl_secret {
+	uint8_t *p;   /* malloc'ed, or NULL */
+	size_t cap;   /* bytes at p: what decoding may write, and what is wiped */
+	size_t len;   /* decoded bytes (0 when decoding failed) */
+};
+
+/*
+ * Decode one SASL response of n characters (as sasl_response_decode) into a
+ * fresh buffer described by *out. Returns 0, or -1 on malformed base64 or no
+ * memory. Either way *out must be released with sasl_secret_free: a failed
+ * decode may have written part of the secret before it stopped.
+ */
+int sasl_secret_decode(const uint8_t *b64, size_t n, struct sasl_secret *out);
+
+/* Wipe all sec->cap bytes, free them and zero *sec. Safe on a zeroed or
+   already freed secret. */
+void sasl_secret_free(struct sasl_secret *sec);
 
 /*
  * Copy a decoded field (a name or a password) into dst as a C string.

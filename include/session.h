@@ -116,6 +116,9 @@ struct session {
 	uv_getaddrinfo_t *dns;          /* pending backend name resolution */
 	struct route_req *route_req;    /* pending route lookup */
 	struct throttle_req *throttle_req; /* pending throttle check */
+	/* The login query (with a password copy) lent to the pending login
+	   check: the session takes it back and wipes it if it cancels. */
+	void *throttle_held;
 	void (*throttle_done)(struct session *s, bool allowed); /* session_count_login's */
 
 	char client_ip[46];

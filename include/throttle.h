@@ -69,14 +69,23 @@ bool throttle_needed(const struct conf *c, const struct throttle_query *q);
 /*
  * Check (and for CONNECT and SUCCESS, count) q on the thread pool; cb runs
  * once on loop's thread, never before throttle_check returns, unless
- * cancelled first. Strings are copied. NULL when out of memory: the caller
- * allows the login (fail open) and cb is not called.
+ * cancelled first. Strings are copied. arg belongs to the request until cb
+ * runs (cb gets it back) or throttle_cancel returns it. NULL when out of
+ * memory: the caller allows the login (fail open), cb is not called and
+ * arg stays the caller's.
  */
 struct throttle_req *throttle_check(uv_loop_t *loop, struct conf *c, const struct throttle_query *q,
 				    throttle_cb cb, void *arg);
 
-/* cb will not run; the memory goes when the work is done. Loop thread only. */
-void throttle_cancel(struct throttle_req *req);
+/*
+ * Cancel a check whose cb has not run: cb never runs, and the arg given to
+ * throttle_check is returned, the caller's again to free or wipe (the one
+ * moment of handing back, so nothing it owns can leak with a cancelled
+ * check). The request's own memory goes when the pool is done with it.
+ * NULL for a NULL req or one already cancelled. Loop thread only; not after
+ * cb has run (req is gone then).
+ */
+void *throttle_cancel(struct throttle_req *req);
 
 /*
  * Count one failed login from ip (throttle.failed_limit), fire and forget.

@@ -107,9 +107,9 @@ void http__next_request(struct session *s)
 	hc->status = 0;
 	if (hc->fwd != NULL) {
 		/* An idle connection keeps no copy of the last head (cookies).
-		   Only fwd_len bytes were written (a failed rewrite closes the
-		   session, and http_destroy wipes all of it). */
-		OPENSSL_cleanse(hc->fwd, hc->fwd_len < hc->fwd_cap ? hc->fwd_len : hc->fwd_cap);
+		   All of the block, not fwd_len: the wipe must not depend on
+		   knowing how far a rewrite got. */
+		OPENSSL_cleanse(hc->fwd, hc->fwd_cap);
 		free(hc->fwd);
 		hc->fwd = NULL;
 		hc->fwd_cap = 0;

@@ -66,10 +66,10 @@ static void imap__caps(struct session *s, char *out, size_t cap)
 		snprintf(out + n, cap - n, "%s%s", n ? " " : "", tail);
 }
 
-void imap_wipe_credentials(struct imap_state *st, const struct conf *c)
+void imap_wipe_credentials(struct imap_state *st)
 {
 	if (st->password)
-		OPENSSL_cleanse(st->password, c->limits.max_password + 1);
+		OPENSSL_cleanse(st->password, st->password_cap);
 	st->password_len = 0;
 	if (st->login)
 		st->login[0] = '\0';
@@ -90,7 +90,7 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted)
 {
 	struct imap_state *st = imap__st(s);
 
-	imap_wipe_credentials(st, s->conf);
+	imap_wipe_credentials(st);
 	memset(&st->route, 0, sizeof(st->route));
 	st->auth = IMAP_AUTH_NONE;
 	session_close_backend(s);
@@ -110,7 +110,7 @@ void imap_login_throttled(struct session *s, const char *msg)
 {
 	struct imap_state *st = imap__st(s);
 
-	imap_wipe_credentials(st, s->conf);
+	imap_wipe_credentials(st);
 	session_close_backend(s);
 	/* Zimbra's answer: the BYE, then the command's own NO. */
 	session_writef(s, "* BYE %s\r\n%s NO %s failed\r\n", msg, st->tag,
@@ -166,7 +166,7 @@ static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest
 		{ st->tag, strlen(st->tag) }, { " ", 1 }, { (void *)rest, rest_len },
 	};
 	session_writev(s, iov, 3);
-	imap_wipe_credentials(st, s->conf);
+	imap_wipe_credentials(st);
 	session_start_relay(s);
 }
 
@@ -281,7 +281,7 @@ static void imap__login(struct session *s, const struct imap_cmd *cmd)
 	st->authenticate = false;
 	st->authz[0] = '\0';
 	int ul = imap_arg_copy(s->in, &cmd->args[0], st->login, c->limits.max_login + 1);
-	int pl = imap_arg_copy(s->in, &cmd->args[1], st->password, c->limits.max_password + 1);
+	int pl = imap_arg_copy(s->in, &cmd->args[1], st->password, st->password_cap);
 	if (ul < 0) {
 		/* Too long for a name: audit what fits, never the password. */
 		st->login[0] = '\0';
@@ -302,48 +302,26 @@ static void imap__login(struct session *s, const struct imap_cmd *cmd)
 	imap__begin_login(s);
 }
 
-/* Decode one SASL response (base64, "=" or empty meaning empty) into a fresh
-   buffer. Returns the length, -1 on bad base64. *out_buf must be freed
-   (wiped) by the caller. */
-static int imap__sasl_decode(const uint8_t *p, size_t n, uint8_t **out_buf)
-{
-	size_t cap = SASL_RESPONSE_DECODED_MAX(n);
-
-	*out_buf = malloc(cap);
-	if (*out_buf == NULL)
-		return -1;
-	return sasl_response_decode(p, n, *out_buf, cap);
-}
-
-static void imap__sasl_free(uint8_t *buf, size_t n)
-{
-	if (buf == NULL)
-		return;
-	OPENSSL_cleanse(buf, n);
-	free(buf);
-}
-
 /* A PLAIN message arrived (initial response or continuation). */
 static void imap__plain(struct session *s, const uint8_t *b64, size_t n)
 {
 	struct imap_state *st = imap__st(s);
 	const struct conf *c = s->conf;
-	uint8_t *msg = NULL;
+	struct sasl_secret msg;
 	struct sasl_plain pl;
-	int len = imap__sasl_decode(b64, n, &msg);
 
 	st->auth = IMAP_AUTH_NONE;
-	if (len < 0) {
-		imap__sasl_free(msg, n);
+	if (sasl_secret_decode(b64, n, &msg) < 0) {
+		sasl_secret_free(&msg);
 		session_writef(s, "%s BAD Invalid base64 data\r\n", st->tag);
 		return;
 	}
 	st->login_start_ms = session_now(s);
-	if (sasl_plain_parse(msg, (size_t)len, &pl) < 0 ||
-	    !sasl_take(st->authz, c->limits.max_login + 1, msg + pl.authz.off, pl.authz.len) ||
-	    !sasl_take(st->login, c->limits.max_login + 1, msg + pl.authc.off, pl.authc.len) ||
-	    !sasl_take(st->password, c->limits.max_password + 1, msg + pl.pass.off, pl.pass.len)) {
-		imap__sasl_free(msg, (size_t)len);
+	if (sasl_plain_parse(msg.p, msg.len, &pl) < 0 ||
+	    !sasl_take(st->authz, c->limits.max_login + 1, msg.p + pl.authz.off, pl.authz.len) ||
+	    !sasl_take(st->login, c->limits.max_login + 1, msg.p + pl.authc.off, pl.authc.len) ||
+	    !sasl_take(st->password, st->password_cap, msg.p + pl.pass.off, pl.pass.len)) {
+		sasl_secret_free(&msg);
 		st->login_attempts++;
 		st->login[0] = '\0';
 		imap_audit(s, "fail", "malformed PLAIN message");
@@ -351,7 +329,7 @@ static void imap__plain(struct session *s, const uint8_t *b64, size_t n)
 		return;
 	}
 	st->password_len = pl.pass.len;
-	imap__sasl_free(msg, (size_t)len);
+	sasl_secret_free(&msg);
 	/* An authzid equal to the authcid is just the user. */
 	if (strcmp(st->authz, st->login) == 0)
 		st->authz[0] = '\0';
@@ -385,10 +363,10 @@ static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
 	}
 	if (strcasecmp(mech, "LOGIN") == 0) {
 		if (ir) {
-			uint8_t *u = NULL;
-			int ul = imap__sasl_decode(s->in + ir->s.off, ir->s.len, &u);
-			bool ok = ul >= 0 && sasl_take(st->login, s->conf->limits.max_login + 1, u, (size_t)ul);
-			imap__sasl_free(u, ul > 0 ? (size_t)ul : 0);
+			struct sasl_secret u;
+			bool ok = sasl_secret_decode(s->in + ir->s.off, ir->s.len, &u) == 0 &&
+				  sasl_take(st->login, s->conf->limits.max_login + 1, u.p, u.len);
+			sasl_secret_free(&u);
 			if (!ok) {
 				imap__bad(s, &cmd->tag, "BAD Invalid initial response");
 				return;
@@ -419,12 +397,11 @@ static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 		imap__plain(s, p, n);
 		return;
 	}
-	uint8_t *v = NULL;
-	int len = imap__sasl_decode(p, n, &v);
-	bool ok;
+	struct sasl_secret v;
+	bool ok = sasl_secret_decode(p, n, &v) == 0;
 	if (st->auth == IMAP_AUTH_LOGIN_USER) {
-		ok = len >= 0 && sasl_take(st->login, c->limits.max_login + 1, v, (size_t)len);
-		imap__sasl_free(v, len > 0 ? (size_t)len : 0);
+		ok = ok && sasl_take(st->login, c->limits.max_login + 1, v.p, v.len);
+		sasl_secret_free(&v);
 		if (!ok) {
 			st->auth = IMAP_AUTH_NONE;
 			session_writef(s, "%s BAD Invalid user name response\r\n", st->tag);
@@ -434,8 +411,9 @@ static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 		session_write(s, "+ UGFzc3dvcmQ6\r\n", 16);
 		return;
 	}
-	ok = len >= 0 && sasl_take(st->password, c->limits.max_password + 1, v, (size_t)len);
-	imap__sasl_free(v, len > 0 ? (size_t)len : 0);
+	ok = ok && sasl_take(st->password, st->password_cap, v.p, v.len);
+	size_t len = v.len;
+	sasl_secret_free(&v);
 	st->auth = IMAP_AUTH_NONE;
 	if (!ok) {
 		st->login_start_ms = session_now(s);
@@ -444,7 +422,7 @@ static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 		imap_login_failed(s, IMAP_AUTHFAILED, true);
 		return;
 	}
-	st->password_len = (size_t)len;
+	st->password_len = len;
 	imap__begin_login(s);
 }
 
@@ -638,6 +616,7 @@ static int imap_start(struct session *s)
 	st->login = malloc(c->limits.max_login + 1);
 	st->authz = malloc(c->limits.max_login + 1);
 	st->password = malloc(c->limits.max_password + 1);
+	st->password_cap = st->password ? c->limits.max_password + 1 : 0;
 	s->proto_state = st;
 	if (!st->tag || !st->login || !st->authz || !st->password)
 		return -1;
@@ -700,7 +679,7 @@ static void imap_destroy(struct session *s)
 
 	if (st == NULL)
 		return;
-	imap_wipe_credentials(st, s->conf);
+	imap_wipe_credentials(st);
 	free(st->held_ok);
 	free(st->tag);
 	free(st->login);

@@ -329,7 +329,8 @@ static void bk__line(struct session *s, const char *line, size_t n, size_t linel
 			return;
 		}
 		if (line[0] == '+' && st->bk_method == IMAP_BKM_PLAIN && !st->bk_plain_sent) {
-			char *b64 = malloc(SASL_B64_ENCODED_SIZE(2 * ROUTE_MAX_USER + st->password_len + 2) + 2);
+			size_t cap = SASL_B64_ENCODED_SIZE(2 * ROUTE_MAX_USER + st->password_len + 2) + 2;
+			char *b64 = malloc(cap);
 			if (b64 == NULL) {
 				session_close(s, "out of memory");
 				return;
@@ -338,7 +339,7 @@ static void bk__line(struct session *s, const char *line, size_t n, size_t linel
 			b64[bl++] = '\r';
 			b64[bl++] = '\n';
 			session_backend_write(s, b64, bl, true);
-			OPENSSL_cleanse(b64, bl);
+			OPENSSL_cleanse(b64, cap);
 			free(b64);
 			st->bk_plain_sent = true;
 			return;

@@ -46,7 +46,8 @@ struct imap_state {
 	char *tag;                  /* max_tag + 1 */
 	char *login;                /* max_login + 1: authcid as typed */
 	char *authz;                /* max_login + 1: PLAIN authzid, "" if none */
-	char *password;             /* max_password + 1 */
+	char *password;             /* password_cap bytes */
+	size_t password_cap;        /* max_password + 1, kept so wipes need no conf */
 	size_t password_len;
 	uint64_t login_start_ms;
 	struct route route;
@@ -71,7 +72,8 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted);
 void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len);
 void imap_login_throttled(struct session *s, const char *msg);
 void imap_audit(struct session *s, const char *result, const char *reason);
-void imap_wipe_credentials(struct imap_state *st, const struct conf *c);
+/* Wipe the password (its whole block) and forget the names. */
+void imap_wipe_credentials(struct imap_state *st);
 bool imap_route_unreachable(struct session *s, const char *why);
 void imap_route_rejected(struct session *s);
 

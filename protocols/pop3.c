@@ -34,17 +34,23 @@ void pop3__reply(struct session *s, const char *line)
 	session_writef(s, "%s\r\n", line);
 }
 
-void pop3_wipe_credentials(struct pop3_state *st, const struct conf *c)
+void pop3__wipe_secrets(struct pop3_state *st)
 {
 	if (st->password)
-		OPENSSL_cleanse(st->password, c->limits.max_password + 1);
+		OPENSSL_cleanse(st->password, st->password_cap);
 	st->password_len = 0;
 	if (st->xoauth2) {
-		OPENSSL_cleanse(st->xoauth2, st->xoauth2_len);
+		OPENSSL_cleanse(st->xoauth2, st->xoauth2_cap);
 		free(st->xoauth2);
 		st->xoauth2 = NULL;
 	}
+	st->xoauth2_cap = 0;
 	st->xoauth2_len = 0;
+}
+
+void pop3_wipe_credentials(struct pop3_state *st)
+{
+	pop3__wipe_secrets(st);
 	if (st->login)
 		st->login[0] = '\0';
 	if (st->authz)
@@ -64,7 +70,7 @@ void pop3_login_failed(struct session *s, const char *reply_line, bool counted)
 {
 	struct pop3_state *st = pop3__st(s);
 
-	pop3_wipe_credentials(st, s->conf);
+	pop3_wipe_credentials(st);
 	memset(&st->route, 0, sizeof(st->route));
 	st->auth = POP3_AUTH_NONE;
 	st->have_user = false; /* a new attempt starts with USER again */
@@ -88,7 +94,7 @@ void pop3_login_throttled(struct session *s, const char *msg)
 	struct pop3_state *st = pop3__st(s);
 	char line[256];
 
-	pop3_wipe_credentials(st, s->conf);
+	pop3_wipe_credentials(st);
 	session_close_backend(s);
 	snprintf(line, sizeof(line), "-ERR %s", msg);
 	pop3__reply(s, line);
@@ -139,7 +145,7 @@ static void pop3__login_done(struct session *s, const char *line, size_t len)
 		    st->authz[0] ? st->authz : st->login, st->route.user, s->backend_addr);
 	/* The backend's own +OK, as it sent it. */
 	session_write(s, line, len);
-	pop3_wipe_credentials(st, s->conf);
+	pop3_wipe_credentials(st);
 	session_start_relay(s);
 }
 
@@ -317,7 +323,7 @@ static void pop3__pass(struct session *s, const struct pop3_cmd *cmd)
 		pop3__fail_early(s, "login name too long");
 		return;
 	}
-	if (!sasl_take(st->password, s->conf->limits.max_password + 1, s->in + a->off, a->len)) {
+	if (!sasl_take(st->password, st->password_cap, s->in + a->off, a->len)) {
 		pop3__fail_early(s, "password too long");
 		return;
 	}
@@ -435,6 +441,7 @@ static int pop3_start(struct session *s)
 	st->login = malloc(c->limits.max_login + 1);
 	st->authz = malloc(c->limits.max_login + 1);
 	st->password = malloc(c->limits.max_password + 1);
+	st->password_cap = st->password ? c->limits.max_password + 1 : 0;
 	s->proto_state = st;
 	if (!st->login || !st->authz || !st->password)
 		return -1;
@@ -456,7 +463,7 @@ static void pop3_tls_started(struct session *s)
 	st->have_user = false;
 	st->user_too_long = false;
 	st->auth = POP3_AUTH_NONE;
-	pop3_wipe_credentials(st, s->conf);
+	pop3_wipe_credentials(st);
 	session_client_reading(s, true);
 	pop3__process(s);
 }
@@ -494,7 +501,7 @@ static void pop3_destroy(struct session *s)
 
 	if (st == NULL)
 		return;
-	pop3_wipe_credentials(st, s->conf);
+	pop3_wipe_credentials(st);
 	free(st->held_ok);
 	free(st->login);
 	free(st->authz);

@@ -173,16 +173,8 @@ static void bk__send(struct session *s, char *buf, size_t n, size_t cap, bool do
 	   commands may have begun the next one): its credentials are not ours. */
 	if (s->backend == NULL || s->phase != SESSION_BACKEND_LOGIN)
 		return;
-	if (done) {
-		OPENSSL_cleanse(st->password, s->conf->limits.max_password + 1);
-		st->password_len = 0;
-		if (st->xoauth2) {
-			OPENSSL_cleanse(st->xoauth2, st->xoauth2_len);
-			free(st->xoauth2);
-			st->xoauth2 = NULL;
-			st->xoauth2_len = 0;
-		}
-	}
+	if (done)
+		pop3__wipe_secrets(st);
 }
 
 /* The step that answers the login's first command (see bk__login_cmds). */

@@ -58,9 +58,11 @@ struct pop3_state {
 	/* The login in progress. Credentials are wiped as soon as they are sent. */
 	char *login;                /* max_login + 1: USER, authcid or XOAUTH2 user, as typed */
 	char *authz;                /* max_login + 1: PLAIN authzid, "" if none */
-	char *password;             /* max_password + 1 */
+	char *password;             /* password_cap bytes */
+	size_t password_cap;        /* max_password + 1, kept so wipes need no conf */
 	size_t password_len;
 	char *xoauth2;              /* the client's base64 XOAUTH2 or OAUTHBEARER message, or NULL */
+	size_t xoauth2_cap;         /* bytes at xoauth2 (the message and its NUL) */
 	size_t xoauth2_len;
 	uint64_t login_start_ms;
 	struct route route;
@@ -84,7 +86,12 @@ void pop3_login_failed(struct session *s, const char *reply_line, bool counted);
 void pop3_login_succeeded(struct session *s, const char *line, size_t len);
 void pop3_login_throttled(struct session *s, const char *msg);
 void pop3_audit(struct session *s, const char *result, const char *reason);
-void pop3_wipe_credentials(struct pop3_state *st, const struct conf *c);
+/* Wipe the password and drop the token message (each over its whole
+   block), and forget the names. */
+void pop3_wipe_credentials(struct pop3_state *st);
+/* Wipe the password and the token message only: they are sent; the names
+   still serve the audit line. */
+void pop3__wipe_secrets(struct pop3_state *st);
 /* One reply line; CRLF added. */
 void pop3__reply(struct session *s, const char *line);
 /* Answer a bad command, or end the session at max_bad_commands. Returns

@@ -20,53 +20,32 @@ static struct pop3_state *pop3__st(struct session *s)
 	return s->proto_state;
 }
 
-/* Decode one SASL response into a fresh buffer of *cap_out bytes (wipe and
-   free it). Returns the length, -1 on bad base64 or no memory. */
-static int pop3__decode(const uint8_t *p, size_t n, uint8_t **out, size_t *cap_out)
-{
-	*cap_out = SASL_RESPONSE_DECODED_MAX(n);
-	*out = malloc(*cap_out);
-	if (*out == NULL)
-		return -1;
-	return sasl_response_decode(p, n, *out, *cap_out);
-}
-
-static void pop3__free(uint8_t *buf, size_t cap)
-{
-	if (buf == NULL)
-		return;
-	OPENSSL_cleanse(buf, cap);
-	free(buf);
-}
-
 /* A PLAIN message arrived (initial response or continuation). */
 static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
 {
 	struct pop3_state *st = pop3__st(s);
 	const struct conf *c = s->conf;
-	uint8_t *msg;
-	size_t cap;
+	struct sasl_secret msg;
 	struct sasl_plain pl;
-	int len = pop3__decode(b64, n, &msg, &cap);
 
 	st->auth = POP3_AUTH_NONE;
 	st->mech = POP3_MECH_PLAIN;
-	if (len < 0) {
-		pop3__free(msg, cap);
+	if (sasl_secret_decode(b64, n, &msg) < 0) {
+		sasl_secret_free(&msg);
 		pop3__bad(s, "-ERR Invalid base64 data");
 		return;
 	}
-	if (sasl_plain_parse(msg, (size_t)len, &pl) < 0 ||
-	    !sasl_take(st->authz, c->limits.max_login + 1, msg + pl.authz.off, pl.authz.len) ||
-	    !sasl_take(st->login, c->limits.max_login + 1, msg + pl.authc.off, pl.authc.len) ||
-	    !sasl_take(st->password, c->limits.max_password + 1, msg + pl.pass.off, pl.pass.len)) {
-		pop3__free(msg, cap);
+	if (sasl_plain_parse(msg.p, msg.len, &pl) < 0 ||
+	    !sasl_take(st->authz, c->limits.max_login + 1, msg.p + pl.authz.off, pl.authz.len) ||
+	    !sasl_take(st->login, c->limits.max_login + 1, msg.p + pl.authc.off, pl.authc.len) ||
+	    !sasl_take(st->password, st->password_cap, msg.p + pl.pass.off, pl.pass.len)) {
+		sasl_secret_free(&msg);
 		st->login[0] = st->authz[0] = '\0';
 		pop3__fail_early(s, "malformed PLAIN message");
 		return;
 	}
 	st->password_len = pl.pass.len;
-	pop3__free(msg, cap);
+	sasl_secret_free(&msg);
 	/* An authzid equal to the authcid is just the user. */
 	if (strcmp(st->authz, st->login) == 0)
 		st->authz[0] = '\0';
@@ -78,24 +57,22 @@ static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
 static void pop3__token(struct session *s, enum pop3_mech mech, const uint8_t *b64, size_t n)
 {
 	struct pop3_state *st = pop3__st(s);
-	uint8_t *msg;
-	size_t cap;
+	struct sasl_secret msg;
 	struct sasl_xoauth2 x;
-	int len = pop3__decode(b64, n, &msg, &cap);
 	bool bearer = mech == POP3_MECH_OAUTHBEARER;
 
 	st->auth = POP3_AUTH_NONE;
 	st->mech = mech;
 	st->authz[0] = '\0';
-	if (len < 0) {
-		pop3__free(msg, cap);
+	if (sasl_secret_decode(b64, n, &msg) < 0) {
+		sasl_secret_free(&msg);
 		pop3__bad(s, "-ERR Invalid base64 data");
 		return;
 	}
-	bool ok = (bearer ? sasl_oauthbearer_parse(msg, (size_t)len, &x)
-			  : sasl_xoauth2_parse(msg, (size_t)len, &x)) == 0 &&
-		  sasl_take(st->login, s->conf->limits.max_login + 1, msg + x.user.off, x.user.len);
-	pop3__free(msg, cap);
+	bool ok = (bearer ? sasl_oauthbearer_parse(msg.p, msg.len, &x)
+			  : sasl_xoauth2_parse(msg.p, msg.len, &x)) == 0 &&
+		  sasl_take(st->login, s->conf->limits.max_login + 1, msg.p + x.user.off, x.user.len);
+	sasl_secret_free(&msg);
 	if (!ok) {
 		st->login[0] = '\0';
 		pop3__fail_early(s, bearer ? "malformed OAUTHBEARER message"
@@ -107,6 +84,7 @@ static void pop3__token(struct session *s, enum pop3_mech mech, const uint8_t *b
 		session_close(s, "out of memory");
 		return;
 	}
+	st->xoauth2_cap = n + 1;
 	memcpy(st->xoauth2, b64, n);
 	st->xoauth2[n] = '\0';
 	st->xoauth2_len = n;
@@ -172,11 +150,10 @@ bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
 			pop3__continue(s, POP3_AUTH_LOGIN_USER, "+ VXNlcm5hbWU6");
 			return true;
 		}
-		uint8_t *u;
-		size_t cap;
-		int ul = pop3__decode(s->in + ir->off, ir->len, &u, &cap);
-		bool ok = ul >= 0 && sasl_take(st->login, s->conf->limits.max_login + 1, u, (size_t)ul);
-		pop3__free(u, cap);
+		struct sasl_secret u;
+		bool ok = sasl_secret_decode(s->in + ir->off, ir->len, &u) == 0 &&
+			  sasl_take(st->login, s->conf->limits.max_login + 1, u.p, u.len);
+		sasl_secret_free(&u);
 		if (!ok)
 			return pop3__bad(s, "-ERR Invalid initial response");
 		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
@@ -210,24 +187,24 @@ bool pop3__sasl_line(struct session *s, const struct pop3_cmd *cmd)
 			    p, n);
 		return true;
 	}
-	uint8_t *v;
-	size_t cap;
-	int len = pop3__decode(p, n, &v, &cap);
+	struct sasl_secret v;
+	bool ok = sasl_secret_decode(p, n, &v) == 0;
 	if (step == POP3_AUTH_LOGIN_USER) {
-		bool ok = len >= 0 && sasl_take(st->login, c->limits.max_login + 1, v, (size_t)len);
-		pop3__free(v, cap);
+		ok = ok && sasl_take(st->login, c->limits.max_login + 1, v.p, v.len);
+		sasl_secret_free(&v);
 		if (!ok)
 			return pop3__bad(s, "-ERR Invalid user name response");
 		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
 		return true;
 	}
-	bool ok = len >= 0 && sasl_take(st->password, c->limits.max_password + 1, v, (size_t)len);
-	pop3__free(v, cap);
+	ok = ok && sasl_take(st->password, st->password_cap, v.p, v.len);
+	size_t len = v.len;
+	sasl_secret_free(&v);
 	if (!ok) {
 		pop3__fail_early(s, "invalid password response");
 		return true;
 	}
-	st->password_len = (size_t)len;
+	st->password_len = len;
 	pop3__begin_login(s);
 	return true;
 }

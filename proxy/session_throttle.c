@@ -71,14 +71,6 @@ void session__throttle_timeout(struct session *s)
 	session__greet(s);
 }
 
-void session__throttle_cancel(struct session *s)
-{
-	if (s->throttle_req != NULL) {
-		throttle_cancel(s->throttle_req);
-		s->throttle_req = NULL;
-	}
-}
-
 /* ---- before a lookup ---- */
 
 /* A copy of the route query while the throttle is asked. */
@@ -101,6 +93,22 @@ static void session__held_free(struct session__held_query *h)
 	}
 	free(h->login);
 	free(h);
+}
+
+void session__throttle_cancel(struct session *s)
+{
+	void *arg;
+
+	if (s->throttle_req == NULL)
+		return;
+	arg = throttle_cancel(s->throttle_req);
+	s->throttle_req = NULL;
+	/* A login check hands back the held query (a password copy): its
+	   callback, which would have freed it, will not run. The other checks
+	   lent the session itself. */
+	if (arg != NULL && arg == s->throttle_held)
+		session__held_free(arg);
+	s->throttle_held = NULL;
 }
 
 static struct session__held_query *session__hold(struct session *s, const struct route_query *src)
@@ -142,6 +150,7 @@ static void session__login_checked(const struct throttle_result *res, void *arg)
 	struct session *s = h->s;
 
 	s->throttle_req = NULL;
+	s->throttle_held = NULL;
 	if (s->closed || s->finishing) {
 		session__held_free(h);
 		return;
@@ -188,6 +197,7 @@ bool session__throttle_login(struct session *s, const struct route_query *q)
 		session__held_free(h);
 		return false;
 	}
+	s->throttle_held = h;
 	return true;
 }
 

@@ -248,10 +248,12 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 	return req;
 }
 
-void route_cancel(struct route_req *req)
+void *route_cancel(struct route_req *req)
 {
+	void *arg = req->arg;
+
 	if (req->cancelled)
-		return;
+		return NULL;
 	req->cancelled = true;
 	pthread_mutex_lock(&route__lock);
 	if (req->flight != NULL)
@@ -259,6 +261,7 @@ void route_cancel(struct route_req *req)
 	pthread_mutex_unlock(&route__lock);
 	/* A pending answer is dropped with the handle. */
 	route__close(req);
+	return arg;
 }
 
 /* ---- invalidation ---- */

@@ -337,10 +337,12 @@ struct throttle_req *throttle_check(uv_loop_t *loop, struct conf *c, const struc
 	return thr__queue(loop, t) ? t : NULL;
 }
 
-void throttle_cancel(struct throttle_req *req)
+void *throttle_cancel(struct throttle_req *req)
 {
-	if (req != NULL)
-		req->cancelled = true;
+	if (req == NULL || req->cancelled)
+		return NULL;
+	req->cancelled = true;
+	return req->arg;
 }
 
 void throttle_failed(uv_loop_t *loop, struct conf *c, const char *ip)

@@ -167,6 +167,37 @@ def test_authenticate_cancel(gh):
         c.command("c", "LOGOUT")
 
 
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 4000])
+def test_authenticate_bad_base64_everywhere(gatehouse, stores, length):
+    """Every SASL response that is not base64 gets its BAD (or, for the
+    password, a failed login) and the session goes on. "!" x 8 once made the
+    PLAIN path wipe past its decode buffer (issue 14)."""
+    gh = gatehouse(limits={"max_bad_commands": 20, "max_login_failures": 5})
+    bang = "!" * length
+    with gh.raw() as c:
+        assert c.command("a", "AUTHENTICATE PLAIN " + bang)[-1] == b"a BAD Invalid base64 data"
+        c.send("b AUTHENTICATE PLAIN\r\n")
+        assert c.readline().startswith(b"+")
+        c.send(bang + "\r\n")
+        assert c.read_tagged("b")[-1] == b"b BAD Invalid base64 data"
+        assert c.command("c", "AUTHENTICATE LOGIN " + bang)[-1] == b"c BAD Invalid initial response"
+        c.send("d AUTHENTICATE LOGIN\r\n")
+        assert c.readline() == b"+ VXNlcm5hbWU6"
+        c.send(bang + "\r\n")
+        assert c.read_tagged("d")[-1] == b"d BAD Invalid user name response"
+        c.send("e AUTHENTICATE LOGIN " + b64(ALICE[0]) + "\r\n")
+        assert c.readline() == b"+ UGFzc3dvcmQ6"
+        c.send(bang + "\r\n")
+        assert c.read_tagged("e")[-1].startswith(b"e NO [AUTHENTICATIONFAILED]")
+        assert c.command("f", "NOOP")[-1].startswith(b"f OK")
+        assert c.command("g", "LOGIN %s %s" % ALICE)[-1].startswith(b"g OK")
+        c.command("h", "LOGOUT")
+    recs = gh.wait_audit(2)
+    assert [r["result"] for r in recs] == ["fail", "ok"]
+    assert "invalid password response" in recs[0]["reason"]
+    gh.assert_no_secret(ALICE[1])
+
+
 def test_authenticate_unknown_mechanism(gh):
     with gh.raw() as c:
         line = c.command("a", "AUTHENTICATE X-UNKNOWN-MECH")[-1]

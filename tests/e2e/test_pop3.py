@@ -341,6 +341,38 @@ def test_auth_bad_base64(gh):
                 proto="pop3")
 
 
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 4000])
+def test_auth_bad_base64_everywhere(pop3gh, stores, length):
+    """Every SASL response that is not base64, in every mechanism, gets its
+    -ERR (or, for the password, a failed login) and the session goes on
+    (issue 14: the decode buffers are wiped by their own size)."""
+    gh = pop3gh(limits={"max_bad_commands": 20, "max_login_failures": 5},
+                pop3={"sasl_mechanisms": ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"]})
+    bang = "!" * length
+    bad = b"-ERR Invalid base64 data"
+    with gh.raw3() as c:
+        assert c.cmd("AUTH PLAIN " + bang) == bad
+        assert c.cmd("AUTH PLAIN") == b"+ "
+        assert c.cmd(bang) == bad
+        assert c.cmd("AUTH LOGIN " + bang) == b"-ERR Invalid initial response"
+        assert c.cmd("AUTH LOGIN") == b"+ VXNlcm5hbWU6"
+        assert c.cmd(bang) == b"-ERR Invalid user name response"
+        assert c.cmd("AUTH LOGIN " + b64(ALICE[0])) == b"+ UGFzc3dvcmQ6"
+        assert c.cmd(bang) == AUTHFAILED
+        for mech in ("XOAUTH2", "OAUTHBEARER"):
+            assert c.cmd("AUTH %s %s" % (mech, bang)) == bad
+            assert c.cmd("AUTH " + mech) == b"+ "
+            assert c.cmd(bang) == bad
+        assert c.cmd("NOOP") == b"+OK"
+        assert c.cmd("USER %s" % ALICE[0]) == b"+OK"
+        assert c.cmd("PASS %s" % ALICE[1]).startswith(b"+OK")
+        assert c.cmd("QUIT").startswith(b"+OK")
+    recs = gh.wait_audit(2)
+    assert [r["result"] for r in recs] == ["fail", "ok"]
+    assert "invalid password response" in recs[0]["reason"]
+    gh.assert_no_secret(ALICE[1])
+
+
 def test_curl_sasl(gh, stores):
     """curl logs in with AUTH (CAPA offers SASL PLAIN LOGIN) and RETRs."""
     url = "pop3://127.0.0.1:%d/2" % gh.port

@@ -267,3 +267,48 @@ def test_config_is_checked(gatehouse_bin, tmp_path):
                        text=True, timeout=10)
     assert r.returncode != 0
     assert "throttle.whitelist" in r.stderr and ":2:" in r.stderr, r.stderr
+
+
+def test_session_closed_during_its_login_check_frees_the_held_query(gatehouse):
+    """Issue 14 (review finding 9): a session closed while its login check
+    waits on memcached used to leak the held route query, password copy
+    included. memcached here accepts and never answers, so the check is in
+    flight when SIGTERM's drain deadline closes the session. Under ASan or
+    valgrind the teardown fails on a leak report; everywhere, gatehouse must
+    exit cleanly once the check times out."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        gh = gatehouse(**merged({"cache": {"memcached": ["127.0.0.1:%d" % silent.getsockname()[1]],
+                                           "timeout": 2.0}},
+                                throttle(user_limit=5), {"shutdown_timeout": 0.2}))
+        c = RawImap(gh.port, source="127.0.0.50", timeout=5.0)
+        c.send("a1 LOGIN %s %s\r\n" % (quote(ALICE[0]), quote(ALICE[1])))
+        deadline = time.monotonic() + 5
+        while not held:
+            assert time.monotonic() < deadline, "the check never reached memcached"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert gh.stop(10.0) == 0
+        assert c.is_closed(timeout=3)
+        gh.assert_healthy()
+    finally:
+        stop.set()
+        t.join()
+        for s in held:
+            s.close()
+        silent.close()

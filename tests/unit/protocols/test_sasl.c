@@ -1,5 +1,7 @@
-/* Tests for protocols/sasl.c: base64 (RFC 4648) and PLAIN (RFC 4616). */
+/* Tests for protocols/sasl.c: base64 (RFC 4648), PLAIN (RFC 4616) and the
+   sasl_secret buffers responses are decoded into. */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -403,4 +405,119 @@ Test(sasl, oauthbearer_malformed)
 	cr_assert_eq(T_OB("n,a=u,\001port\001auth=Bearer t\001\001", &x), -1);  /* no '=' */
 	cr_assert_eq(T_OB("n,a=u\0,\001auth=Bearer t\001\001", &x), -1);   /* NUL */
 	cr_assert_eq(T_OB("n,a=u,\001auth=Bearer t\001", &x), -1);          /* one final ^A */
+}
+
+/* ---- sasl_secret: the decode buffer that knows its own size ---- */
+
+/*
+ * The block behind sec is at least sec->cap bytes, and cap covers the most
+ * decoding n characters can write. malloc_usable_size is exact under ASan
+ * and rounds up only a little in glibc, so a cap larger than the block
+ * fails here even without ASan (the old code wiped n bytes of a 3n/4 one).
+ */
+static void t_secret_sized(const struct sasl_secret *sec, size_t n)
+{
+	cr_assert_not_null(sec->p);
+	cr_assert_geq(sec->cap, n / 4 * 3, "n %zu: cap %zu is less than decoding may write", n, sec->cap);
+	cr_assert_geq(malloc_usable_size(sec->p), sec->cap, "n %zu: cap %zu is more than the block", n,
+		      sec->cap);
+	cr_assert_leq(sec->len, sec->cap);
+}
+
+/* Free twice: the first wipes and NULLs, the second does nothing. */
+static void t_secret_free_twice(struct sasl_secret *sec)
+{
+	sasl_secret_free(sec);
+	cr_assert_null(sec->p);
+	cr_assert_eq(sec->cap, 0);
+	cr_assert_eq(sec->len, 0);
+	sasl_secret_free(sec);
+	cr_assert_null(sec->p);
+}
+
+/* "a AUTHENTICATE PLAIN !!!!!!!!" once wiped 8 bytes of a 7-byte block. */
+Test(sasl, secret_invalid_base64_of_every_length)
+{
+	static uint8_t bang[8192];
+	size_t lens[65];
+
+	memset(bang, '!', sizeof(bang));
+	for (size_t n = 1; n <= 64; n++)
+		lens[n - 1] = n;
+	lens[64] = sizeof(bang);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		struct sasl_secret sec;
+
+		memset(&sec, 0xa5, sizeof(sec)); /* decode must not rely on a zeroed struct */
+		cr_assert_eq(sasl_secret_decode(bang, lens[i], &sec), -1, "n %zu", lens[i]);
+		t_secret_sized(&sec, lens[i]);
+		cr_assert_eq(sec.len, 0);
+		t_secret_free_twice(&sec);
+	}
+}
+
+/* A bad quantum after good ones: part of the secret is already written. */
+Test(sasl, secret_invalid_after_a_valid_prefix)
+{
+	char in[4 * 40 + 4];
+
+	for (size_t k = 0; k < 40; k++) {
+		struct sasl_secret sec;
+		size_t n = 0;
+
+		for (size_t j = 0; j < k; j++, n += 4)
+			memcpy(in + n, "cGFz", 4); /* "pas" */
+		memcpy(in + n, "c3!v", 4);
+		n += 4;
+		cr_assert_eq(sasl_secret_decode((const uint8_t *)in, n, &sec), -1, "k %zu", k);
+		t_secret_sized(&sec, n);
+		t_secret_free_twice(&sec);
+	}
+}
+
+Test(sasl, secret_good_inputs_have_their_length)
+{
+	for (size_t i = 0; i < sizeof(t_vectors) / sizeof(t_vectors[0]); i++) {
+		const char *b64 = t_vectors[i].b64;
+		size_t n = strlen(t_vectors[i].plain);
+		struct sasl_secret sec;
+
+		cr_assert_eq(sasl_secret_decode((const uint8_t *)b64, strlen(b64), &sec), 0, "vector %zu", i);
+		t_secret_sized(&sec, strlen(b64));
+		cr_assert_eq(sec.len, n, "vector %zu", i);
+		cr_assert_eq(memcmp(sec.p, t_vectors[i].plain, n), 0);
+		t_secret_free_twice(&sec);
+	}
+	/* "=" is the empty response (RFC 4959). */
+	struct sasl_secret e;
+	cr_assert_eq(sasl_secret_decode((const uint8_t *)"=", 1, &e), 0);
+	cr_assert_not_null(e.p, "even an empty response has a block to free");
+	cr_assert_eq(e.len, 0);
+	t_secret_free_twice(&e);
+}
+
+Test(sasl, secret_round_trip_of_every_length)
+{
+	uint8_t in[300];
+	char enc[SASL_B64_ENCODED_SIZE(300)];
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 7 + 1);
+	for (size_t n = 0; n <= sizeof(in); n++) {
+		size_t el = sasl_b64_encode(in, n, enc);
+		struct sasl_secret sec;
+
+		cr_assert_eq(sasl_secret_decode((const uint8_t *)enc, el, &sec), 0, "n %zu", n);
+		t_secret_sized(&sec, el);
+		cr_assert_eq(sec.len, n);
+		cr_assert_eq(memcmp(sec.p, in, n), 0);
+		t_secret_free_twice(&sec);
+	}
+}
+
+Test(sasl, secret_free_of_a_zeroed_secret)
+{
+	struct sasl_secret z = { 0 };
+
+	t_secret_free_twice(&z);
 }

@@ -372,7 +372,8 @@ Test(route, cancel_means_no_callback_and_nothing_left_open)
 	struct route_req *req = route_resolve(&loop, c, &QUERY, on_route, &res);
 	while (silent.accepted == 0)
 		uv_run(&loop, UV_RUN_ONCE);
-	route_cancel(req);
+	cr_assert_eq(route_cancel(req), &res, "the argument comes back to the caller");
+	cr_assert_null(route_cancel(req), "a second cancel hands nothing back");
 	fake_stop(&silent);
 	finish_loop(&loop);
 	cr_assert_eq(res.calls, 0);
@@ -387,8 +388,38 @@ Test(route, cancel_before_the_deferred_answer)
 
 	start_loop(&loop);
 	struct route_req *req = route_resolve(&loop, c, &QUERY, on_route, &res);
-	route_cancel(req);
+	cr_assert_eq(route_cancel(req), &res, "the argument comes back to the caller");
 	finish_loop(&loop);
 	cr_assert_eq(res.calls, 0);
+	conf_unref(c);
+}
+
+/* The callback has the argument already: a cancel from inside it is a
+   no-op that hands nothing back (else the argument would have two owners). */
+struct cancel_inside {
+	int calls;
+	void *back;
+};
+
+static void on_route_cancel_inside(struct route_req *req, const struct route *r, void *arg)
+{
+	struct cancel_inside *ci = arg;
+
+	(void)r;
+	ci->calls++;
+	ci->back = route_cancel(req);
+}
+
+Test(route, cancel_inside_the_callback_hands_nothing_back)
+{
+	uv_loop_t loop;
+	struct cancel_inside ci = { 0, &ci };
+	struct conf *c = load("routes = ( { match = \"*\"; server = \"127.0.0.1\"; } );\n");
+
+	start_loop(&loop);
+	route_resolve(&loop, c, &QUERY, on_route_cancel_inside, &ci);
+	finish_loop(&loop);
+	cr_assert_eq(ci.calls, 1);
+	cr_assert_null(ci.back);
 	conf_unref(c);
 }

@@ -248,3 +248,77 @@ Test(throttle_conf, cancelled_check_never_calls_back)
 	cr_assert_eq(uv_loop_close(&loop), 0);
 	conf_unref(c);
 }
+
+/*
+ * What a caller lends a check, as the session's held login query: heap
+ * memory, freed by the callback. thr_lent_frees counts every way it is
+ * freed, so the test sees that it comes back exactly once.
+ */
+struct thr_lent {
+	char password[32];
+	int calls;
+};
+
+static int thr_lent_frees;
+
+static void thr_lent_free(struct thr_lent *l)
+{
+	thr_lent_frees++;
+	free(l);
+}
+
+static void thr_lent_cb(const struct throttle_result *res, void *arg)
+{
+	(void)res;
+	thr_lent_free(arg);
+}
+
+/* Issue 14: the session's held query (a password copy) leaked with the
+   check it had lent it to. Cancelling now hands the argument back. */
+Test(throttle_conf, cancel_hands_the_argument_back)
+{
+	struct conf *c = thr_load("throttle = { user_limit = 3; };");
+	struct throttle_query q = { THROTTLE_LOGIN, 'i', "192.0.2.10", "alice@example.com" };
+	uv_loop_t loop;
+
+	thr_lent_frees = 0;
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	struct thr_lent *l = calloc(1, sizeof(*l));
+	cr_assert_not_null(l);
+	snprintf(l->password, sizeof(l->password), "secret");
+	struct throttle_req *t = throttle_check(&loop, c, &q, thr_lent_cb, l);
+	cr_assert_not_null(t);
+	void *back = throttle_cancel(t);
+	cr_assert_eq(back, l, "the argument comes back to the caller");
+	cr_assert_null(throttle_cancel(t), "a second cancel hands nothing back");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(thr_lent_frees, 0, "the callback never ran");
+	if (back != NULL)
+		thr_lent_free(back);
+	cr_assert_eq(thr_lent_frees, 1);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	conf_unref(c);
+}
+
+/* Not cancelled: the callback gets the argument back, once. */
+Test(throttle_conf, uncancelled_check_returns_the_argument_once)
+{
+	struct conf *c = thr_load("throttle = { user_limit = 3; };");
+	struct throttle_query q = { THROTTLE_LOGIN, 'i', "192.0.2.11", "alice@example.com" };
+	uv_loop_t loop;
+
+	thr_lent_frees = 0;
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	struct thr_lent *l = calloc(1, sizeof(*l));
+	cr_assert_not_null(l);
+	cr_assert_not_null(throttle_check(&loop, c, &q, thr_lent_cb, l));
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(thr_lent_frees, 1);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	conf_unref(c);
+}
+
+Test(throttle_conf, cancel_of_null_is_null)
+{
+	cr_assert_null(throttle_cancel(NULL));
+}
