@@ -15,9 +15,16 @@ bound.
 Every test drives its own gatehouse (`own_gh`, like test_tls's
 private_tls_gh): a crash fails the test itself, not its teardown, and each
 test ends with `finish(gh)`: still running, no sanitizer report, SIGTERM
-exits 0, no password in any log.  The memory-safety defects show as a crash
-in a release build only for 1a and the long PLAIN run; the others need the
-ASan build (scripts/ci-asan.sh runs this file against it).
+exits 0, no password in any log.
+
+Which build sees which defect: a release build crashes on 1a (SIGSEGV) and
+on the long invalid PLAIN response (glibc aborts on the corrupted heap).
+1b and 1c are one-byte use-after-free accesses: ASan (scripts/ci-asan.sh)
+and valgrind see them.  The PLAIN overrun is written by OPENSSL_cleanse,
+which is assembly inside libcrypto, so ASan cannot see it; valgrind
+(GATEHOUSE_VALGRIND=1, scripts/ci-valgrind.sh) reports even the 1-byte
+case.  The RSS tests assert only in a plain build (test_faults's
+RSS_MEANINGFUL): ASan's quarantine and valgrind's heap count too.
 """
 
 import contextlib
@@ -34,6 +41,7 @@ from conftest import PASSWORDS, SLOW, VALGRIND, Gatehouse, default_settings, htt
 from ghtest import (ALICE, BAD_TLS_RECORD, BOB, ConnectionClosed, RawImap, TlsBio, b64,
                     deep_merge, free_port)
 from httpstore import HttpClient, header, parse_head
+from test_faults import RSS_MEANINGFUL      # False under ASan (quarantine) and valgrind
 
 HOST = "mail.example.com"
 MAX_LINE = 8192          # limits.max_line's default: the IMAP/POP3 s->in
@@ -102,8 +110,9 @@ def survives(gh, what):
     except (OSError, ConnectionClosed, AssertionError, ssl.SSLError) as e:
         time.sleep(0.2)
         if gh.proc.poll() is not None:
-            pytest.fail("%s: gatehouse died (status %s) -- client saw %r\n%s" % (
-                what, gh.proc.returncode, e, gh.logs_text()[-3000:]))
+            vg = gh._read(gh.valgrind_log_path)[-3000:] if VALGRIND else ""
+            pytest.fail("%s: gatehouse died (status %s) -- client saw %r\n%s%s" % (
+                what, gh.proc.returncode, e, gh.logs_text()[-3000:], vg))
         raise
 
 
@@ -111,7 +120,8 @@ def finish(gh):
     """The end of every test: alive and clean, exits 0 on SIGTERM, no secret logged."""
     assert_alive(gh)
     rc = gh.stop(10.0 * SLOW)
-    assert rc == 0, "gatehouse exited with %s:\n%s" % (rc, gh.logs_text()[-4000:])
+    assert rc == 0, "gatehouse exited with %s:\n%s%s" % (
+        rc, gh.logs_text()[-4000:], gh.valgrind_problems()[-4000:])
     gh.assert_healthy()
     assert not gh.valgrind_problems(), gh.valgrind_problems()[-4000:]
     gh.assert_no_secret(*PASSWORDS)
@@ -593,11 +603,13 @@ def test_rss_bounded_for_pipelining_client_that_never_reads(own_gh, listener):
         growth = max(after, peak) - before
         plain_sent = sent if t is None else int(sent * len(payload) / len(wire))
         print("\nRSS %s: %+d KiB (%.1f MiB) after %d of %d bytes in %.1f s%s%s "
-              "(before %d KiB, after %d KiB)"
+              "(before %d KiB, after %d KiB)%s"
               % (listener, growth, growth / 1024.0, sent, len(wire), elapsed,
                  ", stopped at the %d MiB cap" % (RSS_ABORT_KB // 1024) if aborted else "",
-                 closed, before, after))
-        assert growth < RSS_BOUND_KB, (
+                 closed, before, after, "" if RSS_MEANINGFUL else " [not asserted: ASan]"))
+        # Under ASan the flood still runs (its paths are checked for memory
+        # errors) but RSS counts the quarantine, not gatehouse.
+        assert growth < RSS_BOUND_KB or not RSS_MEANINGFUL, (
             "%s: RSS grew by %d KiB (%.0f MiB) for one client that sent %d commands "
             "and read nothing%s" % (listener, growth, growth / 1024.0,
                                     plain_sent // len(unit),
