@@ -6,7 +6,10 @@
 # the route cache, and hashed memcached keys with no TLS configured (OpenSSL
 # then first runs on libuv's thread pool: its per-thread state must be freed
 # before exit), and avoids the tests whose timing valgrind's 10-30x
-# slowdown would upset. Last line: "N passed, N failed".
+# slowdown would upset. The SASL tests of test_prelogin_safety.py are here
+# because the IMAP PLAIN overrun (issue 14) is written by OPENSSL_cleanse,
+# assembly in libcrypto that ASan does not instrument: only valgrind sees it.
+# Last line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -30,7 +33,9 @@ tests/e2e/test_cache.py::test_warm_login_makes_no_lookup
 tests/e2e/test_tls.py::test_imaps_fetch_big_message
 tests/e2e/test_tls.py::test_starttls_injection_is_discarded
 tests/e2e/test_faults.py::test_backend_killed_mid_fetch
-tests/e2e/test_throttle.py::test_hashed_keys"}
+tests/e2e/test_throttle.py::test_hashed_keys
+tests/e2e/test_prelogin_safety.py::test_imap_sasl_invalid_base64
+tests/e2e/test_prelogin_safety.py::test_pop3_sasl_invalid_base64"}
 # shellcheck disable=SC2086
 /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$log_dir/vg.xml" $SELECT \
   2>&1 | tee "$log_dir/vg.log"

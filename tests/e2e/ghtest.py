@@ -449,3 +449,181 @@ class FakeBackend:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---------------------------------------------------------------- raw TLS records
+
+BAD_TLS_RECORD = b"\x17\x03\x03\x00\x20" + b"\xaa" * 32   # application data whose MAC fails
+
+
+class TlsBio:
+    """A TLS client driven through ssl.MemoryBIO over a plain socket, so a
+    test decides which records go on the wire and in how many TCP writes.
+
+    handshake() completes the handshake; records(*plaintexts) encrypts each
+    piece (<= 16384 bytes) as one record and returns the bytes without
+    sending them; close_notify() returns the alert's bytes; send_raw()
+    writes bytes with one sendall.  recv_some()/readline()/read_all() read
+    the server's decrypted data (SSLError and EOF end the stream)."""
+
+    def __init__(self, sock, server_hostname="mail.example.com", maximum_version=None,
+                 timeout=10.0):
+        import ssl
+        self.ssl = ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if maximum_version is not None:
+            ctx.maximum_version = maximum_version
+        self.sock = sock
+        self.timeout = timeout
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self.buf = bytearray()
+        self.eof = False          # the server closed (EOF, alert or reset)
+        self.error = None         # the SSLError that ended the stream, if any
+
+    @classmethod
+    def connect(cls, port, host="127.0.0.1", timeout=10.0, rcvbuf=None, **kw):
+        """A new TCP connection (SO_RCVBUF set before connect if given), handshaken."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((host, port))
+        t = cls(s, timeout=timeout, **kw)
+        t.handshake()
+        return t
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def handshake(self):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except self.ssl.SSLWantReadError:
+                self._flush()
+                if time.monotonic() > deadline:
+                    raise socket.timeout("TLS handshake timed out")
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionClosed("closed during the TLS handshake")
+                self.incoming.write(chunk)
+
+    @property
+    def version(self):
+        return self.obj.version()
+
+    def records(self, *plaintexts):
+        """Encrypt each piece as one record; return the bytes (not sent)."""
+        for p in plaintexts:
+            assert len(p) <= 16384, "one record holds at most 16384 bytes"
+            n = self.obj.write(p)
+            assert n == len(p)
+        return self.outgoing.read()
+
+    def records_of(self, data, size=16384):
+        """Encrypt `data` as records of `size` plaintext bytes; return the bytes."""
+        return self.records(*[data[i:i + size] for i in range(0, len(data), size)])
+
+    def close_notify(self):
+        """The close_notify alert's bytes (not sent)."""
+        try:
+            self.obj.unwrap()
+        except self.ssl.SSLWantReadError:
+            pass
+        return self.outgoing.read()
+
+    def send_raw(self, data):
+        """Everything in one write (one sendall)."""
+        self.sock.sendall(data)
+
+    def send(self, data):
+        """Plaintext through TLS, flushed at once."""
+        if isinstance(data, str):
+            data = data.encode()
+        self.send_raw(self.records_of(data))
+
+    def _pump(self, timeout):
+        """Decrypt what the server sent; False once the stream ended."""
+        if self.eof:
+            return False
+        while True:
+            try:
+                chunk = self.obj.read(65536)
+                if not chunk:                 # close_notify from the server
+                    self.eof = True
+                    return False
+                self.buf += chunk
+                return True
+            except self.ssl.SSLWantReadError:
+                pass
+            except self.ssl.SSLError as e:    # an alert, a bad record
+                self.eof, self.error = True, e
+                return False
+            self.sock.settimeout(max(0.01, timeout))
+            try:
+                raw = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                raw = b""
+            if not raw:
+                self.eof = True
+                return False
+            self.incoming.write(raw)
+
+    def recv_some(self, timeout=None):
+        """Some decrypted bytes (b"" once the stream has ended)."""
+        if not self.buf:
+            self._pump(timeout or self.timeout)
+        data = bytes(self.buf)
+        self.buf = bytearray()
+        return data
+
+    def readline(self, timeout=None):
+        """One line without its CRLF; ConnectionClosed at the end of the stream."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\r\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no complete line within %.1fs; have %r"
+                                     % (timeout or self.timeout, bytes(self.buf[:200])))
+            if not self._pump(left):
+                raise ConnectionClosed("TLS stream ended (%s); unread: %r"
+                                       % (self.error, bytes(self.buf[:200])))
+        i = self.buf.index(b"\r\n")
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
+        return line
+
+    def read_all(self, timeout=None):
+        """Everything until the server ends the stream; socket.timeout if it does not."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("TLS stream still open after %.1fs; have %r"
+                                     % (timeout or self.timeout, bytes(self.buf[:200])))
+            self._pump(left)
+        data = bytes(self.buf)
+        self.buf = bytearray()
+        return data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
