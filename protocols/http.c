@@ -18,12 +18,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "access.h"
 #include "conf.h"
 #include "http_int.h"
 #include "metrics.h"
+#include "secret.h"
 
 static const char *hc__protocol(struct session *s)
 {
@@ -109,7 +108,7 @@ void http__next_request(struct session *s)
 		/* An idle connection keeps no copy of the last head (cookies).
 		   All of the block, not fwd_len: the wipe must not depend on
 		   knowing how far a rewrite got. */
-		OPENSSL_cleanse(hc->fwd, hc->fwd_cap);
+		secret_wipe(hc->fwd, hc->fwd_cap);
 		free(hc->fwd);
 		hc->fwd = NULL;
 		hc->fwd_cap = 0;
@@ -448,10 +447,10 @@ static void http_destroy(struct session *s)
 	free(hc->reqhdr);
 	if (hc->fwd) {
 		/* It may hold Authorization and cookies. */
-		OPENSSL_cleanse(hc->fwd, hc->fwd_cap);
+		secret_wipe(hc->fwd, hc->fwd_cap);
 		free(hc->fwd);
 	}
-	OPENSSL_cleanse(hc, sizeof(*hc));
+	secret_wipe(hc, sizeof(*hc));
 	free(hc);
 	s->proto_state = NULL;
 }

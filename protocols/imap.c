@@ -13,14 +13,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "audit.h"
 #include "login.h"
 #include "conf.h"
 #include "imap.h"
 #include "imap_int.h"
 #include "sasl.h"
+#include "secret.h"
 
 #define IMAP_UNAVAILABLE "NO [UNAVAILABLE] Service temporarily unavailable, try again later"
 #define IMAP_AUTHFAILED "NO [AUTHENTICATIONFAILED] Authentication failed"
@@ -69,7 +68,7 @@ static void imap__caps(struct session *s, char *out, size_t cap)
 void imap_wipe_credentials(struct imap_state *st)
 {
 	if (st->password)
-		OPENSSL_cleanse(st->password, st->password_cap);
+		secret_wipe(st->password, st->password_cap);
 	st->password_len = 0;
 	if (st->login)
 		st->login[0] = '\0';
@@ -568,7 +567,7 @@ static void imap__run(struct session *s, struct imap_state *st)
 			if (n > 0 && s->in[n - 1] == '\r')
 				n--;
 			imap__sasl_line(s, s->in, n);
-			OPENSSL_cleanse(s->in, (size_t)r);
+			secret_wipe(s->in, (size_t)r);
 			session_consume(s, (size_t)r);
 		} else {
 			int r = imap_parse(&st->parser, s->in, s->in_len, &cmd);
@@ -586,7 +585,7 @@ static void imap__run(struct session *s, struct imap_state *st)
 			bool go_on = imap__command(s, &cmd);
 			/* The command's bytes may hold a password: wipe before reuse. */
 			if (cmd.kind == IMAP_CMD_LOGIN || cmd.kind == IMAP_CMD_AUTHENTICATE)
-				OPENSSL_cleanse(s->in, (size_t)r);
+				secret_wipe(s->in, (size_t)r);
 			session_consume(s, (size_t)r);
 			if (st->starttls_now) {
 				/* Whatever followed STARTTLS is dropped unanswered. */
@@ -685,7 +684,7 @@ static void imap_destroy(struct session *s)
 	free(st->login);
 	free(st->authz);
 	free(st->password);
-	OPENSSL_cleanse(st, sizeof(*st));
+	secret_wipe(st, sizeof(*st));
 	free(st);
 	s->proto_state = NULL;
 }

@@ -15,11 +15,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "imap_int.h"
 #include "sasl.h"
+#include "secret.h"
 
 #define IMAP_UNAVAILABLE "NO [UNAVAILABLE] Service temporarily unavailable, try again later"
 #define BK_TAG_CAPA "gh0"
@@ -226,7 +225,7 @@ static void bk__send_login(struct session *s)
 		break;
 	}
 	session_backend_write(s, buf, n, true);
-	OPENSSL_cleanse(buf, cap);
+	secret_wipe(buf, cap);
 	free(buf);
 	st->bk_step = IMAP_BK_LOGIN;
 }
@@ -339,7 +338,7 @@ static void bk__line(struct session *s, const char *line, size_t n, size_t linel
 			b64[bl++] = '\r';
 			b64[bl++] = '\n';
 			session_backend_write(s, b64, bl, true);
-			OPENSSL_cleanse(b64, cap);
+			secret_wipe(b64, cap);
 			free(b64);
 			st->bk_plain_sent = true;
 			return;

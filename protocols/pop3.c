@@ -12,14 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "audit.h"
 #include "login.h"
 #include "conf.h"
 #include "pop3.h"
 #include "pop3_int.h"
 #include "sasl.h"
+#include "secret.h"
 
 static void pop3__process(struct session *s);
 static void pop3__run(struct session *s, struct pop3_state *st);
@@ -37,10 +36,10 @@ void pop3__reply(struct session *s, const char *line)
 void pop3__wipe_secrets(struct pop3_state *st)
 {
 	if (st->password)
-		OPENSSL_cleanse(st->password, st->password_cap);
+		secret_wipe(st->password, st->password_cap);
 	st->password_len = 0;
 	if (st->xoauth2) {
-		OPENSSL_cleanse(st->xoauth2, st->xoauth2_cap);
+		secret_wipe(st->xoauth2, st->xoauth2_cap);
 		free(st->xoauth2);
 		st->xoauth2 = NULL;
 	}
@@ -414,7 +413,7 @@ static void pop3__run(struct session *s, struct pop3_state *st)
 		}
 		bool go_on = pop3__command(s, &cmd);
 		/* Any line may hold a credential (PASS, AUTH, a SASL response). */
-		OPENSSL_cleanse(s->in, (size_t)r);
+		secret_wipe(s->in, (size_t)r);
 		session_consume(s, (size_t)r);
 		if (st->stls_now) {
 			/* Whatever followed STLS is dropped unanswered. */
@@ -506,7 +505,7 @@ static void pop3_destroy(struct session *s)
 	free(st->login);
 	free(st->authz);
 	free(st->password);
-	OPENSSL_cleanse(st, sizeof(*st));
+	secret_wipe(st, sizeof(*st));
 	free(st);
 	s->proto_state = NULL;
 }

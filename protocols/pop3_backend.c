@@ -17,11 +17,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "pop3_int.h"
 #include "sasl.h"
+#include "secret.h"
 
 static struct pop3_state *bk__st(struct session *s)
 {
@@ -150,7 +149,7 @@ static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
 		*step_out = POP3_BK_LOGIN;
 		*done_out = true;
 	} else {
-		OPENSSL_cleanse(out + n, rl);
+		secret_wipe(out + n, rl);
 		n--; /* drop the space */
 		*step_out = POP3_BK_AUTH_CONT;
 		*done_out = false;
@@ -167,7 +166,7 @@ static void bk__send(struct session *s, char *buf, size_t n, size_t cap, bool do
 	struct pop3_state *st = bk__st(s);
 
 	session_backend_write(s, buf, n, true);
-	OPENSSL_cleanse(buf, cap);
+	secret_wipe(buf, cap);
 	free(buf);
 	/* A failed write has ended this attempt (and the client's pipelined
 	   commands may have begun the next one): its credentials are not ours. */

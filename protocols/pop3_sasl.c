@@ -9,8 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "pop3_int.h"
 #include "sasl.h"

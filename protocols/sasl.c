@@ -8,6 +8,7 @@
  * the path to disagree about the same bytes.
  */
 #include "sasl.h"
+#include "secret.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
 
 static const char sasl__alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -163,7 +163,7 @@ size_t sasl_plain_encode(const char *authz, size_t az, const char *authc, size_t
 	}
 	if (g > 0)
 		o += sasl_b64_encode(group, g, out + o);
-	OPENSSL_cleanse(group, sizeof(group));
+	secret_wipe(group, sizeof(group));
 	return o;
 }
 
@@ -192,25 +192,10 @@ int sasl_secret_decode(const uint8_t *b64, size_t n, struct sasl_secret *out)
 	return 0;
 }
 
-/* ASan's flag: GCC defines the macro, clang answers __has_feature. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SASL__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SASL__ASAN 1
-#endif
-#endif
-
 void sasl_secret_free(struct sasl_secret *sec)
 {
 	if (sec->p != NULL) {
-#ifdef SASL__ASAN
-		/* OPENSSL_cleanse runs in libcrypto, which ASan does not see
-		   into: a wipe size past the block would go unreported. ASan
-		   checks the range of this memset. */
-		memset(sec->p, 0, sec->cap);
-#endif
-		OPENSSL_cleanse(sec->p, sec->cap);
+		secret_wipe(sec->p, sec->cap);
 		free(sec->p);
 	}
 	sec->p = NULL;

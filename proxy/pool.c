@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "stream.h"
+#include "secret.h"
 
 void pool_init(struct pool *p, uint32_t size, size_t max_free)
 {
@@ -101,7 +100,7 @@ void pbuf_put(struct pbuf *b)
 	   front and never move the end), so wiping that much is enough; the
 	   whole 16 KiB cap was most of a login's cleansing time. */
 	if (b->wipe)
-		OPENSSL_cleanse(b->data, (size_t)b->off + b->len < b->cap ? (size_t)b->off + b->len : b->cap);
+		secret_wipe(b->data, (size_t)b->off + b->len < b->cap ? (size_t)b->off + b->len : b->cap);
 	struct pool *p = b->pool;
 	if (p == NULL) {
 		free(b);

@@ -14,12 +14,11 @@
  */
 #include <stdlib.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "metrics.h"
 #include "session_int.h"
 #include "worker.h"
+#include "secret.h"
 
 static void relay__maybe_done(struct session *s)
 {
@@ -230,12 +229,12 @@ void session_start_relay(struct session *s)
 	/* Login-phase memory goes now: the relay needs none of it. */
 	if (s->proto_state)
 		s->proto->destroy(s);
-	OPENSSL_cleanse(s->in, s->in_hwm);
+	secret_wipe(s->in, s->in_hwm);
 	free(s->in);
 	s->in = NULL;
 	s->in_len = s->in_cap = s->in_hwm = 0;
 	if (s->bin) {
-		OPENSSL_cleanse(s->bin, s->bin_cap);
+		secret_wipe(s->bin, s->bin_cap);
 		free(s->bin);
 		s->bin = NULL;
 		s->bin_len = s->bin_cap = 0;

@@ -17,8 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "connlimit.h"
 #include "http.h"
@@ -28,6 +26,7 @@
 #include "session_int.h"
 #include "tls.h"
 #include "worker.h"
+#include "secret.h"
 
 const char *const session_phase_names[] = {
 	[SESSION_PREAUTH] = "PREAUTH",
@@ -111,11 +110,11 @@ static void session__unref(struct session *s)
 		s->proto->destroy(s);
 	session__count_phase(s, -1);
 	if (s->in) {
-		OPENSSL_cleanse(s->in, s->in_hwm);
+		secret_wipe(s->in, s->in_hwm);
 		free(s->in);
 	}
 	if (s->bin) {
-		OPENSSL_cleanse(s->bin, s->bin_cap);
+		secret_wipe(s->bin, s->bin_cap);
 		free(s->bin);
 	}
 	if (s->conn_counted)
@@ -699,7 +698,7 @@ static int session__begin_tls(struct session *s, bool early)
 	if (early) {
 		if (t != NULL && s->in_len > 0 && tls_feed(t, s->in, s->in_len) < 0)
 			rc = -1;
-		OPENSSL_cleanse(s->in, s->in_len);
+		secret_wipe(s->in, s->in_len);
 		s->in_len = 0;
 		if (s->in_pending != NULL) {
 			struct pbuf *b = s->in_pending;
@@ -733,7 +732,7 @@ void session_starttls(struct session *s)
 		return;
 	}
 	/* Nothing the client sent before the handshake may reach the TLS side. */
-	OPENSSL_cleanse(s->in, s->in_len);
+	secret_wipe(s->in, s->in_len);
 	s->in_len = 0;
 	if (s->in_pending) {
 		s->in_pending->wipe = true;

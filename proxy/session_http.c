@@ -15,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "metrics.h"
 #include "session_int.h"
 #include "tls.h"
 #include "worker.h"
+#include "secret.h"
 
 /* An idle pooled connection older than this is not reused (backends such
    as Jetty drop idle connections after 30 s or more). */
@@ -151,7 +150,7 @@ int session_set_input_size(struct session *s, size_t cap)
 	if (p == NULL)
 		return -ENOMEM;
 	memcpy(p, s->in, s->in_len);
-	OPENSSL_cleanse(s->in, s->in_cap);
+	secret_wipe(s->in, s->in_cap);
 	free(s->in);
 	s->in = p;
 	s->in_cap = cap;
@@ -514,7 +513,7 @@ static void hconn__free_bin(struct session *s)
 {
 	if (s->bin == NULL || s->bin_len > 0 || s->bin_pending != NULL)
 		return;
-	OPENSSL_cleanse(s->bin, s->bin_used < s->bin_cap ? s->bin_used : s->bin_cap);
+	secret_wipe(s->bin, s->bin_used < s->bin_cap ? s->bin_used : s->bin_cap);
 	s->bin_used = 0;
 	hbin__put(s->bin, s->bin_cap);
 	s->bin = NULL;

@@ -7,11 +7,10 @@
  */
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "proxy_proto.h"
 #include "session_int.h"
+#include "secret.h"
 
 /* "ip" and port of a parsed address; false when it cannot be shown. */
 static bool session__pp_name(const struct sockaddr_storage *ss, char *ip, size_t iplen,
@@ -86,7 +85,7 @@ void session__proxy_data(struct session *s)
 		session_log(s, LOG_DEBUG, "PROXY v%d %s: keeping the connection's addresses",
 			    h.version, h.cmd == PP_CMD_LOCAL ? "LOCAL" : "without addresses");
 	}
-	OPENSSL_cleanse(s->in, (size_t)rc);
+	secret_wipe(s->in, (size_t)rc);
 	session_consume(s, (size_t)rc);
 	if (s->closed)
 		return;

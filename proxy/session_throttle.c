@@ -12,13 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "metrics.h"
 #include "session_int.h"
 #include "throttle.h"
 #include "worker.h"
+#include "secret.h"
 
 /* ---- a new connection ---- */
 
@@ -88,7 +87,7 @@ struct session__held_query {
 static void session__held_free(struct session__held_query *h)
 {
 	if (h->password != NULL) {
-		OPENSSL_cleanse(h->password, h->password_cap);
+		secret_wipe(h->password, h->password_cap);
 		free(h->password);
 	}
 	free(h->login);

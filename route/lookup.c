@@ -10,13 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "stream.h"
 #include "tls.h"
+#include "secret.h"
 
 #define LOOKUP_REQ_MAX 4096
 
@@ -66,7 +65,7 @@ static void lookup__try_next(struct lookup_call *call);
 static void lookup__call_free(struct lookup_call *call)
 {
 	if (call->password) {
-		OPENSSL_cleanse(call->password, strlen(call->password));
+		secret_wipe(call->password, strlen(call->password));
 		free(call->password);
 	}
 	free(call->method);
@@ -85,7 +84,7 @@ static void lookup__attempt_unref(struct lookup_attempt *a)
 
 	if (--a->handles > 0)
 		return;
-	OPENSSL_cleanse(a->req, sizeof(a->req));
+	secret_wipe(a->req, sizeof(a->req));
 	pool_destroy(&a->pool);
 	free(a);
 	if (--call->live == 0 && call->finished)
@@ -252,7 +251,7 @@ static void lookup__connected(uv_connect_t *req, int status)
 	int rc = stream_read_start(&a->st);
 	if (rc == 0)
 		rc = stream_write_copy(&a->st, a->req, a->reqlen, true);
-	OPENSSL_cleanse(a->req, sizeof(a->req));
+	secret_wipe(a->req, sizeof(a->req));
 	if (rc < 0)
 		lookup__attempt_failed(a, uv_strerror(rc));
 }

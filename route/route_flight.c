@@ -22,12 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "conf.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "route_int.h"
+#include "secret.h"
 
 #define FLIGHT_BUCKETS 256
 
@@ -76,7 +75,7 @@ static uint64_t flight__hash(const char *s)
 static void flight__free(struct route_flight *f)
 {
 	if (f->password) {
-		OPENSSL_cleanse(f->password, strlen(f->password));
+		secret_wipe(f->password, strlen(f->password));
 		free(f->password);
 	}
 	free(f->tkey);

@@ -25,6 +25,7 @@
 
 #include "conf.h"
 #include "tls.h"
+#include "secret.h"
 
 #define TLS_TICKET_KEY_FILE_SIZE 80 /* name(16) | AES-256 key(32) | HMAC-SHA256 key(32) */
 
@@ -266,13 +267,13 @@ static int tls__load_ticket_keys(struct tls_server *srv, const struct conf *c, c
 			snprintf(err, errlen, "%s: tls.ticket_keys: %s must hold exactly %d bytes (%s)", c->path,
 				 c->tls.ticket_keys[i], TLS_TICKET_KEY_FILE_SIZE,
 				 f ? "wrong size" : "cannot read");
-			OPENSSL_cleanse(buf, sizeof(buf));
+			secret_wipe(buf, sizeof(buf));
 			return -1;
 		}
 		memcpy(srv->keys[i].name, buf, 16);
 		memcpy(srv->keys[i].aes, buf + 16, 32);
 		memcpy(srv->keys[i].hmac, buf + 48, 32);
-		OPENSSL_cleanse(buf, sizeof(buf));
+		secret_wipe(buf, sizeof(buf));
 		srv->nkeys = i + 1;
 	}
 	return 0;
@@ -335,7 +336,7 @@ void tls_server_free(struct tls_server *srv)
 		free(srv->names[i].name);
 	free(srv->names);
 	free(srv->ctxs);
-	OPENSSL_cleanse(srv->keys, sizeof(srv->keys));
+	secret_wipe(srv->keys, sizeof(srv->keys));
 	free(srv);
 }
 
