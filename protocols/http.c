@@ -68,8 +68,8 @@ void http__answer(struct session *s, int status, const char *location, const cha
 	else
 		session_log(s, LOG_DEBUG, "%d for %s %s: %s", status, hc->method, hc->path, why);
 	http__log(s, hc);
-	/* A failed write closes the session (and frees hc): nothing after it
-	   may touch hc. */
+	/* A failed write closes the session; hc stays valid until this
+	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
 		session_write(s, page, (size_t)n);
 	session_finish(s, why);

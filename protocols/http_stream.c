@@ -80,7 +80,7 @@ static void hc__start_websocket(struct session *s)
 
 /* A complete response head is at the start of s->bin. */
 /* Returns true when the caller must stop: the session closed, or became a
-   WebSocket relay (hc is gone either way). */
+   WebSocket relay (then hc is gone: session_start_relay freed it). */
 static bool hc__response_head(struct session *s, int head_len)
 {
 	struct http_conn *hc = http__of(s);
