@@ -121,6 +121,7 @@ struct stream {
 	   (initialised by stream_start_tls; plain streams never need it). */
 	uv_idle_t post;
 	bool post_init;
+	int tls_hs_result;            /* a handshake step's result the pump reports (0: none) */
 	uint8_t open_handles;         /* handles stream_close waits for before on_close */
 
 	/* stream_cork: writes gather in `cork` (not counted in queued) and go

@@ -409,7 +409,9 @@ static void stream__tls_pump(struct stream *st)
 		return;
 	st->in_pump = true;
 	if (st->tls_handshaking) {
-		int rc = tls_handshake(st->tls);
+		/* stream_start_tls's own step, if it ended the handshake. */
+		int rc = st->tls_hs_result != 0 ? st->tls_hs_result : tls_handshake(st->tls);
+		st->tls_hs_result = 0;
 		/* The last flight of a finished handshake (a server's session
 		   tickets, a client's Finished) waits for what the owner writes
 		   when told (a greeting, a login), so both leave in one write:
@@ -505,10 +507,17 @@ int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)
 	st->tls_pending = NULL;
 	st->tls_pending_tail = &st->tls_pending;
 	st->on_handshake = on_handshake;
-	/* A client speaks first: the pump sends its ClientHello; a server
-	   may already hold the start of one (bytes read behind a PROXY
-	   header), and may finish or fail the handshake at once. Either way
-	   on_handshake must not run inside this call. */
+	/* A client speaks first: this sends its ClientHello. A server may
+	   already hold the start of one (bytes read behind a PROXY header).
+	   Usually the handshake then wants the peer's answer; when this step
+	   ends it instead (done or failed), on_handshake must not run inside
+	   this call: the pump reports the result from the loop. */
+	int rc = tls_handshake(t);
+	if (rc == TLS_WANT) {
+		stream__tls_flush(st);
+		return 0;
+	}
+	st->tls_hs_result = rc;
 	stream__post(st);
 	return 0;
 }
