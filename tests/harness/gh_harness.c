@@ -326,6 +326,8 @@ static void gh__tls_new(struct gh_conn *c)
 	BIO_set_mem_eof_return(c->rbio, -1);
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	SSL_set_tlsext_host_name(c->ssl, "mail.a.test");
+	if (c->e->tls_max_version)
+		SSL_set_max_proto_version(c->ssl, c->e->tls_max_version);
 	SSL_set_connect_state(c->ssl);
 }
 
@@ -827,7 +829,7 @@ static bool gh__backend_io(struct gh_conn *c)
 			gh__buf_add(&b->in, buf, (size_t)n);
 			gh__buf_add(&c->bsent, buf, (size_t)n);
 		}
-		if (c->backend_auto) {
+		if (c->backend_auto && b->in.len > b->done) {
 			if (c->proto == GH_IMAP)
 				gh__imap_answer(c, b);
 			else if (c->proto == GH_POP3)

@@ -53,6 +53,7 @@ struct gh_env {
 	int backend_lfd;              /* 127.0.0.1:backend_port, non-blocking */
 	uint16_t backend_port;
 	SSL_CTX *cli_ctx;             /* the harness's TLS client */
+	int tls_max_version;          /* 0, or e.g. TLS1_2_VERSION for new clients */
 };
 
 /* One accepted backend connection and what gatehouse sent on it. */
