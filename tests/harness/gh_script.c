@@ -5,7 +5,7 @@
  * test through the same function.
  *
  * Format: one flags byte, then operations until the input ends (at most
- * GH_SCRIPT_MAX_OPS). Flags: mode = flags % 3 (enum gh_mode); 0x04 = a
+ * GH_SCRIPT_MAX_OPS). Flags: mode = (flags & 3) % 3 (enum gh_mode); 0x04 = a
  * 4 KiB SO_SNDBUF on the session's end (its writes queue when the client
  * does not read); 0x08 = the backend rejects logins; 0x10 = the backend
  * stays silent unless the script speaks for it.
@@ -39,8 +39,9 @@ enum gh_op {
 	GH_OP_SETTLE,       /* step until quiet (at most 50 steps) */
 	GH_OP_LOGIN_TOGGLE, /* the backend accepts / rejects logins */
 	GH_OP_RAW,          /* LEN bytes sent around TLS */
-	GH_OP_REPEAT,       /* K, LEN bytes: client sends them ((K % 64) + 1) * 8 times,
-			       in one go (records of up to 16 KiB) */
+	GH_OP_REPEAT,       /* COUNT, LEN prefix, LEN unit: client sends prefix then
+			       unit COUNT times, in one go (TLS: records of up to
+			       16 KiB); COUNT is coded like LEN but not clipped */
 	GH_OP_COUNT
 };
 
@@ -57,16 +58,22 @@ static int gh__byte(struct gh__in *in)
 	return *in->p++;
 }
 
-static size_t gh__len(struct gh__in *in)
+/* One byte, or two when its top bit is set (15 bits, big-endian). */
+static size_t gh__num(struct gh__in *in)
 {
 	int a = gh__byte(in);
 	if (a < 0)
 		return 0;
-	size_t len = (size_t)a;
-	if (a & 0x80) {
-		int b = gh__byte(in);
-		len = ((size_t)(a & 0x7f) << 8) | (size_t)(b < 0 ? 0 : b);
-	}
+	if (!(a & 0x80))
+		return (size_t)a;
+	int b = gh__byte(in);
+	return ((size_t)(a & 0x7f) << 8) | (size_t)(b < 0 ? 0 : b);
+}
+
+/* A length: a number clipped to what the input has left. */
+static size_t gh__len(struct gh__in *in)
+{
+	size_t len = gh__num(in);
 	return len < in->n ? len : in->n;
 }
 
@@ -76,11 +83,11 @@ int gh_script_run(struct gh_env *e, enum gh_proto proto, const uint8_t *data, si
 	struct gh_conn c;
 	int flags = gh__byte(&in);
 	size_t sent = 0;
-	uint8_t rep[GH_SCRIPT_MAX_SEND / 4];
+	static uint8_t rep[64 * 1024];
 
 	if (flags < 0)
 		return 0;
-	if (gh_conn_open(&c, e, proto, (enum gh_mode)(flags % 3), flags & 0x04 ? 4096 : 0) < 0)
+	if (gh_conn_open(&c, e, proto, (enum gh_mode)((flags & 0x03) % 3), flags & 0x04 ? 4096 : 0) < 0)
 		return -1;
 	c.backend_login_ok = !(flags & 0x08);
 	c.backend_auto = !(flags & 0x10);
@@ -102,17 +109,24 @@ int gh_script_run(struct gh_env *e, enum gh_proto proto, const uint8_t *data, si
 			in.n -= len;
 			break;
 		case GH_OP_REPEAT: {
-			int k = gh__byte(&in);
-			size_t times = (size_t)((k < 0 ? 0 : k) % 64 + 1) * 8;
-			len = gh__len(&in);
-			if (len > 0 && len * times <= sizeof(rep) && sent + len * times <= GH_SCRIPT_MAX_SEND) {
+			size_t times = gh__num(&in), pl, ul;
+			const uint8_t *pre, *unit;
+			pl = gh__len(&in);
+			pre = in.p;
+			in.p += pl;
+			in.n -= pl;
+			ul = gh__len(&in);
+			unit = in.p;
+			in.p += ul;
+			in.n -= ul;
+			len = pl + ul * times;
+			if (len > 0 && len <= sizeof(rep) && sent + len <= GH_SCRIPT_MAX_SEND) {
+				memcpy(rep, pre, pl);
 				for (size_t i = 0; i < times; i++)
-					memcpy(rep + i * len, in.p, len);
-				gh_send(&c, rep, len * times, 0);
-				sent += len * times;
+					memcpy(rep + pl + i * ul, unit, ul);
+				gh_send(&c, rep, len, 0);
+				sent += len;
 			}
-			in.p += len;
-			in.n -= len;
 			break;
 		}
 		case GH_OP_RUN: {

@@ -265,3 +265,31 @@ Test(session_harness, script_replays_a_login)
 			      '\r', '\n', 13 };
 	cr_assert_eq(gh_script_run(&env, GH_IMAP, s, sizeof(s)), 0);
 }
+
+/*
+ * Found by fuzz_session_imap (this harness): AUTHENTICATE PLAIN with bad
+ * base64 wipes the decode buffer with the base64 length, not the buffer's
+ * (imap__plain -> imap__sasl_free(msg, n), protocols/imap.c:341): a
+ * pre-auth heap overflow writing zeros, about n/4 bytes past a
+ * (n/4*3+1)-byte buffer. OPENSSL_cleanse is not instrumented, so ASan says
+ * nothing at the write (the fuzzer later meets a corrupted heap chunk:
+ * "CHECK failed: asan_allocator.cpp ... CHUNK_QUARANTINE"); valgrind
+ * reports "Invalid write" in OPENSSL_cleanse from imap__sasl_free.
+ * EXPECTED TO FAIL UNDER VALGRIND on main at 278b31b; passes elsewhere.
+ */
+Test(session_harness, imap_authenticate_plain_bad_base64)
+{
+	char cmd[1100];
+
+	open_ok(GH_IMAP, GH_STARTTLS);
+	memcpy(cmd, "a AUTHENTICATE PLAIN ", 21);
+	memset(cmd + 21, '!', 1000);
+	memcpy(cmd + 1021, "\r\n", 3);
+	gh_sends(&c, cmd);
+	cr_assert(gh_wait_out(&c, "a BAD", 100), "%s", OUT);
+	gh_sends(&c, "b AUTHENTICATE PLAIN\r\n");
+	cr_assert(gh_wait_out(&c, "+ ", 100), "%s", OUT);
+	gh_sends(&c, "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\r\n");
+	cr_assert(gh_wait_out(&c, "b BAD", 100), "%s", OUT);
+	close_clean();
+}
