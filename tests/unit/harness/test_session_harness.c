@@ -271,11 +271,13 @@ Test(session_harness, script_replays_a_login)
  * base64 wipes the decode buffer with the base64 length, not the buffer's
  * (imap__plain -> imap__sasl_free(msg, n), protocols/imap.c:341): a
  * pre-auth heap overflow writing zeros, about n/4 bytes past a
- * (n/4*3+1)-byte buffer. OPENSSL_cleanse is not instrumented, so ASan says
- * nothing at the write (the fuzzer later meets a corrupted heap chunk:
- * "CHECK failed: asan_allocator.cpp ... CHUNK_QUARANTINE"); valgrind
- * reports "Invalid write" in OPENSSL_cleanse from imap__sasl_free.
- * EXPECTED TO FAIL UNDER VALGRIND on main at 278b31b; passes elsewhere.
+ * (n/4*3+1)-byte buffer (the fix: wipe SASL_RESPONSE_DECODED_MAX(n)).
+ * OPENSSL_cleanse is not instrumented, so ASan says nothing at the write
+ * (the fuzzer later meets a corrupted heap chunk: "CHECK failed:
+ * asan_allocator.cpp ... CHUNK_QUARANTINE"); valgrind reports "Invalid
+ * write" in OPENSSL_cleanse from imap__sasl_free.
+ * EXPECTED TO FAIL on main at 278b31b: glibc aborts ("free(): corrupted
+ * unsorted chunks") in the normal build; valgrind shows the write itself.
  */
 Test(session_harness, imap_authenticate_plain_bad_base64)
 {
