@@ -91,6 +91,18 @@ void worker_set_conf(struct worker *w, struct conf *c);
 /* Wait for the thread to end and release what it held. */
 void worker_join(struct worker *w);
 
+/*
+ * Hand an accepted socket fd (non-blocking) from listener l to a new session
+ * of w, which owns fd from here (it is closed on every failure). peer: the
+ * client's address as accept4 gave it, or NULL to ask the socket. Returns the
+ * session, which may already be closing (its memory goes in a later close
+ * callback, so the pointer is good until the loop runs), or NULL when out of
+ * memory. worker.c calls it on accept; the session test harness
+ * (tests/harness) calls it with one end of a socketpair.
+ */
+struct session *worker_take(struct worker *w, struct listener *l, int fd,
+			    const struct sockaddr *peer);
+
 /* Called by session.c when a session is freed. */
 void worker_session_gone(struct worker *w, struct session *s);
 

@@ -85,15 +85,15 @@ static void worker__pause_accept(struct worker *w, struct listener *l, int err)
 	uv_timer_start(&w->accept_timer, worker__resume_accept, WORKER_ACCEPT_BACKOFF_MS, 0);
 }
 
-/* Hand an accepted socket to a new session (which owns it from here). */
-static void worker__take(struct worker *w, struct listener *l, int fd, const struct sockaddr *peer)
+struct session *worker_take(struct worker *w, struct listener *l, int fd,
+			    const struct sockaddr *peer)
 {
 	struct session *s = session_new(w, l);
 
 	if (s == NULL) {
 		log_write(LOG_ERROR, "worker %d: out of memory accepting on %s", w->id, l->cl->address);
 		close(fd);
-		return;
+		return NULL;
 	}
 	s->next = w->sessions;
 	if (w->sessions)
@@ -103,9 +103,10 @@ static void worker__take(struct worker *w, struct listener *l, int fd, const str
 	if (uv_tcp_open(&s->client.tcp, fd) < 0) {
 		close(fd);
 		session_close(s, "accept failed");
-		return;
+		return s;
 	}
 	session_start(s, peer);
+	return s;
 }
 
 static void worker__on_acceptable(uv_poll_t *p, int status, int events)
@@ -139,7 +140,7 @@ static void worker__on_acceptable(uv_poll_t *p, int status, int events)
 				  l->cl->address, w->accept_pauses);
 			w->accept_pauses = 0;
 		}
-		worker__take(w, l, fd, (const struct sockaddr *)&peer);
+		(void)worker_take(w, l, fd, (const struct sockaddr *)&peer);
 	}
 }
 

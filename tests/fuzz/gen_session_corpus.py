@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the fuzz_session_* targets.
+
+Each seed is a script for tests/harness/gh_script.c: one flags byte
+(mode = (flags & 3) % 3: 0 plain, 1 STARTTLS-capable, 2 implicit TLS; 0x04 a
+4 KiB send buffer on the session's end; 0x08 the backend rejects logins;
+0x10 the backend stays silent), then operations. Run from anywhere:
+
+    python3 tests/fuzz/gen_session_corpus.py
+
+It rewrites tests/fuzz/corpus/session_{imap,pop3,http}/ (named files, so
+the output is the same on every run).
+
+Seeds named known_* reproduce security review findings 1a/1b/1c: they
+crash main at 278b31b at once, which would stop every fuzz run before it
+starts, so they are written only with --known (do that, and commit, once
+the issue-14 fix is in). Their unit tests are in tests/unit/harness/.
+"""
+import sys
+import os
+
+(SEND, RUN, BSEND, BCLOSE, READ_TOGGLE, TIMER, SHUT_WR, CLOSE_NOTIFY,
+ BAD_RECORD, CLOSE, TLS_START, HOLD, FLUSH, SETTLE, LOGIN_TOGGLE, RAW,
+ REPEAT) = range(17)
+
+PLAIN, STARTTLS, TLS = 0, 1, 2
+SMALL_SNDBUF, LOGIN_FAILS, BACKEND_SILENT = 0x04, 0x08, 0x10
+
+
+def num(n):
+    assert 0 <= n < 0x8000
+    return bytes([n]) if n < 0x80 else bytes([0x80 | (n >> 8), n & 0xFF])
+
+
+def b(x):
+    return x.encode() if isinstance(x, str) else bytes(x)
+
+
+def send(x, op=SEND):
+    x = b(x)
+    return bytes([op]) + num(len(x)) + x
+
+
+def bsend(x):
+    return send(x, BSEND)
+
+
+def raw(x):
+    return send(x, RAW)
+
+
+def repeat(count, prefix, unit):
+    prefix, unit = b(prefix), b(unit)
+    return (bytes([REPEAT]) + num(count) + num(len(prefix)) + prefix +
+            num(len(unit)) + unit)
+
+
+def run(n=4):
+    return bytes([RUN, n - 1])
+
+
+def op(*ops):
+    return bytes(ops)
+
+
+def script(flags, *parts):
+    return bytes([flags]) + b"".join(parts)
+
+
+S = op(SETTLE)
+
+IMAP = {
+    "login": script(PLAIN, send("a LOGIN alice secret\r\n"), S,
+                    send("b SELECT INBOX\r\n"), S, send("c LOGOUT\r\n"), S),
+    "login_split": script(PLAIN, send("a LOG"), run(2), send("IN ali"), run(1),
+                          send("ce secret\r\nb NOOP\r\n"), S),
+    "starttls_login": script(STARTTLS, send("a STARTTLS\r\n"), S, op(TLS_START), S,
+                             send("b CAPABILITY\r\n"), S,
+                             send("c LOGIN alice secret\r\n"), S),
+    "tls_login": script(TLS, send("a LOGIN alice secret\r\n"), S,
+                        send("b NOOP\r\n"), S),
+    "authenticate_plain_ir": script(PLAIN, send("a AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"), S),
+    "authenticate_plain": script(STARTTLS, send("a AUTHENTICATE PLAIN\r\n"), S,
+                                 send("AGFsaWNlAHNlY3JldA==\r\n"), S),
+    "login_literals": script(PLAIN, send("a LOGIN {5}\r\n"), S, send("alice {6}\r\n"), S,
+                             send("secret\r\n"), S),
+    "pipelined": script(PLAIN, send("a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" \"x\")\r\n"
+                                    "d LOGIN alice secret\r\ne SELECT INBOX\r\nf LOGOUT\r\n"), S),
+    "login_rejected": script(PLAIN | LOGIN_FAILS, send("a LOGIN alice bad\r\n"), S,
+                             op(LOGIN_TOGGLE), send("b LOGIN alice secret\r\n"), S),
+    "eof_mid_command": script(PLAIN, send("a LOG"), run(2), op(SHUT_WR), S),
+    "preauth_timeout": script(PLAIN, S, op(TIMER), S),
+    "backend_scripted": script(PLAIN | BACKEND_SILENT, send("a LOGIN alice secret\r\n"), S,
+                               bsend("* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n"), S,
+                               bsend("* ID NIL\r\ngh1 OK\r\ngh2 OK done\r\n"), S,
+                               send("b NOOP\r\n"), S, bsend("b OK\r\n"), S, op(BCLOSE), S),
+    "backend_login_timeout": script(PLAIN | BACKEND_SILENT, send("a LOGIN alice secret\r\n"),
+                                    S, op(TIMER), S),
+    # security review 1c
+    "known_1c_tls_fail_close_notify": script(TLS | LOGIN_FAILS, op(HOLD),
+                                    repeat(1998, "a LOGIN x bad\r\n", "b NOOP\r\n"),
+                                    op(CLOSE_NOTIFY, FLUSH), S),
+    "tls_bad_record": script(TLS, op(HOLD), send("a NOOP\r\n"), op(BAD_RECORD, FLUSH), S),
+    # security review 2
+    "unread_flood": script(PLAIN | SMALL_SNDBUF, op(READ_TOGGLE),
+                           repeat(400, "", "a NOOP\r\n"), run(16),
+                           repeat(400, "", "a NOOP\r\n"), run(16), op(READ_TOGGLE), S),
+}
+
+POP3 = {
+    "login": script(PLAIN, send("USER alice\r\n"), S, send("PASS secret\r\n"), S,
+                    send("STAT\r\n"), S, send("QUIT\r\n"), S),
+    "login_pipelined": script(PLAIN, send("CAPA\r\nUSER alice\r\nPASS secret\r\nLIST\r\n"), S),
+    "stls_login": script(STARTTLS, send("STLS\r\n"), S, op(TLS_START), S,
+                         send("CAPA\r\n"), S, send("USER alice\r\nPASS secret\r\n"), S),
+    "tls_login": script(TLS, send("USER alice\r\nPASS secret\r\n"), S),
+    "auth_plain_ir": script(PLAIN, send("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), S),
+    "auth_plain": script(STARTTLS, send("AUTH PLAIN\r\n"), S, send("AGFsaWNlAHNlY3JldA==\r\n"), S),
+    "auth_login": script(PLAIN, send("AUTH LOGIN\r\n"), S, send("YWxpY2U=\r\n"), S,
+                         send("c2VjcmV0\r\n"), S),
+    "login_rejected": script(PLAIN | LOGIN_FAILS, send("USER alice\r\nPASS bad\r\n"), S,
+                             send("USER alice\r\nPASS again\r\n"), S),
+    "eof_mid_command": script(PLAIN, send("USER al"), run(2), op(SHUT_WR), S),
+    "preauth_timeout": script(PLAIN, S, op(TIMER), S),
+    "backend_scripted": script(PLAIN | BACKEND_SILENT, send("USER alice\r\nPASS secret\r\n"), S,
+                               bsend("+OK hi\r\n"), S, bsend("+OK\r\n+OK\r\n+OK in\r\n"), S,
+                               send("STAT\r\n"), S, bsend("+OK 0 0\r\n"), S, op(BCLOSE), S),
+    # security review 1c
+    "known_1c_tls_fail_close_notify": script(TLS | LOGIN_FAILS, op(HOLD),
+                                    repeat(2664, "USER x\r\nPASS bad\r\n", "NOOP\r\n"),
+                                    op(CLOSE_NOTIFY, FLUSH), S),
+    # security review 2
+    "unread_flood": script(PLAIN | SMALL_SNDBUF, op(READ_TOGGLE),
+                           repeat(500, "", "CAPA\r\n"), run(16), op(READ_TOGGLE), S),
+}
+
+GET = "GET /1 HTTP/1.1\r\nHost: mail.a.test\r\n\r\n"
+POST_HEAD = "POST /2 HTTP/1.1\r\nHost: mail.a.test\r\nContent-Length: 16364\r\n\r\n"
+HTTP = {
+    "get": script(PLAIN, send(GET), S),
+    "get_post_pipelined": script(PLAIN, send(GET + "POST /2 HTTP/1.1\r\nHost: mail.a.test\r\n"
+                                        "Content-Length: 5\r\n\r\nhello" + GET), S),
+    "post_chunked": script(PLAIN, send("POST /c HTTP/1.1\r\nHost: mail.a.test\r\n"
+                                       "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), run(4),
+                           send("0\r\n\r\n"), S),
+    "rest_user": script(PLAIN, send("GET /home/alice/inbox HTTP/1.1\r\nHost: mail.a.test\r\n\r\n"), S),
+    "basic_auth": script(PLAIN, send("GET /Microsoft-Server-ActiveSync HTTP/1.1\r\n"
+                                     "Host: mail.a.test\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"), S),
+    "redirect": script(STARTTLS, send("GET /x HTTP/1.1\r\nHost: mail.a.test\r\n\r\n"), S),
+    "tls_get": script(TLS, send(GET), S, send(GET), S),
+    "keepalive_timeout": script(PLAIN, send(GET), S, op(TIMER), S),
+    "backend_scripted": script(PLAIN | BACKEND_SILENT, send(GET), S,
+                               bsend("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"), S,
+                               send(GET), S, op(BCLOSE), S),
+    "eof_mid_head": script(PLAIN, send("GET /1 HTTP/1.1\r\nHo"), run(2), op(SHUT_WR), S),
+    "websocket": script(PLAIN | BACKEND_SILENT,
+                        send("GET /ws HTTP/1.1\r\nHost: mail.a.test\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n"), S,
+                        bsend("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\n\r\n"), S, send("\x81\x00"), S,
+                        bsend("\x81\x00"), S),
+    # security review 1a
+    "known_1a_tls_get_post_close_notify": script(TLS, op(HOLD), repeat(16284, GET + POST_HEAD, "B"),
+                                        send("B" * 80), op(CLOSE_NOTIFY, FLUSH), S),
+    # security review 1b
+    "known_1b_tls_post_bad_record": script(TLS, op(HOLD),
+                                  repeat(16322, "POST /x HTTP/1.1\r\nHost: mail.a.test\r\n"
+                                         "Content-Length: 16332\r\n\r\n", "B"),
+                                  send("B" * 10 + "GET /next HTTP/1.1\r\nHost: mail.a.test\r\n\r\n"
+                                       + "F" * 149),
+                                  op(BAD_RECORD, FLUSH), S),
+}
+
+
+def main():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+    for name, seeds in (("session_imap", IMAP), ("session_pop3", POP3), ("session_http", HTTP)):
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        for seed, data in seeds.items():
+            if seed.startswith("known_") and "--known" not in sys.argv[1:]:
+                continue
+            with open(os.path.join(d, seed), "wb") as f:
+                f.write(data)
+        print(f"{d}: {len(os.listdir(d))} seeds")
+
+
+if __name__ == "__main__":
+    main()
