@@ -12,9 +12,8 @@ It rewrites tests/fuzz/corpus/session_{imap,pop3,http}/ (named files, so
 the output is the same on every run).
 
 Seeds named known_* reproduce security review findings 1a/1b/1c: they
-crash main at 278b31b at once, which would stop every fuzz run before it
-starts, so they are written only with --known (do that, and commit, once
-the issue-14 fix is in). Their unit tests are in tests/unit/harness/.
+crashed main at 278b31b at once (their unit tests are in
+tests/unit/harness/). --no-known leaves them out, to fuzz an old tree.
 """
 import sys
 import os
@@ -180,7 +179,7 @@ def main():
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         for seed, data in seeds.items():
-            if seed.startswith("known_") and "--known" not in sys.argv[1:]:
+            if seed.startswith("known_") and "--no-known" in sys.argv[1:]:
                 continue
             with open(os.path.join(d, seed), "wb") as f:
                 f.write(data)

@@ -4,7 +4,7 @@
  * answer takes a pool buffer (16 KiB) and the queue has no bound, so the
  * session's memory grows with what the client sends.
  *
- * EXPECTED TO FAIL ON main AT 278b31b (before the issue-14 backpressure
+ * FAILED ON main AT 278b31b (before the issue-14 backpressure
  * fix): the *_bounded tests measure megabytes where they allow 64 KiB.
  * After the fix, the session stops reading while its answers wait, and
  * every answer still arrives, in order, once the client reads.

@@ -276,7 +276,7 @@ Test(session_harness, script_replays_a_login)
  * (the fuzzer later meets a corrupted heap chunk: "CHECK failed:
  * asan_allocator.cpp ... CHUNK_QUARANTINE"); valgrind reports "Invalid
  * write" in OPENSSL_cleanse from imap__sasl_free.
- * EXPECTED TO FAIL on main at 278b31b: glibc aborts ("free(): corrupted
+ * FAILED on main at 278b31b: glibc aborts ("free(): corrupted
  * unsorted chunks") in the normal build; valgrind shows the write itself.
  */
 Test(session_harness, imap_authenticate_plain_bad_base64)

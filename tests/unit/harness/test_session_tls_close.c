@@ -7,7 +7,7 @@
  * from inside the consume: the session closes under the protocol code that
  * is still running.
  *
- * EXPECTED TO FAIL ON main AT 278b31b (before the issue-14 fix that makes
+ * FAILED ON main AT 278b31b (before the issue-14 fix that makes
  * TLS deliveries and EOF come from the loop):
  *   - https_get_then_pipelined_post_then_close_notify (1a): SIGSEGV in any
  *     build (NULL http__of(s) in hc__route_to), heap-use-after-free in
