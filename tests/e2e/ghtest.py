@@ -34,7 +34,23 @@ class ConnectionClosed(Exception):
     pass
 
 
-class RawImap:
+class _SockOwner:
+    """A client over self.sock: close() and `with` close the socket."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawImap(_SockOwner):
     """Minimal IMAP client: send bytes, read CRLF-terminated lines."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0, read_greeting=True, source=None):
@@ -161,17 +177,6 @@ class RawImap:
             return False
         return True
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def quote(s):
@@ -456,7 +461,7 @@ class FakeBackend:
 BAD_TLS_RECORD = b"\x17\x03\x03\x00\x20" + b"\xaa" * 32   # application data whose MAC fails
 
 
-class TlsBio:
+class TlsBio(_SockOwner):
     """A TLS client driven through ssl.MemoryBIO over a plain socket, so a
     test decides which records go on the wire and in how many TCP writes.
 
@@ -616,14 +621,3 @@ class TlsBio:
         self.buf = bytearray()
         return data
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
