@@ -1,5 +1,6 @@
 /*
- * backend.c - the backend connector: resolve the route's host (without
+ * backend.c - the backend connector, for the mail login and the HTTP pool
+ * alike: resolve the route's host (without
  * blocking the loop), connect with a timeout, and carry the login-phase
  * bytes between the backend and the protocol's replay code.
  */
@@ -16,19 +17,17 @@
 #include "tls.h"
 #include "worker.h"
 
-struct backend_conn {
-	struct stream st;      /* first: s->backend points here */
-	uv_connect_t connect;
-	struct session *s;
-};
-
+/* A connection closed: the kind lets go of it first (the HTTP pool). */
 static void backend__closed(struct stream *st)
 {
 	struct backend_conn *bc = (struct backend_conn *)st;
 	struct session *s = bc->s;
 
+	if (bc->kind->closed)
+		bc->kind->closed(bc);
 	free(bc);
-	session__release(s);
+	if (s != NULL)
+		session__release(s);
 }
 
 void session_close_backend(struct session *s)
@@ -99,24 +98,6 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	s->proto->backend_data(s);
 }
 
-static void backend__tls_done(struct stream *st, int status)
-{
-	struct session *s = st->owner;
-
-	if (s->closed || s->backend != st)
-		return;
-	if (status < 0) {
-		session__backend_failed(s, UV_EPROTO, METRICS_ERR_BACKEND_TLS,
-					"TLS to backend %s failed: %s", s->backend_addr,
-					tls_error(st->tls));
-		return;
-	}
-	session_log(s, LOG_DEBUG, "TLS to backend %s: %s %s", s->backend_addr, tls_version(st->tls),
-		    tls_cipher(st->tls));
-	session_set_phase(s, SESSION_BACKEND_LOGIN);
-	s->proto->backend_connected(s, 0);
-}
-
 /*
  * No Nagle delay on the login lines and relayed commands; keepalive after a
  * minute of silence, probing at the kernel's interval (tcp_keepalive_intvl,
@@ -135,6 +116,24 @@ static void backend__tcp_opts(struct stream *st)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 }
 
+static void backend__tls_done(struct stream *st, int status)
+{
+	struct backend_conn *bc = (struct backend_conn *)st;
+	struct session *s = bc->s;
+
+	if (s == NULL || s->closed || s->backend != st)
+		return;
+	if (status < 0) {
+		session__backend_failed(s, UV_EPROTO, METRICS_ERR_BACKEND_TLS,
+					"TLS to backend %s failed: %s", s->backend_addr,
+					tls_error(st->tls));
+		return;
+	}
+	session_log(s, LOG_DEBUG, "TLS to backend %s: %s %s", s->backend_addr, tls_version(st->tls),
+		    tls_cipher(st->tls));
+	bc->kind->ready(s);
+}
+
 static void backend__connected(uv_connect_t *req, int status)
 {
 	struct backend_conn *bc = req->data;
@@ -142,7 +141,7 @@ static void backend__connected(uv_connect_t *req, int status)
 
 	/* A connect that was given up (timeout, session closed) has already
 	   been reported; its handle is closing. */
-	if (status == UV_ECANCELED || s->closed || s->backend != &bc->st)
+	if (status == UV_ECANCELED || s == NULL || s->closed || s->backend != &bc->st)
 		return;
 	if (status < 0) {
 		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
@@ -151,32 +150,38 @@ static void backend__connected(uv_connect_t *req, int status)
 		return;
 	}
 	backend__tcp_opts(&bc->st);
-	bc->st.on_read = backend__read;
+	if (!s->conf->upstream.tls) {
+		if (bc->kind->read_early && stream_read_start(&bc->st) < 0) {
+			session__backend_failed(s, UV_EIO, METRICS_ERR_BACKEND_CONNECT,
+						"reading from backend %s failed", s->backend_addr);
+			return;
+		}
+		bc->kind->ready(s);
+		return;
+	}
+	/* The handshake needs the socket read; the server says nothing before
+	   our ClientHello, so reading can start first. The connect timeout
+	   keeps running through the handshake. */
 	int rc = stream_read_start(&bc->st);
 	if (rc < 0) {
-		session_close_backend(s);
-		s->proto->backend_connected(s, rc);
+		session__backend_failed(s, rc, METRICS_ERR_BACKEND_CONNECT,
+					"reading from backend %s: %s", s->backend_addr,
+					uv_strerror(rc));
 		return;
 	}
-	s->bin_len = 0;
-	if (s->conf->upstream.tls) {
-		/* The connect timeout keeps running through the handshake. */
-		struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
-						     s->conf->upstream.verify);
-		if (t == NULL || stream_start_tls(&bc->st, t, backend__tls_done) < 0) {
-			tls_conn_free(t);
-			session_close_backend(s);
-			s->proto->backend_connected(s, UV_ENOMEM);
-		}
-		return;
+	struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
+					     s->conf->upstream.verify);
+	if (t == NULL || stream_start_tls(&bc->st, t, backend__tls_done) < 0) {
+		tls_conn_free(t);
+		session__backend_failed(s, UV_ENOMEM, METRICS_ERR_BACKEND_TLS,
+					"TLS to backend %s: out of memory", s->backend_addr);
 	}
-	session_set_phase(s, SESSION_BACKEND_LOGIN);
-	s->proto->backend_connected(s, 0);
 }
 
-static void backend__connect_addr(struct session *s, const struct sockaddr *addr)
+static void backend__connect_addr(struct session *s, const struct sockaddr *addr,
+				  const struct backend_kind *k)
 {
-	struct backend_conn *bc = calloc(1, sizeof(*bc));
+	struct backend_conn *bc = calloc(1, k->size);
 	int rc;
 
 	if (bc == NULL) {
@@ -190,9 +195,14 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 		return;
 	}
 	bc->s = s;
+	bc->kind = k;
+	bc->st.on_read = k->on_read;
+	bc->st.on_written = k->on_written;
 	bc->st.on_close = backend__closed;
 	s->refs++;
 	s->backend = &bc->st;
+	if (k->attach)
+		k->attach(s, bc);
 	bc->connect.data = bc;
 	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, backend__connected);
 	if (rc < 0) {
@@ -201,21 +211,28 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 					uv_strerror(rc));
 		return;
 	}
-	/* Asking for the greeting now (libuv reports the connect first) keeps the
-	   socket's epoll registration: one epoll_ctl when the connect completes
-	   instead of a failed ADD and a MOD. TLS starts reading in its handshake. */
-	if (!s->conf->upstream.tls) {
-		bc->st.on_read = backend__read;
+	/* Asking for the first bytes now (libuv reports the connect first)
+	   keeps the socket's epoll registration: one epoll_ctl when the
+	   connect completes instead of a failed ADD and a MOD. TLS starts
+	   reading in its handshake. */
+	if (k->read_early && !s->conf->upstream.tls)
 		(void)stream_read_start(&bc->st);
-	}
 }
+
+struct backend__dns {
+	uv_getaddrinfo_t req;
+	struct session *s;
+	const struct backend_kind *kind;
+};
 
 static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-	struct session *s = req->data;
+	struct backend__dns *d = (struct backend__dns *)req;
+	struct session *s = d->s;
+	const struct backend_kind *k = d->kind;
 
 	s->dns = NULL;
-	free(req);
+	free(d);
 	if (s->closed || status == UV_ECANCELED) {
 		uv_freeaddrinfo(res);
 		session__release(s);
@@ -230,11 +247,12 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 					uv_strerror(status));
 		return;
 	}
-	backend__connect_addr(s, res->ai_addr);
+	backend__connect_addr(s, res->ai_addr, k);
 	uv_freeaddrinfo(res);
 }
 
-void session_connect_backend(struct session *s, const char *host, uint16_t port)
+void session__backend_open(struct session *s, const char *host, uint16_t port,
+			   const struct backend_kind *k)
 {
 	union {
 		struct sockaddr sa;
@@ -242,29 +260,51 @@ void session_connect_backend(struct session *s, const char *host, uint16_t port)
 		struct sockaddr_in6 v6;
 	} addr;
 
-	session__backend_target(s, host, port);
 	session_set_phase(s, SESSION_BACKEND_CONNECT);
 	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
-		backend__connect_addr(s, &addr.sa);
+		backend__connect_addr(s, &addr.sa, k);
 		return;
 	}
 	/* A hostname (Carbonio's lookup may answer one): resolve on the thread pool. */
-	uv_getaddrinfo_t *req = malloc(sizeof(*req));
-	if (req == NULL) {
+	struct backend__dns *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
 		session_close(s, "out of memory");
 		return;
 	}
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	req->data = s;
-	s->dns = req;
+	d->s = s;
+	d->kind = k;
+	s->dns = &d->req;
 	s->refs++;
-	int rc = uv_getaddrinfo(&s->w->loop, req, backend__resolved, host, portstr, &hints);
+	int rc = uv_getaddrinfo(&s->w->loop, &d->req, backend__resolved, host, portstr, &hints);
 	if (rc < 0) {
 		s->dns = NULL;
 		s->refs--;
-		free(req);
+		free(d);
 		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
 	}
+}
+
+/* ---- the mail login's connection ---- */
+
+static void backend__mail_ready(struct session *s)
+{
+	s->bin_len = 0;
+	session_set_phase(s, SESSION_BACKEND_LOGIN);
+	s->proto->backend_connected(s, 0);
+}
+
+static const struct backend_kind backend__mail = {
+	.size = sizeof(struct backend_conn),
+	.on_read = backend__read,
+	.ready = backend__mail_ready,
+	.read_early = true,
+};
+
+void session_connect_backend(struct session *s, const char *host, uint16_t port)
+{
+	session__backend_target(s, host, port);
+	session__backend_open(s, host, port, &backend__mail);
 }

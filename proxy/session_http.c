@@ -31,9 +31,7 @@
 #define HTTP_BACKEND_INBUF 16384
 
 struct http_bconn {
-	struct stream st;          /* first: s->backend points here */
-	uv_connect_t connect;
-	struct session *s;         /* NULL while idle in the pool */
+	struct backend_conn c;     /* first: s->backend points at c.st; c.s is NULL while idle */
 	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to */
 	uint64_t idle_since;
 	struct http_bconn *prev, *next; /* the worker's idle list */
@@ -98,21 +96,16 @@ static void hpool__unlink(struct http_bconn *bc)
 	http_pool.n--;
 }
 
-static void hpool__closed(struct stream *st)
+/* The connector's closed hook: the connection leaves the idle list. */
+static void hpool__closed(struct backend_conn *c)
 {
-	struct http_bconn *bc = (struct http_bconn *)st;
-	struct session *s = bc->s;
-
-	hpool__unlink(bc);
-	free(bc);
-	if (s != NULL)
-		session__release(s);
+	hpool__unlink((struct http_bconn *)c);
 }
 
 static void hpool__drop(struct http_bconn *bc)
 {
 	hpool__unlink(bc);
-	stream_close(&bc->st);
+	stream_close(&bc->c.st);
 }
 
 /* An idle connection got data or EOF: nobody asked, so it is done. */
@@ -289,13 +282,16 @@ static void hconn__client_written(struct stream *st, int status)
 
 /* ---- acquire and release ---- */
 
-static void hconn__attach(struct session *s, struct http_bconn *bc)
+static void hconn__attach(struct session *s, struct backend_conn *c)
 {
-	bc->s = s;
-	bc->st.owner = s;
-	bc->st.on_read = hconn__read;
-	bc->st.on_written = hconn__written;
-	s->backend = &bc->st;
+	struct http_bconn *bc = (struct http_bconn *)c;
+
+	snprintf(bc->key, sizeof(bc->key), "%s", s->backend_addr);
+	bc->c.s = s;
+	bc->c.st.owner = s;
+	bc->c.st.on_read = hconn__read;
+	bc->c.st.on_written = hconn__written;
+	s->backend = &bc->c.st;
 	s->client.on_written = hconn__client_written;
 	/* Keep-alive requests and small answers: trimming the client's TLS
 	   buffers after every read costs two new BIOs a request, and idle
@@ -309,120 +305,14 @@ static void hconn__ready(struct session *s)
 	s->proto->backend_connected(s, 0);
 }
 
-static void hconn__tls_done(struct stream *st, int status)
-{
-	struct session *s = st->owner;
-
-	if (s->closed || s->backend != st)
-		return;
-	if (status < 0) {
-		session__backend_failed(s, UV_EPROTO, METRICS_ERR_BACKEND_TLS,
-					"TLS to backend %s failed: %s", s->backend_addr,
-					tls_error(st->tls));
-		return;
-	}
-	hconn__ready(s);
-}
-
-static void hconn__connected(uv_connect_t *req, int status)
-{
-	struct http_bconn *bc = req->data;
-	struct session *s = bc->s;
-
-	if (status == UV_ECANCELED || s == NULL || s->closed || s->backend != &bc->st)
-		return;
-	if (status < 0) {
-		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
-					"connecting to backend %s: %s", s->backend_addr,
-					uv_strerror(status));
-		return;
-	}
-	uv_tcp_nodelay(&bc->st.tcp, 1);
-	uv_tcp_keepalive(&bc->st.tcp, 1, 60);
-	if (s->conf->upstream.tls) {
-		/* The handshake needs the socket read; the server says nothing
-		   before our ClientHello, so reading can start first. The
-		   connect timeout keeps running through the handshake. */
-		int rc = stream_read_start(&bc->st);
-		if (rc < 0) {
-			session_close_backend(s);
-			s->proto->backend_connected(s, rc);
-			return;
-		}
-		struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
-						     s->conf->upstream.verify);
-		/* From here the stream owns t; a failed handshake reports
-		   through hconn__tls_done. */
-		if (t == NULL || stream_start_tls(&bc->st, t, hconn__tls_done) < 0) {
-			tls_conn_free(t);
-			session_close_backend(s);
-			s->proto->backend_connected(s, UV_ENOMEM);
-		}
-		return;
-	}
-	hconn__ready(s);
-}
-
-static void hconn__connect_addr(struct session *s, const struct sockaddr *addr, const char *key)
-{
-	struct http_bconn *bc = calloc(1, sizeof(*bc));
-	int rc;
-
-	if (bc == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	rc = stream_init(&bc->st, &s->w->loop, &s->w->pool, s);
-	if (rc < 0) {
-		free(bc);
-		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
-		return;
-	}
-	snprintf(bc->key, sizeof(bc->key), "%s", key);
-	bc->st.on_close = hpool__closed;
-	s->refs++;
-	hconn__attach(s, bc);
-	s->backend_reused = false;
-	bc->connect.data = bc;
-	rc = uv_tcp_connect(&bc->connect, &bc->st.tcp, addr, hconn__connected);
-	if (rc < 0)
-		session__backend_failed(s, rc, METRICS_ERR_BACKEND_CONNECT,
-					"connecting to backend %s: %s", s->backend_addr,
-					uv_strerror(rc));
-}
-
-struct hconn__dns {
-	uv_getaddrinfo_t req;
-	struct session *s;
-	char key[ROUTE_MAX_HOST + 8];
+static const struct backend_kind hconn__kind = {
+	.size = sizeof(struct http_bconn),
+	.on_read = hconn__read,
+	.on_written = hconn__written,
+	.attach = hconn__attach,
+	.ready = hconn__ready,
+	.closed = hpool__closed,
 };
-
-static void hconn__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct hconn__dns *d = (struct hconn__dns *)req;
-	struct session *s = d->s;
-	char key[sizeof(d->key)];
-
-	memcpy(key, d->key, sizeof(key));
-	s->dns = NULL;
-	free(d);
-	if (s->closed || status == UV_ECANCELED) {
-		uv_freeaddrinfo(res);
-		session__release(s);
-		return;
-	}
-	session__release(s); /* the client stream still holds a count */
-	if (status < 0 || res == NULL) {
-		uv_freeaddrinfo(res);
-		status = status < 0 ? status : UV_EAI_NONAME;
-		session__backend_failed(s, status, METRICS_ERR_BACKEND_CONNECT,
-					"resolving backend %s: %s", s->backend_addr,
-					uv_strerror(status));
-		return;
-	}
-	hconn__connect_addr(s, res->ai_addr, key);
-	uv_freeaddrinfo(res);
-}
 
 /* An idle pooled connection to key, young enough to reuse, or NULL. */
 static struct http_bconn *hpool__take(const char *key, uint64_t now)
@@ -444,12 +334,6 @@ static struct http_bconn *hpool__take(const char *key, uint64_t now)
 
 bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in v4;
-		struct sockaddr_in6 v6;
-	} addr;
-
 	if (s->closed)
 		return false;
 	/* Keep-alive clients mostly go to the backend of their last request:
@@ -467,9 +351,9 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		   request from hconn__ready and asks for the answer at once, and
 		   nothing can be read before this returns. Stopping and starting
 		   again cost libuv two epoll_ctl calls per request. */
-		uv_ref((uv_handle_t *)&bc->st.tcp);
+		uv_ref((uv_handle_t *)&bc->c.st.tcp);
 		s->refs++;
-		hconn__attach(s, bc);
+		hconn__attach(s, &bc->c);
 		s->backend_reused = true;
 		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
 		s->bin_len = 0;
@@ -477,31 +361,8 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		   read when it has sent its request. */
 		return true;
 	}
-	session_set_phase(s, SESSION_BACKEND_CONNECT);
-	if (uv_ip4_addr(host, port, &addr.v4) == 0 || uv_ip6_addr(host, port, &addr.v6) == 0) {
-		hconn__connect_addr(s, &addr.sa, s->backend_addr);
-		return false;
-	}
-	struct hconn__dns *d = calloc(1, sizeof(*d));
-	if (d == NULL) {
-		session_close(s, "out of memory");
-		return false;
-	}
-	char portstr[8];
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	snprintf(d->key, sizeof(d->key), "%s", s->backend_addr);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	d->s = s;
-	d->req.data = s;
-	s->dns = &d->req;
-	s->refs++;
-	int rc = uv_getaddrinfo(&s->w->loop, &d->req, hconn__resolved, host, portstr, &hints);
-	if (rc < 0) {
-		s->dns = NULL;
-		s->refs--;
-		free(d);
-		session__post(s, SESSION__POST_BACKEND_CONNECTED, rc);
-	}
+	s->backend_reused = false;
+	session__backend_open(s, host, port, &hconn__kind);
 	return false;
 }
 
@@ -533,8 +394,8 @@ void session_backend_release(struct session *s, bool reuse)
 		reuse = false;
 	}
 	int max_idle = s->conf->http.backend_keepalive;
-	if (!reuse || max_idle <= 0 || s->closed || bc->st.queued > 0 || bc->st.shut ||
-	    bc->st.closing) {
+	if (!reuse || max_idle <= 0 || s->closed || bc->c.st.queued > 0 || bc->c.st.shut ||
+	    bc->c.st.closing) {
 		session_close_backend(s);
 		hconn__free_bin(s);
 		return;
@@ -544,12 +405,12 @@ void session_backend_release(struct session *s, bool reuse)
 	s->bin_len = 0;
 	s->backend_read_wanted = false;
 	hconn__free_bin(s);
-	bc->s = NULL;
-	bc->st.owner = bc;
-	bc->st.on_written = NULL;
-	bc->st.on_read = hpool__idle_read;
+	bc->c.s = NULL;
+	bc->c.st.owner = bc;
+	bc->c.st.on_written = NULL;
+	bc->c.st.on_read = hpool__idle_read;
 	bc->idle_since = session_now(s);
-	uv_unref((uv_handle_t *)&bc->st.tcp);
+	uv_unref((uv_handle_t *)&bc->c.st.tcp);
 	bc->next = http_pool.head;
 	if (http_pool.head)
 		http_pool.head->prev = bc;
@@ -559,7 +420,7 @@ void session_backend_release(struct session *s, bool reuse)
 	session__release(s);
 	/* Reading while idle notices a backend that closes; TLS may hand over
 	   buffered bytes at once, which drops the connection right here. */
-	if (stream_read_start(&bc->st) < 0)
+	if (stream_read_start(&bc->c.st) < 0)
 		hpool__drop(bc);
 	/* Over the cap: drop the oldest. */
 	while (http_pool.n > max_idle) {

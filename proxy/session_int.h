@@ -64,6 +64,41 @@ void session__backend_target(struct session *s, const char *host, uint16_t port)
  */
 void session__backend_failed(struct session *s, int status, int kind, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/*
+ * The backend connector (backend.c), for the mail login and the HTTP pool
+ * alike: one connection to a backend, allocated as kind->size bytes whose
+ * head is this struct, so a kind may keep more behind it.
+ */
+struct backend_kind;
+struct backend_conn {
+	struct stream st;      /* first: s->backend points here */
+	uv_connect_t connect;
+	struct session *s;     /* NULL while it belongs to no session (HTTP pool) */
+	const struct backend_kind *kind;
+};
+/* What differs between the connections the connector makes. */
+struct backend_kind {
+	size_t size;                   /* at least sizeof(struct backend_conn) */
+	stream_read_cb on_read;        /* the stream's callbacks from the start */
+	stream_written_cb on_written;  /* optional */
+	/* Optional: the connection is s->backend now (before the connect). */
+	void (*attach)(struct session *s, struct backend_conn *bc);
+	/* Connected, TLS done when upstream.tls: tell the protocol. */
+	void (*ready)(struct session *s);
+	/* Optional: the connection's handle has closed; free runs after. */
+	void (*closed)(struct backend_conn *bc);
+	/* Plain: start reading with the connect (the backend speaks first). */
+	bool read_early;
+};
+/*
+ * Connect s->backend to host:port (s->backend_addr already names it):
+ * resolve a name on the thread pool, connect in SESSION_BACKEND_CONNECT
+ * (limits.connect_timeout), set the socket options, start TLS when
+ * upstream.tls, then kind->ready. A failure, also one found at once, is
+ * logged and reaches proto->backend_connected from the loop.
+ */
+void session__backend_open(struct session *s, const char *host, uint16_t port,
+			   const struct backend_kind *kind);
 /* Drop one reference (backend.c, for the backend stream and DNS requests). */
 void session__release(struct session *s);
 /* HTTP: move waiting backend bytes into s->bin (session_http.c). */
