@@ -1,8 +1,9 @@
 /*
  * backend.c - the backend connector, for the mail login and the HTTP pool
- * alike: resolve the route's host (without
- * blocking the loop), connect with a timeout, and carry the login-phase
- * bytes between the backend and the protocol's replay code.
+ * alike (struct backend_kind says what differs): resolve the route's host
+ * without blocking the loop, connect with a timeout, set the socket
+ * options, start TLS; and for the mail login, carry the login-phase bytes
+ * between the backend and the protocol's replay code.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
