@@ -28,7 +28,7 @@ static void backend__closed(struct stream *st)
 		bc->kind->closed(bc);
 	free(bc);
 	if (s != NULL)
-		session__release(s);
+		session__unref(s);
 }
 
 void session_close_backend(struct session *s)
@@ -83,7 +83,7 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 		return;
 	}
 	if (s->bin == NULL) {
-		s->bin_cap = 16384;
+		s->bin_cap = SESSION_BACKEND_INBUF;
 		s->bin = malloc(s->bin_cap);
 		if (s->bin == NULL) {
 			pbuf_put(b);
@@ -236,10 +236,10 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 	free(d);
 	if (s->closed || status == UV_ECANCELED) {
 		uv_freeaddrinfo(res);
-		session__release(s);
+		session__unref(s);
 		return;
 	}
-	session__release(s); /* s stays alive: its client stream still holds a count */
+	session__unref(s); /* s stays alive: its client stream still holds a count */
 	if (status < 0 || res == NULL) {
 		uv_freeaddrinfo(res);
 		status = status < 0 ? status : UV_EAI_NONAME;

@@ -332,7 +332,7 @@ static void relay__poll_closed(uv_handle_t *h)
 
 	close(sp->fd[i]);
 	relay__unpend(sp);
-	session__release(s);
+	session__unref(s);
 }
 
 /* Stop all I/O: give back the holders, close the polls and their dups. */

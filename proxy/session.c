@@ -43,8 +43,6 @@ const char *const session_phase_names[] = {
 
 /* How long session_finish waits for the last bytes to reach the client. */
 #define SESSION_FINISH_SECS 5.0
-/* Backend login-phase input: greeting, ID answer and the login answer. */
-#define SESSION_BACKEND_INBUF 16384
 
 static atomic_uint_fast64_t session_next_id;
 static pthread_once_t session_ids_once = PTHREAD_ONCE_INIT;
@@ -100,7 +98,7 @@ static void session__count_phase(struct session *s, int to)
 	s->metrics_phase = (uint8_t)(to + 1);
 }
 
-static void session__unref(struct session *s)
+void session__unref(struct session *s)
 {
 	if (--s->refs > 0)
 		return;
@@ -124,10 +122,6 @@ static void session__unref(struct session *s)
 	free(s);
 }
 
-void session__release(struct session *s)
-{
-	session__unref(s);
-}
 
 static void session__client_closed(struct stream *st)
 {
@@ -280,25 +274,30 @@ void session__timer_fired(uv_timer_t *t)
 /* ---- client I/O before login ---- */
 
 /* Move pending bytes into s->in as far as there is room. */
-static void session__drain_pending(struct session *s)
+bool session__drain(struct pbuf **pending, uint8_t *buf, size_t *len, size_t cap, size_t *hwm)
 {
-	struct pbuf *b = s->in_pending;
+	struct pbuf *b = *pending;
 
-	if (b == NULL || s->in == NULL)
-		return;
-	size_t room = s->in_cap - s->in_len;
-	size_t n = b->len < room ? b->len : room;
-	memcpy(s->in + s->in_len, b->data + b->off, n);
-	s->in_len += n;
-	if (s->in_len > s->in_hwm)
-		s->in_hwm = s->in_len;
+	if (b == NULL || buf == NULL)
+		return false;
+	size_t n = b->len < cap - *len ? b->len : cap - *len;
+	memcpy(buf + *len, b->data + b->off, n);
+	*len += n;
+	if (*len > *hwm)
+		*hwm = *len;
 	b->off += (uint32_t)n;
 	b->len -= (uint32_t)n;
-	if (b->len == 0) {
-		b->wipe = true;
-		pbuf_put(b);
-		s->in_pending = NULL;
-	}
+	if (b->len > 0)
+		return false;
+	b->wipe = true;
+	pbuf_put(b);
+	*pending = NULL;
+	return true;
+}
+
+static void session__drain_pending(struct session *s)
+{
+	session__drain(&s->in_pending, s->in, &s->in_len, s->in_cap, &s->in_hwm);
 }
 
 /*

@@ -27,8 +27,6 @@
 #define HTTP_POOL_MAX_IDLE_MS 25000
 /* See hconn__attach. */
 #define HTTP_TLS_TRIM_BYTES 1024
-/* Backend input: room for a response head (http.max_header_size or this). */
-#define HTTP_BACKEND_INBUF 16384
 
 struct http_bconn {
 	struct backend_conn c;     /* first: s->backend points at c.st; c.s is NULL while idle */
@@ -187,23 +185,8 @@ void session_backend_reading(struct session *s, bool on)
 /* Move waiting backend bytes into s->bin as far as there is room. */
 void session__http_bin_drain(struct session *s)
 {
-	struct pbuf *b = s->bin_pending;
-
-	if (b == NULL || s->bin == NULL)
-		return;
-	size_t room = s->bin_cap - s->bin_len;
-	size_t n = b->len < room ? b->len : room;
-	memcpy(s->bin + s->bin_len, b->data + b->off, n);
-	s->bin_len += n;
-	if (s->bin_len > s->bin_used)
-		s->bin_used = s->bin_len;
-	b->off += (uint32_t)n;
-	b->len -= (uint32_t)n;
-	if (b->len == 0) {
-		pbuf_put(b);
-		s->bin_pending = NULL;
+	if (session__drain(&s->bin_pending, s->bin, &s->bin_len, s->bin_cap, &s->bin_used))
 		hconn__update_reading(s);
-	}
 }
 
 static void hconn__read(struct stream *st, struct pbuf *b, int status)
@@ -219,7 +202,7 @@ static void hconn__read(struct stream *st, struct pbuf *b, int status)
 	}
 	if (s->bin == NULL) {
 		size_t cap = s->conf->http.max_header_size;
-		s->bin_cap = cap > HTTP_BACKEND_INBUF ? cap : HTTP_BACKEND_INBUF;
+		s->bin_cap = cap > SESSION_BACKEND_INBUF ? cap : SESSION_BACKEND_INBUF;
 		s->bin = hbin__get(s->bin_cap);
 		s->bin_used = 0;
 		if (s->bin == NULL) {
@@ -417,7 +400,7 @@ void session_backend_release(struct session *s, bool reuse)
 	http_pool.head = bc;
 	bc->pooled = true;
 	http_pool.n++;
-	session__release(s);
+	session__unref(s);
 	/* Reading while idle notices a backend that closes; TLS may hand over
 	   buffered bytes at once, which drops the connection right here. */
 	if (stream_read_start(&bc->c.st) < 0)

@@ -329,14 +329,19 @@ static void worker__reconcile(struct worker *w)
 	w->listen_conf = conf_ref(c);
 }
 
+/* Close the worker's own handles: its loop then ends once the rest has. */
+static void worker__close_handles(struct worker *w)
+{
+	uv_close((uv_handle_t *)&w->accept_timer, NULL);
+	uv_close((uv_handle_t *)&w->trim_timer, NULL);
+	uv_close((uv_handle_t *)&w->flush, NULL);
+	uv_close((uv_handle_t *)&w->async, NULL);
+}
+
 static void worker__maybe_exit(struct worker *w)
 {
-	if (w->stopping && w->nsessions == 0 && !uv_is_closing((uv_handle_t *)&w->async)) {
-		uv_close((uv_handle_t *)&w->accept_timer, NULL);
-		uv_close((uv_handle_t *)&w->trim_timer, NULL);
-		uv_close((uv_handle_t *)&w->flush, NULL);
-		uv_close((uv_handle_t *)&w->async, NULL);
-	}
+	if (w->stopping && w->nsessions == 0 && !uv_is_closing((uv_handle_t *)&w->async))
+		worker__close_handles(w);
 }
 
 /*
@@ -465,10 +470,7 @@ static void worker__run(void *arg)
 	if (w->start_status < 0) {
 		w->stopping = true;
 		worker__stop_accepting(w);
-		uv_close((uv_handle_t *)&w->accept_timer, NULL);
-		uv_close((uv_handle_t *)&w->trim_timer, NULL);
-		uv_close((uv_handle_t *)&w->flush, NULL);
-		uv_close((uv_handle_t *)&w->async, NULL);
+		worker__close_handles(w);
 	}
 	uv_sem_post(w->started);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
