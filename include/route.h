@@ -139,8 +139,9 @@ void route_worker_close(uv_loop_t *loop);
 
 /*
  * The backend of route r, resolved for q, refused the connection or
- * rejected the login: forget r in L1 and delete its memcached keys (the
- * alias of q->login from q->client_ip, the route by r->user and by
+ * rejected the login: forget r in L1 (q's entry: this client, proxy
+ * address and Host) and delete its memcached keys (the alias of q->login
+ * by proxy address, or by Host for the web, the route by r->user and by
  * q->login) on the thread pool. Static routes are left alone. Call on
  * loop's thread (route_worker_init done).
  */
