@@ -61,6 +61,15 @@ struct route {
 bool route_name_valid(const char *name, size_t len, size_t max);
 
 /*
+ * Zimbra's client tags: an IMAP or POP3 (protocol "imap*", "pop3*") login
+ * ending in "/tb", "/wm" or "/ni" is looked up and cached without it, and
+ * logged in on the backend with it (the mailstore turns on client hacks).
+ * The length of that suffix in login (3), or 0 when there is none.
+ * route_resolve and route_invalidate strip it themselves.
+ */
+size_t route_login_suffix(const char *protocol, const char *login);
+
+/*
  * The static route for login: exact (case-insensitive) match first, then
  * "@domain" on the part after the last '@', then "*". NULL if none.
  */
@@ -130,8 +139,9 @@ void route_worker_close(uv_loop_t *loop);
 
 /*
  * The backend of route r, resolved for q, refused the connection or
- * rejected the login: forget r in L1 and delete its memcached keys (the
- * alias of q->login from q->client_ip, the route by r->user and by
+ * rejected the login: forget r in L1 (q's entry: this client, proxy
+ * address and Host) and delete its memcached keys (the alias of q->login
+ * by proxy address, or by Host for the web, the route by r->user and by
  * q->login) on the thread pool. Static routes are left alone. Call on
  * loop's thread (route_worker_init done).
  */

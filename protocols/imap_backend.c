@@ -17,6 +17,7 @@
 
 #include "conf.h"
 #include "imap_int.h"
+#include "login.h"
 #include "sasl.h"
 #include "secret.h"
 
@@ -131,12 +132,21 @@ static size_t bk__string(char *out, const char *s, size_t n, bool quoted)
 	return o;
 }
 
+/* The route's user as the backend must see it: with the client's Zimbra
+   tag (/tb, /wm, /ni) back on, as Zimbra's proxy sends it. */
+static const char *bk__user(const struct imap_state *st, char buf[ROUTE_MAX_USER])
+{
+	return login_upstream_user(&st->route, "imap", st->authz[0] ? st->authz : st->login, buf);
+}
+
 /* The PLAIN message "authz NUL user NUL password", base64-encoded into out. */
 static size_t bk__plain_b64(struct session *s, char *out)
 {
 	struct imap_state *st = bk__st(s);
-	const char *authz = st->authz[0] ? st->route.user : "";
-	const char *user = st->authz[0] ? st->login : st->route.user;
+	char ub[ROUTE_MAX_USER];
+	const char *up = bk__user(st, ub);
+	const char *authz = st->authz[0] ? up : "";
+	const char *user = st->authz[0] ? st->login : up;
 
 	return sasl_plain_encode(authz, strlen(authz), user, strlen(user), st->password,
 				 st->password_len, out);
@@ -147,7 +157,9 @@ static bool bk__choose(struct session *s, bool *need_caps)
 {
 	struct imap_state *st = bk__st(s);
 	enum conf_backend_auth mode = s->conf->imap.backend_auth;
-	bool safe = bk__quotable(st->route.user, strlen(st->route.user)) &&
+	char ub[ROUTE_MAX_USER];
+	const char *up = bk__user(st, ub);
+	bool safe = bk__quotable(up, strlen(up)) &&
 		    bk__quotable(st->password, st->password_len);
 
 	*need_caps = false;
@@ -180,7 +192,9 @@ static void bk__send_login(struct session *s)
 {
 	struct imap_state *st = bk__st(s);
 	const struct conf *c = s->conf;
-	size_t ul = strlen(st->route.user);
+	char ub[ROUTE_MAX_USER];
+	const char *up = bk__user(st, ub);
+	size_t ul = strlen(up);
 	size_t cap = 1024 + 2 * (ul + st->password_len) + SASL_B64_ENCODED_SIZE(2 * ROUTE_MAX_USER + st->password_len + 2);
 	char *buf = malloc(cap);
 	size_t n = 0;
@@ -206,7 +220,7 @@ static void bk__send_login(struct session *s)
 	switch (st->bk_method) {
 	case IMAP_BKM_LOGIN:
 		n += (size_t)snprintf(buf + n, cap - n, BK_TAG_LOGIN " LOGIN ");
-		n += bk__string(buf + n, st->route.user, ul, bk__quotable(st->route.user, ul));
+		n += bk__string(buf + n, up, ul, bk__quotable(up, ul));
 		buf[n++] = ' ';
 		n += bk__string(buf + n, st->password, st->password_len,
 				bk__quotable(st->password, st->password_len));

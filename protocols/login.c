@@ -78,3 +78,16 @@ bool login_route_unreachable(struct session *s, const struct route_query *q, con
 	session_resolve(s, q);
 	return true;
 }
+
+const char *login_upstream_user(const struct route *r, const char *protocol, const char *typed,
+				char buf[ROUTE_MAX_USER])
+{
+	size_t sl = route_login_suffix(protocol, typed);
+	size_t ul = strlen(r->user);
+
+	if (sl == 0 || ul + sl >= ROUTE_MAX_USER)
+		return r->user;
+	memcpy(buf, r->user, ul);
+	memcpy(buf + ul, typed + strlen(typed) - sl, sl + 1);
+	return buf;
+}

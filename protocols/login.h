@@ -53,4 +53,15 @@ bool login_route_retry(const struct route *r, bool retried);
 bool login_route_unreachable(struct session *s, const struct route_query *q, const struct route *r,
 			     bool *retried, const char *why);
 
+/*
+ * The name to log in as on the backend: r->user, plus the Zimbra client tag
+ * ("/tb", "/wm", "/ni") that ends typed (the name the route was resolved
+ * for: route_login_suffix), as Zimbra's proxy does, so the mailstore turns
+ * on its client hacks. The tag is neither looked up nor cached. buf holds
+ * the result when a tag is added; r->user comes back as it is when there
+ * is none or it would not fit.
+ */
+const char *login_upstream_user(const struct route *r, const char *protocol, const char *typed,
+				char buf[ROUTE_MAX_USER]);
+
 #endif

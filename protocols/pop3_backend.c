@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "login.h"
 #include "pop3_int.h"
 #include "sasl.h"
 #include "secret.h"
@@ -105,9 +106,14 @@ static size_t bk__sasl_response(struct session *s, char *out)
 		return st->xoauth2_len;
 	}
 	/* With an authzid the client logs in as someone else (a master user):
-	   that someone is the route's user, the credentials stay the client's. */
-	const char *authz = st->authz[0] ? st->route.user : "";
-	const char *user = st->authz[0] ? st->login : st->route.user;
+	   that someone is the route's user, the credentials stay the client's.
+	   The client's Zimbra tag (/tb, /wm, /ni) goes back on, as Zimbra's
+	   proxy sends it. */
+	char ub[ROUTE_MAX_USER];
+	const char *up = login_upstream_user(&st->route, "pop3",
+					     st->authz[0] ? st->authz : st->login, ub);
+	const char *authz = st->authz[0] ? up : "";
+	const char *user = st->authz[0] ? st->login : up;
 	return sasl_plain_encode(authz, strlen(authz), user, strlen(user), st->password,
 				 st->password_len, out);
 }
@@ -127,7 +133,9 @@ static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
 	size_t n = 0;
 
 	if (!st->bk_auth) {
-		n += (size_t)sprintf(out, "USER %s\r\n", st->route.user);
+		char ub[ROUTE_MAX_USER];
+		n += (size_t)sprintf(out, "USER %s\r\n",
+				     login_upstream_user(&st->route, "pop3", st->login, ub));
 		*step_out = POP3_BK_USER;
 		*done_out = pipelined;
 		if (pipelined) {

@@ -26,6 +26,7 @@ struct rcache_job;
 #define RCACHE_MAX_WIRE_KEY 250 /* memcached's limit on a key */
 #define RCACHE_MAX_PROTO 16
 #define RCACHE_MAX_IP 64
+#define RCACHE_MAX_HOST 255
 #define RCACHE_MAX_ID 255
 #define RCACHE_MAX_VALUE (ROUTE_MAX_USER + 8)
 
@@ -52,6 +53,34 @@ bool rcache_key_route_user(struct rcache_key *out, const char *proto, const char
 			   bool hashed);
 bool rcache_key_alias(struct rcache_key *out, const char *login, const char *ip, bool hashed);
 bool rcache_key_route_id(struct rcache_key *out, const char *proto, const char *id, bool hashed);
+
+/* Zimbra's web alias: "alias:user=<login>;vhost=<vhost>" (vhost a valid name). */
+bool rcache_key_alias_web(struct rcache_key *out, const char *login, const char *vhost,
+			  bool hashed);
+
+/* A login is qualified when it has an '@' anywhere but as its last byte. */
+bool rcache_login_qualified(const char *login);
+
+/* proto is a web one ("http", "httpssl"). */
+bool rcache_proto_web(const char *proto);
+
+/*
+ * The route of a name (a login or an account): "route:proto=<p>;user=<name>"
+ * when name is qualified; an unqualified mail name carries the address the
+ * client connected to, "route:proto=<p>;user=<name>@<proxy_ip>" (the
+ * lookup qualified it by that address). An unqualified web name has no key
+ * (false): the vhost qualified it and Zimbra has no route key with a vhost.
+ */
+bool rcache_key_route_name(struct rcache_key *out, const char *proto, const char *name,
+			   const char *proxy_ip, bool hashed);
+
+/*
+ * The alias of login for a request on proto: mail
+ * "alias:user=<login>;ip=<proxy_ip>", web "alias:user=<login>;vhost=<vhost>".
+ * The two namespaces never meet. false when the qualifier is missing.
+ */
+bool rcache_key_alias_for(struct rcache_key *out, const char *proto, const char *login,
+			  const char *proxy_ip, const char *vhost, bool hashed);
 
 /*
  * Throttle counters (reference §2.2): "throttle:proto=<i|p>,ip=<ip>",

@@ -27,6 +27,8 @@ static bool rcache__proto_ok(const char *p)
 	return true;
 }
 
+static bool rcache__ip_ok(const char *ip);
+
 static bool rcache__name_ok(const char *s, size_t max)
 {
 	return s != NULL && route_name_valid(s, strlen(s), max);
@@ -92,6 +94,56 @@ bool rcache_key_alias(struct rcache_key *out, const char *login, const char *ip,
 	if (!rcache__name_ok(login, ROUTE_MAX_USER - 1) || !rcache__name_ok(ip, RCACHE_MAX_IP))
 		return false;
 	return rcache__build(out, hashed, "alias:user=%s;ip=%s", login, ip);
+}
+
+bool rcache_key_alias_web(struct rcache_key *out, const char *login, const char *vhost,
+			  bool hashed)
+{
+	memset(out, 0, sizeof(*out));
+	if (!rcache__name_ok(login, ROUTE_MAX_USER - 1) || !rcache__name_ok(vhost, RCACHE_MAX_HOST))
+		return false;
+	return rcache__build(out, hashed, "alias:user=%s;vhost=%s", login, vhost);
+}
+
+bool rcache_login_qualified(const char *login)
+{
+	size_t n = login ? strlen(login) : 0;
+
+	/* Zimbra's is_login_qualified(): an '@' anywhere but last. */
+	return n > 1 && memchr(login, '@', n - 1) != NULL;
+}
+
+bool rcache_proto_web(const char *proto)
+{
+	return proto != NULL && strncmp(proto, "http", 4) == 0;
+}
+
+bool rcache_key_route_name(struct rcache_key *out, const char *proto, const char *name,
+			   const char *proxy_ip, bool hashed)
+{
+	memset(out, 0, sizeof(*out));
+	if (name == NULL || rcache_login_qualified(name))
+		return rcache_key_route_user(out, proto, name, hashed);
+	/* Unqualified: the lookup qualified it by the address the client
+	   connected to (mail) or by the vhost (web). Mail keys carry that
+	   address as Zimbra's do ("<name>@<ip>", the form zmproxypurge deletes
+	   for each zimbraVirtualIPAddress); web ones have no such form, so an
+	   unqualified web name is cached only through its vhost alias. */
+	if (rcache_proto_web(proto) || !rcache__proto_ok(proto) ||
+	    !rcache__name_ok(name, ROUTE_MAX_USER - 1) || !rcache__ip_ok(proxy_ip))
+		return false;
+	return rcache__build(out, hashed, "route:proto=%s;user=%s@%s", proto, name, proxy_ip);
+}
+
+bool rcache_key_alias_for(struct rcache_key *out, const char *proto, const char *login,
+			  const char *proxy_ip, const char *vhost, bool hashed)
+{
+	if (rcache_proto_web(proto))
+		return rcache_key_alias_web(out, login, vhost, hashed);
+	memset(out, 0, sizeof(*out));
+	if (!rcache__ip_ok(proxy_ip))
+		return false;
+	return rcache_key_alias(out, login, proxy_ip, hashed);
 }
 
 bool rcache_key_route_id(struct rcache_key *out, const char *proto, const char *id, bool hashed)

@@ -176,13 +176,54 @@ static void route__result(struct route *out, enum route_result result, const cha
 
 char *route__l1_key(const struct route_query *q)
 {
-	if (!q->by_id)
-		return strdup(q->login);
-	size_t n = strlen(q->login) + 4;
+	/* Everything the lookup is told about the login but the attempt
+	   number: the answer may depend on any of it (the proxy address and
+	   the Host qualify an unqualified name, the client address meets the
+	   domain's allow-list). Only the Host may hold a space: it comes last. */
+	const char *kind = q->by_id ? "id" : "name";
+	const char *pip = q->proxy_ip && q->proxy_ip[0] ? q->proxy_ip : "-";
+	const char *cip = q->client_ip && q->client_ip[0] ? q->client_ip : "-";
+	const char *host = q->host ? q->host : "";
+	size_t n = strlen(kind) + strlen(q->login) + strlen(pip) + strlen(cip) + strlen(host) + 8;
 	char *k = malloc(n);
+
 	if (k != NULL)
-		snprintf(k, n, "id %s", q->login);
+		snprintf(k, n, "%s %s %s %s %s", kind, q->login, pip, cip, host);
 	return k;
+}
+
+size_t route_login_suffix(const char *protocol, const char *login)
+{
+	static const char *const sfx[] = { "/tb", "/wm", "/ni" };
+	size_t n = login ? strlen(login) : 0;
+
+	if (protocol == NULL || n <= 3 ||
+	    (strncmp(protocol, "imap", 4) != 0 && strncmp(protocol, "pop3", 4) != 0))
+		return 0;
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++)
+		if (memcmp(login + n - 3, sfx[i], 3) == 0)
+			return 3;
+	return 0;
+}
+
+/*
+ * q with Zimbra's client suffix (/tb, /wm, /ni) taken off the login, using
+ * buf for the shortened name: the suffix is not part of the account, so it
+ * is neither looked up nor part of a cache key (the backends put it back).
+ */
+static const struct route_query *route__base_query(const struct route_query *q,
+						   struct route_query *copy, char *buf, size_t cap)
+{
+	size_t sl = route_login_suffix(q->protocol, q->login);
+	size_t n;
+
+	if (sl == 0 || (n = strlen(q->login) - sl) >= cap)
+		return q;
+	memcpy(buf, q->login, n);
+	buf[n] = '\0';
+	*copy = *q;
+	copy->login = buf;
+	return copy;
 }
 
 struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct route_query *q,
@@ -194,6 +235,10 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 
 	if (req == NULL)
 		return NULL;
+	struct route_query qbase;
+	char base[ROUTE_MAX_USER];
+	if (q->login != NULL && !q->by_id)
+		q = route__base_query(q, &qbase, base, sizeof(base));
 	req->cb = cb;
 	req->arg = arg;
 	memset(&r, 0, sizeof(r));
@@ -271,7 +316,11 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 {
 	struct route_loop *rl = route__loop(loop);
 	struct rcache *rc;
+	struct route_query qbase;
+	char base[ROUTE_MAX_USER];
 
+	if (q->login != NULL && !q->by_id)
+		q = route__base_query(q, &qbase, base, sizeof(base));
 	if (r == NULL || r->result != ROUTE_OK || q->login == NULL || q->protocol == NULL ||
 	    (r->source != ROUTE_SRC_LOOKUP && r->source != ROUTE_SRC_L1 &&
 	     r->source != ROUTE_SRC_MEMCACHED))
@@ -296,12 +345,13 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 			log_write(LOG_WARN, "route cache: out of memory forgetting id %s", q->login);
 		return;
 	}
-	if (q->client_ip && rcache_key_alias(&ops[n].key, q->login, q->client_ip, rc->hash_keys))
+	if (rcache_key_alias_for(&ops[n].key, q->protocol, q->login, q->proxy_ip, q->host,
+				 rc->hash_keys))
 		ops[n++].kind = RCACHE_OP_DELETE;
-	if (rcache_key_route_user(&ops[n].key, q->protocol, r->user, rc->hash_keys))
+	if (rcache_key_route_name(&ops[n].key, q->protocol, r->user, q->proxy_ip, rc->hash_keys))
 		ops[n++].kind = RCACHE_OP_DELETE;
 	if (strcmp(r->user, q->login) != 0 &&
-	    rcache_key_route_user(&ops[n].key, q->protocol, q->login, rc->hash_keys))
+	    rcache_key_route_name(&ops[n].key, q->protocol, q->login, q->proxy_ip, rc->hash_keys))
 		ops[n++].kind = RCACHE_OP_DELETE;
 	if (rcache_submit(loop, rc, ops, n) < 0)
 		log_write(LOG_WARN, "route cache: out of memory forgetting \"%s\"", q->login);

@@ -11,10 +11,13 @@
  * have all cancelled is abandoned (its lookup aborted), so a shutdown does
  * not wait for lookups nobody needs.
  *
- * Flow (the reference, section 2.3): get alias:user=<login>;ip=<client ip>;
- * on a hit get the route by that account, else by the login; on a miss ask
- * the lookup service; then fill L1, and add the alias (if Auth-Cache-Alias)
- * and the route to memcached, fire-and-forget. A flight that bypasses the
+ * Flow (the reference, section 2.3): get the login's alias (mail:
+ * alias:user=<login>;ip=<proxy ip>, web: alias:user=<login>;vhost=<Host>);
+ * on a hit get the route by that account, else by the login (an
+ * unqualified mail login as <login>@<proxy ip>); on a miss ask the lookup
+ * service; then fill L1, and add the alias (if Auth-Cache-Alias) and the
+ * route to memcached, fire-and-forget. Flights are shared only between
+ * identical lookup requests (the L1 key, the protocol and the attempt). A flight that bypasses the
  * caches (a cached route just failed) deletes the login's entries first,
  * so its own adds cannot be undone by a late delete.
  */
@@ -95,6 +98,22 @@ static void flight__closed(uv_handle_t *h)
 	flight__free(h->data);
 }
 
+/* ---- keys ---- */
+
+/* The alias of the flight's login: mail by proxy IP, web by vhost. */
+static bool flight__alias_key(struct rcache_key *k, const struct route_flight *f)
+{
+	return rcache_key_alias_for(k, f->protocol, f->login, f->proxy_ip, f->host,
+				    f->rc->hash_keys);
+}
+
+/* The route of name (the login or an account) as this flight keys it. */
+static bool flight__route_key(struct rcache_key *k, const struct route_flight *f,
+			      const char *name)
+{
+	return rcache_key_route_name(k, f->protocol, name, f->proxy_ip, f->rc->hash_keys);
+}
+
 /* ---- filling the caches ---- */
 
 static int flight__op(struct rcache_op *op, int kind, bool ok)
@@ -141,19 +160,16 @@ static void flight__fill_caches(struct route_flight *f)
 	   login's own account. An account reached under another name is shared
 	   only through an alias; without Auth-Cache-Alias it stays in L1. */
 	if (f->alias_found && !alias_agrees)
-		n += flight__op(&ops[n], RCACHE_OP_DELETE,
-				rcache_key_alias(&ops[n].key, f->login, f->client_ip, hashed));
+		n += flight__op(&ops[n], RCACHE_OP_DELETE, flight__alias_key(&ops[n].key, f));
 	if (!same && !alias_agrees && r->cache_alias) {
 		ops[n].value_len = strlen(r->user);
 		memcpy(ops[n].value, r->user, ops[n].value_len + 1);
-		n += flight__op(&ops[n], RCACHE_OP_ADD,
-				rcache_key_alias(&ops[n].key, f->login, f->client_ip, hashed));
+		n += flight__op(&ops[n], RCACHE_OP_ADD, flight__alias_key(&ops[n].key, f));
 	}
 	if (same || alias_agrees || r->cache_alias) {
 		memcpy(ops[n].value, value, (size_t)vl + 1);
 		ops[n].value_len = (size_t)vl;
-		n += flight__op(&ops[n], RCACHE_OP_ADD,
-				rcache_key_route_user(&ops[n].key, f->protocol, r->user, hashed));
+		n += flight__op(&ops[n], RCACHE_OP_ADD, flight__route_key(&ops[n].key, f, r->user));
 	}
 	if (rcache_submit(f->loop, rc, ops, n) < 0)
 		log_write(LOG_WARN, "route cache: out of memory caching \"%s\"", f->login);
@@ -274,14 +290,14 @@ static void flight__mc_get(uv_work_t *w)
 		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
 			return;
 	} else {
-		if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
+		if (flight__alias_key(&k, f) &&
 		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK &&
 		    route_name_valid(val, vl, ROUTE_MAX_USER - 1)) {
 			memcpy(f->alias_account, val, vl + 1);
 			f->alias_found = true;
 			account = f->alias_account;
 		}
-		if (!rcache_key_route_user(&k, f->protocol, account, rc->hash_keys) ||
+		if (!flight__route_key(&k, f, account) ||
 		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
 			return;
 	}
@@ -314,14 +330,13 @@ static void flight__mc_purge(uv_work_t *w)
 			rcache_mc_delete(rc->mc, &k);
 		return;
 	}
-	if (rcache_key_alias(&k, f->login, f->client_ip, rc->hash_keys) &&
+	if (flight__alias_key(&k, f) &&
 	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK) {
 		rcache_mc_delete(rc->mc, &k);
-		if (strcmp(val, f->login) != 0 &&
-		    rcache_key_route_user(&k, f->protocol, val, rc->hash_keys))
+		if (strcmp(val, f->login) != 0 && flight__route_key(&k, f, val))
 			rcache_mc_delete(rc->mc, &k);
 	}
-	if (rcache_key_route_user(&k, f->protocol, f->login, rc->hash_keys))
+	if (flight__route_key(&k, f, f->login))
 		rcache_mc_delete(rc->mc, &k);
 }
 
@@ -401,12 +416,13 @@ static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
 	f->l1key = route__l1_key(q);
 	/* With the real password the lookup may judge it: never share then. */
 	if (!c->lookup.send_password) {
-		size_t n = strlen(q->protocol) + strlen(q->login) + (q->host ? strlen(q->host) : 0) + 48;
+		size_t n = strlen(q->protocol) + (f->l1key ? strlen(f->l1key) : 0) + 64;
 		if ((f->tkey = malloc(n)) != NULL) {
-			/* The Host decides the domain of an unqualified name, so
-			   lookups for different Hosts are not shared. */
-			snprintf(f->tkey, n, "%p %d %s %s %s", (void *)c, (int)f->bypass, q->protocol,
-				 f->l1key ? f->l1key : "", q->host ? q->host : "");
+			/* Only identical lookup requests share a flight: the L1 key
+			   holds the login, its kind, the proxy IP, the client IP
+			   and the Host; the protocol and the attempt complete it. */
+			snprintf(f->tkey, n, "%p %d %s %d %s", (void *)c, (int)f->bypass, q->protocol,
+				 q->attempt, f->l1key ? f->l1key : "");
 			f->thash = flight__hash(f->tkey);
 		}
 	}

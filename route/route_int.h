@@ -60,8 +60,10 @@ void route__flight_leave(struct route_req *req);
 
 /*
  * The name L1 files q's route under (malloc'ed, NULL on no memory): the
- * login itself, or "id <zimbraId>" for by_id queries. The space cannot
- * appear in a valid login, so an id never collides with a name.
+ * kind ("name" or "id"), the login, the proxy IP, the client IP and the
+ * Host, i.e. everything of the lookup request the answer may depend on.
+ * The flight key is built from it too. Spaces cannot appear in a valid
+ * login or an address, and the Host comes last, so keys never collide.
  */
 char *route__l1_key(const struct route_query *q);
 

@@ -38,6 +38,17 @@ In-process use (pytest):
     # a failure text answered for a login or zimbraId instead of its route
     # (e.g. the servlet's access-denied answer, which HTTP turns into 403):
     lk.statuses["bob"] = "Client-IP 127.0.0.1 is not allowed on this domain"
+    # Zimbra's qualification of an unqualified name (reference section 1.3):
+    # mail logins by X-Proxy-IP (zimbraVirtualIPAddress), web ones by
+    # X-Proxy-Host (zimbraVirtualHostname), else default_domain; zimbraIds
+    # are never qualified.  The users table is then consulted with the
+    # qualified name:
+    lk.vips["127.0.0.2"] = "b.test"
+    lk.vhosts["mail.b.test"] = "b.test"
+    lk.default_domain = "a.test"
+    # zimbraDomainAllowedIPs: a Client-IP outside a domain's list (exact
+    # addresses) gets "Client-IP <ip> is not allowed on this domain":
+    lk.allowed_ips["deny.test"] = ["127.0.0.1"]
     lk.stop()             # closes the listening socket: connection refused
 
 Modes: "garbage" answers non-HTTP bytes and closes; "hang" accepts and reads
@@ -168,7 +179,9 @@ class _Handler(socketserver.BaseRequestHandler):
         login = urllib.parse.unquote(req.get("Auth-User", ""))
         by_id = req.get("Auth-Method", "").lower() == "zimbraid"
         with srv._lock:
-            status = srv.statuses.get(login)
+            if not by_id:
+                login = srv.qualify(login, req)
+            status = srv.statuses.get(login) or srv.refusal(login, by_id, req)
             route = None if status else (srv.ids if by_id else srv.users).get(login)
         keep = (req.version.upper() == "HTTP/1.1" and
                 req.get("Connection", "").lower() != "close")
@@ -213,6 +226,10 @@ class LookupServer:
         self.auth_wait = auth_wait
         self.delay = 0.0
         self.cache_alias = False           # send Auth-Cache-Alias: TRUE with OK
+        self.vips = {}                     # X-Proxy-IP -> domain of unqualified mail names
+        self.vhosts = {}                   # X-Proxy-Host -> domain of unqualified web names
+        self.default_domain = None         # else this domain (None: left unqualified)
+        self.allowed_ips = {}              # domain -> [Client-IP allowed]
         self.host = host
         self._port = port
         self._lock = threading.Lock()
@@ -220,6 +237,31 @@ class LookupServer:
         self._server = None
         self._thread = None
         self.ssl_context = None            # set before start(): serve https
+
+    def qualify(self, login, req):
+        """Zimbra's servlet: qualify an unqualified name (no '@' but last)."""
+        if "@" in login[:-1]:
+            return login
+        proto = req.get("Auth-Protocol", "").lower()
+        if proto.startswith("http"):
+            domain = self.vhosts.get(req.get("X-Proxy-Host", ""))
+        else:
+            domain = self.vips.get(req.get("X-Proxy-IP", ""))
+        domain = domain or self.default_domain
+        return "%s@%s" % (login, domain) if domain else login
+
+    def refusal(self, login, by_id, req):
+        """zimbraDomainAllowedIPs of the account's domain, or None."""
+        if by_id:
+            route = self.ids.get(login)
+            account = route[2] if route else ""
+        else:
+            account = login
+        allowed = self.allowed_ips.get(account.rpartition("@")[2])
+        ip = req.get("Client-IP", "")
+        if allowed is not None and ip not in allowed:
+            return "Client-IP %s is not allowed on this domain" % ip
+        return None
 
     @property
     def port(self):

@@ -155,3 +155,90 @@ Test(rcache_key, value_parse_garbage)
 	/* A host too long for the caller's buffer. */
 	cr_assert_not(rcache_value_parse("10.0.0.21:7143", 14, h, 5, &p));
 }
+
+/* ---- the keys of a request's context (issue 16) ---- */
+
+Test(rcache_key, login_qualified_as_zimbra_says)
+{
+	cr_assert(rcache_login_qualified("john@a.test"));
+	cr_assert(rcache_login_qualified("a@b"));
+	cr_assert_not(rcache_login_qualified("john"));
+	cr_assert_not(rcache_login_qualified("john@"), "an '@' as the last byte does not qualify");
+	cr_assert_not(rcache_login_qualified(""));
+	cr_assert_not(rcache_login_qualified(NULL));
+}
+
+Test(rcache_key, route_name_unqualified_mail_carries_the_proxy_address)
+{
+	struct rcache_key k;
+
+	cr_assert(rcache_key_route_name(&k, "imapssl", "john", "192.0.2.10", false));
+	cr_assert_str_eq(k.wire, "route:proto=imapssl;user=john@192.0.2.10");
+	cr_assert(rcache_key_route_name(&k, "pop3", "john", "2001:db8::10", false));
+	cr_assert_str_eq(k.wire, "route:proto=pop3;user=john@2001:db8::10");
+	/* Two VIPs, two keys. */
+	struct rcache_key k2;
+	cr_assert(rcache_key_route_name(&k2, "imapssl", "john", "192.0.2.11", false));
+	cr_assert_str_neq(k2.raw, "route:proto=imapssl;user=john@192.0.2.10");
+	/* A qualified name is the plain Zimbra key, whatever the address. */
+	cr_assert(rcache_key_route_name(&k, "imap", "john@a.test", "192.0.2.10", false));
+	cr_assert_str_eq(k.wire, "route:proto=imap;user=john@a.test");
+	cr_assert(rcache_key_route_name(&k, "imap", "john@a.test", NULL, false));
+	cr_assert_str_eq(k.wire, "route:proto=imap;user=john@a.test");
+	/* Unqualified without a usable address: no key at all. */
+	cr_assert_not(rcache_key_route_name(&k, "imap", "john", NULL, false));
+	cr_assert_not(rcache_key_route_name(&k, "imap", "john", "", false));
+	cr_assert_not(rcache_key_route_name(&k, "imap", "john", "?", false));
+	cr_assert_not(rcache_key_route_name(&k, "imap", "john", "1.2.3.4;x", false));
+	cr_assert_not(rcache_key_route_name(&k, "imap", "john", "1.2.3.4\r\nflush_all", false));
+	/* Hashed: the SHA-256 of the suffixed raw key. */
+	cr_assert(rcache_key_route_name(&k, "imap", "john", "192.0.2.10", true));
+	cr_assert_str_eq(k.raw, "route:proto=imap;user=john@192.0.2.10");
+	cr_assert_eq(k.wire_len, 64);
+}
+
+Test(rcache_key, route_name_unqualified_web_has_no_key)
+{
+	struct rcache_key k;
+
+	cr_assert_not(rcache_key_route_name(&k, "http", "john", "192.0.2.10", false),
+		      "the vhost qualified it: cached only through the vhost alias");
+	cr_assert_not(rcache_key_route_name(&k, "httpssl", "john", "192.0.2.10", false));
+	cr_assert(rcache_key_route_name(&k, "httpssl", "john@a.test", "192.0.2.10", false));
+	cr_assert_str_eq(k.wire, "route:proto=httpssl;user=john@a.test");
+}
+
+Test(rcache_key, mail_and_web_aliases_are_separate_namespaces)
+{
+	struct rcache_key k;
+
+	cr_assert(rcache_key_alias_for(&k, "imapssl", "john", "192.0.2.10", NULL, false));
+	cr_assert_str_eq(k.wire, "alias:user=john;ip=192.0.2.10");
+	cr_assert(rcache_key_alias_for(&k, "pop3", "john", "192.0.2.10", "a.test", false));
+	cr_assert_str_eq(k.wire, "alias:user=john;ip=192.0.2.10", "mail ignores the Host");
+	cr_assert(rcache_key_alias_for(&k, "httpssl", "john", "192.0.2.10", "mail.a.test", false));
+	cr_assert_str_eq(k.wire, "alias:user=john;vhost=mail.a.test");
+	cr_assert(rcache_key_alias_web(&k, "john", "mail.b.test:8443", false));
+	cr_assert_str_eq(k.wire, "alias:user=john;vhost=mail.b.test:8443");
+	/* Without the qualifier, or with a bad one: no key. */
+	cr_assert_not(rcache_key_alias_for(&k, "http", "john", "192.0.2.10", NULL, false));
+	cr_assert_not(rcache_key_alias_for(&k, "http", "john", "192.0.2.10", "a b", false));
+	cr_assert_not(rcache_key_alias_for(&k, "http", "john", "192.0.2.10", "a\r\nb", false));
+	cr_assert_not(rcache_key_alias_for(&k, "imap", "john", NULL, "a.test", false));
+	cr_assert_not(rcache_key_alias_for(&k, "imap", "john", "not-an-ip", NULL, false));
+}
+
+Test(rcache_key, zimbra_login_suffixes)
+{
+	cr_assert_eq(route_login_suffix("imap", "john/tb"), 3);
+	cr_assert_eq(route_login_suffix("imapssl", "john@a.test/wm"), 3);
+	cr_assert_eq(route_login_suffix("pop3", "john/ni"), 3);
+	cr_assert_eq(route_login_suffix("pop3ssl", "john/ni"), 3);
+	cr_assert_eq(route_login_suffix("http", "john/tb"), 0, "mail only");
+	cr_assert_eq(route_login_suffix("imap", "/tb"), 0, "nothing left without it");
+	cr_assert_eq(route_login_suffix("imap", "john/TB"), 0, "as the mailstore: case matters");
+	cr_assert_eq(route_login_suffix("imap", "john/xx"), 0);
+	cr_assert_eq(route_login_suffix("imap", "john/tb/"), 0);
+	cr_assert_eq(route_login_suffix("imap", "john"), 0);
+	cr_assert_eq(route_login_suffix("imap", NULL), 0);
+}

@@ -4,11 +4,13 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include "rcache.h"
+#include "route_int.h"
 
 static struct route l1t_route(const char *host, unsigned port, const char *user)
 {
@@ -160,4 +162,48 @@ Test(rcache_l1, threads_share_it)
 	}
 	cr_assert_leq(rcache_l1_count(l1), 300);
 	rcache_l1_free(l1);
+}
+
+/* ---- the L1 key: everything the lookup is told (issue 16) ---- */
+
+static char *l1t_key(const char *login, const char *pip, const char *cip, const char *host,
+		     bool by_id)
+{
+	struct route_query q = {
+		.login = login, .protocol = "imap", .proxy_ip = pip, .client_ip = cip,
+		.host = host, .by_id = by_id, .attempt = 1,
+	};
+	char *k = route__l1_key(&q);
+	cr_assert_not_null(k);
+	return k;
+}
+
+Test(rcache_l1, key_carries_proxy_ip_client_ip_host_and_kind)
+{
+	char *a = l1t_key("john", "127.0.0.1", "10.9.9.9", NULL, false);
+	char *same = l1t_key("john", "127.0.0.1", "10.9.9.9", NULL, false);
+	char *vip = l1t_key("john", "127.0.0.2", "10.9.9.9", NULL, false);
+	char *cip = l1t_key("john", "127.0.0.1", "10.9.9.10", NULL, false);
+	char *host = l1t_key("john", "127.0.0.1", "10.9.9.9", "b.test", false);
+	char *id = l1t_key("john", "127.0.0.1", "10.9.9.9", NULL, true);
+
+	cr_assert_str_eq(a, same);
+	cr_assert_str_eq(a, "name john 127.0.0.1 10.9.9.9 ");
+	cr_assert_str_neq(a, vip, "another VIP qualifies \"john\" to another domain");
+	cr_assert_str_neq(a, cip, "another client may be outside the domain's allow-list");
+	cr_assert_str_neq(a, host, "another vhost qualifies \"john\" to another domain");
+	cr_assert_str_neq(a, id, "a zimbraId never collides with a name");
+	cr_assert_str_eq(host, "name john 127.0.0.1 10.9.9.9 b.test");
+
+	/* In the cache: a route filed for VIP A is not found for VIP B. */
+	struct rcache_l1 *l1 = rcache_l1_new(100);
+	struct route in = l1t_route("10.0.0.21", 7143, "john@a.test"), out;
+	rcache_l1_put(l1, "imap", a, &in, 1000, 60000);
+	cr_assert(rcache_l1_get(l1, "imap", same, 1001, &out));
+	cr_assert_str_eq(out.user, "john@a.test");
+	cr_assert_not(rcache_l1_get(l1, "imap", vip, 1001, &out));
+	cr_assert_not(rcache_l1_get(l1, "imap", cip, 1001, &out));
+	cr_assert_not(rcache_l1_get(l1, "imap", host, 1001, &out));
+	rcache_l1_free(l1);
+	free(a), free(same), free(vip), free(cip), free(host), free(id);
 }

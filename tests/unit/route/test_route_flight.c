@@ -203,3 +203,74 @@ Test(route_flight, lookup_down_warm_users_still_resolve)
 	conf_unref(c);
 	rct_srv_stop(&srv);
 }
+
+/* ---- only identical lookup requests share (issue 16) ---- */
+
+Test(route_flight, flights_shared_only_by_identical_requests)
+{
+	struct rct_srv srv;
+	struct rct_result res[8] = {{0}};
+	uv_loop_t loop;
+
+	rct_srv_start(&srv);
+	srv.delay_ms = 300; /* every resolution arrives while the lookups run */
+	struct conf *c = rct_conf(&srv, "");
+	struct route_query q[8];
+	for (int i = 0; i < 8; i++)
+		q[i] = rct_query("john");
+	q[1].proxy_ip = "127.0.0.2";          /* another VIP */
+	q[2].client_ip = "192.0.2.8";         /* another client */
+	q[3].host = "b.test";                 /* another vhost */
+	q[4].by_id = true;                    /* a zimbraId, not a name */
+	q[5].protocol = "pop3";
+	q[6].attempt = 2;
+	/* q[7] is q[0] again: it joins q[0]'s flight. */
+	rct_loop_start(&loop);
+	for (int i = 0; i < 8; i++)
+		route_resolve(&loop, c, &q[i], rct_on_route, &res[i]);
+	rct_loop_finish(&loop);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(res[i].calls, 1);
+	cr_assert_eq(rct_lookups(&srv), 7, "seven different requests, seven lookups");
+	conf_unref(c);
+	rct_srv_stop(&srv);
+}
+
+Test(route_flight, l1_answers_only_the_same_vip_client_and_host)
+{
+	struct rct_srv srv;
+
+	rct_srv_start(&srv);
+	struct conf *c = rct_conf(&srv, "");
+	uv_loop_t keeper; /* keeps L1 alive between the resolutions */
+	rct_loop_start(&keeper);
+
+	struct route_query a = rct_query("john");
+	struct route r = rct_resolve_once(c, a);
+	cr_assert_eq(r.source, ROUTE_SRC_LOOKUP);
+	cr_assert_eq(rct_resolve_once(c, a).source, ROUTE_SRC_L1);
+
+	struct route_query other = a;
+	other.proxy_ip = "127.0.0.2";
+	cr_assert_eq(rct_resolve_once(c, other).source, ROUTE_SRC_LOOKUP,
+		     "VIP B must not get VIP A's john");
+	other = a;
+	other.client_ip = "192.0.2.99";
+	cr_assert_eq(rct_resolve_once(c, other).source, ROUTE_SRC_LOOKUP,
+		     "another client address may be refused by the domain");
+	other = a;
+	other.host = "b.test";
+	cr_assert_eq(rct_resolve_once(c, other).source, ROUTE_SRC_LOOKUP);
+	cr_assert_eq(rct_lookups(&srv), 4);
+
+	/* A Zimbra client tag is no part of the key: john/tb is john. */
+	struct route_query tb = a;
+	tb.login = "john/tb";
+	r = rct_resolve_once(c, tb);
+	cr_assert_eq(r.source, ROUTE_SRC_L1);
+	cr_assert_str_eq(r.user, "alice@example.com", "the route's user has no suffix");
+	cr_assert_eq(rct_lookups(&srv), 4);
+	rct_loop_finish(&keeper);
+	conf_unref(c);
+	rct_srv_stop(&srv);
+}
