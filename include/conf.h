@@ -29,6 +29,7 @@ enum conf_proto {
 	CONF_PROTO_POP3,
 	CONF_PROTO_HTTP,
 };
+#define CONF_PROTO_COUNT 3 /* not in the enum: switches over it stay exhaustive */
 
 /* What a plain (non-TLS) HTTP listener does with requests. */
 enum conf_http_mode {

@@ -33,6 +33,7 @@
 
 #include <uv.h>
 
+#include "conf.h"
 #include "log.h"
 #include "route.h"
 #include "stream.h"
@@ -175,6 +176,13 @@ struct session {
 	bool backend_read_wanted;       /* HTTP: the protocol wants backend bytes */
 	bool backend_reused;            /* HTTP: s->backend came from the keep-alive pool */
 };
+
+/*
+ * The front end for listeners of protocol p. The runtime names no protocol:
+ * main.c (and the test harness) registers IMAP, POP3 and HTTP before any
+ * worker starts. Not thread-safe; ops lives for the whole process.
+ */
+void session_register(enum conf_proto p, const struct session_proto *ops);
 
 /* Log with the session's context: id, client, phase. */
 void session_log(struct session *s, enum log_level level, const char *fmt, ...)

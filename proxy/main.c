@@ -26,7 +26,11 @@
 #include "access.h"
 #include "audit.h"
 #include "conf.h"
+#include "http.h"
+#include "imap.h"
 #include "log.h"
+#include "pop3.h"
+#include "session.h"
 #include "status.h"
 #include "worker.h"
 
@@ -252,6 +256,9 @@ static int main__run(struct conf *c)
 	int rc = 0;
 
 	main__raise_nofile(c);
+	session_register(CONF_PROTO_IMAP, &imap_proto);
+	session_register(CONF_PROTO_POP3, &pop3_proto);
+	session_register(CONF_PROTO_HTTP, &http_proto);
 	M.loop = uv_default_loop();
 	M.conf = c;
 	M.nworkers = c->workers;

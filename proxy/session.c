@@ -19,10 +19,7 @@
 
 #include "conf.h"
 #include "connlimit.h"
-#include "http.h"
-#include "imap.h"
 #include "metrics.h"
-#include "pop3.h"
 #include "session_int.h"
 #include "tls.h"
 #include "worker.h"
@@ -59,17 +56,12 @@ static uint64_t session__next_id(void)
 	return atomic_fetch_add(&session_next_id, 1) + 1;
 }
 
-static const struct session_proto *session__proto(enum conf_proto p)
+static const struct session_proto *session__protos[CONF_PROTO_COUNT];
+
+void session_register(enum conf_proto p, const struct session_proto *ops)
 {
-	switch (p) {
-	case CONF_PROTO_IMAP:
-		return &imap_proto;
-	case CONF_PROTO_POP3:
-		return &pop3_proto;
-	case CONF_PROTO_HTTP:
-		return &http_proto;
-	}
-	return NULL;
+	if ((unsigned)p < CONF_PROTO_COUNT)
+		session__protos[p] = ops;
 }
 
 uint64_t session_now(struct session *s)
@@ -618,11 +610,11 @@ struct session *session_new(struct worker *w, struct listener *l)
 	    c->listen[l->index].addrlen == l->cl->addrlen &&
 	    memcmp(&c->listen[l->index].addr, &l->cl->addr, l->cl->addrlen) == 0)
 		s->listener = &c->listen[l->index];
-	s->proto = session__proto(s->listener->proto);
+	s->proto = session__protos[s->listener->proto];
 	s->id = session__next_id();
 	snprintf(s->idstr, sizeof(s->idstr), "%llx", (unsigned long long)s->id);
 	s->in_cap = c->limits.max_line + 1;
-	s->in = malloc(s->in_cap);
+	s->in = s->proto != NULL ? malloc(s->in_cap) : NULL;
 	if (s->in == NULL || stream_init(&s->client, &w->loop, &w->pool, s) < 0) {
 		free(s->in);
 		conf_unref(s->conf);

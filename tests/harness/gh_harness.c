@@ -25,7 +25,10 @@
 
 #include "audit.h"
 #include "gh_harness.h"
+#include "http.h"
+#include "imap.h"
 #include "log.h"
+#include "pop3.h"
 #include "route.h"
 
 /* ---- buffers ---- */
@@ -158,6 +161,9 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 	memset(e, 0, sizeof(*e));
 	e->backend_lfd = -1;
 	signal(SIGPIPE, SIG_IGN);
+	session_register(CONF_PROTO_IMAP, &imap_proto);
+	session_register(CONF_PROTO_POP3, &pop3_proto);
+	session_register(CONF_PROTO_HTTP, &http_proto);
 	const char *lv = getenv("GH_HARNESS_LOG");
 	log_open(NULL, lv && strcmp(lv, "debug") == 0 ? LOG_DEBUG
 		       : lv && strcmp(lv, "info") == 0 ? LOG_INFO : LOG_ERROR);
