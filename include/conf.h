@@ -178,6 +178,8 @@ struct conf {
 		int max_bad_commands;    /* then BYE and close */
 		int max_login_failures;  /* failed logins per connection, then BYE and close */
 		double max_auth_wait;    /* cap on the lookup's Auth-Wait, seconds */
+		double auth_failure_delay; /* wait before answering a rejected login (Zimbra's
+					      zimbraReverseProxyAuthWaitInterval), seconds */
 		size_t max_connections;  /* concurrent client connections, 0 = no cap */
 		size_t max_connections_per_ip; /* per client address, 0 = no cap */
 		size_t relay_buffer;     /* size of one relay buffer */

@@ -24,7 +24,14 @@ int log_open(const char *path, enum log_level level);
 /* Whether messages at this level are written (to skip formatting work). */
 int log_enabled(enum log_level level);
 
-/* Write "<time> <level> <message>\n". Messages longer than 2 KiB are cut. */
+/*
+ * Write "<time> <level> <message>\n". Messages longer than 2 KiB are cut.
+ * Every byte of the formatted message below 0x20, 0x7f and above is written
+ * as \xHH, so no argument (however hostile) can end the line or forge
+ * another one. Quotes and backslashes are left alone: a client string shown
+ * in quotes should still go through log_escape, so that it cannot close its
+ * quotes and imitate other fields of the same line.
+ */
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
@@ -40,5 +47,20 @@ int log_timestamp(char *buf, unsigned long size);
  * cuts at a whole escape when out is too small. Returns the length written.
  */
 unsigned long log_escape(char *out, unsigned long outcap, const char *s, unsigned long n);
+
+/*
+ * log_escape of the C string s (NULL as "") into out, for a client string
+ * shown in quotes: returns out, so it can be an argument of the log call.
+ * Size out as LOG_QUOTE_SIZE(longest input) to keep the whole string.
+ */
+const char *log_quote(char *out, unsigned long outcap, const char *s);
+#define LOG_QUOTE_SIZE(n) (4 * (n) + 1)
+
+/*
+ * What log_write does to a message: copy s[0..n) to out, bytes below 0x20,
+ * 0x7f and above as \xHH, cutting at a whole escape. No NUL is added.
+ * Returns the length written. (For tests; callers use log_write.)
+ */
+unsigned long log__line_safe(char *out, unsigned long outcap, const char *s, unsigned long n);
 
 #endif

@@ -124,6 +124,10 @@ struct session {
 
 	char client_ip[46];
 	uint16_t client_port;
+	/* client_ip came from a PROXY header, not from the TCP peer: the bytes
+	   that follow were written by that client, through a balancer that did
+	   not read them (X-Forwarded-For is then never trusted). */
+	bool client_from_proxy_header;
 	char local_ip[46];              /* the proxy address the client reached */
 	uint16_t local_port;
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */

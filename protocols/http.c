@@ -59,6 +59,15 @@ void http__answer(struct session *s, int status, const char *location, const cha
 	if (s->backend)
 		session_backend_release(s, false);
 	int n = http_error_page(status, location, msg, true, page, sizeof(page));
+	if (n < 0 && location != NULL) {
+		/* A redirect whose Location does not fit the page (a long
+		   request-target): say so rather than close without a word. */
+		status = 414;
+		location = NULL;
+		msg = NULL;
+		why = "redirect: target too long for a Location";
+		n = http_error_page(status, NULL, NULL, true, page, sizeof(page));
+	}
 	hc->status = status;
 	hc->bytes_sent += n > 0 ? (uint64_t)n : 0;
 	if (hc->start_ms == 0)

@@ -53,6 +53,17 @@ static int hp__on_url_complete(llhttp_t *ll)
 		p->err = HTTP_E_URI;
 		return -1;
 	}
+	/* RFC 9112 §3.2: the target is visible ASCII. llhttp (not built
+	   strict) lets a TAB, DEL and 8-bit bytes through; a backend that
+	   splits the request line on any whitespace would read another
+	   target than the one we routed and logged. */
+	for (uint32_t i = 0; i < p->h->uri.len; i++) {
+		uint8_t c = p->base[p->h->uri.off + i];
+		if (c <= 0x20 || c >= 0x7f) {
+			p->err = HTTP_E_BAD;
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -163,6 +174,37 @@ static int hp__on_value_complete(llhttp_t *ll)
 	return 0;
 }
 
+/*
+ * RFC 9112 §6.1: the only transfer coding a request may carry to us is a
+ * single, final "chunked" (one Transfer-Encoding line, nothing else in it,
+ * case-insensitive, optional whitespace around it). "identity, chunked",
+ * "chunked, chunked" or two lines are framings a backend may read
+ * differently from us, so they are refused rather than normalised.
+ */
+static bool hp__te_exactly_chunked(const struct http_parser *p)
+{
+	const struct http_head *h = p->h;
+	int seen = 0;
+
+	for (int i = 0; i < h->nhdr; i++) {
+		if (!http_span_is(p->base, h->hdr[i].name, "Transfer-Encoding"))
+			continue;
+		if (++seen > 1)
+			return false;
+		const uint8_t *v = p->base + h->hdr[i].value.off;
+		size_t n = h->hdr[i].value.len;
+		while (n > 0 && (v[0] == ' ' || v[0] == '\t')) {
+			v++;
+			n--;
+		}
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+		if (n != 7 || strncasecmp((const char *)v, "chunked", 7) != 0)
+			return false;
+	}
+	return seen == 1;
+}
+
 static int hp__on_headers_complete(llhttp_t *ll)
 {
 	struct http_parser *p = hp__of(ll);
@@ -181,6 +223,14 @@ static int hp__on_headers_complete(llhttp_t *ll)
 	/* RFC 9112 §6.3: a request whose Transfer-Encoding does not end in
 	   chunked has no reliable length. */
 	if (ll->type == HTTP_REQUEST && (ll->flags & F_TRANSFER_ENCODING) && !h->chunked) {
+		p->err = HTTP_E_BAD;
+		return -1;
+	}
+	/* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
+	   framing (the message MUST be treated as such, the connection closed);
+	   and anything but a lone "chunked" is refused (above). */
+	if (ll->type == HTTP_REQUEST && (ll->flags & F_TRANSFER_ENCODING) &&
+	    ((h->major == 1 && h->minor == 0) || h->major == 0 || !hp__te_exactly_chunked(p))) {
 		p->err = HTTP_E_BAD;
 		return -1;
 	}

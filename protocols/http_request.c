@@ -20,6 +20,14 @@ static void hc__copy_span(char *dst, size_t cap, const uint8_t *buf, struct http
 	dst[n] = '\0';
 }
 
+/*
+ * May the request's X-Forwarded-For be extended (security review 7)? Only
+ * when the TCP peer that wrote this head is in trusted_proxies. After a
+ * PROXY header the head was written by the carried client (the balancer
+ * forwarded the bytes without reading them): that client is never a proxy
+ * of ours, whatever its address, and the balancer's own trust (which the
+ * PROXY listener requires) says nothing about the head.
+ */
 static bool hc__peer_trusted(struct session *s)
 {
 	union {
@@ -28,7 +36,7 @@ static bool hc__peer_trusted(struct session *s)
 		struct sockaddr_in6 v6;
 	} a;
 
-	if (s->conf->ntrusted_proxies == 0)
+	if (s->conf->ntrusted_proxies == 0 || s->client_from_proxy_header)
 		return false;
 	if (uv_ip4_addr(s->client_ip, 0, &a.v4) != 0 && uv_ip6_addr(s->client_ip, 0, &a.v6) != 0)
 		return false;

@@ -105,6 +105,24 @@ void imap_login_failed(struct session *s, const char *reply_line, bool counted)
 	imap__process(s);
 }
 
+void imap_login_rejected(struct session *s, const char *reply_line)
+{
+	struct imap_state *st = imap__st(s);
+	double delay = login_failure_delay(s, 0);
+
+	if (delay <= 0) {
+		imap_login_failed(s, reply_line, true);
+		return;
+	}
+	/* Zimbra's zimbraReverseProxyAuthWaitInterval: every guess costs the
+	   guesser the delay, not the worker (the timer answers). */
+	snprintf(st->fail_reply, sizeof(st->fail_reply), "%s", reply_line);
+	imap_wipe_credentials(st);
+	session_close_backend(s);
+	session_set_phase(s, SESSION_AUTH_WAIT);
+	session_delay(s, delay);
+}
+
 void imap_login_throttled(struct session *s, const char *msg)
 {
 	struct imap_state *st = imap__st(s);
@@ -157,8 +175,9 @@ static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest
 	struct imap_state *st = imap__st(s);
 
 	imap_audit(s, "ok", NULL);
-	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s", st->login, st->route.user,
-		    s->backend_addr);
+	char login[LOG_QUOTE_SIZE(128)], user[LOG_QUOTE_SIZE(128)];
+	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s", log_quote(login, sizeof(login), st->login),
+		    log_quote(user, sizeof(user), st->route.user), s->backend_addr);
 	/* The backend's own tagged OK (with its post-login CAPABILITY), under
 	   the client's tag. */
 	struct iovec iov[3] = {
@@ -215,6 +234,13 @@ static void imap__begin_login(struct session *s)
 	memset(&st->route, 0, sizeof(st->route));
 	if (!route_name_valid(who, strlen(who), s->conf->limits.max_login)) {
 		imap_audit(s, "fail", "invalid login name");
+		imap_login_failed(s, IMAP_AUTHFAILED, true);
+		return;
+	}
+	/* With an authzid the authcid is not looked up, but it is logged and
+	   sent: the same rules (no control bytes, no spaces; review 4). */
+	if (who != st->login && !route_name_valid(st->login, strlen(st->login), s->conf->limits.max_login)) {
+		imap_audit(s, "fail", "invalid authentication name");
 		imap_login_failed(s, IMAP_AUTHFAILED, true);
 		return;
 	}
@@ -657,9 +683,13 @@ static void imap_timeout(struct session *s)
 	struct imap_state *st = imap__st(s);
 
 	switch (s->phase) {
-	case SESSION_AUTH_WAIT:
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
+	case SESSION_AUTH_WAIT: {
+		char reply[sizeof(st->fail_reply)];
+		snprintf(reply, sizeof(reply), "%s", st->fail_reply[0] ? st->fail_reply : IMAP_AUTHFAILED);
+		st->fail_reply[0] = '\0';
+		imap_login_failed(s, reply, true);
 		return;
+	}
 	case SESSION_BACKEND_LOGIN:
 		imap_backend_timeout(s);
 		return;

@@ -296,14 +296,16 @@ static void bk__login_answer(struct session *s, const char *line, size_t n, size
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 			*p = '?';
 	snprintf(why, sizeof(why), "backend rejected the login: %s", text);
-	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", st->login, s->backend_addr, why);
+	char login[LOG_QUOTE_SIZE(128)];
+	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", log_quote(login, sizeof(login), st->login),
+		    s->backend_addr, why);
 	imap_route_rejected(s);
 	imap_audit(s, "fail", why);
 	if (!bk__prefix(rest, n - 4, "NO ")) {
-		imap_login_failed(s, "NO [AUTHENTICATIONFAILED] Authentication failed", true);
+		imap_login_rejected(s, "NO [AUTHENTICATIONFAILED] Authentication failed");
 		return;
 	}
-	imap_login_failed(s, text, true);
+	imap_login_rejected(s, text);
 }
 
 /* One complete line from the backend, without CRLF (n), linelen with it. */

@@ -62,6 +62,9 @@ struct imap_state {
 	bool bk_literal_plus, bk_sasl_ir, bk_auth_plain, bk_caps_known;
 	bool bk_plain_sent;         /* PLAIN message sent after "+" */
 	bool route_retried;         /* a cached route failed: looked up afresh once */
+	/* The answer to a rejected login, held back in SESSION_AUTH_WAIT
+	   (limits.auth_failure_delay); "" means the generic failure. */
+	char fail_reply[200];
 	/* The backend's tagged OK, held while the user's login is counted. */
 	uint8_t *held_ok;
 	size_t held_ok_len;
@@ -69,6 +72,9 @@ struct imap_state {
 
 /* imap.c */
 void imap_login_failed(struct session *s, const char *reply_line, bool counted);
+/* The mailstore rejected the login: answer reply_line (counted) after
+   limits.auth_failure_delay, from proto->timeout. */
+void imap_login_rejected(struct session *s, const char *reply_line);
 void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len);
 void imap_login_throttled(struct session *s, const char *msg);
 void imap_audit(struct session *s, const char *result, const char *reason);

@@ -26,6 +26,14 @@ void login_audit(struct session *s, const char *login, const char *authz, const 
 		session_login_failed(s);
 }
 
+double login_failure_delay(const struct session *s, double auth_wait)
+{
+	const struct conf *c = s->conf;
+	double wait = auth_wait > c->limits.max_auth_wait ? c->limits.max_auth_wait : auth_wait;
+
+	return wait > c->limits.auth_failure_delay ? wait : c->limits.auth_failure_delay;
+}
+
 void login_route_done(struct session *s, const struct route *r, struct route *saved,
 		      const struct login_ops *ops)
 {
@@ -36,11 +44,10 @@ void login_route_done(struct session *s, const struct route *r, struct route *sa
 		return;
 	case ROUTE_DENIED: {
 		ops->audit(s, "fail", r->reason);
-		double wait = r->wait_s;
-		if (wait > s->conf->limits.max_auth_wait)
-			wait = s->conf->limits.max_auth_wait;
+		double wait = login_failure_delay(s, r->wait_s);
 		if (wait > 0) {
-			/* Honour Auth-Wait: slow down password guessing. */
+			/* Honour Auth-Wait: slow down password guessing. The
+			   worker goes on; proto->timeout answers later. */
 			session_set_phase(s, SESSION_AUTH_WAIT);
 			session_delay(s, wait);
 			return;
@@ -73,8 +80,9 @@ bool login_route_unreachable(struct session *s, const struct route_query *q, con
 	}
 	/* The fresh lookup forgets the login in the caches first. */
 	*retried = true;
+	char login[LOG_QUOTE_SIZE(128)];
 	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
-		    route_source_names[r->source], q->login);
+		    route_source_names[r->source], log_quote(login, sizeof(login), q->login));
 	session_resolve(s, q);
 	return true;
 }

@@ -32,13 +32,23 @@ struct login_ops {
 };
 
 /*
- * The resolver answered: connect to the route, or fail the login (honouring
- * Auth-Wait, capped by limits.max_auth_wait: the protocol's timeout hook
+ * The resolver answered: connect to the route, or fail the login after
+ * login_failure_delay (in SESSION_AUTH_WAIT: the protocol's timeout hook
  * then answers with ops->authfailed), or report a temporary failure. saved
  * receives the route.
  */
 void login_route_done(struct session *s, const struct route *r, struct route *saved,
 		      const struct login_ops *ops);
+
+/*
+ * How long to hold back the answer to a login the mailstore or the lookup
+ * rejected (a wrong password, an unknown user): limits.auth_failure_delay,
+ * or auth_wait (the lookup's Auth-Wait, capped by limits.max_auth_wait)
+ * when that is longer. Both kinds wait alike, so the time to the answer
+ * does not tell an unknown user from a wrong password. Seconds; 0: answer
+ * at once.
+ */
+double login_failure_delay(const struct session *s, double auth_wait);
 
 /* Whether an unreachable route deserves one fresh lookup: it came from a
    cache (the mailbox may have moved) and none was tried yet. */

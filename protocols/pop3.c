@@ -88,6 +88,24 @@ void pop3_login_failed(struct session *s, const char *reply_line, bool counted)
 	pop3__process(s);
 }
 
+void pop3_login_rejected(struct session *s, const char *reply_line)
+{
+	struct pop3_state *st = pop3__st(s);
+	double delay = login_failure_delay(s, 0);
+
+	if (delay <= 0) {
+		pop3_login_failed(s, reply_line, true);
+		return;
+	}
+	/* Zimbra's zimbraReverseProxyAuthWaitInterval: every guess costs the
+	   guesser the delay, not the worker (the timer answers). */
+	snprintf(st->fail_reply, sizeof(st->fail_reply), "%s", reply_line);
+	pop3_wipe_credentials(st);
+	session_close_backend(s);
+	session_set_phase(s, SESSION_AUTH_WAIT);
+	session_delay(s, delay);
+}
+
 void pop3_login_throttled(struct session *s, const char *msg)
 {
 	struct pop3_state *st = pop3__st(s);
@@ -140,8 +158,10 @@ static void pop3__login_done(struct session *s, const char *line, size_t len)
 	struct pop3_state *st = pop3__st(s);
 
 	pop3_audit(s, "ok", NULL);
+	char login[LOG_QUOTE_SIZE(128)], user[LOG_QUOTE_SIZE(128)];
 	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s",
-		    st->authz[0] ? st->authz : st->login, st->route.user, s->backend_addr);
+		    log_quote(login, sizeof(login), st->authz[0] ? st->authz : st->login),
+		    log_quote(user, sizeof(user), st->route.user), s->backend_addr);
 	/* The backend's own +OK, as it sent it. */
 	session_write(s, line, len);
 	pop3_wipe_credentials(st);
@@ -206,6 +226,13 @@ void pop3__begin_login(struct session *s)
 	memset(&st->route, 0, sizeof(st->route));
 	if (!route_name_valid(who, strlen(who), s->conf->limits.max_login)) {
 		pop3_audit(s, "fail", "invalid login name");
+		pop3_login_failed(s, POP3_AUTHFAILED, true);
+		return;
+	}
+	/* With an authzid the authcid is not looked up, but it is logged and
+	   sent: the same rules (no control bytes, no spaces; review 4). */
+	if (who != st->login && !route_name_valid(st->login, strlen(st->login), s->conf->limits.max_login)) {
+		pop3_audit(s, "fail", "invalid authentication name");
 		pop3_login_failed(s, POP3_AUTHFAILED, true);
 		return;
 	}
@@ -480,9 +507,14 @@ static void pop3_client_eof(struct session *s, int status)
 static void pop3_timeout(struct session *s)
 {
 	switch (s->phase) {
-	case SESSION_AUTH_WAIT:
-		pop3_login_failed(s, POP3_AUTHFAILED, true);
+	case SESSION_AUTH_WAIT: {
+		struct pop3_state *st = pop3__st(s);
+		char reply[sizeof(st->fail_reply)];
+		snprintf(reply, sizeof(reply), "%s", st->fail_reply[0] ? st->fail_reply : POP3_AUTHFAILED);
+		st->fail_reply[0] = '\0';
+		pop3_login_failed(s, reply, true);
 		return;
+	}
 	case SESSION_BACKEND_LOGIN:
 		pop3_backend_timeout(s);
 		return;

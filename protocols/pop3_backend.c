@@ -292,7 +292,9 @@ static void bk__rejected(struct session *s, const char *line, size_t n)
 	else
 		snprintf(reply, sizeof(reply), "-ERR [AUTH] %s", text);
 	snprintf(why, sizeof(why), "backend rejected the login: %s", text);
-	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", st->login, s->backend_addr, why);
+	char login[LOG_QUOTE_SIZE(128)];
+	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", log_quote(login, sizeof(login), st->login),
+		    s->backend_addr, why);
 	/* RFC 3206: these say "not now", not "wrong password". */
 	bool temporary = bk__prefix(text, tl, "[SYS/TEMP]") || bk__prefix(text, tl, "[IN-USE]") ||
 			 bk__prefix(text, tl, "[LOGIN-DELAY]");
@@ -300,7 +302,10 @@ static void bk__rejected(struct session *s, const char *line, size_t n)
 	if (!temporary)
 		pop3_route_rejected(s);
 	pop3_audit(s, temporary ? "tempfail" : "fail", why);
-	pop3_login_failed(s, reply, true);
+	if (temporary)
+		pop3_login_failed(s, reply, true);
+	else
+		pop3_login_rejected(s, reply);
 }
 
 /* One complete line from the backend, without CRLF (n), linelen with it. */

@@ -67,6 +67,9 @@ struct pop3_state {
 	uint64_t login_start_ms;
 	struct route route;
 	bool route_retried;         /* a cached route failed: looked up afresh once */
+	/* The answer to a rejected login, held back in SESSION_AUTH_WAIT
+	   (limits.auth_failure_delay); "" means the generic failure. */
+	char fail_reply[320];
 	/* The backend's +OK line, held while the user's login is counted. */
 	char *held_ok;
 	size_t held_ok_len;
@@ -82,6 +85,9 @@ struct pop3_state {
 /* The login failed: answer reply_line (or, at max_login_failures counted
    failures, the last answer, and close) and go back to reading commands. */
 void pop3_login_failed(struct session *s, const char *reply_line, bool counted);
+/* The mailstore rejected the password: pop3_login_failed(reply_line),
+   after limits.auth_failure_delay, from proto->timeout. */
+void pop3_login_rejected(struct session *s, const char *reply_line);
 /* The backend took the login: relay its +OK line and start relaying. */
 void pop3_login_succeeded(struct session *s, const char *line, size_t len);
 void pop3_login_throttled(struct session *s, const char *msg);

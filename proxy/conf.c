@@ -105,6 +105,7 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "max_bad_commands", CONF__T_INT, CONF__LIM(max_bad_commands), 1, 100, NULL },
 	{ "max_login_failures", CONF__T_INT, CONF__LIM(max_login_failures), 1, 100, NULL },
 	{ "max_auth_wait", CONF__T_SECS, CONF__LIM(max_auth_wait), 0, 60, NULL },
+	{ "auth_failure_delay", CONF__T_SECS, CONF__LIM(auth_failure_delay), 0, 60, NULL },
 	{ "max_connections", CONF__T_SIZE, CONF__LIM(max_connections), 0, 10000000, NULL },
 	{ "max_connections_per_ip", CONF__T_SIZE, CONF__LIM(max_connections_per_ip), 0, 10000000, NULL },
 	{ "relay_buffer", CONF__T_SIZE, CONF__LIM(relay_buffer), 1024, 1048576, NULL },
@@ -574,6 +575,7 @@ static int conf__defaults(struct conf__ld *ld)
 	c->limits.max_bad_commands = 5;
 	c->limits.max_login_failures = 3;
 	c->limits.max_auth_wait = 10.0;
+	c->limits.auth_failure_delay = 10.0;
 	c->limits.relay_buffer = 16384;
 	c->limits.relay_high_water = 65536;
 	c->limits.preauth_output = 16384;

@@ -5,13 +5,18 @@
  *   throttle = {
  *     ip_limit = 0; ip_limit_imap = 0; ip_limit_pop3 = 0; ip_window = 3600;
  *     user_limit = 0; user_window = 3600;
- *     failed_limit = 0; failed_window = 3600;
+ *     failed_limit = 1000; failed_window = 3600;
  *     whitelist = [ "10.0.0.0/8" ];
  *     ip_message = "Login rejected from this IP";
  *     user_message = "Login rejected for this user";
  *   };
  *
- * Every limit is off (0) by default, as in Zimbra.
+ * Zimbra's limits are off (0) by default, as in Zimbra. failed_limit, which
+ * Zimbra does not have, is on: 1000 failed logins per address per hour. It
+ * caps one address's guessing (with limits.auth_failure_delay each
+ * connection guesses slowly, but nothing else bounds how many connections
+ * guess at once), and sits far above what a shared address (NAT, a
+ * webmail server) fails by mistake: those can be whitelisted.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -70,6 +75,7 @@ int conf__throttle_defaults(struct conf__ld *ld)
 	c->throttle.ip_window = 3600;
 	c->throttle.user_window = 3600;
 	c->throttle.failed_window = 3600;
+	c->throttle.failed_limit = 1000;
 	if ((c->throttle.ip_message = strdup("Login rejected from this IP")) == NULL ||
 	    (c->throttle.user_message = strdup("Login rejected for this user")) == NULL)
 		return conf__oom(ld);

@@ -84,21 +84,54 @@ unsigned long log_escape(char *out, unsigned long outcap, const char *s, unsigne
 	return o;
 }
 
+const char *log_quote(char *out, unsigned long outcap, const char *s)
+{
+	log_escape(out, outcap, s ? s : "", s ? strlen(s) : 0);
+	return out;
+}
+
+unsigned long log__line_safe(char *out, unsigned long outcap, const char *s, unsigned long n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned long o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f) {
+			if (o + 1 > outcap)
+				break;
+			out[o++] = (char)c;
+			continue;
+		}
+		if (o + 4 > outcap)
+			break;
+		out[o++] = '\\';
+		out[o++] = 'x';
+		out[o++] = hex[c >> 4];
+		out[o++] = hex[c & 15];
+	}
+	return o;
+}
+
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-	char line[2304];
+	char msg[2048], line[2304 + 3 * 256];
 	int n;
 
 	if (!log_enabled(level))
 		return;
-	n = log_timestamp(line, sizeof(line));
-	n += snprintf(line + n, sizeof(line) - (size_t)n, " %s ", log_level_names[level]);
-	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	int m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (m < 0)
 		m = 0;
-	n += m;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+	if (m > (int)sizeof(msg) - 1)
+		m = (int)sizeof(msg) - 1;
+	n = log_timestamp(line, sizeof(line));
+	n += snprintf(line + n, sizeof(line) - (size_t)n, " %s ", log_level_names[level]);
+	/* One event, one line, whatever a caller passed in: a byte a client
+	   chose (a login, an authcid, a path, an SNI name) can neither end the
+	   line nor reach the terminal that shows it. */
+	n += (int)log__line_safe(line + n, sizeof(line) - (size_t)n - 1, msg, (size_t)m);
 	line[n++] = '\n';
 	/* One write per line: O_APPEND keeps lines from threads whole. */
 	ssize_t w = write(atomic_load(&log_fd), line, (size_t)n);

@@ -74,6 +74,7 @@ void session__proxy_data(struct session *s)
 			    sport, dst, dport, h.ssl ? ", TLS at the proxy" : "");
 		memcpy(s->client_ip, src, sizeof(src));
 		s->client_port = sport;
+		s->client_from_proxy_header = true;
 		memcpy(s->local_ip, dst, sizeof(dst));
 		s->local_port = dport;
 		/* The client spoke TLS to the load balancer: its credentials never

@@ -19,6 +19,26 @@
 #include "worker.h"
 #include "secret.h"
 
+/*
+ * The name a user is counted under: ASCII case-folded (security review 6).
+ * Mail logins are case-insensitive, and neither a static route nor a
+ * lookup without Auth-User canonicalises the spelling, so "ALICE@a.test"
+ * must not be a second user. Zimbra's canonical Auth-User is lower case
+ * already, so shared memcached keys stay Zimbra's. Non-ASCII bytes are left
+ * as they are. Returns out, or user itself when it does not fit.
+ */
+static const char *session__throttle_user(const char *user, char *out, size_t cap)
+{
+	size_t n = user ? strlen(user) : 0;
+
+	if (user == NULL || n >= cap)
+		return user;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') : user[i];
+	out[n] = '\0';
+	return out;
+}
+
 /* ---- a new connection ---- */
 
 static void session__admitted(const struct throttle_result *res, void *arg)
@@ -160,8 +180,9 @@ static void session__login_checked(const struct throttle_result *res, void *arg)
 		return;
 	}
 	bool user = res->verdict == THROTTLE_DENY_USER;
+	char login[LOG_QUOTE_SIZE(128)];
 	session_log(s, LOG_WARN, "%s throttle: deny \"%s\" [%s count:%llu, limit:%d]",
-		    user ? "user" : "ip", h->q.login,
+		    user ? "user" : "ip", log_quote(login, sizeof(login), h->q.login),
 		    user ? "logins" : res->failed_logins ? "failed logins" : "connections",
 		    (unsigned long long)res->count, res->limit);
 	session__held_free(h);
@@ -177,11 +198,12 @@ static void session__login_checked(const struct throttle_result *res, void *arg)
 /* The session waits in SESSION_LOOKUP: the check is part of routing. */
 bool session__throttle_login(struct session *s, const struct route_query *q)
 {
+	char folded[ROUTE_MAX_USER];
 	struct throttle_query tq = {
 		.step = THROTTLE_LOGIN,
 		.proto = s->proto->throttle_key,
 		.ip = s->client_ip,
-		.user = q->login,
+		.user = session__throttle_user(q->login, folded, sizeof(folded)),
 	};
 
 	/* A fresh lookup after a dead cached route was checked already. */
@@ -220,11 +242,12 @@ static void session__counted(const struct throttle_result *res, void *arg)
 bool session_count_login(struct session *s, const char *user,
 			 void (*done)(struct session *s, bool allowed))
 {
+	char folded[ROUTE_MAX_USER];
 	struct throttle_query tq = {
 		.step = THROTTLE_SUCCESS,
 		.proto = s->proto->throttle_key,
 		.ip = s->client_ip,
-		.user = user,
+		.user = session__throttle_user(user, folded, sizeof(folded)),
 	};
 
 	if (tq.proto == 0 || !throttle_needed(s->conf, &tq))

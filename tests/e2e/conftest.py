@@ -348,7 +348,14 @@ def default_settings(directory, port, lookup):
             "connect_timeout": 2.0,
             "backend_timeout": 5.0,
             "max_auth_wait": 0.0,
+            # Production answers a rejected login after 10 s; the suite's
+            # many wrong passwords would take minutes.  Tests of the delay
+            # set it.
+            "auth_failure_delay": 0.0,
         },
+        # On in production (1000 an hour); here every test's failures come
+        # from 127.0.0.1 and would add up.  Tests of the limit set it.
+        "throttle": {"failed_limit": 0},
         "lookup": {"servers": [lookup.url], "timeout": 5.0} if lookup else None,
         "listen": [{"address": "127.0.0.1:%d" % port, "protocol": "imap"}],
     }

@@ -228,6 +228,36 @@ Test(http_parse, smuggling_shapes_are_400)
 	      "[POST / 1.1 Transfer-Encoding=chunked hl=47 ka=1 up=0 ch=1 body=13] left=0");
 }
 
+/* Security review finding 8: framings and targets a backend may read
+   differently from us (RFC 9112 §6.1, §3.2). */
+Test(http_parse, transfer_encoding_only_a_lone_chunked_on_http11)
+{
+	t_all("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "[E400] left=52");
+	t_all("POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+	      "[E400] left=62");
+	t_all("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+	      "[E400] left=61");
+	t_all("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+	      "0\r\n\r\n", "[E400] left=77");
+	t_all("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+	      "0\r\n\r\n", "[E400] left=80");
+	/* Case and surrounding whitespace are fine. */
+	t_all("POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n",
+	      "[POST / 1.1 Transfer-Encoding=Chunked  hl=49 ka=1 up=0 ch=1 body=5] left=0");
+}
+
+Test(http_parse, request_target_is_visible_ascii)
+{
+	t_all("GET /x\ty HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=30");
+	t_all("GET /x\x80y HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=30");
+	t_all("GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=29");
+	t_all("GET /x\x7fy HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=30");
+	t_all("GET /x\x01y HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=30");
+	t_all("GET /x\x1by HTTP/1.1\r\nHost: x\r\n\r\n", "[E400] left=30");
+	t_all("GET /%C3%A9?a=b~ HTTP/1.1\r\nHost: x\r\n\r\n",
+	      "[GET /%C3%A9?a=b~ 1.1 Host=x hl=38 ka=1 up=0 ch=0 body=0] left=0");
+}
+
 Test(http_parse, bounds_give_414_and_431)
 {
 	char uri[300], in[600];

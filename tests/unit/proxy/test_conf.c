@@ -91,6 +91,10 @@ static void conf_t_expect_defaults(const struct conf *c)
 	cr_expect_eq(c->limits.max_bad_commands, 5);
 	cr_expect_eq(c->limits.max_login_failures, 3);
 	cr_expect_eq(c->limits.max_auth_wait, 10.0);
+	cr_expect_eq(c->limits.auth_failure_delay, 10.0);
+	cr_expect_eq(c->throttle.failed_limit, 1000);
+	cr_expect_eq(c->throttle.failed_window, 3600);
+	cr_expect_eq(c->throttle.user_limit, 0);
 	cr_expect_eq(c->limits.relay_buffer, 16384);
 	cr_expect_eq(c->limits.relay_high_water, 65536);
 	cr_expect_eq(c->limits.preauth_output, 16384);

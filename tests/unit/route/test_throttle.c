@@ -97,17 +97,23 @@ static void thr_fails(const char *group, const char *needle)
 
 TestSuite(throttle_conf, .init = thr_setup, .fini = thr_teardown);
 
-Test(throttle_conf, defaults_are_off_with_zimbras_messages)
+/* Zimbra's limits are off as in Zimbra; the failed-login ceiling (which
+   Zimbra lacks) is on, so a connection's failed-login count is checked. */
+Test(throttle_conf, defaults_are_zimbras_plus_a_failed_login_ceiling)
 {
 	struct conf *c = thr_load("");
 
 	cr_assert_eq(c->throttle.ip_limit, 0);
 	cr_assert_eq(c->throttle.user_limit, 0);
-	cr_assert_eq(c->throttle.failed_limit, 0);
+	cr_assert_eq(c->throttle.failed_limit, 1000);
+	cr_assert_eq(c->throttle.failed_window, 3600);
 	cr_assert_eq(c->throttle.ip_window, 3600);
 	cr_assert_str_eq(c->throttle.ip_message, "Login rejected from this IP");
 	cr_assert_str_eq(c->throttle.user_message, "Login rejected for this user");
 	struct throttle_query q = { THROTTLE_CONNECT, 'i', "10.0.0.1", NULL };
+	cr_assert(throttle_needed(c, &q));
+	conf_unref(c);
+	c = thr_load("throttle = { failed_limit = 0; };");
 	cr_assert_not(throttle_needed(c, &q));
 	conf_unref(c);
 }
