@@ -57,9 +57,10 @@ static uint64_t thr__hash(const char *s, size_t n)
  * The slot for key (created with count 0 and the window when absent or
  * expired), or NULL when the table is full around it. Lock held.
  */
-static struct thr_slot *thr__local_slot(const struct rcache_key *k, unsigned window_s, bool create)
+static struct thr_slot *thr__local_slot_raw(const char *raw, size_t len, unsigned window_s,
+					   bool create)
 {
-	uint64_t h = thr__hash(k->raw, k->raw_len), now = thr__now_ms();
+	uint64_t h = thr__hash(raw, len), now = thr__now_ms();
 	struct thr_slot *reuse = NULL;
 
 	if (thr_local == NULL) {
@@ -82,6 +83,49 @@ static struct thr_slot *thr__local_slot(const struct rcache_key *k, unsigned win
 	reuse->count = 0;
 	reuse->expires_ms = now + (uint64_t)window_s * 1000u;
 	return reuse;
+}
+
+static struct thr_slot *thr__local_slot(const struct rcache_key *k, unsigned window_s, bool create)
+{
+	return thr__local_slot_raw(k->raw, k->raw_len, window_s, create);
+}
+
+/*
+ * Addresses this process saw fail a login within throttle.failed_window.
+ * Only their connections and logins ask for the failed-login count: an
+ * address that never failed here costs no memcached round trip (and no
+ * thread-pool hand-off) per connection, so the limit can be on by default.
+ * Shared counts still decide: an address that failed on another gatehouse
+ * is checked here from its first failure here on. Marks live in the same
+ * bounded table as the in-process counters, under their own key prefix.
+ */
+#define THR_SEEN_PREFIX "seen-failed "
+
+static void thr__mark_failed(const char *ip, unsigned window_s)
+{
+	char raw[80];
+	int n = snprintf(raw, sizeof(raw), THR_SEEN_PREFIX "%s", ip);
+
+	if (n < 0 || (size_t)n >= sizeof(raw))
+		return;
+	pthread_mutex_lock(&thr_local_lock);
+	struct thr_slot *s = thr__local_slot_raw(raw, (size_t)n, window_s, true);
+	if (s != NULL)
+		s->count++;
+	pthread_mutex_unlock(&thr_local_lock);
+}
+
+static bool thr__seen_failed(const char *ip)
+{
+	char raw[80];
+	int n = snprintf(raw, sizeof(raw), THR_SEEN_PREFIX "%s", ip ? ip : "");
+
+	if (n < 0 || (size_t)n >= sizeof(raw))
+		return true; /* cannot tell: ask */
+	pthread_mutex_lock(&thr_local_lock);
+	bool seen = thr__local_slot_raw(raw, (size_t)n, 0, false) != NULL;
+	pthread_mutex_unlock(&thr_local_lock);
+	return seen;
 }
 
 static bool thr__local_incr(const struct rcache_key *k, unsigned window_s, uint64_t *value_out)
@@ -274,11 +318,11 @@ static void thr__limits(const struct conf *c, const struct throttle_query *q, in
 	switch (q->step) {
 	case THROTTLE_CONNECT:
 		*ip_limit = white ? 0 : thr__ip_limit(c, q->proto);
-		*failed_limit = white ? 0 : c->throttle.failed_limit;
+		*failed_limit = white || !thr__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
 		break;
 	case THROTTLE_LOGIN:
 		*user_limit = q->user ? c->throttle.user_limit : 0;
-		*failed_limit = white ? 0 : c->throttle.failed_limit;
+		*failed_limit = white || !thr__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
 		break;
 	case THROTTLE_SUCCESS:
 		*user_limit = q->user ? c->throttle.user_limit : 0;
@@ -349,6 +393,7 @@ void throttle_failed(uv_loop_t *loop, struct conf *c, const char *ip)
 {
 	if (c->throttle.failed_limit <= 0 || throttle_whitelisted(c, ip))
 		return;
+	thr__mark_failed(ip, (unsigned)c->throttle.failed_window);
 	struct throttle_req *t = thr__new(loop, c, ip, NULL);
 	if (t == NULL)
 		return;

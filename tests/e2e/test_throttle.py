@@ -207,6 +207,38 @@ def test_failed_logins_per_ip(gatehouse, memcached):
     c.close()
 
 
+def test_failed_count_is_asked_only_for_addresses_seen_failing(gatehouse, memcached):
+    """failed_limit is on by default, so its cost matters: a connection from
+    an address that never failed a login here makes no memcached round trip
+    before its greeting; once the address fails here, its connections are
+    checked against the shared count (which another gatehouse may have
+    raised)."""
+    gh = gatehouse(**merged(with_cache(memcached), throttle(failed_limit=3, failed_window=300)))
+    gets = lambda: int(memcached.stats()["cmd_get"])  # noqa: E731
+    before = gets()
+    for _ in range(5):
+        c = greet(gh, "127.0.0.47")
+        assert c.greeting.startswith("* OK"), c.greeting
+        c.close()
+    assert gets() == before, "clean connections asked memcached for their failed count"
+    # Another gatehouse counted this address's failures to the limit already.
+    memcached.command(b"set throttle:failed,ip=127.0.0.48 0 300 1\r\n3\r\n", until=(None, b"\r\n"))
+    c = greet(gh, "127.0.0.48")
+    assert c.greeting.startswith("* OK"), "not seen failing here: not asked"
+    lines = login(c, (ALICE[0], "wrong"), tag="a1")
+    assert lines[-1].startswith("a1 NO"), lines
+    c.close()
+    # From its first failure here on, the shared count decides.
+    deadline = time.monotonic() + 3
+    while True:
+        c = greet(gh, "127.0.0.48")
+        if c.greeting == IP_BYE:
+            break
+        c.close()
+        assert time.monotonic() < deadline, "the shared failed count was not asked"
+        time.sleep(0.05)
+
+
 def test_fail_open_when_memcached_is_down(gatehouse, memcached):
     gh = gatehouse(**merged(with_cache(memcached, timeout=0.2),
                             throttle(ip_limit=1, user_limit=1, failed_limit=1)))

@@ -208,6 +208,12 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 		"workers = 1;\n"
 		"audit_log = \"off\";\n"
 		"tls = { cert = \"%1$s/h.crt\"; key = \"%1$s/h.key\"; };\n"
+		/* A rejected login is answered after a timer of 0 s (still the
+		   AUTH_WAIT phase), and no failed-login count is asked for before
+		   the greeting: a session is synchronous to drive, and a fuzzer
+		   does not wait 10 s per failure. The e2e suite covers both. */
+		"limits = { auth_failure_delay = 0.0; };\n"
+		"throttle = { failed_limit = 0; };\n"
 		"routes = ( { match = \"*\"; server = \"127.0.0.1:%2$u\"; } );\n"
 		"http = { backends = [ \"127.0.0.1:%2$u\" ]; server_name = \"mail.a.test\"; };\n"
 		"listen = (\n%3$s\n);\n%4$s\n",

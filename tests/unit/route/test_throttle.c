@@ -110,12 +110,28 @@ Test(throttle_conf, defaults_are_zimbras_plus_a_failed_login_ceiling)
 	cr_assert_eq(c->throttle.ip_window, 3600);
 	cr_assert_str_eq(c->throttle.ip_message, "Login rejected from this IP");
 	cr_assert_str_eq(c->throttle.user_message, "Login rejected for this user");
+	/* An address that never failed here is not asked about: no round
+	   trip per connection. Its first failure here makes it asked. */
+	throttle_local_reset();
 	struct throttle_query q = { THROTTLE_CONNECT, 'i', "10.0.0.1", NULL };
+	struct throttle_query ql = { THROTTLE_LOGIN, 'i', "10.0.0.1", "u@a.test" };
+	cr_assert_not(throttle_needed(c, &q));
+	cr_assert_not(throttle_needed(c, &ql));
+	uv_loop_t loop;
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	throttle_failed(&loop, c, "10.0.0.1");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
 	cr_assert(throttle_needed(c, &q));
+	cr_assert(throttle_needed(c, &ql));
+	q.ip = "10.0.0.2";
+	cr_assert_not(throttle_needed(c, &q));
+	q.ip = "10.0.0.1";
 	conf_unref(c);
 	c = thr_load("throttle = { failed_limit = 0; };");
 	cr_assert_not(throttle_needed(c, &q));
 	conf_unref(c);
+	throttle_local_reset();
 }
 
 Test(throttle_conf, settings_and_whitelist)
