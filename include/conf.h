@@ -218,7 +218,7 @@ struct conf {
 		bool verify;             /* https: check the server's certificate (upstream.ca) */
 	} lookup;
 
-	/* The status listener (proxy/conf_status.c): /metrics and /health on the
+	/* The status listener (core/conf_status.c): /metrics and /health on the
 	   main thread. address NULL = no listener. */
 	struct {
 		char *address;
@@ -226,7 +226,7 @@ struct conf {
 		socklen_t addrlen;
 	} status;
 
-	/* The route cache (proxy/conf_cache.c): L1 in process, then memcached. */
+	/* The route cache (core/conf_cache.c): L1 in process, then memcached. */
 	struct {
 		struct conf_memcached servers[CONF_MAX_MEMCACHED];
 		int nservers;            /* 0 = no memcached (L1 still works) */
@@ -245,7 +245,7 @@ struct conf {
 	struct conf_listen listen[CONF_MAX_LISTEN];
 	int nlisten;
 
-	/* Login throttling (proxy/conf_throttle.c), Zimbra's: counts live in
+	/* Login throttling (core/conf_throttle.c), Zimbra's: counts live in
 	   memcached (shared by every proxy) or, without memcached, in process. */
 	struct {
 		int ip_limit;            /* connections per client address per window, 0 = off */
@@ -282,7 +282,7 @@ struct conf {
 	struct conf_vhost *vhosts;
 	int nvhosts;
 
-	/* The HTTP/HTTPS reverse proxy (proxy/conf_http.c). */
+	/* The HTTP/HTTPS reverse proxy (core/conf_http.c). */
 	struct {
 		struct conf_http_backend *backends; /* targets of the client-IP hash */
 		int nbackends;
@@ -328,6 +328,22 @@ void conf_unref(struct conf *c);
 int conf_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len);
 
 extern const char *const conf_proto_names[];
+
+/*
+ * Bounds on a login name and a host name, with their terminating NUL, for
+ * every layer (the configuration's static routes, the route resolver and
+ * its cache keys, the protocols); route.h names them ROUTE_MAX_USER/HOST.
+ */
+#define CONF_MAX_HOST 256
+#define CONF_MAX_USER 512
+
+/*
+ * A login or host name may be used (in the configuration, as a lookup
+ * argument or a cache key) only if it is 1..max bytes with no control
+ * characters (< 0x20, 0x7f), no space and no NUL. (CVE-2022-27924 poisoned
+ * Zimbra's memcached through names.)
+ */
+bool conf_name_valid(const char *name, size_t len, size_t max);
 
 /*
  * Is sa (the peer of a connection) inside trusted_proxies? IPv4-mapped IPv6

@@ -18,12 +18,13 @@
 
 #include <uv.h>
 
-struct conf;
-struct conf_route;
+#include "conf.h"
+
 struct lookup_response;
 
-#define ROUTE_MAX_HOST 256
-#define ROUTE_MAX_USER 512
+/* The name bounds are core's (conf.h), shared with the configuration. */
+#define ROUTE_MAX_HOST CONF_MAX_HOST
+#define ROUTE_MAX_USER CONF_MAX_USER
 
 enum route_result {
 	ROUTE_OK = 0,
@@ -54,11 +55,14 @@ struct route {
 };
 
 /*
- * A login name may be used (as a lookup argument or a cache key) only if it
- * is 1..max bytes with no control characters (< 0x20, 0x7f), no space and no
- * NUL. (CVE-2022-27924 poisoned Zimbra's memcached through names.)
+ * A login name may be used as a lookup argument or a cache key only if
+ * conf_name_valid() accepts it: the configuration checks its static routes
+ * with the same rule, from below route/ (core), so the rule lives there.
  */
-bool route_name_valid(const char *name, size_t len, size_t max);
+static inline bool route_name_valid(const char *name, size_t len, size_t max)
+{
+	return conf_name_valid(name, len, max);
+}
 
 /*
  * Zimbra's client tags: an IMAP or POP3 (protocol "imap*", "pop3*") login

@@ -20,20 +20,6 @@ const char *const route_source_names[] = {
 	[ROUTE_SRC_MEMCACHED] = "memcached",
 };
 
-bool route_name_valid(const char *name, size_t len, size_t max)
-{
-	if (name == NULL || len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)name[i];
-
-		/* NUL is below 0x20 too; bytes >= 0x80 stay allowed for UTF-8 names. */
-		if (ch <= 0x20 || ch == 0x7f)
-			return false;
-	}
-	return true;
-}
-
 const struct conf_route *route_static_match(const struct conf *c, const char *login)
 {
 	if (c == NULL || login == NULL || c->nroutes <= 0)

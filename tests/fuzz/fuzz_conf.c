@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for proxy/conf.c: the input is written to a file and
+ * libFuzzer target for core/conf.c: the input is written to a file and
  * loaded. A load either succeeds (and the snapshot is freed) or fails with
  * a message that starts with the file name.
  */

@@ -2,7 +2,7 @@
  * Tests for proxy/metrics.c (the exposition text for known counter values,
  * histogram cumulativeness, the counters themselves), proxy/status.c's
  * request handling (whole, one byte at a time, split at every offset) and
- * proxy/conf_status.c.
+ * core/conf_status.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

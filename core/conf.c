@@ -1,5 +1,5 @@
 /*
- * proxy/conf.c - load and validate the configuration snapshot.
+ * core/conf.c - load and validate the configuration snapshot.
  *
  * The file is read whole (bounded), parsed by libconfig, and then walked with
  * one table per group so that every setting is either understood or rejected:
@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "conf_int.h"
-#include "route.h"
 
 const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
@@ -100,7 +99,7 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "max_line", CONF__T_SIZE, CONF__LIM(max_line), 512, 1048576, NULL },
 	{ "max_literal", CONF__T_SIZE, CONF__LIM(max_literal), 1, 1048576, NULL },
 	{ "max_tag", CONF__T_SIZE, CONF__LIM(max_tag), 1, 1024, NULL },
-	{ "max_login", CONF__T_SIZE, CONF__LIM(max_login), 1, ROUTE_MAX_USER - 1, NULL },
+	{ "max_login", CONF__T_SIZE, CONF__LIM(max_login), 1, CONF_MAX_USER - 1, NULL },
 	{ "max_password", CONF__T_SIZE, CONF__LIM(max_password), 1, 8192, NULL },
 	{ "max_bad_commands", CONF__T_INT, CONF__LIM(max_bad_commands), 1, 100, NULL },
 	{ "max_login_failures", CONF__T_INT, CONF__LIM(max_login_failures), 1, 100, NULL },
@@ -353,23 +352,23 @@ static int conf__route(struct conf__ld *ld, const config_setting_t *g, struct co
 	if (strcmp(match, "*") == 0)
 		ok = true;
 	else if (match[0] == '@')
-		ok = route_name_valid(match + 1, mlen - 1, ROUTE_MAX_HOST - 1)
+		ok = conf_name_valid(match + 1, mlen - 1, CONF_MAX_HOST - 1)
 		     && strchr(match + 1, '@') == NULL;
 	else
-		ok = route_name_valid(match, mlen, ROUTE_MAX_USER - 1);
+		ok = conf_name_valid(match, mlen, CONF_MAX_USER - 1);
 	if (!ok)
 		return conf__fail(ld, ms, NULL, "must be \"*\", \"@domain\" or a login name"
 				  " (no spaces or control characters)");
 
-	char host[ROUTE_MAX_HOST];
+	char host[CONF_MAX_HOST];
 	const char *why = NULL;
 	uint16_t port = 0; /* none given: the protocol's default, chosen per lookup */
 	if (conf__split_server(server, host, sizeof(host), &port, &why) < 0)
 		return conf__fail(ld, ss, NULL, "%s", why);
 
-	if (user != NULL && !route_name_valid(user, strlen(user), ROUTE_MAX_USER - 1))
+	if (user != NULL && !conf_name_valid(user, strlen(user), CONF_MAX_USER - 1))
 		return conf__fail(ld, us, NULL, "must be a login name of at most %d bytes"
-				  " without spaces or control characters", ROUTE_MAX_USER - 1);
+				  " without spaces or control characters", CONF_MAX_USER - 1);
 
 	r->port = port;
 	if ((r->match = strdup(match)) == NULL || (r->host = strdup(host)) == NULL

@@ -1,5 +1,5 @@
 /*
- * Tests for proxy/conf_proxy.c: trusted_proxies, the proxy_protocol listener
+ * Tests for core/conf_proxy.c: trusted_proxies, the proxy_protocol listener
  * member, limits.proxy_header_timeout, and conf_proxy_trusted().
  */
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /*
- * proxy/conf_cache.c - the `cache` group: the in-process L1 route cache and
+ * core/conf_cache.c - the `cache` group: the in-process L1 route cache and
  * the memcached servers shared with other proxies.
  *
  *   cache = {

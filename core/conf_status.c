@@ -1,5 +1,5 @@
 /*
- * proxy/conf_status.c - the `status` group: where the metrics and health
+ * core/conf_status.c - the `status` group: where the metrics and health
  * listener binds. It is off unless an address is given.
  */
 #include <stdlib.h>

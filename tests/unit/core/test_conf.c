@@ -1,5 +1,5 @@
 /*
- * Tests for proxy/conf.c: defaults, every setting, and the exact text of
+ * Tests for core/conf.c: defaults, every setting, and the exact text of
  * every kind of error ("FILE:LINE: setting.path: what is wrong").
  */
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /*
- * Tests for proxy/conf_http.c: the http group's defaults, settings and
+ * Tests for core/conf_http.c: the http group's defaults, settings and
  * errors; listener modes; and the http/httpssl default backend port.
  */
 #include <stdio.h>

@@ -258,3 +258,17 @@ int conf__group(struct conf__ld *ld, const config_setting_t *g,
 	}
 	return 0;
 }
+
+bool conf_name_valid(const char *name, size_t len, size_t max)
+{
+	if (name == NULL || len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		/* NUL is below 0x20 too; bytes >= 0x80 stay allowed for UTF-8 names. */
+		if (ch <= 0x20 || ch == 0x7f)
+			return false;
+	}
+	return true;
+}

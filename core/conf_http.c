@@ -1,5 +1,5 @@
 /*
- * proxy/conf_http.c - the `http` group (the web reverse proxy: backends for
+ * core/conf_http.c - the `http` group (the web reverse proxy: backends for
  * the client-IP hash, bounds on request heads, timeouts, the access log) and
  * the `mode` of plain http listeners.
  */

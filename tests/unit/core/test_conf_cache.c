@@ -1,5 +1,5 @@
 /*
- * Tests for proxy/conf_cache.c: the cache group's defaults, every setting,
+ * Tests for core/conf_cache.c: the cache group's defaults, every setting,
  * and the exact text of its errors ("FILE:LINE: cache.setting: message").
  */
 #include <limits.h>

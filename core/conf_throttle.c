@@ -1,5 +1,5 @@
 /*
- * proxy/conf_throttle.c - the `throttle` group: Zimbra's login throttling
+ * core/conf_throttle.c - the `throttle` group: Zimbra's login throttling
  * (reference §2.7) plus a limit on failed logins per client address.
  *
  *   throttle = {

@@ -1,5 +1,5 @@
 /*
- * test_stream.c - proxy/stream.c's corked writes over a real loopback TCP
+ * test_stream.c - core/stream.c's corked writes over a real loopback TCP
  * pair: held until the last uncork, in order, sent early only when they
  * outgrow one buffer, and never lost to a shutdown or a close.
  */
