@@ -65,7 +65,7 @@ static int conf__path_setting(struct conf__ld *ld, const config_setting_t *s, ch
 }
 
 /* Read the cert/key members of group g into cc (other members: caller). */
-static int conf__cert_member(struct conf__ld *ld, const config_setting_t *s, struct conf_cert *cc,
+static int conf__cert_member(struct conf__ld *ld, const config_setting_t *s, struct tls_cert *cc,
 			     bool *handled)
 {
 	const char *name = config_setting_name(s);
@@ -84,7 +84,7 @@ static int conf__cert_member(struct conf__ld *ld, const config_setting_t *s, str
 }
 
 /* Both halves of each pair, and at least one pair. */
-static int conf__cert_check(struct conf__ld *ld, const config_setting_t *g, struct conf_cert *cc,
+static int conf__cert_check(struct conf__ld *ld, const config_setting_t *g, struct tls_cert *cc,
 			    bool required)
 {
 	char where[128];
@@ -264,7 +264,7 @@ static int conf__vhost_name(struct conf__ld *ld, const config_setting_t *s, char
 	return 0;
 }
 
-static int conf__vhost(struct conf__ld *ld, const config_setting_t *g, struct conf_vhost *vh)
+static int conf__vhost(struct conf__ld *ld, const config_setting_t *g, struct tls_vhost *vh)
 {
 	const config_setting_t *names = NULL;
 
@@ -367,7 +367,7 @@ void conf__tls_defaults(struct conf *c)
 	c->tls.session_timeout = 3600.0;
 }
 
-static void conf__cert_free(struct conf_cert *cc)
+static void conf__cert_free(struct tls_cert *cc)
 {
 	free(cc->cert);
 	free(cc->key);
@@ -441,6 +441,6 @@ int conf__tls_finish(struct conf__ld *ld)
 	}
 	if (!have_cert)
 		return 0;
-	c->tls_server = tls_server_new(c, ld->err, ld->errlen);
+	c->tls_server = tls_server_new(&c->tls, c->vhosts, c->nvhosts, c->path, ld->err, ld->errlen);
 	return c->tls_server ? 0 : -1;
 }

@@ -16,13 +16,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "tls.h"
+
 #define CONF_MAX_LISTEN 32
 #define CONF_MAX_LOOKUP_SERVERS 16
 #define CONF_MAX_CAPS 32
 #define CONF_MAX_MEMCACHED 16
 
-struct tls_server;
-struct tls_client;
 
 enum conf_proto {
 	CONF_PROTO_IMAP = 0,
@@ -82,23 +82,6 @@ struct conf_cidr {
 	int family;       /* AF_INET or AF_INET6 */
 	uint8_t addr[16];
 	int prefix;
-};
-
-/* A certificate and key, RSA and/or ECDSA (one may be served per client). */
-struct conf_cert {
-	char *cert;       /* PEM, leaf first then the chain */
-	char *key;
-	char *ecdsa_cert;
-	char *ecdsa_key;
-	int line;         /* where it was configured, for messages */
-	char *where;      /* setting path: "tls", "vhosts.[0]" */
-};
-
-/* A virtual host: the certificate served for these SNI names. */
-struct conf_vhost {
-	char **names;     /* "mail.example.com" or "*.example.com", lower case */
-	int nnames;
-	struct conf_cert cert;
 };
 
 /* One lookup server: "http://HOST:PORT/PATH". HOST is resolved at load. */
@@ -266,20 +249,9 @@ struct conf {
 	struct conf_cidr *trusted_proxies;
 	int ntrusted_proxies;
 
-	struct {
-		struct conf_cert cert;      /* the default certificate */
-		int min_version;            /* TLS1_2_VERSION ... */
-		int max_version;
-		char *ciphers;              /* TLS 1.2 cipher list, NULL = OpenSSL's */
-		char *ciphersuites;         /* TLS 1.3, NULL = OpenSSL's */
-		char *groups;               /* NULL = OpenSSL's */
-		bool session_tickets;
-		char *ticket_keys[8];       /* files of 80 bytes; the first encrypts */
-		int nticket_keys;
-		int session_cache;          /* entries in the shared cache, 0 = off */
-		double session_timeout;     /* seconds */
-	} tls;
-	struct conf_vhost *vhosts;
+	/* The server certificates and how TLS is spoken (tls/: tls_server_new). */
+	struct tls_settings tls;
+	struct tls_vhost *vhosts;
 	int nvhosts;
 
 	/* The HTTP/HTTPS reverse proxy (core/conf_http.c). */

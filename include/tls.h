@@ -20,10 +20,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct conf;
 struct tls_server;
 struct tls_client;
 struct tls_conn;
+
+/* A certificate and key, RSA and/or ECDSA (one may be served per client). */
+struct tls_cert {
+	char *cert;       /* PEM, leaf first then the chain */
+	char *key;
+	char *ecdsa_cert;
+	char *ecdsa_key;
+	int line;         /* where it was configured, for messages */
+	char *where;      /* setting path: "tls", "vhosts.[0]" */
+};
+
+/* A virtual host: the certificate served for these SNI names. */
+struct tls_vhost {
+	char **names;     /* "mail.example.com" or "*.example.com", lower case */
+	int nnames;
+	struct tls_cert cert;
+};
+
+/* How the server contexts are built: the configuration's `tls` group. */
+struct tls_settings {
+	struct tls_cert cert;      /* the default certificate */
+	int min_version;            /* TLS1_2_VERSION ... */
+	int max_version;
+	char *ciphers;              /* TLS 1.2 cipher list, NULL = OpenSSL's */
+	char *ciphersuites;         /* TLS 1.3, NULL = OpenSSL's */
+	char *groups;               /* NULL = OpenSSL's */
+	bool session_tickets;
+	char *ticket_keys[8];       /* files of 80 bytes; the first encrypts */
+	int nticket_keys;
+	int session_cache;          /* entries in the shared cache, 0 = off */
+	double session_timeout;     /* seconds */
+};
 
 /* Return values of the tls_conn functions below zero. */
 enum tls_status {
@@ -33,12 +64,15 @@ enum tls_status {
 };
 
 /*
- * Build the server contexts for c (certificates and keys are read now).
- * Returns NULL with "FILE:LINE: setting: why" in err when a file is
- * missing, unreadable, or a key does not match its certificate. A config
- * with no certificate at all gives an empty server (tls_server_ready false).
+ * Build the server contexts for s and the nvhosts virtual hosts (the
+ * certificates and keys are read now; nothing is kept of s or vhosts).
+ * Returns NULL with "FILE:LINE: setting: why" in err, FILE being `file`
+ * (the configuration's path), when a file is missing, unreadable, or a key
+ * does not match its certificate. Settings with no certificate at all give
+ * an empty server (tls_server_ready false).
  */
-struct tls_server *tls_server_new(const struct conf *c, char *err, size_t errlen);
+struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls_vhost *vhosts,
+				  int nvhosts, const char *file, char *err, size_t errlen);
 void tls_server_free(struct tls_server *srv);
 bool tls_server_ready(const struct tls_server *srv);
 

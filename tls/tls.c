@@ -23,7 +23,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "conf.h"
 #include "tls.h"
 #include "secret.h"
 
@@ -178,7 +177,7 @@ static int tls__no_passphrase(char *buf, int size, int rwflag, void *arg)
 }
 
 static int tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *file,
-			  const struct conf_cert *cc, const char *what, char *err, size_t errlen)
+			  const struct tls_cert *cc, const char *what, char *err, size_t errlen)
 {
 	char why[256];
 
@@ -203,69 +202,70 @@ static int tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const
 	return 0;
 }
 
-static SSL_CTX *tls__ctx(struct tls_server *srv, const struct conf *c, const struct conf_cert *cc,
-			 char *err, size_t errlen)
+static SSL_CTX *tls__ctx(struct tls_server *srv, const struct tls_settings *s, const char *file,
+			 const struct tls_cert *cc, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char why[256];
 
 	if (ctx == NULL) {
 		tls__openssl_error(why, sizeof(why));
-		snprintf(err, errlen, "%s: cannot create a TLS context: %s", c->path, why);
+		snprintf(err, errlen, "%s: cannot create a TLS context: %s", file, why);
 		return NULL;
 	}
 	srv->ctxs[srv->nctxs++] = ctx;
 	SSL_CTX_set_ex_data(ctx, tls__ex_server, srv);
-	SSL_CTX_set_min_proto_version(ctx, c->tls.min_version);
-	SSL_CTX_set_max_proto_version(ctx, c->tls.max_version);
+	SSL_CTX_set_min_proto_version(ctx, s->min_version);
+	SSL_CTX_set_max_proto_version(ctx, s->max_version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 				 SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_ECDH_USE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_default_passwd_cb(ctx, tls__no_passphrase);
-	if (!c->tls.session_tickets)
+	if (!s->session_tickets)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	if (c->tls.ciphers && SSL_CTX_set_cipher_list(ctx, c->tls.ciphers) != 1) {
-		snprintf(err, errlen, "%s: tls.ciphers: no usable cipher in \"%s\"", c->path, c->tls.ciphers);
+	if (s->ciphers && SSL_CTX_set_cipher_list(ctx, s->ciphers) != 1) {
+		snprintf(err, errlen, "%s: tls.ciphers: no usable cipher in \"%s\"", file, s->ciphers);
 		return NULL;
 	}
-	if (c->tls.ciphersuites && SSL_CTX_set_ciphersuites(ctx, c->tls.ciphersuites) != 1) {
-		snprintf(err, errlen, "%s: tls.ciphersuites: no usable suite in \"%s\"", c->path,
-			 c->tls.ciphersuites);
+	if (s->ciphersuites && SSL_CTX_set_ciphersuites(ctx, s->ciphersuites) != 1) {
+		snprintf(err, errlen, "%s: tls.ciphersuites: no usable suite in \"%s\"", file,
+			 s->ciphersuites);
 		return NULL;
 	}
-	if (c->tls.groups && SSL_CTX_set1_groups_list(ctx, c->tls.groups) != 1) {
-		snprintf(err, errlen, "%s: tls.groups: unknown group in \"%s\"", c->path, c->tls.groups);
+	if (s->groups && SSL_CTX_set1_groups_list(ctx, s->groups) != 1) {
+		snprintf(err, errlen, "%s: tls.groups: unknown group in \"%s\"", file, s->groups);
 		return NULL;
 	}
 	static const unsigned char sid[] = "gatehouse";
 	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
-	SSL_CTX_set_session_cache_mode(ctx, c->tls.session_cache > 0 ? SSL_SESS_CACHE_SERVER
+	SSL_CTX_set_session_cache_mode(ctx, s->session_cache > 0 ? SSL_SESS_CACHE_SERVER
 								 : SSL_SESS_CACHE_OFF);
-	SSL_CTX_sess_set_cache_size(ctx, c->tls.session_cache);
-	SSL_CTX_set_timeout(ctx, (long)c->tls.session_timeout);
+	SSL_CTX_sess_set_cache_size(ctx, s->session_cache);
+	SSL_CTX_set_timeout(ctx, (long)s->session_timeout);
 	SSL_CTX_set_alpn_select_cb(ctx, tls__alpn, NULL);
 	if (srv->nkeys > 0)
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls__ticket);
-	if (cc->cert && tls__load_pair(ctx, cc->cert, cc->key, c->path, cc, "cert", err, errlen) < 0)
+	if (cc->cert && tls__load_pair(ctx, cc->cert, cc->key, file, cc, "cert", err, errlen) < 0)
 		return NULL;
 	if (cc->ecdsa_cert &&
-	    tls__load_pair(ctx, cc->ecdsa_cert, cc->ecdsa_key, c->path, cc, "ecdsa_cert", err, errlen) < 0)
+	    tls__load_pair(ctx, cc->ecdsa_cert, cc->ecdsa_key, file, cc, "ecdsa_cert", err, errlen) < 0)
 		return NULL;
 	return ctx;
 }
 
-static int tls__load_ticket_keys(struct tls_server *srv, const struct conf *c, char *err, size_t errlen)
+static int tls__load_ticket_keys(struct tls_server *srv, const struct tls_settings *s, const char *file,
+				 char *err, size_t errlen)
 {
-	for (int i = 0; i < c->tls.nticket_keys; i++) {
+	for (int i = 0; i < s->nticket_keys; i++) {
 		unsigned char buf[TLS_TICKET_KEY_FILE_SIZE + 1];
-		FILE *f = fopen(c->tls.ticket_keys[i], "rb");
+		FILE *f = fopen(s->ticket_keys[i], "rb");
 		size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
 
 		if (f)
 			fclose(f);
 		if (n != TLS_TICKET_KEY_FILE_SIZE) {
-			snprintf(err, errlen, "%s: tls.ticket_keys: %s must hold exactly %d bytes (%s)", c->path,
-				 c->tls.ticket_keys[i], TLS_TICKET_KEY_FILE_SIZE,
+			snprintf(err, errlen, "%s: tls.ticket_keys: %s must hold exactly %d bytes (%s)", file,
+				 s->ticket_keys[i], TLS_TICKET_KEY_FILE_SIZE,
 				 f ? "wrong size" : "cannot read");
 			secret_wipe(buf, sizeof(buf));
 			return -1;
@@ -279,7 +279,8 @@ static int tls__load_ticket_keys(struct tls_server *srv, const struct conf *c, c
 	return 0;
 }
 
-struct tls_server *tls_server_new(const struct conf *c, char *err, size_t errlen)
+struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls_vhost *vhosts,
+				  int nvhosts, const char *file, char *err, size_t errlen)
 {
 	struct tls_server *srv = calloc(1, sizeof(*srv));
 	int nnames = 0;
@@ -288,26 +289,26 @@ struct tls_server *tls_server_new(const struct conf *c, char *err, size_t errlen
 		tls__ex_server = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (srv == NULL)
 		goto oom;
-	srv->ctxs = calloc((size_t)c->nvhosts + 1, sizeof(*srv->ctxs));
-	for (int i = 0; i < c->nvhosts; i++)
-		nnames += c->vhosts[i].nnames;
+	srv->ctxs = calloc((size_t)nvhosts + 1, sizeof(*srv->ctxs));
+	for (int i = 0; i < nvhosts; i++)
+		nnames += vhosts[i].nnames;
 	srv->names = calloc((size_t)nnames + 1, sizeof(*srv->names));
 	if (srv->ctxs == NULL || srv->names == NULL)
 		goto oom;
-	if (tls__load_ticket_keys(srv, c, err, errlen) < 0)
+	if (tls__load_ticket_keys(srv, s, file, err, errlen) < 0)
 		goto fail;
-	if (!c->tls.cert.cert && !c->tls.cert.ecdsa_cert)
+	if (!s->cert.cert && !s->cert.ecdsa_cert)
 		return srv; /* no certificate: nothing to serve */
-	if ((srv->dflt = tls__ctx(srv, c, &c->tls.cert, err, errlen)) == NULL)
+	if ((srv->dflt = tls__ctx(srv, s, file, &s->cert, err, errlen)) == NULL)
 		goto fail;
 	SSL_CTX_set_tlsext_servername_callback(srv->dflt, tls__servername);
 	SSL_CTX_set_tlsext_servername_arg(srv->dflt, srv);
-	for (int i = 0; i < c->nvhosts; i++) {
-		SSL_CTX *ctx = tls__ctx(srv, c, &c->vhosts[i].cert, err, errlen);
+	for (int i = 0; i < nvhosts; i++) {
+		SSL_CTX *ctx = tls__ctx(srv, s, file, &vhosts[i].cert, err, errlen);
 		if (ctx == NULL)
 			goto fail;
-		for (int j = 0; j < c->vhosts[i].nnames; j++) {
-			const char *n = c->vhosts[i].names[j];
+		for (int j = 0; j < vhosts[i].nnames; j++) {
+			const char *n = vhosts[i].names[j];
 			struct tls_name *tn = &srv->names[srv->nnames];
 			tn->wildcard = strncmp(n, "*.", 2) == 0;
 			tn->name = strdup(tn->wildcard ? n + 2 : n);
@@ -320,7 +321,7 @@ struct tls_server *tls_server_new(const struct conf *c, char *err, size_t errlen
 	return srv;
 
 oom:
-	snprintf(err, errlen, "%s: out of memory building TLS contexts", c->path);
+	snprintf(err, errlen, "%s: out of memory building TLS contexts", file);
 fail:
 	tls_server_free(srv);
 	return NULL;

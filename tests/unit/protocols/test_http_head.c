@@ -142,7 +142,7 @@ static struct conf *hh_conf(void)
 {
 	struct conf *c = calloc(1, sizeof(*c));
 	static char *names[] = { "webmail.example.net", "*.example.org" };
-	static struct conf_vhost vh;
+	static struct tls_vhost vh;
 
 	c->http.server_name = "mail.example.com";
 	vh.names = names;
