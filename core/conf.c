@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
@@ -27,6 +28,7 @@ const char *const conf_proto_names[] = {
 	[CONF_PROTO_HTTP] = "http",
 	NULL,
 };
+GH_NAMES_CHECK(conf_proto_names, CONF_PROTO_COUNT + 1);
 
 static const char *const conf__log_level_names[] = {
 	[CONF_LOG_ERROR] = "error",
@@ -34,6 +36,7 @@ static const char *const conf__log_level_names[] = {
 	[CONF_LOG_INFO] = "info",
 	[CONF_LOG_DEBUG] = "debug",
 };
+GH_NAMES_CHECK(conf__log_level_names, CONF_LOG_DEBUG + 1);
 
 static const char *const conf__backend_auth_names[] = {
 	[CONF_BACKEND_AUTH_AUTO] = "auto",
@@ -50,7 +53,7 @@ static const char *const conf__default_caps[] = {
 
 static int conf__log_level(struct conf__ld *ld, const config_setting_t *s)
 {
-	int i = conf__keyword(ld, s, conf__log_level_names, 4);
+	int i = CONF__KEYWORD(ld, s, conf__log_level_names);
 
 	if (i < 0)
 		return -1;
@@ -119,7 +122,7 @@ static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
 	struct conf *c = ld->c;
 
 	if (conf__group(ld, s, conf__limits_opts,
-			sizeof(conf__limits_opts) / sizeof(conf__limits_opts[0])) < 0)
+			ARRAY_SIZE(conf__limits_opts)) < 0)
 		return -1;
 
 	/*
@@ -208,7 +211,7 @@ static int conf__capabilities(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__backend_auth(struct conf__ld *ld, const config_setting_t *s)
 {
-	int i = conf__keyword(ld, s, conf__backend_auth_names, 3);
+	int i = CONF__KEYWORD(ld, s, conf__backend_auth_names);
 
 	if (i < 0)
 		return -1;
@@ -226,7 +229,7 @@ static const struct conf__opt conf__imap_opts[] = {
 
 static int conf__imap(struct conf__ld *ld, const config_setting_t *s)
 {
-	return conf__group(ld, s, conf__imap_opts, sizeof(conf__imap_opts) / sizeof(conf__imap_opts[0]));
+	return conf__group(ld, s, conf__imap_opts, ARRAY_SIZE(conf__imap_opts));
 }
 
 /* --- lookup ----------------------------------------------------------- */
@@ -299,7 +302,7 @@ static const struct conf__opt conf__lookup_opts[] = {
 
 static int conf__lookup(struct conf__ld *ld, const config_setting_t *s)
 {
-	return conf__group(ld, s, conf__lookup_opts, sizeof(conf__lookup_opts) / sizeof(conf__lookup_opts[0]));
+	return conf__group(ld, s, conf__lookup_opts, ARRAY_SIZE(conf__lookup_opts));
 }
 
 /* --- routes ----------------------------------------------------------- */
@@ -450,10 +453,7 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 		return conf__fail(ld, as, NULL, "must be IP:PORT, [IPv6]:PORT or *:PORT");
 	l->proto = CONF_PROTO_IMAP;
 	if (ps != NULL) {
-		int nprotos = 0;
-		while (conf_proto_names[nprotos] != NULL)
-			nprotos++;
-		int p = conf__keyword(ld, ps, conf_proto_names, nprotos);
+		int p = conf__keyword(ld, ps, conf_proto_names, CONF_PROTO_COUNT);
 		if (p < 0)
 			return -1;
 		l->proto = (enum conf_proto)p;
@@ -586,7 +586,7 @@ static int conf__defaults(struct conf__ld *ld)
 	c->imap.backend_port = 7143;
 	if ((c->imap.greeting = strdup("Gatehouse IMAP proxy ready")) == NULL)
 		return conf__oom(ld);
-	for (size_t i = 0; i < sizeof(conf__default_caps) / sizeof(conf__default_caps[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(conf__default_caps); i++) {
 		if ((c->imap.caps[i] = strdup(conf__default_caps[i])) == NULL)
 			return conf__oom(ld);
 		c->imap.ncaps++;
@@ -678,7 +678,7 @@ static int conf__parse(struct conf__ld *ld, const char *text)
 	}
 
 	if (conf__group(ld, config_root_setting(&cfg), conf__root_opts,
-			sizeof(conf__root_opts) / sizeof(conf__root_opts[0])) < 0)
+			ARRAY_SIZE(conf__root_opts)) < 0)
 		goto out;
 	if (ld->routes != NULL && conf__routes(ld, ld->routes) < 0)
 		goto out;

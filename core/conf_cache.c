@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 #define CONF__MEMCACHED_PORT 11211
 
@@ -59,7 +60,7 @@ static int conf__memcached(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__distribution(struct conf__ld *ld, const config_setting_t *s)
 {
-	int i = conf__keyword(ld, s, conf__distribution_names, 2);
+	int i = CONF__KEYWORD(ld, s, conf__distribution_names);
 
 	if (i < 0)
 		return -1;
@@ -83,7 +84,7 @@ static const struct conf__opt conf__cache_opts[] = {
 
 int conf__cache(struct conf__ld *ld, const config_setting_t *s)
 {
-	return conf__group(ld, s, conf__cache_opts, sizeof(conf__cache_opts) / sizeof(conf__cache_opts[0]));
+	return conf__group(ld, s, conf__cache_opts, ARRAY_SIZE(conf__cache_opts));
 }
 
 void conf__cache_defaults(struct conf *c)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 #define CONF__HTTP_MAX_BACKENDS 256
 
@@ -115,7 +116,7 @@ static const struct conf__opt conf__http_opts[] = {
 
 int conf__http(struct conf__ld *ld, const config_setting_t *s)
 {
-	return conf__group(ld, s, conf__http_opts, sizeof(conf__http_opts) / sizeof(conf__http_opts[0]));
+	return conf__group(ld, s, conf__http_opts, ARRAY_SIZE(conf__http_opts));
 }
 
 int conf__listen_http(struct conf__ld *ld, const config_setting_t *ms,
@@ -130,7 +131,7 @@ int conf__listen_http(struct conf__ld *ld, const config_setting_t *ms,
 		return conf__fail(ld, ms, NULL, "only for http listeners");
 	if (l->tls)
 		return conf__fail(ld, ms, NULL, "only for plain http listeners (this one has tls = true)");
-	int i = conf__keyword(ld, ms, conf__http_mode_names, 3);
+	int i = CONF__KEYWORD(ld, ms, conf__http_mode_names);
 	if (i < 0)
 		return -1;
 	l->mode = (enum conf_http_mode)i;

@@ -15,6 +15,7 @@
 #include <libconfig.h>
 
 #include "conf.h"
+#include "gh.h"
 
 #define CONF__MAX_FILE (1024 * 1024)
 #define CONF__MAX_ROUTES 65536
@@ -76,6 +77,8 @@ int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **ou
 
 int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
 		  const char *const *names, int nnames);
+/* conf__keyword over a whole static table of names (its size counted). */
+#define CONF__KEYWORD(ld, s, names) conf__keyword(ld, s, names, (int)ARRAY_SIZE(names))
 
 int conf__set_str(struct conf__ld *ld, char **dst, const char *v);
 

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 #define CONF__POP3_CAP_LEN 64
 
@@ -112,7 +113,7 @@ static int conf__pop3_caps(struct conf__ld *ld, const config_setting_t *s)
 static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
-	const size_t nmechs = sizeof(conf__pop3_mechs) / sizeof(conf__pop3_mechs[0]);
+	const size_t nmechs = ARRAY_SIZE(conf__pop3_mechs);
 
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
 		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
@@ -140,7 +141,7 @@ static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__pop3_client_ip(struct conf__ld *ld, const config_setting_t *s)
 {
-	int i = conf__keyword(ld, s, conf__pop3_client_ip_names, 3);
+	int i = CONF__KEYWORD(ld, s, conf__pop3_client_ip_names);
 
 	if (i < 0)
 		return -1;
@@ -150,7 +151,7 @@ static int conf__pop3_client_ip(struct conf__ld *ld, const config_setting_t *s)
 
 static int conf__pop3_backend_auth(struct conf__ld *ld, const config_setting_t *s)
 {
-	int i = conf__keyword(ld, s, conf__pop3_backend_auth_names, 2);
+	int i = CONF__KEYWORD(ld, s, conf__pop3_backend_auth_names);
 
 	if (i < 0)
 		return -1;
@@ -170,7 +171,7 @@ static const struct conf__opt conf__pop3_opts[] = {
 
 int conf__pop3(struct conf__ld *ld, const config_setting_t *s)
 {
-	return conf__group(ld, s, conf__pop3_opts, sizeof(conf__pop3_opts) / sizeof(conf__pop3_opts[0]));
+	return conf__group(ld, s, conf__pop3_opts, ARRAY_SIZE(conf__pop3_opts));
 }
 
 int conf__pop3_defaults(struct conf__ld *ld)
@@ -186,7 +187,7 @@ int conf__pop3_defaults(struct conf__ld *ld)
 	c->pop3.backend_port = 7110;
 	if ((c->pop3.greeting = strdup("POP3 ready")) == NULL)
 		return conf__oom(ld);
-	for (size_t i = 0; i < sizeof(conf__pop3_default_caps) / sizeof(conf__pop3_default_caps[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(conf__pop3_default_caps); i++) {
 		if ((c->pop3.caps[i] = strdup(conf__pop3_default_caps[i])) == NULL)
 			return conf__oom(ld);
 		c->pop3.ncaps++;

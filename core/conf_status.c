@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 static int conf__status_address(struct conf__ld *ld, const config_setting_t *s)
 {
@@ -25,7 +26,7 @@ static const struct conf__opt conf__status_opts[] = {
 int conf__status(struct conf__ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__status_opts,
-			   sizeof(conf__status_opts) / sizeof(conf__status_opts[0]));
+			   ARRAY_SIZE(conf__status_opts));
 }
 
 void conf__status_free(struct conf *c)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 #define CONF__MAX_WHITELIST 1024
 /* The message follows "* BYE " or "-ERR " on one line. */
@@ -65,7 +66,7 @@ static const struct conf__opt conf__throttle_opts[] = {
 int conf__throttle(struct conf__ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__throttle_opts,
-			   sizeof(conf__throttle_opts) / sizeof(conf__throttle_opts[0]));
+			   ARRAY_SIZE(conf__throttle_opts));
 }
 
 int conf__throttle_defaults(struct conf__ld *ld)

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "conf_int.h"
+#include "gh.h"
 #include "tls.h"
 
 #define CONF__MAX_VHOSTS 4096
@@ -38,7 +39,7 @@ int conf__listen_tls(struct conf__ld *ld, const config_setting_t *g, const confi
 		l->tls = config_setting_get_bool(ts) != 0;
 	}
 	if (ss != NULL) {
-		int i = conf__keyword(ld, ss, conf__starttls_names, 3);
+		int i = CONF__KEYWORD(ld, ss, conf__starttls_names);
 		if (i < 0)
 			return -1;
 		if (l->tls && i != CONF_STARTTLS_OFF)
@@ -114,7 +115,7 @@ static int conf__protocols(struct conf__ld *ld, const config_setting_t *s)
 	if (n == 0)
 		return conf__fail(ld, s, NULL, "must name at least one version");
 	for (int i = 0; i < n; i++) {
-		int k = conf__keyword(ld, config_setting_get_elem(s, (unsigned)i), conf__tls_version_names, 2);
+		int k = CONF__KEYWORD(ld, config_setting_get_elem(s, (unsigned)i), conf__tls_version_names);
 		if (k < 0)
 			return -1;
 		int v = conf__tls_versions[k];

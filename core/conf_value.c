@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "conf_int.h"
+#include "gh.h"
 
 /* Write the setting path of s: "limits.max_line", "routes.[1].server". */
 void conf__path(const config_setting_t *s, char *buf, size_t cap)
@@ -19,7 +20,7 @@ void conf__path(const config_setting_t *s, char *buf, size_t cap)
 	size_t depth = 0;
 
 	for (; s != NULL && !config_setting_is_root(s); s = config_setting_parent(s)) {
-		if (depth == sizeof(chain) / sizeof(chain[0]))
+		if (depth == ARRAY_SIZE(chain))
 			break;
 		chain[depth++] = s;
 	}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "gh.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -106,22 +107,30 @@ static void stream__put_chain(struct pbuf *b)
 
 static int stream__issue(struct stream *st, struct pbuf *b);
 
+/* The chain's bytes leave st->queued: written, or about to be issued again. */
+static void stream__unqueue(struct stream *st, const struct pbuf *b)
+{
+	for (; b; b = b->next) {
+		GH_ASSERT(st->queued >= b->len);
+		st->queued -= b->len;
+	}
+}
+
 /* A queued write of the chain headed by req's buffer finished. */
 static void stream__written(uv_write_t *req, int status)
 {
 	struct pbuf *b = (struct pbuf *)req;
 	struct stream *st = b->st;
 
-	for (struct pbuf *p = b; p; p = p->next)
-		st->queued -= p->len;
+	stream__unqueue(st, b);
 	stream__put_chain(b);
+	GH_ASSERT(st->writes > 0);
 	st->writes--;
 	/* What was held while this write was out goes next, as one write. */
 	if (st->writes == 0 && st->held != NULL && status == 0 && !st->closing) {
 		struct pbuf *h = st->held;
 		st->held = NULL;
-		for (struct pbuf *p = h; p; p = p->next)
-			st->queued -= p->len;
+		stream__unqueue(st, h);
 		int rc = stream__issue(st, h);
 		if (rc < 0)
 			status = rc;
@@ -559,8 +568,7 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 	if (st->held != NULL) {
 		struct pbuf *h = st->held;
 		st->held = NULL;
-		for (struct pbuf *p = h; p; p = p->next)
-			st->queued -= p->len;
+		stream__unqueue(st, h);
 		(void)stream__issue(st, h);
 	}
 	st->shutdown_req.data = st;

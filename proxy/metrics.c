@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "gh.h"
 #include "metrics.h"
 #include "session.h"
 
@@ -22,9 +23,9 @@ static atomic_uint_fast64_t metrics__tls[3];   /* ok, failed, resumed */
 static atomic_uint_fast64_t metrics__errors[METRICS_NERRORS];
 static atomic_uint_fast64_t metrics__http[METRICS_HTTP_CLASSES];
 
-static const char *const metrics__proto_names[METRICS_NPROTO] = { "imap", "pop3", "http" };
-static const char *const metrics__login_names[METRICS_NLOGIN] = { "ok", "fail", "tempfail", "throttled" };
-static const char *const metrics__error_names[METRICS_NERRORS] = {
+static const char *const metrics__proto_names[] = { "imap", "pop3", "http" };
+static const char *const metrics__login_names[] = { "ok", "fail", "tempfail", "throttled" };
+static const char *const metrics__error_names[] = {
 	[METRICS_ERR_BACKEND_CONNECT] = "backend_connect",
 	[METRICS_ERR_BACKEND_TLS] = "backend_tls",
 	[METRICS_ERR_TIMEOUT_PREAUTH] = "timeout_preauth",
@@ -32,6 +33,10 @@ static const char *const metrics__error_names[METRICS_NERRORS] = {
 	[METRICS_ERR_TIMEOUT_IDLE] = "timeout_idle",
 	[METRICS_ERR_THROTTLED] = "throttled",
 };
+GH_NAMES_CHECK(metrics__proto_names, METRICS_NPROTO);
+GH_NAMES_CHECK(metrics__login_names, METRICS_NLOGIN);
+GH_NAMES_CHECK(metrics__error_names, METRICS_NERRORS);
+_Static_assert(METRICS_NPROTO == CONF_PROTO_COUNT, "one metrics row per enum conf_proto value");
 
 #define RELAXED memory_order_relaxed
 

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "connlimit.h"
+#include "gh.h"
 #include "metrics.h"
 #include "session_int.h"
 #include "tls.h"
@@ -37,6 +38,7 @@ const char *const session_phase_names[] = {
 	[SESSION_RELAY] = "RELAY",
 	[SESSION_CLOSING] = "CLOSING",
 };
+GH_NAMES_CHECK(session_phase_names, SESSION_NPHASES);
 
 /* How long session_finish waits for the last bytes to reach the client. */
 #define SESSION_FINISH_SECS 5.0
@@ -332,8 +334,8 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 		s->proto->client_eof(s, status);
 		return;
 	}
-	if (s->in_pending != NULL) {
-		/* Cannot happen (reads pause while bytes wait); keep order anyway. */
+	if (GH_BUG_ON(s->in_pending != NULL)) {
+		/* Reads pause while bytes wait; in a release build keep order anyway. */
 		stream_read_stop(&s->client);
 		b->wipe = true;
 		pbuf_put(b);

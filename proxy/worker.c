@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "gh.h"
 #include "log.h"
 #include "route.h"
 #include "session_int.h"
@@ -184,7 +185,7 @@ static int worker__client_opts(int fd)
 		{ IPPROTO_TCP, TCP_KEEPCNT, WORKER_KEEPCNT },
 	};
 
-	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
 		if (setsockopt(fd, opts[i].level, opts[i].name, &opts[i].value, sizeof(int)) < 0)
 			return -errno;
 	return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gh.h"
 #include "lookup.h"
 
 /* Which response header the current value belongs to. */
@@ -171,7 +172,7 @@ static int lookup__on_field_complete(llhttp_t *h)
 	p->field = LOOKUP__F_OTHER;
 	if (!p->field_too_long) {
 		p->fbuf[p->flen] = '\0';
-		for (size_t i = 0; i < sizeof(lookup__fields) / sizeof(lookup__fields[0]); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(lookup__fields); i++) {
 			if (strcasecmp(p->fbuf, lookup__fields[i].name) == 0) {
 				p->field = lookup__fields[i].field;
 				break;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "gh.h"
 #include "log.h"
 #include "route_int.h"
 
@@ -200,7 +201,7 @@ size_t route_login_suffix(const char *protocol, const char *login)
 	if (protocol == NULL || n <= 3 ||
 	    (strncmp(protocol, "imap", 4) != 0 && strncmp(protocol, "pop3", 4) != 0))
 		return 0;
-	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(sfx); i++)
 		if (memcmp(login + n - 3, sfx[i], 3) == 0)
 			return 3;
 	return 0;
