@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "list.h"
 #include "log.h"
 #include "route.h"
 #include "stream.h"
@@ -171,7 +172,7 @@ struct session {
 	bool backend_shut_done;         /* relay: FIN sent to the backend */
 	const char *close_reason;
 
-	struct session *prev, *next;    /* the worker's list of sessions */
+	struct list worker_link;        /* on the worker's list of sessions */
 
 	/* HTTP: backend bytes read beyond s->bin's room wait here (backend
 	   reads paused) and move in as the protocol consumes. */

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "list.h"
 #include "stream.h"
 
 struct session;
@@ -61,7 +62,7 @@ struct worker {
 	unsigned closes_since_trim;
 	uint64_t last_trim_ms;
 	unsigned accept_pauses;             /* pauses since accept last succeeded */
-	struct session *sessions;           /* doubly linked */
+	struct list sessions;               /* of session.worker_link */
 	size_t nsessions;
 	bool stopping;
 	int start_status;                   /* 0, or the negative error binding failed with */

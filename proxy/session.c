@@ -603,6 +603,7 @@ struct session *session_new(struct worker *w, struct listener *l)
 	if (s == NULL)
 		return NULL;
 	s->w = w;
+	list_init(&s->worker_link);
 	s->conf = conf_ref(c);
 	/* The listener's settings (tls, starttls) come from the session's own
 	   snapshot, so a reload changes them for new sessions; the address

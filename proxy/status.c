@@ -10,6 +10,7 @@
 
 #include <llhttp.h>
 
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "status.h"
@@ -136,7 +137,7 @@ size_t status_handle(const char *req, size_t n, bool draining, char *out, size_t
 
 /* ---- the listener ---- */
 
-struct status__conn {
+struct status_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_write_t wr;
@@ -147,19 +148,19 @@ struct status__conn {
 	size_t in_len;
 	char in[STATUS_MAX_REQUEST];
 	char *out;
-	struct status__conn *prev, *next;
+	struct list link;  /* on S.conns */
 };
 
 static struct {
 	uv_tcp_t server;
 	bool started;
 	bool draining;
-	struct status__conn *conns;
+	struct list conns; /* of status_conn.link; set up by status_start */
 } S;
 
 static void status__handle_closed(uv_handle_t *h)
 {
-	struct status__conn *c = h->data;
+	struct status_conn *c = h->data;
 
 	if (--c->refs > 0)
 		return;
@@ -167,17 +168,12 @@ static void status__handle_closed(uv_handle_t *h)
 	free(c);
 }
 
-static void status__close(struct status__conn *c)
+static void status__close(struct status_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		S.conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	uv_close((uv_handle_t *)&c->tcp, status__handle_closed);
 	uv_close((uv_handle_t *)&c->timer, status__handle_closed);
 }
@@ -195,7 +191,7 @@ static void status__timeout(uv_timer_t *t)
    not turn our close into a reset that destroys the response in flight. */
 static void status__shut_done(uv_shutdown_t *req, int status)
 {
-	struct status__conn *c = req->data;
+	struct status_conn *c = req->data;
 
 	if (c->closing)
 		return;
@@ -208,7 +204,7 @@ static void status__shut_done(uv_shutdown_t *req, int status)
 
 static void status__written(uv_write_t *wr, int status)
 {
-	struct status__conn *c = wr->data;
+	struct status_conn *c = wr->data;
 
 	if (c->closing)
 		return;
@@ -219,14 +215,14 @@ static void status__written(uv_write_t *wr, int status)
 
 static void status__alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct status__conn *c = h->data;
+	struct status_conn *c = h->data;
 
 	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof(c->in) - c->in_len));
 }
 
 static void status__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
-	struct status__conn *c = st->data;
+	struct status_conn *c = st->data;
 
 	if (nread == 0 || c->closing)
 		return;
@@ -254,7 +250,7 @@ static void status__accept(uv_stream_t *server, int status)
 {
 	if (status < 0)
 		return;
-	struct status__conn *c = calloc(1, sizeof(*c));
+	struct status_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->out = malloc(STATUS__OUT_CAP)) == NULL) {
 		free(c);
 		return;
@@ -264,10 +260,7 @@ static void status__accept(uv_stream_t *server, int status)
 	c->tcp.data = c;
 	c->timer.data = c;
 	c->refs = 2;
-	c->next = S.conns;
-	if (S.conns)
-		S.conns->prev = c;
-	S.conns = c;
+	list_insert_head(&S.conns, &c->link);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
 	    uv_read_start((uv_stream_t *)&c->tcp, status__alloc, status__read) < 0) {
 		status__close(c);
@@ -281,6 +274,7 @@ int status_start(uv_loop_t *loop, const struct sockaddr *addr, const char **err_
 	int rc;
 
 	uv_tcp_init(loop, &S.server);
+	list_init(&S.conns);
 	S.started = true;
 	if ((rc = uv_tcp_bind(&S.server, addr, 0)) < 0 ||
 	    (rc = uv_listen((uv_stream_t *)&S.server, 64, status__accept)) < 0) {
@@ -300,7 +294,7 @@ void status_stop(void)
 	if (!S.started)
 		return;
 	S.started = false;
-	while (S.conns)
-		status__close(S.conns);
+	list_foreach(it, &S.conns)
+		status__close(list_entry(it, struct status_conn, link));
 	uv_close((uv_handle_t *)&S.server, NULL);
 }

@@ -96,10 +96,7 @@ struct session *worker_take(struct worker *w, struct listener *l, int fd,
 		close(fd);
 		return NULL;
 	}
-	s->next = w->sessions;
-	if (w->sessions)
-		w->sessions->prev = s;
-	w->sessions = s;
+	list_insert_head(&w->sessions, &s->worker_link);
 	w->nsessions++;
 	if (uv_tcp_open(&s->client.tcp, fd) < 0) {
 		close(fd);
@@ -147,12 +144,8 @@ static void worker__on_acceptable(uv_poll_t *p, int status, int events)
 
 void worker_session_gone(struct worker *w, struct session *s)
 {
-	if (s->prev)
-		s->prev->next = s->next;
-	else if (w->sessions == s)
-		w->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	GH_ASSERT(!list_empty(&s->worker_link) && w->nsessions > 0);
+	list_remove(&s->worker_link);
 	w->nsessions--;
 	/* A burst of connections that end (a scan, a storm that never logs in)
 	   frees their sessions too: trim once the worker is quiet. */
@@ -434,8 +427,8 @@ static void worker__on_async(uv_async_t *a)
 	if (cmds & WORKER_CMD_CLOSE_ALL) {
 		w->stopping = true;
 		worker__stop_accepting(w);
-		for (struct session *s = w->sessions; s; s = s->next)
-			session_close(s, "shutting down");
+		list_foreach(it, &w->sessions)
+			session_close(list_entry(it, struct session, worker_link), "shutting down");
 	}
 	worker__maybe_exit(w);
 }
@@ -487,6 +480,7 @@ int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started)
 	int rc;
 
 	w->id = id;
+	list_init(&w->sessions);
 	w->conf = conf_ref(c);
 	w->listen_conf = conf_ref(c);
 	w->started = started;

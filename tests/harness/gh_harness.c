@@ -230,6 +230,7 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 	/* What worker_start and worker__run set up that sessions touch. */
 	struct worker *w = &e->w;
 	w->id = 0;
+	list_init(&w->sessions);
 	w->conf = conf_ref(e->conf);
 	w->listen_conf = conf_ref(e->conf);
 	atomic_init(&w->commands, 0);
@@ -324,9 +325,11 @@ int gh_env_fini(struct gh_env *e)
 
 struct session *gh_session(struct gh_conn *c)
 {
-	for (struct session *s = c->e->w.sessions; s; s = s->next)
+	list_foreach(it, &c->e->w.sessions) {
+		struct session *s = list_entry(it, struct session, worker_link);
 		if (s->id == c->sid)
 			return s;
+	}
 	return NULL;
 }
 
