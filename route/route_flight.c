@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "gh.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "route_int.h"
@@ -44,9 +45,9 @@ struct route_flight {
 	/* Under route__lock. */
 	char *tkey;                   /* table key; NULL: not shared */
 	uint64_t thash;
-	struct route_flight *tnext;
+	struct list tlink;            /* on its flight_table bucket while in_table */
 	bool in_table, orphaned, done;
-	struct route_req *waiters;
+	struct list waiters;          /* of route_req.wlink */
 	int nwaiters;
 	/* Runner thread only (and the thread pool during the get). */
 	enum flight_step step;
@@ -64,7 +65,9 @@ struct route_flight {
 	int attempt;
 };
 
-static struct route_flight *flight_table[FLIGHT_BUCKETS];
+/* Flights that may be joined, by thash; heads set up by the first join. */
+static struct list flight_table[FLIGHT_BUCKETS];
+static bool flight_table_ready;
 
 static uint64_t flight__hash(const char *s)
 {
@@ -186,20 +189,16 @@ static void flight__finish(struct route_flight *f)
 
 	pthread_mutex_lock(&route__lock);
 	if (f->in_table) {
-		struct route_flight **pp = &flight_table[f->thash % FLIGHT_BUCKETS];
-		while (*pp != f)
-			pp = &(*pp)->tnext;
-		*pp = f->tnext;
+		list_remove(&f->tlink);
 		f->in_table = false;
 	}
 	f->done = true;
-	for (struct route_req *w = f->waiters, *next; w != NULL; w = next) {
-		next = w->wnext;
+	list_foreach(it, &f->waiters) {
+		struct route_req *w = list_entry(it, struct route_req, wlink);
+		list_remove(&w->wlink);
 		w->flight = NULL;
-		w->wprev = w->wnext = NULL;
 		route__ready(w, &f->route);
 	}
-	f->waiters = NULL;
 	f->nwaiters = 0;
 	pthread_mutex_unlock(&route__lock);
 	uv_close((uv_handle_t *)&f->wake, flight__closed);
@@ -402,6 +401,8 @@ static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
 
 	if (f == NULL)
 		return NULL;
+	list_init(&f->tlink);
+	list_init(&f->waiters);
 	f->conf = conf_ref(c);
 	f->rc = rcache_ref(rc);
 	f->bypass = q->bypass_cache;
@@ -439,11 +440,7 @@ static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
 static void flight__add_waiter(struct route_flight *f, struct route_req *req)
 {
 	req->flight = f;
-	req->wprev = NULL;
-	req->wnext = f->waiters;
-	if (f->waiters)
-		f->waiters->wprev = req;
-	f->waiters = req;
+	list_insert_head(&f->waiters, &req->wlink);
 	f->nwaiters++;
 }
 
@@ -462,8 +459,14 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		return;
 	}
 	pthread_mutex_lock(&route__lock);
+	if (!flight_table_ready) {
+		for (size_t i = 0; i < ARRAY_SIZE(flight_table); i++)
+			list_init(&flight_table[i]);
+		flight_table_ready = true;
+	}
 	if (f->tkey != NULL) {
-		for (struct route_flight *o = flight_table[f->thash % FLIGHT_BUCKETS]; o; o = o->tnext) {
+		list_foreach(it, &flight_table[f->thash % FLIGHT_BUCKETS]) {
+			struct route_flight *o = list_entry(it, struct route_flight, tlink);
 			if (o->thash == f->thash && strcmp(o->tkey, f->tkey) == 0) {
 				flight__add_waiter(o, req);
 				pthread_mutex_unlock(&route__lock);
@@ -494,9 +497,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 	f->wake.data = f;
 	f->loop = loop;
 	if (f->tkey != NULL) {
-		struct route_flight **head = &flight_table[f->thash % FLIGHT_BUCKETS];
-		f->tnext = *head;
-		*head = f;
+		list_insert_head(&flight_table[f->thash % FLIGHT_BUCKETS], &f->tlink);
 		f->in_table = true;
 	}
 	flight__add_waiter(f, req);
@@ -509,14 +510,9 @@ void route__flight_leave(struct route_req *req)
 {
 	struct route_flight *f = req->flight;
 
-	if (req->wprev)
-		req->wprev->wnext = req->wnext;
-	else
-		f->waiters = req->wnext;
-	if (req->wnext)
-		req->wnext->wprev = req->wprev;
+	list_remove(&req->wlink);
 	req->flight = NULL;
-	req->wprev = req->wnext = NULL;
+	GH_ASSERT(f->nwaiters > 0);
 	if (--f->nwaiters > 0 || f->done)
 		return;
 	/* Nobody waits any more: leave the table (a newcomer starts afresh)
@@ -524,10 +520,7 @@ void route__flight_leave(struct route_req *req)
 	   before wake is closed, so the send cannot reach a closed handle. */
 	f->orphaned = true;
 	if (f->in_table) {
-		struct route_flight **pp = &flight_table[f->thash % FLIGHT_BUCKETS];
-		while (*pp != f)
-			pp = &(*pp)->tnext;
-		*pp = f->tnext;
+		list_remove(&f->tlink);
 		f->in_table = false;
 	}
 	uv_async_send(&f->wake);

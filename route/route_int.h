@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "list.h"
 #include "rcache.h"
 #include "route.h"
 
@@ -33,7 +34,7 @@ struct route_req {
 	bool closing;                 /* loop thread: async is closing */
 	/* Under route__lock while the request waits on a flight. */
 	struct route_flight *flight;  /* NULL once answered or cancelled */
-	struct route_req *wprev, *wnext;
+	struct list wlink;            /* on flight->waiters while flight is set */
 	bool ready;
 	struct route route;
 };
