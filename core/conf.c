@@ -51,7 +51,7 @@ static const char *const conf__default_caps[] = {
 
 /* --- root ------------------------------------------------------------- */
 
-static int conf__log_level(struct conf__ld *ld, const config_setting_t *s)
+static int conf__log_level(struct conf_ld *ld, const config_setting_t *s)
 {
 	int i = CONF__KEYWORD(ld, s, conf__log_level_names);
 
@@ -62,7 +62,7 @@ static int conf__log_level(struct conf__ld *ld, const config_setting_t *s)
 }
 
 /* A log destination: "" means stderr, stored as NULL. */
-static int conf__log_path(struct conf__ld *ld, const config_setting_t *s, char **dst)
+static int conf__log_path(struct conf_ld *ld, const config_setting_t *s, char **dst)
 {
 	const char *v;
 
@@ -80,12 +80,12 @@ static int conf__log_path(struct conf__ld *ld, const config_setting_t *s, char *
 	return conf__set_str(ld, dst, v);
 }
 
-static int conf__error_log(struct conf__ld *ld, const config_setting_t *s)
+static int conf__error_log(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__log_path(ld, s, &ld->c->error_log);
 }
 
-static int conf__audit_log(struct conf__ld *ld, const config_setting_t *s)
+static int conf__audit_log(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__log_path(ld, s, &ld->c->audit_log);
 }
@@ -94,7 +94,7 @@ static int conf__audit_log(struct conf__ld *ld, const config_setting_t *s)
 
 #define CONF__LIM(f) offsetof(struct conf, limits.f)
 
-static const struct conf__opt conf__limits_opts[] = {
+static const struct conf_opt conf__limits_opts[] = {
 	{ "preauth_timeout", CONF__T_SECS, CONF__LIM(preauth_timeout), 1, 3600, NULL },
 	{ "idle_timeout", CONF__T_SECS, CONF__LIM(idle_timeout), 60, 86400, NULL },
 	{ "connect_timeout", CONF__T_SECS, CONF__LIM(connect_timeout), 0.1, 600, NULL },
@@ -117,7 +117,7 @@ static const struct conf__opt conf__limits_opts[] = {
 	{ "proxy_header_timeout", CONF__T_SECS, CONF__LIM(proxy_header_timeout), 0.1, 60, NULL },
 };
 
-static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
+static int conf__limits(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -149,7 +149,7 @@ static int conf__limits(struct conf__ld *ld, const config_setting_t *s)
 
 /* --- imap ------------------------------------------------------------- */
 
-static int conf__greeting(struct conf__ld *ld, const config_setting_t *s)
+static int conf__greeting(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__set_text(ld, s, CONF__MAX_GREETING, &ld->c->imap.greeting);
 }
@@ -169,7 +169,7 @@ static bool conf__atom_ok(const char *v)
 	return true;
 }
 
-static int conf__capabilities(struct conf__ld *ld, const config_setting_t *s)
+static int conf__capabilities(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -209,7 +209,7 @@ static int conf__capabilities(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__backend_auth(struct conf__ld *ld, const config_setting_t *s)
+static int conf__backend_auth(struct conf_ld *ld, const config_setting_t *s)
 {
 	int i = CONF__KEYWORD(ld, s, conf__backend_auth_names);
 
@@ -219,7 +219,7 @@ static int conf__backend_auth(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static const struct conf__opt conf__imap_opts[] = {
+static const struct conf_opt conf__imap_opts[] = {
 	{ "greeting", CONF__T_FN, 0, 0, 0, conf__greeting },
 	{ "capabilities", CONF__T_FN, 0, 0, 0, conf__capabilities },
 	{ "send_id", CONF__T_BOOL, offsetof(struct conf, imap.send_id), 0, 0, NULL },
@@ -227,7 +227,7 @@ static const struct conf__opt conf__imap_opts[] = {
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, imap.backend_port), 1, 65535, NULL },
 };
 
-static int conf__imap(struct conf__ld *ld, const config_setting_t *s)
+static int conf__imap(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__imap_opts, ARRAY_SIZE(conf__imap_opts));
 }
@@ -235,7 +235,7 @@ static int conf__imap(struct conf__ld *ld, const config_setting_t *s)
 /* --- lookup ----------------------------------------------------------- */
 
 
-static int conf__lookup_server(struct conf__ld *ld, const config_setting_t *e,
+static int conf__lookup_server(struct conf_ld *ld, const config_setting_t *e,
 			       struct conf_lookup_server *srv)
 {
 	char host[CONF__MAX_HOSTNAME + 3], name[CONF__MAX_HOSTNAME + 3], port[8];
@@ -273,7 +273,7 @@ static int conf__lookup_server(struct conf__ld *ld, const config_setting_t *e,
 	return 0;
 }
 
-static int conf__lookup_servers(struct conf__ld *ld, const config_setting_t *s)
+static int conf__lookup_servers(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -292,7 +292,7 @@ static int conf__lookup_servers(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static const struct conf__opt conf__lookup_opts[] = {
+static const struct conf_opt conf__lookup_opts[] = {
 	{ "servers", CONF__T_FN, 0, 0, 0, conf__lookup_servers },
 	{ "timeout", CONF__T_SECS, offsetof(struct conf, lookup.timeout), 0.1, 600, NULL },
 	{ "retry_interval", CONF__T_SECS, offsetof(struct conf, lookup.retry_interval), 0, 3600, NULL },
@@ -300,27 +300,27 @@ static const struct conf__opt conf__lookup_opts[] = {
 	{ "verify", CONF__T_BOOL, offsetof(struct conf, lookup.verify), 0, 0, NULL },
 };
 
-static int conf__lookup(struct conf__ld *ld, const config_setting_t *s)
+static int conf__lookup(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__lookup_opts, ARRAY_SIZE(conf__lookup_opts));
 }
 
 /* --- routes ----------------------------------------------------------- */
 
-static int conf__remember_routes(struct conf__ld *ld, const config_setting_t *s)
+static int conf__remember_routes(struct conf_ld *ld, const config_setting_t *s)
 {
 	ld->routes = s;
 	return 0;
 }
 
-static int conf__remember_listen(struct conf__ld *ld, const config_setting_t *s)
+static int conf__remember_listen(struct conf_ld *ld, const config_setting_t *s)
 {
 	ld->listen = s;
 	return 0;
 }
 
 
-static int conf__route(struct conf__ld *ld, const config_setting_t *g, struct conf_route *r)
+static int conf__route(struct conf_ld *ld, const config_setting_t *g, struct conf_route *r)
 {
 	const config_setting_t *ms = NULL, *ss = NULL, *us = NULL;
 
@@ -380,7 +380,7 @@ static int conf__route(struct conf__ld *ld, const config_setting_t *g, struct co
 	return 0;
 }
 
-static int conf__routes(struct conf__ld *ld, const config_setting_t *s)
+static int conf__routes(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -416,7 +416,7 @@ static int conf__routes(struct conf__ld *ld, const config_setting_t *s)
 /* --- listen ----------------------------------------------------------- */
 
 
-static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, struct conf_listen *l)
+static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
 	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
 	const char *addr;
@@ -468,7 +468,7 @@ static int conf__listen_one(struct conf__ld *ld, const config_setting_t *g, stru
 	return 0;
 }
 
-static int conf__listen(struct conf__ld *ld, const config_setting_t *s)
+static int conf__listen(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -498,7 +498,7 @@ static int conf__listen(struct conf__ld *ld, const config_setting_t *s)
 
 /* --- load ------------------------------------------------------------- */
 
-static const struct conf__opt conf__root_opts[] = {
+static const struct conf_opt conf__root_opts[] = {
 	{ "workers", CONF__T_INT, offsetof(struct conf, workers), 0, 64, NULL },
 	{ "log_level", CONF__T_FN, 0, 0, 0, conf__log_level },
 	{ "error_log", CONF__T_FN, 0, 0, 0, conf__error_log },
@@ -553,7 +553,7 @@ static void conf__free(struct conf *c)
 	free(c);
 }
 
-static int conf__defaults(struct conf__ld *ld)
+static int conf__defaults(struct conf_ld *ld)
 {
 	struct conf *c = ld->c;
 
@@ -608,7 +608,7 @@ static int conf__defaults(struct conf__ld *ld)
  * Read the whole file (bounded) so that a read error has its errno, the
  * size has a cap, and we can refuse what libconfig would do behind our back.
  */
-static char *conf__slurp(struct conf__ld *ld)
+static char *conf__slurp(struct conf_ld *ld)
 {
 	FILE *f = fopen(ld->file, "rb");
 	char *buf = NULL;
@@ -663,7 +663,7 @@ out:
 	return buf;
 }
 
-static int conf__parse(struct conf__ld *ld, const char *text)
+static int conf__parse(struct conf_ld *ld, const char *text)
 {
 	struct conf *c = ld->c;
 	config_t cfg;
@@ -711,7 +711,7 @@ out:
 struct conf *conf_load(const char *path, char *err, size_t errlen)
 {
 	char dummy[1];
-	struct conf__ld ld = { .file = path, .err = err, .errlen = errlen };
+	struct conf_ld ld = { .file = path, .err = err, .errlen = errlen };
 	char *text;
 
 	if (err == NULL || errlen == 0) {

@@ -24,7 +24,7 @@ static const char *const conf__distribution_names[] = {
 	[CONF_CACHE_CONSISTENT] = "consistent",
 };
 
-static int conf__memcached(struct conf__ld *ld, const config_setting_t *s)
+static int conf__memcached(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -58,7 +58,7 @@ static int conf__memcached(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__distribution(struct conf__ld *ld, const config_setting_t *s)
+static int conf__distribution(struct conf_ld *ld, const config_setting_t *s)
 {
 	int i = CONF__KEYWORD(ld, s, conf__distribution_names);
 
@@ -70,7 +70,7 @@ static int conf__distribution(struct conf__ld *ld, const config_setting_t *s)
 
 #define CONF__CACHE(f) offsetof(struct conf, cache.f)
 
-static const struct conf__opt conf__cache_opts[] = {
+static const struct conf_opt conf__cache_opts[] = {
 	{ "memcached", CONF__T_FN, 0, 0, 0, conf__memcached },
 	/* memcached reads a relative expiry above 30 days as a Unix time. */
 	{ "ttl", CONF__T_INT, CONF__CACHE(ttl), 1, 2592000, NULL },
@@ -82,7 +82,7 @@ static const struct conf__opt conf__cache_opts[] = {
 	{ "l1_ttl", CONF__T_SECS, CONF__CACHE(l1_ttl), 0, 3600, NULL },
 };
 
-int conf__cache(struct conf__ld *ld, const config_setting_t *s)
+int conf__cache(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__cache_opts, ARRAY_SIZE(conf__cache_opts));
 }

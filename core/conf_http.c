@@ -26,7 +26,7 @@ static void conf__http_free_backends(struct conf *c)
 	c->http.nbackends = 0;
 }
 
-static int conf__http_backends(struct conf__ld *ld, const config_setting_t *s)
+static int conf__http_backends(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -61,7 +61,7 @@ static int conf__http_backends(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__http_server_name(struct conf__ld *ld, const config_setting_t *s)
+static int conf__http_server_name(struct conf_ld *ld, const config_setting_t *s)
 {
 	const char *v;
 
@@ -81,7 +81,7 @@ static int conf__http_server_name(struct conf__ld *ld, const config_setting_t *s
 	return 0;
 }
 
-static int conf__http_access_log(struct conf__ld *ld, const config_setting_t *s)
+static int conf__http_access_log(struct conf_ld *ld, const config_setting_t *s)
 {
 	const char *v;
 
@@ -99,7 +99,7 @@ static int conf__http_access_log(struct conf__ld *ld, const config_setting_t *s)
 	return conf__set_str(ld, &ld->c->http.access_log, v);
 }
 
-static const struct conf__opt conf__http_opts[] = {
+static const struct conf_opt conf__http_opts[] = {
 	{ "backends", CONF__T_FN, 0, 0, 0, conf__http_backends },
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, http.backend_port), 1, 65535, NULL },
 	{ "server_name", CONF__T_FN, 0, 0, 0, conf__http_server_name },
@@ -114,12 +114,12 @@ static const struct conf__opt conf__http_opts[] = {
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 };
 
-int conf__http(struct conf__ld *ld, const config_setting_t *s)
+int conf__http(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__http_opts, ARRAY_SIZE(conf__http_opts));
 }
 
-int conf__listen_http(struct conf__ld *ld, const config_setting_t *ms,
+int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms,
 		      const config_setting_t *ss, struct conf_listen *l)
 {
 	l->mode = CONF_HTTP_MODE_REDIRECT;
@@ -151,7 +151,7 @@ void conf__http_defaults(struct conf *c)
 	c->http.backend_keepalive = 32;
 }
 
-int conf__http_finish(struct conf__ld *ld)
+int conf__http_finish(struct conf_ld *ld)
 {
 	struct conf *c = ld->c;
 	int first_http = -1;

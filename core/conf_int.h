@@ -28,7 +28,7 @@
 #define CONF__DEFAULT_LOOKUP_PORT 7072
 
 /* State of one load: where errors go, and the snapshot being filled. */
-struct conf__ld {
+struct conf_ld {
 	const char *file;
 	char *err;
 	size_t errlen;
@@ -48,12 +48,12 @@ enum conf__type {
 	CONF__T_FN,     /* custom handler */
 };
 
-struct conf__opt {
+struct conf_opt {
 	const char *name;
 	enum conf__type type;
 	size_t off; /* offsetof(struct conf, ...) for the plain types */
 	double lo, hi;
-	int (*fn)(struct conf__ld *ld, const config_setting_t *s);
+	int (*fn)(struct conf_ld *ld, const config_setting_t *s);
 };
 
 /* --- typed readers (conf_value.c) --- */
@@ -61,31 +61,31 @@ struct conf__opt {
 void conf__path(const config_setting_t *s, char *buf, size_t cap);
 
 __attribute__((format(printf, 4, 5)))
-int conf__fail(struct conf__ld *ld, const config_setting_t *s, const char *member,
+int conf__fail(struct conf_ld *ld, const config_setting_t *s, const char *member,
 	       const char *fmt, ...);
 
-int conf__oom(struct conf__ld *ld);
+int conf__oom(struct conf_ld *ld);
 
 bool conf__integral(double v);
 
 void conf__fmt_num(char *buf, size_t cap, double v);
 
-int conf__number(struct conf__ld *ld, const config_setting_t *s, bool integer,
+int conf__number(struct conf_ld *ld, const config_setting_t *s, bool integer,
 		 double lo, double hi, double *out);
 
-int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **out);
+int conf__string(struct conf_ld *ld, const config_setting_t *s, const char **out);
 
-int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
+int conf__keyword(struct conf_ld *ld, const config_setting_t *s,
 		  const char *const *names, int nnames);
 /* conf__keyword over a whole static table of names (its size counted). */
 #define CONF__KEYWORD(ld, s, names) conf__keyword(ld, s, names, (int)ARRAY_SIZE(names))
 
-int conf__set_str(struct conf__ld *ld, char **dst, const char *v);
+int conf__set_str(struct conf_ld *ld, char **dst, const char *v);
 
-int conf__set_text(struct conf__ld *ld, const config_setting_t *s, size_t max, char **dst);
+int conf__set_text(struct conf_ld *ld, const config_setting_t *s, size_t max, char **dst);
 
-int conf__group(struct conf__ld *ld, const config_setting_t *g,
-		const struct conf__opt *opts, size_t nopts);
+int conf__group(struct conf_ld *ld, const config_setting_t *g,
+		const struct conf_opt *opts, size_t nopts);
 
 /* --- addresses and URLs, pure (conf_addr.c) --- */
 
@@ -104,59 +104,59 @@ bool conf__same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
 
 /* --- TLS settings (conf_tls.c) --- */
 
-int conf__listen_tls(struct conf__ld *ld, const config_setting_t *g, const config_setting_t *ts,
+int conf__listen_tls(struct conf_ld *ld, const config_setting_t *g, const config_setting_t *ts,
 		     const config_setting_t *ss, struct conf_listen *l);
-int conf__tls(struct conf__ld *ld, const config_setting_t *g);
-int conf__vhosts(struct conf__ld *ld, const config_setting_t *s);
+int conf__tls(struct conf_ld *ld, const config_setting_t *g);
+int conf__vhosts(struct conf_ld *ld, const config_setting_t *s);
 void conf__tls_defaults(struct conf *c);
 void conf__tls_free(struct conf *c);
-int conf__tls_finish(struct conf__ld *ld);
-int conf__upstream(struct conf__ld *ld, const config_setting_t *g);
+int conf__tls_finish(struct conf_ld *ld);
+int conf__upstream(struct conf_ld *ld, const config_setting_t *g);
 
 /* --- route cache settings (conf_cache.c) --- */
 
-int conf__cache(struct conf__ld *ld, const config_setting_t *s);
+int conf__cache(struct conf_ld *ld, const config_setting_t *s);
 void conf__cache_defaults(struct conf *c);
 void conf__cache_free(struct conf *c);
 
 /* --- status listener settings (conf_status.c) --- */
 
-int conf__status(struct conf__ld *ld, const config_setting_t *s);
+int conf__status(struct conf_ld *ld, const config_setting_t *s);
 void conf__status_free(struct conf *c);
 
 /* --- PROXY protocol settings (conf_proxy.c) --- */
 
-int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s);
+int conf__trusted_proxies(struct conf_ld *ld, const config_setting_t *s);
 /* "10.0.0.0/8", "::1/128"; a bare address means the host alone. 0 or -1. */
 int conf__cidr(const char *v, struct conf_cidr *out);
 /* A list of at most max of those into a new array (*list_out, *n_out). */
-int conf__cidr_list(struct conf__ld *ld, const config_setting_t *s, int max,
+int conf__cidr_list(struct conf_ld *ld, const config_setting_t *s, int max,
 		    struct conf_cidr **list_out, int *n_out);
-int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l);
+int conf__listen_proxy(struct conf_ld *ld, const config_setting_t *s, struct conf_listen *l);
 void conf__proxy_free(struct conf *c);
 
 /* --- POP3 settings (conf_pop3.c) --- */
 
-int conf__pop3(struct conf__ld *ld, const config_setting_t *s);
-int conf__pop3_defaults(struct conf__ld *ld);
+int conf__pop3(struct conf_ld *ld, const config_setting_t *s);
+int conf__pop3_defaults(struct conf_ld *ld);
 void conf__pop3_free(struct conf *c);
 
 /* --- login throttling (conf_throttle.c) --- */
 
-int conf__throttle(struct conf__ld *ld, const config_setting_t *s);
-int conf__throttle_defaults(struct conf__ld *ld);
+int conf__throttle(struct conf_ld *ld, const config_setting_t *s);
+int conf__throttle_defaults(struct conf_ld *ld);
 void conf__throttle_free(struct conf *c);
 
 /* --- HTTP settings (conf_http.c) --- */
 
-int conf__http(struct conf__ld *ld, const config_setting_t *s);
+int conf__http(struct conf_ld *ld, const config_setting_t *s);
 /* A listener's `mode` (ms, may be NULL) and its starttls (ss): checked
    against the listener's protocol and TLS. */
-int conf__listen_http(struct conf__ld *ld, const config_setting_t *ms,
+int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms,
 		      const config_setting_t *ss, struct conf_listen *l);
 void conf__http_defaults(struct conf *c);
 /* Cross-checks once everything is read: backends for http listeners. */
-int conf__http_finish(struct conf__ld *ld);
+int conf__http_finish(struct conf_ld *ld);
 void conf__http_free(struct conf *c);
 
 #endif

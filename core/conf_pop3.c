@@ -36,7 +36,7 @@ static const struct {
 	{ "OAUTHBEARER", CONF_SASL_OAUTHBEARER },
 };
 
-static int conf__pop3_greeting(struct conf__ld *ld, const config_setting_t *s)
+static int conf__pop3_greeting(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__set_text(ld, s, CONF__MAX_GREETING, &ld->c->pop3.greeting);
 }
@@ -74,7 +74,7 @@ static void conf__pop3_free_caps(struct conf *c)
 	c->pop3.ncaps = 0;
 }
 
-static int conf__pop3_caps(struct conf__ld *ld, const config_setting_t *s)
+static int conf__pop3_caps(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -110,7 +110,7 @@ static int conf__pop3_caps(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
+static int conf__pop3_sasl(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 	const size_t nmechs = ARRAY_SIZE(conf__pop3_mechs);
@@ -139,7 +139,7 @@ static int conf__pop3_sasl(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__pop3_client_ip(struct conf__ld *ld, const config_setting_t *s)
+static int conf__pop3_client_ip(struct conf_ld *ld, const config_setting_t *s)
 {
 	int i = CONF__KEYWORD(ld, s, conf__pop3_client_ip_names);
 
@@ -149,7 +149,7 @@ static int conf__pop3_client_ip(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__pop3_backend_auth(struct conf__ld *ld, const config_setting_t *s)
+static int conf__pop3_backend_auth(struct conf_ld *ld, const config_setting_t *s)
 {
 	int i = CONF__KEYWORD(ld, s, conf__pop3_backend_auth_names);
 
@@ -159,7 +159,7 @@ static int conf__pop3_backend_auth(struct conf__ld *ld, const config_setting_t *
 	return 0;
 }
 
-static const struct conf__opt conf__pop3_opts[] = {
+static const struct conf_opt conf__pop3_opts[] = {
 	{ "greeting", CONF__T_FN, 0, 0, 0, conf__pop3_greeting },
 	{ "capabilities", CONF__T_FN, 0, 0, 0, conf__pop3_caps },
 	{ "sasl_mechanisms", CONF__T_FN, 0, 0, 0, conf__pop3_sasl },
@@ -169,12 +169,12 @@ static const struct conf__opt conf__pop3_opts[] = {
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, pop3.backend_port), 1, 65535, NULL },
 };
 
-int conf__pop3(struct conf__ld *ld, const config_setting_t *s)
+int conf__pop3(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__pop3_opts, ARRAY_SIZE(conf__pop3_opts));
 }
 
-int conf__pop3_defaults(struct conf__ld *ld)
+int conf__pop3_defaults(struct conf_ld *ld)
 {
 	struct conf *c = ld->c;
 

@@ -55,7 +55,7 @@ int conf__cidr(const char *v, struct conf_cidr *out)
 	return 0;
 }
 
-int conf__cidr_list(struct conf__ld *ld, const config_setting_t *s, int max,
+int conf__cidr_list(struct conf_ld *ld, const config_setting_t *s, int max,
 		    struct conf_cidr **list_out, int *n_out)
 {
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
@@ -81,13 +81,13 @@ int conf__cidr_list(struct conf__ld *ld, const config_setting_t *s, int max,
 	return 0;
 }
 
-int conf__trusted_proxies(struct conf__ld *ld, const config_setting_t *s)
+int conf__trusted_proxies(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__cidr_list(ld, s, CONF__MAX_TRUSTED, &ld->c->trusted_proxies,
 			       &ld->c->ntrusted_proxies);
 }
 
-int conf__listen_proxy(struct conf__ld *ld, const config_setting_t *s, struct conf_listen *l)
+int conf__listen_proxy(struct conf_ld *ld, const config_setting_t *s, struct conf_listen *l)
 {
 	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
 		return conf__fail(ld, s, NULL, "must be true or false");

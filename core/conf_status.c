@@ -7,7 +7,7 @@
 #include "conf_int.h"
 #include "gh.h"
 
-static int conf__status_address(struct conf__ld *ld, const config_setting_t *s)
+static int conf__status_address(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 	const char *v;
@@ -19,11 +19,11 @@ static int conf__status_address(struct conf__ld *ld, const config_setting_t *s)
 	return conf__set_str(ld, &c->status.address, v);
 }
 
-static const struct conf__opt conf__status_opts[] = {
+static const struct conf_opt conf__status_opts[] = {
 	{ "address", CONF__T_FN, 0, 0, 0, conf__status_address },
 };
 
-int conf__status(struct conf__ld *ld, const config_setting_t *s)
+int conf__status(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__status_opts,
 			   ARRAY_SIZE(conf__status_opts));

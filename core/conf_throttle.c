@@ -31,25 +31,25 @@
 /* memcached reads a relative expiry above 30 days as a Unix time. */
 #define CONF__MAX_WINDOW 2592000
 
-static int conf__whitelist(struct conf__ld *ld, const config_setting_t *s)
+static int conf__whitelist(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__cidr_list(ld, s, CONF__MAX_WHITELIST, &ld->c->throttle.whitelist,
 			       &ld->c->throttle.nwhitelist);
 }
 
-static int conf__ip_message(struct conf__ld *ld, const config_setting_t *s)
+static int conf__ip_message(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__set_text(ld, s, CONF__MAX_THROTTLE_MESSAGE, &ld->c->throttle.ip_message);
 }
 
-static int conf__user_message(struct conf__ld *ld, const config_setting_t *s)
+static int conf__user_message(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__set_text(ld, s, CONF__MAX_THROTTLE_MESSAGE, &ld->c->throttle.user_message);
 }
 
 #define CONF__THR(f) offsetof(struct conf, throttle.f)
 
-static const struct conf__opt conf__throttle_opts[] = {
+static const struct conf_opt conf__throttle_opts[] = {
 	{ "ip_limit", CONF__T_INT, CONF__THR(ip_limit), 0, 1000000000, NULL },
 	{ "ip_limit_imap", CONF__T_INT, CONF__THR(ip_limit_imap), 0, 1000000000, NULL },
 	{ "ip_limit_pop3", CONF__T_INT, CONF__THR(ip_limit_pop3), 0, 1000000000, NULL },
@@ -63,13 +63,13 @@ static const struct conf__opt conf__throttle_opts[] = {
 	{ "user_message", CONF__T_FN, 0, 0, 0, conf__user_message },
 };
 
-int conf__throttle(struct conf__ld *ld, const config_setting_t *s)
+int conf__throttle(struct conf_ld *ld, const config_setting_t *s)
 {
 	return conf__group(ld, s, conf__throttle_opts,
 			   ARRAY_SIZE(conf__throttle_opts));
 }
 
-int conf__throttle_defaults(struct conf__ld *ld)
+int conf__throttle_defaults(struct conf_ld *ld)
 {
 	struct conf *c = ld->c;
 

@@ -30,7 +30,7 @@ static const char *const conf__starttls_names[] = {
 static const char *const conf__tls_version_names[] = {"TLSv1.2", "TLSv1.3"};
 static const int conf__tls_versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
 
-int conf__listen_tls(struct conf__ld *ld, const config_setting_t *g, const config_setting_t *ts,
+int conf__listen_tls(struct conf_ld *ld, const config_setting_t *g, const config_setting_t *ts,
 		     const config_setting_t *ss, struct conf_listen *l)
 {
 	if (ts != NULL) {
@@ -51,7 +51,7 @@ int conf__listen_tls(struct conf__ld *ld, const config_setting_t *g, const confi
 }
 
 /* A path setting: a non-empty string without control characters. */
-static int conf__path_setting(struct conf__ld *ld, const config_setting_t *s, char **dst)
+static int conf__path_setting(struct conf_ld *ld, const config_setting_t *s, char **dst)
 {
 	const char *v;
 
@@ -66,7 +66,7 @@ static int conf__path_setting(struct conf__ld *ld, const config_setting_t *s, ch
 }
 
 /* Read the cert/key members of group g into cc (other members: caller). */
-static int conf__cert_member(struct conf__ld *ld, const config_setting_t *s, struct tls_cert *cc,
+static int conf__cert_member(struct conf_ld *ld, const config_setting_t *s, struct tls_cert *cc,
 			     bool *handled)
 {
 	const char *name = config_setting_name(s);
@@ -85,7 +85,7 @@ static int conf__cert_member(struct conf__ld *ld, const config_setting_t *s, str
 }
 
 /* Both halves of each pair, and at least one pair. */
-static int conf__cert_check(struct conf__ld *ld, const config_setting_t *g, struct tls_cert *cc,
+static int conf__cert_check(struct conf_ld *ld, const config_setting_t *g, struct tls_cert *cc,
 			    bool required)
 {
 	char where[128];
@@ -104,7 +104,7 @@ static int conf__cert_check(struct conf__ld *ld, const config_setting_t *g, stru
 	return 0;
 }
 
-static int conf__protocols(struct conf__ld *ld, const config_setting_t *s)
+static int conf__protocols(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 	int lo = 0, hi = 0;
@@ -129,7 +129,7 @@ static int conf__protocols(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-static int conf__opt_string(struct conf__ld *ld, const config_setting_t *s, char **dst)
+static int conf__opt_string(struct conf_ld *ld, const config_setting_t *s, char **dst)
 {
 	const char *v;
 
@@ -145,7 +145,7 @@ static int conf__opt_string(struct conf__ld *ld, const config_setting_t *s, char
 
 /* Ciphers, suites and groups are checked against OpenSSL here, where the
    line is known, rather than when the contexts are built. */
-static int conf__openssl_list(struct conf__ld *ld, const config_setting_t *s, char **dst,
+static int conf__openssl_list(struct conf_ld *ld, const config_setting_t *s, char **dst,
 			      int (*apply)(SSL_CTX *, const char *), const char *what)
 {
 	if (conf__opt_string(ld, s, dst) < 0)
@@ -176,7 +176,7 @@ static int conf__set_groups(SSL_CTX *ctx, const char *v)
 	return (int)SSL_CTX_set1_groups_list(ctx, v);
 }
 
-static int conf__ticket_keys(struct conf__ld *ld, const config_setting_t *s)
+static int conf__ticket_keys(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -201,7 +201,7 @@ static int conf__ticket_keys(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-int conf__tls(struct conf__ld *ld, const config_setting_t *g)
+int conf__tls(struct conf_ld *ld, const config_setting_t *g)
 {
 	struct conf *c = ld->c;
 
@@ -248,7 +248,7 @@ int conf__tls(struct conf__ld *ld, const config_setting_t *g)
 }
 
 /* "mail.example.com" or "*.example.com": a DNS name, lower-cased. */
-static int conf__vhost_name(struct conf__ld *ld, const config_setting_t *s, char **out)
+static int conf__vhost_name(struct conf_ld *ld, const config_setting_t *s, char **out)
 {
 	const char *v;
 
@@ -265,7 +265,7 @@ static int conf__vhost_name(struct conf__ld *ld, const config_setting_t *s, char
 	return 0;
 }
 
-static int conf__vhost(struct conf__ld *ld, const config_setting_t *g, struct tls_vhost *vh)
+static int conf__vhost(struct conf_ld *ld, const config_setting_t *g, struct tls_vhost *vh)
 {
 	const config_setting_t *names = NULL;
 
@@ -302,7 +302,7 @@ static int conf__vhost(struct conf__ld *ld, const config_setting_t *g, struct tl
 	return conf__cert_check(ld, g, &vh->cert, true);
 }
 
-int conf__vhosts(struct conf__ld *ld, const config_setting_t *s)
+int conf__vhosts(struct conf_ld *ld, const config_setting_t *s)
 {
 	struct conf *c = ld->c;
 
@@ -332,7 +332,7 @@ int conf__vhosts(struct conf__ld *ld, const config_setting_t *s)
 	return 0;
 }
 
-int conf__upstream(struct conf__ld *ld, const config_setting_t *g)
+int conf__upstream(struct conf_ld *ld, const config_setting_t *g)
 {
 	struct conf *c = ld->c;
 
@@ -403,7 +403,7 @@ void conf__tls_free(struct conf *c)
  * STARTTLS (it could not); with one it requires it unless told otherwise,
  * as Carbonio does.
  */
-int conf__tls_finish(struct conf__ld *ld)
+int conf__tls_finish(struct conf_ld *ld)
 {
 	struct conf *c = ld->c;
 	bool have_cert = c->tls.cert.cert || c->tls.cert.ecdsa_cert;

@@ -48,7 +48,7 @@ void conf__path(const config_setting_t *s, char *buf, size_t cap)
  * that is missing) as "FILE:LINE: path: message". Always returns -1.
  */
 __attribute__((format(printf, 4, 5)))
-int conf__fail(struct conf__ld *ld, const config_setting_t *s, const char *member,
+int conf__fail(struct conf_ld *ld, const config_setting_t *s, const char *member,
 	       const char *fmt, ...)
 {
 	char path[256] = "";
@@ -78,7 +78,7 @@ int conf__fail(struct conf__ld *ld, const config_setting_t *s, const char *membe
 	return -1;
 }
 
-int conf__oom(struct conf__ld *ld)
+int conf__oom(struct conf_ld *ld)
 {
 	snprintf(ld->err, ld->errlen, "%s: out of memory", ld->file);
 	return -1;
@@ -107,7 +107,7 @@ void conf__fmt_num(char *buf, size_t cap, double v)
  * is exact ("max_line = 8192.0"), and a float setting as an integer
  * ("preauth_timeout = 60"): people write both, and neither is ambiguous.
  */
-int conf__number(struct conf__ld *ld, const config_setting_t *s, bool integer,
+int conf__number(struct conf_ld *ld, const config_setting_t *s, bool integer,
 		 double lo, double hi, double *out)
 {
 	double v;
@@ -139,7 +139,7 @@ int conf__number(struct conf__ld *ld, const config_setting_t *s, bool integer,
 	return 0;
 }
 
-int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **out)
+int conf__string(struct conf_ld *ld, const config_setting_t *s, const char **out)
 {
 	const char *v;
 
@@ -152,7 +152,7 @@ int conf__string(struct conf__ld *ld, const config_setting_t *s, const char **ou
 }
 
 /* Pick one of names[] (exact, lower case); returns the index or -1. */
-int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
+int conf__keyword(struct conf_ld *ld, const config_setting_t *s,
 		  const char *const *names, int nnames)
 {
 	const char *v;
@@ -173,7 +173,7 @@ int conf__keyword(struct conf__ld *ld, const config_setting_t *s,
 }
 
 /* A one-line text (a greeting): 1..max printable ASCII characters. */
-int conf__set_text(struct conf__ld *ld, const config_setting_t *s, size_t max, char **dst)
+int conf__set_text(struct conf_ld *ld, const config_setting_t *s, size_t max, char **dst)
 {
 	const char *v;
 
@@ -190,7 +190,7 @@ int conf__set_text(struct conf__ld *ld, const config_setting_t *s, size_t max, c
 }
 
 /* Replace *dst with a copy of v. */
-int conf__set_str(struct conf__ld *ld, char **dst, const char *v)
+int conf__set_str(struct conf_ld *ld, char **dst, const char *v)
 {
 	char *copy = strdup(v);
 
@@ -202,8 +202,8 @@ int conf__set_str(struct conf__ld *ld, char **dst, const char *v)
 }
 
 /* Walk group g: every member must be in opts, and is stored or handled. */
-int conf__group(struct conf__ld *ld, const config_setting_t *g,
-		const struct conf__opt *opts, size_t nopts)
+int conf__group(struct conf_ld *ld, const config_setting_t *g,
+		const struct conf_opt *opts, size_t nopts)
 {
 	if (!config_setting_is_group(g))
 		return conf__fail(ld, g, NULL, "must be a group { ... }");
@@ -212,7 +212,7 @@ int conf__group(struct conf__ld *ld, const config_setting_t *g,
 	for (int i = 0; i < count; i++) {
 		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
 		const char *name = config_setting_name(s);
-		const struct conf__opt *o = NULL;
+		const struct conf_opt *o = NULL;
 
 		for (size_t k = 0; k < nopts && name != NULL; k++) {
 			if (strcmp(opts[k].name, name) == 0) {

@@ -220,7 +220,7 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 		(void)stream_read_start(&bc->st);
 }
 
-struct backend__dns {
+struct backend_dns {
 	uv_getaddrinfo_t req;
 	struct session *s;
 	const struct backend_kind *kind;
@@ -228,7 +228,7 @@ struct backend__dns {
 
 static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-	struct backend__dns *d = (struct backend__dns *)req;
+	struct backend_dns *d = (struct backend_dns *)req;
 	struct session *s = d->s;
 	const struct backend_kind *k = d->kind;
 
@@ -267,7 +267,7 @@ void session__backend_open(struct session *s, const char *host, uint16_t port,
 		return;
 	}
 	/* A hostname (Carbonio's lookup may answer one): resolve on the thread pool. */
-	struct backend__dns *d = calloc(1, sizeof(*d));
+	struct backend_dns *d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		session_close(s, "out of memory");
 		return;

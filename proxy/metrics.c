@@ -127,14 +127,14 @@ void metrics_snapshot(struct metrics_snapshot *out)
 /* ---- rendering ---- */
 
 /* An append-only text buffer that keeps counting past its capacity. */
-struct metrics__out {
+struct metrics_out {
 	char *buf;
 	size_t cap;
 	size_t len;
 };
 
 __attribute__((format(printf, 2, 3)))
-static void metrics__put(struct metrics__out *o, const char *fmt, ...)
+static void metrics__put(struct metrics_out *o, const char *fmt, ...)
 {
 	va_list ap;
 	size_t room = o->len < o->cap ? o->cap - o->len : 0;
@@ -146,7 +146,7 @@ static void metrics__put(struct metrics__out *o, const char *fmt, ...)
 		o->len += (size_t)n;
 }
 
-static void metrics__family(struct metrics__out *o, const char *name, const char *type,
+static void metrics__family(struct metrics_out *o, const char *name, const char *type,
 			    const char *help)
 {
 	metrics__put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -162,12 +162,12 @@ static void metrics__lower(char *dst, size_t cap, const char *src)
 	dst[i] = '\0';
 }
 
-static void metrics__u64(struct metrics__out *o, const char *name, const char *labels, uint64_t v)
+static void metrics__u64(struct metrics_out *o, const char *name, const char *labels, uint64_t v)
 {
 	metrics__put(o, "%s%s %" PRIu64 "\n", name, labels, v);
 }
 
-static void metrics__lookup_histogram(struct metrics__out *o, const struct route_stats *r)
+static void metrics__lookup_histogram(struct metrics_out *o, const struct route_stats *r)
 {
 	const char *name = "gatehouse_lookup_duration_seconds";
 	uint64_t cum = 0;
@@ -189,7 +189,7 @@ static void metrics__lookup_histogram(struct metrics__out *o, const struct route
 
 size_t metrics_render(const struct metrics_snapshot *m, char *buf, size_t cap)
 {
-	struct metrics__out o = { buf, cap, 0 };
+	struct metrics_out o = { buf, cap, 0 };
 	char l[160];
 
 	if (cap > 0)

@@ -49,7 +49,7 @@
 #define RELAY__BUDGET (1024 * 1024)
 
 /* One direction: src -> holder -> dst. */
-struct relay__dir {
+struct relay_dir {
 	int src, dst;          /* the dup'ed fds (owned by struct relay_splice) */
 	int pipe[2];           /* -1: no pipe held */
 	struct pbuf *buf;      /* holder when no pipe could be had (EMFILE) */
@@ -64,7 +64,7 @@ struct relay_splice {
 	uv_poll_t poll[2];     /* 0: client, 1: backend (on the dups) */
 	int fd[2];
 	int events[2];         /* what each poll runs with (0: stopped) */
-	struct relay__dir dir[2]; /* 0: client -> backend, 1: backend -> client */
+	struct relay_dir dir[2]; /* 0: client -> backend, 1: backend -> client */
 	int pending;           /* poll handles not closed + the close hook not run */
 	bool stopped;
 	stream_close_cb client_on_close; /* the hook chains to this */
@@ -126,7 +126,7 @@ static void relay__pipe_put(int p[2], bool empty)
 	p[0] = p[1] = -1;
 }
 
-static void relay__holder_put(struct relay__dir *d)
+static void relay__holder_put(struct relay_dir *d)
 {
 	if (d->pipe[0] >= 0)
 		relay__pipe_put(d->pipe, d->held == 0);
@@ -139,7 +139,7 @@ static void relay__holder_put(struct relay__dir *d)
 
 /* Fill d's (empty) holder from src: bytes read; 0 for EAGAIN, or for the
    end of the stream with d->eof set; or a negative errno. */
-static ssize_t relay__fill(struct session *s, struct relay__dir *d)
+static ssize_t relay__fill(struct session *s, struct relay_dir *d)
 {
 	ssize_t n;
 
@@ -168,7 +168,7 @@ static ssize_t relay__fill(struct session *s, struct relay__dir *d)
 }
 
 /* Write what d holds to dst: 0 (done or EAGAIN: see d->held) or -errno. */
-static int relay__drain(struct relay__dir *d)
+static int relay__drain(struct relay_dir *d)
 {
 	while (d->held > 0) {
 		ssize_t n;
@@ -197,7 +197,7 @@ static void relay__fail(struct relay_splice *sp, const char *reason)
 }
 
 /* d's source ended and its holder is empty: FIN to the destination. */
-static void relay__shut(struct relay_splice *sp, struct relay__dir *d)
+static void relay__shut(struct relay_splice *sp, struct relay_dir *d)
 {
 	struct session *s = sp->s;
 
@@ -219,7 +219,7 @@ static void relay__shut(struct relay_splice *sp, struct relay__dir *d)
 }
 
 /* Move bytes along d until its source or its destination would block. */
-static void relay__move(struct relay_splice *sp, struct relay__dir *d)
+static void relay__move(struct relay_splice *sp, struct relay_dir *d)
 {
 	struct session *s = sp->s;
 	size_t budget = RELAY__BUDGET;
@@ -294,7 +294,7 @@ static void relay__polled(uv_poll_t *p, int status, int events)
 static void relay__update(struct relay_splice *sp)
 {
 	for (int i = 0; i < 2; i++) {
-		const struct relay__dir *out = &sp->dir[i], *in = &sp->dir[1 - i];
+		const struct relay_dir *out = &sp->dir[i], *in = &sp->dir[1 - i];
 		int ev = 0;
 		if (!out->eof && out->held == 0)
 			ev |= UV_READABLE;

@@ -93,7 +93,7 @@ void session__throttle_timeout(struct session *s)
 /* ---- before a lookup ---- */
 
 /* A copy of the route query while the throttle is asked. */
-struct session__held_query {
+struct session_held_query {
 	struct route_query q;
 	char protocol[16];
 	char client_ip[46];
@@ -104,7 +104,7 @@ struct session__held_query {
 	struct session *s;
 };
 
-static void session__held_free(struct session__held_query *h)
+static void session__held_free(struct session_held_query *h)
 {
 	if (h->password != NULL) {
 		secret_wipe(h->password, h->password_cap);
@@ -130,9 +130,9 @@ void session__throttle_cancel(struct session *s)
 	s->throttle_held = NULL;
 }
 
-static struct session__held_query *session__hold(struct session *s, const struct route_query *src)
+static struct session_held_query *session__hold(struct session *s, const struct route_query *src)
 {
-	struct session__held_query *h = calloc(1, sizeof(*h));
+	struct session_held_query *h = calloc(1, sizeof(*h));
 
 	if (h == NULL)
 		return NULL;
@@ -165,7 +165,7 @@ fail:
 
 static void session__login_checked(const struct throttle_result *res, void *arg)
 {
-	struct session__held_query *h = arg;
+	struct session_held_query *h = arg;
 	struct session *s = h->s;
 
 	s->throttle_req = NULL;
@@ -209,7 +209,7 @@ bool session__throttle_login(struct session *s, const struct route_query *q)
 	/* A fresh lookup after a dead cached route was checked already. */
 	if (q->bypass_cache || tq.proto == 0 || !throttle_needed(s->conf, &tq))
 		return false;
-	struct session__held_query *h = session__hold(s, q);
+	struct session_held_query *h = session__hold(s, q);
 	if (h == NULL)
 		return false; /* fail open */
 	session_set_phase(s, SESSION_LOOKUP);

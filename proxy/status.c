@@ -22,7 +22,7 @@
 
 /* ---- request handling (no I/O) ---- */
 
-struct status__req {
+struct status_req {
 	llhttp_t http;
 	llhttp_settings_t settings;
 	char url[STATUS__MAX_URL];
@@ -33,7 +33,7 @@ struct status__req {
 
 static int status__on_url(llhttp_t *h, const char *at, size_t n)
 {
-	struct status__req *r = h->data;
+	struct status_req *r = h->data;
 
 	if (r->url_len + n >= sizeof(r->url)) {
 		r->url_long = true;
@@ -48,7 +48,7 @@ static int status__on_url(llhttp_t *h, const char *at, size_t n)
 /* The head is all we need: stop there (a body, if any, is ignored). */
 static int status__on_headers_complete(llhttp_t *h)
 {
-	struct status__req *r = h->data;
+	struct status_req *r = h->data;
 
 	r->head_done = true;
 	return HPE_PAUSED;
@@ -88,7 +88,7 @@ static size_t status__metrics(char *out, size_t cap)
 			       out + head, blen);
 }
 
-static size_t status__route(const struct status__req *r, bool draining, char *out, size_t cap)
+static size_t status__route(const struct status_req *r, bool draining, char *out, size_t cap)
 {
 	if (r->url_long)
 		return status__text(out, cap, 404, "Not Found", "not found\n");
@@ -109,7 +109,7 @@ static size_t status__route(const struct status__req *r, bool draining, char *ou
 
 size_t status_handle(const char *req, size_t n, bool draining, char *out, size_t cap)
 {
-	struct status__req r;
+	struct status_req r;
 	size_t len;
 
 	memset(&r, 0, sizeof(r));

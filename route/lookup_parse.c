@@ -37,14 +37,14 @@ static const struct {
 /* --- request ---------------------------------------------------------- */
 
 /* A bounded appender: once something does not fit, everything after fails. */
-struct lookup__buf {
+struct lookup_buf {
 	char *out;
 	size_t cap;
 	size_t len;
 	bool overflow;
 };
 
-static void lookup__put(struct lookup__buf *b, const char *s, size_t n)
+static void lookup__put(struct lookup_buf *b, const char *s, size_t n)
 {
 	if (b->overflow || n > b->cap - b->len) {
 		b->overflow = true;
@@ -54,7 +54,7 @@ static void lookup__put(struct lookup__buf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-static void lookup__puts(struct lookup__buf *b, const char *s)
+static void lookup__puts(struct lookup_buf *b, const char *s)
 {
 	lookup__put(b, s, strlen(s));
 }
@@ -72,7 +72,7 @@ static bool lookup__header_safe(const char *s)
 }
 
 /* %-escape space, '%', controls and 8-bit bytes, as nginx's zmauth does. */
-static void lookup__put_escaped(struct lookup__buf *b, const char *s)
+static void lookup__put_escaped(struct lookup_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -89,7 +89,7 @@ static void lookup__put_escaped(struct lookup__buf *b, const char *s)
 int lookup_build_request(char *out, size_t cap, const char *host, const char *path,
 			 const struct lookup_query *q, bool send_password)
 {
-	struct lookup__buf b = { .out = out, .cap = cap };
+	struct lookup_buf b = { .out = out, .cap = cap };
 	char attempt[16];
 
 	if (out == NULL || q == NULL || q->user == NULL)

@@ -167,7 +167,10 @@ struct throttle_req {
 	uv_work_t work;
 	struct rcache *rc;         /* a reference; NULL or no mc: local counters */
 	bool hashed;
-	enum throttle_step step;   /* or THR_FAILED */
+	enum throttle_step step;   /* unless count_failed */
+	/* Not a step of the API: the fire-and-forget count of a failed login
+	   (throttle_failed); step is unused then. */
+	bool count_failed;
 	char proto;
 	int ip_limit, user_limit, failed_limit;  /* 0: not checked */
 	unsigned ip_window, user_window, failed_window;
@@ -178,9 +181,6 @@ struct throttle_req {
 	bool cancelled;
 	struct throttle_result res;
 };
-
-/* Not a step of the API: the fire-and-forget count of a failed login. */
-#define THR_FAILED 100
 
 static bool thr__incr(struct throttle_req *t, const struct rcache_key *k, unsigned window_s,
 		      uint64_t *value_out)
@@ -247,7 +247,12 @@ static void thr__work(uv_work_t *w)
 	struct rcache_key k;
 	uint64_t n;
 
-	switch ((int)t->step) {
+	if (t->count_failed) {
+		if (rcache_key_throttle_failed(&k, t->ip, t->hashed))
+			thr__incr(t, &k, t->failed_window, &n);
+		return;
+	}
+	switch (t->step) {
 	case THROTTLE_CONNECT:
 		if (t->ip_limit > 0) {
 			if (!rcache_key_throttle_ip(&k, t->proto, t->ip, t->hashed))
@@ -273,10 +278,6 @@ static void thr__work(uv_work_t *w)
 			else if (thr__incr(t, &k, t->user_window, &n) && n > (uint64_t)t->user_limit)
 				thr__deny(t, THROTTLE_DENY_USER, n, t->user_limit, false);
 		}
-		break;
-	case THR_FAILED:
-		if (rcache_key_throttle_failed(&k, t->ip, t->hashed))
-			thr__incr(t, &k, t->failed_window, &n);
 		break;
 	}
 }
@@ -397,6 +398,6 @@ void throttle_failed(uv_loop_t *loop, struct conf *c, const char *ip)
 	struct throttle_req *t = thr__new(loop, c, ip, NULL);
 	if (t == NULL)
 		return;
-	t->step = (enum throttle_step)THR_FAILED;
+	t->count_failed = true;
 	thr__queue(loop, t);
 }

@@ -278,14 +278,14 @@ static bool gh__own_handle(struct gh_env *e, uv_handle_t *h)
 	return h == (uv_handle_t *)&e->w.trim_timer || h == (uv_handle_t *)&e->w.flush;
 }
 
-struct gh__walk {
+struct gh_walk {
 	struct gh_env *e;
 	int n;
 };
 
 static void gh__count_handle(uv_handle_t *h, void *arg)
 {
-	struct gh__walk *k = arg;
+	struct gh_walk *k = arg;
 
 	if (!gh__own_handle(k->e, h) && !uv_is_closing(h))
 		k->n++;
@@ -293,7 +293,7 @@ static void gh__count_handle(uv_handle_t *h, void *arg)
 
 int gh_env_live_handles(struct gh_env *e)
 {
-	struct gh__walk k = { e, 0 };
+	struct gh_walk k = { e, 0 };
 
 	uv_walk(&e->w.loop, gh__count_handle, &k);
 	return k.n;

@@ -45,12 +45,12 @@ enum gh_op {
 	GH_OP_COUNT
 };
 
-struct gh__in {
+struct gh_in {
 	const uint8_t *p;
 	size_t n;
 };
 
-static int gh__byte(struct gh__in *in)
+static int gh__byte(struct gh_in *in)
 {
 	if (in->n == 0)
 		return -1;
@@ -59,7 +59,7 @@ static int gh__byte(struct gh__in *in)
 }
 
 /* One byte, or two when its top bit is set (15 bits, big-endian). */
-static size_t gh__num(struct gh__in *in)
+static size_t gh__num(struct gh_in *in)
 {
 	int a = gh__byte(in);
 	if (a < 0)
@@ -71,7 +71,7 @@ static size_t gh__num(struct gh__in *in)
 }
 
 /* A length: a number clipped to what the input has left. */
-static size_t gh__len(struct gh__in *in)
+static size_t gh__len(struct gh_in *in)
 {
 	size_t len = gh__num(in);
 	return len < in->n ? len : in->n;
@@ -79,7 +79,7 @@ static size_t gh__len(struct gh__in *in)
 
 int gh_script_run(struct gh_env *e, enum gh_proto proto, const uint8_t *data, size_t size)
 {
-	struct gh__in in = { data, size };
+	struct gh_in in = { data, size };
 	struct gh_conn c;
 	int flags = gh__byte(&in);
 	size_t sent = 0;
