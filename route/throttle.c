@@ -23,26 +23,26 @@
 
 /* ---- the in-process counters ---- */
 
-#define THR_LOCAL_SLOTS 65536u  /* power of two */
-#define THR_LOCAL_PROBES 64
+#define THROTTLE__LOCAL_SLOTS 65536u  /* power of two */
+#define THROTTLE__LOCAL_PROBES 64
 
-struct thr_slot {
+struct throttle_slot {
 	uint64_t hash;       /* 0: never used */
 	uint64_t count;
 	uint64_t expires_ms;
 };
 
-static pthread_mutex_t thr_local_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct thr_slot *thr_local;
-static bool thr_local_full_said;
+static pthread_mutex_t throttle__local_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct throttle_slot *throttle__local;
+static bool throttle__local_full_said;
 
-static uint64_t thr__now_ms(void)
+static uint64_t throttle__now_ms(void)
 {
 	return uv_hrtime() / 1000000u;
 }
 
 /* FNV-1a, never 0 (0 marks an unused slot). */
-static uint64_t thr__hash(const char *s, size_t n)
+static uint64_t throttle__hash(const char *s, size_t n)
 {
 	uint64_t h = 1469598103934665603ull;
 
@@ -57,18 +57,21 @@ static uint64_t thr__hash(const char *s, size_t n)
  * The slot for key (created with count 0 and the window when absent or
  * expired), or NULL when the table is full around it. Lock held.
  */
-static struct thr_slot *thr__local_slot_raw(const char *raw, size_t len, unsigned window_s,
-					   bool create)
+static struct throttle_slot *throttle__local_slot_raw(const char *raw, size_t len,
+						       unsigned window_s, bool create)
 {
-	uint64_t h = thr__hash(raw, len), now = thr__now_ms();
-	struct thr_slot *reuse = NULL;
+	uint64_t h = throttle__hash(raw, len), now = throttle__now_ms();
+	struct throttle_slot *reuse = NULL;
 
-	if (thr_local == NULL) {
-		if (!create || (thr_local = calloc(THR_LOCAL_SLOTS, sizeof(*thr_local))) == NULL)
+	if (throttle__local == NULL) {
+		if (!create)
+			return NULL;
+		throttle__local = calloc(THROTTLE__LOCAL_SLOTS, sizeof(*throttle__local));
+		if (throttle__local == NULL)
 			return NULL;
 	}
-	for (unsigned i = 0; i < THR_LOCAL_PROBES; i++) {
-		struct thr_slot *s = &thr_local[(h + i) & (THR_LOCAL_SLOTS - 1)];
+	for (unsigned i = 0; i < THROTTLE__LOCAL_PROBES; i++) {
+		struct throttle_slot *s = &throttle__local[(h + i) & (THROTTLE__LOCAL_SLOTS - 1)];
 		bool expired = s->hash != 0 && s->expires_ms <= now;
 		if (s->hash == h && !expired)
 			return s;
@@ -85,9 +88,10 @@ static struct thr_slot *thr__local_slot_raw(const char *raw, size_t len, unsigne
 	return reuse;
 }
 
-static struct thr_slot *thr__local_slot(const struct rcache_key *k, unsigned window_s, bool create)
+static struct throttle_slot *throttle__local_slot(const struct rcache_key *k, unsigned window_s,
+						   bool create)
 {
-	return thr__local_slot_raw(k->raw, k->raw_len, window_s, create);
+	return throttle__local_slot_raw(k->raw, k->raw_len, window_s, create);
 }
 
 /*
@@ -99,66 +103,66 @@ static struct thr_slot *thr__local_slot(const struct rcache_key *k, unsigned win
  * is checked here from its first failure here on. Marks live in the same
  * bounded table as the in-process counters, under their own key prefix.
  */
-#define THR_SEEN_PREFIX "seen-failed "
+#define THROTTLE__SEEN_PREFIX "seen-failed "
 
-static void thr__mark_failed(const char *ip, unsigned window_s)
+static void throttle__mark_failed(const char *ip, unsigned window_s)
 {
 	char raw[80];
-	int n = snprintf(raw, sizeof(raw), THR_SEEN_PREFIX "%s", ip);
+	int n = snprintf(raw, sizeof(raw), THROTTLE__SEEN_PREFIX "%s", ip);
 
 	if (n < 0 || (size_t)n >= sizeof(raw))
 		return;
-	pthread_mutex_lock(&thr_local_lock);
-	struct thr_slot *s = thr__local_slot_raw(raw, (size_t)n, window_s, true);
+	pthread_mutex_lock(&throttle__local_lock);
+	struct throttle_slot *s = throttle__local_slot_raw(raw, (size_t)n, window_s, true);
 	if (s != NULL)
 		s->count++;
-	pthread_mutex_unlock(&thr_local_lock);
+	pthread_mutex_unlock(&throttle__local_lock);
 }
 
-static bool thr__seen_failed(const char *ip)
+static bool throttle__seen_failed(const char *ip)
 {
 	char raw[80];
-	int n = snprintf(raw, sizeof(raw), THR_SEEN_PREFIX "%s", ip ? ip : "");
+	int n = snprintf(raw, sizeof(raw), THROTTLE__SEEN_PREFIX "%s", ip ? ip : "");
 
 	if (n < 0 || (size_t)n >= sizeof(raw))
 		return true; /* cannot tell: ask */
-	pthread_mutex_lock(&thr_local_lock);
-	bool seen = thr__local_slot_raw(raw, (size_t)n, 0, false) != NULL;
-	pthread_mutex_unlock(&thr_local_lock);
+	pthread_mutex_lock(&throttle__local_lock);
+	bool seen = throttle__local_slot_raw(raw, (size_t)n, 0, false) != NULL;
+	pthread_mutex_unlock(&throttle__local_lock);
 	return seen;
 }
 
-static bool thr__local_incr(const struct rcache_key *k, unsigned window_s, uint64_t *value_out)
+static bool throttle__local_incr(const struct rcache_key *k, unsigned window_s, uint64_t *value_out)
 {
-	pthread_mutex_lock(&thr_local_lock);
-	struct thr_slot *s = thr__local_slot(k, window_s, true);
+	pthread_mutex_lock(&throttle__local_lock);
+	struct throttle_slot *s = throttle__local_slot(k, window_s, true);
 	if (s != NULL)
 		*value_out = ++s->count;
-	else if (!thr_local_full_said) {
-		thr_local_full_said = true;
+	else if (!throttle__local_full_said) {
+		throttle__local_full_said = true;
 		log_write(LOG_WARN, "throttle: the in-process counter table is full: some logins are "
 			  "not counted (configure cache.memcached for large sites)");
 	}
-	pthread_mutex_unlock(&thr_local_lock);
+	pthread_mutex_unlock(&throttle__local_lock);
 	return s != NULL;
 }
 
-static uint64_t thr__local_get(const struct rcache_key *k)
+static uint64_t throttle__local_get(const struct rcache_key *k)
 {
-	pthread_mutex_lock(&thr_local_lock);
-	struct thr_slot *s = thr__local_slot(k, 0, false);
+	pthread_mutex_lock(&throttle__local_lock);
+	struct throttle_slot *s = throttle__local_slot(k, 0, false);
 	uint64_t v = s ? s->count : 0;
-	pthread_mutex_unlock(&thr_local_lock);
+	pthread_mutex_unlock(&throttle__local_lock);
 	return v;
 }
 
 void throttle_local_reset(void)
 {
-	pthread_mutex_lock(&thr_local_lock);
-	free(thr_local);
-	thr_local = NULL;
-	thr_local_full_said = false;
-	pthread_mutex_unlock(&thr_local_lock);
+	pthread_mutex_lock(&throttle__local_lock);
+	free(throttle__local);
+	throttle__local = NULL;
+	throttle__local_full_said = false;
+	pthread_mutex_unlock(&throttle__local_lock);
 }
 
 /* ---- a request ---- */
@@ -182,20 +186,20 @@ struct throttle_req {
 	struct throttle_result res;
 };
 
-static bool thr__incr(struct throttle_req *t, const struct rcache_key *k, unsigned window_s,
+static bool throttle__incr(struct throttle_req *t, const struct rcache_key *k, unsigned window_s,
 		      uint64_t *value_out)
 {
 	if (t->rc != NULL && t->rc->mc != NULL)
 		return rcache_mc_incr(t->rc->mc, k, window_s, value_out) == RCACHE_MC_OK;
-	return thr__local_incr(k, window_s, value_out);
+	return throttle__local_incr(k, window_s, value_out);
 }
 
 /* The counter's value; false when memcached could not say (fail open). */
-static bool thr__get(struct throttle_req *t, const struct rcache_key *k, uint64_t *value_out)
+static bool throttle__get(struct throttle_req *t, const struct rcache_key *k, uint64_t *value_out)
 {
 	*value_out = 0;
 	if (t->rc == NULL || t->rc->mc == NULL) {
-		*value_out = thr__local_get(k);
+		*value_out = throttle__local_get(k);
 		return true;
 	}
 	char v[32];
@@ -215,8 +219,8 @@ static bool thr__get(struct throttle_req *t, const struct rcache_key *k, uint64_
 	return true;
 }
 
-static void thr__deny(struct throttle_req *t, enum throttle_verdict v, uint64_t count, int limit,
-		      bool failed)
+static void throttle__deny(struct throttle_req *t, enum throttle_verdict v, uint64_t count,
+			   int limit, bool failed)
 {
 	t->res.verdict = v;
 	t->res.count = count;
@@ -225,7 +229,7 @@ static void thr__deny(struct throttle_req *t, enum throttle_verdict v, uint64_t 
 }
 
 /* The failed-login count of t->ip against its limit. */
-static void thr__check_failed(struct throttle_req *t)
+static void throttle__check_failed(struct throttle_req *t)
 {
 	struct rcache_key k;
 	uint64_t n;
@@ -234,14 +238,14 @@ static void thr__check_failed(struct throttle_req *t)
 		return;
 	if (!rcache_key_throttle_failed(&k, t->ip, t->hashed)) {
 		/* An address that cannot be a key denies (Zimbra: an invalid key denies). */
-		thr__deny(t, THROTTLE_DENY_IP, 0, t->failed_limit, true);
+		throttle__deny(t, THROTTLE_DENY_IP, 0, t->failed_limit, true);
 		return;
 	}
-	if (thr__get(t, &k, &n) && n >= (uint64_t)t->failed_limit)
-		thr__deny(t, THROTTLE_DENY_IP, n, t->failed_limit, true);
+	if (throttle__get(t, &k, &n) && n >= (uint64_t)t->failed_limit)
+		throttle__deny(t, THROTTLE_DENY_IP, n, t->failed_limit, true);
 }
 
-static void thr__work(uv_work_t *w)
+static void throttle__work(uv_work_t *w)
 {
 	struct throttle_req *t = w->data;
 	struct rcache_key k;
@@ -249,40 +253,40 @@ static void thr__work(uv_work_t *w)
 
 	if (t->count_failed) {
 		if (rcache_key_throttle_failed(&k, t->ip, t->hashed))
-			thr__incr(t, &k, t->failed_window, &n);
+			throttle__incr(t, &k, t->failed_window, &n);
 		return;
 	}
 	switch (t->step) {
 	case THROTTLE_CONNECT:
 		if (t->ip_limit > 0) {
 			if (!rcache_key_throttle_ip(&k, t->proto, t->ip, t->hashed))
-				thr__deny(t, THROTTLE_DENY_IP, 0, t->ip_limit, false);
-			else if (thr__incr(t, &k, t->ip_window, &n) && n > (uint64_t)t->ip_limit)
-				thr__deny(t, THROTTLE_DENY_IP, n, t->ip_limit, false);
+				throttle__deny(t, THROTTLE_DENY_IP, 0, t->ip_limit, false);
+			else if (throttle__incr(t, &k, t->ip_window, &n) && n > (uint64_t)t->ip_limit)
+				throttle__deny(t, THROTTLE_DENY_IP, n, t->ip_limit, false);
 		}
-		thr__check_failed(t);
+		throttle__check_failed(t);
 		break;
 	case THROTTLE_LOGIN:
 		if (t->user_limit > 0) {
 			if (!rcache_key_throttle_user(&k, t->user, t->hashed))
-				thr__deny(t, THROTTLE_DENY_USER, 0, t->user_limit, false);
-			else if (thr__get(t, &k, &n) && n >= (uint64_t)t->user_limit)
-				thr__deny(t, THROTTLE_DENY_USER, n, t->user_limit, false);
+				throttle__deny(t, THROTTLE_DENY_USER, 0, t->user_limit, false);
+			else if (throttle__get(t, &k, &n) && n >= (uint64_t)t->user_limit)
+				throttle__deny(t, THROTTLE_DENY_USER, n, t->user_limit, false);
 		}
-		thr__check_failed(t);
+		throttle__check_failed(t);
 		break;
 	case THROTTLE_SUCCESS:
 		if (t->user_limit > 0) {
 			if (!rcache_key_throttle_user(&k, t->user, t->hashed))
-				thr__deny(t, THROTTLE_DENY_USER, 0, t->user_limit, false);
-			else if (thr__incr(t, &k, t->user_window, &n) && n > (uint64_t)t->user_limit)
-				thr__deny(t, THROTTLE_DENY_USER, n, t->user_limit, false);
+				throttle__deny(t, THROTTLE_DENY_USER, 0, t->user_limit, false);
+			else if (throttle__incr(t, &k, t->user_window, &n) && n > (uint64_t)t->user_limit)
+				throttle__deny(t, THROTTLE_DENY_USER, n, t->user_limit, false);
 		}
 		break;
 	}
 }
 
-static void thr__done(uv_work_t *w, int status)
+static void throttle__done(uv_work_t *w, int status)
 {
 	struct throttle_req *t = w->data;
 
@@ -295,7 +299,7 @@ static void thr__done(uv_work_t *w, int status)
 	free(t);
 }
 
-static int thr__ip_limit(const struct conf *c, char proto)
+static int throttle__ip_limit(const struct conf *c, char proto)
 {
 	if (proto == 'i' && c->throttle.ip_limit_imap > 0)
 		return c->throttle.ip_limit_imap;
@@ -310,7 +314,7 @@ bool throttle_whitelisted(const struct conf *c, const char *ip)
 }
 
 /* The limits q is held to under c (0: not checked). */
-static void thr__limits(const struct conf *c, const struct throttle_query *q, int *ip_limit,
+static void throttle__limits(const struct conf *c, const struct throttle_query *q, int *ip_limit,
 			int *user_limit, int *failed_limit)
 {
 	bool white = throttle_whitelisted(c, q->ip);
@@ -318,12 +322,12 @@ static void thr__limits(const struct conf *c, const struct throttle_query *q, in
 	*ip_limit = *user_limit = *failed_limit = 0;
 	switch (q->step) {
 	case THROTTLE_CONNECT:
-		*ip_limit = white ? 0 : thr__ip_limit(c, q->proto);
-		*failed_limit = white || !thr__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
+		*ip_limit = white ? 0 : throttle__ip_limit(c, q->proto);
+		*failed_limit = white || !throttle__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
 		break;
 	case THROTTLE_LOGIN:
 		*user_limit = q->user ? c->throttle.user_limit : 0;
-		*failed_limit = white || !thr__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
+		*failed_limit = white || !throttle__seen_failed(q->ip) ? 0 : c->throttle.failed_limit;
 		break;
 	case THROTTLE_SUCCESS:
 		*user_limit = q->user ? c->throttle.user_limit : 0;
@@ -335,11 +339,11 @@ bool throttle_needed(const struct conf *c, const struct throttle_query *q)
 {
 	int a, b, d;
 
-	thr__limits(c, q, &a, &b, &d);
+	throttle__limits(c, q, &a, &b, &d);
 	return a > 0 || b > 0 || d > 0;
 }
 
-static struct throttle_req *thr__new(uv_loop_t *loop, struct conf *c, const char *ip,
+static struct throttle_req *throttle__new(uv_loop_t *loop, struct conf *c, const char *ip,
 				     const char *user)
 {
 	struct throttle_req *t = calloc(1, sizeof(*t));
@@ -358,9 +362,9 @@ static struct throttle_req *thr__new(uv_loop_t *loop, struct conf *c, const char
 	return t;
 }
 
-static bool thr__queue(uv_loop_t *loop, struct throttle_req *t)
+static bool throttle__queue(uv_loop_t *loop, struct throttle_req *t)
 {
-	if (uv_queue_work(loop, &t->work, thr__work, thr__done) == 0)
+	if (uv_queue_work(loop, &t->work, throttle__work, throttle__done) == 0)
 		return true;
 	rcache_release(t->rc);
 	free(t);
@@ -370,16 +374,16 @@ static bool thr__queue(uv_loop_t *loop, struct throttle_req *t)
 struct throttle_req *throttle_check(uv_loop_t *loop, struct conf *c, const struct throttle_query *q,
 				    throttle_cb cb, void *arg)
 {
-	struct throttle_req *t = thr__new(loop, c, q->ip, q->user);
+	struct throttle_req *t = throttle__new(loop, c, q->ip, q->user);
 
 	if (t == NULL)
 		return NULL;
 	t->step = q->step;
 	t->proto = q->proto;
-	thr__limits(c, q, &t->ip_limit, &t->user_limit, &t->failed_limit);
+	throttle__limits(c, q, &t->ip_limit, &t->user_limit, &t->failed_limit);
 	t->cb = cb;
 	t->arg = arg;
-	return thr__queue(loop, t) ? t : NULL;
+	return throttle__queue(loop, t) ? t : NULL;
 }
 
 void *throttle_cancel(struct throttle_req *req)
@@ -394,10 +398,10 @@ void throttle_failed(uv_loop_t *loop, struct conf *c, const char *ip)
 {
 	if (c->throttle.failed_limit <= 0 || throttle_whitelisted(c, ip))
 		return;
-	thr__mark_failed(ip, (unsigned)c->throttle.failed_window);
-	struct throttle_req *t = thr__new(loop, c, ip, NULL);
+	throttle__mark_failed(ip, (unsigned)c->throttle.failed_window);
+	struct throttle_req *t = throttle__new(loop, c, ip, NULL);
 	if (t == NULL)
 		return;
 	t->count_failed = true;
-	thr__queue(loop, t);
+	throttle__queue(loop, t);
 }
