@@ -13,7 +13,7 @@ void gh_bug(const char *file, int line, const char *expr)
 {
 	atomic_fetch_add_explicit(&gh__bugs, 1, memory_order_relaxed);
 	log_write(LOG_ERROR, "BUG at %s:%d: %s", file, line, expr);
-	if (GH_BUG_ABORTS)
+	if (GH_BUG_ABORTS || getenv("GATEHOUSE_ABORT_ON_BUG") != NULL)
 		abort();
 }
 

@@ -5,14 +5,15 @@
  * GH_BUG_ON(cond) states that cond never holds; GH_ASSERT(cond) that it
  * always does. A failed check is a bug in gatehouse, never a client's
  * doing (clients get normal error paths, CONVENTIONS 4), so:
- *   - with assertions on (no NDEBUG: the default debugoptimized build, the
- *     tests, the fuzz build; or any AddressSanitizer build) it logs
- *     "BUG at FILE:LINE: cond" and aborts, so a test or a fuzzer stops at
- *     the bug instead of closing one session quietly;
- *   - in a release build (NDEBUG: buildtype=release) it logs the same line
- *     at error level, counts it (gh_bugs()), and the program goes on: the
- *     caller's recovery path runs (typically closing the one session), as
- *     one broken invariant must not take down every other connection.
+ *   - under test (any sanitizer build, so the fuzz build too, or with
+ *     GATEHOUSE_ABORT_ON_BUG set in the environment, as scripts/test.sh
+ *     does) it logs "BUG at FILE:LINE: cond" and aborts, so a test or a
+ *     fuzzer stops at the bug instead of closing one session quietly;
+ *   - otherwise (what operators run, whatever the build type) it logs the
+ *     same line at error level, counts it (gh_bugs()), and the program goes
+ *     on: the caller's recovery path runs (typically closing the one
+ *     session), as one broken invariant must not take down every other
+ *     connection. The e2e fixtures fail a test whose log has a BUG line.
  * The condition is evaluated exactly once in both modes (no side effects
  * disappear in release), and GH_BUG_ON yields it, so the recovery path is
  * written once:
@@ -37,7 +38,7 @@
 #define GH_NAMES_CHECK(table, n) \
 	_Static_assert(ARRAY_SIZE(table) == (n), #table " must hold one name per value")
 
-#if !defined(NDEBUG) || defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)
 #define GH_BUG_ABORTS 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -50,11 +51,12 @@
 
 /*
  * Report a failed check (the macros below call it): log "BUG at file:line:
- * expr", count it, and abort when GH_BUG_ABORTS. Returns (release builds).
+ * expr", count it, and abort when GH_BUG_ABORTS or GATEHOUSE_ABORT_ON_BUG
+ * is set. Returns otherwise.
  */
 void gh_bug(const char *file, int line, const char *expr);
 
-/* Failed checks since start (release builds go on after one). */
+/* Failed checks since start (outside tests the program goes on after one). */
 uint64_t gh_bugs(void);
 
 #define GH_BUG_ON(cond) \

@@ -6,6 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 export GATEHOUSE_BIN="$PWD/$BUILD/gatehouse"
+# A failed GH_ASSERT / GH_BUG_ON aborts under test (include/gh.h).
+export GATEHOUSE_ABORT_ON_BUG=1
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 

@@ -42,7 +42,8 @@ GATEHOUSE_BIN = Path(os.environ.get("GATEHOUSE_BIN") or REPO / "build" / "gateho
 
 PASSWORDS = (ALICE[1], BOB[1], CAROL[1])
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
-                          r"runtime error:|Segmentation fault|core dumped")
+                          r"runtime error:|Segmentation fault|core dumped|"
+                          r"\bBUG at [^ ]+:[0-9]+:")
 
 
 VALGRIND = os.environ.get("GATEHOUSE_VALGRIND") == "1"
