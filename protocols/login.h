@@ -95,6 +95,17 @@ struct login_ops {
 	void (*destroy)(struct session *s);
 };
 
+/*
+ * The session_proto callbacks the login core serves for each front end
+ * built on it. The protocol's table adds name, busy_line, throttle_key,
+ * deny_prefix, start (which calls login_start) and tls_started.
+ */
+#define LOGIN_SESSION_CALLBACKS                                                      \
+	.client_data = login_process, .client_eof = login_client_eof,                \
+	.route_done = login_route_done, .backend_connected = login_backend_connected, \
+	.backend_data = login_backend_data, .backend_eof = login_backend_eof,        \
+	.timeout = login_timeout, .destroy = login_destroy
+
 static inline struct login_state *login_st(struct session *s)
 {
 	return s->proto_state;
