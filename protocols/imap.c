@@ -418,7 +418,7 @@ static const struct login_ops imap__login_ops = {
 
 /* ---- session_proto ---- */
 
-static int imap_start(struct session *s)
+static int imap__start(struct session *s)
 {
 	const struct conf *c = s->conf;
 	struct login_state *ls = login_start(s, &imap__login_ops);
@@ -440,7 +440,7 @@ static int imap_start(struct session *s)
 
 /* After STARTTLS: a fresh start inside TLS (RFC 3501 6.2.1: the client
    must forget what it learnt before, and so do we). */
-static void imap_tls_started(struct session *s)
+static void imap__tls_started(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
 
@@ -455,7 +455,7 @@ const struct session_proto imap_proto = {
 	.busy_line = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
 	.throttle_key = 'i',
 	.deny_prefix = "* BYE ",
-	.start = imap_start,
-	.tls_started = imap_tls_started,
+	.start = imap__start,
+	.tls_started = imap__tls_started,
 	LOGIN_SESSION_CALLBACKS,
 };

@@ -301,10 +301,26 @@ void login_failed(struct session *s, const char *reply_line, bool counted)
 	login_process(s);
 }
 
+/*
+ * How long to hold back the answer to a login the mailstore or the lookup
+ * rejected (a wrong password, an unknown user): limits.auth_failure_delay,
+ * or auth_wait (the lookup's Auth-Wait, capped by limits.max_auth_wait)
+ * when that is longer. Both kinds wait alike, so the time to the answer
+ * does not tell an unknown user from a wrong password. Seconds; 0: answer
+ * at once.
+ */
+static double login__failure_delay(const struct session *s, double auth_wait)
+{
+	const struct conf *c = s->conf;
+	double wait = auth_wait > c->limits.max_auth_wait ? c->limits.max_auth_wait : auth_wait;
+
+	return wait > c->limits.auth_failure_delay ? wait : c->limits.auth_failure_delay;
+}
+
 void login_rejected(struct session *s, const char *reply_line)
 {
 	struct login_state *ls = login_st(s);
-	double delay = login_failure_delay(s, 0);
+	double delay = login__failure_delay(s, 0);
 
 	if (delay <= 0) {
 		login_failed(s, reply_line, true);
@@ -319,7 +335,8 @@ void login_rejected(struct session *s, const char *reply_line)
 	session_delay(s, delay);
 }
 
-void login_throttled(struct session *s, const char *msg)
+/* Refuse a throttled login with msg and finish. */
+static void login__throttled(struct session *s, const char *msg)
 {
 	login_wipe_credentials(login_st(s));
 	session_close_backend(s);
@@ -353,7 +370,7 @@ static void login__counted(struct session *s, bool allowed)
 		login__done(s, line, n);
 	} else {
 		login_audit(s, "throttled", s->conf->throttle.user_message);
-		login_throttled(s, s->conf->throttle.user_message);
+		login__throttled(s, s->conf->throttle.user_message);
 	}
 	free(line);
 }
@@ -383,14 +400,6 @@ void login_route_rejected(struct session *s)
 	session_route_invalidate(s, &q, &login_st(s)->route);
 }
 
-double login_failure_delay(const struct session *s, double auth_wait)
-{
-	const struct conf *c = s->conf;
-	double wait = auth_wait > c->limits.max_auth_wait ? c->limits.max_auth_wait : auth_wait;
-
-	return wait > c->limits.auth_failure_delay ? wait : c->limits.auth_failure_delay;
-}
-
 void login_route_done(struct session *s, const struct route *r)
 {
 	struct login_state *ls = login_st(s);
@@ -402,7 +411,7 @@ void login_route_done(struct session *s, const struct route *r)
 		return;
 	case ROUTE_DENIED: {
 		login_audit(s, "fail", r->reason);
-		double wait = login_failure_delay(s, r->wait_s);
+		double wait = login__failure_delay(s, r->wait_s);
 		if (wait > 0) {
 			/* Honour Auth-Wait: slow down password guessing. The
 			   worker goes on; login_timeout answers later. */
@@ -419,7 +428,7 @@ void login_route_done(struct session *s, const struct route *r)
 		return;
 	case ROUTE_THROTTLED:
 		login_audit(s, "throttled", r->reason);
-		login_throttled(s, r->reason);
+		login__throttled(s, r->reason);
 		return;
 	}
 }

@@ -198,9 +198,6 @@ void login_failed(struct session *s, const char *reply_line, bool counted);
    limits.auth_failure_delay, from the timeout. */
 void login_rejected(struct session *s, const char *reply_line);
 
-/* Refuse a throttled login with msg and finish. */
-void login_throttled(struct session *s, const char *msg);
-
 /*
  * The backend took the login; line[0..n) is the answer the client gets,
  * from the head of s->bin, whose first linelen bytes it ends (consumed
@@ -217,16 +214,6 @@ void login_route_rejected(struct session *s);
  * login_failure_delay (SESSION_AUTH_WAIT), or report a temporary failure.
  */
 void login_route_done(struct session *s, const struct route *r);
-
-/*
- * How long to hold back the answer to a login the mailstore or the lookup
- * rejected (a wrong password, an unknown user): limits.auth_failure_delay,
- * or auth_wait (the lookup's Auth-Wait, capped by limits.max_auth_wait)
- * when that is longer. Both kinds wait alike, so the time to the answer
- * does not tell an unknown user from a wrong password. Seconds; 0: answer
- * at once.
- */
-double login_failure_delay(const struct session *s, double auth_wait);
 
 /*
  * The name to log in as on the backend: the route's user, plus the Zimbra

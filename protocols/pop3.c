@@ -248,7 +248,7 @@ static const struct login_ops pop3__login_ops = {
 
 /* ---- session_proto ---- */
 
-static int pop3_start(struct session *s)
+static int pop3__start(struct session *s)
 {
 	const struct conf *c = s->conf;
 	struct pop3_state *st = (struct pop3_state *)login_start(s, &pop3__login_ops);
@@ -264,7 +264,7 @@ static int pop3_start(struct session *s)
 }
 
 /* After STLS: a fresh start inside TLS; nothing learnt before counts. */
-static void pop3_tls_started(struct session *s)
+static void pop3__tls_started(struct session *s)
 {
 	struct pop3_state *st = pop3__st(s);
 
@@ -282,7 +282,7 @@ const struct session_proto pop3_proto = {
 	.busy_line = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
 	.throttle_key = 'p',
 	.deny_prefix = "-ERR ",
-	.start = pop3_start,
-	.tls_started = pop3_tls_started,
+	.start = pop3__start,
+	.tls_started = pop3__tls_started,
 	LOGIN_SESSION_CALLBACKS,
 };
