@@ -288,6 +288,9 @@ void login_failed(struct session *s, const char *reply_line, bool counted)
 
 	login_wipe_credentials(ls);
 	memset(&ls->route, 0, sizeof(ls->route));
+	free(ls->held_ok); /* a good login's answer, if its count was pending */
+	ls->held_ok = NULL;
+	ls->held_ok_len = 0;
 	session_close_backend(s);
 	last = counted && ++ls->login_failures >= s->conf->limits.max_login_failures;
 	ls->ops->failed(s, reply_line, last);
@@ -364,6 +367,10 @@ static void login__counted(struct session *s, bool allowed)
 	uint8_t *line = ls->held_ok;
 	size_t n = ls->held_ok_len;
 
+	/* The attempt failed meanwhile (the backend closed or timed out):
+	   login_failed let its answer go. */
+	if (line == NULL)
+		return;
 	ls->held_ok = NULL;
 	ls->held_ok_len = 0;
 	if (allowed) {
