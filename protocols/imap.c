@@ -21,17 +21,6 @@
 #include "sasl.h"
 #include "secret.h"
 
-#define IMAP_UNAVAILABLE "NO [UNAVAILABLE] Service temporarily unavailable, try again later"
-#define IMAP_AUTHFAILED "NO [AUTHENTICATIONFAILED] Authentication failed"
-
-static void imap__process(struct session *s);
-static void imap__run(struct session *s, struct imap_state *st);
-
-static struct imap_state *imap__st(struct session *s)
-{
-	return s->proto_state;
-}
-
 /* "tag" from a span of s->in, for replies. */
 static void imap__tagged(struct session *s, const struct imap_span *tag, const char *text)
 {
@@ -65,227 +54,21 @@ static void imap__caps(struct session *s, char *out, size_t cap)
 		snprintf(out + n, cap - n, "%s%s", n ? " " : "", tail);
 }
 
-void imap_wipe_credentials(struct imap_state *st)
-{
-	if (st->password)
-		secret_wipe(st->password, st->password_cap);
-	st->password_len = 0;
-	if (st->login)
-		st->login[0] = '\0';
-	if (st->authz)
-		st->authz[0] = '\0';
-}
-
-void imap_audit(struct session *s, const char *result, const char *reason)
-{
-	struct imap_state *st = imap__st(s);
-
-	login_audit(s, st->login, st->authz, &st->route, st->login_start_ms, result, reason);
-}
-
-/* ---- login outcome ---- */
-
-void imap_login_failed(struct session *s, const char *reply_line, bool counted)
-{
-	struct imap_state *st = imap__st(s);
-
-	imap_wipe_credentials(st);
-	memset(&st->route, 0, sizeof(st->route));
-	st->auth = IMAP_AUTH_NONE;
-	session_close_backend(s);
-	session_writef(s, "%s %s\r\n", st->tag, reply_line);
-	if (counted && ++st->login_failures >= s->conf->limits.max_login_failures) {
-		session_write(s, "* BYE Too many login failures\r\n", 31);
-		session_finish(s, "too many login failures");
-		return;
-	}
-	session_set_phase(s, SESSION_PREAUTH);
-	session_client_reading(s, true);
-	/* Commands pipelined behind the login wait in s->in. */
-	imap__process(s);
-}
-
-void imap_login_rejected(struct session *s, const char *reply_line)
-{
-	struct imap_state *st = imap__st(s);
-	double delay = login_failure_delay(s, 0);
-
-	if (delay <= 0) {
-		imap_login_failed(s, reply_line, true);
-		return;
-	}
-	/* Zimbra's zimbraReverseProxyAuthWaitInterval: every guess costs the
-	   guesser the delay, not the worker (the timer answers). */
-	snprintf(st->fail_reply, sizeof(st->fail_reply), "%s", reply_line);
-	imap_wipe_credentials(st);
-	session_close_backend(s);
-	session_set_phase(s, SESSION_AUTH_WAIT);
-	session_delay(s, delay);
-}
-
-void imap_login_throttled(struct session *s, const char *msg)
-{
-	struct imap_state *st = imap__st(s);
-
-	imap_wipe_credentials(st);
-	session_close_backend(s);
-	/* Zimbra's answer: the BYE, then the command's own NO. */
-	session_writef(s, "* BYE %s\r\n%s NO %s failed\r\n", msg, st->tag,
-		       st->authenticate ? "AUTHENTICATE" : "LOGIN");
-	session_finish(s, "throttled");
-}
-
-static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest_len);
-
-/* The user's login was counted: over the limit, it is refused after all. */
-static void imap__login_counted(struct session *s, bool allowed)
-{
-	struct imap_state *st = imap__st(s);
-	uint8_t *rest = st->held_ok;
-	size_t len = st->held_ok_len;
-
-	st->held_ok = NULL;
-	st->held_ok_len = 0;
-	if (allowed) {
-		imap__login_done(s, rest, len);
-	} else {
-		imap_audit(s, "throttled", s->conf->throttle.user_message);
-		imap_login_throttled(s, s->conf->throttle.user_message);
-	}
-	free(rest);
-}
-
-void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len)
-{
-	struct imap_state *st = imap__st(s);
-
-	if ((st->held_ok = malloc(rest_len ? rest_len : 1)) == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	memcpy(st->held_ok, rest, rest_len);
-	st->held_ok_len = rest_len;
-	if (session_count_login(s, st->route.user, imap__login_counted))
-		return;
-	imap__login_counted(s, true);
-}
-
-static void imap__login_done(struct session *s, const uint8_t *rest, size_t rest_len)
-{
-	struct imap_state *st = imap__st(s);
-
-	imap_audit(s, "ok", NULL);
-	char login[LOG_QUOTE_SIZE(128)], user[LOG_QUOTE_SIZE(128)];
-	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s", log_quote(login, sizeof(login), st->login),
-		    log_quote(user, sizeof(user), st->route.user), s->backend_addr);
-	/* The backend's own tagged OK (with its post-login CAPABILITY), under
-	   the client's tag. */
-	struct iovec iov[3] = {
-		{ st->tag, strlen(st->tag) }, { " ", 1 }, { (void *)rest, rest_len },
-	};
-	session_writev(s, iov, 3);
-	imap_wipe_credentials(st);
-	session_start_relay(s);
-}
-
-/* The route query for the login in progress. */
-static void imap__query(struct session *s, struct route_query *q, bool bypass_cache)
-{
-	struct imap_state *st = imap__st(s);
-
-	*q = (struct route_query){
-		.login = st->authz[0] ? st->authz : st->login,
-		.password = st->password,
-		.protocol = s->conf->upstream.tls ? "imapssl" : "imap",
-		.client_ip = s->client_ip,
-		.proxy_ip = s->local_ip,
-		.attempt = st->login_attempts,
-		.bypass_cache = bypass_cache,
-	};
-}
-
-/* The backend of st->route could not be reached: see login_route_unreachable. */
-bool imap_route_unreachable(struct session *s, const char *why)
-{
-	struct imap_state *st = imap__st(s);
-	struct route_query q;
-
-	imap__query(s, &q, login_route_retry(&st->route, st->route_retried));
-	return login_route_unreachable(s, &q, &st->route, &st->route_retried, why);
-}
-
-/* The backend rejected the login: the route may be wrong, forget it. */
-void imap_route_rejected(struct session *s)
-{
-	struct imap_state *st = imap__st(s);
-	struct route_query q;
-
-	imap__query(s, &q, false);
-	session_route_invalidate(s, &q, &st->route);
-}
-
-static void imap__begin_login(struct session *s)
-{
-	struct imap_state *st = imap__st(s);
-	const char *who = st->authz[0] ? st->authz : st->login;
-
-	st->login_attempts++;
-	st->login_start_ms = session_now(s);
-	memset(&st->route, 0, sizeof(st->route));
-	if (!route_name_valid(who, strlen(who), s->conf->limits.max_login)) {
-		imap_audit(s, "fail", "invalid login name");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
-		return;
-	}
-	/* With an authzid the authcid is not looked up, but it is logged and
-	   sent: the same rules (no control bytes, no spaces; review 4). */
-	if (who != st->login && !route_name_valid(st->login, strlen(st->login), s->conf->limits.max_login)) {
-		imap_audit(s, "fail", "invalid authentication name");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
-		return;
-	}
-	session_client_reading(s, false);
-	st->route_retried = false;
-	struct route_query q;
-	imap__query(s, &q, false);
-	session_resolve(s, &q);
-}
-
-static const struct login_ops imap__login_ops = {
-	.audit = imap_audit,
-	.failed = imap_login_failed,
-	.throttled = imap_login_throttled,
-	.authfailed = IMAP_AUTHFAILED,
-	.unavailable = IMAP_UNAVAILABLE,
-};
-
-static void imap_route_done(struct session *s, const struct route *r)
-{
-	login_route_done(s, r, &imap__st(s)->route, &imap__login_ops);
-}
-
 /* ---- commands ---- */
 
 static bool imap__bad(struct session *s, const struct imap_span *tag, const char *text)
 {
-	struct imap_state *st = imap__st(s);
-
 	imap__tagged(s, tag, text);
-	if (++st->bad_commands >= s->conf->limits.max_bad_commands) {
-		session_write(s, "* BYE Too many invalid commands\r\n", 33);
-		session_finish(s, "too many invalid commands");
-		return false;
-	}
-	return true;
+	return login_bad_command(s, "* BYE Too many invalid commands\r\n");
 }
 
-static bool imap__copy_tag(struct session *s, const struct imap_cmd *cmd)
+/* Keep the login command's tag: its answer comes later. */
+static void imap__copy_tag(struct session *s, const struct imap_cmd *cmd)
 {
 	struct imap_state *st = imap__st(s);
 
 	memcpy(st->tag, s->in + cmd->tag.off, cmd->tag.len);
 	st->tag[cmd->tag.len] = '\0';
-	return true;
 }
 
 static bool imap__is_string(const struct imap_arg *a)
@@ -296,6 +79,7 @@ static bool imap__is_string(const struct imap_arg *a)
 static void imap__login(struct session *s, const struct imap_cmd *cmd)
 {
 	struct imap_state *st = imap__st(s);
+	struct login_state *ls = &st->l;
 	const struct conf *c = s->conf;
 
 	if (cmd->nargs != 2 || !imap__is_string(&cmd->args[0]) || !imap__is_string(&cmd->args[1])) {
@@ -304,61 +88,31 @@ static void imap__login(struct session *s, const struct imap_cmd *cmd)
 	}
 	imap__copy_tag(s, cmd);
 	st->authenticate = false;
-	st->authz[0] = '\0';
-	int ul = imap_arg_copy(s->in, &cmd->args[0], st->login, c->limits.max_login + 1);
-	int pl = imap_arg_copy(s->in, &cmd->args[1], st->password, st->password_cap);
+	ls->authz[0] = '\0';
+	int ul = imap_arg_copy(s->in, &cmd->args[0], ls->login, c->limits.max_login + 1);
+	int pl = imap_arg_copy(s->in, &cmd->args[1], ls->password, ls->password_cap);
 	if (ul < 0) {
 		/* Too long for a name: audit what fits, never the password. */
-		st->login[0] = '\0';
-		st->login_start_ms = session_now(s);
-		st->login_attempts++;
-		imap_audit(s, "fail", "login name too long");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
+		ls->login[0] = '\0';
+		login_fail_early(s, "login name too long");
 		return;
 	}
 	if (pl < 0) {
-		st->login_start_ms = session_now(s);
-		st->login_attempts++;
-		imap_audit(s, "fail", "password too long");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
+		login_fail_early(s, "password too long");
 		return;
 	}
-	st->password_len = (size_t)pl;
-	imap__begin_login(s);
+	ls->password_len = (size_t)pl;
+	login_begin(s);
 }
 
 /* A PLAIN message arrived (initial response or continuation). */
 static void imap__plain(struct session *s, const uint8_t *b64, size_t n)
 {
 	struct imap_state *st = imap__st(s);
-	const struct conf *c = s->conf;
-	struct sasl_secret msg;
-	struct sasl_plain pl;
 
 	st->auth = IMAP_AUTH_NONE;
-	if (sasl_secret_decode(b64, n, &msg) < 0) {
-		sasl_secret_free(&msg);
+	if (login_sasl_plain(s, b64, n) < 0)
 		session_writef(s, "%s BAD Invalid base64 data\r\n", st->tag);
-		return;
-	}
-	st->login_start_ms = session_now(s);
-	if (sasl_plain_parse(msg.p, msg.len, &pl) < 0 ||
-	    !sasl_take(st->authz, c->limits.max_login + 1, msg.p + pl.authz.off, pl.authz.len) ||
-	    !sasl_take(st->login, c->limits.max_login + 1, msg.p + pl.authc.off, pl.authc.len) ||
-	    !sasl_take(st->password, st->password_cap, msg.p + pl.pass.off, pl.pass.len)) {
-		sasl_secret_free(&msg);
-		st->login_attempts++;
-		st->login[0] = '\0';
-		imap_audit(s, "fail", "malformed PLAIN message");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
-		return;
-	}
-	st->password_len = pl.pass.len;
-	sasl_secret_free(&msg);
-	/* An authzid equal to the authcid is just the user. */
-	if (strcmp(st->authz, st->login) == 0)
-		st->authz[0] = '\0';
-	imap__begin_login(s);
 }
 
 static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
@@ -375,7 +129,7 @@ static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
 		mech[0] = '\0';
 	imap__copy_tag(s, cmd);
 	st->authenticate = true;
-	st->authz[0] = '\0';
+	st->l.authz[0] = '\0';
 	const struct imap_arg *ir = cmd->nargs == 2 ? &cmd->args[1] : NULL;
 	if (strcasecmp(mech, "PLAIN") == 0) {
 		if (ir) {
@@ -383,25 +137,19 @@ static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
 			return;
 		}
 		st->auth = IMAP_AUTH_PLAIN_WAIT;
-		session_write(s, "+ \r\n", 4);
+		login_write_lit(s, "+ \r\n");
 		return;
 	}
 	if (strcasecmp(mech, "LOGIN") == 0) {
-		if (ir) {
-			struct sasl_secret u;
-			bool ok = sasl_secret_decode(s->in + ir->s.off, ir->s.len, &u) == 0 &&
-				  sasl_take(st->login, s->conf->limits.max_login + 1, u.p, u.len);
-			sasl_secret_free(&u);
-			if (!ok) {
-				imap__bad(s, &cmd->tag, "BAD Invalid initial response");
-				return;
-			}
-			st->auth = IMAP_AUTH_LOGIN_PASS;
-			session_write(s, "+ UGFzc3dvcmQ6\r\n", 16);
+		if (ir && !login_sasl_user(s, s->in + ir->s.off, ir->s.len)) {
+			imap__bad(s, &cmd->tag, "BAD Invalid initial response");
 			return;
 		}
-		st->auth = IMAP_AUTH_LOGIN_USER;
-		session_write(s, "+ VXNlcm5hbWU6\r\n", 16);
+		st->auth = ir ? IMAP_AUTH_LOGIN_PASS : IMAP_AUTH_LOGIN_USER;
+		if (ir)
+			login_write_lit(s, "+ UGFzc3dvcmQ6\r\n");
+		else
+			login_write_lit(s, "+ VXNlcm5hbWU6\r\n");
 		return;
 	}
 	imap__tagged(s, &cmd->tag, "NO [CANNOT] Unsupported authentication mechanism");
@@ -411,44 +159,27 @@ static void imap__authenticate(struct session *s, const struct imap_cmd *cmd)
 static void imap__sasl_line(struct session *s, const uint8_t *p, size_t n)
 {
 	struct imap_state *st = imap__st(s);
-	const struct conf *c = s->conf;
+	enum imap_auth_step step = st->auth;
 
+	st->auth = IMAP_AUTH_NONE;
 	if (n == 1 && p[0] == '*') {
-		st->auth = IMAP_AUTH_NONE;
 		session_writef(s, "%s BAD AUTHENTICATE aborted\r\n", st->tag);
 		return;
 	}
-	if (st->auth == IMAP_AUTH_PLAIN_WAIT) {
+	if (step == IMAP_AUTH_PLAIN_WAIT) {
 		imap__plain(s, p, n);
 		return;
 	}
-	struct sasl_secret v;
-	bool ok = sasl_secret_decode(p, n, &v) == 0;
-	if (st->auth == IMAP_AUTH_LOGIN_USER) {
-		ok = ok && sasl_take(st->login, c->limits.max_login + 1, v.p, v.len);
-		sasl_secret_free(&v);
-		if (!ok) {
-			st->auth = IMAP_AUTH_NONE;
-			session_writef(s, "%s BAD Invalid user name response\r\n", st->tag);
-			return;
-		}
-		st->auth = IMAP_AUTH_LOGIN_PASS;
-		session_write(s, "+ UGFzc3dvcmQ6\r\n", 16);
+	if (step == IMAP_AUTH_LOGIN_PASS) {
+		login_sasl_password(s, p, n);
 		return;
 	}
-	ok = ok && sasl_take(st->password, st->password_cap, v.p, v.len);
-	size_t len = v.len;
-	sasl_secret_free(&v);
-	st->auth = IMAP_AUTH_NONE;
-	if (!ok) {
-		st->login_start_ms = session_now(s);
-		st->login_attempts++;
-		imap_audit(s, "fail", "invalid password response");
-		imap_login_failed(s, IMAP_AUTHFAILED, true);
+	if (!login_sasl_user(s, p, n)) {
+		session_writef(s, "%s BAD Invalid user name response\r\n", st->tag);
 		return;
 	}
-	st->password_len = len;
-	imap__begin_login(s);
+	st->auth = IMAP_AUTH_LOGIN_PASS;
+	login_write_lit(s, "+ UGFzc3dvcmQ6\r\n");
 }
 
 /* Keep the client's ID name/version for X-VIA, as printable ASCII. */
@@ -509,7 +240,7 @@ static bool imap__command(struct session *s, const struct imap_cmd *cmd)
 		imap__tagged(s, &cmd->tag, "OK NOOP completed");
 		return true;
 	case IMAP_CMD_LOGOUT:
-		session_write(s, "* BYE Logging out\r\n", 19);
+		login_write_lit(s, "* BYE Logging out\r\n");
 		imap__tagged(s, &cmd->tag, "OK LOGOUT completed");
 		session_finish(s, "logout");
 		return false;
@@ -547,105 +278,156 @@ static void imap__fatal(struct session *s, int rc)
 	switch (rc) {
 	case IMAP_FATAL_LITERAL_TOO_BIG:
 	case IMAP_FATAL_SKIPPED_LITERAL:
-		session_write(s, "* BYE Literal too large\r\n", 25);
+		login_write_lit(s, "* BYE Literal too large\r\n");
 		session_finish(s, "literal too large");
 		break;
 	case IMAP_FATAL_LINE_TOO_LONG:
 	default:
-		session_write(s, "* BYE Line too long\r\n", 21);
+		login_write_lit(s, "* BYE Line too long\r\n");
 		session_finish(s, "line too long");
 		break;
 	}
 }
 
-/* Handle as many complete commands from s->in as the phase allows. */
-static void imap__process(struct session *s)
+/* A line answering a SASL continuation. Returns its length, 0 when
+   incomplete, or a negative parser error. */
+static int imap__sasl_step(struct session *s)
+{
+	int r = imap_parse_line(s->in, s->in_len, s->conf->limits.max_line);
+
+	if (r <= 0)
+		return r;
+	size_t n = (size_t)r - 1;
+	if (n > 0 && s->in[n - 1] == '\r')
+		n--;
+	imap__sasl_line(s, s->in, n);
+	secret_wipe(s->in, (size_t)r);
+	session_consume(s, (size_t)r);
+	return r;
+}
+
+/* The next command. Returns false to stop the loop. */
+static bool imap__command_step(struct session *s, struct imap_state *st)
+{
+	struct imap_cmd cmd;
+	int r = imap_parse(&st->parser, s->in, s->in_len, &cmd);
+
+	if (r < 0) {
+		imap__fatal(s, r);
+		return false;
+	}
+	if (r == 0) {
+		if (!st->parser.continuation)
+			return false;
+		st->parser.continuation = false;
+		login_write_lit(s, "+ OK\r\n");
+		return true;
+	}
+	bool go_on = imap__command(s, &cmd);
+	/* The command's bytes may hold a password: wipe before reuse. */
+	if (cmd.kind == IMAP_CMD_LOGIN || cmd.kind == IMAP_CMD_AUTHENTICATE)
+		secret_wipe(s->in, (size_t)r);
+	session_consume(s, (size_t)r);
+	if (st->starttls_now) {
+		/* Whatever followed STARTTLS is dropped unanswered. */
+		st->starttls_now = false;
+		session_starttls(s);
+		return false;
+	}
+	if (go_on)
+		login_command_done(s);
+	return go_on;
+}
+
+/* login_ops.run: handle as many complete commands from s->in as the phase
+   allows. */
+static void imap__run(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
 
-	if (s->closed)
-		return;
-	/* A login that fails at once (bad name) calls back in here from inside
-	   the loop, before its command's bytes are consumed: let the running
-	   loop carry on instead. */
-	if (st->processing)
-		return;
-	st->processing = true;
-	imap__run(s, st);
-	st->processing = false;
-}
-
-static void imap__run(struct session *s, struct imap_state *st)
-{
-	struct imap_cmd cmd;
-
 	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH &&
 	       !session_client_blocked(s)) {
-		if (st->auth != IMAP_AUTH_NONE) {
-			int r = imap_parse_line(s->in, s->in_len, s->conf->limits.max_line);
-			if (r == 0)
+		if (st->auth == IMAP_AUTH_NONE) {
+			if (!imap__command_step(s, st))
 				return;
-			if (r < 0) {
-				imap__fatal(s, r);
-				return;
-			}
-			size_t n = (size_t)r - 1;
-			if (n > 0 && s->in[n - 1] == '\r')
-				n--;
-			imap__sasl_line(s, s->in, n);
-			secret_wipe(s->in, (size_t)r);
-			session_consume(s, (size_t)r);
-		} else {
-			int r = imap_parse(&st->parser, s->in, s->in_len, &cmd);
-			if (r == 0) {
-				if (!st->parser.continuation)
-					return;
-				st->parser.continuation = false;
-				session_write(s, "+ OK\r\n", 6);
-				continue;
-			}
-			if (r < 0) {
-				imap__fatal(s, r);
-				return;
-			}
-			bool go_on = imap__command(s, &cmd);
-			/* The command's bytes may hold a password: wipe before reuse. */
-			if (cmd.kind == IMAP_CMD_LOGIN || cmd.kind == IMAP_CMD_AUTHENTICATE)
-				secret_wipe(s->in, (size_t)r);
-			session_consume(s, (size_t)r);
-			if (st->starttls_now) {
-				/* Whatever followed STARTTLS is dropped unanswered. */
-				st->starttls_now = false;
-				session_starttls(s);
-				return;
-			}
-			if (!go_on)
-				return;
+			continue;
 		}
-		if (s->phase == SESSION_PREAUTH && !s->closed && !s->finishing)
-			session_set_phase(s, SESSION_PREAUTH); /* a command: re-arm the idle timer */
+		int r = imap__sasl_step(s);
+		if (r < 0)
+			imap__fatal(s, r);
+		if (r <= 0)
+			return;
+		login_command_done(s);
 	}
 }
 
+/* ---- login_ops ---- */
+
+static void imap__failed(struct session *s, const char *reply_line, bool last)
+{
+	struct imap_state *st = imap__st(s);
+
+	st->auth = IMAP_AUTH_NONE;
+	session_writef(s, "%s %s\r\n", st->tag, reply_line);
+	if (last)
+		login_write_lit(s, "* BYE Too many login failures\r\n");
+}
+
+static void imap__throttled(struct session *s, const char *msg)
+{
+	struct imap_state *st = imap__st(s);
+
+	/* Zimbra's answer: the BYE, then the command's own NO. */
+	session_writef(s, "* BYE %s\r\n%s NO %s failed\r\n", msg, st->tag,
+		       st->authenticate ? "AUTHENTICATE" : "LOGIN");
+}
+
+/* The backend's own tagged OK (with its post-login CAPABILITY), under the
+   client's tag. */
+static void imap__succeeded(struct session *s, const uint8_t *rest, size_t n)
+{
+	struct imap_state *st = imap__st(s);
+	struct iovec iov[3] = {
+		{ st->tag, strlen(st->tag) }, { " ", 1 }, { (void *)rest, n },
+	};
+
+	session_writev(s, iov, 3);
+}
+
+static void imap__destroy(struct session *s)
+{
+	free(imap__st(s)->tag);
+}
+
+static const struct login_ops imap__login_ops = {
+	.protocol = "imap",
+	.protocol_tls = "imapssl",
+	.state_size = sizeof(struct imap_state),
+	.authfailed = IMAP_AUTHFAILED,
+	.unavailable = IMAP_UNAVAILABLE,
+	.idle_bye = "* BYE Autologout; idle for too long\r\n",
+	.run = imap__run,
+	.failed = imap__failed,
+	.throttled = imap__throttled,
+	.succeeded = imap__succeeded,
+	.backend_start = imap__backend_start,
+	.backend_line = imap__backend_line,
+	.backend_literals = true,
+	.destroy = imap__destroy,
+};
+
 /* ---- session_proto ---- */
 
-static int imap_start(struct session *s)
+static int imap__start(struct session *s)
 {
 	const struct conf *c = s->conf;
-	struct imap_state *st = calloc(1, sizeof(*st));
+	struct login_state *ls = login_start(s, &imap__login_ops);
+	struct imap_state *st = (struct imap_state *)ls;
 	char caps[1024];
 
-	if (st == NULL)
+	if (st == NULL || (st->tag = malloc(c->limits.max_tag + 1)) == NULL)
 		return -1;
-	st->tag = malloc(c->limits.max_tag + 1);
-	st->login = malloc(c->limits.max_login + 1);
-	st->authz = malloc(c->limits.max_login + 1);
-	st->password = malloc(c->limits.max_password + 1);
-	st->password_cap = st->password ? c->limits.max_password + 1 : 0;
-	s->proto_state = st;
-	if (!st->tag || !st->login || !st->authz || !st->password)
-		return -1;
-	st->tag[0] = st->login[0] = st->authz[0] = st->password[0] = '\0';
+	st->tag[0] = '\0';
 	imap_parser_init(&st->parser, &(struct imap_limits){
 		.max_line = c->limits.max_line,
 		.max_literal = c->limits.max_literal,
@@ -658,65 +440,14 @@ static int imap_start(struct session *s)
 
 /* After STARTTLS: a fresh start inside TLS (RFC 3501 6.2.1: the client
    must forget what it learnt before, and so do we). */
-static void imap_tls_started(struct session *s)
+static void imap__tls_started(struct session *s)
 {
 	struct imap_state *st = imap__st(s);
 
 	imap_parser_init(&st->parser, &st->parser.lim);
 	st->auth = IMAP_AUTH_NONE;
 	session_client_reading(s, true);
-	imap__process(s);
-}
-
-static void imap_client_data(struct session *s)
-{
-	imap__process(s);
-}
-
-static void imap_client_eof(struct session *s, int status)
-{
-	session_close(s, status == UV_EOF ? "client closed" : "client connection error");
-}
-
-static void imap_timeout(struct session *s)
-{
-	struct imap_state *st = imap__st(s);
-
-	switch (s->phase) {
-	case SESSION_AUTH_WAIT: {
-		char reply[sizeof(st->fail_reply)];
-		snprintf(reply, sizeof(reply), "%s", st->fail_reply[0] ? st->fail_reply : IMAP_AUTHFAILED);
-		st->fail_reply[0] = '\0';
-		imap_login_failed(s, reply, true);
-		return;
-	}
-	case SESSION_BACKEND_LOGIN:
-		imap_backend_timeout(s);
-		return;
-	case SESSION_PREAUTH:
-	default:
-		(void)st;
-		session_write(s, "* BYE Autologout; idle for too long\r\n", 37);
-		session_finish(s, "pre-auth timeout");
-		return;
-	}
-}
-
-static void imap_destroy(struct session *s)
-{
-	struct imap_state *st = imap__st(s);
-
-	if (st == NULL)
-		return;
-	imap_wipe_credentials(st);
-	free(st->held_ok);
-	free(st->tag);
-	free(st->login);
-	free(st->authz);
-	free(st->password);
-	secret_wipe(st, sizeof(*st));
-	free(st);
-	s->proto_state = NULL;
+	login_process(s);
 }
 
 const struct session_proto imap_proto = {
@@ -724,14 +455,7 @@ const struct session_proto imap_proto = {
 	.busy_line = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
 	.throttle_key = 'i',
 	.deny_prefix = "* BYE ",
-	.start = imap_start,
-	.client_data = imap_client_data,
-	.client_eof = imap_client_eof,
-	.route_done = imap_route_done,
-	.backend_connected = imap_backend_connected,
-	.backend_data = imap_backend_data,
-	.backend_eof = imap_backend_eof,
-	.timeout = imap_timeout,
-	.tls_started = imap_tls_started,
-	.destroy = imap_destroy,
+	.start = imap__start,
+	.tls_started = imap__tls_started,
+	LOGIN_SESSION_CALLBACKS,
 };

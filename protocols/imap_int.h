@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "imap_parse.h"
+#include "login.h"
 #include "route.h"
 #include "session.h"
 
@@ -32,25 +33,16 @@ enum imap_backend_method {
 	IMAP_BKM_PLAIN,        /* AUTHENTICATE PLAIN, message after "+" */
 };
 
+#define IMAP_AUTHFAILED "NO [AUTHENTICATIONFAILED] Authentication failed"
+#define IMAP_UNAVAILABLE "NO [UNAVAILABLE] Service temporarily unavailable, try again later"
+
 struct imap_state {
+	struct login_state l;       /* first: s->proto_state points at both */
 	struct imap_parser parser;
-	int bad_commands;
-	int login_failures;
-	int login_attempts;
 	enum imap_auth_step auth;
-	bool processing;            /* inside imap__process: no nested runs */
 	bool starttls_now;          /* STARTTLS answered: upgrade once it is consumed */
 	bool authenticate;          /* the login came from AUTHENTICATE, not LOGIN */
-
-	/* The login in progress. Credentials are wiped as soon as they are sent. */
-	char *tag;                  /* max_tag + 1 */
-	char *login;                /* max_login + 1: authcid as typed */
-	char *authz;                /* max_login + 1: PLAIN authzid, "" if none */
-	char *password;             /* password_cap bytes */
-	size_t password_cap;        /* max_password + 1, kept so wipes need no conf */
-	size_t password_len;
-	uint64_t login_start_ms;
-	struct route route;
+	char *tag;                  /* max_tag + 1: the login command's tag */
 
 	/* From the client's ID command, sanitised, for X-VIA. */
 	char client_name[64];
@@ -61,32 +53,17 @@ struct imap_state {
 	enum imap_backend_method bk_method;
 	bool bk_literal_plus, bk_sasl_ir, bk_auth_plain, bk_caps_known;
 	bool bk_plain_sent;         /* PLAIN message sent after "+" */
-	bool route_retried;         /* a cached route failed: looked up afresh once */
-	/* The answer to a rejected login, held back in SESSION_AUTH_WAIT
-	   (limits.auth_failure_delay); "" means the generic failure. */
-	char fail_reply[200];
-	/* The backend's tagged OK, held while the user's login is counted. */
-	uint8_t *held_ok;
-	size_t held_ok_len;
 };
 
-/* imap.c */
-void imap_login_failed(struct session *s, const char *reply_line, bool counted);
-/* The mailstore rejected the login: answer reply_line (counted) after
-   limits.auth_failure_delay, from proto->timeout. */
-void imap_login_rejected(struct session *s, const char *reply_line);
-void imap_login_succeeded(struct session *s, const uint8_t *rest, size_t rest_len);
-void imap_login_throttled(struct session *s, const char *msg);
-void imap_audit(struct session *s, const char *result, const char *reason);
-/* Wipe the password (its whole block) and forget the names. */
-void imap_wipe_credentials(struct imap_state *st);
-bool imap_route_unreachable(struct session *s, const char *why);
-void imap_route_rejected(struct session *s);
+static inline struct imap_state *imap__st(struct session *s)
+{
+	return s->proto_state;
+}
 
 /* imap_backend.c */
-void imap_backend_connected(struct session *s, int status);
-void imap_backend_data(struct session *s);
-void imap_backend_eof(struct session *s, int status);
-void imap_backend_timeout(struct session *s);
+/* login_ops.backend_start: wait for the greeting. */
+void imap__backend_start(struct session *s);
+/* login_ops.backend_line. */
+void imap__backend_line(struct session *s, const char *line, size_t n, size_t linelen);
 
 #endif

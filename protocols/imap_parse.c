@@ -15,6 +15,7 @@
  * otherwise be read as commands.
  */
 #include "imap_parse.h"
+#include "login_parse.h"
 
 #include <string.h>
 
@@ -62,11 +63,7 @@ enum imap__act {
 	IMAP__FATAL_SKIP,
 };
 
-static const struct {
-	const char *name;
-	uint32_t len;
-	enum imap_cmd_kind kind;
-} imap__names[] = {
+static const struct login_keyword imap__names[] = {
 	{ "CAPABILITY", 10, IMAP_CMD_CAPABILITY },
 	{ "NOOP", 4, IMAP_CMD_NOOP },
 	{ "LOGOUT", 6, IMAP_CMD_LOGOUT },
@@ -103,25 +100,11 @@ static bool imap__digit(uint8_t c)
 	return c >= '0' && c <= '9';
 }
 
-static uint8_t imap__upper(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
-}
-
 static enum imap_cmd_kind imap__kind(const uint8_t *s, uint32_t len)
 {
-	for (size_t i = 0; i < sizeof(imap__names) / sizeof(imap__names[0]); i++) {
-		uint32_t j;
+	size_t n = sizeof(imap__names) / sizeof(imap__names[0]);
 
-		if (imap__names[i].len != len)
-			continue;
-		for (j = 0; j < len; j++)
-			if (imap__upper(s[j]) != (uint8_t)imap__names[i].name[j])
-				break;
-		if (j == len)
-			return imap__names[i].kind;
-	}
-	return IMAP_CMD_OTHER;
+	return (enum imap_cmd_kind)login_keyword(imap__names, n, s, len, IMAP_CMD_OTHER);
 }
 
 void imap_parser_init(struct imap_parser *p, const struct imap_limits *lim)

@@ -20,252 +20,17 @@
 #include "sasl.h"
 #include "secret.h"
 
-static void pop3__process(struct session *s);
-static void pop3__run(struct session *s, struct pop3_state *st);
-
-static struct pop3_state *pop3__st(struct session *s)
-{
-	return s->proto_state;
-}
-
 void pop3__reply(struct session *s, const char *line)
 {
 	session_writef(s, "%s\r\n", line);
-}
-
-void pop3__wipe_secrets(struct pop3_state *st)
-{
-	if (st->password)
-		secret_wipe(st->password, st->password_cap);
-	st->password_len = 0;
-	if (st->xoauth2) {
-		secret_wipe(st->xoauth2, st->xoauth2_cap);
-		free(st->xoauth2);
-		st->xoauth2 = NULL;
-	}
-	st->xoauth2_cap = 0;
-	st->xoauth2_len = 0;
-}
-
-void pop3_wipe_credentials(struct pop3_state *st)
-{
-	pop3__wipe_secrets(st);
-	if (st->login)
-		st->login[0] = '\0';
-	if (st->authz)
-		st->authz[0] = '\0';
-}
-
-void pop3_audit(struct session *s, const char *result, const char *reason)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	login_audit(s, st->login, st->authz, &st->route, st->login_start_ms, result, reason);
-}
-
-/* ---- login outcome ---- */
-
-void pop3_login_failed(struct session *s, const char *reply_line, bool counted)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	pop3_wipe_credentials(st);
-	memset(&st->route, 0, sizeof(st->route));
-	st->auth = POP3_AUTH_NONE;
-	st->have_user = false; /* a new attempt starts with USER again */
-	st->user_too_long = false;
-	session_close_backend(s);
-	/* One answer per command: the last failure is answered with the reason
-	   the connection ends. */
-	if (counted && ++st->login_failures >= s->conf->limits.max_login_failures) {
-		pop3__reply(s, "-ERR [AUTH] Too many login failures");
-		session_finish(s, "too many login failures");
-		return;
-	}
-	pop3__reply(s, reply_line);
-	session_set_phase(s, SESSION_PREAUTH);
-	session_client_reading(s, true);
-	pop3__process(s);
-}
-
-void pop3_login_rejected(struct session *s, const char *reply_line)
-{
-	struct pop3_state *st = pop3__st(s);
-	double delay = login_failure_delay(s, 0);
-
-	if (delay <= 0) {
-		pop3_login_failed(s, reply_line, true);
-		return;
-	}
-	/* Zimbra's zimbraReverseProxyAuthWaitInterval: every guess costs the
-	   guesser the delay, not the worker (the timer answers). */
-	snprintf(st->fail_reply, sizeof(st->fail_reply), "%s", reply_line);
-	pop3_wipe_credentials(st);
-	session_close_backend(s);
-	session_set_phase(s, SESSION_AUTH_WAIT);
-	session_delay(s, delay);
-}
-
-void pop3_login_throttled(struct session *s, const char *msg)
-{
-	struct pop3_state *st = pop3__st(s);
-	char line[256];
-
-	pop3_wipe_credentials(st);
-	session_close_backend(s);
-	snprintf(line, sizeof(line), "-ERR %s", msg);
-	pop3__reply(s, line);
-	session_finish(s, "throttled");
-}
-
-static void pop3__login_done(struct session *s, const char *line, size_t len);
-
-/* The user's login was counted: over the limit, it is refused after all. */
-static void pop3__login_counted(struct session *s, bool allowed)
-{
-	struct pop3_state *st = pop3__st(s);
-	char *line = st->held_ok;
-	size_t len = st->held_ok_len;
-
-	st->held_ok = NULL;
-	st->held_ok_len = 0;
-	if (allowed) {
-		pop3__login_done(s, line, len);
-	} else {
-		pop3_audit(s, "throttled", s->conf->throttle.user_message);
-		pop3_login_throttled(s, s->conf->throttle.user_message);
-	}
-	free(line);
-}
-
-void pop3_login_succeeded(struct session *s, const char *line, size_t len)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	if ((st->held_ok = malloc(len ? len : 1)) == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	memcpy(st->held_ok, line, len);
-	st->held_ok_len = len;
-	if (session_count_login(s, st->route.user, pop3__login_counted))
-		return;
-	pop3__login_counted(s, true);
-}
-
-static void pop3__login_done(struct session *s, const char *line, size_t len)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	pop3_audit(s, "ok", NULL);
-	char login[LOG_QUOTE_SIZE(128)], user[LOG_QUOTE_SIZE(128)];
-	session_log(s, LOG_INFO, "login \"%s\" as \"%s\" on %s",
-		    log_quote(login, sizeof(login), st->authz[0] ? st->authz : st->login),
-		    log_quote(user, sizeof(user), st->route.user), s->backend_addr);
-	/* The backend's own +OK, as it sent it. */
-	session_write(s, line, len);
-	pop3_wipe_credentials(st);
-	session_start_relay(s);
-}
-
-void pop3__fail_early(struct session *s, const char *why)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	st->login_attempts++;
-	st->login_start_ms = session_now(s);
-	pop3_audit(s, "fail", why);
-	pop3_login_failed(s, POP3_AUTHFAILED, true);
-}
-
-/* The route query for the login in progress. */
-static void pop3__query(struct session *s, struct route_query *q, bool bypass_cache)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	*q = (struct route_query){
-		.login = st->authz[0] ? st->authz : st->login,
-		.password = st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER
-			    ? NULL : st->password,
-		.protocol = s->conf->upstream.tls ? "pop3ssl" : "pop3",
-		.client_ip = s->client_ip,
-		.proxy_ip = s->local_ip,
-		.attempt = st->login_attempts,
-		.bypass_cache = bypass_cache,
-	};
-}
-
-/* The backend of st->route could not be reached: see login_route_unreachable. */
-bool pop3_route_unreachable(struct session *s, const char *why)
-{
-	struct pop3_state *st = pop3__st(s);
-	struct route_query q;
-
-	pop3__query(s, &q, login_route_retry(&st->route, st->route_retried));
-	return login_route_unreachable(s, &q, &st->route, &st->route_retried, why);
-}
-
-void pop3_route_rejected(struct session *s)
-{
-	struct pop3_state *st = pop3__st(s);
-	struct route_query q;
-
-	pop3__query(s, &q, false);
-	session_route_invalidate(s, &q, &st->route);
-}
-
-void pop3__begin_login(struct session *s)
-{
-	struct pop3_state *st = pop3__st(s);
-	const char *who = st->authz[0] ? st->authz : st->login;
-	struct route_query q;
-
-	st->login_attempts++;
-	st->login_start_ms = session_now(s);
-	st->have_user = false;
-	memset(&st->route, 0, sizeof(st->route));
-	if (!route_name_valid(who, strlen(who), s->conf->limits.max_login)) {
-		pop3_audit(s, "fail", "invalid login name");
-		pop3_login_failed(s, POP3_AUTHFAILED, true);
-		return;
-	}
-	/* With an authzid the authcid is not looked up, but it is logged and
-	   sent: the same rules (no control bytes, no spaces; review 4). */
-	if (who != st->login && !route_name_valid(st->login, strlen(st->login), s->conf->limits.max_login)) {
-		pop3_audit(s, "fail", "invalid authentication name");
-		pop3_login_failed(s, POP3_AUTHFAILED, true);
-		return;
-	}
-	session_client_reading(s, false);
-	st->route_retried = false;
-	pop3__query(s, &q, false);
-	session_resolve(s, &q);
-}
-
-static const struct login_ops pop3__login_ops = {
-	.audit = pop3_audit,
-	.failed = pop3_login_failed,
-	.throttled = pop3_login_throttled,
-	.authfailed = POP3_AUTHFAILED,
-	.unavailable = POP3_UNAVAILABLE,
-};
-
-static void pop3_route_done(struct session *s, const struct route *r)
-{
-	login_route_done(s, r, &pop3__st(s)->route, &pop3__login_ops);
 }
 
 /* ---- commands ---- */
 
 bool pop3__bad(struct session *s, const char *line)
 {
-	struct pop3_state *st = pop3__st(s);
-
-	if (++st->bad_commands >= s->conf->limits.max_bad_commands) {
-		pop3__reply(s, "-ERR too many invalid commands");
-		session_finish(s, "too many invalid commands");
+	if (!login_bad_command(s, "-ERR too many invalid commands\r\n"))
 		return false;
-	}
 	pop3__reply(s, line);
 	return true;
 }
@@ -331,9 +96,9 @@ static void pop3__user(struct session *s, const struct pop3_cmd *cmd)
 	const struct pop3_span *a = &cmd->args[0];
 
 	/* A name that does not fit is refused at PASS, with an audit line. */
-	st->user_too_long = !sasl_take(st->login, s->conf->limits.max_login + 1, s->in + a->off, a->len);
+	st->user_too_long = !sasl_take(st->l.login, s->conf->limits.max_login + 1, s->in + a->off, a->len);
 	if (st->user_too_long)
-		st->login[0] = '\0';
+		st->l.login[0] = '\0';
 	st->have_user = true;
 	pop3__reply(s, "+OK");
 }
@@ -344,17 +109,18 @@ static void pop3__pass(struct session *s, const struct pop3_cmd *cmd)
 	const struct pop3_span *a = &cmd->args[0];
 
 	st->mech = POP3_MECH_USER;
-	st->authz[0] = '\0';
+	st->have_user = false;
+	st->l.authz[0] = '\0';
 	if (st->user_too_long) {
-		pop3__fail_early(s, "login name too long");
+		login_fail_early(s, "login name too long");
 		return;
 	}
-	if (!sasl_take(st->password, st->password_cap, s->in + a->off, a->len)) {
-		pop3__fail_early(s, "password too long");
+	if (!sasl_take(st->l.password, st->l.password_cap, s->in + a->off, a->len)) {
+		login_fail_early(s, "password too long");
 		return;
 	}
-	st->password_len = a->len;
-	pop3__begin_login(s);
+	st->l.password_len = a->len;
+	login_begin(s);
 }
 
 /* Handle one parsed line. Returns false when the session is ending. */
@@ -407,25 +173,11 @@ static bool pop3__command(struct session *s, const struct pop3_cmd *cmd)
 	}
 }
 
-/* Handle as many complete lines from s->in as the phase allows. */
-static void pop3__process(struct session *s)
+/* login_ops.run: handle as many complete lines from s->in as the phase
+   allows. */
+static void pop3__run(struct session *s)
 {
 	struct pop3_state *st = pop3__st(s);
-
-	if (s->closed)
-		return;
-	/* A login that fails at once (bad name) calls back in here from inside
-	   the loop, before its line is consumed: let the running loop carry on
-	   instead. */
-	if (st->processing)
-		return;
-	st->processing = true;
-	pop3__run(s, st);
-	st->processing = false;
-}
-
-static void pop3__run(struct session *s, struct pop3_state *st)
-{
 	struct pop3_cmd cmd;
 
 	while (!s->closed && !s->finishing && s->phase == SESSION_PREAUTH &&
@@ -450,28 +202,59 @@ static void pop3__run(struct session *s, struct pop3_state *st)
 		}
 		if (!go_on)
 			return;
-		if (s->phase == SESSION_PREAUTH && !s->closed && !s->finishing)
-			session_set_phase(s, SESSION_PREAUTH); /* a command: re-arm the idle timer */
+		login_command_done(s);
 	}
 }
 
+/* ---- login_ops ---- */
+
+/* One answer per command: the last failure is answered with the reason the
+   connection ends. */
+static void pop3__failed(struct session *s, const char *reply_line, bool last)
+{
+	struct pop3_state *st = pop3__st(s);
+
+	st->auth = POP3_AUTH_NONE;
+	st->have_user = false; /* a new attempt starts with USER again */
+	st->user_too_long = false;
+	pop3__reply(s, last ? "-ERR [AUTH] Too many login failures" : reply_line);
+}
+
+static void pop3__throttled(struct session *s, const char *msg)
+{
+	session_writef(s, "-ERR %.250s\r\n", msg);
+}
+
+/* The backend's own +OK, as it sent it. */
+static void pop3__succeeded(struct session *s, const uint8_t *line, size_t n)
+{
+	session_write(s, line, n);
+}
+
+static const struct login_ops pop3__login_ops = {
+	.protocol = "pop3",
+	.protocol_tls = "pop3ssl",
+	.state_size = sizeof(struct pop3_state),
+	.authfailed = POP3_AUTHFAILED,
+	.unavailable = POP3_UNAVAILABLE,
+	.idle_bye = "-ERR Disconnected for inactivity\r\n",
+	.run = pop3__run,
+	.failed = pop3__failed,
+	.throttled = pop3__throttled,
+	.succeeded = pop3__succeeded,
+	.backend_start = pop3__backend_start,
+	.backend_line = pop3__backend_line,
+};
+
 /* ---- session_proto ---- */
 
-static int pop3_start(struct session *s)
+static int pop3__start(struct session *s)
 {
 	const struct conf *c = s->conf;
-	struct pop3_state *st = calloc(1, sizeof(*st));
+	struct pop3_state *st = (struct pop3_state *)login_start(s, &pop3__login_ops);
 
 	if (st == NULL)
 		return -1;
-	st->login = malloc(c->limits.max_login + 1);
-	st->authz = malloc(c->limits.max_login + 1);
-	st->password = malloc(c->limits.max_password + 1);
-	st->password_cap = st->password ? c->limits.max_password + 1 : 0;
-	s->proto_state = st;
-	if (!st->login || !st->authz || !st->password)
-		return -1;
-	st->login[0] = st->authz[0] = st->password[0] = '\0';
 	pop3_parser_init(&st->parser, &(struct pop3_limits){
 		.max_command = POP3_MAX_COMMAND,
 		.max_sasl = c->limits.max_line,
@@ -481,7 +264,7 @@ static int pop3_start(struct session *s)
 }
 
 /* After STLS: a fresh start inside TLS; nothing learnt before counts. */
-static void pop3_tls_started(struct session *s)
+static void pop3__tls_started(struct session *s)
 {
 	struct pop3_state *st = pop3__st(s);
 
@@ -489,57 +272,9 @@ static void pop3_tls_started(struct session *s)
 	st->have_user = false;
 	st->user_too_long = false;
 	st->auth = POP3_AUTH_NONE;
-	pop3_wipe_credentials(st);
+	login_wipe_credentials(&st->l);
 	session_client_reading(s, true);
-	pop3__process(s);
-}
-
-static void pop3_client_data(struct session *s)
-{
-	pop3__process(s);
-}
-
-static void pop3_client_eof(struct session *s, int status)
-{
-	session_close(s, status == UV_EOF ? "client closed" : "client connection error");
-}
-
-static void pop3_timeout(struct session *s)
-{
-	switch (s->phase) {
-	case SESSION_AUTH_WAIT: {
-		struct pop3_state *st = pop3__st(s);
-		char reply[sizeof(st->fail_reply)];
-		snprintf(reply, sizeof(reply), "%s", st->fail_reply[0] ? st->fail_reply : POP3_AUTHFAILED);
-		st->fail_reply[0] = '\0';
-		pop3_login_failed(s, reply, true);
-		return;
-	}
-	case SESSION_BACKEND_LOGIN:
-		pop3_backend_timeout(s);
-		return;
-	case SESSION_PREAUTH:
-	default:
-		pop3__reply(s, "-ERR Disconnected for inactivity");
-		session_finish(s, "pre-auth timeout");
-		return;
-	}
-}
-
-static void pop3_destroy(struct session *s)
-{
-	struct pop3_state *st = pop3__st(s);
-
-	if (st == NULL)
-		return;
-	pop3_wipe_credentials(st);
-	free(st->held_ok);
-	free(st->login);
-	free(st->authz);
-	free(st->password);
-	secret_wipe(st, sizeof(*st));
-	free(st);
-	s->proto_state = NULL;
+	login_process(s);
 }
 
 const struct session_proto pop3_proto = {
@@ -547,14 +282,7 @@ const struct session_proto pop3_proto = {
 	.busy_line = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
 	.throttle_key = 'p',
 	.deny_prefix = "-ERR ",
-	.start = pop3_start,
-	.client_data = pop3_client_data,
-	.client_eof = pop3_client_eof,
-	.route_done = pop3_route_done,
-	.backend_connected = pop3_backend_connected,
-	.backend_data = pop3_backend_data,
-	.backend_eof = pop3_backend_eof,
-	.timeout = pop3_timeout,
-	.tls_started = pop3_tls_started,
-	.destroy = pop3_destroy,
+	.start = pop3__start,
+	.tls_started = pop3__tls_started,
+	LOGIN_SESSION_CALLBACKS,
 };

@@ -23,40 +23,8 @@
 #include "sasl.h"
 #include "secret.h"
 
-static struct pop3_state *bk__st(struct session *s)
-{
-	return s->proto_state;
-}
-
-/* Give up on this backend: the client gets a temporary failure. */
-static void bk__tempfail(struct session *s, const char *why)
-{
-	session_log(s, LOG_WARN, "backend %s: %s", s->backend_addr, why);
-	pop3_audit(s, "tempfail", why);
-	session_close_backend(s);
-	pop3_login_failed(s, POP3_UNAVAILABLE, true);
-}
-
-void pop3_backend_eof(struct session *s, int status)
-{
-	char why[128];
-
-	snprintf(why, sizeof(why), "backend %s closed during login: %s", s->backend_addr,
-		 uv_strerror(status));
-	pop3_audit(s, "tempfail", why);
-	pop3_login_failed(s, POP3_UNAVAILABLE, true);
-}
-
-void pop3_backend_timeout(struct session *s)
-{
-	char why[128];
-
-	snprintf(why, sizeof(why), "no login answer within %.1f s", s->conf->limits.backend_timeout);
-	bk__tempfail(s, why);
-}
-
 /* USER and PASS carry the name and password as bare text up to CRLF. */
-static bool bk__line_safe(const char *p, size_t n)
+static bool pop3__bk_line_safe(const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
@@ -64,58 +32,54 @@ static bool bk__line_safe(const char *p, size_t n)
 	return true;
 }
 
-void pop3_backend_connected(struct session *s, int status)
+void pop3__backend_start(struct session *s)
 {
-	struct pop3_state *st = bk__st(s);
-	const struct conf *c = s->conf;
+	struct pop3_state *st = pop3__st(s);
+	struct login_state *ls = &st->l;
 
-	if (status < 0) {
-		char why[128];
-		snprintf(why, sizeof(why), "backend %s: %s", s->backend_addr, uv_strerror(status));
-		if (pop3_route_unreachable(s, why))
-			return;
-		pop3_audit(s, "tempfail", why);
-		pop3_login_failed(s, POP3_UNAVAILABLE, true);
-		return;
-	}
 	st->bk_step = POP3_BK_GREETING;
 	st->bk_xoauth2_error = false;
 	/* USER/PASS unless the login needs SASL: an XOAUTH2 or OAUTHBEARER
 	   token, an authzid, the configuration, or a password USER/PASS cannot
 	   carry. */
-	st->bk_auth = st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER ||
-		      st->authz[0] || c->pop3.backend_auth == CONF_POP3_BACKEND_AUTH_PLAIN ||
-		      !bk__line_safe(st->password, st->password_len);
+	st->bk_auth = ls->token || ls->authz[0] ||
+		      s->conf->pop3.backend_auth == CONF_POP3_BACKEND_AUTH_PLAIN ||
+		      !pop3__bk_line_safe(ls->password, ls->password_len);
 	st->bk_ir = false;
 }
 
-/* Room for every command bk__append may write at once. */
-static size_t bk__room(const struct pop3_state *st)
+/* Room for every command pop3__bk_append may write at once. */
+static size_t pop3__bk_room(const struct pop3_state *st)
 {
-	return 256 + 2 * ROUTE_MAX_USER + st->password_len + st->xoauth2_len +
-	       SASL_B64_ENCODED_SIZE(2 * ROUTE_MAX_USER + st->password_len + 2);
+	return 256 + 2 * ROUTE_MAX_USER + st->l.password_len + st->l.token_len + LOGIN_PLAIN_B64_MAX(&st->l);
 }
 
 /* The SASL response for the backend: base64, no CRLF. */
-static size_t bk__sasl_response(struct session *s, char *out)
+static size_t pop3__bk_sasl_response(struct session *s, char *out)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 
-	if (st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER) {
-		memcpy(out, st->xoauth2, st->xoauth2_len);
-		return st->xoauth2_len;
+	if (st->l.token) {
+		memcpy(out, st->l.token, st->l.token_len);
+		return st->l.token_len;
 	}
 	/* With an authzid the client logs in as someone else (a master user):
 	   that someone is the route's user, the credentials stay the client's.
 	   The client's Zimbra tag (/tb, /wm, /ni) goes back on, as Zimbra's
 	   proxy sends it. */
-	char ub[ROUTE_MAX_USER];
-	const char *up = login_upstream_user(&st->route, "pop3",
-					     st->authz[0] ? st->authz : st->login, ub);
-	const char *authz = st->authz[0] ? up : "";
-	const char *user = st->authz[0] ? st->login : up;
-	return sasl_plain_encode(authz, strlen(authz), user, strlen(user), st->password,
-				 st->password_len, out);
+	return login_plain_b64(s, out);
+}
+
+/* "PASS password" and CRLF at out. */
+static size_t pop3__bk_pass(const struct login_state *ls, char *out)
+{
+	size_t n = (size_t)sprintf(out, "PASS ");
+
+	memcpy(out + n, ls->password, ls->password_len);
+	n += ls->password_len;
+	out[n++] = '\r';
+	out[n++] = '\n';
+	return n;
 }
 
 /*
@@ -123,10 +87,10 @@ static size_t bk__sasl_response(struct session *s, char *out)
  * "PASS p" behind it), or "AUTH MECH [initial-response]". Returns the
  * length and the step that answers it; *done_out: every credential is in.
  */
-static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
+static size_t pop3__bk_login_cmds(struct session *s, char *out, bool pipelined,
 			     enum pop3_backend_step *step_out, bool *done_out)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 	const char *mech = st->mech == POP3_MECH_XOAUTH2       ? "XOAUTH2"
 			   : st->mech == POP3_MECH_OAUTHBEARER ? "OAUTHBEARER"
 							       : "PLAIN";
@@ -134,21 +98,15 @@ static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
 
 	if (!st->bk_auth) {
 		char ub[ROUTE_MAX_USER];
-		n += (size_t)sprintf(out, "USER %s\r\n",
-				     login_upstream_user(&st->route, "pop3", st->login, ub));
+		n += (size_t)sprintf(out, "USER %s\r\n", login_upstream_user(s, ub));
 		*step_out = POP3_BK_USER;
 		*done_out = pipelined;
-		if (pipelined) {
-			n += (size_t)sprintf(out + n, "PASS ");
-			memcpy(out + n, st->password, st->password_len);
-			n += st->password_len;
-			out[n++] = '\r';
-			out[n++] = '\n';
-		}
+		if (pipelined)
+			n += pop3__bk_pass(&st->l, out + n);
 		return n;
 	}
 	n += (size_t)sprintf(out, "AUTH %s ", mech);
-	size_t rl = bk__sasl_response(s, out + n);
+	size_t rl = pop3__bk_sasl_response(s, out + n);
 	/* RFC 5034 section 4: an initial response that would make the line
 	   longer than 255 octets goes after the "+" instead. */
 	st->bk_ir = n + rl + 2 <= POP3_MAX_COMMAND;
@@ -169,9 +127,9 @@ static size_t bk__login_cmds(struct session *s, char *out, bool pipelined,
 
 /* Write buf[0..n) (secret) and wipe it; once every credential is out, wipe
    ours too. */
-static void bk__send(struct session *s, char *buf, size_t n, size_t cap, bool done)
+static void pop3__bk_send(struct session *s, char *buf, size_t n, size_t cap, bool done)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 
 	session_backend_write(s, buf, n, true);
 	secret_wipe(buf, cap);
@@ -181,11 +139,11 @@ static void bk__send(struct session *s, char *buf, size_t n, size_t cap, bool do
 	if (s->backend == NULL || s->phase != SESSION_BACKEND_LOGIN)
 		return;
 	if (done)
-		pop3__wipe_secrets(st);
+		login_wipe_secrets(&st->l);
 }
 
-/* The step that answers the login's first command (see bk__login_cmds). */
-static enum pop3_backend_step bk__login_step(const struct pop3_state *st)
+/* The step that answers the login's first command (see pop3__bk_login_cmds). */
+static enum pop3_backend_step pop3__bk_login_step(const struct pop3_state *st)
 {
 	if (!st->bk_auth)
 		return POP3_BK_USER;
@@ -193,7 +151,7 @@ static enum pop3_backend_step bk__login_step(const struct pop3_state *st)
 }
 
 /* "XOIP ip" or "XCLIENT ADDR=ip PORT=port", or nothing. */
-static size_t bk__client_ip_cmd(struct session *s, char *out)
+static size_t pop3__bk_client_ip_cmd(struct session *s, char *out)
 {
 	switch (s->conf->pop3.client_ip_command) {
 	case CONF_POP3_CLIENT_IP_XOIP:
@@ -208,12 +166,12 @@ static size_t bk__client_ip_cmd(struct session *s, char *out)
 }
 
 /* An answer arrived (or the greeting): send what comes next, if anything. */
-static void bk__advance(struct session *s)
+static void pop3__bk_advance(struct session *s)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 	bool pipelined = s->conf->pop3.backend_pipelining, done = false;
 	enum pop3_backend_step next = st->bk_step, ignored;
-	size_t cap = bk__room(st), n = 0;
+	size_t cap = pop3__bk_room(st), n = 0;
 	char *buf = malloc(cap);
 
 	if (buf == NULL) {
@@ -222,34 +180,30 @@ static void bk__advance(struct session *s)
 	}
 	switch (st->bk_step) {
 	case POP3_BK_GREETING:
-		n = bk__client_ip_cmd(s, buf);
+		n = pop3__bk_client_ip_cmd(s, buf);
 		if (n == 0) {
-			n = bk__login_cmds(s, buf, pipelined, &next, &done);
+			n = pop3__bk_login_cmds(s, buf, pipelined, &next, &done);
 			break;
 		}
 		next = POP3_BK_CLIENT_IP;
 		if (pipelined)
-			n += bk__login_cmds(s, buf + n, true, &ignored, &done);
+			n += pop3__bk_login_cmds(s, buf + n, true, &ignored, &done);
 		break;
 	case POP3_BK_CLIENT_IP:
 		if (pipelined)
-			next = bk__login_step(st); /* already sent */
+			next = pop3__bk_login_step(st); /* already sent */
 		else
-			n = bk__login_cmds(s, buf, false, &next, &done);
+			n = pop3__bk_login_cmds(s, buf, false, &next, &done);
 		break;
 	case POP3_BK_USER:
 		next = POP3_BK_LOGIN;
 		if (pipelined)
 			break; /* PASS went with USER */
-		n = (size_t)sprintf(buf, "PASS ");
-		memcpy(buf + n, st->password, st->password_len);
-		n += st->password_len;
-		buf[n++] = '\r';
-		buf[n++] = '\n';
+		n = pop3__bk_pass(&st->l, buf);
 		done = true;
 		break;
 	case POP3_BK_AUTH_CONT:
-		n = bk__sasl_response(s, buf);
+		n = pop3__bk_sasl_response(s, buf);
 		buf[n++] = '\r';
 		buf[n++] = '\n';
 		next = POP3_BK_LOGIN;
@@ -263,20 +217,14 @@ static void bk__advance(struct session *s)
 		free(buf);
 		return;
 	}
-	bk__send(s, buf, n, cap, done);
-}
-
-static bool bk__prefix(const char *line, size_t n, const char *prefix)
-{
-	size_t l = strlen(prefix);
-	return n >= l && strncasecmp(line, prefix, l) == 0;
+	pop3__bk_send(s, buf, n, cap, done);
 }
 
 /* The backend refused the login: relay its -ERR, with [AUTH] if it gave no
    response code, and let the client try again. */
-static void bk__rejected(struct session *s, const char *line, size_t n)
+static void pop3__bk_rejected(struct session *s, const char *line, size_t n)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 	char text[300], reply[320], why[340];
 	size_t i = 4, tl = 0;
 
@@ -293,51 +241,55 @@ static void bk__rejected(struct session *s, const char *line, size_t n)
 		snprintf(reply, sizeof(reply), "-ERR [AUTH] %s", text);
 	snprintf(why, sizeof(why), "backend rejected the login: %s", text);
 	char login[LOG_QUOTE_SIZE(128)];
-	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", log_quote(login, sizeof(login), st->login),
+	session_log(s, LOG_INFO, "login \"%s\" on %s: %s", log_quote(login, sizeof(login), st->l.login),
 		    s->backend_addr, why);
 	/* RFC 3206: these say "not now", not "wrong password". */
-	bool temporary = bk__prefix(text, tl, "[SYS/TEMP]") || bk__prefix(text, tl, "[IN-USE]") ||
-			 bk__prefix(text, tl, "[LOGIN-DELAY]");
+	bool temporary = login_prefix(text, tl, "[SYS/TEMP]") || login_prefix(text, tl, "[IN-USE]") ||
+			 login_prefix(text, tl, "[LOGIN-DELAY]");
 	/* A mailstore that says "not now" holds the mailbox: keep its route. */
 	if (!temporary)
-		pop3_route_rejected(s);
-	pop3_audit(s, temporary ? "tempfail" : "fail", why);
+		login_route_rejected(s);
+	login_audit(s, temporary ? "tempfail" : "fail", why);
 	if (temporary)
-		pop3_login_failed(s, reply, true);
+		login_failed(s, reply, true);
 	else
-		pop3_login_rejected(s, reply);
+		login_rejected(s, reply);
 }
 
 /* One complete line from the backend, without CRLF (n), linelen with it. */
-static void bk__line(struct session *s, const char *line, size_t n, size_t linelen)
+void pop3__backend_line(struct session *s, const char *line, size_t n, size_t linelen)
 {
-	struct pop3_state *st = bk__st(s);
+	struct pop3_state *st = pop3__st(s);
 
+	if (n == 0) {
+		login_backend_tempfail(s, "backend sent an empty line during login");
+		return;
+	}
 	switch (st->bk_step) {
 	case POP3_BK_GREETING:
-		if (!bk__prefix(line, n, "+OK")) {
-			bk__tempfail(s, "backend refused the connection or sent an invalid greeting");
+		if (!login_prefix(line, n, "+OK")) {
+			login_backend_tempfail(s, "backend refused the connection or sent an invalid greeting");
 			return;
 		}
-		bk__advance(s);
+		pop3__bk_advance(s);
 		return;
 	case POP3_BK_CLIENT_IP:
 		/* +OK, or -ERR from a backend that does not know the command or
 		   does not trust us: either way the login goes on. */
-		bk__advance(s);
+		pop3__bk_advance(s);
 		return;
 	case POP3_BK_USER:
 	case POP3_BK_AUTH_CONT:
 	case POP3_BK_LOGIN:
 		break;
 	}
-	if (bk__prefix(line, n, "-ERR")) {
-		bk__rejected(s, line, n);
+	if (login_prefix(line, n, "-ERR")) {
+		pop3__bk_rejected(s, line, n);
 		return;
 	}
 	if (line[0] == '+' && (n == 1 || line[1] == ' ')) {
 		if (st->bk_step == POP3_BK_AUTH_CONT) {
-			bk__advance(s);
+			pop3__bk_advance(s);
 			return;
 		}
 		/* Token failures come as a challenge with an error; the client
@@ -347,58 +299,22 @@ static void bk__line(struct session *s, const char *line, size_t n, size_t linel
 		    (st->mech == POP3_MECH_XOAUTH2 || st->mech == POP3_MECH_OAUTHBEARER)) {
 			st->bk_xoauth2_error = true;
 			if (st->mech == POP3_MECH_OAUTHBEARER)
-				session_backend_write(s, "AQ==\r\n", 6, false);
+				login_backend_write_lit(s, "AQ==\r\n");
 			else
-				session_backend_write(s, "\r\n", 2, false);
+				login_backend_write_lit(s, "\r\n");
 			return;
 		}
-		bk__tempfail(s, "backend asked for a continuation we did not expect");
+		login_backend_tempfail(s, "backend asked for a continuation we did not expect");
 		return;
 	}
-	if (!bk__prefix(line, n, "+OK") || st->bk_step == POP3_BK_AUTH_CONT) {
-		bk__tempfail(s, "backend sent an invalid answer to the login");
+	if (!login_prefix(line, n, "+OK") || st->bk_step == POP3_BK_AUTH_CONT) {
+		login_backend_tempfail(s, "backend sent an invalid answer to the login");
 		return;
 	}
 	if (st->bk_step == POP3_BK_USER) {
-		bk__advance(s);
+		pop3__bk_advance(s);
 		return;
 	}
-	/* Logged in. Keep the line until it is written: it is at the head of s->bin. */
-	char *copy = malloc(linelen);
-	if (copy == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	memcpy(copy, line, linelen);
-	session_backend_consume(s, linelen);
-	pop3_login_succeeded(s, copy, linelen);
-	free(copy);
-}
-
-void pop3_backend_data(struct session *s)
-{
-	struct pop3_state *st = bk__st(s);
-
-	while (s->backend && s->phase == SESSION_BACKEND_LOGIN && st == s->proto_state) {
-		const char *buf = (const char *)s->bin;
-		const char *lf = memchr(buf, '\n', s->bin_len);
-		if (lf == NULL) {
-			if (s->bin_len == s->bin_cap)
-				bk__tempfail(s, "backend sent an over-long line during login");
-			return;
-		}
-		size_t linelen = (size_t)(lf - buf) + 1;
-		size_t n = linelen - 1;
-		if (n > 0 && buf[n - 1] == '\r')
-			n--;
-		if (n == 0 || memchr(buf, '\0', n)) {
-			bk__tempfail(s, "backend sent an empty line or a NUL byte during login");
-			return;
-		}
-		bk__line(s, buf, n, linelen);
-		/* On success the relay took over and s->bin is gone. */
-		if (s->bin == NULL || s->phase != SESSION_BACKEND_LOGIN || s->backend == NULL)
-			return;
-		session_backend_consume(s, linelen);
-	}
+	/* Logged in: the client gets the backend's +OK line. */
+	login_succeeded(s, line, linelen, linelen);
 }

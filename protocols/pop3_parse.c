@@ -13,6 +13,7 @@
  * it the stream cannot be told apart into commands any more.
  */
 #include "pop3_parse.h"
+#include "login_parse.h"
 
 #include <string.h>
 
@@ -37,11 +38,7 @@ enum pop3__act {
 	POP3__LINE,  /* the byte was the line's LF: the line is complete */
 };
 
-static const struct {
-	const char *name;
-	uint32_t len;
-	enum pop3_cmd_kind kind;
-} pop3__names[] = {
+static const struct login_keyword pop3__names[] = {
 	{ "USER", 4, POP3_CMD_USER },
 	{ "PASS", 4, POP3_CMD_PASS },
 	{ "AUTH", 4, POP3_CMD_AUTH },
@@ -51,25 +48,11 @@ static const struct {
 	{ "QUIT", 4, POP3_CMD_QUIT },
 };
 
-static uint8_t pop3__upper(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
-}
-
 static enum pop3_cmd_kind pop3__kind(const uint8_t *s, uint32_t len)
 {
-	for (size_t i = 0; i < sizeof(pop3__names) / sizeof(pop3__names[0]); i++) {
-		uint32_t j;
+	size_t n = sizeof(pop3__names) / sizeof(pop3__names[0]);
 
-		if (pop3__names[i].len != len)
-			continue;
-		for (j = 0; j < len; j++)
-			if (pop3__upper(s[j]) != (uint8_t)pop3__names[i].name[j])
-				break;
-		if (j == len)
-			return pop3__names[i].kind;
-	}
-	return POP3_CMD_OTHER;
+	return (enum pop3_cmd_kind)login_keyword(pop3__names, n, s, len, POP3_CMD_OTHER);
 }
 
 static size_t pop3__cap(size_t v)

@@ -10,44 +10,19 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "login.h"
 #include "pop3_int.h"
 #include "sasl.h"
-
-static struct pop3_state *pop3__st(struct session *s)
-{
-	return s->proto_state;
-}
 
 /* A PLAIN message arrived (initial response or continuation). */
 static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
 {
 	struct pop3_state *st = pop3__st(s);
-	const struct conf *c = s->conf;
-	struct sasl_secret msg;
-	struct sasl_plain pl;
 
 	st->auth = POP3_AUTH_NONE;
 	st->mech = POP3_MECH_PLAIN;
-	if (sasl_secret_decode(b64, n, &msg) < 0) {
-		sasl_secret_free(&msg);
+	if (login_sasl_plain(s, b64, n) < 0)
 		pop3__bad(s, "-ERR Invalid base64 data");
-		return;
-	}
-	if (sasl_plain_parse(msg.p, msg.len, &pl) < 0 ||
-	    !sasl_take(st->authz, c->limits.max_login + 1, msg.p + pl.authz.off, pl.authz.len) ||
-	    !sasl_take(st->login, c->limits.max_login + 1, msg.p + pl.authc.off, pl.authc.len) ||
-	    !sasl_take(st->password, st->password_cap, msg.p + pl.pass.off, pl.pass.len)) {
-		sasl_secret_free(&msg);
-		st->login[0] = st->authz[0] = '\0';
-		pop3__fail_early(s, "malformed PLAIN message");
-		return;
-	}
-	st->password_len = pl.pass.len;
-	sasl_secret_free(&msg);
-	/* An authzid equal to the authcid is just the user. */
-	if (strcmp(st->authz, st->login) == 0)
-		st->authz[0] = '\0';
-	pop3__begin_login(s);
 }
 
 /* An XOAUTH2 or OAUTHBEARER message: find the user for the lookup, keep
@@ -55,13 +30,14 @@ static void pop3__plain(struct session *s, const uint8_t *b64, size_t n)
 static void pop3__token(struct session *s, enum pop3_mech mech, const uint8_t *b64, size_t n)
 {
 	struct pop3_state *st = pop3__st(s);
+	struct login_state *ls = &st->l;
 	struct sasl_secret msg;
 	struct sasl_xoauth2 x;
 	bool bearer = mech == POP3_MECH_OAUTHBEARER;
 
 	st->auth = POP3_AUTH_NONE;
 	st->mech = mech;
-	st->authz[0] = '\0';
+	ls->authz[0] = '\0';
 	if (sasl_secret_decode(b64, n, &msg) < 0) {
 		sasl_secret_free(&msg);
 		pop3__bad(s, "-ERR Invalid base64 data");
@@ -69,24 +45,23 @@ static void pop3__token(struct session *s, enum pop3_mech mech, const uint8_t *b
 	}
 	bool ok = (bearer ? sasl_oauthbearer_parse(msg.p, msg.len, &x)
 			  : sasl_xoauth2_parse(msg.p, msg.len, &x)) == 0 &&
-		  sasl_take(st->login, s->conf->limits.max_login + 1, msg.p + x.user.off, x.user.len);
+		  sasl_take(ls->login, s->conf->limits.max_login + 1, msg.p + x.user.off, x.user.len);
 	sasl_secret_free(&msg);
 	if (!ok) {
-		st->login[0] = '\0';
-		pop3__fail_early(s, bearer ? "malformed OAUTHBEARER message"
-					   : "malformed XOAUTH2 message");
+		ls->login[0] = '\0';
+		login_fail_early(s, bearer ? "malformed OAUTHBEARER message" : "malformed XOAUTH2 message");
 		return;
 	}
-	st->xoauth2 = malloc(n + 1);
-	if (st->xoauth2 == NULL) {
+	ls->token = malloc(n + 1);
+	if (ls->token == NULL) {
 		session_close(s, "out of memory");
 		return;
 	}
-	st->xoauth2_cap = n + 1;
-	memcpy(st->xoauth2, b64, n);
-	st->xoauth2[n] = '\0';
-	st->xoauth2_len = n;
-	pop3__begin_login(s);
+	ls->token_cap = n + 1;
+	memcpy(ls->token, b64, n);
+	ls->token[n] = '\0';
+	ls->token_len = n;
+	login_begin(s);
 }
 
 /* Ask for a SASL response: the next client line is one. */
@@ -143,16 +118,12 @@ bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
 	}
 	if ((offered & CONF_SASL_LOGIN) && strcasecmp(mech, "LOGIN") == 0) {
 		st->mech = POP3_MECH_LOGIN;
-		st->authz[0] = '\0';
+		st->l.authz[0] = '\0';
 		if (!ir) {
 			pop3__continue(s, POP3_AUTH_LOGIN_USER, "+ VXNlcm5hbWU6");
 			return true;
 		}
-		struct sasl_secret u;
-		bool ok = sasl_secret_decode(s->in + ir->off, ir->len, &u) == 0 &&
-			  sasl_take(st->login, s->conf->limits.max_login + 1, u.p, u.len);
-		sasl_secret_free(&u);
-		if (!ok)
+		if (!login_sasl_user(s, s->in + ir->off, ir->len))
 			return pop3__bad(s, "-ERR Invalid initial response");
 		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
 		return true;
@@ -164,7 +135,6 @@ bool pop3__auth(struct session *s, const struct pop3_cmd *cmd)
 bool pop3__sasl_line(struct session *s, const struct pop3_cmd *cmd)
 {
 	struct pop3_state *st = pop3__st(s);
-	const struct conf *c = s->conf;
 	const uint8_t *p = s->in + cmd->args[0].off;
 	size_t n = cmd->args[0].len;
 	enum pop3_auth_step step = st->auth;
@@ -185,24 +155,12 @@ bool pop3__sasl_line(struct session *s, const struct pop3_cmd *cmd)
 			    p, n);
 		return true;
 	}
-	struct sasl_secret v;
-	bool ok = sasl_secret_decode(p, n, &v) == 0;
-	if (step == POP3_AUTH_LOGIN_USER) {
-		ok = ok && sasl_take(st->login, c->limits.max_login + 1, v.p, v.len);
-		sasl_secret_free(&v);
-		if (!ok)
-			return pop3__bad(s, "-ERR Invalid user name response");
-		pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
+	if (step == POP3_AUTH_LOGIN_PASS) {
+		login_sasl_password(s, p, n);
 		return true;
 	}
-	ok = ok && sasl_take(st->password, st->password_cap, v.p, v.len);
-	size_t len = v.len;
-	sasl_secret_free(&v);
-	if (!ok) {
-		pop3__fail_early(s, "invalid password response");
-		return true;
-	}
-	st->password_len = len;
-	pop3__begin_login(s);
+	if (!login_sasl_user(s, p, n))
+		return pop3__bad(s, "-ERR Invalid user name response");
+	pop3__continue(s, POP3_AUTH_LOGIN_PASS, "+ UGFzc3dvcmQ6");
 	return true;
 }
