@@ -14,6 +14,7 @@
  * bytes of such a literal follow without a continuation request and would
  * otherwise be read as commands.
  */
+#include "gh.h"
 #include "imap_parse.h"
 #include "login_parse.h"
 
@@ -102,7 +103,7 @@ static bool imap__digit(uint8_t c)
 
 static enum imap_cmd_kind imap__kind(const uint8_t *s, uint32_t len)
 {
-	size_t n = sizeof(imap__names) / sizeof(imap__names[0]);
+	size_t n = ARRAY_SIZE(imap__names);
 
 	return (enum imap_cmd_kind)login_keyword(imap__names, n, s, len, IMAP_CMD_OTHER);
 }

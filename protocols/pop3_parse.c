@@ -12,6 +12,7 @@
  * Only a line that does not end within its bound is fatal, because after
  * it the stream cannot be told apart into commands any more.
  */
+#include "gh.h"
 #include "pop3_parse.h"
 #include "login_parse.h"
 
@@ -50,7 +51,7 @@ static const struct login_keyword pop3__names[] = {
 
 static enum pop3_cmd_kind pop3__kind(const uint8_t *s, uint32_t len)
 {
-	size_t n = sizeof(pop3__names) / sizeof(pop3__names[0]);
+	size_t n = ARRAY_SIZE(pop3__names);
 
 	return (enum pop3_cmd_kind)login_keyword(pop3__names, n, s, len, POP3_CMD_OTHER);
 }
