@@ -131,6 +131,7 @@ struct session {
 	char local_ip[46];              /* the proxy address the client reached */
 	uint16_t local_port;
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
+	uint16_t backend_port;          /* the port backend_addr names */
 	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
 
 	/* Pre-login input from the client; capacity limits.max_line + 1. Bytes

@@ -13,66 +13,68 @@
 #include "metrics.h"
 
 /* The exchange is over: log it, pool the backend, and go on or close. */
-void http__exchange_done(struct session *s)
+void http__exchange_done(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
-	const struct http_head *rh = &hc->resph;
+	struct session *s = x->s;
+	const struct http_head *rh = &x->resph;
 
 	/* A backend that answered before the request body was all sent, or
 	   that sent more than the response, cannot be reused, and the client's
 	   unsent body bytes leave its connection unusable too. */
-	bool reuse = rh->keep_alive && !rh->needs_eof && hc->req_done && !hc->backend_gone &&
+	bool reuse = rh->keep_alive && !rh->needs_eof && x->req_done && !x->backend_gone &&
 		     s->bin_len == 0 && s->bin_pending == NULL;
-	if (!hc->req_done)
-		hc->close_after = true;
-	http__log(s, hc);
+	if (!x->req_done)
+		x->close_after = true;
+	http__log(x);
+	x->phase = HTTP_X_DONE;
 	session_backend_release(s, reuse);
-	if (hc->close_after || hc->client_eof) {
-		hc->state = HTTP_ST_DONE;
+	if (x->close_after || x->conn->client_eof) {
+		x->conn->phase = HTTP_CONN_DONE;
 		session_finish(s, "request done, connection: close");
 		return;
 	}
+	http__exchange_free(x->conn, x);
 	http__next_request(s);
 }
 
 /* ---- request body: client -> backend ---- */
 
-void http__forward_body(struct session *s)
+void http__forward_body(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
+	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
-	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->req_done && s->backend != NULL &&
+	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->req_done && s->backend != NULL &&
 	       s->in_len > 0) {
 		if (session_backend_queued(s) > hw)
 			return; /* backend_written resumes */
 		bool done = false;
-		long n = http_parse_body(&hc->req, s->in, s->in_len, &done);
+		long n = http_parse_body(&x->req, s->in, s->in_len, &done);
 		if (n < 0) {
-			http__answer(s, 400, NULL, NULL, "malformed request body");
+			http__answer(x, 400, NULL, NULL, "malformed request body");
 			return;
 		}
 		if (n > 0) {
 			metrics_relayed(true, (size_t)n);
-			hc->req_body_sent += (uint64_t)n;
+			x->req_body_sent += (uint64_t)n;
 			session_backend_write(s, s->in, (size_t)n, false);
-			if (s->closed || hc->state != HTTP_ST_FORWARD)
+			if (s->closed || x->phase != HTTP_X_FORWARD)
 				return;
 			session_consume(s, (size_t)n);
 			session_delay(s, s->conf->http.backend_timeout);
 		}
 		if (done)
-			hc->req_done = true;
+			x->req_done = true;
 	}
 }
 
 /* ---- response: backend -> client ---- */
 
-static void hc__start_websocket(struct session *s)
+static void http__start_websocket(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
+	struct session *s = x->s;
 
-	http__log(s, hc);
+	http__log(x);
 	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", s->backend_addr);
 	/* Frames the client sent early are in s->in; the backend's in s->bin. */
 	session_start_relay(s);
@@ -80,89 +82,89 @@ static void hc__start_websocket(struct session *s)
 
 /* A complete response head is at the start of s->bin. */
 /* Returns true when the caller must stop: the session closed, or became a
-   WebSocket relay (then hc is gone: session_start_relay freed it). */
-static bool hc__response_head(struct session *s, int head_len)
+   WebSocket relay (then x is gone: session_start_relay freed it). */
+static bool http__response_head(struct http_exchange *x, int head_len)
 {
-	struct http_conn *hc = http__of(s);
-	const struct http_head *rh = &hc->resph;
+	struct session *s = x->s;
+	const struct http_head *rh = &x->resph;
 	char out[20480];
 
 	if (rh->status >= 100 && rh->status < 200 && rh->status != 101) {
 		/* 100 Continue and friends go to the client; the real answer follows. */
 		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
-		if (n > 0 && !(hc->reqh.major == 1 && hc->reqh.minor == 0)) {
-			hc->bytes_sent += (uint64_t)n;
+		if (n > 0 && !(x->reqh.major == 1 && x->reqh.minor == 0)) {
+			x->bytes_sent += (uint64_t)n;
 			session_write(s, out, (size_t)n);
 			if (s->closed)
 				return true;
 		}
 		session_backend_consume(s, (size_t)head_len);
-		http_parser_reset(&hc->resp);
-		if (hc->is_head)
-			http_parser_no_body(&hc->resp);
+		http_parser_reset(&x->resp);
+		if (x->is_head)
+			http_parser_no_body(&x->resp);
 		return false;
 	}
 	if (rh->status == 101) {
-		if (!hc->websocket || !hc->req_done) {
-			http__answer(s, 502, NULL, NULL, "backend switched protocols unasked");
+		if (!x->websocket || !x->req_done) {
+			http__answer(x, 502, NULL, NULL, "backend switched protocols unasked");
 			return true;
 		}
 		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
 		if (n < 0) {
-			http__answer(s, 502, NULL, NULL, "backend response head too large");
+			http__answer(x, 502, NULL, NULL, "backend response head too large");
 			return true;
 		}
-		hc->status = 101;
-		hc->bytes_sent += (uint64_t)n;
+		x->status = 101;
+		x->bytes_sent += (uint64_t)n;
 		session_write(s, out, (size_t)n);
 		if (s->closed)
 			return true;
 		session_backend_consume(s, (size_t)head_len);
-		hc__start_websocket(s);
+		http__start_websocket(x);
 		return true;
 	}
-	bool client10 = hc->reqh.major == 1 && hc->reqh.minor == 0;
-	if (!hc->reqh.keep_alive || rh->needs_eof || hc->client_eof)
-		hc->close_after = true;
-	int n = http_rewrite_response(s->bin, rh, hc->close_after, client10, out, sizeof(out));
+	bool client10 = x->reqh.major == 1 && x->reqh.minor == 0;
+	if (!x->reqh.keep_alive || rh->needs_eof || x->conn->client_eof)
+		x->close_after = true;
+	int n = http_rewrite_response(s->bin, rh, x->close_after, client10, out, sizeof(out));
 	if (n < 0) {
-		http__answer(s, 502, NULL, NULL, "backend response head too large");
+		http__answer(x, 502, NULL, NULL, "backend response head too large");
 		return true;
 	}
-	hc->status = rh->status;
-	hc->resp_head_done = true;
-	hc->bytes_sent += (uint64_t)n;
+	x->status = rh->status;
+	x->resp_head_done = true;
+	x->bytes_sent += (uint64_t)n;
 	session_write(s, out, (size_t)n);
 	if (s->closed)
 		return true;
 	session_backend_consume(s, (size_t)head_len);
-	if (http_parser_body_done(&hc->resp))
-		hc->resp_done = true;
+	if (http_parser_body_done(&x->resp))
+		x->resp_done = true;
 	return false;
 }
 
-void http__process_backend(struct session *s)
+void http__process_backend(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
+	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
-	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->resp_done) {
-		if (!hc->resp_head_done) {
+	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->resp_done) {
+		if (!x->resp_head_done) {
 			if (s->bin_len == 0)
 				break;
-			int rc = http_parse_head(&hc->resp, s->bin, s->bin_len);
+			int rc = http_parse_head(&x->resp, s->bin, s->bin_len);
 			if (rc == HTTP_NEED_MORE) {
 				if (s->bin_len >= s->bin_cap) {
-					http__answer(s, 502, NULL, NULL, "backend response head too large");
+					http__answer(x, 502, NULL, NULL, "backend response head too large");
 					return;
 				}
 				break;
 			}
 			if (rc < 0) {
-				http__answer(s, 502, NULL, NULL, "malformed response from backend");
+				http__answer(x, 502, NULL, NULL, "malformed response from backend");
 				return;
 			}
-			if (hc__response_head(s, rc))
+			if (http__response_head(x, rc))
 				return;
 			continue;
 		}
@@ -175,14 +177,14 @@ void http__process_backend(struct session *s)
 			return; /* client_written resumes */
 		}
 		bool done = false;
-		long n = http_parse_body(&hc->resp, s->bin, s->bin_len, &done);
+		long n = http_parse_body(&x->resp, s->bin, s->bin_len, &done);
 		if (n < 0) {
-			http__abort(s, "malformed response body from backend");
+			http__abort(x, "malformed response body from backend");
 			return;
 		}
 		if (n > 0) {
 			metrics_relayed(false, (size_t)n);
-			hc->bytes_sent += (uint64_t)n;
+			x->bytes_sent += (uint64_t)n;
 			session_write(s, s->bin, (size_t)n);
 			if (s->closed)
 				return;
@@ -192,22 +194,22 @@ void http__process_backend(struct session *s)
 				session_delay(s, s->conf->http.backend_timeout);
 		}
 		if (done)
-			hc->resp_done = true;
+			x->resp_done = true;
 	}
-	if (s->closed || hc->state != HTTP_ST_FORWARD)
+	if (s->closed || x->phase != HTTP_X_FORWARD)
 		return;
-	if (!hc->resp_done && hc->backend_gone && s->bin_len == 0) {
-		if (hc->resp_head_done && http_parse_eof(&hc->resp)) {
-			hc->resp_done = true;
-			hc->close_after = true;
-		} else if (hc->resp_head_done) {
-			http__abort(s, "backend closed in the middle of the response");
+	if (!x->resp_done && x->backend_gone && s->bin_len == 0) {
+		if (x->resp_head_done && http_parse_eof(&x->resp)) {
+			x->resp_done = true;
+			x->close_after = true;
+		} else if (x->resp_head_done) {
+			http__abort(x, "backend closed in the middle of the response");
 			return;
 		} else {
-			http__answer(s, 502, NULL, NULL, "backend closed without answering");
+			http__answer(x, 502, NULL, NULL, "backend closed without answering");
 			return;
 		}
 	}
-	if (hc->resp_done)
-		http__exchange_done(s);
+	if (x->resp_done)
+		http__exchange_done(x);
 }

@@ -49,6 +49,7 @@ void session_close_backend(struct session *s)
 void session__backend_target(struct session *s, const char *host, uint16_t port)
 {
 	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	s->backend_port = port;
 	if (strchr(host, ':'))
 		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
 	else

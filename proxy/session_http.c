@@ -25,7 +25,7 @@
 /* An idle pooled connection older than this is not reused (backends such
    as Jetty drop idle connections after 30 s or more). */
 #define HTTP_POOL_MAX_IDLE_MS 25000
-/* See hconn__attach. */
+/* See session__http_attach. */
 #define HTTP_TLS_TRIM_BYTES 1024
 
 struct http_bconn {
@@ -54,7 +54,7 @@ static __thread struct {
 } http_bins;
 
 /* A buffer of cap bytes (from the cache when one of that size is there). */
-static uint8_t *hbin__get(size_t cap)
+static uint8_t *session__buf_get(size_t cap)
 {
 	while (http_bins.n > 0) {
 		int i = --http_bins.n;
@@ -65,8 +65,8 @@ static uint8_t *hbin__get(size_t cap)
 	return malloc(cap);
 }
 
-/* Keep p (already wiped) for hbin__get, or free it when the cache is full. */
-static void hbin__put(uint8_t *p, size_t cap)
+/* Keep p (already wiped) for session__buf_get, or free it when the cache is full. */
+static void session__buf_put(uint8_t *p, size_t cap)
 {
 	if (http_bins.n >= HTTP_BIN_CACHE) {
 		free(p);
@@ -79,7 +79,7 @@ static void hbin__put(uint8_t *p, size_t cap)
 
 /* ---- the idle list ---- */
 
-static void hpool__unlink(struct http_bconn *bc)
+static void session__pool_unlink(struct http_bconn *bc)
 {
 	if (!bc->pooled)
 		return;
@@ -95,25 +95,25 @@ static void hpool__unlink(struct http_bconn *bc)
 }
 
 /* The connector's closed hook: the connection leaves the idle list. */
-static void hpool__closed(struct backend_conn *c)
+static void session__pool_closed(struct backend_conn *c)
 {
-	hpool__unlink((struct http_bconn *)c);
+	session__pool_unlink((struct http_bconn *)c);
 }
 
-static void hpool__drop(struct http_bconn *bc)
+static void session__pool_drop(struct http_bconn *bc)
 {
-	hpool__unlink(bc);
+	session__pool_unlink(bc);
 	stream_close(&bc->c.st);
 }
 
 /* An idle connection got data or EOF: nobody asked, so it is done. */
-static void hpool__idle_read(struct stream *st, struct pbuf *b, int status)
+static void session__pool_idle_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct http_bconn *bc = (struct http_bconn *)st;
 
 	if (b != NULL)
 		pbuf_put(b);
-	hpool__drop(bc);
+	session__pool_drop(bc);
 }
 
 void session_http_pool_close(uv_loop_t *loop)
@@ -121,7 +121,7 @@ void session_http_pool_close(uv_loop_t *loop)
 	int n = 0;
 
 	while (http_pool.head != NULL) {
-		hpool__drop(http_pool.head);
+		session__pool_drop(http_pool.head);
 		n++;
 	}
 	if (n > 0)
@@ -160,7 +160,7 @@ size_t session_backend_queued(struct session *s)
 
 /* ---- backend reads ---- */
 
-static void hconn__update_reading(struct session *s)
+static void session__http_update_reading(struct session *s)
 {
 	if (s->closed || s->backend == NULL)
 		return;
@@ -179,17 +179,17 @@ static void hconn__update_reading(struct session *s)
 void session_backend_reading(struct session *s, bool on)
 {
 	s->backend_read_wanted = on;
-	hconn__update_reading(s);
+	session__http_update_reading(s);
 }
 
 /* Move waiting backend bytes into s->bin as far as there is room. */
 void session__http_bin_drain(struct session *s)
 {
 	if (session__drain(&s->bin_pending, s->bin, &s->bin_len, s->bin_cap, &s->bin_used))
-		hconn__update_reading(s);
+		session__http_update_reading(s);
 }
 
-static void hconn__read(struct stream *st, struct pbuf *b, int status)
+static void session__http_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session *s = st->owner;
 
@@ -203,7 +203,7 @@ static void hconn__read(struct stream *st, struct pbuf *b, int status)
 	if (s->bin == NULL) {
 		size_t cap = s->conf->http.max_header_size;
 		s->bin_cap = cap > SESSION_BACKEND_INBUF ? cap : SESSION_BACKEND_INBUF;
-		s->bin = hbin__get(s->bin_cap);
+		s->bin = session__buf_get(s->bin_cap);
 		s->bin_used = 0;
 		if (s->bin == NULL) {
 			pbuf_put(b);
@@ -219,7 +219,7 @@ static void hconn__read(struct stream *st, struct pbuf *b, int status)
 	}
 	s->bin_pending = b;
 	session__http_bin_drain(s);
-	hconn__update_reading(s);
+	session__http_update_reading(s);
 	/* A small response (head and body in one read) goes to the client
 	   as one write and one TLS record, not one per session_write. The
 	   session outlives this callback (its memory goes in a close
@@ -232,7 +232,7 @@ static void hconn__read(struct stream *st, struct pbuf *b, int status)
 	}
 }
 
-static void hconn__written(struct stream *st, int status)
+static void session__http_written(struct stream *st, int status)
 {
 	struct session *s = st->owner;
 
@@ -250,7 +250,7 @@ static void hconn__written(struct stream *st, int status)
 }
 
 /* The client stream's write callback while HTTP drives the session. */
-static void hconn__client_written(struct stream *st, int status)
+static void session__http_client_written(struct stream *st, int status)
 {
 	struct session *s = st->owner;
 
@@ -265,49 +265,49 @@ static void hconn__client_written(struct stream *st, int status)
 
 /* ---- acquire and release ---- */
 
-static void hconn__attach(struct session *s, struct backend_conn *c)
+static void session__http_attach(struct session *s, struct backend_conn *c)
 {
 	struct http_bconn *bc = (struct http_bconn *)c;
 
 	snprintf(bc->key, sizeof(bc->key), "%s", s->backend_addr);
 	bc->c.s = s;
 	bc->c.st.owner = s;
-	bc->c.st.on_read = hconn__read;
-	bc->c.st.on_written = hconn__written;
+	bc->c.st.on_read = session__http_read;
+	bc->c.st.on_written = session__http_written;
 	s->backend = &bc->c.st;
-	s->client.on_written = hconn__client_written;
+	s->client.on_written = session__http_client_written;
 	/* Keep-alive requests and small answers: trimming the client's TLS
 	   buffers after every read costs two new BIOs a request, and idle
 	   the connection holds at most this much in them. */
 	s->client.tls_trim_bytes = HTTP_TLS_TRIM_BYTES;
 }
 
-static void hconn__ready(struct session *s)
+static void session__http_ready(struct session *s)
 {
 	s->bin_len = 0;
 	s->proto->backend_connected(s, 0);
 }
 
-static const struct backend_kind hconn__kind = {
+static const struct backend_kind session__http_kind = {
 	.size = sizeof(struct http_bconn),
-	.on_read = hconn__read,
-	.on_written = hconn__written,
-	.attach = hconn__attach,
-	.ready = hconn__ready,
-	.closed = hpool__closed,
+	.on_read = session__http_read,
+	.on_written = session__http_written,
+	.attach = session__http_attach,
+	.ready = session__http_ready,
+	.closed = session__pool_closed,
 };
 
 /* An idle pooled connection to key, young enough to reuse, or NULL. */
-static struct http_bconn *hpool__take(const char *key, uint64_t now)
+static struct http_bconn *session__pool_take(const char *key, uint64_t now)
 {
 	struct http_bconn *bc = http_pool.head;
 
 	while (bc != NULL) {
 		struct http_bconn *next = bc->next;
 		if (now - bc->idle_since > HTTP_POOL_MAX_IDLE_MS) {
-			hpool__drop(bc);
+			session__pool_drop(bc);
 		} else if (strcmp(bc->key, key) == 0) {
-			hpool__unlink(bc);
+			session__pool_unlink(bc);
 			return bc;
 		}
 		bc = next;
@@ -321,22 +321,21 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		return false;
 	/* Keep-alive clients mostly go to the backend of their last request:
 	   its name is set already (three snprintf calls saved). */
-	const char *colon = strrchr(s->backend_addr, ':');
-	if (colon == NULL || strcmp(s->backend_host, host) != 0 ||
-	    strtoul(colon + 1, NULL, 10) != port)
+	if (s->backend_addr[0] == '\0' || s->backend_port != port ||
+	    strcmp(s->backend_host, host) != 0)
 		session__backend_target(s, host, port);
 	s->bin_len = 0;
 	s->backend_read_wanted = false;
 
-	struct http_bconn *bc = hpool__take(s->backend_addr, session_now(s));
+	struct http_bconn *bc = session__pool_take(s->backend_addr, session_now(s));
 	if (bc != NULL) {
 		/* The idle connection keeps reading: the protocol sends its
-		   request from hconn__ready and asks for the answer at once, and
+		   request from session__http_ready and asks for the answer at once, and
 		   nothing can be read before this returns. Stopping and starting
 		   again cost libuv two epoll_ctl calls per request. */
 		uv_ref((uv_handle_t *)&bc->c.st.tcp);
 		s->refs++;
-		hconn__attach(s, &bc->c);
+		session__http_attach(s, &bc->c);
 		s->backend_reused = true;
 		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
 		s->bin_len = 0;
@@ -345,7 +344,7 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		return true;
 	}
 	s->backend_reused = false;
-	session__backend_open(s, host, port, &hconn__kind);
+	session__backend_open(s, host, port, &session__http_kind);
 	return false;
 }
 
@@ -353,13 +352,13 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
    may have held Set-Cookie tokens, so it is wiped: only the bytes ever
    filled, since wiping the whole buffer for a small response was the
    largest single cost of a request in user space. */
-static void hconn__free_bin(struct session *s)
+static void session__http_free_bin(struct session *s)
 {
 	if (s->bin == NULL || s->bin_len > 0 || s->bin_pending != NULL)
 		return;
 	secret_wipe(s->bin, s->bin_used < s->bin_cap ? s->bin_used : s->bin_cap);
 	s->bin_used = 0;
-	hbin__put(s->bin, s->bin_cap);
+	session__buf_put(s->bin, s->bin_cap);
 	s->bin = NULL;
 	s->bin_cap = 0;
 }
@@ -380,18 +379,18 @@ void session_backend_release(struct session *s, bool reuse)
 	if (!reuse || max_idle <= 0 || s->closed || bc->c.st.queued > 0 || bc->c.st.shut ||
 	    bc->c.st.closing) {
 		session_close_backend(s);
-		hconn__free_bin(s);
+		session__http_free_bin(s);
 		return;
 	}
 	/* Detach from the session: the pool owns it now. */
 	s->backend = NULL;
 	s->bin_len = 0;
 	s->backend_read_wanted = false;
-	hconn__free_bin(s);
+	session__http_free_bin(s);
 	bc->c.s = NULL;
 	bc->c.st.owner = bc;
 	bc->c.st.on_written = NULL;
-	bc->c.st.on_read = hpool__idle_read;
+	bc->c.st.on_read = session__pool_idle_read;
 	bc->idle_since = session_now(s);
 	uv_unref((uv_handle_t *)&bc->c.st.tcp);
 	bc->next = http_pool.head;
@@ -404,12 +403,12 @@ void session_backend_release(struct session *s, bool reuse)
 	/* Reading while idle notices a backend that closes; TLS may hand over
 	   buffered bytes at once, which drops the connection right here. */
 	if (stream_read_start(&bc->c.st) < 0)
-		hpool__drop(bc);
+		session__pool_drop(bc);
 	/* Over the cap: drop the oldest. */
 	while (http_pool.n > max_idle) {
 		struct http_bconn *last = http_pool.head;
 		while (last->next)
 			last = last->next;
-		hpool__drop(last);
+		session__pool_drop(last);
 	}
 }
