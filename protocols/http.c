@@ -9,7 +9,9 @@
  * the request body -> read the response head, send ours, stream its body
  * -> log, give the backend back to the pool, and read the next request.
  * Pipelined requests wait in s->in until the response before them is done,
- * so answers go out in order. Bodies are relayed as they come (chunked
+ * so answers go out in order. The connection (struct http_conn) and each
+ * request (struct http_exchange) have their own phases and state
+ * (http_int.h); an exchange owns its backend connection. Bodies are relayed as they come (chunked
  * framing unchanged); a side whose write queue passes limits.relay_high_water
  * is not read further until it drains. A 101 answer to a WebSocket upgrade
  * turns the session into a blind relay.
@@ -117,6 +119,11 @@ static void http__exchange_reset(struct http_exchange *x)
 		x->fwd_cap = 0;
 	}
 	x->fwd_len = 0;
+	http__backend_drop(x, false);
+	x->up_reused = false;
+	session_hbuf_put(x->hbuf, x->hcap, x->hused);
+	x->hbuf = NULL;
+	x->hlen = x->hcap = x->hused = 0;
 	x->method[0] = x->host[0] = x->path[0] = '\0';
 	x->upstream = false;
 }
@@ -126,6 +133,13 @@ static void http__exchange_destroy(struct http_exchange *x)
 	if (x == NULL)
 		return;
 	free(x->reqhdr);
+	/* The session has closed its connections (x->up is not touched);
+	   what x holds of the backend's bytes goes. */
+	if (x->in != NULL) {
+		x->in->wipe = true;
+		pbuf_put(x->in);
+	}
+	session_hbuf_put(x->hbuf, x->hcap, x->hused);
 	if (x->fwd) {
 		/* It may hold Authorization and cookies. */
 		secret_wipe(x->fwd, x->fwd_cap);
@@ -300,32 +314,44 @@ static void http_backend_connected(struct session *s, int status)
 		http__backend_connected(x, status);
 }
 
-static void http_backend_data(struct session *s)
-{
-	struct http_exchange *x = http__waiting(s, HTTP_X_FORWARD);
-
-	if (x == NULL) {
-		/* Nothing is asked of this backend now. */
-		session_backend_release(s, false);
-		return;
-	}
-	x->resp_bytes_in += s->bin_len;
-	http__process_backend(x);
-}
-
 static void http_backend_eof(struct session *s, int status)
 {
-	struct http_exchange *x = http__front(s);
+	/* Only while connecting: later the exchange's own connection reports. */
+	struct http_exchange *x = http__waiting(s, HTTP_X_CONNECT);
 
-	if (x != NULL && x->phase != HTTP_X_DONE)
+	if (x != NULL)
 		http__backend_eof(x, status);
 }
 
-static void http_backend_written(struct session *s)
+static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, int status)
 {
-	struct http_exchange *x = http__waiting(s, HTTP_X_FORWARD);
+	struct http_exchange *x = owner;
 
-	if (x && session_backend_queued(s) <= s->conf->limits.relay_high_water / 2)
+	if (b == NULL) {
+		x->up = NULL; /* closed: the session forgets it too */
+		if (x->phase != HTTP_X_DONE)
+			http__backend_eof(x, status);
+		return;
+	}
+	if (x->phase != HTTP_X_FORWARD || x->in != NULL) {
+		/* Nothing is asked of this backend now (or, which cannot
+		   happen, it sent while its last bytes wait). */
+		b->wipe = true;
+		pbuf_put(b);
+		http__backend_drop(x, false);
+		return;
+	}
+	x->resp_bytes_in += b->len;
+	x->in = b;
+	http__process_backend(x);
+}
+
+static void http_upstream_written(struct session *s, void *owner)
+{
+	struct http_exchange *x = owner;
+
+	if (x->phase == HTTP_X_FORWARD && x->up != NULL &&
+	    session_upstream_queued(x->up) <= s->conf->limits.relay_high_water / 2)
 		http__forward_body(x);
 }
 
@@ -400,11 +426,11 @@ const struct session_proto http_proto = {
 	.client_eof = http_client_eof,
 	.route_done = http_route_done,
 	.backend_connected = http_backend_connected,
-	.backend_data = http_backend_data,
 	.backend_eof = http_backend_eof,
 	.timeout = http_timeout,
 	.tls_started = http_tls_started,
 	.destroy = http_destroy,
 	.client_written = http_client_written,
-	.backend_written = http_backend_written,
+	.upstream_read = http_upstream_read,
+	.upstream_written = http_upstream_written,
 };

@@ -41,10 +41,9 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 
 	if (x->phase == HTTP_X_DONE)
 		return;
+	http__backend_drop(x, false);
 	x->phase = HTTP_X_DONE;
 	x->conn->phase = HTTP_CONN_DONE;
-	if (s->backend)
-		session_backend_release(s, false);
 	int n = http_error_page(status, location, msg, true, page, sizeof(page));
 	if (n < 0 && location != NULL) {
 		/* A redirect whose Location does not fit the page (a long
@@ -116,8 +115,8 @@ static void http__send_request(struct http_exchange *x)
 	/* The session's timer class for "waiting on the backend". */
 	session_set_phase(s, SESSION_BACKEND_LOGIN);
 	session_delay(s, s->conf->http.backend_timeout);
-	session_backend_reading(s, true);
-	session_backend_write(s, x->fwd, x->fwd_len, false);
+	session_upstream_reading(x->up, true);
+	session_upstream_write(x->up, x->fwd, x->fwd_len);
 	if (s->closed || x->phase != HTTP_X_FORWARD)
 		return;
 	http__forward_body(x);
@@ -133,6 +132,25 @@ static void http__route_to(struct http_exchange *x, const char *host, uint16_t p
 	/* A pooled connection is ready at once; a new one reports later. */
 	if (session_backend_acquire(x->s, x->up_host, port))
 		http__backend_connected(x, 0);
+}
+
+void http__backend_drop(struct http_exchange *x, bool reuse)
+{
+	struct session *s = x->s;
+
+	if (x->in != NULL) {
+		/* Unread backend bytes: the connection is not clean. */
+		x->in->wipe = true;
+		pbuf_put(x->in);
+		x->in = NULL;
+		reuse = false;
+	}
+	if (x->up != NULL) {
+		session_upstream_release(x->up, reuse);
+		x->up = NULL;
+	} else if (s->backend != NULL && x->phase == HTTP_X_CONNECT) {
+		session_close_backend(s); /* still connecting */
+	}
 }
 
 void http__route_hash(struct http_exchange *x)
@@ -181,6 +199,12 @@ void http__route_done(struct http_exchange *x, const struct route *r)
 void http__backend_connected(struct http_exchange *x, int status)
 {
 	if (status == 0) {
+		x->up = session_upstream_take(x->s, x);
+		if (x->up == NULL) {
+			session_close(x->s, "backend connection lost");
+			return;
+		}
+		x->up_reused = session_upstream_reused(x->up);
 		http__send_request(x);
 		return;
 	}
@@ -214,7 +238,7 @@ void http__backend_eof(struct http_exchange *x, int status)
 	/* A pooled connection the backend had just closed: if nothing of the
 	   response came and no body byte was spent, send the request again on
 	   a fresh connection (RFC 9112 §9.3.1: the request is safe to retry). */
-	if (s->backend_reused && x->resp_bytes_in == 0 && x->req_body_sent == 0 &&
+	if (x->up_reused && x->resp_bytes_in == 0 && x->req_body_sent == 0 &&
 	    !x->stale_retry_done) {
 		x->stale_retry_done = true;
 		session_log(s, LOG_DEBUG, "pooled connection to %s was closed; retrying on a new one",

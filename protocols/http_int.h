@@ -86,6 +86,18 @@ struct http_exchange {
 	char up_host[ROUTE_MAX_HOST];
 	uint16_t up_port;
 	bool upstream;         /* a backend was asked for: s->backend_addr names it */
+	/* Its backend connection, once connected (session_upstream_take),
+	   until released; and whether it came from the pool. */
+	struct session_upstream *up;
+	bool up_reused;
+	/* The backend's read buffer being handled, from its offset: body
+	   bytes go from here to the client (taken over whole when they fill
+	   it). Backend reads pause while it holds bytes. */
+	struct pbuf *in;
+	/* A response head that spans reads is gathered here (lazily, from
+	   session_hbuf_get; hused: most ever filled, what a wipe covers). */
+	uint8_t *hbuf;
+	size_t hlen, hcap, hused;
 
 	bool req_done;         /* the whole request went to the backend */
 	bool resp_head_done;
@@ -162,6 +174,9 @@ void http__resolve(struct http_exchange *x, bool bypass);
 void http__route_done(struct http_exchange *x, const struct route *r);
 void http__backend_connected(struct http_exchange *x, int status);
 void http__backend_eof(struct http_exchange *x, int status);
+/* Let go of x's backend connection (reuse: back to the pool) and of the
+   backend bytes it holds. */
+void http__backend_drop(struct http_exchange *x, bool reuse);
 
 /* --- http_request.c --- */
 
@@ -172,7 +187,8 @@ void http__request(struct http_exchange *x, int head_len);
 
 /* Send request body bytes from s->in while the backend keeps up. */
 void http__forward_body(struct http_exchange *x);
-/* Parse and relay what the backend sent. */
+/* Parse and relay what the backend sent (x->in), then read on if all of
+   it was handled. */
 void http__process_backend(struct http_exchange *x);
 /* The response ended: log, pool the backend, go on or close. */
 void http__exchange_done(struct http_exchange *x);

@@ -389,8 +389,6 @@ void session_backend_consume(struct session *s, size_t n)
 		memmove(s->bin, s->bin + n, s->bin_len - n);
 		s->bin_len -= n;
 	}
-	if (s->bin_pending)
-		session__http_bin_drain(s);
 }
 
 bool session_client_blocked(const struct session *s)
@@ -559,6 +557,7 @@ void session_close(struct session *s, const char *reason)
 		s->in_pending = NULL;
 	}
 	session_close_backend(s);
+	session__upstreams_close(s);
 	stream_close(&s->client);
 	uv_close((uv_handle_t *)&s->timer, session__handle_closed);
 	uv_close((uv_handle_t *)&s->post, session__handle_closed);
@@ -585,6 +584,7 @@ void session_finish(struct session *s, const char *reason)
 		s->route_req = NULL;
 	}
 	session_close_backend(s);
+	session__upstreams_close(s);
 	session_set_phase(s, SESSION_CLOSING);
 	session__arm(s, SESSION_FINISH_SECS);
 	if (stream_shutdown(&s->client, session__finished) < 0)
