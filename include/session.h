@@ -56,6 +56,9 @@ enum session_phase {
 	SESSION_BACKEND_CONNECT, /* TCP connect to the backend */
 	SESSION_BACKEND_LOGIN,   /* greeting, ID and login replay on the backend */
 	SESSION_RELAY,           /* bytes both ways */
+	SESSION_HTTP_IDLE,       /* HTTP: waiting for a request head (header_timeout, then
+	                            the protocol's keep-alive timer) */
+	SESSION_HTTP_FORWARD,    /* HTTP: a request is with its backend (backend_timeout) */
 	SESSION_CLOSING,
 	SESSION_NPHASES
 };
@@ -71,6 +74,8 @@ struct session_proto {
 	   'p'; 0 = not throttled) and what precedes a refusal ("* BYE "). */
 	char throttle_key;
 	const char *deny_prefix;
+	/* The phase a session enters once started (0: SESSION_PREAUTH). */
+	enum session_phase first_phase;
 	/* Allocate protocol state (s->proto_state) and send the greeting. */
 	int (*start)(struct session *s);
 	/* New client bytes are in s->in (pre-login phases only). */
@@ -85,8 +90,8 @@ struct session_proto {
 	void (*backend_data)(struct session *s);
 	/* The backend closed or failed during login. */
 	void (*backend_eof)(struct session *s, int status);
-	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN timeouts, or
-	   a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
+	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN, HTTP_*
+	   timeouts, or a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
 	void (*timeout)(struct session *s);
 	/* A STARTTLS/STLS handshake finished: the client starts over, inside TLS. */
 	void (*tls_started)(struct session *s);
@@ -226,7 +231,8 @@ void session_client_reading(struct session *s, bool on);
  */
 bool session_client_blocked(const struct session *s);
 
-/* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN). */
+/* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN,
+   HTTP_IDLE, HTTP_FORWARD). */
 void session_set_phase(struct session *s, enum session_phase phase);
 
 /* Arm the timer: proto->timeout runs after secs (replaces any armed timeout). */

@@ -52,8 +52,7 @@ void http__conn_phase(struct http_conn *c, enum http_conn_phase p)
 	c->phase = p;
 	switch (p) {
 	case HTTP_CONN_IDLE:
-		/* The session's timer class for "waiting on the client". */
-		session_set_phase(s, SESSION_PREAUTH);
+		session_set_phase(s, SESSION_HTTP_IDLE);
 		session_delay(s, s->conf->http.keepalive_timeout);
 		break;
 	case HTTP_CONN_HEAD:
@@ -420,6 +419,7 @@ static void http_destroy(struct session *s)
 
 const struct session_proto http_proto = {
 	.name = "http",
+	.first_phase = SESSION_HTTP_IDLE,
 	.busy_line = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
 	.start = http_start,
 	.client_data = http_client_data,

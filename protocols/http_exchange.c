@@ -112,9 +112,7 @@ static void http__send_request(struct http_exchange *x)
 
 	x->phase = HTTP_X_FORWARD;
 	x->backend_gone = false;
-	/* The session's timer class for "waiting on the backend". */
-	session_set_phase(s, SESSION_BACKEND_LOGIN);
-	session_delay(s, s->conf->http.backend_timeout);
+	session_set_phase(s, SESSION_HTTP_FORWARD);
 	session_upstream_reading(x->up, true);
 	session_upstream_write(x->up, x->fwd, x->fwd_len);
 	if (s->closed || x->phase != HTTP_X_FORWARD)

@@ -35,8 +35,12 @@ const char *const session_phase_names[] = {
 	[SESSION_BACKEND_CONNECT] = "BACKEND_CONNECT",
 	[SESSION_BACKEND_LOGIN] = "BACKEND_LOGIN",
 	[SESSION_RELAY] = "RELAY",
+	[SESSION_HTTP_IDLE] = "HTTP_IDLE",
+	[SESSION_HTTP_FORWARD] = "HTTP_FORWARD",
 	[SESSION_CLOSING] = "CLOSING",
 };
+_Static_assert(sizeof(session_phase_names) / sizeof(session_phase_names[0]) == SESSION_NPHASES,
+	       "a name for every session phase");
 
 /* How long session_finish waits for the last bytes to reach the client. */
 #define SESSION_FINISH_SECS 5.0
@@ -179,10 +183,16 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	switch (phase) {
 	case SESSION_PREAUTH:
 	case SESSION_TLS_HANDSHAKE:
-		/* HTTP: a connection gets header_timeout for its first request
-		   head, like every later one (slowloris). */
-		session__arm(s, phase == SESSION_PREAUTH && s->listener->proto == CONF_PROTO_HTTP
-				? c->http.header_timeout : c->limits.preauth_timeout);
+		session__arm(s, c->limits.preauth_timeout);
+		break;
+	case SESSION_HTTP_IDLE:
+		/* A connection gets header_timeout for its first request head,
+		   like every later one (slowloris); the protocol arms its
+		   keep-alive timer between requests itself. */
+		session__arm(s, c->http.header_timeout);
+		break;
+	case SESSION_HTTP_FORWARD:
+		session__arm(s, c->http.backend_timeout);
 		break;
 	case SESSION_BACKEND_CONNECT:
 		session__arm(s, c->limits.connect_timeout);
@@ -254,9 +264,9 @@ void session__timer_fired(uv_timer_t *t)
 		session_close(s, "TLS handshake timeout");
 		return;
 	default:
-		if (s->phase == SESSION_PREAUTH)
+		if (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE)
 			metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
-		else if (s->phase == SESSION_BACKEND_LOGIN)
+		else if (s->phase == SESSION_BACKEND_LOGIN || s->phase == SESSION_HTTP_FORWARD)
 			metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		s->proto->timeout(s);
 		return;
@@ -423,7 +433,8 @@ void session__client_written(struct session *s, int status)
 	s->out_blocked = false;
 	session__update_reading(s);
 	/* Commands read before the pause wait in s->in. */
-	if (!s->finishing && s->phase == SESSION_PREAUTH && s->in_len > 0 && s->proto_state)
+	if (!s->finishing && (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE) &&
+	    s->in_len > 0 && s->proto_state)
 		s->proto->client_data(s);
 }
 
@@ -807,7 +818,7 @@ void session__greet(struct session *s)
 	}
 	if (s->closed || s->finishing)
 		return;
-	session_set_phase(s, SESSION_PREAUTH);
+	session_set_phase(s, s->proto->first_phase);
 	session_client_reading(s, true);
 	/* Commands that came in the same read as a PROXY header, or while the
 	   throttle was asked. */
