@@ -44,6 +44,8 @@ struct throttle_req;
 struct conf_listen;
 struct worker;
 struct session;
+struct session_upstream;
+struct pbuf;
 
 enum session_phase {
 	SESSION_PREAUTH = 0,     /* greeting sent, reading commands */
@@ -55,6 +57,9 @@ enum session_phase {
 	SESSION_BACKEND_CONNECT, /* TCP connect to the backend */
 	SESSION_BACKEND_LOGIN,   /* greeting, ID and login replay on the backend */
 	SESSION_RELAY,           /* bytes both ways */
+	SESSION_HTTP_IDLE,       /* HTTP: waiting for a request head (header_timeout, then
+	                            the protocol's keep-alive timer) */
+	SESSION_HTTP_FORWARD,    /* HTTP: a request is with its backend (backend_timeout) */
 	SESSION_CLOSING,
 	SESSION_NPHASES
 };
@@ -70,6 +75,8 @@ struct session_proto {
 	   'p'; 0 = not throttled) and what precedes a refusal ("* BYE "). */
 	char throttle_key;
 	const char *deny_prefix;
+	/* The phase a session enters once started (0: SESSION_PREAUTH). */
+	enum session_phase first_phase;
 	/* Allocate protocol state (s->proto_state) and send the greeting. */
 	int (*start)(struct session *s);
 	/* New client bytes are in s->in (pre-login phases only). */
@@ -84,18 +91,24 @@ struct session_proto {
 	void (*backend_data)(struct session *s);
 	/* The backend closed or failed during login. */
 	void (*backend_eof)(struct session *s, int status);
-	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN timeouts, or
-	   a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
+	/* The phase timer fired (PREAUTH, AUTH_WAIT, BACKEND_LOGIN, HTTP_*
+	   timeouts, or a session_delay). proxy/ handles RELAY and BACKEND_CONNECT itself. */
 	void (*timeout)(struct session *s);
 	/* A STARTTLS/STLS handshake finished: the client starts over, inside TLS. */
 	void (*tls_started)(struct session *s);
 	/* Free protocol state; credentials must be wiped. Runs when the session
 	   is freed (after session_close, from the loop) or at relay start. */
 	void (*destroy)(struct session *s);
-	/* Optional (HTTP backpressure): a write to the client / the backend
-	   finished, so its queue has shrunk (session_*_queued). */
+	/* Optional (HTTP backpressure): a write to the client finished, so
+	   its queue has shrunk (session_client_queued). */
 	void (*client_written)(struct session *s);
-	void (*backend_written)(struct session *s);
+	/* HTTP: events of a backend connection taken with
+	   session_upstream_take, for the owner it was given. upstream_read: b
+	   holds bytes read (the callee owns b), or b is NULL and the
+	   connection has closed or failed (status): the owner forgets it.
+	   upstream_written: a write finished (session_upstream_queued). */
+	void (*upstream_read)(struct session *s, void *owner, struct pbuf *b, int status);
+	void (*upstream_written)(struct session *s, void *owner);
 };
 
 struct session {
@@ -132,6 +145,7 @@ struct session {
 	char local_ip[46];              /* the proxy address the client reached */
 	uint16_t local_port;
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
+	uint16_t backend_port;          /* the port backend_addr names */
 	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
 
 	/* Pre-login input from the client; capacity limits.max_line + 1. Bytes
@@ -174,12 +188,9 @@ struct session {
 
 	struct list worker_link;        /* on the worker's list of sessions */
 
-	/* HTTP: backend bytes read beyond s->bin's room wait here (backend
-	   reads paused) and move in as the protocol consumes. */
-	struct pbuf *bin_pending;
-	size_t bin_used;                /* HTTP: s->bin[0 .. bin_used) was ever filled */
-	bool backend_read_wanted;       /* HTTP: the protocol wants backend bytes */
-	bool backend_reused;            /* HTTP: s->backend came from the keep-alive pool */
+	/* Backend connections taken by the protocol's requests (HTTP
+	   exchanges, session_upstream_take): closed with the session. */
+	struct session_upstream *upstreams;
 };
 
 /*
@@ -204,7 +215,7 @@ void session_writev(struct session *s, const struct iovec *iov, int n);
    later, from the loop. */
 void session_backend_write(struct session *s, const void *data, size_t len, bool secret);
 
-/* Drop n bytes from the head of s->in / s->bin. */
+/* Drop n bytes from the head of s->in / s->bin (the mail login's). */
 void session_consume(struct session *s, size_t n);
 void session_backend_consume(struct session *s, size_t n);
 
@@ -221,7 +232,8 @@ void session_client_reading(struct session *s, bool on);
  */
 bool session_client_blocked(const struct session *s);
 
-/* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN). */
+/* Enter a phase and arm its timeout from the config (PREAUTH, BACKEND_LOGIN,
+   HTTP_IDLE, HTTP_FORWARD). */
 void session_set_phase(struct session *s, enum session_phase phase);
 
 /* Arm the timer: proto->timeout runs after secs (replaces any armed timeout). */
@@ -303,35 +315,67 @@ void session_starttls(struct session *s);
  */
 int session_set_input_size(struct session *s, size_t cap);
 
-/* Bytes handed to the client / the backend and not written yet. */
+/* Bytes handed to the client and not written yet. */
 size_t session_client_queued(struct session *s);
-size_t session_backend_queued(struct session *s);
+
+/* Send b to the client; the stream takes b over (no copy). Errors close
+   the session. */
+void session_write_buf(struct session *s, struct pbuf *b);
 
 /*
  * Get a connection to host:port for one request. An idle connection to the
  * same address from this worker's keep-alive pool is taken when there is
- * one (s->backend_reused set): then this returns true, s->backend is ready,
- * and no callback comes (the caller goes on as after a connect). Otherwise
- * it returns false and a new connection is made (TLS when
- * upstream.tls), in SESSION_BACKEND_CONNECT with limits.connect_timeout, and
- * proto->backend_connected runs later. Backend bytes arrive in s->bin
- * (proto->backend_data) while session_backend_reading is on; bytes beyond
- * its room wait, with reads paused, until session_backend_consume.
+ * one: then this returns true and no callback comes (the caller takes it
+ * with session_upstream_take at once). Otherwise it returns false and a new
+ * connection is made (TLS when upstream.tls), in SESSION_BACKEND_CONNECT
+ * with limits.connect_timeout; proto->backend_connected runs later (0: take
+ * it now; else it is gone). One connect at a time per session (the
+ * connector's s->backend slot).
  */
 bool session_backend_acquire(struct session *s, const char *host, uint16_t port);
 
 /*
- * Done with s->backend for this request: reuse = the response ended
- * cleanly and the backend keeps the connection, so it goes back to the
- * worker's pool (at most http.backend_keepalive idle ones); else it is
- * closed. Either way s->backend is NULL afterwards, and an empty s->bin is
- * wiped and given back to a small per-worker cache (an idle keep-alive
- * client holds no backend buffer).
+ * The connection session_backend_acquire got becomes owner's (the
+ * protocol's request): its events go to proto->upstream_read /
+ * upstream_written with owner, it is closed with the session, and
+ * s->backend is free again. NULL if there is none.
  */
-void session_backend_release(struct session *s, bool reuse);
+struct session_upstream *session_upstream_take(struct session *s, void *owner);
 
-/* Start or stop reading from s->backend (HTTP backpressure). */
-void session_backend_reading(struct session *s, bool on);
+/* Send bytes to u (copied). A failure closes u; its owner hears of it
+   later, from the loop (upstream_read with NULL). */
+void session_upstream_write(struct session_upstream *u, const void *data, size_t len);
+/* Start or stop reading from u (backpressure: the owner holds bytes). */
+void session_upstream_reading(struct session_upstream *u, bool on);
+/* Bytes handed to u and not written yet. */
+size_t session_upstream_queued(const struct session_upstream *u);
+/* u can still be written (no failure closed it). */
+bool session_upstream_open(const struct session_upstream *u);
+/* u came from the keep-alive pool (it may have been closed meanwhile). */
+bool session_upstream_reused(const struct session_upstream *u);
+
+/*
+ * The owner is done with u: reuse = the response ended cleanly and the
+ * backend keeps the connection, so it goes back to the worker's pool (at
+ * most http.backend_keepalive idle ones); else it is closed. No event
+ * comes for u afterwards; the owner forgets it.
+ */
+void session_upstream_release(struct session_upstream *u, bool reuse);
+
+/*
+ * Relay bytes both ways between the client and u (a WebSocket upgrade
+ * was accepted): u becomes s->backend and session_start_relay runs (the
+ * protocol's state is freed).
+ */
+void session_upstream_relay(struct session_upstream *u);
+
+/*
+ * A buffer of cap bytes for response heads that span reads, from a small
+ * per-worker cache (NULL: no memory); session_hbuf_put wipes its first
+ * used bytes and gives it back.
+ */
+uint8_t *session_hbuf_get(size_t cap);
+void session_hbuf_put(uint8_t *p, size_t cap, size_t used);
 
 /*
  * Close this worker's idle pooled backend connections and run loop until

@@ -13,7 +13,7 @@
 
 /* ---- a complete request head ---- */
 
-static void hc__copy_span(char *dst, size_t cap, const uint8_t *buf, struct http_span sp)
+static void http__copy_span(char *dst, size_t cap, const uint8_t *buf, struct http_span sp)
 {
 	size_t n = sp.len < cap - 1 ? sp.len : cap - 1;
 	memcpy(dst, buf + sp.off, n);
@@ -28,7 +28,7 @@ static void hc__copy_span(char *dst, size_t cap, const uint8_t *buf, struct http
  * of ours, whatever its address, and the balancer's own trust (which the
  * PROXY listener requires) says nothing about the head.
  */
-static bool hc__peer_trusted(struct session *s)
+static bool http__peer_trusted(struct session *s)
 {
 	union {
 		struct sockaddr sa;
@@ -44,12 +44,12 @@ static bool hc__peer_trusted(struct session *s)
 }
 
 /* Plain listener in redirect mode: 301 to the same place over https. */
-static void hc__redirect(struct session *s)
+static void http__redirect(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
+	struct session *s = x->s;
 	const struct conf *c = s->conf;
 	char name[256], loc[9000], port[8] = "";
-	const struct http_header *hh = http_header_find(s->in, &hc->reqh, "Host");
+	const struct http_header *hh = http_header_find(s->in, &x->reqh, "Host");
 
 	bool ok;
 	if (hh != NULL)
@@ -60,127 +60,127 @@ static void hc__redirect(struct session *s)
 	else
 		ok = false;
 	if (!ok) {
-		http__answer(s, 400, NULL, "Unknown host.", "redirect: Host is not one of ours");
+		http__answer(x, 400, NULL, "Unknown host.", "redirect: Host is not one of ours");
 		return;
 	}
-	if (hc->reqh.uri.len == 0 || s->in[hc->reqh.uri.off] != '/') {
-		http__answer(s, 400, NULL, NULL, "redirect: request-target is not a path");
+	if (x->reqh.uri.len == 0 || s->in[x->reqh.uri.off] != '/') {
+		http__answer(x, 400, NULL, NULL, "redirect: request-target is not a path");
 		return;
 	}
 	if (c->http.https_port != 443)
 		snprintf(port, sizeof(port), ":%u", c->http.https_port);
-	int n = snprintf(loc, sizeof(loc), "https://%s%s%.*s", name, port, (int)hc->reqh.uri.len,
-			 (const char *)s->in + hc->reqh.uri.off);
+	int n = snprintf(loc, sizeof(loc), "https://%s%s%.*s", name, port, (int)x->reqh.uri.len,
+			 (const char *)s->in + x->reqh.uri.off);
 	if (n < 0 || (size_t)n >= sizeof(loc)) {
-		http__answer(s, 414, NULL, NULL, "redirect: target too long");
+		http__answer(x, 414, NULL, NULL, "redirect: target too long");
 		return;
 	}
-	http__answer(s, 301, loc, NULL, "redirect to https");
+	http__answer(x, 301, loc, NULL, "redirect to https");
 }
 
-void http__request(struct session *s, int head_len)
+void http__request(struct http_exchange *x, int head_len)
 {
-	struct http_conn *hc = http__of(s);
-	const struct http_head *h = &hc->reqh;
+	struct session *s = x->s;
+	const struct http_head *h = &x->reqh;
 
-	hc->start_ms = session_now(s);
+	x->start_ms = session_now(s);
 	const char *m = llhttp_method_name((llhttp_method_t)h->method);
-	size_t mlen = strnlen(m, sizeof(hc->method) - 1);
-	memcpy(hc->method, m, mlen);
-	hc->method[mlen] = '\0';
+	size_t mlen = strnlen(m, sizeof(x->method) - 1);
+	memcpy(x->method, m, mlen);
+	x->method[mlen] = '\0';
 	const struct http_header *hh = http_header_find(s->in, h, "Host");
 	if (hh != NULL)
-		hc__copy_span(hc->host, sizeof(hc->host), s->in, hh->value);
+		http__copy_span(x->host, sizeof(x->host), s->in, hh->value);
 	/* An absolute-form target is routed and forwarded as origin-form, and
 	   its authority must be the Host we check and route on. */
 	struct http_span auth = { 0, 0 };
 	if (h->method != HTTP_CONNECT &&
-	    !http_target_origin(s->in, h->uri, &hc->reqh.uri, &auth)) {
-		http_log_target(s->in, h->uri, hc->path, sizeof(hc->path));
-		http__answer(s, 400, NULL, NULL, "request-target is not a path or an http(s) URL");
+	    !http_target_origin(s->in, h->uri, &x->reqh.uri, &auth)) {
+		http_log_target(s->in, h->uri, x->path, sizeof(x->path));
+		http__answer(x, 400, NULL, NULL, "request-target is not a path or an http(s) URL");
 		return;
 	}
 	if (auth.len > 0 && (hh == NULL || hh->value.len != auth.len ||
 			     strncasecmp((const char *)s->in + hh->value.off,
 					 (const char *)s->in + auth.off, auth.len) != 0)) {
-		http_log_target(s->in, h->uri, hc->path, sizeof(hc->path));
-		http__answer(s, 400, NULL, NULL, "absolute-form target names another host than Host");
+		http_log_target(s->in, h->uri, x->path, sizeof(x->path));
+		http__answer(x, 400, NULL, NULL, "absolute-form target names another host than Host");
 		return;
 	}
 	/* The target for logs, with credential-like query values masked. */
-	http_log_target(s->in, h->uri, hc->path, sizeof(hc->path));
+	http_log_target(s->in, h->uri, x->path, sizeof(x->path));
 
 	if (h->major != 1) {
-		http__answer(s, 400, NULL, NULL, "not HTTP/1.x");
+		http__answer(x, 400, NULL, NULL, "not HTTP/1.x");
 		return;
 	}
 	if (h->method == HTTP_CONNECT) {
-		http__answer(s, 405, NULL, NULL, "CONNECT is not proxied");
+		http__answer(x, 405, NULL, NULL, "CONNECT is not proxied");
 		return;
 	}
 	if (hh == NULL && h->minor >= 1) {
-		http__answer(s, 400, NULL, NULL, "HTTP/1.1 request without Host");
+		http__answer(x, 400, NULL, NULL, "HTTP/1.1 request without Host");
 		return;
 	}
 	for (int i = 0, n = 0; i < h->nhdr; i++) {
 		if (http_span_is(s->in, h->hdr[i].name, "Host") && ++n > 1) {
-			http__answer(s, 400, NULL, NULL, "two Host headers");
+			http__answer(x, 400, NULL, NULL, "two Host headers");
 			return;
 		}
 	}
 	if (!s->listener->tls && !s->tls_active) {
 		if (s->listener->mode == CONF_HTTP_MODE_REDIRECT) {
-			hc__redirect(s);
+			http__redirect(x);
 			return;
 		}
 		if (s->listener->mode == CONF_HTTP_MODE_HTTPS) {
-			http__answer(s, 403, NULL, HTTP_USE_HTTPS_TEXT, "plain http refused (mode https)");
+			http__answer(x, 403, NULL, HTTP_USE_HTTPS_TEXT, "plain http refused (mode https)");
 			return;
 		}
 	}
 	if (http_uri_has_encoded_crlf(s->in, h->uri)) {
-		http__answer(s, 403, NULL, NULL, "encoded CR or LF in the request-target");
+		http__answer(x, 403, NULL, NULL, "encoded CR or LF in the request-target");
 		return;
 	}
 
-	hc->is_head = h->method == HTTP_HEAD;
-	hc->websocket = h->upgrade && http_header_has_token(s->in, h, "Upgrade", "websocket");
-	if (h->upgrade && !hc->websocket) {
+	x->is_head = h->method == HTTP_HEAD;
+	x->websocket = h->upgrade && http_header_has_token(s->in, h, "Upgrade", "websocket");
+	if (h->upgrade && !x->websocket) {
 		/* Only WebSocket upgrades are relayed; others are served as plain HTTP. */
-		hc->reqh.upgrade = false;
+		x->reqh.upgrade = false;
 	}
-	hc->kind = http_route_pick(s->in, h, hc->route_name, sizeof(hc->route_name));
+	x->kind = http_route_pick(s->in, h, x->route_name, sizeof(x->route_name));
 
 	struct http_fwd f = {
 		.client_ip = s->client_ip,
-		.trusted = hc__peer_trusted(s),
+		.trusted = http__peer_trusted(s),
 		.https = s->tls_active,
-		.websocket = hc->websocket,
+		.websocket = x->websocket,
 	};
 	size_t need = (size_t)head_len + HTTP_FWD_EXTRA;
-	if (need > hc->fwd_cap) {
-		char *nb = realloc(hc->fwd, need);
+	if (need > x->fwd_cap) {
+		char *nb = realloc(x->fwd, need);
 		if (nb == NULL) {
-			http__answer(s, 500, NULL, NULL, "out of memory");
+			http__answer(x, 500, NULL, NULL, "out of memory");
 			return;
 		}
-		hc->fwd = nb;
-		hc->fwd_cap = need;
+		x->fwd = nb;
+		x->fwd_cap = need;
 	}
-	int n = http_rewrite_request(s->in, h, &f, hc->fwd, hc->fwd_cap);
+	int n = http_rewrite_request(s->in, h, &f, x->fwd, x->fwd_cap);
 	if (n < 0) {
-		http__answer(s, 431, NULL, NULL, "request head too large to forward");
+		http__answer(x, 431, NULL, NULL, "request head too large to forward");
 		return;
 	}
-	hc->fwd_len = (size_t)n;
-	hc->req_done = http_parser_body_done(&hc->req);
-	if (hc->is_head)
-		http_parser_no_body(&hc->resp);
+	x->fwd_len = (size_t)n;
+	x->req_done = http_parser_body_done(&x->req);
+	if (x->is_head)
+		http_parser_no_body(&x->resp);
 	/* The head is copied out; what follows in s->in is body or the next request. */
 	session_consume(s, (size_t)head_len);
 
-	if (hc->kind == HTTP_ROUTE_HASH)
-		http__route_hash(s);
+	if (x->kind == HTTP_ROUTE_HASH)
+		http__route_hash(x);
 	else
-		http__resolve(s, false);
+		http__resolve(x, false);
 }

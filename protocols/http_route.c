@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gh.h"
 #include "http.h"
 
 /* Longest Authorization value we decode (user:password, base64). */
@@ -190,7 +191,7 @@ enum http_route_kind http_route_pick(const uint8_t *buf, const struct http_head 
 	out[0] = '\0';
 	const uint8_t *q = memchr(uri, '?', n);
 	size_t pathlen = q ? (size_t)(q - uri) : n;
-	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++)
 		if (rt__path_user(uri, pathlen, prefixes[i], out, cap))
 			return HTTP_ROUTE_USER;
 	out[0] = '\0';

@@ -4,6 +4,13 @@
  * backpressure (a side whose write queue passes limits.relay_high_water is
  * not fed until it drains), WebSocket hand-over on a 101, and the end of
  * the exchange (log, pool the backend, next request or close).
+ *
+ * Response bytes are handled in the backend's read buffer (x->in): a head
+ * is parsed there, and body bytes go from there to the client, the whole
+ * buffer handed over when they fill it (no copy in user space), else
+ * copied once into the client's queue. Only a head that spans reads is
+ * gathered in a head buffer (x->hbuf), and only its own bytes: what
+ * follows it stays in the read buffer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,201 +20,332 @@
 #include "metrics.h"
 
 /* The exchange is over: log it, pool the backend, and go on or close. */
-void http__exchange_done(struct session *s)
+void http__exchange_done(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
-	const struct http_head *rh = &hc->resph;
+	struct session *s = x->s;
+	const struct http_head *rh = &x->resph;
 
 	/* A backend that answered before the request body was all sent, or
 	   that sent more than the response, cannot be reused, and the client's
 	   unsent body bytes leave its connection unusable too. */
-	bool reuse = rh->keep_alive && !rh->needs_eof && hc->req_done && !hc->backend_gone &&
-		     s->bin_len == 0 && s->bin_pending == NULL;
-	if (!hc->req_done)
-		hc->close_after = true;
-	http__log(s, hc);
-	session_backend_release(s, reuse);
-	if (hc->close_after || hc->client_eof) {
-		hc->state = HTTP_ST_DONE;
+	bool reuse = rh->keep_alive && !rh->needs_eof && x->req_done && !x->backend_gone &&
+		     x->in == NULL && x->hlen == 0;
+	if (!x->req_done)
+		x->close_after = true;
+	http__log(x);
+	http__backend_drop(x, reuse);
+	x->phase = HTTP_X_DONE;
+	if (x->close_after || x->conn->client_eof) {
+		x->conn->phase = HTTP_CONN_DONE;
 		session_finish(s, "request done, connection: close");
 		return;
 	}
+	http__exchange_free(x->conn, x);
 	http__next_request(s);
 }
 
 /* ---- request body: client -> backend ---- */
 
-void http__forward_body(struct session *s)
+void http__forward_body(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
+	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
-	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->req_done && s->backend != NULL &&
-	       s->in_len > 0) {
-		if (session_backend_queued(s) > hw)
-			return; /* backend_written resumes */
+	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->req_done && x->up != NULL &&
+	       session_upstream_open(x->up) && s->in_len > 0) {
+		if (session_upstream_queued(x->up) > hw)
+			return; /* upstream_written resumes */
 		bool done = false;
-		long n = http_parse_body(&hc->req, s->in, s->in_len, &done);
+		long n = http_parse_body(&x->req, s->in, s->in_len, &done);
 		if (n < 0) {
-			http__answer(s, 400, NULL, NULL, "malformed request body");
+			http__answer(x, 400, NULL, NULL, "malformed request body");
 			return;
 		}
 		if (n > 0) {
 			metrics_relayed(true, (size_t)n);
-			hc->req_body_sent += (uint64_t)n;
-			session_backend_write(s, s->in, (size_t)n, false);
-			if (s->closed || hc->state != HTTP_ST_FORWARD)
+			x->req_body_sent += (uint64_t)n;
+			session_upstream_write(x->up, s->in, (size_t)n);
+			if (s->closed || x->phase != HTTP_X_FORWARD)
 				return;
 			session_consume(s, (size_t)n);
 			session_delay(s, s->conf->http.backend_timeout);
 		}
 		if (done)
-			hc->req_done = true;
+			x->req_done = true;
 	}
 }
 
 /* ---- response: backend -> client ---- */
 
-static void hc__start_websocket(struct session *s)
+/* n bytes of x->in are handled; an emptied buffer goes back (wiped: it
+   may have held Set-Cookie). */
+static void http__in_consume(struct http_exchange *x, size_t n)
 {
-	struct http_conn *hc = http__of(s);
+	struct pbuf *b = x->in;
 
-	http__log(s, hc);
-	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", s->backend_addr);
-	/* Frames the client sent early are in s->in; the backend's in s->bin. */
-	session_start_relay(s);
+	b->off += (uint32_t)n;
+	b->len -= (uint32_t)n;
+	if (b->len == 0) {
+		b->wipe = true;
+		pbuf_put(b);
+		x->in = NULL;
+	}
 }
 
-/* A complete response head is at the start of s->bin. */
-/* Returns true when the caller must stop: the session closed, or became a
-   WebSocket relay (then hc is gone: session_start_relay freed it). */
-static bool hc__response_head(struct session *s, int head_len)
+static void http__start_websocket(struct http_exchange *x)
 {
-	struct http_conn *hc = http__of(s);
-	const struct http_head *rh = &hc->resph;
+	struct session *s = x->s;
+	struct session_upstream *up = x->up;
+
+	http__log(x);
+	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", s->backend_addr);
+	/* Frames the backend sent behind its 101 go first; the client's
+	   early frames are in s->in (session_start_relay sends them). */
+	if (x->in != NULL) {
+		struct pbuf *b = x->in;
+		x->in = NULL;
+		session_write_buf(s, b);
+		if (s->closed)
+			return;
+	}
+	x->up = NULL;
+	session_upstream_relay(up);
+}
+
+/*
+ * A complete response head of head_len bytes is at base (the read buffer
+ * or the head buffer; the caller lets go of those bytes after). Returns
+ * true when the caller must stop: the session closed, or became a
+ * WebSocket relay (then x is gone: session_start_relay freed it).
+ */
+static bool http__response_head(struct http_exchange *x, const uint8_t *base, int head_len,
+				bool *relay_out)
+{
+	struct session *s = x->s;
+	const struct http_head *rh = &x->resph;
 	char out[20480];
 
+	*relay_out = false;
 	if (rh->status >= 100 && rh->status < 200 && rh->status != 101) {
 		/* 100 Continue and friends go to the client; the real answer follows. */
-		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
-		if (n > 0 && !(hc->reqh.major == 1 && hc->reqh.minor == 0)) {
-			hc->bytes_sent += (uint64_t)n;
+		int n = http_rewrite_response(base, rh, false, false, out, sizeof(out));
+		if (n > 0 && !(x->reqh.major == 1 && x->reqh.minor == 0)) {
+			x->bytes_sent += (uint64_t)n;
 			session_write(s, out, (size_t)n);
 			if (s->closed)
 				return true;
 		}
-		session_backend_consume(s, (size_t)head_len);
-		http_parser_reset(&hc->resp);
-		if (hc->is_head)
-			http_parser_no_body(&hc->resp);
+		http_parser_reset(&x->resp);
+		if (x->is_head)
+			http_parser_no_body(&x->resp);
 		return false;
 	}
 	if (rh->status == 101) {
-		if (!hc->websocket || !hc->req_done) {
-			http__answer(s, 502, NULL, NULL, "backend switched protocols unasked");
+		if (!x->websocket || !x->req_done) {
+			http__answer(x, 502, NULL, NULL, "backend switched protocols unasked");
 			return true;
 		}
-		int n = http_rewrite_response(s->bin, rh, false, false, out, sizeof(out));
+		int n = http_rewrite_response(base, rh, false, false, out, sizeof(out));
 		if (n < 0) {
-			http__answer(s, 502, NULL, NULL, "backend response head too large");
+			http__answer(x, 502, NULL, NULL, "backend response head too large");
 			return true;
 		}
-		hc->status = 101;
-		hc->bytes_sent += (uint64_t)n;
+		x->status = 101;
+		x->bytes_sent += (uint64_t)n;
 		session_write(s, out, (size_t)n);
 		if (s->closed)
 			return true;
-		session_backend_consume(s, (size_t)head_len);
-		hc__start_websocket(s);
-		return true;
+		*relay_out = true;
+		return false;
 	}
-	bool client10 = hc->reqh.major == 1 && hc->reqh.minor == 0;
-	if (!hc->reqh.keep_alive || rh->needs_eof || hc->client_eof)
-		hc->close_after = true;
-	int n = http_rewrite_response(s->bin, rh, hc->close_after, client10, out, sizeof(out));
+	bool client10 = x->reqh.major == 1 && x->reqh.minor == 0;
+	if (!x->reqh.keep_alive || rh->needs_eof || x->conn->client_eof)
+		x->close_after = true;
+	int n = http_rewrite_response(base, rh, x->close_after, client10, out, sizeof(out));
 	if (n < 0) {
-		http__answer(s, 502, NULL, NULL, "backend response head too large");
+		http__answer(x, 502, NULL, NULL, "backend response head too large");
 		return true;
 	}
-	hc->status = rh->status;
-	hc->resp_head_done = true;
-	hc->bytes_sent += (uint64_t)n;
+	x->status = rh->status;
+	x->resp_head_done = true;
+	x->bytes_sent += (uint64_t)n;
 	session_write(s, out, (size_t)n);
 	if (s->closed)
 		return true;
-	session_backend_consume(s, (size_t)head_len);
-	if (http_parser_body_done(&hc->resp))
-		hc->resp_done = true;
+	if (http_parser_body_done(&x->resp))
+		x->resp_done = true;
 	return false;
 }
 
-void http__process_backend(struct session *s)
+/* Room for a response head (as the response parser's bound). */
+static size_t http__head_cap(const struct session *s)
 {
-	struct http_conn *hc = http__of(s);
+	size_t cap = s->conf->http.max_header_size;
+
+	return cap > HTTP_RESP_HEAD_MIN ? cap : HTTP_RESP_HEAD_MIN;
+}
+
+/*
+ * Parse the response head from x->in, in place when it is all there, else
+ * gathered in x->hbuf. Returns 1 when a head was handled (go on), 0 when
+ * more bytes are needed, -1 when the caller must stop.
+ */
+static int http__head_step(struct http_exchange *x)
+{
+	struct session *s = x->s;
+	struct pbuf *b = x->in;
+	int rc;
+
+	if (b == NULL)
+		return 0;
+	const uint8_t *data = b->data + b->off;
+	if (x->hlen == 0) {
+		rc = http_parse_head(&x->resp, data, b->len);
+		if (rc > 0) {
+			bool relay;
+			if (http__response_head(x, data, rc, &relay))
+				return -1;
+			http__in_consume(x, (size_t)rc);
+			if (relay) {
+				http__start_websocket(x);
+				return -1;
+			}
+			return 1;
+		}
+		if (rc < 0) {
+			http__answer(x, 502, NULL, NULL, "malformed response from backend");
+			return -1;
+		}
+		if (b->len > http__head_cap(s)) {
+			http__answer(x, 502, NULL, NULL, "backend response head too large");
+			return -1;
+		}
+	}
+	size_t cap = http__head_cap(s);
+	if (x->hbuf == NULL) {
+		x->hbuf = session_hbuf_get(cap);
+		if (x->hbuf == NULL) {
+			session_close(s, "out of memory");
+			return -1;
+		}
+		x->hcap = cap;
+	}
+	/* The parser has seen x->hbuf[0 .. hlen) and, when the head was
+	   tried in place just now, all of b: the same bytes. */
+	size_t before = x->hlen;
+	size_t n = b->len < x->hcap - before ? b->len : x->hcap - before;
+	memcpy(x->hbuf + before, data, n);
+	x->hlen += n;
+	if (x->hlen > x->hused)
+		x->hused = x->hlen;
+	rc = before == 0 ? HTTP_NEED_MORE : http_parse_head(&x->resp, x->hbuf, x->hlen);
+	if (rc == HTTP_NEED_MORE) {
+		if (n < b->len || x->hlen >= x->hcap) {
+			http__answer(x, 502, NULL, NULL, "backend response head too large");
+			return -1;
+		}
+		http__in_consume(x, n);
+		return 0;
+	}
+	if (rc < 0) {
+		http__answer(x, 502, NULL, NULL, "malformed response from backend");
+		return -1;
+	}
+	/* Bytes past the head's end stay in the read buffer. */
+	http__in_consume(x, n - (x->hlen - (size_t)rc));
+	bool relay;
+	if (http__response_head(x, x->hbuf, rc, &relay))
+		return -1;
+	x->hlen = 0;
+	if (relay) {
+		http__start_websocket(x);
+		return -1;
+	}
+	return 1;
+}
+
+/* Relay body bytes from x->in. Returns false when the caller must stop. */
+static bool http__body_step(struct http_exchange *x)
+{
+	struct session *s = x->s;
+	struct pbuf *b = x->in;
+	bool done = false;
+
+	long n = http_parse_body(&x->resp, b->data + b->off, b->len, &done);
+	if (n < 0) {
+		http__abort(x, "malformed response body from backend");
+		return false;
+	}
+	if (n > 0) {
+		metrics_relayed(false, (size_t)n);
+		x->bytes_sent += (uint64_t)n;
+		if ((size_t)n == b->len) {
+			/* All of the read buffer is body: the client's stream
+			   takes it over, no copy (wiped once written). */
+			x->in = NULL;
+			b->wipe = true;
+			session_write_buf(s, b);
+		} else {
+			session_write(s, b->data + b->off, (size_t)n);
+			if (!s->closed)
+				http__in_consume(x, (size_t)n);
+		}
+		if (s->closed)
+			return false;
+		/* At the end the next phase arms its own timer. */
+		if (!done)
+			session_delay(s, s->conf->http.backend_timeout);
+	}
+	if (done)
+		x->resp_done = true;
+	return true;
+}
+
+void http__process_backend(struct http_exchange *x)
+{
+	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
-	while (!s->closed && hc->state == HTTP_ST_FORWARD && !hc->resp_done) {
-		if (!hc->resp_head_done) {
-			if (s->bin_len == 0)
-				break;
-			int rc = http_parse_head(&hc->resp, s->bin, s->bin_len);
-			if (rc == HTTP_NEED_MORE) {
-				if (s->bin_len >= s->bin_cap) {
-					http__answer(s, 502, NULL, NULL, "backend response head too large");
-					return;
-				}
-				break;
-			}
-			if (rc < 0) {
-				http__answer(s, 502, NULL, NULL, "malformed response from backend");
+	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->resp_done) {
+		if (!x->resp_head_done) {
+			int rc = http__head_step(x);
+			if (rc < 0)
 				return;
-			}
-			if (hc__response_head(s, rc))
-				return;
+			if (rc == 0)
+				break;
 			continue;
 		}
-		if (s->bin_len == 0)
+		if (x->in == NULL)
 			break;
 		if (session_client_queued(s) > hw) {
 			/* The client is the slow side now, not the backend:
 			   backend_timeout does not apply while it catches up. */
 			session_delay(s, s->conf->limits.idle_timeout);
-			return; /* client_written resumes */
+			break; /* client_written resumes */
 		}
-		bool done = false;
-		long n = http_parse_body(&hc->resp, s->bin, s->bin_len, &done);
-		if (n < 0) {
-			http__abort(s, "malformed response body from backend");
+		if (!http__body_step(x))
 			return;
-		}
-		if (n > 0) {
-			metrics_relayed(false, (size_t)n);
-			hc->bytes_sent += (uint64_t)n;
-			session_write(s, s->bin, (size_t)n);
-			if (s->closed)
-				return;
-			session_backend_consume(s, (size_t)n);
-			/* At the end the next phase arms its own timer. */
-			if (!done)
-				session_delay(s, s->conf->http.backend_timeout);
-		}
-		if (done)
-			hc->resp_done = true;
 	}
-	if (s->closed || hc->state != HTTP_ST_FORWARD)
+	if (s->closed || x->phase != HTTP_X_FORWARD)
 		return;
-	if (!hc->resp_done && hc->backend_gone && s->bin_len == 0) {
-		if (hc->resp_head_done && http_parse_eof(&hc->resp)) {
-			hc->resp_done = true;
-			hc->close_after = true;
-		} else if (hc->resp_head_done) {
-			http__abort(s, "backend closed in the middle of the response");
+	if (!x->resp_done && x->backend_gone && x->in == NULL) {
+		if (x->resp_head_done && http_parse_eof(&x->resp)) {
+			x->resp_done = true;
+			x->close_after = true;
+		} else if (x->resp_head_done) {
+			http__abort(x, "backend closed in the middle of the response");
 			return;
 		} else {
-			http__answer(s, 502, NULL, NULL, "backend closed without answering");
+			http__answer(x, 502, NULL, NULL, "backend closed without answering");
 			return;
 		}
 	}
-	if (hc->resp_done)
-		http__exchange_done(s);
+	if (x->resp_done) {
+		http__exchange_done(x);
+		return;
+	}
+	/* Read on once all that was read is handled; hold the backend while
+	   bytes wait (the client is slow). */
+	if (x->up != NULL)
+		session_upstream_reading(x->up, x->in == NULL);
 }

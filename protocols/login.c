@@ -440,31 +440,35 @@ void login_route_done(struct session *s, const struct route *r)
 	}
 }
 
-/*
- * The backend of the route could not be reached: forget the route in the
- * caches; if it came from a cache (the mailbox may have moved) and none
- * was tried yet, look the user up once more, bypassing them (true: the
- * lookup is under way, route_done runs again).
- */
-static bool login__route_unreachable(struct session *s, const char *why)
+bool login_route_retry(const struct route *r, bool retried)
 {
-	struct login_state *ls = login_st(s);
-	const struct route *r = &ls->route;
-	bool retry = !ls->route_retried && (r->source == ROUTE_SRC_L1 || r->source == ROUTE_SRC_MEMCACHED);
-	struct route_query q;
+	return !retried && (r->source == ROUTE_SRC_L1 || r->source == ROUTE_SRC_MEMCACHED);
+}
 
-	login__query(s, &q, retry);
-	if (!retry) {
-		session_route_invalidate(s, &q, r);
+bool login_route_unreachable(struct session *s, const struct route_query *q, const struct route *r,
+			     bool *retried, const char *why)
+{
+	if (!q->bypass_cache) {
+		session_route_invalidate(s, q, r);
 		return false;
 	}
 	/* The fresh lookup forgets the login in the caches first. */
-	ls->route_retried = true;
+	*retried = true;
 	char login[LOG_QUOTE_SIZE(128)];
 	session_log(s, LOG_INFO, "%s (route from %s): looking \"%s\" up again", why,
-		    route_source_names[r->source], log_quote(login, sizeof(login), q.login));
-	session_resolve(s, &q);
+		    route_source_names[r->source], log_quote(login, sizeof(login), q->login));
+	session_resolve(s, q);
 	return true;
+}
+
+/* The mail login's route could not be reached (login_route_unreachable). */
+static bool login__route_unreachable(struct session *s, const char *why)
+{
+	struct login_state *ls = login_st(s);
+	struct route_query q;
+
+	login__query(s, &q, login_route_retry(&ls->route, ls->route_retried));
+	return login_route_unreachable(s, &q, &ls->route, &ls->route_retried, why);
 }
 
 const char *login_upstream_user(struct session *s, char buf[ROUTE_MAX_USER])

@@ -215,6 +215,20 @@ void login_route_rejected(struct session *s);
  */
 void login_route_done(struct session *s, const struct route *r);
 
+/* Whether an unreachable route deserves one fresh lookup: it came from a
+   cache (the mailbox may have moved) and none was tried yet. */
+bool login_route_retry(const struct route *r, bool retried);
+
+/*
+ * The backend of r could not be reached. q is this login's (or request's)
+ * query, built with bypass_cache = login_route_retry(r, *retried): without
+ * it the route is only forgotten in the caches (false); with it a fresh
+ * lookup starts (true: the protocol's route_done runs again, from the loop).
+ * Shared by the mail login core and HTTP.
+ */
+bool login_route_unreachable(struct session *s, const struct route_query *q, const struct route *r,
+			     bool *retried, const char *why);
+
 /*
  * The name to log in as on the backend: the route's user, plus the Zimbra
  * client tag ("/tb", "/wm", "/ni") that ends the name it was resolved for

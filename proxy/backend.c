@@ -38,17 +38,12 @@ void session_close_backend(struct session *s)
 	stream_close(s->backend);
 	s->backend = NULL;
 	s->bin_len = 0;
-	if (s->bin_pending) {
-		/* HTTP: backend bytes that were waiting for room. */
-		pbuf_put(s->bin_pending);
-		s->bin_pending = NULL;
-	}
-	s->backend_read_wanted = false;
 }
 
 void session__backend_target(struct session *s, const char *host, uint16_t port)
 {
 	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	s->backend_port = port;
 	if (strchr(host, ':'))
 		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
 	else

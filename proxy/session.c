@@ -36,6 +36,8 @@ const char *const session_phase_names[] = {
 	[SESSION_BACKEND_CONNECT] = "BACKEND_CONNECT",
 	[SESSION_BACKEND_LOGIN] = "BACKEND_LOGIN",
 	[SESSION_RELAY] = "RELAY",
+	[SESSION_HTTP_IDLE] = "HTTP_IDLE",
+	[SESSION_HTTP_FORWARD] = "HTTP_FORWARD",
 	[SESSION_CLOSING] = "CLOSING",
 };
 GH_NAMES_CHECK(session_phase_names, SESSION_NPHASES);
@@ -181,10 +183,16 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	switch (phase) {
 	case SESSION_PREAUTH:
 	case SESSION_TLS_HANDSHAKE:
-		/* HTTP: a connection gets header_timeout for its first request
-		   head, like every later one (slowloris). */
-		session__arm(s, phase == SESSION_PREAUTH && s->listener->proto == CONF_PROTO_HTTP
-				? c->http.header_timeout : c->limits.preauth_timeout);
+		session__arm(s, c->limits.preauth_timeout);
+		break;
+	case SESSION_HTTP_IDLE:
+		/* A connection gets header_timeout for its first request head,
+		   like every later one (slowloris); the protocol arms its
+		   keep-alive timer between requests itself. */
+		session__arm(s, c->http.header_timeout);
+		break;
+	case SESSION_HTTP_FORWARD:
+		session__arm(s, c->http.backend_timeout);
 		break;
 	case SESSION_BACKEND_CONNECT:
 		session__arm(s, c->limits.connect_timeout);
@@ -256,9 +264,9 @@ void session__timer_fired(uv_timer_t *t)
 		session_close(s, "TLS handshake timeout");
 		return;
 	default:
-		if (s->phase == SESSION_PREAUTH)
+		if (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE)
 			metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
-		else if (s->phase == SESSION_BACKEND_LOGIN)
+		else if (s->phase == SESSION_BACKEND_LOGIN || s->phase == SESSION_HTTP_FORWARD)
 			metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		s->proto->timeout(s);
 		return;
@@ -391,8 +399,6 @@ void session_backend_consume(struct session *s, size_t n)
 		memmove(s->bin, s->bin + n, s->bin_len - n);
 		s->bin_len -= n;
 	}
-	if (s->bin_pending)
-		session__http_bin_drain(s);
 }
 
 bool session_client_blocked(const struct session *s)
@@ -427,7 +433,8 @@ void session__client_written(struct session *s, int status)
 	s->out_blocked = false;
 	session__update_reading(s);
 	/* Commands read before the pause wait in s->in. */
-	if (!s->finishing && s->phase == SESSION_PREAUTH && s->in_len > 0 && s->proto_state)
+	if (!s->finishing && (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE) &&
+	    s->in_len > 0 && s->proto_state)
 		s->proto->client_data(s);
 }
 
@@ -561,6 +568,7 @@ void session_close(struct session *s, const char *reason)
 		s->in_pending = NULL;
 	}
 	session_close_backend(s);
+	session__upstreams_close(s);
 	stream_close(&s->client);
 	uv_close((uv_handle_t *)&s->timer, session__handle_closed);
 	uv_close((uv_handle_t *)&s->post, session__handle_closed);
@@ -587,6 +595,7 @@ void session_finish(struct session *s, const char *reason)
 		s->route_req = NULL;
 	}
 	session_close_backend(s);
+	session__upstreams_close(s);
 	session_set_phase(s, SESSION_CLOSING);
 	session__arm(s, SESSION_FINISH_SECS);
 	if (stream_shutdown(&s->client, session__finished) < 0)
@@ -810,7 +819,7 @@ void session__greet(struct session *s)
 	}
 	if (s->closed || s->finishing)
 		return;
-	session_set_phase(s, SESSION_PREAUTH);
+	session_set_phase(s, s->proto->first_phase);
 	session_client_reading(s, true);
 	/* Commands that came in the same read as a PROXY header, or while the
 	   throttle was asked. */

@@ -1,8 +1,15 @@
 /*
  * session_http.c - what HTTP needs from a session beyond the login model:
- * a larger input buffer, queue sizes for backpressure, backend reads that
- * pause instead of dropping, and per-request backend connections kept in a
+ * a larger input buffer, whole read buffers handed to the client, and
+ * per-request backend connections (struct session_upstream) kept in a
  * per-worker keep-alive pool.
+ *
+ * A connection is made by the shared connector (backend.c, this file's
+ * kind) or taken from the pool; then the protocol takes it for one of its
+ * requests (session_upstream_take): from there on its events go to that
+ * owner (proto->upstream_read / upstream_written), never to "the
+ * session's backend", so a session may hold several. The session lists
+ * them and closes them when it closes.
  *
  * The pool is a thread-local list (a worker is one thread with one loop).
  * An idle pooled connection belongs to no session: it keeps reading, so a
@@ -25,95 +32,142 @@
 /* An idle pooled connection older than this is not reused (backends such
    as Jetty drop idle connections after 30 s or more). */
 #define HTTP_POOL_MAX_IDLE_MS 25000
-/* See hconn__attach. */
+/* See session__http_attach. */
 #define HTTP_TLS_TRIM_BYTES 1024
 
-struct http_bconn {
-	struct backend_conn c;     /* first: s->backend points at c.st; c.s is NULL while idle */
+/*
+ * A backend connection for one exchange. From the connector's ready until
+ * it is released it belongs to its owner (the protocol's exchange) and is
+ * listed on its session (s->upstreams), which closes it with the session;
+ * idle, it is on the worker's pool list and belongs to no session.
+ */
+struct session_upstream {
+	struct backend_conn c;     /* first: the stream is c.st; c.s is NULL while idle */
 	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to */
 	uint64_t idle_since;
-	struct http_bconn *prev, *next; /* the worker's idle list */
+	/* The worker's idle list while pooled, the session's list while taken. */
+	struct session_upstream *prev, *next;
 	bool pooled;
+	bool listed;               /* on its session's list */
+	bool reused;               /* came from the pool to its current owner */
+	bool reading;              /* the owner wants bytes */
+	int fail;                  /* a write failed: what the owner hears once it has closed */
+	void *owner;               /* the protocol's, while taken */
 };
 
 static __thread struct {
-	struct http_bconn *head;   /* most recently idle first */
+	struct session_upstream *head;   /* most recently idle first */
 	int n;
 } http_pool;
 
-/* Backend input buffers given back between requests, wiped, for the next
-   request on this worker: an idle keep-alive client holds none, yet a
-   request does not cost a malloc and free of 16 KiB. Bounded like the
-   relay buffers' free list. */
-#define HTTP_BIN_CACHE 16
+/* Buffers for response heads that span reads, given back between requests
+   wiped: an idle keep-alive client holds none, yet a head that needs one
+   does not cost a malloc and free of 16 KiB. Bounded like the relay
+   buffers' free list. */
+#define HTTP_BUF_CACHE 16
 
 static __thread struct {
-	uint8_t *buf[HTTP_BIN_CACHE];
-	size_t cap[HTTP_BIN_CACHE];
+	uint8_t *buf[HTTP_BUF_CACHE];
+	size_t cap[HTTP_BUF_CACHE];
 	int n;
-} http_bins;
+} http_bufs;
 
-/* A buffer of cap bytes (from the cache when one of that size is there). */
-static uint8_t *hbin__get(size_t cap)
+uint8_t *session_hbuf_get(size_t cap)
 {
-	while (http_bins.n > 0) {
-		int i = --http_bins.n;
-		if (http_bins.cap[i] == cap)
-			return http_bins.buf[i];
-		free(http_bins.buf[i]); /* http.max_header_size changed by a reload */
+	while (http_bufs.n > 0) {
+		int i = --http_bufs.n;
+		if (http_bufs.cap[i] == cap)
+			return http_bufs.buf[i];
+		free(http_bufs.buf[i]); /* http.max_header_size changed by a reload */
 	}
 	return malloc(cap);
 }
 
-/* Keep p (already wiped) for hbin__get, or free it when the cache is full. */
-static void hbin__put(uint8_t *p, size_t cap)
+void session_hbuf_put(uint8_t *p, size_t cap, size_t used)
 {
-	if (http_bins.n >= HTTP_BIN_CACHE) {
+	if (p == NULL)
+		return;
+	/* It may have held Set-Cookie tokens: only the bytes ever filled are
+	   wiped, since wiping all of it for a small response was the largest
+	   single cost of a request in user space. */
+	secret_wipe(p, used < cap ? used : cap);
+	if (http_bufs.n >= HTTP_BUF_CACHE) {
 		free(p);
 		return;
 	}
-	http_bins.buf[http_bins.n] = p;
-	http_bins.cap[http_bins.n] = cap;
-	http_bins.n++;
+	http_bufs.buf[http_bufs.n] = p;
+	http_bufs.cap[http_bufs.n] = cap;
+	http_bufs.n++;
 }
 
-/* ---- the idle list ---- */
+/* ---- the lists ---- */
 
-static void hpool__unlink(struct http_bconn *bc)
+static void session__list_unlink(struct session_upstream **head, struct session_upstream *u)
 {
-	if (!bc->pooled)
-		return;
-	if (bc->prev)
-		bc->prev->next = bc->next;
+	if (u->prev)
+		u->prev->next = u->next;
 	else
-		http_pool.head = bc->next;
-	if (bc->next)
-		bc->next->prev = bc->prev;
-	bc->prev = bc->next = NULL;
-	bc->pooled = false;
+		*head = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	u->prev = u->next = NULL;
+}
+
+static void session__list_push(struct session_upstream **head, struct session_upstream *u)
+{
+	u->prev = NULL;
+	u->next = *head;
+	if (*head)
+		(*head)->prev = u;
+	*head = u;
+}
+
+static void session__pool_unlink(struct session_upstream *u)
+{
+	if (!u->pooled)
+		return;
+	session__list_unlink(&http_pool.head, u);
+	u->pooled = false;
 	http_pool.n--;
 }
 
-/* The connector's closed hook: the connection leaves the idle list. */
-static void hpool__closed(struct backend_conn *c)
+static void session__up_unlist(struct session_upstream *u)
 {
-	hpool__unlink((struct http_bconn *)c);
+	if (!u->listed)
+		return;
+	session__list_unlink(&u->c.s->upstreams, u);
+	u->listed = false;
 }
 
-static void hpool__drop(struct http_bconn *bc)
+/* The connector's closed hook: the connection leaves its list; an owner
+   whose write failed hears of it now, from the loop. */
+static void session__up_closed(struct backend_conn *c)
 {
-	hpool__unlink(bc);
-	stream_close(&bc->c.st);
+	struct session_upstream *u = (struct session_upstream *)c;
+	struct session *s = c->s;
+	void *owner = u->owner;
+
+	session__pool_unlink(u);
+	session__up_unlist(u);
+	u->owner = NULL;
+	if (owner != NULL && s != NULL && !s->closed)
+		s->proto->upstream_read(s, owner, NULL, u->fail < 0 ? u->fail : UV_ECONNRESET);
+}
+
+static void session__pool_drop(struct session_upstream *u)
+{
+	session__pool_unlink(u);
+	stream_close(&u->c.st);
 }
 
 /* An idle connection got data or EOF: nobody asked, so it is done. */
-static void hpool__idle_read(struct stream *st, struct pbuf *b, int status)
+static void session__pool_idle_read(struct stream *st, struct pbuf *b, int status)
 {
-	struct http_bconn *bc = (struct http_bconn *)st;
+	struct session_upstream *u = (struct session_upstream *)st;
 
 	if (b != NULL)
 		pbuf_put(b);
-	hpool__drop(bc);
+	session__pool_drop(u);
 }
 
 void session_http_pool_close(uv_loop_t *loop)
@@ -121,14 +175,14 @@ void session_http_pool_close(uv_loop_t *loop)
 	int n = 0;
 
 	while (http_pool.head != NULL) {
-		hpool__drop(http_pool.head);
+		session__pool_drop(http_pool.head);
 		n++;
 	}
 	if (n > 0)
 		uv_run(loop, UV_RUN_DEFAULT);
 	/* Last, after anything that could still give a buffer back. */
-	while (http_bins.n > 0)
-		free(http_bins.buf[--http_bins.n]);
+	while (http_bufs.n > 0)
+		free(http_bufs.buf[--http_bufs.n]);
 }
 
 /* ---- input and queues ---- */
@@ -153,104 +207,135 @@ size_t session_client_queued(struct session *s)
 	return s->client.queued;
 }
 
-size_t session_backend_queued(struct session *s)
+void session_write_buf(struct session *s, struct pbuf *b)
 {
-	return s->backend ? s->backend->queued : 0;
-}
-
-/* ---- backend reads ---- */
-
-static void hconn__update_reading(struct session *s)
-{
-	if (s->closed || s->backend == NULL)
+	if (s->closed || s->finishing) {
+		pbuf_put(b);
 		return;
-	if (s->backend_read_wanted && s->bin_pending == NULL) {
-		/* Reached from session_backend_reading / _consume: the protocol
-		   hears of a failure from the loop. */
-		if (stream_read_start(s->backend) < 0) {
-			session_close_backend(s);
-			session__post(s, SESSION__POST_BACKEND_EOF, UV_EIO);
-		}
-	} else {
-		stream_read_stop(s->backend);
+	}
+	int rc = stream_write(&s->client, b);
+	if (rc < 0) {
+		session_log(s, LOG_INFO, "writing to client: %s", uv_strerror(rc));
+		session_close(s, "client write failed");
 	}
 }
 
-void session_backend_reading(struct session *s, bool on)
+/* ---- an owner's connection ---- */
+
+size_t session_upstream_queued(const struct session_upstream *u)
 {
-	s->backend_read_wanted = on;
-	hconn__update_reading(s);
+	return u->c.st.queued;
 }
 
-/* Move waiting backend bytes into s->bin as far as there is room. */
-void session__http_bin_drain(struct session *s)
+bool session_upstream_open(const struct session_upstream *u)
 {
-	if (session__drain(&s->bin_pending, s->bin, &s->bin_len, s->bin_cap, &s->bin_used))
-		hconn__update_reading(s);
+	return !u->c.st.closing && u->c.s != NULL && !u->c.s->closed;
 }
 
-static void hconn__read(struct stream *st, struct pbuf *b, int status)
+bool session_upstream_reused(const struct session_upstream *u)
 {
-	struct session *s = st->owner;
+	return u->reused;
+}
 
-	if (b == NULL) {
-		session_log(s, LOG_DEBUG, "backend %s closed: %s", s->backend_addr,
-			    uv_strerror(status));
-		session_close_backend(s);
-		s->proto->backend_eof(s, status);
+/* Close u for its owner: nothing more is delivered, unless fail says a
+   write failed (then the closed hook reports it). */
+static void session__up_close(struct session_upstream *u, int fail)
+{
+	if (u->c.st.closing)
 		return;
+	u->fail = fail;
+	if (fail == 0)
+		u->owner = NULL;
+	stream_close(&u->c.st);
+}
+
+void session_upstream_reading(struct session_upstream *u, bool on)
+{
+	struct session *s = u->c.s;
+
+	u->reading = on;
+	if (s == NULL || s->closed || u->c.st.closing)
+		return;
+	if (!on) {
+		stream_read_stop(&u->c.st);
+	} else if (stream_read_start(&u->c.st) < 0) {
+		/* The owner hears of it from the loop (no re-entrancy). */
+		session__up_close(u, UV_EIO);
 	}
-	if (s->bin == NULL) {
-		size_t cap = s->conf->http.max_header_size;
-		s->bin_cap = cap > SESSION_BACKEND_INBUF ? cap : SESSION_BACKEND_INBUF;
-		s->bin = hbin__get(s->bin_cap);
-		s->bin_used = 0;
-		if (s->bin == NULL) {
-			pbuf_put(b);
-			session_close(s, "out of memory");
+}
+
+void session_upstream_write(struct session_upstream *u, const void *data, size_t len)
+{
+	struct session *s = u->c.s;
+
+	if (s == NULL || s->closed || u->c.st.closing)
+		return;
+	int rc = stream_write_copy(&u->c.st, data, len, false);
+	if (rc < 0) {
+		session_log(s, LOG_WARN, "writing to backend %s: %s", u->key, uv_strerror(rc));
+		session__up_close(u, rc);
+	}
+}
+
+static void session__http_read(struct stream *st, struct pbuf *b, int status)
+{
+	struct session_upstream *u = (struct session_upstream *)st;
+	struct session *s = u->c.s;
+	void *owner = u->owner;
+
+	if (owner == NULL) {
+		if (s == NULL || s->backend != st) {
+			if (b != NULL)
+				pbuf_put(b);
 			return;
 		}
-	}
-	if (s->bin_pending != NULL) {
-		/* Cannot happen (reads pause while bytes wait); keep order anyway. */
-		pbuf_put(b);
-		session_close(s, "backend input out of order");
+		/* Still connecting (TLS reads for its handshake): the protocol
+		   asked nothing yet. */
+		if (b != NULL)
+			pbuf_put(b);
+		session_log(s, LOG_DEBUG, "backend %s closed: %s", s->backend_addr,
+			    b == NULL ? uv_strerror(status) : "unasked bytes");
+		session_close_backend(s);
+		s->proto->backend_eof(s, b == NULL ? status : UV_EPROTO);
 		return;
 	}
-	s->bin_pending = b;
-	session__http_bin_drain(s);
-	hconn__update_reading(s);
+	if (b == NULL) {
+		session_log(s, LOG_DEBUG, "backend %s closed: %s", u->key, uv_strerror(status));
+		u->owner = NULL;
+		session__up_close(u, 0);
+		s->proto->upstream_read(s, owner, NULL, status);
+		return;
+	}
 	/* A small response (head and body in one read) goes to the client
 	   as one write and one TLS record, not one per session_write. The
 	   session outlives this callback (its memory goes in a close
 	   callback), so the client stream may be uncorked after it. */
 	stream_cork(&s->client);
-	s->proto->backend_data(s);
+	s->proto->upstream_read(s, owner, b, 0);
 	if (stream_uncork(&s->client) < 0 && !s->closed) {
 		session_log(s, LOG_INFO, "writing to client failed");
 		session_close(s, "client write failed");
 	}
 }
 
-static void hconn__written(struct stream *st, int status)
+static void session__http_written(struct stream *st, int status)
 {
-	struct session *s = st->owner;
+	struct session_upstream *u = (struct session_upstream *)st;
+	struct session *s = u->c.s;
 
-	if (s->closed || st != s->backend)
+	if (s == NULL || s->closed || u->owner == NULL || st->closing)
 		return;
 	if (status < 0) {
-		session_log(s, LOG_INFO, "writing to backend %s: %s", s->backend_addr,
-			    uv_strerror(status));
-		session_close_backend(s);
-		s->proto->backend_eof(s, status);
+		session_log(s, LOG_INFO, "writing to backend %s: %s", u->key, uv_strerror(status));
+		session__up_close(u, status);
 		return;
 	}
-	if (s->proto->backend_written)
-		s->proto->backend_written(s);
+	if (s->proto->upstream_written)
+		s->proto->upstream_written(s, u->owner);
 }
 
 /* The client stream's write callback while HTTP drives the session. */
-static void hconn__client_written(struct stream *st, int status)
+static void session__http_client_written(struct stream *st, int status)
 {
 	struct session *s = st->owner;
 
@@ -263,54 +348,53 @@ static void hconn__client_written(struct stream *st, int status)
 		s->proto->client_written(s);
 }
 
-/* ---- acquire and release ---- */
+/* ---- acquire, take and release ---- */
 
-static void hconn__attach(struct session *s, struct backend_conn *c)
+static void session__http_attach(struct session *s, struct backend_conn *c)
 {
-	struct http_bconn *bc = (struct http_bconn *)c;
+	struct session_upstream *u = (struct session_upstream *)c;
 
-	snprintf(bc->key, sizeof(bc->key), "%s", s->backend_addr);
-	bc->c.s = s;
-	bc->c.st.owner = s;
-	bc->c.st.on_read = hconn__read;
-	bc->c.st.on_written = hconn__written;
-	s->backend = &bc->c.st;
-	s->client.on_written = hconn__client_written;
+	snprintf(u->key, sizeof(u->key), "%s", s->backend_addr);
+	u->c.s = s;
+	u->c.st.owner = s;
+	u->c.st.on_read = session__http_read;
+	u->c.st.on_written = session__http_written;
+	s->backend = &u->c.st;
+	s->client.on_written = session__http_client_written;
 	/* Keep-alive requests and small answers: trimming the client's TLS
 	   buffers after every read costs two new BIOs a request, and idle
 	   the connection holds at most this much in them. */
 	s->client.tls_trim_bytes = HTTP_TLS_TRIM_BYTES;
 }
 
-static void hconn__ready(struct session *s)
+static void session__http_ready(struct session *s)
 {
-	s->bin_len = 0;
 	s->proto->backend_connected(s, 0);
 }
 
-static const struct backend_kind hconn__kind = {
-	.size = sizeof(struct http_bconn),
-	.on_read = hconn__read,
-	.on_written = hconn__written,
-	.attach = hconn__attach,
-	.ready = hconn__ready,
-	.closed = hpool__closed,
+static const struct backend_kind session__http_kind = {
+	.size = sizeof(struct session_upstream),
+	.on_read = session__http_read,
+	.on_written = session__http_written,
+	.attach = session__http_attach,
+	.ready = session__http_ready,
+	.closed = session__up_closed,
 };
 
 /* An idle pooled connection to key, young enough to reuse, or NULL. */
-static struct http_bconn *hpool__take(const char *key, uint64_t now)
+static struct session_upstream *session__pool_take(const char *key, uint64_t now)
 {
-	struct http_bconn *bc = http_pool.head;
+	struct session_upstream *u = http_pool.head;
 
-	while (bc != NULL) {
-		struct http_bconn *next = bc->next;
-		if (now - bc->idle_since > HTTP_POOL_MAX_IDLE_MS) {
-			hpool__drop(bc);
-		} else if (strcmp(bc->key, key) == 0) {
-			hpool__unlink(bc);
-			return bc;
+	while (u != NULL) {
+		struct session_upstream *next = u->next;
+		if (now - u->idle_since > HTTP_POOL_MAX_IDLE_MS) {
+			session__pool_drop(u);
+		} else if (strcmp(u->key, key) == 0) {
+			session__pool_unlink(u);
+			return u;
 		}
-		bc = next;
+		u = next;
 	}
 	return NULL;
 }
@@ -321,95 +405,95 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		return false;
 	/* Keep-alive clients mostly go to the backend of their last request:
 	   its name is set already (three snprintf calls saved). */
-	const char *colon = strrchr(s->backend_addr, ':');
-	if (colon == NULL || strcmp(s->backend_host, host) != 0 ||
-	    strtoul(colon + 1, NULL, 10) != port)
+	if (s->backend_addr[0] == '\0' || s->backend_port != port ||
+	    strcmp(s->backend_host, host) != 0)
 		session__backend_target(s, host, port);
-	s->bin_len = 0;
-	s->backend_read_wanted = false;
 
-	struct http_bconn *bc = hpool__take(s->backend_addr, session_now(s));
-	if (bc != NULL) {
+	struct session_upstream *u = session__pool_take(s->backend_addr, session_now(s));
+	if (u != NULL) {
 		/* The idle connection keeps reading: the protocol sends its
-		   request from hconn__ready and asks for the answer at once, and
-		   nothing can be read before this returns. Stopping and starting
-		   again cost libuv two epoll_ctl calls per request. */
-		uv_ref((uv_handle_t *)&bc->c.st.tcp);
+		   request at once and nothing can be read before this returns.
+		   Stopping and starting again cost libuv two epoll_ctl calls
+		   per request. */
+		uv_ref((uv_handle_t *)&u->c.st.tcp);
 		s->refs++;
-		hconn__attach(s, &bc->c);
-		s->backend_reused = true;
+		session__http_attach(s, &u->c);
+		u->reused = true;
 		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
-		s->bin_len = 0;
-		/* No callback: the caller goes on as after a connect, and asks to
-		   read when it has sent its request. */
+		/* No callback: the caller takes it at once. */
 		return true;
 	}
-	s->backend_reused = false;
-	session__backend_open(s, host, port, &hconn__kind);
+	session__backend_open(s, host, port, &session__http_kind);
 	return false;
 }
 
-/* Between requests a keep-alive client holds no backend input buffer; it
-   may have held Set-Cookie tokens, so it is wiped: only the bytes ever
-   filled, since wiping the whole buffer for a small response was the
-   largest single cost of a request in user space. */
-static void hconn__free_bin(struct session *s)
+struct session_upstream *session_upstream_take(struct session *s, void *owner)
 {
-	if (s->bin == NULL || s->bin_len > 0 || s->bin_pending != NULL)
-		return;
-	secret_wipe(s->bin, s->bin_used < s->bin_cap ? s->bin_used : s->bin_cap);
-	s->bin_used = 0;
-	hbin__put(s->bin, s->bin_cap);
-	s->bin = NULL;
-	s->bin_cap = 0;
+	struct session_upstream *u = (struct session_upstream *)s->backend;
+
+	if (u == NULL || u->c.kind != &session__http_kind)
+		return NULL;
+	s->backend = NULL;
+	u->owner = owner;
+	u->fail = 0;
+	u->reading = false;
+	session__list_push(&s->upstreams, u);
+	u->listed = true;
+	return u;
 }
 
-void session_backend_release(struct session *s, bool reuse)
+void session_upstream_relay(struct session_upstream *u)
 {
-	struct http_bconn *bc = (struct http_bconn *)s->backend;
+	struct session *s = u->c.s;
 
-	if (bc == NULL)
-		return;
-	if (s->bin_pending != NULL) {
-		/* Unread backend bytes: the connection is not clean. */
-		pbuf_put(s->bin_pending);
-		s->bin_pending = NULL;
-		reuse = false;
+	session__up_unlist(u);
+	u->owner = NULL;
+	s->backend = &u->c.st;
+	session_start_relay(s);
+}
+
+void session__upstreams_close(struct session *s)
+{
+	while (s->upstreams != NULL) {
+		struct session_upstream *u = s->upstreams;
+		session__up_unlist(u);
+		session__up_close(u, 0);
 	}
+}
+
+void session_upstream_release(struct session_upstream *u, bool reuse)
+{
+	struct session *s = u->c.s;
+
+	session__up_unlist(u);
+	u->owner = NULL;
 	int max_idle = s->conf->http.backend_keepalive;
-	if (!reuse || max_idle <= 0 || s->closed || bc->c.st.queued > 0 || bc->c.st.shut ||
-	    bc->c.st.closing) {
-		session_close_backend(s);
-		hconn__free_bin(s);
+	if (!reuse || max_idle <= 0 || s->closed || u->c.st.queued > 0 || u->c.st.shut ||
+	    u->c.st.closing) {
+		session__up_close(u, 0);
 		return;
 	}
 	/* Detach from the session: the pool owns it now. */
-	s->backend = NULL;
-	s->bin_len = 0;
-	s->backend_read_wanted = false;
-	hconn__free_bin(s);
-	bc->c.s = NULL;
-	bc->c.st.owner = bc;
-	bc->c.st.on_written = NULL;
-	bc->c.st.on_read = hpool__idle_read;
-	bc->idle_since = session_now(s);
-	uv_unref((uv_handle_t *)&bc->c.st.tcp);
-	bc->next = http_pool.head;
-	if (http_pool.head)
-		http_pool.head->prev = bc;
-	http_pool.head = bc;
-	bc->pooled = true;
+	u->c.s = NULL;
+	u->reused = false;
+	u->c.st.owner = u;
+	u->c.st.on_written = NULL;
+	u->c.st.on_read = session__pool_idle_read;
+	u->idle_since = session_now(s);
+	uv_unref((uv_handle_t *)&u->c.st.tcp);
+	session__list_push(&http_pool.head, u);
+	u->pooled = true;
 	http_pool.n++;
 	session__unref(s);
 	/* Reading while idle notices a backend that closes; TLS may hand over
 	   buffered bytes at once, which drops the connection right here. */
-	if (stream_read_start(&bc->c.st) < 0)
-		hpool__drop(bc);
+	if (stream_read_start(&u->c.st) < 0)
+		session__pool_drop(u);
 	/* Over the cap: drop the oldest. */
 	while (http_pool.n > max_idle) {
-		struct http_bconn *last = http_pool.head;
+		struct session_upstream *last = http_pool.head;
 		while (last->next)
 			last = last->next;
-		hpool__drop(last);
+		session__pool_drop(last);
 	}
 }

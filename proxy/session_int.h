@@ -105,14 +105,15 @@ void session__unref(struct session *s);
  * Move what *pending holds into buf[*len .. cap) as far as it fits (*hwm:
  * the most of buf ever filled, what a wipe must cover). The buffer, once
  * emptied, is wiped, returned and *pending cleared: true then. For the
- * client's s->in and HTTP's s->bin, whose reads pause while bytes wait.
+ * client's s->in, whose reads pause while bytes wait.
  */
 bool session__drain(struct pbuf **pending, uint8_t *buf, size_t *len, size_t cap, size_t *hwm);
 /* Backend input before relaying: room for the mail login's greeting, ID
-   and login answers, and at least an HTTP response head. */
+   and login answers. */
 #define SESSION_BACKEND_INBUF 16384
-/* HTTP: move waiting backend bytes into s->bin (session_http.c). */
-void session__http_bin_drain(struct session *s);
+/* Close the HTTP backend connections the session's requests hold
+   (session_http.c): their owners hear nothing more. */
+void session__upstreams_close(struct session *s);
 /* Switch both streams to relaying (relay.c). */
 void relay_start(struct session *s);
 /*

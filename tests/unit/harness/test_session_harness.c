@@ -295,3 +295,54 @@ Test(session_harness, imap_authenticate_plain_bad_base64)
 	cr_assert(gh_wait_out(&c, "b BAD", 100), "%s", OUT);
 	close_clean();
 }
+
+/* Step until the backend has received needle (count times in all). */
+static bool wait_bsent(const char *needle, size_t count)
+{
+	for (int i = 0; i < 500; i++) {
+		if (c.bsent.p != NULL && gh_count(&c.bsent, needle) >= count)
+			return true;
+		gh_step(&c);
+	}
+	return false;
+}
+
+/*
+ * The exchange's response path: a head that arrives a byte at a time is
+ * gathered across reads (after a 100 Continue that came the same way),
+ * the body bytes that share the head's last read still reach the client,
+ * and the connection goes back to the pool for the next request, whose
+ * whole answer comes in one read (parsed in place).
+ */
+Test(session_harness, http_response_head_split_across_reads)
+{
+	const char *cont = "HTTP/1.1 100 Continue\r\n\r\n";
+	const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n";
+
+	open_ok(GH_HTTP, GH_PLAIN);
+	c.backend_auto = false;
+	gh_sends(&c, "GET /1 HTTP/1.1\r\nHost: mail.a.test\r\n\r\n");
+	cr_assert(wait_bsent("GET /1 HTTP/1.1\r\n", 1), "%s", BSENT);
+	for (const char *p = cont; *p; p++) {
+		gh_backend_send(&c, p, 1);
+		gh_settle(&c, 5);
+	}
+	for (const char *p = head; p[1]; p++) {
+		gh_backend_send(&c, p, 1);
+		gh_settle(&c, 5);
+	}
+	gh_backend_send(&c, "\nhello", 6);
+	cr_assert(gh_wait_out(&c, "hello", 500), "%s", OUT);
+	cr_assert_not_null(strstr(OUT, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), "%s", OUT);
+	cr_assert_not_null(strstr(OUT, "X-A: b\r\n"), "%s", OUT);
+	cr_assert_not_null(strstr(OUT, "\r\n\r\nhello"), "%s", OUT);
+
+	gh_sends(&c, "GET /2 HTTP/1.1\r\nHost: mail.a.test\r\n\r\n");
+	cr_assert(wait_bsent("GET /2 HTTP/1.1\r\n", 1), "%s", BSENT);
+	cr_assert_eq(c.nbackends, 1, "the pooled connection was reused");
+	const char *whole = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nworld!";
+	gh_backend_send(&c, whole, strlen(whole));
+	cr_assert(gh_wait_out(&c, "world!", 500), "%s", OUT);
+	cr_assert_eq(gh_count(&c.out, "HTTP/1.1 200 OK"), 2, "%s", OUT);
+	close_clean();
+}
