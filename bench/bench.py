@@ -16,8 +16,26 @@ gatehouse/nginx ratio and each proxy's CPU time during the run (summed over
 all its processes and threads, from /proc/<pid>/stat), and writes every raw
 result as JSON lines to --json.
 
-Both proxies get the same certificate (one ECDSA P-256, made here with the
-openssl CLI), TLS 1.3 only with their default session tickets (the
+The operator's workload (rows "N users"): gh-loadgen --users N logs in as
+user0..userN-1 in turn (N = --users, 10,000 by default), a cyclic scan over a
+site.  Each plain storm runs a cold pass first (gatehouse restarted, so its
+L1 is empty, and memcached flushed: every route is looked up; gh-loadgen
+--count N, every user once) and then a warm pass of S seconds; the TLS
+storms run warm over the same users with an ECDSA P-256 and an RSA-2048
+certificate.  nginx has no route cache: its cold and warm passes are the
+same work (an auth_http request per login).  For every login run the
+detail table gives, per proxy: rate, CPU per login split user/system (from
+/proc/<pid>/stat, all processes and threads), system calls per login
+(`perf stat -e raw_syscalls:sys_enter` attached for a window in the middle
+of warm runs, divided by the logins in that window at the run's rate),
+context switches per login (voluntary/involuntary, summed over
+/proc/<pid>/task/*/status) and p50/p99 latency.  The single-user storms
+stay as their own rows.
+
+Both proxies get the same certificates (an ECDSA P-256 one, and an RSA-2048
+one for the "RSA" rows: gatehouse picks it by SNI, nginx on a listener of its
+own; made here with the openssl CLI), nginx proxy_buffer 16k and
+worker_processes = W = the machine's cores; TLS 1.3 only with their default session tickets (the
 "TLS resumed" storm offers each client's last ticket), the same worker
 count and low log levels
 (nginx error_log warn; gatehouse log_level warn, audit lines to a file).
@@ -26,10 +44,11 @@ mailstores that announce PIPELINING, as fastmail and Dovecot do); nginx
 cannot. --pop3-lockstep measures gatehouse's default lock-step login.
 
     /usr/bin/python3 bench/bench.py [--rounds R] [--secs S] [--clients C]
-        [--idle K] [--workers W] [--only SCEN,...] [--build DIR] [--json FILE]
+        [--idle K] [--workers W] [--users N] [--only SCEN,...] [--build DIR]
+        [--json FILE]
 
-Environment: BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS, BENCH_IDLE override
-the defaults (3, 10, 50, 1000); BENCH_TLS_CLIENTS (200) the TLS login
+Environment: BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS, BENCH_IDLE,
+BENCH_USERS override the defaults (3, 10, 50, 1000, 10000); BENCH_TLS_CLIENTS (200) the TLS login
 storms' clients.  Every run is bounded (loadgen -d, its own
 timeouts, and a kill after d + 30 s), and every process started here is
 killed on exit, also on Ctrl-C.
@@ -52,6 +71,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 USER, PASSWORD = "bench@example.com", "bench-secret"
+SNI, RSA_SNI = "mail.example.com", "rsa.example.com"
 NGINX_MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
 
 _children = []
@@ -151,6 +171,74 @@ def cpu_seconds(pid):
     return total / CLK_TCK
 
 
+def cpu_split(pid):
+    """(utime, stime) in seconds of pid and its descendants, all threads."""
+    u = s = 0
+    for p in family(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        u += int(fields[11])
+        s += int(fields[12])
+    return u / CLK_TCK, s / CLK_TCK
+
+
+def ctx_switches(pid):
+    """(voluntary, involuntary) context switches of every thread of pid and
+    its descendants (/proc/<pid>/status counts only the main thread)."""
+    v = nv = 0
+    for p in family(pid):
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (p, t)) as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            v += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            nv += int(line.split()[1])
+            except OSError:
+                pass
+    return v, nv
+
+
+PERF = shutil.which("perf")
+
+
+def syscall_window(pid, delay, secs):
+    """Counts the system calls of pid's processes (every thread) for secs
+    seconds from delay on: perf stat on the raw_syscalls:sys_enter
+    tracepoint. Returns a Popen whose stderr syscall_count() reads, or None
+    where perf cannot count here."""
+    if not PERF or secs <= 0:
+        return None
+    pids = ",".join(str(p) for p in family(pid))
+    return spawn(["sh", "-c", 'sleep %.2f; exec "$0" stat -x, -e raw_syscalls:sys_enter -p %s '
+                  '-- sleep %.2f' % (delay, pids, secs), PERF],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def syscall_count(p):
+    if p is None:
+        return None
+    try:
+        _, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop(p)
+        return None
+    for line in err.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and "raw_syscalls:sys_enter" in line and f[0].strip().isdigit():
+            return int(f[0])
+    return None
+
+
 def rss_kib(pid):
     total = 0
     for p in family(pid):
@@ -221,7 +309,7 @@ class Proxy:
 class Gatehouse(Proxy):
     name = "gatehouse"
 
-    def __init__(self, d, bin_, fm, mc, cert, key, workers, ports, pop3_pipelining=True):
+    def __init__(self, d, bin_, fm, mc, cert, key, rsa, workers, ports, pop3_pipelining=True):
         super().__init__(d, ports)
         self.bin = bin_
         listen = [
@@ -237,10 +325,12 @@ audit_log = "%(d)s/gatehouse-audit.log";
 shutdown_timeout = 1.0;
 limits = { preauth_timeout = 30.0; connect_timeout = 5.0; backend_timeout = 10.0; };
 lookup = { servers = [ "http://127.0.0.1:%(lk)d/auth" ]; timeout = 5.0; };
-cache = { memcached = [ "127.0.0.1:%(mc)d" ]; ttl = 3600; l1_entries = 10000; l1_ttl = 3600.0; };
+cache = { memcached = [ "127.0.0.1:%(mc)d" ]; ttl = 3600; };
 tls = { cert = "%(cert)s"; key = "%(key)s"; protocols = [ "TLSv1.3" ]; };
+vhosts = ( { names = [ "%(rsa_sni)s" ]; cert = "%(rsa_cert)s"; key = "%(rsa_key)s"; } );
 pop3 = { backend_pipelining = %(pipe)s; };
 """ % {"workers": workers, "d": d, "lk": fm.lookup, "mc": mc.port, "cert": cert, "key": key,
+           "rsa_sni": RSA_SNI, "rsa_cert": rsa[0], "rsa_key": rsa[1],
            "pipe": "true" if pop3_pipelining else "false"}
         # The HTTP front end comes from another branch; the agreed settings
         # are used when this binary accepts them (`gatehouse -t`).
@@ -269,12 +359,14 @@ pop3 = { backend_pipelining = %(pipe)s; };
                           stderr=subprocess.STDOUT)
         for k in ("imap", "imaps", "pop3", "pop3s"):
             wait_port(self.ports[k], self.proc, "gatehouse")
+        # The RSA rows use the same listener, by SNI.
+        self.ports["imaps_rsa"] = self.ports["imaps"]
 
 
 class Nginx(Proxy):
     name = "nginx"
 
-    def __init__(self, d, fm, cert, key, workers, ports):
+    def __init__(self, d, fm, cert, key, rsa, workers, ports):
         super().__init__(d, ports)
         self.prefix = os.path.join(d, "nginx")
         os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
@@ -293,9 +385,12 @@ events { worker_connections 20000; multi_accept on; }
 mail {
     auth_http 127.0.0.1:%(lk)d/auth;
     proxy_pass_error_message on;
+    proxy_buffer 16k;
     %(ssl)s
     server { listen 127.0.0.1:%(imap)d; protocol imap; }
     server { listen 127.0.0.1:%(imaps)d ssl; protocol imap; }
+    server { listen 127.0.0.1:%(imaps_rsa)d ssl; protocol imap;
+             ssl_certificate %(rsa_cert)s; ssl_certificate_key %(rsa_key)s; }
     server { listen 127.0.0.1:%(pop3)d; protocol pop3; }
     server { listen 127.0.0.1:%(pop3s)d ssl; protocol pop3; }
 }
@@ -318,7 +413,7 @@ http {
     }
 }
 """ % dict(mod=NGINX_MAIL_MODULE, workers=workers, p=self.prefix, lk=fm.lookup, ssl=ssl,
-           http=fm.http, **ports)
+           http=fm.http, rsa_cert=rsa[0], rsa_key=rsa[1], **ports)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -331,7 +426,7 @@ http {
         self.proc = spawn(["nginx", "-p", self.prefix, "-c", self.conf],
                           stdout=open(os.path.join(self.prefix, "nginx.out"), "a"),
                           stderr=subprocess.STDOUT)
-        for k in ("imap", "imaps", "pop3", "pop3s", "https"):
+        for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https"):
             wait_port(self.ports[k], self.proc, "nginx")
 
 
@@ -359,28 +454,75 @@ class Runner:
             self.raw.write(json.dumps(rec) + "\n")
             self.raw.flush()
 
-    def loadgen_run(self, scen, port, tls, clients, secs, extra=()):
+    def loadgen_run(self, scen, port, tls, clients, secs, extra=(), sni=SNI):
         argv = [self.loadgen, scen, "--port", str(port), "-c", str(clients), "-d", str(secs),
                 "--user", USER, "--pass", PASSWORD] + list(extra)
         if tls:
-            argv += ["--tls", "--sni", "mail.example.com"]
+            argv += ["--tls", "--sni", sni]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 40)
         lines = [l for l in out.stdout.splitlines() if l.startswith("{\"scenario\"")]
         if not lines:
             raise RuntimeError("gh-loadgen gave no result: %s %s" % (out.stdout, out.stderr))
         return json.loads(lines[-1])
 
-    def measure(self, target, fn):
-        """Runs fn() and adds the CPU seconds the target (proxy_cpu_s) and
-        the backend (backend_cpu_s) used during it; gh-loadgen reports its
-        own as cpu_s."""
+    def measure(self, target, fn, syscalls=False):
+        """Runs fn() and adds the CPU seconds the target (proxy_cpu_s, split
+        proxy_user_s / proxy_sys_s), its context switches (proxy_vcsw,
+        proxy_ivcsw) and the backend's CPU (backend_cpu_s) during it;
+        gh-loadgen reports its own as cpu_s. syscalls: count the target's
+        system calls in a window of the run's middle third (proxy_syscalls
+        over syscall_window_s)."""
         pid, bpid = target.pid, self.backend_pid
-        c0, b0, t0 = cpu_seconds(pid), cpu_seconds(bpid), time.time()
+        (u0, s0), (v0, n0) = cpu_split(pid), ctx_switches(pid)
+        b0, t0 = cpu_seconds(bpid), time.time()
+        win = min(2.0, self.a.secs / 3) if syscalls else 0
+        perf = syscall_window(pid, self.a.secs / 3, win) if win >= 0.5 else None
         res = fn()
-        res["proxy_cpu_s"] = round(cpu_seconds(pid) - c0, 3)
+        (u1, s1), (v1, n1) = cpu_split(pid), ctx_switches(pid)
+        res["proxy_user_s"] = round(u1 - u0, 3)
+        res["proxy_sys_s"] = round(s1 - s0, 3)
+        res["proxy_cpu_s"] = round(u1 - u0 + s1 - s0, 3)
+        res["proxy_vcsw"], res["proxy_ivcsw"] = v1 - v0, n1 - n0
         res["backend_cpu_s"] = round(cpu_seconds(bpid) - b0, 3)
         res["wall_s"] = round(time.time() - t0, 3)
+        n = syscall_count(perf)
+        if n is not None:
+            res["proxy_syscalls"], res["syscall_window_s"] = n, win
         return res
+
+    def flush_memcached(self):
+        with socket.create_connection(("127.0.0.1", self.mc.port), 5) as c:
+            c.sendall(b"flush_all\r\n")
+            if not c.recv(64).startswith(b"OK"):
+                raise RuntimeError("memcached refused flush_all")
+
+    def run_users(self, key_, target, tls):
+        """The operator's workload over --users N users: for plain storms a
+        cold pass (fresh proxy, flushed memcached, every user once) then a
+        warm pass of --secs; for TLS storms (the routes warmed by an
+        unmeasured plain pass) a warm pass. Returns [(scenario key, res)]."""
+        proto = key_.split("-")[0]
+        rsa = "-rsa" in key_
+        n = self.a.users
+        clients = self.a.tls_clients if tls else self.a.clients
+        out = []
+        if hasattr(target, "restart"):
+            target.restart()
+        if not tls:
+            self.flush_memcached()
+            res = self.measure(target, lambda: self.loadgen_run(
+                proto + "-login", target.ports[proto], False, clients, 60,
+                ["--users", str(n), "--count", str(n)]))
+            out.append((key_ + "-cold", res))
+        else:
+            self.loadgen_run(proto + "-login", target.ports[proto], False, self.a.clients, 60,
+                             ["--users", str(n), "--count", str(n)])
+        port = target.ports[proto + ("s_rsa" if rsa else "s") if tls else proto]
+        res = self.measure(target, lambda: self.loadgen_run(
+            proto + "-login", port, tls, clients, self.a.secs, ["--users", str(n)],
+            sni=RSA_SNI if rsa else SNI), syscalls=True)
+        out.append((key_, res))
+        return out
 
     def warm(self, target, port, proto):
         """One login first, so the proxy's route cache holds the user."""
@@ -393,7 +535,8 @@ class Runner:
         return self.measure(target, lambda: self.loadgen_run(
             scen, port, tls,
             (self.a.tls_clients if tls else self.a.clients) if "login" in scen else self.a.bulk_clients,
-            self.a.secs, ["-t", str(self.a.lg_threads)] + (["--resume"] if resume else [])))
+            self.a.secs, ["-t", str(self.a.lg_threads)] + (["--resume"] if resume else [])),
+            syscalls="login" in scen)
 
     def run_idle(self, target, port, tls):
         """K clients logged in and idling: (RSS after - RSS before) / K,
@@ -449,6 +592,10 @@ class Runner:
 
 SCENARIOS = [
     # key, label, kind, tls
+    ("imap-login-users", "IMAP login storm, N users", "users", False),
+    ("pop3-login-users", "POP3 login storm, N users", "users", False),
+    ("imap-login-tls-users", "IMAP login storm, TLS ECDSA, N users", "users", True),
+    ("imap-login-tls-rsa-users", "IMAP login storm, TLS RSA-2048, N users", "users", True),
     ("imap-login", "IMAP login storm", "mail", False),
     ("imap-login-tls", "IMAP login storm, TLS", "mail", True),
     ("imap-login-tls-resume", "IMAP login storm, TLS resumed", "mail", True),
@@ -474,7 +621,10 @@ def main():
     ap.add_argument("--bulk-clients", type=int, default=8)
     ap.add_argument("--http-clients", type=int, default=32)
     ap.add_argument("--idle", type=int, default=int(env("BENCH_IDLE", "1000")))
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="both proxies' workers (default: the machine's cores)")
+    ap.add_argument("--users", type=int, default=int(env("BENCH_USERS", "10000")),
+                    help="distinct users in the 'N users' storms")
     ap.add_argument("--lg-threads", type=int, default=1)
     ap.add_argument("--msg-size", type=int, default=1 << 20)
     ap.add_argument("--pop3-lockstep", action="store_true",
@@ -490,7 +640,8 @@ def main():
     a.build = os.path.abspath(a.build)
     if not (1 <= a.rounds <= 20 and 1 <= a.secs <= 60 and 1 <= a.clients <= 1000
             and 1 <= a.tls_clients <= 1000 and 1 <= a.bulk_clients <= 1000
-            and 1 <= a.http_clients <= 1000 and 1 <= a.idle <= 10000):
+            and 1 <= a.http_clients <= 1000 and 1 <= a.idle <= 10000
+            and 1 <= a.users <= 1000000):
         ap.error("bounds: rounds 1..20, secs 1..60, clients 1..1000, idle 1..10000")
     if a.report:
         return report(a.report, a)
@@ -517,18 +668,24 @@ def run(a, d, scen):
                     "-days", "2", "-subj", "/CN=mail.example.com"],
                    check=True, capture_output=True)
     os.chmod(key, 0o644)
+    rsa = (os.path.join(d, "rsa-cert.pem"), os.path.join(d, "rsa-key.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rsa[1],
+                    "-out", rsa[0], "-days", "2", "-subj", "/CN=" + RSA_SNI],
+                   check=True, capture_output=True)
+    os.chmod(rsa[1], 0o644)
     fm = Fastmail(a.build, d, a.msg_size)
     mc = Memcached(d)
     gports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https")}
-    nports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https")}
-    gh = Gatehouse(d, os.path.join(a.build, "gatehouse"), fm, mc, cert, key, a.workers, gports,
-                   not a.pop3_lockstep)
-    ng = Nginx(d, fm, cert, key, a.workers, nports)
+    nports = {k: free_port() for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https")}
+    gh = Gatehouse(d, os.path.join(a.build, "gatehouse"), fm, mc, cert, key, rsa, a.workers,
+                   gports, not a.pop3_lockstep)
+    ng = Nginx(d, fm, cert, key, rsa, a.workers, nports)
     direct = Direct(fm)
     gh.start()
     ng.start()
     r = Runner(a, d)
     r.backend_pid = fm.proc.pid
+    r.mc = mc
     for t in (gh, ng):
         r.warm(t, t.ports["imap"], "imap")
         r.warm(t, t.ports["pop3"], "pop3")
@@ -548,6 +705,15 @@ def run(a, d, scen):
             if not tls and kind != "idle":
                 targets.append(direct)
             for t in targets:
+                if kind == "users":
+                    for k2, res in r.run_users(key_, t, tls):
+                        res.update({"scenario": k2, "target": t.name, "round": rnd + 1,
+                                    "users": a.users})
+                        r.record(res)
+                        results.setdefault((k2, t.name), []).append(res)
+                        print("  round %d %-24s %-9s %s" % (rnd + 1, k2, t.name,
+                                                           summary("mail", k2, res)), flush=True)
+                    continue
                 if kind == "mail":
                     base = key_.replace("-tls", "").replace("-resume", "")
                     proto = base.split("-")[0]
@@ -569,6 +735,8 @@ def run(a, d, scen):
                       flush=True)
     print()
     print(table(scen, results, a, gh.https_ok))
+    print()
+    print(detail(scen, results, a))
     return 0
 
 
@@ -612,6 +780,9 @@ def table(scen, results, a, https_ok):
             "proxy CPU per unit, gatehouse / nginx |",
             "|---|---|---|---|---|---|---|"]
     for key_, label, kind, tls in scen:
+        if kind == "users":
+            continue
+
         def med(target, field):
             return median([r.get(field) for r in results.get((key_, target), [])])
 
@@ -646,6 +817,85 @@ def table(scen, results, a, https_ok):
     return "\n".join(rows)
 
 
+def per_login(res, field):
+    """field per login in one run (µs for CPU seconds); system calls over
+    their window at the run's rate."""
+    ops = (res.get("ops_per_s") or 0) * (res.get("secs") or res.get("wall_s") or 0)
+    if field == "proxy_syscalls":
+        w = res.get("syscall_window_s")
+        n = res.get(field)
+        return n / (res["ops_per_s"] * w) if n is not None and w and res.get("ops_per_s") else None
+    v = res.get(field)
+    if v is None or not ops:
+        return None
+    return v * 1e6 / ops if field.endswith("_s") else v / ops
+
+
+def spread(xs, nd=0):
+    """median [min-max] over the rounds."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    m = statistics.median(xs)
+    if len(xs) == 1:
+        return fmt(m, nd)
+    return "%s [%s–%s]" % (fmt(m, nd), fmt(min(xs), nd), fmt(max(xs), nd))
+
+
+DETAIL_ROWS = [
+    # scenario key, label
+    ("imap-login", "IMAP login, 1 user"),
+    ("imap-login-users-cold", "IMAP login, N users, cold"),
+    ("imap-login-users", "IMAP login, N users, warm"),
+    ("pop3-login", "POP3 login, 1 user"),
+    ("pop3-login-users-cold", "POP3 login, N users, cold"),
+    ("pop3-login-users", "POP3 login, N users, warm"),
+    ("imap-login-tls", "IMAP TLS login (ECDSA), 1 user"),
+    ("imap-login-tls-users", "IMAP TLS login (ECDSA), N users"),
+    ("imap-login-tls-rsa-users", "IMAP TLS login (RSA-2048), N users"),
+    ("imap-login-tls-resume", "IMAP TLS resumed, 1 user"),
+    ("pop3-login-tls", "POP3 TLS login (ECDSA), 1 user"),
+]
+
+
+def detail(scen, results, a):
+    """Per proxy and login storm: rate, CPU per login user/system, system
+    calls and context switches per login, latency; median [min-max] of the
+    rounds."""
+    rows = ["Login cost per proxy (N = %d users; median [min–max] over rounds; CPU µs per "
+            "login; system calls per login from perf stat raw_syscalls:sys_enter over a "
+            "window of warm runs)" % a.users, "",
+            "| storm | proxy | logins/s | CPU user | CPU sys | CPU total | gatehouse/nginx "
+            "CPU | syscalls | ctx sw vol / invol | p50 / p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for key_, label in DETAIL_ROWS:
+        if not any(k[0] == key_ for k in results):
+            continue
+        tot = {}
+        for t in ("gatehouse", "nginx"):
+            rs = results.get((key_, t), [])
+            if rs:
+                tot[t] = median([per_login(r, "proxy_cpu_s") for r in rs])
+        for t in ("gatehouse", "nginx"):
+            rs = results.get((key_, t), [])
+            if not rs:
+                continue
+            ratio = ""
+            if t == "gatehouse" and tot.get("nginx") and tot.get("gatehouse"):
+                ratio = "%.2f×" % (tot["gatehouse"] / tot["nginx"])
+            rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
+                label, t, spread([r.get("ops_per_s") for r in rs]),
+                spread([per_login(r, "proxy_user_s") for r in rs]),
+                spread([per_login(r, "proxy_sys_s") for r in rs]),
+                spread([per_login(r, "proxy_cpu_s") for r in rs]), ratio,
+                spread([per_login(r, "proxy_syscalls") for r in rs], 1),
+                fmt(median([per_login(r, "proxy_vcsw") for r in rs]), 2),
+                fmt(median([per_login(r, "proxy_ivcsw") for r in rs]), 2),
+                fmt(median([r.get("p50_ms") for r in rs]), 2),
+                fmt(median([r.get("p99_ms") for r in rs]), 2)))
+    return "\n".join(rows)
+
+
 def report(path, a):
     """The table again from a --json file of an earlier run."""
     results, https_ok = {}, False
@@ -655,6 +905,8 @@ def report(path, a):
         https_ok = https_ok or (r["scenario"] == "https" and r["target"] == "gatehouse")
     keys = {k[0] for k in results}
     print(table([s for s in SCENARIOS if s[0] in keys], results, a, https_ok))
+    print()
+    print(detail(SCENARIOS, results, a))
     return 0
 
 

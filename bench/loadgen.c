@@ -4,6 +4,7 @@
  *   gh-loadgen SCENARIO --port P [--host 127.0.0.1] [--tls] [--sni NAME]
  *              [-c CLIENTS] [-d SECONDS] [-t THREADS] [--user U] [--pass W]
  *              [--timeout SECONDS] [--hold SECONDS] [--window N]
+ *              [--users N] [--count K]
  *
  * Scenarios (every client runs its loop until the -d deadline):
  *   imap-login  connect, [TLS], greeting, LOGIN, SELECT INBOX, LOGOUT, again
@@ -15,6 +16,11 @@
  * --window N: at most N connections per thread between connect and
  * greeting at a time (default 64), so K idle clients arrive as a ramp, not
  * one burst into the listen backlog.
+ * --users N: log in as N distinct users, user0..userN-1 (with the domain
+ * of --user if it has one), taken in turn by every new connection of every
+ * client, so the proxy sees a cyclic scan over N users (an operator's
+ * site), not one user.  --count K: stop after K connections in all (with
+ * --users N and K = N, every user exactly once: the cold pass).
  * One JSON line on stdout gives the result: completed operations (logins or
  * fetches) and their rate, p50/p99/max latency of one operation (a whole
  * login cycle, or one fetch), bytes received and MB/s, errors by kind, and
@@ -78,6 +84,8 @@ struct lg_opts {
 	double hold;
 	int window;                /* connections being set up at once per thread */
 	bool resume;               /* TLS: offer the last session ticket each reconnect */
+	unsigned users;            /* 0: every login as --user; N: user0..userN-1 in turn */
+	uint64_t count;            /* 0: until -d; K: at most K connections in all */
 };
 
 struct lg_thread;
@@ -97,6 +105,7 @@ struct lg_client {
 	bool counted_ready;
 	bool again_now;            /* reconnect at once: the last cycle ended well */
 	uint64_t t_op;             /* start of the operation being timed, ns */
+	uint64_t user_idx;         /* --users: this connection's user */
 	size_t lit_left;           /* literal or message bytes still to skip */
 	bool in_body;              /* POP3 RETR: reading the multi-line answer */
 	size_t in_len;
@@ -138,6 +147,7 @@ static struct lg_opts lg_o;
 static struct sockaddr_in lg_addr;
 static struct lg_thread lg_threads[LG_MAX_THREADS];
 static atomic_int lg_ready_total;
+static atomic_uint_fast64_t lg_next_conn; /* connections started, all threads */
 static atomic_int lg_ready_printed;
 static atomic_bool lg_stop_all;
 
@@ -329,14 +339,25 @@ static void lg_op_done(struct lg_client *c)
 
 /* ---------------------------------------------------------- protocol */
 
+/* The login name of this connection: --user, or user<k> with its domain. */
+static const char *lg_user(const struct lg_client *c, char *buf, size_t len)
+{
+	if (!lg_o.users)
+		return lg_o.user;
+	const char *at = strchr(lg_o.user, '@');
+	snprintf(buf, len, "user%" PRIu64 "%s", c->user_idx % lg_o.users, at ? at : "");
+	return buf;
+}
+
 static void lg_login_cmd(struct lg_client *c)
 {
-	char buf[1200];
+	char buf[1200], ub[1100];
+	const char *user = lg_user(c, ub, sizeof(ub));
 	if (lg_o.scen == LG_POP3_LOGIN || lg_o.scen == LG_POP3_RETR) {
-		snprintf(buf, sizeof(buf), "USER %s\r\n", lg_o.user);
+		snprintf(buf, sizeof(buf), "USER %s\r\n", user);
 		lg_step_to(c, LG_S_USER);
 	} else {
-		snprintf(buf, sizeof(buf), "a1 LOGIN \"%s\" \"%s\"\r\n", lg_o.user, lg_o.pass);
+		snprintf(buf, sizeof(buf), "a1 LOGIN \"%s\" \"%s\"\r\n", user, lg_o.pass);
 		lg_step_to(c, LG_S_LOGIN);
 	}
 	lg_send(c, buf);
@@ -652,11 +673,30 @@ static void lg_connected(uv_connect_t *req, int status)
 		lg_tls_progress(c);
 }
 
+static void lg_stop_thread(struct lg_thread *th);
+
+/* --count: the connections are all taken; the thread stops once none of its
+   clients has one open (a client pausing after an error does not restart). */
+static void lg_count_done(struct lg_thread *th)
+{
+	for (int i = 0; i < th->n; i++)
+		if (th->clients[i].open)
+			return;
+	lg_stop_thread(th);
+}
+
 static void lg_start(struct lg_client *c)
 {
 	struct lg_thread *th = c->th;
 	if (th->stopping)
 		return;
+	if (lg_o.users || lg_o.count) {
+		c->user_idx = atomic_fetch_add(&lg_next_conn, 1);
+		if (lg_o.count && c->user_idx >= lg_o.count) {
+			lg_count_done(th);
+			return;
+		}
+	}
 	c->step = LG_S_CONNECT;
 	c->in_len = 0;
 	c->lit_left = 0;
@@ -782,7 +822,8 @@ static void lg_usage(void)
 		"usage: gh-loadgen imap-login|pop3-login|imap-fetch|pop3-retr|imap-idle --port P\n"
 		"       [--host 127.0.0.1] [--tls] [--sni NAME] [-c CLIENTS] [-d SECONDS] [-t THREADS]\n"
 		"       [--user U] [--pass W] [--timeout SECONDS] [--hold SECONDS] [--window N]\n"
-		"       [--resume]   (with --tls: resume each client's last session by its ticket)\n");
+		"       [--resume]   (with --tls: resume each client's last session by its ticket)\n"
+		"       [--users N]  (log in as user0..userN-1 in turn) [--count K] (K connections in all)\n");
 	exit(2);
 }
 
@@ -844,6 +885,10 @@ static void lg_parse(int argc, char **argv)
 			lg_o.timeout = lg_num(v, 0.1, 60, "--timeout");
 		else if (!strcmp(a, "--window"))
 			lg_o.window = (int)lg_num(v, 1, 1000, "--window");
+		else if (!strcmp(a, "--users"))
+			lg_o.users = (unsigned)lg_num(v, 1, 10000000, "--users");
+		else if (!strcmp(a, "--count"))
+			lg_o.count = (uint64_t)lg_num(v, 1, 100000000, "--count");
 		else if (!strcmp(a, "--hold"))
 			lg_o.hold = lg_num(v, 0, 600, "--hold");
 		else

@@ -6,7 +6,7 @@
  *     memcached = [ "10.0.0.7:11211", "10.0.0.8" ];
  *     ttl = 3600; hash_keys = false; distribution = "modula";
  *     timeout = 0.5; retry_interval = 10;
- *     l1_entries = 10000; l1_ttl = 60.0;
+ *     l1_entries = 100000; l1_ttl = 60.0;
  *   };
  */
 #include <stddef.h>
@@ -95,7 +95,7 @@ void conf__cache_defaults(struct conf *c)
 	c->cache.distribution = CONF_CACHE_MODULA;
 	c->cache.timeout = 0.5;
 	c->cache.retry_interval = 10;
-	c->cache.l1_entries = 10000;
+	c->cache.l1_entries = 100000;
 	c->cache.l1_ttl = 60.0;
 }
 

@@ -552,6 +552,12 @@ int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe
 	return stream_write(st, b);
 }
 
+bool stream_drained_plain(const struct stream *st)
+{
+	return st->tls == NULL && !st->shut && !st->closing && st->queued == 0 && st->writes == 0 &&
+	       st->held == NULL && st->cork == NULL && st->tcp.write_queue_size == 0;
+}
+
 int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 {
 	if (st->shut || st->closing)

@@ -165,6 +165,12 @@ int stream_uncork(struct stream *st);
 int stream_write_copy(struct stream *st, const void *data, size_t len, bool wipe);
 
 /*
+ * True when a close() would say all a shutdown() says: a plain stream with
+ * nothing queued, held, corked or being written, not shut down yet.
+ */
+bool stream_drained_plain(const struct stream *st);
+
+/*
  * Shut down the write side once queued writes are done (half-close). cb, if
  * given, runs when that has happened (status 0) or failed.
  */

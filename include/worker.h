@@ -60,7 +60,6 @@ struct worker {
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
 	unsigned logins_since_trim;
 	unsigned closes_since_trim;
-	uint64_t last_trim_ms;
 	unsigned accept_pauses;             /* pauses since accept last succeeded */
 	struct list sessions;               /* of session.worker_link */
 	size_t nsessions;

@@ -10,7 +10,12 @@
  * either stream, so no byte can overtake one still in a write queue. An EOF
  * from one side becomes a shutdown (FIN) on
  * the other once its queued bytes are written; the session ends when both
- * directions have been shut down, or at the first error.
+ * directions have been shut down, or at the first error. The common end
+ * (the mailstore closes after BYE or +OK, with everything already written
+ * to a plain client) is a close of both sides at once, as nginx's mail
+ * proxy does: the client's FIN comes from close(), and nothing it could
+ * send later would reach a mailstore that has gone. That saves two
+ * shutdown()s, an epoll_ctl, a read and a loop pass per session.
  */
 #include <stdlib.h>
 
@@ -119,6 +124,10 @@ static void relay__pass(struct session *s, struct stream *from, struct stream *t
 		return;
 	}
 	*eof = true;
+	if (from == s->backend && stream_drained_plain(to)) {
+		session_close(s, "backend closed");
+		return;
+	}
 	if (stream_shutdown(to, shut_cb) < 0)
 		session_close(s, "shutdown failed");
 }

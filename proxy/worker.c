@@ -345,28 +345,25 @@ static void worker__maybe_exit(struct worker *w)
  * structs, and glibc keeps those holes resident: 1000 clients that log in
  * together and then sit in IDLE measured 16 KiB of RSS per connection,
  * against 4 KiB when they arrive one at a time. malloc_trim(0) returns the
- * free pages inside the heaps (madvise). During a burst it runs at most every
- * WORKER_TRIM_MS and only after WORKER_TRIM_LOGINS logins (a login storm pays
- * for at most 20 trims a second per worker); once the worker has had no login
- * for WORKER_TRIM_QUIET_MS it runs once more, for what the burst's last
- * logins freed (without it, 1000 idle clients measured 6-9 KiB each). The
- * same quiet trim follows a burst of sessions that ended (16 or more), so a
- * storm of connections that never log in gives its memory back too.
+ * free pages inside the heaps (madvise), once the worker has had no login
+ * for WORKER_TRIM_QUIET_MS: never during a burst. Trimming inside a storm
+ * (it used to run every 50 ms) gave back pages the next logins faulted in
+ * again at once: ~57,000 madvise calls in 3 s of a 10,000-user storm, each a
+ * TLB shootdown across the worker and pool threads, for memory the storm
+ * needed anyway; a storm's heap stays at its high-water mark until it ends.
+ * The same quiet trim follows a burst of sessions that ended (16 or more),
+ * so a storm of connections that never log in gives its memory back too.
  */
-#define WORKER_TRIM_MS 50
 #define WORKER_TRIM_KICK (128 * 1024) /* under M_MMAP_THRESHOLD, over 64 KiB */
 
-/* quiet: the burst is over, so the free top of the heap goes back too. */
-static void worker__trim(struct worker *w, bool quiet)
+/* The burst is over: the free pages, and the free top of the heap. */
+static void worker__trim(struct worker *w)
 {
 	log_write(LOG_DEBUG, "worker %d: returning free heap after %u logins, %u ended sessions",
 		  w->id, w->logins_since_trim, w->closes_since_trim);
-	w->last_trim_ms = uv_now(&w->loop);
 	w->logins_since_trim = 0;
 	w->closes_since_trim = 0;
 	malloc_trim(0);
-	if (!quiet)
-		return;
 	/* malloc_trim returns free pages inside a heap but never the free top
 	   of a thread's heap, where everything a storm freed ends up once it
 	   coalesces. Freeing a block carved from that top makes glibc shrink
@@ -384,14 +381,12 @@ static void worker__quiet_trim(uv_timer_t *t)
 	struct worker *w = t->data;
 
 	if (w->logins_since_trim > 0 || w->closes_since_trim >= WORKER_TRIM_LOGINS)
-		worker__trim(w, true);
+		worker__trim(w);
 }
 
 void worker_trim_soon(struct worker *w)
 {
-	if (++w->logins_since_trim >= WORKER_TRIM_LOGINS &&
-	    uv_now(&w->loop) - w->last_trim_ms >= WORKER_TRIM_MS)
-		worker__trim(w, false);
+	w->logins_since_trim++;
 	if (!uv_is_closing((uv_handle_t *)&w->trim_timer))
 		uv_timer_start(&w->trim_timer, worker__quiet_trim, WORKER_TRIM_QUIET_MS, 0);
 }

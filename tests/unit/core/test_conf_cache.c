@@ -71,7 +71,7 @@ static void cc_expect_defaults(const struct conf *c)
 	cr_expect_eq(c->cache.distribution, CONF_CACHE_MODULA);
 	cr_expect_eq(c->cache.timeout, 0.5);
 	cr_expect_eq(c->cache.retry_interval, 10);
-	cr_expect_eq(c->cache.l1_entries, 10000);
+	cr_expect_eq(c->cache.l1_entries, 100000);
 	cr_expect_eq(c->cache.l1_ttl, 60.0);
 }
 

@@ -207,3 +207,48 @@ Test(rcache_l1, key_carries_proxy_ip_client_ip_host_and_kind)
 	rcache_l1_free(l1);
 	free(a), free(same), free(vip), free(cip), free(host), free(id);
 }
+
+/* Users cycling through more routes than the cache holds: plain LRU evicts
+   the route needed soonest on every miss and never hits; admission keeps
+   a stable part of the cycle (the best any cache can do is capacity / N). */
+Test(rcache_l1, cyclic_scan_over_capacity_still_hits)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(100);
+	struct route in = l1t_route("10.0.0.21", 7143, "x"), out;
+	char login[32];
+	int hits = 0, n = 0;
+
+	for (int round = 0; round < 20; round++)
+		for (int i = 0; i < 200; i++) {
+			snprintf(login, sizeof(login), "user%d@example.com", i);
+			if (rcache_l1_get(l1, "imap", login, 1, &out))
+				hits++;
+			else
+				rcache_l1_put(l1, "imap", login, &in, 1, 60000);
+			if (round >= 5)
+				n++;
+			else if (round == 4 && i == 199)
+				hits = 0;
+		}
+	cr_assert_leq(rcache_l1_count(l1), 100);
+	cr_assert_geq(hits * 100, n * 30, "%d hits of %d", hits, n);
+	rcache_l1_free(l1);
+}
+
+Test(rcache_l1, expired_tail_makes_room_at_once)
+{
+	struct rcache_l1 *l1 = rcache_l1_new(2);
+	struct route in = l1t_route("10.0.0.21", 7143, "x"), out;
+
+	rcache_l1_put(l1, "imap", "a", &in, 0, 60000);
+	rcache_l1_put(l1, "imap", "b", &in, 0, 15);
+	cr_assert(rcache_l1_get(l1, "imap", "a", 1, &out), "b is the tail now");
+	rcache_l1_put(l1, "imap", "c", &in, 1, 60000); /* the first to meet a full cache: in */
+	cr_assert(rcache_l1_get(l1, "imap", "a", 2, &out), "c evicted b");
+	rcache_l1_put(l1, "imap", "x", &in, 2, 60000); /* the tail c is live: not admitted */
+	cr_assert_not(rcache_l1_get(l1, "imap", "x", 3, &out));
+	cr_assert(rcache_l1_get(l1, "imap", "a", 3, &out));
+	rcache_l1_put(l1, "imap", "d", &in, 60001, 60000); /* the tail c has expired: in */
+	cr_assert(rcache_l1_get(l1, "imap", "d", 60002, &out));
+	rcache_l1_free(l1);
+}
