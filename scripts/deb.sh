@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
+mkdir -p "${1:-$top}"
 out=$(realpath "${1:-$top}")
-mkdir -p "$out"
 
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 debversion=$(dpkg-parsechangelog -S Version)
