@@ -2,7 +2,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all build deps test unit e2e fuzz demo demo-stop bench clean
+.PHONY: all build deps test unit e2e fuzz demo demo-stop bench deb clean
 
 all: build
 
@@ -45,6 +45,12 @@ bench: build
 	@bash scripts/deps.sh bench
 	BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SECS=$(BENCH_SECS) /usr/bin/python3 bench/bench.py \
 		--build $(BUILD) --json $(BUILD)/bench-results.json
+
+# The Debian package gatehouse_<version>_<arch>.deb, here (scripts/deb.sh,
+# debian/); then: apt install ./gatehouse_*.deb
+deb:
+	@bash scripts/deps.sh deb
+	@bash scripts/deb.sh
 
 clean:
 	rm -rf $(BUILD)

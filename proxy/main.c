@@ -9,6 +9,11 @@
  * handles signals: SIGTERM/SIGINT drain (stop accepting, wait for sessions
  * up to shutdown_timeout, then close them), SIGHUP reloads the config for
  * new sessions, SIGUSR1 reopens the logs.
+ *
+ * Under systemd (Type=notify, built with libsystemd) it tells the service
+ * manager READY=1 once every listener is bound, RELOADING=1 / READY=1 around
+ * a SIGHUP reload, STOPPING=1 when a drain starts, and WATCHDOG=1 every half
+ * WatchdogSec from the main loop. Without NOTIFY_SOCKET these are no-ops.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -22,6 +27,9 @@
 #include <sys/socket.h>
 
 #include <uv.h>
+#ifdef GATEHOUSE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "access.h"
 #include "audit.h"
@@ -35,6 +43,11 @@
 #include "worker.h"
 
 #define DEFAULT_CONF "/etc/gatehouse/gatehouse.conf"
+#ifdef GATEHOUSE_SYSTEMD
+#define MAIN_FEATURES " (systemd)"
+#else
+#define MAIN_FEATURES ""
+#endif
 
 struct main_state {
 	uv_loop_t *loop;
@@ -47,10 +60,42 @@ struct main_state {
 	uv_async_t exit_async;        /* a worker stopped accepting or exited */
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t drain_timer;
+	uv_timer_t watchdog_timer;    /* WATCHDOG=1 pings, when systemd asks for them */
 	bool draining;
 };
 
 static struct main_state M;
+
+/*
+ * sd_notify(3) with a printf format; a no-op when built without libsystemd
+ * or started without NOTIFY_SOCKET. STATUS= lines show in systemctl status.
+ */
+#ifdef GATEHOUSE_SYSTEMD
+#define main__notify(...) ((void)sd_notifyf(0, __VA_ARGS__))
+#else
+#define main__notify(...) ((void)0)
+#endif
+
+static void main__on_watchdog(uv_timer_t *t)
+{
+	main__notify("WATCHDOG=1");
+}
+
+/* Ping at half the interval systemd gave (WatchdogSec=), if it gave one. */
+static void main__start_watchdog(void)
+{
+	uint64_t usec = 0;
+
+#ifdef GATEHOUSE_SYSTEMD
+	if (sd_watchdog_enabled(0, &usec) <= 0)
+		usec = 0;
+#endif
+	if (usec == 0)
+		return;
+	uint64_t ms = usec / 2000 > 0 ? usec / 2000 : 1;
+	uv_timer_start(&M.watchdog_timer, main__on_watchdog, ms, ms);
+	log_write(LOG_INFO, "systemd watchdog: pinging every %llu ms", (unsigned long long)ms);
+}
 
 static void usage(FILE *f)
 {
@@ -88,6 +133,7 @@ static void main__close_handles(void)
 	uv_close((uv_handle_t *)&M.sig_hup, NULL);
 	uv_close((uv_handle_t *)&M.sig_usr1, NULL);
 	uv_close((uv_handle_t *)&M.drain_timer, NULL);
+	uv_close((uv_handle_t *)&M.watchdog_timer, NULL);
 	status_stop();
 }
 
@@ -128,6 +174,7 @@ static void main__on_stop(uv_signal_t *h, int signum)
 		return;
 	}
 	M.draining = true;
+	main__notify("STOPPING=1\nSTATUS=draining sessions (signal %d)", signum);
 	status_set_draining();
 	log_write(LOG_INFO, "signal %d: closing the listening sockets, draining sessions for up to %.1f s",
 		  signum, M.conf->shutdown_timeout);
@@ -211,14 +258,18 @@ static void main__raise_nofile(const struct conf *c)
 static void main__on_hup(uv_signal_t *h, int signum)
 {
 	char err[512];
+
+	main__notify("RELOADING=1");
 	struct conf *c = conf_load(M.conf->path, err, sizeof(err));
 
 	if (c == NULL) {
 		log_write(LOG_ERROR, "reload refused, keeping the running configuration: %s", err);
+		main__notify("READY=1\nSTATUS=reload refused: %s", err);
 		return;
 	}
 	if (main__check_new_listeners(M.conf, c, err, sizeof(err)) < 0) {
 		log_write(LOG_ERROR, "reload refused, keeping the running configuration: %s", err);
+		main__notify("READY=1\nSTATUS=reload refused: %s", err);
 		conf_unref(c);
 		return;
 	}
@@ -242,6 +293,7 @@ static void main__on_hup(uv_signal_t *h, int signum)
 	main__raise_nofile(c);
 	log_write(LOG_INFO, "reloaded %s: new sessions use it, established sessions continue",
 		  c->path);
+	main__notify("READY=1\nSTATUS=running, reloaded %s", c->path);
 }
 
 static void main__on_usr1(uv_signal_t *h, int signum)
@@ -271,6 +323,7 @@ static int main__run(struct conf *c)
 	uv_signal_init(M.loop, &M.sig_hup);
 	uv_signal_init(M.loop, &M.sig_usr1);
 	uv_timer_init(M.loop, &M.drain_timer);
+	uv_timer_init(M.loop, &M.watchdog_timer);
 	uv_signal_start(&M.sig_term, main__on_stop, SIGTERM);
 	uv_signal_start(&M.sig_int, main__on_stop, SIGINT);
 	uv_signal_start(&M.sig_hup, main__on_hup, SIGHUP);
@@ -319,6 +372,9 @@ static int main__run(struct conf *c)
 		}
 		log_write(LOG_INFO, "gatehouse %s started: %d workers, listening on %s",
 			  GATEHOUSE_VERSION, M.nworkers, addrs);
+		main__notify("READY=1\nSTATUS=running: %d workers, listening on %s", M.nworkers,
+			     addrs);
+		main__start_watchdog();
 	}
 	if (M.nworkers == 0)
 		main__close_handles();
@@ -370,7 +426,7 @@ int main(int argc, char **argv)
 			test_only = true;
 			break;
 		case 'v':
-			printf("gatehouse %s\n", GATEHOUSE_VERSION);
+			printf("gatehouse %s%s\n", GATEHOUSE_VERSION, MAIN_FEATURES);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
 # Install the Debian packages gatehouse needs to build, test, demo and bench.
-# Usage: scripts/deps.sh [build|test|demo|bench|fuzz|all]   (default: test)
+# Usage: scripts/deps.sh [build|test|demo|bench|fuzz|deb|all]   (default: test)
 # Installs only what is missing, so it is cheap to run before every make target.
 set -euo pipefail
 
 what=${1:-test}
 build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev libmemcached-dev
-            node-llhttp libcriterion-dev libconfig-dev"
+            node-llhttp libcriterion-dev libconfig-dev libsystemd-dev"
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy
           iproute2 wrk"
 bench_pkgs="nginx libnginx-mod-mail"
 fuzz_pkgs="clang libclang-rt-14-dev"
+# make deb (scripts/deb.sh): dpkg-buildpackage with debhelper; lintian checks
+# the result. The test suite builds the package too (tests/e2e/test_deb.py).
+deb_pkgs="dpkg-dev debhelper fakeroot lintian"
 # CI (.ci/run) also fuzzes, and runs an e2e subset under valgrind.
 ci_pkgs="$fuzz_pkgs valgrind"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;
-  test) pkgs="$build_pkgs $run_pkgs $ci_pkgs" ;;
+  test) pkgs="$build_pkgs $run_pkgs $ci_pkgs $deb_pkgs" ;;
   demo) pkgs="$build_pkgs $run_pkgs" ;;
   bench) pkgs="$build_pkgs $run_pkgs $bench_pkgs" ;;
   fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
-  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $ci_pkgs" ;;
-  *) echo "usage: $0 [build|test|demo|bench|fuzz|all]" >&2; exit 2 ;;
+  deb) pkgs="$build_pkgs $deb_pkgs" ;;
+  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $ci_pkgs $deb_pkgs" ;;
+  *) echo "usage: $0 [build|test|demo|bench|fuzz|deb|all]" >&2; exit 2 ;;
 esac
 
 missing=()
