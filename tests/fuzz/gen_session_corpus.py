@@ -8,15 +8,18 @@ Each seed is a script for tests/harness/gh_script.c: one flags byte
 
     python3 tests/fuzz/gen_session_corpus.py
 
-It rewrites tests/fuzz/corpus/session_{imap,pop3,http}/ (named files, so
-the output is the same on every run).
+It rewrites the named seeds in tests/fuzz/corpus/session_{imap,pop3,http}/
+(the output is the same on every run) and keeps the units named by their
+SHA-1 there: what 10-minute runs found, minimised with libFuzzer's
+-merge=1 (README "Tests").
 
 Seeds named known_* reproduce security review findings 1a/1b/1c: they
 crashed main at 278b31b at once (their unit tests are in
 tests/unit/harness/). --no-known leaves them out, to fuzz an old tree.
 """
-import sys
 import os
+import re
+import sys
 
 (SEND, RUN, BSEND, BCLOSE, READ_TOGGLE, TIMER, SHUT_WR, CLOSE_NOTIFY,
  BAD_RECORD, CLOSE, TLS_START, HOLD, FLUSH, SETTLE, LOGIN_TOGGLE, RAW,
@@ -176,8 +179,11 @@ def main():
     for name, seeds in (("session_imap", IMAP), ("session_pop3", POP3), ("session_http", HTTP)):
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
+        # Units a fuzzer found and `-merge=1` kept are named by their SHA-1:
+        # they stay; the named seeds are written anew.
         for f in os.listdir(d):
-            os.unlink(os.path.join(d, f))
+            if not re.fullmatch(r"[0-9a-f]{40}", f):
+                os.unlink(os.path.join(d, f))
         for seed, data in seeds.items():
             if seed.startswith("known_") and "--no-known" in sys.argv[1:]:
                 continue
