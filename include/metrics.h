@@ -17,6 +17,8 @@
 
 #include "route.h"
 
+struct conf;
+
 /* Protocols, by enum conf_proto value. */
 #define METRICS_NPROTO 3
 /* Room for the session phases (checked against SESSION_NPHASES in metrics.c). */
@@ -61,6 +63,20 @@ void metrics_tls_handshake(bool ok, bool resumed);
 
 void metrics_error(enum metrics_error kind);
 
+/*
+ * The configuration snapshot now in use (at start and on each reload): its
+ * limits.max_connections and the expiry of each certificate it loaded.
+ */
+void metrics_conf(const struct conf *c);
+
+/* Certificates exported; more are left out (a vhost each, RSA and ECDSA). */
+#define METRICS_MAX_CERTS 128
+struct metrics_cert {
+	char name[256];    /* "default" or the vhost's first name */
+	const char *kind;  /* "rsa", "ecdsa", "other" (static strings) */
+	int64_t not_after; /* Unix time */
+};
+
 /* HTTP responses sent to clients, by status class (1xx .. 5xx). */
 #define METRICS_HTTP_CLASSES 5
 void metrics_http_response(int status);
@@ -74,6 +90,9 @@ struct metrics_snapshot {
 	uint64_t errors[METRICS_NERRORS];
 	uint64_t http_responses[METRICS_HTTP_CLASSES]; /* [0] = 1xx ... [4] = 5xx */
 	struct route_stats route;
+	uint64_t max_connections; /* limits.max_connections, 0 = no cap */
+	struct metrics_cert certs[METRICS_MAX_CERTS];
+	int ncerts;
 	/* The phase label values, nphases of them (session_phase_names). */
 	const char *const *phase_names;
 	int nphases;

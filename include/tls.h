@@ -76,6 +76,19 @@ struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls
 void tls_server_free(struct tls_server *srv);
 bool tls_server_ready(const struct tls_server *srv);
 
+/*
+ * One certificate loaded by a tls_server, for /metrics: whose it is
+ * ("default" or the virtual host's first name), its key type ("rsa",
+ * "ecdsa" or "other") and its notAfter as a Unix time.
+ */
+struct tls_cert_expiry {
+	const char *name;
+	const char *kind;
+	int64_t not_after;
+};
+/* The certificates of srv (NULL: none): sets *n and returns the array. */
+const struct tls_cert_expiry *tls_server_certs(const struct tls_server *srv, int *n);
+
 /* ALPN protocol ids: "imap", "pop3", "http/1.1". */
 struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn);
 /*

@@ -3,6 +3,7 @@
  * Prometheus text rendering (exposition format 0.0.4).
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "gh.h"
 #include "metrics.h"
 #include "session.h"
+#include "tls.h"
 
 _Static_assert(SESSION_NPHASES <= METRICS_MAX_PHASES, "raise METRICS_MAX_PHASES");
 
@@ -22,6 +24,11 @@ static atomic_uint_fast64_t metrics__bytes[2]; /* 0: to the backend, 1: to the c
 static atomic_uint_fast64_t metrics__tls[3];   /* ok, failed, resumed */
 static atomic_uint_fast64_t metrics__errors[METRICS_NERRORS];
 static atomic_uint_fast64_t metrics__http[METRICS_HTTP_CLASSES];
+static atomic_uint_fast64_t metrics__max_connections;
+/* The certificates of the configuration in use; set by metrics_conf. */
+static pthread_mutex_t metrics__certs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct metrics_cert metrics__certs[METRICS_MAX_CERTS];
+static int metrics__ncerts;
 
 static const char *const metrics__proto_names[] = { "imap", "pop3", "http" };
 static const char *const metrics__login_names[] = { "ok", "fail", "tempfail", "throttled" };
@@ -99,6 +106,24 @@ void metrics_http_response(int status)
 		atomic_fetch_add_explicit(&metrics__http[cls], 1, RELAXED);
 }
 
+void metrics_conf(const struct conf *c)
+{
+	int n = 0;
+	const struct tls_cert_expiry *e = tls_server_certs(c ? c->tls_server : NULL, &n);
+
+	atomic_store_explicit(&metrics__max_connections, c ? (uint64_t)c->limits.max_connections : 0,
+			      RELAXED);
+	pthread_mutex_lock(&metrics__certs_lock);
+	metrics__ncerts = 0;
+	for (int i = 0; i < n && metrics__ncerts < METRICS_MAX_CERTS; i++) {
+		struct metrics_cert *mc = &metrics__certs[metrics__ncerts++];
+		snprintf(mc->name, sizeof(mc->name), "%s", e[i].name);
+		mc->kind = e[i].kind;
+		mc->not_after = e[i].not_after;
+	}
+	pthread_mutex_unlock(&metrics__certs_lock);
+}
+
 void metrics_snapshot(struct metrics_snapshot *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -119,6 +144,11 @@ void metrics_snapshot(struct metrics_snapshot *out)
 	for (int k = 0; k < METRICS_HTTP_CLASSES; k++)
 		out->http_responses[k] = atomic_load_explicit(&metrics__http[k], RELAXED);
 	route_stats(&out->route);
+	out->max_connections = atomic_load_explicit(&metrics__max_connections, RELAXED);
+	pthread_mutex_lock(&metrics__certs_lock);
+	memcpy(out->certs, metrics__certs, sizeof(out->certs[0]) * (size_t)metrics__ncerts);
+	out->ncerts = metrics__ncerts;
+	pthread_mutex_unlock(&metrics__certs_lock);
 	out->phase_names = session_phase_names;
 	out->nphases = SESSION_NPHASES;
 	out->version = GATEHOUSE_VERSION;
@@ -160,6 +190,19 @@ static void metrics__lower(char *dst, size_t cap, const char *src)
 	for (; src[i] != '\0' && i + 1 < cap; i++)
 		dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] - 'A' + 'a') : src[i];
 	dst[i] = '\0';
+}
+
+/* A label value, with \\, \" and newline escaped as the format requires. */
+static void metrics__label(struct metrics_out *o, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			metrics__put(o, "\\%c", *v);
+		else if (*v == '\n')
+			metrics__put(o, "\\n");
+		else
+			metrics__put(o, "%c", *v);
+	}
 }
 
 static void metrics__u64(struct metrics_out *o, const char *name, const char *labels, uint64_t v)
@@ -216,6 +259,9 @@ size_t metrics_render(const struct metrics_snapshot *m, char *buf, size_t cap)
 				     metrics__proto_names[p], phase, v < 0 ? 0 : v);
 		}
 	}
+	metrics__family(&o, "gatehouse_max_connections", "gauge",
+			"limits.max_connections: the cap on concurrent client connections, 0 = none.");
+	metrics__u64(&o, "gatehouse_max_connections", "", m->max_connections);
 	metrics__family(&o, "gatehouse_logins_total", "counter",
 			"Login attempts, by protocol and result (as in the audit log).");
 	for (int p = 0; p < METRICS_NPROTO; p++) {
@@ -236,6 +282,14 @@ size_t metrics_render(const struct metrics_snapshot *m, char *buf, size_t cap)
 	metrics__family(&o, "gatehouse_tls_resumptions_total", "counter",
 			"Client TLS handshakes that resumed a session.");
 	metrics__u64(&o, "gatehouse_tls_resumptions_total", "", m->tls_resumed);
+	metrics__family(&o, "gatehouse_tls_certificate_expiry_seconds", "gauge",
+			"notAfter of each loaded certificate, as a Unix time.");
+	for (int i = 0; i < m->ncerts && i < METRICS_MAX_CERTS; i++) {
+		metrics__put(&o, "gatehouse_tls_certificate_expiry_seconds{name=\"");
+		metrics__label(&o, m->certs[i].name);
+		metrics__put(&o, "\",kind=\"%s\"} %" PRId64 "\n",
+			     m->certs[i].kind ? m->certs[i].kind : "other", m->certs[i].not_after);
+	}
 	metrics__family(&o, "gatehouse_errors_total", "counter", "Errors, by kind.");
 	for (int e = 0; e < METRICS_NERRORS; e++) {
 		snprintf(l, sizeof(l), "{kind=\"%s\"}", metrics__error_names[e]);

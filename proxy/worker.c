@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "gh.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "session_int.h"
 #include "worker.h"
@@ -479,6 +480,7 @@ int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started)
 	w->conf = conf_ref(c);
 	w->listen_conf = conf_ref(c);
 	w->started = started;
+	metrics_conf(c); /* the same snapshot for every worker: /metrics shows its certificates */
 	atomic_init(&w->commands, 0);
 	atomic_init(&w->pending_conf, NULL);
 	pool_init(&w->pool, (uint32_t)c->limits.relay_buffer, WORKER_POOL_MAX_FREE);
@@ -522,6 +524,7 @@ void worker_command(struct worker *w, enum worker_command cmd)
 
 void worker_set_conf(struct worker *w, struct conf *c)
 {
+	metrics_conf(c);
 	struct conf *old = atomic_exchange(&w->pending_conf, conf_ref(c));
 	if (old)
 		conf_unref(old);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <arpa/inet.h>
 
@@ -48,6 +49,8 @@ struct tls_server {
 	int nnames;
 	struct tls_ticket_key keys[8];
 	int nkeys;
+	struct tls_cert_expiry *certs; /* two per context at most (RSA, ECDSA) */
+	int ncerts;
 };
 
 struct tls_conn {
@@ -202,8 +205,29 @@ static int tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const
 	return 0;
 }
 
+/* Record the certificate just loaded into ctx (the current one) for tls_server_certs. */
+static int tls__note_cert(struct tls_server *srv, SSL_CTX *ctx, const char *owner)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	EVP_PKEY *pk = x ? X509_get0_pubkey(x) : NULL;
+	const ASN1_TIME *na = x ? X509_get0_notAfter(x) : NULL;
+	struct tm tm;
+
+	if (na == NULL || ASN1_TIME_to_tm(na, &tm) != 1)
+		return 0; /* no usable date: not exported */
+	struct tls_cert_expiry *e = &srv->certs[srv->ncerts];
+	if ((e->name = strdup(owner)) == NULL)
+		return -1;
+	e->kind = pk && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA  ? "rsa"
+		  : pk && EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC ? "ecdsa"
+								  : "other";
+	e->not_after = (int64_t)timegm(&tm);
+	srv->ncerts++;
+	return 0;
+}
+
 static SSL_CTX *tls__ctx(struct tls_server *srv, const struct tls_settings *s, const char *file,
-			 const struct tls_cert *cc, char *err, size_t errlen)
+			 const struct tls_cert *cc, const char *owner, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char why[256];
@@ -247,10 +271,17 @@ static SSL_CTX *tls__ctx(struct tls_server *srv, const struct tls_settings *s, c
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls__ticket);
 	if (cc->cert && tls__load_pair(ctx, cc->cert, cc->key, file, cc, "cert", err, errlen) < 0)
 		return NULL;
+	if (cc->cert && tls__note_cert(srv, ctx, owner) < 0)
+		goto oom;
 	if (cc->ecdsa_cert &&
 	    tls__load_pair(ctx, cc->ecdsa_cert, cc->ecdsa_key, file, cc, "ecdsa_cert", err, errlen) < 0)
 		return NULL;
+	if (cc->ecdsa_cert && tls__note_cert(srv, ctx, owner) < 0)
+		goto oom;
 	return ctx;
+oom:
+	snprintf(err, errlen, "%s: out of memory building TLS contexts", file);
+	return NULL;
 }
 
 static int tls__load_ticket_keys(struct tls_server *srv, const struct tls_settings *s, const char *file,
@@ -293,18 +324,20 @@ struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls
 	for (int i = 0; i < nvhosts; i++)
 		nnames += vhosts[i].nnames;
 	srv->names = calloc((size_t)nnames + 1, sizeof(*srv->names));
-	if (srv->ctxs == NULL || srv->names == NULL)
+	srv->certs = calloc(2 * ((size_t)nvhosts + 1), sizeof(*srv->certs));
+	if (srv->ctxs == NULL || srv->names == NULL || srv->certs == NULL)
 		goto oom;
 	if (tls__load_ticket_keys(srv, s, file, err, errlen) < 0)
 		goto fail;
 	if (!s->cert.cert && !s->cert.ecdsa_cert)
 		return srv; /* no certificate: nothing to serve */
-	if ((srv->dflt = tls__ctx(srv, s, file, &s->cert, err, errlen)) == NULL)
+	if ((srv->dflt = tls__ctx(srv, s, file, &s->cert, "default", err, errlen)) == NULL)
 		goto fail;
 	SSL_CTX_set_tlsext_servername_callback(srv->dflt, tls__servername);
 	SSL_CTX_set_tlsext_servername_arg(srv->dflt, srv);
 	for (int i = 0; i < nvhosts; i++) {
-		SSL_CTX *ctx = tls__ctx(srv, s, file, &vhosts[i].cert, err, errlen);
+		SSL_CTX *ctx = tls__ctx(srv, s, file, &vhosts[i].cert,
+					vhosts[i].nnames > 0 ? vhosts[i].names[0] : "vhost", err, errlen);
 		if (ctx == NULL)
 			goto fail;
 		for (int j = 0; j < vhosts[i].nnames; j++) {
@@ -337,6 +370,9 @@ void tls_server_free(struct tls_server *srv)
 		free(srv->names[i].name);
 	free(srv->names);
 	free(srv->ctxs);
+	for (int i = 0; i < srv->ncerts; i++)
+		free((char *)srv->certs[i].name);
+	free(srv->certs);
 	secret_wipe(srv->keys, sizeof(srv->keys));
 	free(srv);
 }
@@ -344,6 +380,12 @@ void tls_server_free(struct tls_server *srv)
 bool tls_server_ready(const struct tls_server *srv)
 {
 	return srv != NULL && srv->dflt != NULL;
+}
+
+const struct tls_cert_expiry *tls_server_certs(const struct tls_server *srv, int *n)
+{
+	*n = srv ? srv->ncerts : 0;
+	return srv ? srv->certs : NULL;
 }
 
 /* ---- client side ---- */

@@ -164,7 +164,7 @@ Test(metrics, every_family_has_help_and_type_once)
 			cr_assert_neq(l[0], '#', "stray comment %s", l);
 	}
 	cr_assert_eq(helps, types);
-	cr_assert_eq(helps, 17); /* 16 + gatehouse_http_responses_total */
+	cr_assert_eq(helps, 19); /* 16 + http_responses, max_connections, tls_certificate_expiry */
 	free(t);
 }
 
@@ -356,4 +356,36 @@ Test(conf_status, bad_address_and_unknown_setting)
 	cr_assert_null(mt_load("status = { address = \"nowhere\"; };", err, sizeof(err)));
 	cr_assert_not_null(strstr(err, "status.address"), "%s", err);
 	cr_assert_null(mt_load("status = { port = 9113; };", err, sizeof(err)));
+}
+
+Test(metrics, certificate_expiry_and_max_connections)
+{
+	struct metrics_snapshot m;
+
+	mt_known(&m);
+	m.max_connections = 5000;
+	m.ncerts = 3;
+	snprintf(m.certs[0].name, sizeof(m.certs[0].name), "default");
+	m.certs[0].kind = "rsa";
+	m.certs[0].not_after = 1767225600; /* 2026-01-01T00:00:00Z */
+	snprintf(m.certs[1].name, sizeof(m.certs[1].name), "*.example.org");
+	m.certs[1].kind = "ecdsa";
+	m.certs[1].not_after = 4102444800;
+	snprintf(m.certs[2].name, sizeof(m.certs[2].name), "we\"ird\\");
+	m.certs[2].kind = "other";
+	m.certs[2].not_after = 0;
+	char *t = mt_render(&m);
+	mt_has_line(t, "# TYPE gatehouse_tls_certificate_expiry_seconds gauge");
+	mt_has_line(t, "gatehouse_tls_certificate_expiry_seconds{name=\"default\",kind=\"rsa\"} 1767225600");
+	mt_has_line(t, "gatehouse_tls_certificate_expiry_seconds{name=\"*.example.org\",kind=\"ecdsa\"} 4102444800");
+	mt_has_line(t, "gatehouse_tls_certificate_expiry_seconds{name=\"we\\\"ird\\\\\",kind=\"other\"} 0");
+	mt_has_line(t, "# TYPE gatehouse_max_connections gauge");
+	mt_has_line(t, "gatehouse_max_connections 5000");
+	free(t);
+
+	/* metrics_conf with no configuration: no certificate, no cap */
+	metrics_conf(NULL);
+	metrics_snapshot(&m);
+	cr_expect_eq(m.ncerts, 0);
+	cr_expect_eq(m.max_connections, 0);
 }

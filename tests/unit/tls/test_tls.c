@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -380,4 +381,28 @@ Test(tls, bad_files_are_config_errors)
 	snprintf(extra, sizeof(extra), "ticket_keys = [ \"%s/default.key\" ];", dir);
 	cr_assert_null(load(extra, err, sizeof(err)));
 	cr_expect_not_null(strstr(err, "tls.ticket_keys"), "%s", err);
+}
+
+Test(tls, certificate_expiry_per_vhost_and_key_type)
+{
+	time_t now = time(NULL);
+	struct conf *c = load_ok(NULL);
+	int n = 0;
+	const struct tls_cert_expiry *e = tls_server_certs(c->tls_server, &n);
+	static const char *const want[][2] = {
+		{ "default", "rsa" }, { "mail.example.com", "rsa" },
+		{ "mail.example.com", "ecdsa" }, { "*.example.org", "rsa" },
+	};
+
+	cr_assert_eq(n, 4);
+	for (int i = 0; i < n; i++) {
+		cr_expect_str_eq(e[i].name, want[i][0]);
+		cr_expect_str_eq(e[i].kind, want[i][1]);
+		/* make_cert: notAfter one hour from when setup ran */
+		cr_expect(e[i].not_after > (int64_t)now + 3500 && e[i].not_after <= (int64_t)now + 3600,
+			  "%s %s: %lld", e[i].name, e[i].kind, (long long)e[i].not_after);
+	}
+	tls_server_certs(NULL, &n);
+	cr_expect_eq(n, 0);
+	conf_unref(c);
 }
