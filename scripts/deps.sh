@@ -15,7 +15,9 @@ fuzz_pkgs="clang libclang-rt-14-dev"
 # the result. The test suite builds the package too (tests/e2e/test_deb.py).
 deb_pkgs="dpkg-dev debhelper fakeroot lintian"
 # CI (.ci/run) also fuzzes, and runs an e2e subset under valgrind.
-ci_pkgs="$fuzz_pkgs valgrind"
+# promtool (package prometheus, ~96 MB installed) checks monitoring/'s alerting
+# rules in the test suite (tests/e2e/test_monitoring.py).
+ci_pkgs="$fuzz_pkgs valgrind prometheus"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;
