@@ -171,6 +171,7 @@ typedef void (*route_purge_cb)(void *arg, const char *server, const char *key,
  * unqualified name (it may be a zimbraId); alias:user=<name|unq>;ip=<ip>
  * and alias:user=<name|unq>;vhost=<h> for each vhost name (not wildcards)
  * and http.server_name. Blocking (command line only). cb sees each key.
+ * The same for name in lower case when it differs.
  * Returns the number of failed deletes, or -1 when name is not a valid
  * name or memory ran out.
  */

@@ -106,7 +106,13 @@ int route_purge_memcached(const struct conf *c, const char *name, const char *co
 
 	if (!route_name_valid(name, strlen(name), ROUTE_MAX_USER - 1))
 		return -1;
-	if (purge__keys(c, name, ips, nips, &ks) < 0) {
+	/* Keys are case-sensitive; logins are mostly typed in lower case. */
+	char lower[ROUTE_MAX_USER];
+	size_t nl = strlen(name);
+	for (size_t i = 0; i <= nl; i++)
+		lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+	if (purge__keys(c, name, ips, nips, &ks) < 0 ||
+	    (strcmp(lower, name) != 0 && purge__keys(c, lower, ips, nips, &ks) < 0)) {
 		free(ks.k);
 		return -1;
 	}
