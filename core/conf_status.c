@@ -19,8 +19,14 @@ static int conf__status_address(struct conf_ld *ld, const config_setting_t *s)
 	return conf__set_str(ld, &c->status.address, v);
 }
 
+static int conf__status_purge_from(struct conf_ld *ld, const config_setting_t *s)
+{
+	return conf__cidr_list(ld, s, 64, &ld->c->status.purge_from, &ld->c->status.npurge_from);
+}
+
 static const struct conf_opt conf__status_opts[] = {
 	{ "address", CONF__T_FN, 0, 0, 0, conf__status_address },
+	{ "purge_from", CONF__T_FN, 0, 0, 0, conf__status_purge_from },
 };
 
 int conf__status(struct conf_ld *ld, const config_setting_t *s)
@@ -33,4 +39,7 @@ void conf__status_free(struct conf *c)
 {
 	free(c->status.address);
 	c->status.address = NULL;
+	free(c->status.purge_from);
+	c->status.purge_from = NULL;
+	c->status.npurge_from = 0;
 }

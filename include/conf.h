@@ -207,6 +207,8 @@ struct conf {
 		char *address;
 		struct sockaddr_storage addr;
 		socklen_t addrlen;
+		struct conf_cidr *purge_from; /* may POST /purge, besides loopback */
+		int npurge_from;
 	} status;
 
 	/* The route cache (core/conf_cache.c): L1 in process, then memcached. */

@@ -152,6 +152,39 @@ void route_worker_close(uv_loop_t *loop);
 void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query *q,
 		      const struct route *r);
 
+/* --- purge (route/route_purge.c, route/rcache.c) --- */
+
+enum route_purge_result { ROUTE_PURGE_DELETED, ROUTE_PURGE_NOT_FOUND, ROUTE_PURGE_ERROR };
+
+/* One key of route_purge_memcached: the server ("host:port"), the key as
+   Zimbra spells it and as sent (hashed when cache.hash_keys), the result. */
+typedef void (*route_purge_cb)(void *arg, const char *server, const char *key,
+			       const char *wire, enum route_purge_result r);
+
+/*
+ * Delete name's routes and aliases on every memcached server of c, in
+ * every form gatehouse writes and zmproxypurge deletes: for each protocol
+ * (imap, imapssl, pop3, pop3ssl, http, httpssl) route:proto=<p>;user=<name>,
+ * and for the unqualified name (name itself, or the local part of a
+ * qualified one) route:proto=<p>;user=<unq>@<ip> for each of ips[0..nips)
+ * (the proxy addresses); route:proto=<http|httpssl>;id=<name> for an
+ * unqualified name (it may be a zimbraId); alias:user=<name|unq>;ip=<ip>
+ * and alias:user=<name|unq>;vhost=<h> for each vhost name (not wildcards)
+ * and http.server_name. Blocking (command line only). cb sees each key.
+ * The same for name in lower case when it differs.
+ * Returns the number of failed deletes, or -1 when name is not a valid
+ * name or memory ran out.
+ */
+int route_purge_memcached(const struct conf *c, const char *name, const char *const *ips,
+			  int nips, route_purge_cb cb, void *arg);
+
+/*
+ * Forget every L1 entry of this process whose login or route user is name
+ * (ASCII case-insensitively), for every protocol, address and Host.
+ * Any thread. Returns how many entries were removed.
+ */
+size_t route_purge_l1(const char *name);
+
 /* --- counters (route/route_stats.c), process-wide --- */
 
 /* Upper bounds (ms) of the lookup latency buckets; one more bucket for slower. */

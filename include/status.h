@@ -30,6 +30,26 @@
 size_t status_handle(const char *req, size_t n, bool draining, char *out, size_t cap);
 
 /*
+ * status_handle for a peer that may (admin) or may not purge. POST
+ * /purge?user=NAME[&user=NAME...] (names percent-encoded, up to 16, each a
+ * valid login: no spaces or control characters) removes every L1 entry of
+ * this process whose login or route user is NAME, case-insensitively:
+ * 200 with one "purged NAME l1=<count>" line per name; 403 when !admin,
+ * 400 for no or bad names, 405 for another method. status_handle is
+ * status_handle_from with admin false.
+ */
+size_t status_handle_from(const char *req, size_t n, bool draining, bool admin, char *out,
+			  size_t cap);
+
+struct conf_cidr;
+
+/*
+ * Peers besides loopback (127.0.0.0/8, ::1) the listener lets purge
+ * (status.purge_from), copied. 0, or -1 when out of memory. Loop thread.
+ */
+int status_set_purge_from(const struct conf_cidr *list, int n);
+
+/*
  * Listen on addr on loop (the main thread's). Returns 0, or a negative
  * libuv error with a message in *err_out.
  */

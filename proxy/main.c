@@ -39,6 +39,7 @@
 #include "log.h"
 #include "pop3.h"
 #include "session.h"
+#include "purge.h"
 #include "status.h"
 #include "worker.h"
 
@@ -100,6 +101,7 @@ static void main__start_watchdog(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: gatehouse [-t] [-c FILE] | -v\n"
+		   "       gatehouse purge [-c FILE] [-n URL]... [-N] [-i IP]... USER...\n"
 		   "  -c FILE  configuration file (default " DEFAULT_CONF ")\n"
 		   "  -t       check the configuration and exit\n"
 		   "  -v       print the version and exit\n");
@@ -284,6 +286,9 @@ static void main__on_hup(uv_signal_t *h, int signum)
 	if ((M.conf->status.address == NULL) != (c->status.address == NULL) ||
 	    (c->status.address != NULL && strcmp(M.conf->status.address, c->status.address) != 0))
 		log_write(LOG_WARN, "reload: status listener changes take effect only after a restart");
+	else if (c->status.address != NULL &&
+		 status_set_purge_from(c->status.purge_from, c->status.npurge_from) < 0)
+		log_write(LOG_ERROR, "reload: no memory for status.purge_from (kept the old list)");
 	if (open_logs(c) < 0)
 		log_write(LOG_ERROR, "reload: could not open the new logs");
 	for (int i = 0; i < M.nworkers; i++)
@@ -337,7 +342,10 @@ static int main__run(struct conf *c)
 			M.nworkers = 0;
 			rc = 1;
 		} else {
-			log_write(LOG_INFO, "status listener on %s (/metrics, /health)", c->status.address);
+			if (status_set_purge_from(c->status.purge_from, c->status.npurge_from) < 0)
+				log_write(LOG_ERROR, "status listener: no memory for purge_from");
+			log_write(LOG_INFO, "status listener on %s (/metrics, /health, /purge)",
+				  c->status.address);
 		}
 	}
 
@@ -415,6 +423,8 @@ int main(int argc, char **argv)
 	int opt;
 	char err[512];
 
+	if (argc > 1 && strcmp(argv[1], "purge") == 0)
+		return purge_main(argc - 1, argv + 1);
 	main__malloc_tuning();
 
 	while ((opt = getopt(argc, argv, "c:tvh")) != -1) {

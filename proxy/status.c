@@ -1,6 +1,7 @@
 /*
  * status.c - the status listener on the main thread's loop: a tiny HTTP/1.1
- * server for /metrics and /health. Request handling (status_handle) is a
+ * server for /metrics, /health and POST /purge (from loopback or
+ * status.purge_from only). Request handling (status_handle) is a
  * function of the bytes received; the libuv part only buffers, bounds
  * (STATUS_MAX_REQUEST bytes, STATUS_READ_TIMEOUT seconds) and writes.
  */
@@ -10,14 +11,17 @@
 
 #include <llhttp.h>
 
+#include "conf.h"
+#include "gh.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "status.h"
 
 /* The response buffer of one connection: headers plus the metrics text. */
 #define STATUS__OUT_CAP (256 * 1024)
-#define STATUS__MAX_URL 256
+#define STATUS__MAX_URL 4096
 #define STATUS__LINGER_MS 1000
 
 /* ---- request handling (no I/O) ---- */
@@ -88,14 +92,107 @@ static size_t status__metrics(char *out, size_t cap)
 			       out + head, blen);
 }
 
-static size_t status__route(const struct status_req *r, bool draining, char *out, size_t cap)
+static int status__hex(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode in[0..n) into out (cap bytes, NUL-terminated); '+' is a
+   space (and so refused later). Length, or -1 for bad escapes or NUL. */
+static long status__unescape(const char *in, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int ch = (unsigned char)in[i];
+		if (ch == '%') {
+			if (i + 2 >= n)
+				return -1;
+			int h1 = status__hex(in[i + 1]), h2 = status__hex(in[i + 2]);
+			if (h1 < 0 || h2 < 0)
+				return -1;
+			ch = h1 * 16 + h2;
+			i += 2;
+		} else if (ch == '+') {
+			ch = ' ';
+		}
+		if (ch == 0 || o + 1 >= cap)
+			return -1;
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+/*
+ * POST /purge?user=NAME[&user=NAME...]: forget every L1 entry of each
+ * name. Every name is checked before any is purged.
+ */
+static size_t status__purge(const char *query, char *out, size_t cap)
+{
+	char names[16][ROUTE_MAX_USER];
+	int n = 0;
+	const char *p = query;
+
+	while (p != NULL && *p != '\0') {
+		const char *amp = strchr(p, '&');
+		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		long nl;
+
+		if (len < 5 || memcmp(p, "user=", 5) != 0 || n == (int)ARRAY_SIZE(names) ||
+		    (nl = status__unescape(p + 5, len - 5, names[n], sizeof(names[n]))) <= 0 ||
+		    !route_name_valid(names[n], (size_t)nl, ROUTE_MAX_USER - 1))
+			return status__text(out, cap, 400, "Bad Request",
+					    "bad request: expected user=NAME (up to 16, no spaces "
+					    "or control characters)\n");
+		n++;
+		p = amp ? amp + 1 : NULL;
+	}
+	if (n == 0)
+		return status__text(out, cap, 400, "Bad Request", "bad request: no user=NAME\n");
+
+	const size_t head = 160;
+	size_t blen = 0;
+	if (cap <= head)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		size_t k = route_purge_l1(names[i]);
+		int w = snprintf(out + head + blen, cap - head - blen, "purged %s l1=%zu\n", names[i], k);
+		if (w < 0 || (size_t)w >= cap - head - blen)
+			return 0;
+		blen += (size_t)w;
+		log_write(LOG_INFO, "status: purge %s: %zu L1 entries removed", names[i], k);
+	}
+	return status__respond(out, cap, 200, "OK", "text/plain; charset=utf-8", out + head, blen);
+}
+
+static size_t status__route(const struct status_req *r, bool draining, bool admin, char *out,
+			    size_t cap)
 {
 	if (r->url_long)
 		return status__text(out, cap, 404, "Not Found", "not found\n");
 	size_t plen = strcspn(r->url, "?#");
 	bool metrics = plen == 8 && memcmp(r->url, "/metrics", 8) == 0;
 	bool health = plen == 7 && memcmp(r->url, "/health", 7) == 0;
+	bool purge = plen == 6 && memcmp(r->url, "/purge", 6) == 0;
 
+	if (purge) {
+		if (llhttp_get_method((llhttp_t *)&r->http) != HTTP_POST)
+			return status__respond(out, cap, 405, "Method Not Allowed",
+					       "text/plain; charset=utf-8", "method not allowed\n", 19);
+		if (!admin)
+			return status__text(out, cap, 403, "Forbidden",
+					    "forbidden: only from loopback or status.purge_from\n");
+		if (r->url[plen] == '#')
+			return status__text(out, cap, 400, "Bad Request", "bad request\n");
+		return status__purge(r->url[plen] == '?' ? r->url + plen + 1 : "", out, cap);
+	}
 	if (!metrics && !health)
 		return status__text(out, cap, 404, "Not Found", "not found\n");
 	if (llhttp_get_method((llhttp_t *)&r->http) != HTTP_GET)
@@ -108,6 +205,12 @@ static size_t status__route(const struct status_req *r, bool draining, char *out
 }
 
 size_t status_handle(const char *req, size_t n, bool draining, char *out, size_t cap)
+{
+	return status_handle_from(req, n, draining, false, out, cap);
+}
+
+size_t status_handle_from(const char *req, size_t n, bool draining, bool admin, char *out,
+			  size_t cap)
 {
 	struct status_req r;
 	size_t len;
@@ -122,7 +225,7 @@ size_t status_handle(const char *req, size_t n, bool draining, char *out, size_t
 	size_t take = n < STATUS_MAX_REQUEST ? n : STATUS_MAX_REQUEST;
 	llhttp_errno_t rc = llhttp_execute(&r.http, req, take);
 	if (rc == HPE_PAUSED && r.head_done)
-		len = status__route(&r, draining, out, cap);
+		len = status__route(&r, draining, admin, out, cap);
 	else if (rc != HPE_OK)
 		len = status__text(out, cap, 400, "Bad Request", "bad request\n");
 	else if (n >= STATUS_MAX_REQUEST)
@@ -152,6 +255,8 @@ struct status_conn {
 };
 
 static struct {
+	struct conf_cidr *purge_from; /* besides loopback */
+	int npurge_from;
 	uv_tcp_t server;
 	bool started;
 	bool draining;
@@ -220,6 +325,29 @@ static void status__alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof(c->in) - c->in_len));
 }
 
+/* May this connection's peer purge? Loopback, or inside status.purge_from. */
+static bool status__admin(struct status_conn *c)
+{
+	static const struct conf_cidr loopback[] = {
+		{ AF_INET, { 127 }, 8 },
+		{ AF_INET6, { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }, 128 },
+	};
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
+	else if (ss.ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+	else
+		return false;
+	return conf_cidr_match(loopback, (int)ARRAY_SIZE(loopback), ip) ||
+	       conf_cidr_match(S.purge_from, S.npurge_from, ip);
+}
+
 static void status__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
 	struct status_conn *c = st->data;
@@ -233,7 +361,8 @@ static void status__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	if (c->answered)
 		return; /* lingering: c->in_len stays 0, the bytes are dropped */
 	c->in_len += (size_t)nread;
-	size_t len = status_handle(c->in, c->in_len, S.draining, c->out, STATUS__OUT_CAP);
+	size_t len = status_handle_from(c->in, c->in_len, S.draining, status__admin(c), c->out,
+					STATUS__OUT_CAP);
 	if (len == 0)
 		return;
 	c->answered = true;
@@ -284,6 +413,20 @@ int status_start(uv_loop_t *loop, const struct sockaddr *addr, const char **err_
 	return 0;
 }
 
+int status_set_purge_from(const struct conf_cidr *list, int n)
+{
+	struct conf_cidr *copy = NULL;
+
+	if (n > 0 && (copy = malloc((size_t)n * sizeof(*copy))) == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(copy, list, (size_t)n * sizeof(*copy));
+	free(S.purge_from);
+	S.purge_from = copy;
+	S.npurge_from = n;
+	return 0;
+}
+
 void status_set_draining(void)
 {
 	S.draining = true;
@@ -294,6 +437,9 @@ void status_stop(void)
 	if (!S.started)
 		return;
 	S.started = false;
+	free(S.purge_from);
+	S.purge_from = NULL;
+	S.npurge_from = 0;
 	list_foreach(it, &S.conns)
 		status__close(list_entry(it, struct status_conn, link));
 	uv_close((uv_handle_t *)&S.server, NULL);

@@ -219,3 +219,16 @@ int rcache_submit(uv_loop_t *loop, struct rcache *rc, const struct rcache_op *op
 	pthread_mutex_unlock(&rc->wlock);
 	return -1;
 }
+
+size_t route_purge_l1(const char *name)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&rcache_lock);
+	struct rcache *rc = rcache_ref(rcache_current);
+	pthread_mutex_unlock(&rcache_lock);
+	if (rc != NULL && rc->l1 != NULL)
+		n = rcache_l1_purge(rc->l1, name);
+	rcache_release(rc);
+	return n;
+}

@@ -124,6 +124,13 @@ void rcache_l1_put(struct rcache_l1 *l1, const char *proto, const char *login,
 /* Forget (proto, login). true if it was there. */
 bool rcache_l1_remove(struct rcache_l1 *l1, const char *proto, const char *login);
 
+/*
+ * Forget every entry whose login (the name as typed, or the zimbraId) or
+ * whose route's user is name, ASCII case-insensitively, whatever its
+ * protocol, addresses and Host. Returns how many were removed.
+ */
+size_t rcache_l1_purge(struct rcache_l1 *l1, const char *name);
+
 /* Entries held, expired ones included until they are touched or evicted. */
 size_t rcache_l1_count(struct rcache_l1 *l1);
 

@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rcache.h"
 
@@ -296,6 +297,48 @@ size_t rcache_l1_count(struct rcache_l1 *l1)
 		pthread_mutex_lock(&l1->shards[i].lock);
 		n += l1->shards[i].count;
 		pthread_mutex_unlock(&l1->shards[i].lock);
+	}
+	return n;
+}
+
+/* The login of an entry's key "proto kind login pip cip host" equals name,
+   or its route's user does (ASCII case-insensitively). */
+static bool l1__entry_names(const struct l1_entry *e, const char *name, size_t nl)
+{
+	const char *k = e->data, *end = e->data + e->klen;
+	const char *sp = memchr(k, ' ', (size_t)(end - k));                 /* after proto */
+	const char *login = sp ? memchr(sp + 1, ' ', (size_t)(end - sp - 1)) : NULL; /* after kind */
+
+	if (login != NULL) {
+		login++;
+		const char *le = memchr(login, ' ', (size_t)(end - login));
+		size_t ll = le ? (size_t)(le - login) : (size_t)(end - login);
+		if (ll == nl && strncasecmp(login, name, nl) == 0)
+			return true;
+	}
+	const char *user = e->data + e->klen + 1 + e->hlen + 1;
+	return strcasecmp(user, name) == 0;
+}
+
+size_t rcache_l1_purge(struct rcache_l1 *l1, const char *name)
+{
+	size_t nl = strlen(name), n = 0;
+
+	for (unsigned i = 0; i < l1->nshards; i++) {
+		struct l1_shard *s = &l1->shards[i];
+
+		pthread_mutex_lock(&s->lock);
+		for (struct l1_entry *e = s->head, *next; e != NULL; e = next) {
+			next = e->next;
+			if (!l1__entry_names(e, name, nl))
+				continue;
+			struct l1_entry **pp = &s->buckets[e->hash & s->mask];
+			while (*pp != e)
+				pp = &(*pp)->hnext;
+			l1__drop(s, pp);
+			n++;
+		}
+		pthread_mutex_unlock(&s->lock);
 	}
 	return n;
 }
