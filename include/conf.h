@@ -207,7 +207,7 @@ struct conf {
 		char *address;
 		struct sockaddr_storage addr;
 		socklen_t addrlen;
-		struct conf_cidr *purge_from; /* may POST /purge, besides loopback */
+		struct conf_cidr *purge_from; /* may POST /purge (none set: loopback only) */
 		int npurge_from;
 	} status;
 

@@ -325,7 +325,8 @@ static void status__alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(sizeof(c->in) - c->in_len));
 }
 
-/* May this connection's peer purge? Loopback, or inside status.purge_from. */
+/* May this connection's peer purge? Inside status.purge_from when it is
+   set, else loopback only. */
 static bool status__admin(struct status_conn *c)
 {
 	static const struct conf_cidr loopback[] = {
@@ -344,8 +345,9 @@ static bool status__admin(struct status_conn *c)
 		uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof(ip));
 	else
 		return false;
-	return conf_cidr_match(loopback, (int)ARRAY_SIZE(loopback), ip) ||
-	       conf_cidr_match(S.purge_from, S.npurge_from, ip);
+	if (S.npurge_from > 0)
+		return conf_cidr_match(S.purge_from, S.npurge_from, ip);
+	return conf_cidr_match(loopback, (int)ARRAY_SIZE(loopback), ip);
 }
 
 static void status__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)

@@ -15,9 +15,11 @@ SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^{}]*\})? (\S+)$')
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"(,|$)')
 
 
-def http(port, request, host="127.0.0.1", timeout=5.0):
-    """Send raw request bytes; return (status, headers dict, body bytes)."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
+def http(port, request, host="127.0.0.1", timeout=5.0, source=None):
+    """Send raw request bytes (from the loopback address source, if given);
+    return (status, headers dict, body bytes)."""
+    src = (source, 0) if source else None
+    with socket.create_connection((host, port), timeout=timeout, source_address=src) as s:
         s.sendall(request)
         data = b""
         while True:
