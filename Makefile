@@ -31,7 +31,11 @@ fuzz:
 	@bash scripts/deps.sh fuzz
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
-demo: deps build
+# The demo needs only what runs it (not the test tools: valgrind, clang,
+# promtool, the packaging tools).
+demo:
+	@bash scripts/deps.sh demo
+	@$(MAKE) --no-print-directory build
 	@bash scripts/demo.sh
 
 demo-stop:
