@@ -9,6 +9,7 @@ through it, a reload and a drain, then the root is removed."""
 import hashlib
 import imaplib
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -170,3 +171,45 @@ def test_deb_installed_proxy_logs_in(root, stores, tmp_path):
         ns.close()
     log = err.read_text()
     assert "started" in log and "reloaded" in log and "gatehouse stopped" in log, log
+
+
+def _installed(name="gatehouse"):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True)
+    return "install ok installed" in r.stdout
+
+
+@pytest.mark.skipif(not (os.geteuid() == 0 and (os.environ.get("CI") == "true" or
+                                                os.environ.get("GATEHOUSE_TEST_DPKG_INSTALL"))),
+                    reason="installs into this machine's /usr: only as root in CI, or with "
+                           "GATEHOUSE_TEST_DPKG_INSTALL=1")
+def test_deb_installs_with_dpkg_and_purges(deb):
+    """dpkg -i runs the maintainer scripts (the gatehouse user, the log
+    directory, the unit enabled but not started), the installed binary
+    accepts the installed configuration, and dpkg --purge takes it all away
+    but the user (Debian policy)."""
+    if _installed():
+        pytest.skip("a gatehouse package is installed here already: not touching it")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        r = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True,
+                           timeout=300, env=env)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert _installed()
+        assert os.access("/usr/sbin/gatehouse", os.X_OK)
+        assert subprocess.run(["getent", "passwd", "gatehouse"], capture_output=True).returncode == 0
+        st = os.stat("/var/log/gatehouse")
+        assert pwd.getpwuid(st.st_uid).pw_name == "gatehouse"
+        r = subprocess.run(["/usr/sbin/gatehouse", "-t", "-c", "/etc/gatehouse/gatehouse.conf"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Conffiles}", "gatehouse"],
+                           capture_output=True, text=True)
+        assert "/etc/gatehouse/gatehouse.conf" in r.stdout
+    finally:
+        r = subprocess.run(["dpkg", "--purge", "gatehouse"], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not _installed()
+    for gone in ("/usr/sbin/gatehouse", "/etc/gatehouse/gatehouse.conf", "/var/log/gatehouse",
+                 "/lib/systemd/system/gatehouse.service"):
+        assert not os.path.exists(gone), gone
