@@ -34,6 +34,19 @@
 	(sizeof(a) / sizeof((a)[0]) + \
 	 GH__ZERO_UNLESS(__builtin_types_compatible_p(__typeof__(a), __typeof__(&(a)[0]))))
 
+/* The value of a hexadecimal digit, or -1 (escapes in URLs, lookup
+   answers, tokens: one helper, not one per parser). */
+static inline int gh_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* A name table indexed by an enum holds exactly n names (e.g. XXX_N). */
 #define GH_NAMES_CHECK(table, n) \
 	_Static_assert(ARRAY_SIZE(table) == (n), #table " must hold one name per value")

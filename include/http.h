@@ -134,9 +134,6 @@ static inline bool http_span_is(const uint8_t *buf, struct http_span s, const ch
 	return s.len == n && strncasecmp((const char *)buf + s.off, name, n) == 0;
 }
 
-/* The value of one hex digit, or -1 (protocols/http_token.c). */
-int http_hexval(unsigned char c);
-
 /* The first header called name, or NULL. */
 const struct http_header *http_header_find(const uint8_t *buf, const struct http_head *h,
 					   const char *name);

@@ -36,7 +36,7 @@ static int rt__pct_decode(const uint8_t *p, size_t n, char *out, size_t cap)
 		if (c == '%') {
 			if (i + 2 >= n)
 				return -1;
-			int hi = http_hexval(p[i + 1]), lo = http_hexval(p[i + 2]);
+			int hi = gh_hexval((unsigned char)p[i + 1]), lo = gh_hexval((unsigned char)p[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (uint8_t)(hi * 16 + lo);

@@ -10,26 +10,16 @@
  */
 #include <string.h>
 
+#include "gh.h"
 #include "http.h"
 
 /* Longest token we look at; Zimbra's are a few hundred bytes. */
 #define HTTP_TOKEN_MAX 4096
 
-int http_hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The byte at index i of the decoded hex part (hex has 2*i+1 < n digits). */
 static int tok__byte(const char *hex, size_t i)
 {
-	int hi = http_hexval((unsigned char)hex[2 * i]), lo = http_hexval((unsigned char)hex[2 * i + 1]);
+	int hi = gh_hexval((unsigned char)hex[2 * i]), lo = gh_hexval((unsigned char)hex[2 * i + 1]);
 
 	return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
@@ -52,7 +42,7 @@ int http_token_zimbra_id(const char *tok, size_t len, char *id_out, size_t cap)
 		return -1;
 	/* Part 2: the HMAC, hex digits. */
 	size_t h = ++i;
-	while (i < len && http_hexval((unsigned char)tok[i]) >= 0)
+	while (i < len && gh_hexval((unsigned char)tok[i]) >= 0)
 		i++;
 	if (i == h || i >= len || tok[i] != '_')
 		return -1;

@@ -92,17 +92,6 @@ static size_t status__metrics(char *out, size_t cap)
 			       out + head, blen);
 }
 
-static int status__hex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode in[0..n) into out (cap bytes, NUL-terminated); '+' is a
    space (and so refused later). Length, or -1 for bad escapes or NUL. */
 static long status__unescape(const char *in, size_t n, char *out, size_t cap)
@@ -114,7 +103,7 @@ static long status__unescape(const char *in, size_t n, char *out, size_t cap)
 		if (ch == '%') {
 			if (i + 2 >= n)
 				return -1;
-			int h1 = status__hex(in[i + 1]), h2 = status__hex(in[i + 2]);
+			int h1 = gh_hexval((unsigned char)in[i + 1]), h2 = gh_hexval((unsigned char)in[i + 2]);
 			if (h1 < 0 || h2 < 0)
 				return -1;
 			ch = h1 * 16 + h2;

@@ -225,17 +225,6 @@ static int lookup__number(const char *s, int lo, int hi)
 	return v < lo ? -1 : (int)v;
 }
 
-static int lookup__hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /*
  * Unescape %XX once into out (in place is fine: out never runs ahead of in).
  * Returns false when the result holds a NUL or a control byte: such a name
@@ -249,8 +238,8 @@ static bool lookup__unescape(const char *in, char *out)
 		unsigned char ch = (unsigned char)in[i];
 		int hi, lo;
 
-		if (ch == '%' && (hi = lookup__hexval(in[i + 1])) >= 0
-		    && (lo = lookup__hexval(in[i + 2])) >= 0) {
+		if (ch == '%' && (hi = gh_hexval((unsigned char)in[i + 1])) >= 0
+		    && (lo = gh_hexval((unsigned char)in[i + 2])) >= 0) {
 			ch = (unsigned char)(hi << 4 | lo);
 			i += 2;
 		}
