@@ -392,17 +392,14 @@ def direct_imap(store, user=None):
 
 # ---------------------------------------------------------------- fake backends
 
-class FakeBackend:
-    """A misbehaving IMAP backend on 127.0.0.1: sends `greeting`, then records
-    what the proxy sends until it closes (or `hold` seconds pass); with
-    close_after_greeting it hangs up right after the greeting."""
+class ThreadedServer:
+    """A stand-in server on 127.0.0.1 (an ephemeral port, self.port): each
+    connection is served by self._serve(conn) on a thread of its own; close()
+    (or `with`) stops accepting. Subclasses set their state, then call
+    ThreadedServer.__init__."""
 
-    def __init__(self, greeting, close_after_greeting=False, hold=5.0):
+    def __init__(self):
         import threading
-        self.greeting = greeting
-        self.close_after_greeting = close_after_greeting
-        self.hold = hold
-        self.received = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -421,6 +418,33 @@ class FakeBackend:
             except (socket.timeout, OSError):
                 continue
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+        self._thread.join(2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FakeBackend(ThreadedServer):
+    """A misbehaving IMAP backend on 127.0.0.1: sends `greeting`, then records
+    what the proxy sends until it closes (or `hold` seconds pass); with
+    close_after_greeting it hangs up right after the greeting."""
+
+    def __init__(self, greeting, close_after_greeting=False, hold=5.0):
+        self.greeting = greeting
+        self.close_after_greeting = close_after_greeting
+        self.hold = hold
+        self.received = []
+        ThreadedServer.__init__(self)
 
     def _serve(self, conn):
         data = b""
@@ -443,17 +467,6 @@ class FakeBackend:
         finally:
             self.received.append(data)
             conn.close()
-
-    def close(self):
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(2)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---------------------------------------------------------------- raw TLS records

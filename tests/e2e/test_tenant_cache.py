@@ -15,13 +15,11 @@ as alice (`source=l1 user="alice@example.com"`, or source=memcached), and
 the lookup never heard of him.
 """
 
-import socket
 import threading
-import time
 
 import pytest
 
-from ghtest import ALICE, BOB, RawImap, check_audit, free_port, quote
+from ghtest import ALICE, BOB, RawImap, ThreadedServer, check_audit, free_port, quote
 from httpstore import HttpClient
 
 JOHN_A = ("john", ALICE[1])   # john of a.test: alice's mailbox on store A
@@ -124,29 +122,13 @@ def test_memcached_alias_is_keyed_by_the_vip(gatehouse, tenants, memcached, stor
     assert proxy_ips(tenants) == ["127.0.0.1", "127.0.0.2"]
 
 
-class OkImap:
+class OkImap(ThreadedServer):
     """An IMAP backend that says OK to every command and records the LOGIN
     lines it got."""
 
     def __init__(self):
         self.logins = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        ThreadedServer.__init__(self)
 
     def _serve(self, conn):
         buf = b""
@@ -172,17 +154,6 @@ class OkImap:
             pass
         finally:
             conn.close()
-
-    def close(self):
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(2)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def test_unqualified_route_key_carries_the_vip(gatehouse, tenants, memcached):
