@@ -319,6 +319,12 @@ static int conf__remember_listen(struct conf_ld *ld, const config_setting_t *s)
 	return 0;
 }
 
+static int conf__remember_locations(struct conf_ld *ld, const config_setting_t *s)
+{
+	ld->locations = s;
+	return 0;
+}
+
 
 static int conf__route(struct conf_ld *ld, const config_setting_t *g, struct conf_route *r)
 {
@@ -419,6 +425,7 @@ static int conf__routes(struct conf_ld *ld, const config_setting_t *s)
 static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
 	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
+	const config_setting_t *ls = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -438,6 +445,8 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 			ss = s;
 		else if (name != NULL && strcmp(name, "mode") == 0)
 			ms = s;
+		else if (name != NULL && strcmp(name, "locations") == 0)
+			ls = s;
 		else if (name != NULL && strcmp(name, "proxy_protocol") == 0) {
 			if (conf__listen_proxy(ld, s, l) < 0)
 				return -1;
@@ -461,6 +470,10 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
 		return -1;
 	if (conf__listen_http(ld, ms, ss, l) < 0)
+		return -1;
+	if (ls != NULL && l->proto != CONF_PROTO_HTTP)
+		return conf__fail(ld, ls, NULL, "only for http listeners");
+	if (ls != NULL && conf__locations(ld, ls, &l->locations) < 0)
 		return -1;
 	l->line = (int)config_setting_source_line(as);
 	if ((l->address = strdup(addr)) == NULL)
@@ -518,6 +531,8 @@ static const struct conf_opt conf__root_opts[] = {
 	{ "status", CONF__T_FN, 0, 0, 0, conf__status },
 	{ "throttle", CONF__T_FN, 0, 0, 0, conf__throttle },
 	{ "http", CONF__T_FN, 0, 0, 0, conf__http },
+	{ "upstreams", CONF__T_FN, 0, 0, 0, conf__upstreams },
+	{ "locations", CONF__T_FN, 0, 0, 0, conf__remember_locations },
 };
 
 static void conf__free(struct conf *c)
@@ -541,6 +556,8 @@ static void conf__free(struct conf *c)
 		free(c->routes[i].user);
 	}
 	free(c->routes);
+	conf__locations_free(c);
+	conf__upstreams_free(c);
 	for (int i = 0; i < c->nlisten; i++)
 		free(c->listen[i].address);
 	conf__tls_free(c);
@@ -681,6 +698,8 @@ static int conf__parse(struct conf_ld *ld, const char *text)
 			ARRAY_SIZE(conf__root_opts)) < 0)
 		goto out;
 	if (ld->routes != NULL && conf__routes(ld, ld->routes) < 0)
+		goto out;
+	if (ld->locations != NULL && conf__locations(ld, ld->locations, &c->locations) < 0)
 		goto out;
 	if (ld->listen != NULL && conf__listen(ld, ld->listen) < 0)
 		goto out;
