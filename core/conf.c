@@ -53,12 +53,7 @@ static const char *const conf__default_caps[] = {
 
 static int conf__log_level(struct conf_ld *ld, const config_setting_t *s)
 {
-	int i = CONF__KEYWORD(ld, s, conf__log_level_names);
-
-	if (i < 0)
-		return -1;
-	ld->c->log_level = (enum conf_log_level)i;
-	return 0;
+	return CONF__SET_KEYWORD(ld, s, conf__log_level_names, &ld->c->log_level);
 }
 
 /* A log destination: "" means stderr, stored as NULL. */
@@ -169,54 +164,33 @@ static bool conf__atom_ok(const char *v)
 	return true;
 }
 
+static size_t conf__imap_word(const char *v)
+{
+	return strlen(v);
+}
+
+/* gatehouse decides these from the TLS state and its own SASL. */
+static bool conf__imap_reserved(const char *v, size_t w)
+{
+	return strncasecmp(v, "AUTH=", 5) == 0 || strcasecmp(v, "STARTTLS") == 0 ||
+	       strcasecmp(v, "LOGINDISABLED") == 0;
+}
+
+static const struct conf_caps_kind conf__imap_caps = {
+	.valid = conf__atom_ok,
+	.invalid = "must be an IMAP atom of 1 to " CONF__MAX_CAP_LEN_TEXT " characters",
+	.word = conf__imap_word,
+	.reserved = conf__imap_reserved,
+};
+
 static int conf__capabilities(struct conf_ld *ld, const config_setting_t *s)
 {
-	struct conf *c = ld->c;
-
-	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
-	int count = config_setting_length(s);
-	if (count > CONF_MAX_CAPS)
-		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_CAPS);
-
-	for (int i = 0; i < c->imap.ncaps; i++) {
-		free(c->imap.caps[i]);
-		c->imap.caps[i] = NULL;
-	}
-	c->imap.ncaps = 0;
-
-	for (int i = 0; i < count; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		const char *v;
-
-		if (conf__string(ld, e, &v) < 0)
-			return -1;
-		if (!conf__atom_ok(v))
-			return conf__fail(ld, e, NULL, "must be an IMAP atom of 1 to %d characters",
-					  CONF__MAX_CAP_LEN);
-		/* gatehouse decides these from the TLS state and its own SASL. */
-		if (strncasecmp(v, "AUTH=", 5) == 0 || strcasecmp(v, "STARTTLS") == 0
-		    || strcasecmp(v, "LOGINDISABLED") == 0)
-			return conf__fail(ld, e, NULL, "%s is added by gatehouse itself", v);
-		for (int k = 0; k < c->imap.ncaps; k++) {
-			if (strcasecmp(c->imap.caps[k], v) == 0)
-				return conf__fail(ld, e, NULL, "duplicate capability %s", v);
-		}
-		if ((c->imap.caps[c->imap.ncaps] = strdup(v)) == NULL)
-			return conf__oom(ld);
-		c->imap.ncaps++;
-	}
-	return 0;
+	return conf__caps(ld, s, &conf__imap_caps, ld->c->imap.caps, &ld->c->imap.ncaps);
 }
 
 static int conf__backend_auth(struct conf_ld *ld, const config_setting_t *s)
 {
-	int i = CONF__KEYWORD(ld, s, conf__backend_auth_names);
-
-	if (i < 0)
-		return -1;
-	ld->c->imap.backend_auth = (enum conf_backend_auth)i;
-	return 0;
+	return CONF__SET_KEYWORD(ld, s, conf__backend_auth_names, &ld->c->imap.backend_auth);
 }
 
 static const struct conf_opt conf__imap_opts[] = {

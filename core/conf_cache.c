@@ -60,12 +60,7 @@ static int conf__memcached(struct conf_ld *ld, const config_setting_t *s)
 
 static int conf__distribution(struct conf_ld *ld, const config_setting_t *s)
 {
-	int i = CONF__KEYWORD(ld, s, conf__distribution_names);
-
-	if (i < 0)
-		return -1;
-	ld->c->cache.distribution = (enum conf_cache_distribution)i;
-	return 0;
+	return CONF__SET_KEYWORD(ld, s, conf__distribution_names, &ld->c->cache.distribution);
 }
 
 #define CONF__CACHE(f) offsetof(struct conf, cache.f)

@@ -21,6 +21,9 @@
 #define CONF__MAX_ROUTES 65536
 #define CONF__MAX_STRING 4096
 #define CONF__MAX_CAP_LEN 64
+#define CONF__STR2(x) #x
+#define CONF__STR(x) CONF__STR2(x)
+#define CONF__MAX_CAP_LEN_TEXT CONF__STR(CONF__MAX_CAP_LEN) /* the same, in messages */
 #define CONF__MAX_GREETING 200
 #define CONF__MAX_URL 1024
 #define CONF__MAX_HOSTNAME 253
@@ -81,10 +84,30 @@ int conf__keyword(struct conf_ld *ld, const config_setting_t *s,
 		  const char *const *names, int nnames);
 /* conf__keyword over a whole static table of names (its size counted). */
 #define CONF__KEYWORD(ld, s, names) conf__keyword(ld, s, names, (int)ARRAY_SIZE(names))
+/* Store the index of s's keyword in names into the int-sized enum *dst
+   (the array size refuses a member of another size). */
+#define CONF__SET_KEYWORD(ld, s, names, dst)                                              \
+	conf__set_keyword(ld, s, names, (int)ARRAY_SIZE(names),                             \
+			  (int *)(void *)(dst) + 0 * sizeof(char[sizeof(*(dst)) == sizeof(int) ? 1 : -1]))
+int conf__set_keyword(struct conf_ld *ld, const config_setting_t *s, const char *const *names,
+		      int nnames, int *dst);
 
 int conf__set_str(struct conf_ld *ld, char **dst, const char *v);
 
 int conf__set_text(struct conf_ld *ld, const config_setting_t *s, size_t max, char **dst);
+
+/* What a protocol's capability list differs in (conf__caps). */
+struct conf_caps_kind {
+	bool (*valid)(const char *v);      /* may be listed at all */
+	const char *invalid;               /* complaint when not */
+	size_t (*word)(const char *v);     /* the name that duplicates are compared on */
+	bool (*reserved)(const char *v, size_t w); /* gatehouse announces it itself */
+};
+
+/* Read s, an array of capability strings, into caps/ncaps (CONF_MAX_CAPS
+   of them), freeing what they held: each valid, not reserved, no name twice. */
+int conf__caps(struct conf_ld *ld, const config_setting_t *s, const struct conf_caps_kind *k,
+	       char **caps, int *ncaps);
 
 int conf__group(struct conf_ld *ld, const config_setting_t *g,
 		const struct conf_opt *opts, size_t nopts);

@@ -9,7 +9,6 @@
 #include "conf_int.h"
 #include "gh.h"
 
-#define CONF__POP3_CAP_LEN 64
 
 static const char *const conf__pop3_default_caps[] = {
 	"TOP", "USER", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE",
@@ -56,7 +55,7 @@ static bool conf__pop3_cap_ok(const char *v)
 {
 	size_t len = strlen(v);
 
-	if (len == 0 || len > CONF__POP3_CAP_LEN || v[0] == ' ' || v[0] == '.' || v[len - 1] == ' ')
+	if (len == 0 || len > CONF__MAX_CAP_LEN || v[0] == ' ' || v[0] == '.' || v[len - 1] == ' ')
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		if (v[i] < 0x20 || v[i] > 0x7e || (v[i] == ' ' && v[i + 1] == ' '))
@@ -74,40 +73,23 @@ static void conf__pop3_free_caps(struct conf *c)
 	c->pop3.ncaps = 0;
 }
 
+/* gatehouse decides these from its SASL mechanisms and the TLS state. */
+static bool conf__pop3_reserved(const char *v, size_t w)
+{
+	return w == 4 && (strncasecmp(v, "SASL", 4) == 0 || strncasecmp(v, "STLS", 4) == 0);
+}
+
+static const struct conf_caps_kind conf__pop3_caps_kind = {
+	.valid = conf__pop3_cap_ok,
+	.invalid = "must be a CAPA line of 1 to " CONF__MAX_CAP_LEN_TEXT
+		   " printable characters (NAME or NAME PARAMS)",
+	.word = conf__pop3_word,
+	.reserved = conf__pop3_reserved,
+};
+
 static int conf__pop3_caps(struct conf_ld *ld, const config_setting_t *s)
 {
-	struct conf *c = ld->c;
-
-	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
-	int count = config_setting_length(s);
-	if (count > CONF_MAX_CAPS)
-		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_CAPS);
-
-	conf__pop3_free_caps(c);
-	for (int i = 0; i < count; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		const char *v;
-
-		if (conf__string(ld, e, &v) < 0)
-			return -1;
-		if (!conf__pop3_cap_ok(v))
-			return conf__fail(ld, e, NULL, "must be a CAPA line of 1 to %d printable"
-					  " characters (NAME or NAME PARAMS)", CONF__POP3_CAP_LEN);
-		size_t w = conf__pop3_word(v);
-		/* gatehouse decides these from its SASL mechanisms and the TLS state. */
-		if ((w == 4 && strncasecmp(v, "SASL", 4) == 0) || (w == 4 && strncasecmp(v, "STLS", 4) == 0))
-			return conf__fail(ld, e, NULL, "%.*s is added by gatehouse itself", (int)w, v);
-		for (int k = 0; k < c->pop3.ncaps; k++) {
-			const char *o = c->pop3.caps[k];
-			if (conf__pop3_word(o) == w && strncasecmp(o, v, w) == 0)
-				return conf__fail(ld, e, NULL, "duplicate capability %.*s", (int)w, v);
-		}
-		if ((c->pop3.caps[c->pop3.ncaps] = strdup(v)) == NULL)
-			return conf__oom(ld);
-		c->pop3.ncaps++;
-	}
-	return 0;
+	return conf__caps(ld, s, &conf__pop3_caps_kind, ld->c->pop3.caps, &ld->c->pop3.ncaps);
 }
 
 static int conf__pop3_sasl(struct conf_ld *ld, const config_setting_t *s)
@@ -141,22 +123,12 @@ static int conf__pop3_sasl(struct conf_ld *ld, const config_setting_t *s)
 
 static int conf__pop3_client_ip(struct conf_ld *ld, const config_setting_t *s)
 {
-	int i = CONF__KEYWORD(ld, s, conf__pop3_client_ip_names);
-
-	if (i < 0)
-		return -1;
-	ld->c->pop3.client_ip_command = (enum conf_pop3_client_ip)i;
-	return 0;
+	return CONF__SET_KEYWORD(ld, s, conf__pop3_client_ip_names, &ld->c->pop3.client_ip_command);
 }
 
 static int conf__pop3_backend_auth(struct conf_ld *ld, const config_setting_t *s)
 {
-	int i = CONF__KEYWORD(ld, s, conf__pop3_backend_auth_names);
-
-	if (i < 0)
-		return -1;
-	ld->c->pop3.backend_auth = (enum conf_pop3_backend_auth)i;
-	return 0;
+	return CONF__SET_KEYWORD(ld, s, conf__pop3_backend_auth_names, &ld->c->pop3.backend_auth);
 }
 
 static const struct conf_opt conf__pop3_opts[] = {

@@ -201,6 +201,53 @@ int conf__set_str(struct conf_ld *ld, char **dst, const char *v)
 	return 0;
 }
 
+int conf__set_keyword(struct conf_ld *ld, const config_setting_t *s, const char *const *names,
+		      int nnames, int *dst)
+{
+	int i = conf__keyword(ld, s, names, nnames);
+
+	if (i < 0)
+		return -1;
+	*dst = i;
+	return 0;
+}
+
+int conf__caps(struct conf_ld *ld, const config_setting_t *s, const struct conf_caps_kind *k,
+	       char **caps, int *ncaps)
+{
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be an array of strings [ ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF_MAX_CAPS)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF_MAX_CAPS);
+
+	for (int i = 0; i < *ncaps; i++) {
+		free(caps[i]);
+		caps[i] = NULL;
+	}
+	*ncaps = 0;
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (!k->valid(v))
+			return conf__fail(ld, e, NULL, "%s", k->invalid);
+		size_t w = k->word(v);
+		if (k->reserved(v, w))
+			return conf__fail(ld, e, NULL, "%.*s is added by gatehouse itself", (int)w, v);
+		for (int j = 0; j < *ncaps; j++) {
+			if (k->word(caps[j]) == w && strncasecmp(caps[j], v, w) == 0)
+				return conf__fail(ld, e, NULL, "duplicate capability %.*s", (int)w, v);
+		}
+		if ((caps[*ncaps] = strdup(v)) == NULL)
+			return conf__oom(ld);
+		(*ncaps)++;
+	}
+	return 0;
+}
+
 /* Walk group g: every member must be in opts, and is stored or handled. */
 int conf__group(struct conf_ld *ld, const config_setting_t *g,
 		const struct conf_opt *opts, size_t nopts)

@@ -234,6 +234,18 @@ bool http_redirect_host_ok(const struct conf *c, const char *host, size_t len, c
 			   size_t cap);
 
 /*
+ * Is host (a Host header) one a browser uses to reach this server without
+ * one of its names: an IPv4 or [IPv6] address, "localhost" or a short name
+ * (one label), with or without a port? The redirect then names
+ * http_redirect_default_name instead of answering 400, as nginx does.
+ */
+bool http_redirect_host_local(const char *host, size_t len);
+
+/* The name such a redirect goes to: http.server_name, else the first vhost
+   name that is not a wildcard, else NULL (then 400). */
+const char *http_redirect_default_name(const struct conf *c);
+
+/*
  * Write a complete error or redirect response: status line, Content-Type
  * text/html, Content-Length, Connection (close or keep-alive), an optional
  * Location, and a short HTML body (msg, or a standard text for the status

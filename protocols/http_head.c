@@ -4,6 +4,7 @@
  * responses to clients, error and redirect pages, and the check that keeps
  * redirects from pointing anywhere but our own names. Pure.
  */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -198,6 +199,17 @@ static bool hh__name_match(const char *pattern, const char *name)
 	return strcmp(pattern, name) == 0;
 }
 
+/* ":" followed by 1 to 5 digits (p[0..n) starts at the colon). */
+static bool hh__port_ok(const char *p, size_t n)
+{
+	if (n < 2 || n > 6 || p[0] != ':')
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
 bool http_redirect_host_ok(const struct conf *c, const char *host, size_t len, char *out,
 			   size_t cap)
 {
@@ -235,6 +247,61 @@ bool http_redirect_host_ok(const struct conf *c, const char *host, size_t len, c
 				return true;
 	out[0] = '\0';
 	return false;
+}
+
+bool http_redirect_host_local(const char *host, size_t len)
+{
+	char name[64];
+	size_t n = len;
+
+	if (len == 0)
+		return false;
+	if (host[0] == '[') {
+		/* An IPv6 literal, optionally with a port. */
+		const char *end = memchr(host, ']', len);
+		if (end == NULL || (size_t)(end - host) - 1 >= sizeof(name))
+			return false;
+		n = (size_t)(end - host) - 1;
+		memcpy(name, host + 1, n);
+		name[n] = '\0';
+		size_t rest = len - n - 2;
+		if (rest != 0 && !hh__port_ok(end + 1, rest))
+			return false;
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, name, &a6) == 1;
+	}
+	const char *colon = memchr(host, ':', len);
+	if (colon != NULL) {
+		n = (size_t)(colon - host);
+		if (!hh__port_ok(colon, len - n))
+			return false;
+	}
+	if (n == 0 || n >= sizeof(name))
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	struct in_addr a4;
+	if (inet_pton(AF_INET, name, &a4) == 1)
+		return true;
+	/* "localhost" and a short name (one label: letters, digits, '-'). */
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-'))
+			return false;
+	}
+	return name[0] != '-';
+}
+
+const char *http_redirect_default_name(const struct conf *c)
+{
+	if (c->http.server_name != NULL)
+		return c->http.server_name;
+	for (int v = 0; v < c->nvhosts; v++)
+		for (int k = 0; k < c->vhosts[v].nnames; k++)
+			if (c->vhosts[v].names[k][0] != '*')
+				return c->vhosts[v].names[k];
+	return NULL;
 }
 
 const char *http_reason(int status)

@@ -51,14 +51,13 @@ static void http__redirect(struct http_exchange *x)
 	char name[256], loc[9000], port[8] = "";
 	const struct http_header *hh = http_header_find(s->in, &x->reqh, "Host");
 
-	bool ok;
-	if (hh != NULL)
-		ok = http_redirect_host_ok(c, (const char *)s->in + hh->value.off, hh->value.len, name,
-					   sizeof(name));
-	else if (c->http.server_name != NULL)
-		ok = snprintf(name, sizeof(name), "%s", c->http.server_name) > 0;
-	else
-		ok = false;
+	/* One of our names as sent; else, for an address, localhost or a
+	   short name, (or no Host at all) a name we chose. */
+	const char *host = hh != NULL ? (const char *)s->in + hh->value.off : NULL;
+	bool ok = host != NULL && http_redirect_host_ok(c, host, hh->value.len, name, sizeof(name));
+	const char *dflt = http_redirect_default_name(c);
+	if (!ok && dflt != NULL && (host == NULL || http_redirect_host_local(host, hh->value.len)))
+		ok = snprintf(name, sizeof(name), "%s", dflt) > 0;
 	if (!ok) {
 		http__answer(x, 400, NULL, "Unknown host.", "redirect: Host is not one of ours");
 		return;

@@ -116,6 +116,28 @@ def test_redirect_is_never_an_open_redirect(http_gh, web, host):
     assert all(not b.requests for b in web.all)
 
 
+@pytest.mark.parametrize("host,expect", [
+    ("127.0.0.1", "https://mail.example.com/zimbra/?a=1"),
+    ("127.0.0.1:%(plain)d", "https://mail.example.com/zimbra/?a=1"),
+    ("[::1]", "https://mail.example.com/zimbra/?a=1"),
+    ("localhost", "https://mail.example.com/zimbra/?a=1"),
+    ("mail:%(plain)d", "https://mail.example.com/zimbra/?a=1"),
+])
+def test_redirect_for_an_address_or_short_name_names_our_host(http_gh, web, host, expect):
+    """A browser that typed the server's IP, localhost or a short name is
+    sent to https://<server_name>, as nginx does, not stranded on a 400."""
+    gh = http_gh(mode="redirect")
+    status, h = curl_head(gh.plain_port, "/zimbra/?a=1", host=host % {"plain": gh.plain_port})
+    assert (status, h.get("location")) == (301, expect)
+    assert all(not b.requests for b in web.all)
+
+
+def test_redirect_for_an_address_without_server_name_names_a_vhost(http_gh):
+    gh = http_gh(mode="redirect", http={"server_name": None, "https_port": 8443})
+    status, h = curl_head(gh.plain_port, "/", host="127.0.0.1")
+    assert (status, h.get("location")) == (301, "https://webmail.example.net:8443/")
+
+
 def test_redirect_without_host_names_no_other_host(http_gh):
     """HTTP/1.0 without Host: a 400, or a redirect to the server_name."""
     gh = http_gh(mode="redirect")

@@ -17,6 +17,7 @@
 
 #include "conf.h"
 #include "http.h"
+#include "http_compress.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -89,6 +90,22 @@ static void fz_head(struct fz *f, int hl)
 						name, sizeof(name)) &&
 	    strcmp(name, "mail.example.com") != 0)
 		abort();
+	if (hh != NULL)
+		fz_mix(f, http_redirect_host_local((const char *)f->buf + hh->value.off, hh->value.len));
+	const struct http_header *ae = http_header_find(f->buf, h, "Accept-Encoding");
+	if (ae != NULL) {
+		enum http_coding cd = http_coding_pick((const char *)f->buf + ae->value.off,
+						       ae->value.len, ~0u);
+		if (cd >= HTTP_CODING_N)
+			abort();
+		fz_mix(f, cd);
+	}
+	const struct http_header *ct = http_header_find(f->buf, h, "Content-Type");
+	if (ct != NULL) {
+		static const char *const types[] = { "text/*", "application/json" };
+		fz_mix(f, http_compress_type_ok((const char *)f->buf + ct->value.off, ct->value.len,
+						types, 2));
+	}
 	memmove(f->buf, f->buf + hl, f->len - (size_t)hl);
 	f->len -= (size_t)hl;
 	f->in_body = true;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "conf.h"
+#include "gh.h"
 #include "http_t.h"
 
 static struct http_t hh_t;
@@ -175,6 +176,33 @@ Test(http_head, redirect_hosts_are_only_ours)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_expect(!http_redirect_host_ok(c, bad[i], strlen(bad[i]), out, sizeof(out)), "allowed %s", bad[i]);
+	free(c);
+}
+
+Test(http_head, redirect_local_hosts_get_our_name)
+{
+	const char *local[] = {
+		"127.0.0.1", "127.0.0.1:80", "10.1.2.3:8080", "[::1]", "[::1]:80", "[2001:db8::5]",
+		"localhost", "LOCALHOST:80", "mail", "mail-01", "mail:8080",
+	};
+	const char *not_local[] = {
+		"", "evil.org", "mail.evil.org", "127.0.0.1:", "127.0.0.1:x", "127.0.0.1:123456",
+		"[::1", "[::1]x", "[::1]:", "[evil.org]", "::1", "mail evil", "mail/x", "mail@evil",
+		"-mail", "mail\r\nX: y", "1.2.3.4.5.6",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(local); i++)
+		cr_expect(http_redirect_host_local(local[i], strlen(local[i])), "%s", local[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(not_local); i++)
+		cr_expect(!http_redirect_host_local(not_local[i], strlen(not_local[i])), "%s",
+			  not_local[i]);
+
+	struct conf *c = hh_conf();
+	cr_expect_str_eq(http_redirect_default_name(c), "mail.example.com");
+	c->http.server_name = NULL;
+	cr_expect_str_eq(http_redirect_default_name(c), "webmail.example.net");
+	c->nvhosts = 0;
+	cr_expect_null(http_redirect_default_name(c));
 	free(c);
 }
 
