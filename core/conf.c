@@ -26,6 +26,7 @@ const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
 	[CONF_PROTO_POP3] = "pop3",
 	[CONF_PROTO_HTTP] = "http",
+	[CONF_PROTO_TCP] = "tcp",
 	NULL,
 };
 GH_NAMES_CHECK(conf_proto_names, CONF_PROTO_COUNT + 1);
@@ -396,10 +397,44 @@ static int conf__routes(struct conf_ld *ld, const config_setting_t *s)
 /* --- listen ----------------------------------------------------------- */
 
 
+static const char *const conf__send_proxy_names[] = { "off", "v1", "v2" };
+
+/* A tcp listener's upstream group (us) and the PROXY header it is sent
+   (sp); neither is allowed on other listeners. */
+static int conf__listen_tcp(struct conf_ld *ld, const config_setting_t *g,
+			    const config_setting_t *us, const config_setting_t *sp,
+			    struct conf_listen *l)
+{
+	const char *v;
+
+	l->upstream = -1;
+	if (l->proto != CONF_PROTO_TCP) {
+		if (us != NULL || sp != NULL)
+			return conf__fail(ld, us != NULL ? us : sp, NULL, "only for tcp listeners");
+		return 0;
+	}
+	if (us == NULL)
+		return conf__fail(ld, g, "upstream", "required for a tcp listener");
+	if (l->starttls != CONF_STARTTLS_OFF)
+		return conf__fail(ld, g, "starttls", "not for tcp listeners (use tls = true)");
+	if (conf__string(ld, us, &v) < 0)
+		return -1;
+	const struct conf_upstream *u = conf_upstream_find(ld->c, v);
+	if (u == NULL)
+		return conf__fail(ld, us, NULL, "no upstream group called \"%s\"", v);
+	if (u->balance == CONF_BALANCE_ROUTE)
+		return conf__fail(ld, us, NULL, "upstream \"%s\" balances by route (per user): a tcp "
+				  "listener needs ip_hash or round_robin", v);
+	l->upstream = (int)(u - ld->c->upstreams);
+	if (sp != NULL && (l->send_proxy = CONF__KEYWORD(ld, sp, conf__send_proxy_names)) < 0)
+		return -1;
+	return 0;
+}
+
 static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
 	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
-	const config_setting_t *ls = NULL;
+	const config_setting_t *ls = NULL, *us = NULL, *sp = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -421,6 +456,10 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 			ms = s;
 		else if (name != NULL && strcmp(name, "locations") == 0)
 			ls = s;
+		else if (name != NULL && strcmp(name, "upstream") == 0)
+			us = s;
+		else if (name != NULL && strcmp(name, "send_proxy_protocol") == 0)
+			sp = s;
 		else if (name != NULL && strcmp(name, "proxy_protocol") == 0) {
 			if (conf__listen_proxy(ld, s, l) < 0)
 				return -1;
@@ -444,6 +483,8 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
 		return -1;
 	if (conf__listen_http(ld, ms, ss, l) < 0)
+		return -1;
+	if (conf__listen_tcp(ld, g, us, sp, l) < 0)
 		return -1;
 	if (ls != NULL && l->proto != CONF_PROTO_HTTP)
 		return conf__fail(ld, ls, NULL, "only for http listeners");

@@ -28,8 +28,9 @@ enum conf_proto {
 	CONF_PROTO_IMAP = 0,
 	CONF_PROTO_POP3,
 	CONF_PROTO_HTTP,
+	CONF_PROTO_TCP,    /* bytes relayed to an upstream group (XMPP 5222, LDAPS 8636) */
 };
-#define CONF_PROTO_COUNT 3 /* not in the enum: switches over it stay exhaustive */
+#define CONF_PROTO_COUNT 4 /* not in the enum: switches over it stay exhaustive */
 
 /* What a plain (non-TLS) HTTP listener does with requests. */
 enum conf_http_mode {
@@ -171,6 +172,10 @@ struct conf_listen {
 	/* http listeners: their own locations, or NULL for the top-level ones
 	   (conf_http_locations). Owned by the snapshot. */
 	struct conf_location_table *locations;
+	/* tcp listeners: the upstream group (index in conf.upstreams) and the
+	   PROXY protocol version sent to it first (0: none, 1, 2). */
+	int upstream;
+	int send_proxy;
 	int line; /* line in the config file, for messages */
 };
 
