@@ -88,6 +88,8 @@ int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started);
 
 /* The health state of group g of w->conf (made on first use), or NULL. */
 struct upstream_health *worker_upstream_health(struct worker *w, int g);
+/* Forget it all (a new configuration; the worker's end). */
+void worker_upstream_health_reset(struct worker *w);
 
 /* Ask a worker to do something (thread-safe). */
 void worker_command(struct worker *w, enum worker_command cmd);

@@ -400,7 +400,7 @@ static void worker__flush(uv_prepare_t *p)
 	audit_flush();
 }
 
-static void worker__health_drop(struct worker *w)
+void worker_upstream_health_reset(struct worker *w)
 {
 	for (int i = 0; i < w->nhealth; i++)
 		upstream_health_free(w->health[i]);
@@ -435,7 +435,7 @@ static void worker__on_async(uv_async_t *a)
 		if (c) {
 			conf_unref(w->conf);
 			w->conf = c;
-			worker__health_drop(w);
+			worker_upstream_health_reset(w);
 			if (!w->stopping)
 				worker__reconcile(w);
 		}
@@ -571,6 +571,6 @@ void worker_join(struct worker *w)
 	w->conf = NULL;
 	conf_unref(w->listen_conf);
 	w->listen_conf = NULL;
-	worker__health_drop(w);
+	worker_upstream_health_reset(w);
 	pool_destroy(&w->pool);
 }
