@@ -26,6 +26,7 @@ const char *const conf_proto_names[] = {
 	[CONF_PROTO_IMAP] = "imap",
 	[CONF_PROTO_POP3] = "pop3",
 	[CONF_PROTO_HTTP] = "http",
+	[CONF_PROTO_TCP] = "tcp",
 	NULL,
 };
 GH_NAMES_CHECK(conf_proto_names, CONF_PROTO_COUNT + 1);
@@ -293,6 +294,12 @@ static int conf__remember_listen(struct conf_ld *ld, const config_setting_t *s)
 	return 0;
 }
 
+static int conf__remember_locations(struct conf_ld *ld, const config_setting_t *s)
+{
+	ld->locations = s;
+	return 0;
+}
+
 
 static int conf__route(struct conf_ld *ld, const config_setting_t *g, struct conf_route *r)
 {
@@ -390,9 +397,44 @@ static int conf__routes(struct conf_ld *ld, const config_setting_t *s)
 /* --- listen ----------------------------------------------------------- */
 
 
+static const char *const conf__send_proxy_names[] = { "off", "v1", "v2" };
+
+/* A tcp listener's upstream group (us) and the PROXY header it is sent
+   (sp); neither is allowed on other listeners. */
+static int conf__listen_tcp(struct conf_ld *ld, const config_setting_t *g,
+			    const config_setting_t *us, const config_setting_t *sp,
+			    struct conf_listen *l)
+{
+	const char *v;
+
+	l->upstream = -1;
+	if (l->proto != CONF_PROTO_TCP) {
+		if (us != NULL || sp != NULL)
+			return conf__fail(ld, us != NULL ? us : sp, NULL, "only for tcp listeners");
+		return 0;
+	}
+	if (us == NULL)
+		return conf__fail(ld, g, "upstream", "required for a tcp listener");
+	if (l->starttls != CONF_STARTTLS_OFF)
+		return conf__fail(ld, g, "starttls", "not for tcp listeners (use tls = true)");
+	if (conf__string(ld, us, &v) < 0)
+		return -1;
+	const struct conf_upstream *u = conf_upstream_find(ld->c, v);
+	if (u == NULL)
+		return conf__fail(ld, us, NULL, "no upstream group called \"%s\"", v);
+	if (u->balance == CONF_BALANCE_ROUTE)
+		return conf__fail(ld, us, NULL, "upstream \"%s\" balances by route (per user): a tcp "
+				  "listener needs ip_hash or round_robin", v);
+	l->upstream = (int)(u - ld->c->upstreams);
+	if (sp != NULL && (l->send_proxy = CONF__KEYWORD(ld, sp, conf__send_proxy_names)) < 0)
+		return -1;
+	return 0;
+}
+
 static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
 	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
+	const config_setting_t *ls = NULL, *us = NULL, *sp = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -412,6 +454,12 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 			ss = s;
 		else if (name != NULL && strcmp(name, "mode") == 0)
 			ms = s;
+		else if (name != NULL && strcmp(name, "locations") == 0)
+			ls = s;
+		else if (name != NULL && strcmp(name, "upstream") == 0)
+			us = s;
+		else if (name != NULL && strcmp(name, "send_proxy_protocol") == 0)
+			sp = s;
 		else if (name != NULL && strcmp(name, "proxy_protocol") == 0) {
 			if (conf__listen_proxy(ld, s, l) < 0)
 				return -1;
@@ -435,6 +483,12 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
 		return -1;
 	if (conf__listen_http(ld, ms, ss, l) < 0)
+		return -1;
+	if (conf__listen_tcp(ld, g, us, sp, l) < 0)
+		return -1;
+	if (ls != NULL && l->proto != CONF_PROTO_HTTP)
+		return conf__fail(ld, ls, NULL, "only for http listeners");
+	if (ls != NULL && conf__locations(ld, ls, &l->locations) < 0)
 		return -1;
 	l->line = (int)config_setting_source_line(as);
 	if ((l->address = strdup(addr)) == NULL)
@@ -492,6 +546,8 @@ static const struct conf_opt conf__root_opts[] = {
 	{ "status", CONF__T_FN, 0, 0, 0, conf__status },
 	{ "throttle", CONF__T_FN, 0, 0, 0, conf__throttle },
 	{ "http", CONF__T_FN, 0, 0, 0, conf__http },
+	{ "upstreams", CONF__T_FN, 0, 0, 0, conf__upstreams },
+	{ "locations", CONF__T_FN, 0, 0, 0, conf__remember_locations },
 };
 
 static void conf__free(struct conf *c)
@@ -515,6 +571,8 @@ static void conf__free(struct conf *c)
 		free(c->routes[i].user);
 	}
 	free(c->routes);
+	conf__locations_free(c);
+	conf__upstreams_free(c);
 	for (int i = 0; i < c->nlisten; i++)
 		free(c->listen[i].address);
 	conf__tls_free(c);
@@ -655,6 +713,8 @@ static int conf__parse(struct conf_ld *ld, const char *text)
 			ARRAY_SIZE(conf__root_opts)) < 0)
 		goto out;
 	if (ld->routes != NULL && conf__routes(ld, ld->routes) < 0)
+		goto out;
+	if (ld->locations != NULL && conf__locations(ld, ld->locations, &c->locations) < 0)
 		goto out;
 	if (ld->listen != NULL && conf__listen(ld, ld->listen) < 0)
 		goto out;

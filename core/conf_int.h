@@ -40,6 +40,8 @@ struct conf_ld {
 	 * they may depend on has been read, wherever it appears in the file. */
 	const config_setting_t *routes;
 	const config_setting_t *listen;
+	/* The top-level locations name upstream groups: read after the walk. */
+	const config_setting_t *locations;
 };
 
 enum conf__type {
@@ -181,5 +183,19 @@ void conf__http_defaults(struct conf *c);
 /* Cross-checks once everything is read: backends for http listeners. */
 int conf__http_finish(struct conf_ld *ld);
 void conf__http_free(struct conf *c);
+
+/* --- upstream groups and locations (conf_upstream.c, conf_location.c) --- */
+
+/* An upstream name: 1..64 of [A-Za-z0-9_-]. */
+bool conf__ident_ok(const char *v);
+int conf__upstreams(struct conf_ld *ld, const config_setting_t *s);
+/* Does some upstream group speak TLS (so the snapshot needs a client context)? */
+bool conf__upstreams_need_tls(const struct conf *c);
+void conf__upstreams_free(struct conf *c);
+/* Read a locations list into *out (replacing it); upstreams must be read. */
+int conf__locations(struct conf_ld *ld, const config_setting_t *s, struct conf_location_table **out);
+void conf__location_table_free(struct conf_location_table *t);
+/* The top-level table and every listener's. */
+void conf__locations_free(struct conf *c);
 
 #endif

@@ -429,7 +429,7 @@ int conf__tls_finish(struct conf_ld *ld)
 			return -1;
 		}
 	}
-	bool need_client = c->upstream.tls;
+	bool need_client = c->upstream.tls || conf__upstreams_need_tls(c);
 	for (int i = 0; i < c->lookup.nservers; i++)
 		need_client |= c->lookup.servers[i].tls;
 	if (need_client) {

@@ -28,8 +28,9 @@ enum conf_proto {
 	CONF_PROTO_IMAP = 0,
 	CONF_PROTO_POP3,
 	CONF_PROTO_HTTP,
+	CONF_PROTO_TCP,    /* bytes relayed to an upstream group (XMPP 5222, LDAPS 8636) */
 };
-#define CONF_PROTO_COUNT 3 /* not in the enum: switches over it stay exhaustive */
+#define CONF_PROTO_COUNT 4 /* not in the enum: switches over it stay exhaustive */
 
 /* What a plain (non-TLS) HTTP listener does with requests. */
 enum conf_http_mode {
@@ -64,6 +65,100 @@ enum conf_starttls {
 	CONF_STARTTLS_REQUIRED,  /* offered; no login before TLS (LOGINDISABLED) */
 };
 
+/* --- upstream groups and locations (core/conf_location.c) --- */
+
+/* How a request picks a server of an upstream group. */
+enum conf_balance {
+	CONF_BALANCE_ROUTE = 0,   /* per-user routing (lookup + route cache), else the client-IP hash */
+	CONF_BALANCE_IP_HASH,     /* a hash of the client address over the servers */
+	CONF_BALANCE_ROUND_ROBIN, /* each request the next server */
+};
+#define CONF_BALANCE_COUNT 3 /* not in the enum: switches over it stay exhaustive */
+
+/* A named group of web servers that locations send requests to. */
+struct conf_upstream {
+	char *name;
+	struct conf_http_backend *servers; /* port filled in from `port` when not written */
+	int nservers;                      /* >= 1 */
+	uint16_t port;                     /* default port of servers written without one */
+	bool tls;                          /* speak TLS to the servers */
+	char *sni;                         /* name sent as SNI and verified; NULL = the server's host */
+	bool verify;                       /* check the certificate (upstream.ca or the system's) */
+	enum conf_balance balance;
+	int max_fails;                     /* failures within fail_timeout that mark a server down; 0 = never */
+	double fail_timeout;               /* that window, and how long a server stays down, seconds */
+	int keepalive;                     /* idle pooled connections per worker to this group */
+	int line;
+};
+
+/* How a location's pattern is compared with the normalized path (nginx's). */
+enum conf_loc_match {
+	CONF_LOC_EXACT = 0,   /* "= /path": the whole path */
+	CONF_LOC_PREFIX,      /* "/path": a prefix; the longest wins unless a regex matches */
+	CONF_LOC_PREFIX_STOP, /* "^~ /path": a prefix that, when longest, stops the regex search */
+	CONF_LOC_REGEX,       /* "~ re": PCRE2, case-sensitive, anywhere unless anchored */
+	CONF_LOC_REGEX_ICASE, /* "~* re": the same, case-insensitive */
+};
+
+/* What a location does with a request. */
+enum conf_loc_action {
+	CONF_LOC_UPSTREAM = 0, /* proxy to an upstream group */
+	CONF_LOC_STATIC,       /* files under a root directory */
+	CONF_LOC_RETURN,       /* a fixed answer: status, body, content type */
+	CONF_LOC_REDIRECT,     /* status + Location */
+	CONF_LOC_LOGOUT,       /* expire cookies, then redirect */
+};
+
+/* A header added to responses: "Name: value", both checked at load. */
+struct conf_header {
+	char *name;
+	char *value;
+};
+
+struct pcre2_real_code_8; /* pcre2_code, without pulling pcre2.h into every file */
+
+struct conf_location {
+	enum conf_loc_match match;
+	char *pattern;                 /* the path or the regex, without its modifier */
+	size_t pattern_len;
+	struct pcre2_real_code_8 *re;  /* regexes: compiled (JIT when available) at load */
+	enum conf_loc_action action;
+
+	int upstream;                  /* CONF_LOC_UPSTREAM: index in conf.upstreams */
+	char *root;                    /* CONF_LOC_STATIC: directory (absolute, no trailing '/') */
+	char *index;                   /*   file served for a path ending in '/', NULL = none */
+	char *fallback;                /*   file for paths that do not exist (single-page app), or NULL */
+	char *cache_control;           /*   Cache-Control value, or NULL */
+	int status;                    /* RETURN: status; REDIRECT/LOGOUT: 301/302/303/307/308 */
+	char *body;                    /* RETURN: the body ("" allowed) */
+	char *content_type;            /* RETURN: its type */
+	char *target;                  /* REDIRECT/LOGOUT: the Location */
+	char **cookies;                /* LOGOUT: names of the cookies to expire */
+	int ncookies;
+
+	/* Any action: a request without this cookie gets 307 to login_redirect. */
+	char *require_cookie;
+	char *login_redirect;
+
+	/* Options (upstream locations unless said otherwise). */
+	double read_timeout;           /* seconds for the backend's answer; 0 = http.backend_timeout */
+	char *rewrite_prefix;          /* prefix/exact locations (upstream, static): replaces the
+					  matched prefix; NULL = path unchanged */
+	bool buffer_request;           /* gather the request body before connecting */
+	bool buffer_response;          /* gather the response before sending it */
+	bool websocket;                /* WebSocket upgrades allowed (default true) */
+	char *host;                    /* Host sent to the backend; "$host" = the client's name; NULL = as sent */
+	struct conf_header *headers;   /* any action: added to responses */
+	int nheaders;
+	int line;
+};
+
+/* A list of locations in configuration order (the order regexes are tried). */
+struct conf_location_table {
+	struct conf_location *loc;
+	int n;
+};
+
 struct conf_listen {
 	char *address; /* as written: "127.0.0.1:143", "[::1]:143", "*:143" */
 	struct sockaddr_storage addr;
@@ -74,6 +169,13 @@ struct conf_listen {
 	bool starttls_set;          /* written in the file (else follows the certificate) */
 	bool proxy_protocol;        /* a PROXY protocol header precedes everything (HAProxy) */
 	enum conf_http_mode mode;   /* plain http listeners only */
+	/* http listeners: their own locations, or NULL for the top-level ones
+	   (conf_http_locations). Owned by the snapshot. */
+	struct conf_location_table *locations;
+	/* tcp listeners: the upstream group (index in conf.upstreams) and the
+	   PROXY protocol version sent to it first (0: none, 1, 2). */
+	int upstream;
+	int send_proxy;
 	int line; /* line in the config file, for messages */
 };
 
@@ -273,6 +375,12 @@ struct conf {
 		char *access_log;        /* NULL = off, "stderr", or a file */
 	} http;
 
+	/* Upstream groups and the top-level locations (core/conf_location.c);
+	   locations NULL = none (every request goes the per-user way). */
+	struct conf_upstream *upstreams;
+	int nupstreams;
+	struct conf_location_table *locations;
+
 	/* TLS towards the mailstores (Zimbra's default: imapssl on 7993). */
 	struct {
 		bool tls;
@@ -338,5 +446,15 @@ bool conf_cidr_match(const struct conf_cidr *list, int n, const char *ip);
  * everything else.
  */
 uint16_t conf_backend_port(const struct conf *c, const char *protocol);
+
+/*
+ * The locations of listener l (an http listener of c): its own if it has
+ * some, else the top-level ones, else NULL. Valid as long as c.
+ */
+const struct conf_location_table *conf_http_locations(const struct conf *c,
+						      const struct conf_listen *l);
+
+/* The upstream group called name, or NULL. */
+const struct conf_upstream *conf_upstream_find(const struct conf *c, const char *name);
 
 #endif

@@ -20,7 +20,7 @@
 struct conf;
 
 /* Protocols, by enum conf_proto value. */
-#define METRICS_NPROTO 3
+#define METRICS_NPROTO 4
 /* Room for the session phases (checked against SESSION_NPHASES in metrics.c). */
 #define METRICS_MAX_PHASES 16
 

@@ -65,6 +65,19 @@ int pp_parse(struct pp_state *st, const uint8_t *p, size_t n, struct pp_header *
 /* A short English name for a pp_parse() error, for logs. */
 const char *pp_strerror(int rc);
 
+/*
+ * Write the header gatehouse sends to an upstream that expects one (TCP
+ * listeners, `proxy_protocol` on their upstream): version 1 or 2, the
+ * client's address (src_ip, src_port) and the address it reached
+ * (dst_ip, dst_port), both text as getnameinfo writes them; with ssl, v2
+ * adds an SSL TLV saying the client spoke TLS to gatehouse. Addresses of
+ * two families (or unparsable) become v1 "PROXY UNKNOWN" / a v2 PROXY
+ * header with family UNSPEC. Returns the length, or -1 if cap is short
+ * (PP_V1_MAX and 16 + 36 + 8 bytes always suffice).
+ */
+int pp_build(int version, const char *src_ip, uint16_t src_port, const char *dst_ip,
+	     uint16_t dst_port, bool ssl, uint8_t *out, size_t cap);
+
 /* CRC32C (Castagnoli) of p[0..n), continuing from crc (start with 0). */
 uint32_t pp_crc32c(uint32_t crc, const uint8_t *p, size_t n);
 

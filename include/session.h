@@ -147,6 +147,11 @@ struct session {
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
 	uint16_t backend_port;          /* the port backend_addr names */
 	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
+	/* TLS to the backend: upstream.tls/verify unless the protocol chose
+	   (session_connect_backend_tls); sni NULL means backend_host. */
+	bool backend_tls;
+	bool backend_verify;
+	const char *backend_sni;        /* points into s->conf */
 
 	/* Pre-login input from the client; capacity limits.max_line + 1. Bytes
 	   read beyond it wait in in_pending (client reads paused) and move in
@@ -275,6 +280,22 @@ void session_route_invalidate(struct session *s, const struct route_query *q,
  * limits.connect_timeout.
  */
 void session_connect_backend(struct session *s, const char *host, uint16_t port);
+
+/*
+ * The same, with TLS to the backend chosen by the caller (an upstream
+ * group's tls, sni, verify) instead of the upstream settings: sni (NULL:
+ * host) is sent and, with verify, checked against the certificate; it
+ * must live as long as s->conf.
+ */
+void session_connect_backend_tls(struct session *s, const char *host, uint16_t port, bool tls,
+				 const char *sni, bool verify);
+
+/*
+ * The passive health state of upstream group g (index in s->conf's
+ * upstreams) kept by s's worker (include/upstream.h), or NULL when s runs
+ * under an older configuration than the worker's (a reload started over).
+ */
+struct upstream_health *session_upstream_health(struct session *s, int g);
 
 /* Close the backend connection (a failed login); the session goes on. */
 void session_close_backend(struct session *s);

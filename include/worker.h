@@ -55,6 +55,10 @@ struct worker {
 	struct listener listeners[CONF_MAX_LISTEN];
 	int nlisteners;
 	struct pool pool;
+	/* Passive health of w->conf's upstream groups (upstream.h), made on
+	   first use, dropped when another configuration is adopted. */
+	struct upstream_health **health;
+	int nhealth;
 	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
 	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
@@ -81,6 +85,11 @@ struct worker {
  * Returns 0 or a negative libuv error.
  */
 int worker_start(struct worker *w, int id, struct conf *c, uv_sem_t *started);
+
+/* The health state of group g of w->conf (made on first use), or NULL. */
+struct upstream_health *worker_upstream_health(struct worker *w, int g);
+/* Forget it all (a new configuration; the worker's end). */
+void worker_upstream_health_reset(struct worker *w);
 
 /* Ask a worker to do something (thread-safe). */
 void worker_command(struct worker *w, enum worker_command cmd);

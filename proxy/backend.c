@@ -44,6 +44,9 @@ void session__backend_target(struct session *s, const char *host, uint16_t port)
 {
 	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
 	s->backend_port = port;
+	s->backend_tls = s->conf->upstream.tls;
+	s->backend_verify = s->conf->upstream.verify;
+	s->backend_sni = NULL;
 	if (strchr(host, ':'))
 		snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", host, port);
 	else
@@ -146,7 +149,7 @@ static void backend__connected(uv_connect_t *req, int status)
 		return;
 	}
 	backend__tcp_opts(&bc->st);
-	if (!s->conf->upstream.tls) {
+	if (!s->backend_tls) {
 		if (bc->kind->read_early && stream_read_start(&bc->st) < 0) {
 			session__backend_failed(s, UV_EIO, METRICS_ERR_BACKEND_CONNECT,
 						"reading from backend %s failed", s->backend_addr);
@@ -165,8 +168,9 @@ static void backend__connected(uv_connect_t *req, int status)
 					uv_strerror(rc));
 		return;
 	}
-	struct tls_conn *t = tls_conn_client(s->conf->tls_client, s->backend_host,
-					     s->conf->upstream.verify);
+	struct tls_conn *t = tls_conn_client(s->conf->tls_client,
+					     s->backend_sni != NULL ? s->backend_sni : s->backend_host,
+					     s->backend_verify);
 	if (t == NULL || stream_start_tls(&bc->st, t, backend__tls_done) < 0) {
 		tls_conn_free(t);
 		session__backend_failed(s, UV_ENOMEM, METRICS_ERR_BACKEND_TLS,
@@ -211,7 +215,7 @@ static void backend__connect_addr(struct session *s, const struct sockaddr *addr
 	   keeps the socket's epoll registration: one epoll_ctl when the
 	   connect completes instead of a failed ADD and a MOD. TLS starts
 	   reading in its handshake. */
-	if (k->read_early && !s->conf->upstream.tls)
+	if (k->read_early && !s->backend_tls)
 		(void)stream_read_start(&bc->st);
 }
 
@@ -302,5 +306,15 @@ static const struct backend_kind backend__mail = {
 void session_connect_backend(struct session *s, const char *host, uint16_t port)
 {
 	session__backend_target(s, host, port);
+	session__backend_open(s, host, port, &backend__mail);
+}
+
+void session_connect_backend_tls(struct session *s, const char *host, uint16_t port, bool tls,
+				 const char *sni, bool verify)
+{
+	session__backend_target(s, host, port);
+	s->backend_tls = tls;
+	s->backend_sni = sni;
+	s->backend_verify = verify;
 	session__backend_open(s, host, port, &backend__mail);
 }

@@ -38,6 +38,7 @@
 #include "imap.h"
 #include "log.h"
 #include "pop3.h"
+#include "tcp.h"
 #include "session.h"
 #include "purge.h"
 #include "status.h"
@@ -316,6 +317,7 @@ static int main__run(struct conf *c)
 	session_register(CONF_PROTO_IMAP, &imap_proto);
 	session_register(CONF_PROTO_POP3, &pop3_proto);
 	session_register(CONF_PROTO_HTTP, &http_proto);
+	session_register(CONF_PROTO_TCP, &tcp_proto);
 	M.loop = uv_default_loop();
 	M.conf = c;
 	M.nworkers = c->workers;

@@ -30,7 +30,7 @@ static pthread_mutex_t metrics__certs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metrics_cert metrics__certs[METRICS_MAX_CERTS];
 static int metrics__ncerts;
 
-static const char *const metrics__proto_names[] = { "imap", "pop3", "http" };
+static const char *const metrics__proto_names[] = { "imap", "pop3", "http", "tcp" };
 static const char *const metrics__login_names[] = { "ok", "fail", "tempfail", "throttled" };
 static const char *const metrics__error_names[] = {
 	[METRICS_ERR_BACKEND_CONNECT] = "backend_connect",

@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proxy_proto.h"
@@ -334,4 +335,66 @@ int pp_parse(struct pp_state *st, const uint8_t *p, size_t n, struct pp_header *
 		return pp__v1(st, p, n, out);
 	}
 	return PP_ERR_SIGNATURE;
+}
+
+/* ---- building ---- */
+
+static int pp__family(const char *ip, void *addr16)
+{
+	if (inet_pton(AF_INET, ip, addr16) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, ip, addr16) == 1)
+		return AF_INET6;
+	return AF_UNSPEC;
+}
+
+static int pp__build_v1(int fam, const char *src_ip, uint16_t src_port, const char *dst_ip,
+			uint16_t dst_port, uint8_t *out, size_t cap)
+{
+	int n;
+
+	if (fam == AF_UNSPEC)
+		n = snprintf((char *)out, cap, "PROXY UNKNOWN\r\n");
+	else
+		n = snprintf((char *)out, cap, "PROXY %s %s %s %u %u\r\n",
+			     fam == AF_INET ? "TCP4" : "TCP6", src_ip, dst_ip, src_port, dst_port);
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int pp_build(int version, const char *src_ip, uint16_t src_port, const char *dst_ip,
+	     uint16_t dst_port, bool ssl, uint8_t *out, size_t cap)
+{
+	uint8_t sa[16], da[16];
+	int fs = pp__family(src_ip, sa), fd = pp__family(dst_ip, da);
+	int fam = fs == fd ? fs : AF_UNSPEC;
+
+	if (version == 1)
+		return pp__build_v1(fam, src_ip, src_port, dst_ip, dst_port, out, cap);
+	size_t alen = fam == AF_INET ? 12 : fam == AF_INET6 ? 36 : 0;
+	size_t tlv = ssl ? 3 + 5 : 0;
+	size_t len = PP_V2_HEADER + alen + tlv;
+	if (cap < len)
+		return -1;
+	memcpy(out, pp__v2_sig, sizeof(pp__v2_sig));
+	out[12] = 0x21; /* version 2, PROXY */
+	out[13] = fam == AF_INET ? 0x11 : fam == AF_INET6 ? 0x21 : 0x00;
+	out[14] = (uint8_t)((alen + tlv) >> 8);
+	out[15] = (uint8_t)(alen + tlv);
+	uint8_t *p = out + PP_V2_HEADER;
+	size_t al = fam == AF_INET ? 4 : 16;
+	if (alen != 0) {
+		memcpy(p, sa, al);
+		memcpy(p + al, da, al);
+		p[2 * al] = (uint8_t)(src_port >> 8);
+		p[2 * al + 1] = (uint8_t)src_port;
+		p[2 * al + 2] = (uint8_t)(dst_port >> 8);
+		p[2 * al + 3] = (uint8_t)dst_port;
+		p += alen;
+	}
+	if (ssl) {
+		/* PP2_TYPE_SSL: client flags (PP2_CLIENT_SSL), verify = 0 (ok). */
+		const uint8_t t[8] = { 0x20, 0x00, 0x05, 0x01, 0, 0, 0, 0 };
+		memcpy(p, t, sizeof(t));
+	}
+	return (int)len;
 }

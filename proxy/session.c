@@ -826,3 +826,8 @@ void session__greet(struct session *s)
 	if (s->in_len > 0 && !s->closed && !s->finishing)
 		s->proto->client_data(s);
 }
+
+struct upstream_health *session_upstream_health(struct session *s, int g)
+{
+	return s->conf == s->w->conf ? worker_upstream_health(s->w, g) : NULL;
+}

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "route.h"
 #include "session_int.h"
+#include "upstream.h"
 #include "worker.h"
 
 /* Idle relay buffers kept per worker; more are freed when returned. 16
@@ -399,6 +400,31 @@ static void worker__flush(uv_prepare_t *p)
 	audit_flush();
 }
 
+void worker_upstream_health_reset(struct worker *w)
+{
+	for (int i = 0; i < w->nhealth; i++)
+		upstream_health_free(w->health[i]);
+	free(w->health);
+	w->health = NULL;
+	w->nhealth = 0;
+}
+
+struct upstream_health *worker_upstream_health(struct worker *w, int g)
+{
+	const struct conf *c = w->conf;
+
+	if (c == NULL || g < 0 || g >= c->nupstreams)
+		return NULL;
+	if (w->health == NULL) {
+		if ((w->health = calloc((size_t)c->nupstreams, sizeof(*w->health))) == NULL)
+			return NULL;
+		w->nhealth = c->nupstreams;
+	}
+	if (w->health[g] == NULL)
+		w->health[g] = upstream_health_new(c->upstreams[g].nservers);
+	return w->health[g];
+}
+
 static void worker__on_async(uv_async_t *a)
 {
 	struct worker *w = a->data;
@@ -409,6 +435,7 @@ static void worker__on_async(uv_async_t *a)
 		if (c) {
 			conf_unref(w->conf);
 			w->conf = c;
+			worker_upstream_health_reset(w);
 			if (!w->stopping)
 				worker__reconcile(w);
 		}
@@ -544,5 +571,6 @@ void worker_join(struct worker *w)
 	w->conf = NULL;
 	conf_unref(w->listen_conf);
 	w->listen_conf = NULL;
+	worker_upstream_health_reset(w);
 	pool_destroy(&w->pool);
 }

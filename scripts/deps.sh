@@ -6,7 +6,8 @@ set -euo pipefail
 
 what=${1:-test}
 build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev libmemcached-dev
-            node-llhttp libcriterion-dev libconfig-dev libsystemd-dev zlib1g-dev libbrotli-dev"
+            node-llhttp libcriterion-dev libconfig-dev libsystemd-dev libpcre2-dev zlib1g-dev
+            libbrotli-dev"
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy
           iproute2 wrk"
 bench_pkgs="nginx libnginx-mod-mail"

@@ -8,7 +8,7 @@ Each seed is a script for tests/harness/gh_script.c: one flags byte
 
     python3 tests/fuzz/gen_session_corpus.py
 
-It rewrites the named seeds in tests/fuzz/corpus/session_{imap,pop3,http}/
+It rewrites the named seeds in tests/fuzz/corpus/session_{imap,pop3,http,tcp}/
 (the output is the same on every run) and keeps the units named by their
 SHA-1 there: what 10-minute runs found, minimised with libFuzzer's
 -merge=1 (README "Tests").
@@ -173,10 +173,26 @@ HTTP = {
                                   op(BAD_RECORD, FLUSH), S),
 }
 
+TCP = {
+    # Plain, PROXY v2 to the upstream, implicit TLS (the listener's mode).
+    "plain_relay": script(PLAIN, send("<stream:stream to='a.test'>"), S, bsend("<stream:features/>"),
+                          S, send("x" * 3000), S),
+    "proxy_v2_relay": script(STARTTLS, send("bind"), S, bsend("ok"), S),
+    "tls_relay": script(TLS, send("\x30\x0c\x02\x01\x01\x60\x07"), S, bsend("\x30\x0c"), S),
+    "bytes_before_connect": script(PLAIN | BACKEND_SILENT, send("early"), op(RUN), send("more"), S),
+    "upstream_closes": script(PLAIN, send("a"), S, op(BCLOSE), S),
+    "client_half_close": script(PLAIN, send("a"), S, op(SHUT_WR), S),
+    "connect_timer": script(PLAIN | BACKEND_SILENT, op(TIMER), S, send("late"), S),
+    "tls_close_notify": script(TLS, send("a"), S, op(CLOSE_NOTIFY), S),
+    "not_reading": script(PLAIN | SMALL_SNDBUF, op(READ_TOGGLE), bsend("y" * 20000), S,
+                          bsend("y" * 20000), S, op(READ_TOGGLE), S),
+}
+
 
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-    for name, seeds in (("session_imap", IMAP), ("session_pop3", POP3), ("session_http", HTTP)):
+    for name, seeds in (("session_imap", IMAP), ("session_pop3", POP3), ("session_http", HTTP),
+                        ("session_tcp", TCP)):
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
         # Units a fuzzer found and `-merge=1` kept are named by their SHA-1:

@@ -29,6 +29,7 @@
 #include "imap.h"
 #include "log.h"
 #include "pop3.h"
+#include "tcp.h"
 #include "route.h"
 
 /* ---- buffers ---- */
@@ -131,7 +132,7 @@ out:
 	return rc;
 }
 
-static const char *const gh__proto_names[] = { "imap", "pop3", "http" };
+static const char *const gh__proto_names[] = { "imap", "pop3", "http", "tcp" };
 
 static void gh__flush_audit(uv_prepare_t *p)
 {
@@ -164,6 +165,7 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 	session_register(CONF_PROTO_IMAP, &imap_proto);
 	session_register(CONF_PROTO_POP3, &pop3_proto);
 	session_register(CONF_PROTO_HTTP, &http_proto);
+	session_register(CONF_PROTO_TCP, &tcp_proto);
 	const char *lv = getenv("GH_HARNESS_LOG");
 	log_open(NULL, lv && strcmp(lv, "debug") == 0 ? LOG_DEBUG
 		       : lv && strcmp(lv, "info") == 0 ? LOG_INFO : LOG_ERROR);
@@ -184,10 +186,14 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 	}
 	e->backend_port = ntohs(a.sin_port);
 
-	for (int p = 0; p < 3; p++) {
+	for (int p = 0; p < 4; p++) {
 		for (int m = 0; m < 3; m++) {
 			const char *opt;
-			if (m == GH_TLS)
+			if (p == GH_TCP)
+				opt = m == GH_TLS	    ? "tls = true; upstream = \"h\";"
+				      : m == GH_PLAIN ? "upstream = \"h\";"
+						      : "upstream = \"h\"; send_proxy_protocol = \"v2\";";
+			else if (m == GH_TLS)
 				opt = "tls = true;";
 			else if (p == GH_HTTP)
 				opt = m == GH_PLAIN ? "mode = \"both\";" : "mode = \"redirect\";";
@@ -216,6 +222,8 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 		"throttle = { failed_limit = 0; };\n"
 		"routes = ( { match = \"*\"; server = \"127.0.0.1:%2$u\"; } );\n"
 		"http = { backends = [ \"127.0.0.1:%2$u\" ]; server_name = \"mail.a.test\"; };\n"
+		"upstreams = ( { name = \"h\"; servers = [ \"127.0.0.1:%2$u\" ]; "
+		"balance = \"round_robin\"; } );\n"
 		"listen = (\n%3$s\n);\n%4$s\n",
 		e->dir, e->backend_port, lst, extra ? extra : "");
 	fclose(f);
@@ -306,6 +314,7 @@ int gh_env_fini(struct gh_env *e)
 	audit_flush();
 	session_http_pool_close(&w->loop);
 	route_worker_close(&w->loop);
+	worker_upstream_health_reset(w);
 	uv_close((uv_handle_t *)&w->trim_timer, NULL);
 	uv_close((uv_handle_t *)&w->flush, NULL);
 	for (int i = 0; i < 100; i++)
@@ -763,6 +772,13 @@ static void gh__pop3_answer(struct gh_conn *c, struct gh_backend *b)
 }
 
 /* Complete requests in b->in[done..) each get "200 ok <n>". */
+/* The TCP listener's upstream echoes what it got. */
+static void gh__tcp_answer(struct gh_backend *b)
+{
+	gh__bsend(b, b->in.p + b->done, b->in.len - b->done);
+	b->done = b->in.len;
+}
+
 static void gh__http_answer(struct gh_conn *c, struct gh_backend *b)
 {
 	(void)c;
@@ -849,6 +865,8 @@ static bool gh__backend_io(struct gh_conn *c)
 				gh__imap_answer(c, b);
 			else if (c->proto == GH_POP3)
 				gh__pop3_answer(c, b);
+			else if (c->proto == GH_TCP)
+				gh__tcp_answer(b);
 			else
 				gh__http_answer(c, b);
 		}

@@ -31,12 +31,14 @@
 #include "session_int.h"
 #include "worker.h"
 
-enum gh_proto { GH_IMAP = 0, GH_POP3 = 1, GH_HTTP = 2 };
+enum gh_proto { GH_IMAP = 0, GH_POP3 = 1, GH_HTTP = 2, GH_TCP = 3 };
 /* Listener kinds. IMAP/POP3: starttls "off", starttls "optional", implicit
-   TLS. HTTP: plain mode "both", plain mode "redirect", implicit TLS. */
+   TLS. HTTP: plain mode "both", plain mode "redirect", implicit TLS. TCP
+   (upstream group "h": the harness backend, which echoes): plain, plain
+   with a PROXY v2 header sent upstream, implicit TLS. */
 enum gh_mode { GH_PLAIN = 0, GH_STARTTLS = 1, GH_TLS = 2 };
 
-#define GH_NLISTEN 9
+#define GH_NLISTEN 12
 #define GH_MAX_BACKENDS 4
 
 /* A growable byte buffer, always NUL-terminated after len (for strstr). */

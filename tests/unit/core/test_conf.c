@@ -496,7 +496,7 @@ Test(conf, keywords)
 	conf_t_fails("imap = { backend_auth = \"xoauth2\"; };\n",
 		     "1: imap.backend_auth: must be one of auto, login, plain");
 	conf_t_fails("listen = ( { address = \"*:25\"; protocol = \"smtp\"; } );\n",
-		     "1: listen.[0].protocol: must be one of imap, pop3, http");
+		     "1: listen.[0].protocol: must be one of imap, pop3, http, tcp");
 	conf_t_fails("error_log = \"/tmp/a\\nb\";\n", "1: error_log: must not contain control characters");
 }
 

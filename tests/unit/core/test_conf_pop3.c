@@ -163,7 +163,7 @@ Test(conf_pop3, errors)
 	cp_t_fails("pop3 = {\n send_id = true; };\n", "2: pop3.send_id: unknown setting");
 	cp_t_fails("pop3 = 5;\n", "1: pop3: must be a group { ... }");
 	cp_t_fails("listen = ( { address = \"127.0.0.1:110\"; protocol = \"pop\"; } );\n",
-		   "1: listen.[0].protocol: must be one of imap, pop3, http");
+		   "1: listen.[0].protocol: must be one of imap, pop3, http, tcp");
 }
 
 Test(conf_pop3, capabilities_bound)

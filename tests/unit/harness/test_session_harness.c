@@ -346,3 +346,46 @@ Test(session_harness, http_response_head_split_across_reads)
 	cr_assert_eq(gh_count(&c.out, "HTTP/1.1 200 OK"), 2, "%s", OUT);
 	close_clean();
 }
+
+/* ---- TCP listeners: bytes both ways, a PROXY header first, TLS ---- */
+
+Test(session_harness, tcp_plain_relays_both_ways)
+{
+	open_ok(GH_TCP, GH_PLAIN);
+	/* Sent before the upstream is connected, or after: the same. */
+	gh_sends(&c, "<stream:stream>\n");
+	cr_assert(gh_wait_out(&c, "<stream:stream>\n", 500), "echo: %s", OUT);
+	cr_assert_eq(gh_session(&c)->phase, SESSION_RELAY);
+	gh_sends(&c, "second\n");
+	cr_assert(gh_wait_out(&c, "second\n", 500), "%s", OUT);
+	cr_assert_str_eq(BSENT, "<stream:stream>\nsecond\n");
+	close_clean();
+}
+
+Test(session_harness, tcp_sends_the_proxy_header_first)
+{
+	open_ok(GH_TCP, GH_STARTTLS); /* the listener with send_proxy_protocol = "v2" */
+	gh_sends(&c, "hello\n");
+	/* The header holds a NUL: the wires are compared as bytes. */
+	for (int i = 0; i < 50 && (c.bsent.len < 6 || memcmp(c.bsent.p + c.bsent.len - 6, "hello\n", 6) != 0 ||
+				    c.out.len < c.bsent.len); i++)
+		gh_settle(&c, 20);
+	cr_assert_geq(c.bsent.len, 16 + 6);
+	cr_assert(c.out.len >= c.bsent.len && memcmp(c.out.p, c.bsent.p, c.bsent.len) == 0,
+		  "the echo of header and bytes came back");
+	cr_assert(memcmp(c.bsent.p, "\r\n\r\n\0\r\nQUIT\n\x21", 13) == 0, "no v2 header first");
+	size_t hl = 16 + ((size_t)c.bsent.p[14] << 8 | c.bsent.p[15]);
+	cr_assert_eq(c.bsent.len, hl + 6);
+	cr_assert(memcmp(c.bsent.p + hl, "hello\n", 6) == 0);
+	close_clean();
+}
+
+Test(session_harness, tcp_over_tls_relays_plaintext)
+{
+	open_ok(GH_TCP, GH_TLS);
+	cr_assert(c.tls_done && !c.tls_failed);
+	gh_sends(&c, "bind request\n");
+	cr_assert(gh_wait_out(&c, "bind request\n", 500), "%s", OUT);
+	cr_assert_str_eq(BSENT, "bind request\n");
+	close_clean();
+}

@@ -486,3 +486,68 @@ Test(proxy_proto, strerror)
 	for (int rc = -9; rc <= -1; rc++)
 		cr_assert_str_neq(pp_strerror(rc), "unknown error");
 }
+
+/* What pp_build writes, pp_parse (HAProxy's format, tested above) reads
+   back with the same endpoints. */
+static void pt_build_round_trip(int version, const char *src, uint16_t sport, const char *dst,
+				uint16_t dport, bool ssl, int family)
+{
+	uint8_t out[128];
+	int n = pp_build(version, src, sport, dst, dport, ssl, out, sizeof(out));
+	cr_assert_gt(n, 0, "v%d %s -> %s", version, src, dst);
+	struct pp_state st = { 0 };
+	struct pp_header h;
+	cr_assert_eq(pp_parse(&st, out, (size_t)n, &h), n, "v%d %s -> %s", version, src, dst);
+	cr_expect_eq(h.version, version);
+	cr_expect_eq(h.cmd, PP_CMD_PROXY);
+	cr_expect_eq(h.family, family);
+	if (family == AF_UNSPEC)
+		return;
+	char a[64], b[64];
+	uint16_t ps, pd;
+	if (family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)&h.src, *d4 = (const void *)&h.dst;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		inet_ntop(AF_INET, &d4->sin_addr, b, sizeof(b));
+		ps = ntohs(s4->sin_port);
+		pd = ntohs(d4->sin_port);
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)&h.src, *d6 = (const void *)&h.dst;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		inet_ntop(AF_INET6, &d6->sin6_addr, b, sizeof(b));
+		ps = ntohs(s6->sin6_port);
+		pd = ntohs(d6->sin6_port);
+	}
+	cr_expect_str_eq(a, src);
+	cr_expect_str_eq(b, dst);
+	cr_expect_eq(ps, sport);
+	cr_expect_eq(pd, dport);
+	if (version == 2)
+		cr_expect_eq(h.ssl, ssl);
+}
+
+Test(proxy_proto, build_reads_back)
+{
+	for (int v = 1; v <= 2; v++) {
+		pt_build_round_trip(v, "192.0.2.10", 51234, "127.0.0.1", 5222, false, AF_INET);
+		pt_build_round_trip(v, "2001:db8::7", 1, "::1", 65535, v == 2, AF_INET6);
+		pt_build_round_trip(v, "192.0.2.10", 5, "::1", 6, false, AF_UNSPEC);
+		pt_build_round_trip(v, "?", 5, "?", 6, false, AF_UNSPEC);
+	}
+	pt_build_round_trip(2, "192.0.2.10", 443, "10.0.0.1", 8636, true, AF_INET);
+}
+
+Test(proxy_proto, build_exact_bytes_and_short_room)
+{
+	uint8_t out[128];
+	int n = pp_build(1, "192.0.2.10", 51234, "127.0.0.1", 5222, false, out, sizeof(out));
+	cr_assert_eq(n, 44);
+	cr_expect(memcmp(out, "PROXY TCP4 192.0.2.10 127.0.0.1 51234 5222\r\n", 44) == 0);
+	cr_expect_eq(pp_build(1, "192.0.2.10", 51234, "127.0.0.1", 5222, false, out, 44), -1);
+	n = pp_build(2, "192.0.2.10", 1, "127.0.0.1", 2, false, out, sizeof(out));
+	cr_assert_eq(n, 28);
+	cr_expect_eq(out[12], 0x21);
+	cr_expect_eq(out[13], 0x11);
+	cr_expect_eq(out[15], 12);
+	cr_expect_eq(pp_build(2, "192.0.2.10", 1, "127.0.0.1", 2, false, out, 27), -1);
+}
