@@ -274,4 +274,13 @@ void login_backend_tempfail(struct session *s, const char *why);
 /* Whether line[0..n) starts with prefix, ignoring case. */
 bool login_prefix(const char *line, size_t n, const char *prefix);
 
+/* ---- shared by login.c and login_backend.c (login__) ---- */
+
+/* The route query for the login in s (bypass_cache: ask the lookup). */
+void login__query(struct session *s, struct route_query *q, bool bypass_cache);
+/* Seconds to hold back a failure answer (auth_failure_delay, Auth-Wait). */
+double login__failure_delay(const struct session *s, double auth_wait);
+/* Refuse a throttled login with msg and finish. */
+void login__throttled(struct session *s, const char *msg);
+
 #endif
