@@ -111,6 +111,20 @@ struct session_proto {
 	void (*upstream_written)(struct session *s, void *owner);
 };
 
+/* The relay's state, once the login is over (proxy/relay.c, relay_splice.c). */
+struct session_relay {
+	uint64_t last_activity_ms;   /* idle tracking */
+	bool client_eof;             /* the client sent EOF */
+	bool backend_eof;            /* the backend sent EOF */
+	bool c2b_paused;             /* client reads stopped for backpressure */
+	bool b2c_paused;             /* backend reads stopped for backpressure */
+	bool splice_ok;              /* plain both ways, limits.splice: may splice */
+	bool splice_wanted;          /* switch to splice(2) once both queues drain */
+	struct relay_splice *splice; /* splice(2) state (relay_splice.c), or NULL */
+	bool client_shut_done;       /* FIN sent to the client */
+	bool backend_shut_done;      /* FIN sent to the backend */
+};
+
 struct session {
 	uint64_t id;
 	char idstr[20];                 /* hex id, for logs */
@@ -170,16 +184,9 @@ struct session {
 	size_t bin_cap;
 
 	uint64_t started_ms;            /* uv_now at accept */
-	uint64_t last_activity_ms;      /* relay idle tracking */
+	struct session_relay relay;     /* once the login is over (relay.c) */
 	double timer_secs;              /* what the timer was armed with */
 	int refs;                       /* open handles and pending requests */
-	bool client_eof;                /* relay: client sent EOF */
-	bool backend_eof;               /* relay: backend sent EOF */
-	bool relay_c2b_paused;          /* relay: client reads stopped for backpressure */
-	bool relay_b2c_paused;
-	bool relay_splice_ok;           /* relay: plain both ways, limits.splice: may splice */
-	bool relay_splice;              /* relay: switch to splice(2) once both queues drain */
-	struct relay_splice *splice;    /* relay: splice(2) state (relay_splice.c), or NULL */
 	bool finishing;                 /* flushing the last writes before close */
 	bool closed;                    /* session_close ran: no more I/O */
 	bool tls_active;                /* the client connection is encrypted (by us, or by the
@@ -187,8 +194,6 @@ struct session {
 	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
 	bool conn_counted;              /* holds a connlimit count for counted_ip */
 	char counted_ip[46];            /* the address it was counted under */
-	bool client_shut_done;          /* relay: FIN sent to the client */
-	bool backend_shut_done;         /* relay: FIN sent to the backend */
 	const char *close_reason;
 
 	struct list worker_link;        /* on the worker's list of sessions */

@@ -27,7 +27,7 @@
 
 static void relay__maybe_done(struct session *s)
 {
-	if (s->client_shut_done && s->backend_shut_done)
+	if (s->relay.client_shut_done && s->relay.backend_shut_done)
 		session_close(s, "both sides closed");
 }
 
@@ -42,7 +42,7 @@ static void relay__client_shut(uv_shutdown_t *req, int status)
 		session_close(s, "client shutdown failed");
 		return;
 	}
-	s->client_shut_done = true;
+	s->relay.client_shut_done = true;
 	relay__maybe_done(s);
 }
 
@@ -57,12 +57,12 @@ static void relay__backend_shut(uv_shutdown_t *req, int status)
 		session_close(s, "backend shutdown failed");
 		return;
 	}
-	s->backend_shut_done = true;
+	s->relay.backend_shut_done = true;
 	relay__maybe_done(s);
 }
 
 /*
- * A switch to splice is pending (s->relay_splice): make it once both write
+ * A switch to splice is pending (s->relay.splice_wanted): make it once both write
  * queues are empty. True while splicing or still waiting for a queue (reads
  * stay off meanwhile); false when it cannot be made, after reading again
  * where the copy relay would.
@@ -71,15 +71,15 @@ static bool relay__switch(struct session *s)
 {
 	if (relay__splice_try(s))
 		return true;
-	if (s->relay_splice)
+	if (s->relay.splice_wanted)
 		return true;
 	if (s->closed)
 		return true;
-	if (!s->relay_c2b_paused && !s->client_eof && stream_read_start(&s->client) < 0) {
+	if (!s->relay.c2b_paused && !s->relay.client_eof && stream_read_start(&s->client) < 0) {
 		session_close(s, "read failed");
 		return true;
 	}
-	if (!s->closed && s->backend && !s->relay_b2c_paused && !s->backend_eof &&
+	if (!s->closed && s->backend && !s->relay.b2c_paused && !s->relay.backend_eof &&
 	    stream_read_start(s->backend) < 0) {
 		session_close(s, "read failed");
 		return true;
@@ -96,17 +96,17 @@ static void relay__pass(struct session *s, struct stream *from, struct stream *t
 		   where splice pays. An IDLE or a short command does not need
 		   its two extra descriptors and polls, so sessions start copying
 		   and switch at their first bulk transfer. */
-		bool bulk = s->relay_splice_ok && b->len >= b->cap;
+		bool bulk = s->relay.splice_ok && b->len >= b->cap;
 
-		s->last_activity_ms = session_now(s);
+		s->relay.last_activity_ms = session_now(s);
 		metrics_relayed(from == &s->client, b->len);
 		if (stream_write(to, b) < 0) {
 			session_close(s, "write failed");
 			return;
 		}
 		if (bulk) {
-			s->relay_splice_ok = false;
-			s->relay_splice = true;
+			s->relay.splice_ok = false;
+			s->relay.splice_wanted = true;
 			stream_read_stop(&s->client);
 			stream_read_stop(s->backend);
 			relay__switch(s);
@@ -136,7 +136,7 @@ static void relay__client_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session *s = st->owner;
 
-	relay__pass(s, &s->client, s->backend, b, status, &s->relay_c2b_paused, &s->client_eof,
+	relay__pass(s, &s->client, s->backend, b, status, &s->relay.c2b_paused, &s->relay.client_eof,
 		    relay__backend_shut);
 }
 
@@ -144,7 +144,7 @@ static void relay__backend_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session *s = st->owner;
 
-	relay__pass(s, s->backend, &s->client, b, status, &s->relay_b2c_paused, &s->backend_eof,
+	relay__pass(s, s->backend, &s->client, b, status, &s->relay.b2c_paused, &s->relay.backend_eof,
 		    relay__client_shut);
 }
 
@@ -159,7 +159,7 @@ static void relay__resume(struct session *s, struct stream *from, struct stream 
 		return;
 	}
 	/* The bytes queued before a switch to splice are out: switch. */
-	if (s->relay_splice && relay__switch(s))
+	if (s->relay.splice_wanted && relay__switch(s))
 		return;
 	if (*paused && to->queued <= s->conf->limits.relay_high_water / 2) {
 		*paused = false;
@@ -177,14 +177,14 @@ static void relay__client_written(struct stream *st, int status)
 			session_close(s, "client write failed");
 		return;
 	}
-	relay__resume(s, s->backend, &s->client, &s->relay_b2c_paused, status);
+	relay__resume(s, s->backend, &s->client, &s->relay.b2c_paused, status);
 }
 
 static void relay__backend_written(struct stream *st, int status)
 {
 	struct session *s = st->owner;
 
-	relay__resume(s, &s->client, s->backend, &s->relay_c2b_paused, status);
+	relay__resume(s, &s->client, s->backend, &s->relay.c2b_paused, status);
 }
 
 void relay_start(struct session *s)
@@ -199,9 +199,9 @@ void relay_start(struct session *s)
 	/* splice(2) moves plain bytes socket to socket inside the kernel (from
 	   the first bulk transfer on, relay__pass); TLS needs them in user
 	   space. */
-	s->relay_splice_ok = s->conf->limits.splice && s->client.tls == NULL &&
+	s->relay.splice_ok = s->conf->limits.splice && s->client.tls == NULL &&
 			     s->backend->tls == NULL;
-	s->relay_splice = false;
+	s->relay.splice_wanted = false;
 	/* With TLS, records already decrypted are handed over at once and may
 	   end the session (and drop s->backend) before we get back here. */
 	if (stream_read_start(&s->client) < 0) {

@@ -208,13 +208,13 @@ static void relay__shut(struct relay_splice *sp, struct relay_dir *d)
 		return;
 	}
 	if (d->from_client) {
-		s->client_eof = true;
-		s->backend_shut_done = true;
+		s->relay.client_eof = true;
+		s->relay.backend_shut_done = true;
 	} else {
-		s->backend_eof = true;
-		s->client_shut_done = true;
+		s->relay.backend_eof = true;
+		s->relay.client_shut_done = true;
 	}
-	if (s->client_shut_done && s->backend_shut_done)
+	if (s->relay.client_shut_done && s->relay.backend_shut_done)
 		relay__fail(sp, "both sides closed");
 }
 
@@ -256,7 +256,7 @@ static void relay__move(struct relay_splice *sp, struct relay_dir *d)
 		if (d->buf)
 			d->buf->len = (uint32_t)n;
 		if (n > 0) {
-			s->last_activity_ms = session_now(s);
+			s->relay.last_activity_ms = session_now(s);
 			metrics_relayed(d->from_client, (size_t)n);
 			budget -= (size_t)n < budget ? (size_t)n : budget;
 		}
@@ -319,8 +319,8 @@ static void relay__unpend(struct relay_splice *sp)
 {
 	if (--sp->pending > 0)
 		return;
-	if (sp->s->splice == sp)
-		sp->s->splice = NULL;
+	if (sp->s->relay.splice == sp)
+		sp->s->relay.splice = NULL;
 	free(sp);
 }
 
@@ -351,7 +351,7 @@ static void relay__splice_stop(struct relay_splice *sp)
 static void relay__client_closed(struct stream *st)
 {
 	struct session *s = st->owner;
-	struct relay_splice *sp = s->splice;
+	struct relay_splice *sp = s->relay.splice;
 	stream_close_cb next = sp->client_on_close;
 
 	relay__splice_stop(sp);
@@ -361,7 +361,7 @@ static void relay__client_closed(struct stream *st)
 
 bool relay__splicing(const struct session *s)
 {
-	return s->splice != NULL;
+	return s->relay.splice != NULL;
 }
 
 bool relay__splice_try(struct session *s)
@@ -369,15 +369,15 @@ bool relay__splice_try(struct session *s)
 	int fd[2] = { -1, -1 };
 	uv_os_fd_t ufd;
 
-	if (!s->relay_splice || s->closed || s->backend == NULL || s->splice != NULL)
+	if (!s->relay.splice_wanted || s->closed || s->backend == NULL || s->relay.splice != NULL)
 		return false;
 	if (s->client.queued > 0 || s->backend->queued > 0 ||
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->client.tcp) > 0 ||
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->backend->tcp) > 0)
 		return false; /* the drain callback tries again */
 	/* A half-closed relay is ending: not worth switching. */
-	s->relay_splice = false;
-	if (s->client_eof || s->backend_eof || s->client.shut || s->backend->shut)
+	s->relay.splice_wanted = false;
+	if (s->relay.client_eof || s->relay.backend_eof || s->client.shut || s->backend->shut)
 		return false;
 
 	const char *why = "out of memory";
@@ -421,7 +421,7 @@ bool relay__splice_try(struct session *s)
 	sp->pending = 3;
 	sp->client_on_close = s->client.on_close;
 	s->client.on_close = relay__client_closed;
-	s->splice = sp;
+	s->relay.splice = sp;
 	stream_read_stop(&s->client);
 	stream_read_stop(s->backend);
 	session_log(s, LOG_DEBUG, "relay: splice");

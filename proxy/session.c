@@ -207,7 +207,7 @@ void session_set_phase(struct session *s, enum session_phase phase)
 		session__arm(s, c->limits.backend_timeout);
 		break;
 	case SESSION_RELAY:
-		s->last_activity_ms = session_now(s);
+		s->relay.last_activity_ms = session_now(s);
 		session__arm(s, c->limits.idle_timeout);
 		break;
 	case SESSION_LOOKUP:     /* the lookup client bounds its own time */
@@ -228,7 +228,7 @@ void session__timer_fired(uv_timer_t *t)
 	switch (s->phase) {
 	case SESSION_RELAY: {
 		uint64_t idle_ms = (uint64_t)(s->conf->limits.idle_timeout * 1000.0);
-		uint64_t quiet = session_now(s) - s->last_activity_ms;
+		uint64_t quiet = session_now(s) - s->relay.last_activity_ms;
 		if (quiet >= idle_ms) {
 			session_log(s, LOG_INFO, "idle for %.0f s, closing", s->conf->limits.idle_timeout);
 			metrics_error(METRICS_ERR_TIMEOUT_IDLE);

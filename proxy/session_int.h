@@ -117,13 +117,13 @@ void session__upstreams_close(struct session *s);
 /* Switch both streams to relaying (relay.c). */
 void relay_start(struct session *s);
 /*
- * splice(2) relay (relay_splice.c), for sessions with s->relay_splice set
+ * splice(2) relay (relay_splice.c), for sessions with s->relay.splice_wanted set
  * (plain on both sides, limits.splice on, a bulk transfer seen: relay.c).
  * relay__splice_try: switch the
  * relay to splice when nothing is queued on either stream; true when it
  * did (the copy relay must leave both streams alone from then on), false
  * when it must go on copying: something is still queued (call again when a
- * queue drains), or it gave up for good (s->relay_splice cleared, logged at
+ * queue drains), or it gave up for good (s->relay.splice_wanted cleared, logged at
  * debug). relay__splicing: the switch was made.
  */
 bool relay__splice_try(struct session *s);
