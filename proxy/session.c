@@ -350,6 +350,13 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 		session_close(s, "client input out of order");
 		return;
 	}
+	if (s->in_direct && s->in_len == 0 && s->read_wanted && s->proto->client_buf != NULL &&
+	    s->phase != SESSION_PROXY_HEADER && s->phase != SESSION_THROTTLE) {
+		/* A request body: the protocol takes the buffer (no copy into
+		   s->in) and gives back what it does not use. */
+		s->proto->client_buf(s, b);
+		return;
+	}
 	s->in_pending = b;
 	session__drain_pending(s);
 	if (!s->read_wanted) {
@@ -373,6 +380,23 @@ void session_client_reading(struct session *s, bool on)
 	   sockets keep their EOF): TLS clients stop at once. */
 	if (!on && s->client.tls)
 		stream_read_stop(&s->client);
+	session__update_reading(s);
+}
+
+void session_client_direct(struct session *s, bool on)
+{
+	s->in_direct = on;
+}
+
+void session_client_unread(struct session *s, struct pbuf *b)
+{
+	if (s->closed || b->len == 0 || GH_BUG_ON(s->in_pending != NULL)) {
+		b->wipe = true;
+		pbuf_put(b);
+		return;
+	}
+	s->in_pending = b;
+	session__drain_pending(s);
 	session__update_reading(s);
 }
 
@@ -558,8 +582,6 @@ void session_close(struct session *s, const char *reason)
 		s->route_req = NULL;
 	}
 	session__throttle_cancel(s);
-	if (s->dns)
-		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
 	/* The protocol's state goes with the session's memory (session__unref):
 	   the caller may be the protocol, deep in its own code. */
 	if (s->in_pending) {
