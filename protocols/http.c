@@ -237,7 +237,7 @@ void http__exchange_free(struct http_conn *c, struct http_exchange *x)
 /* x is the front now: its turn to answer. */
 static void http__activate(struct http_exchange *x)
 {
-	if (x->local != NULL) {
+	if (x->local_why != NULL) {
 		http__answer_kept(x);
 		return;
 	}
@@ -420,14 +420,17 @@ static void http_client_eof(struct session *s, int status)
 	struct http_conn *c = http__of(s);
 	struct http_exchange *x = c ? http__last(c) : NULL;
 
-	if (c == NULL || c->phase != HTTP_CONN_BUSY || x == NULL || status != UV_EOF) {
+	/* DONE with exchanges still in flight: one behind them was answered
+	   locally (kept); the ones before it still get their answers. */
+	if (c == NULL || x == NULL || status != UV_EOF || s->finishing ||
+	    (c->phase != HTTP_CONN_BUSY && c->phase != HTTP_CONN_DONE)) {
 		session_close(s, status == UV_EOF ? "client closed" : "client connection error");
 		return;
 	}
 	/* Half-close after complete requests: answer them, then close. */
 	c->client_eof = true;
 	x->close_after = true;
-	if (c->body != NULL && s->in_len == 0)
+	if (c->body != NULL && c->body->phase != HTTP_X_DONE && s->in_len == 0)
 		session_close(s, "client closed in the middle of a request");
 }
 

@@ -80,9 +80,7 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 		if (n > 0)
 			memcpy(x->local, page, (size_t)n);
 		x->local_len = n > 0 ? (size_t)n : 0;
-		x->local_why = why;
-		if (x->local == NULL) /* nothing to say: close when its turn comes */
-			x->local = malloc(1);
+		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
 		return;
 	}
 	http__log(x);
@@ -100,7 +98,7 @@ void http__answer_kept(struct http_exchange *x)
 	http__log(x);
 	if (x->local_len > 0)
 		session_write(s, x->local, x->local_len);
-	session_finish(s, x->local_why ? x->local_why : "local answer");
+	session_finish(s, x->local_why);
 }
 
 void http__abort(struct http_exchange *x, const char *why)
@@ -176,10 +174,13 @@ static void http__route_to(struct http_exchange *x, const char *host, uint16_t p
 		return;
 	}
 	snprintf(x->up_addr, sizeof(x->up_addr), "%s", session_upstream_name(x->up));
-	if (ready)
+	if (ready) {
 		http__backend_connected(x, 0);
-	else
-		http__deadline(x, x->s->conf->limits.connect_timeout);
+		return;
+	}
+	if (x->s->phase != SESSION_HTTP_FORWARD)
+		session_set_phase(x->s, SESSION_HTTP_FORWARD); /* the phase gauge: busy */
+	http__deadline(x, x->s->conf->limits.connect_timeout);
 }
 
 void http__backend_drop(struct http_exchange *x, bool reuse)

@@ -127,7 +127,8 @@ struct http_exchange {
 	double read_timeout;
 	bool lookup_wait;      /* its route lookup waits for another's to end */
 	/* A local answer made while exchanges before it were in flight: sent
-	   (then the connection closes) when it is the front. */
+	   (then the connection closes) when it is the front. local_why set:
+	   there is one (local may be NULL: nothing to write). */
 	char *local;
 	size_t local_len;
 	const char *local_why;
