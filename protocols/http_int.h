@@ -2,7 +2,8 @@
  * http_int.h - what the files of the HTTP front end share: the client
  * connection, the exchanges (request and response) it carries, and the
  * steps one file hands to another. Private to protocols/ (http.c:
- * session_proto hooks and the connection; http_exchange.c: routing, the
+ * session_proto hooks and the exchanges' memory; http_conn.c: the
+ * connection's phases, deadlines and pipeline; http_exchange.c: routing, the
  * backend and local answers of one exchange; http_request.c: decisions on
  * a complete request head; http_stream.c: the request body, the response
  * and the end of an exchange).
