@@ -258,6 +258,34 @@ static size_t http__head_cap(const struct session *s)
 	return cap > HTTP_RESP_HEAD_MIN ? cap : HTTP_RESP_HEAD_MIN;
 }
 
+/* The response head tried in place, in the read buffer: 1 handled, -1
+   stop, 0 not all there (the caller gathers it). */
+static int http__head_in_place(struct http_exchange *x, const uint8_t *data, size_t len)
+{
+	int rc = http_parse_head(&x->resp, data, len);
+
+	if (rc > 0) {
+		bool relay;
+		if (http__response_head(x, data, rc, &relay))
+			return -1;
+		http__in_consume(x, (size_t)rc);
+		if (relay) {
+			http__start_websocket(x);
+			return -1;
+		}
+		return 1;
+	}
+	if (rc < 0) {
+		http__answer(x, 502, NULL, NULL, "malformed response from backend");
+		return -1;
+	}
+	if (len > http__head_cap(x->s)) {
+		http__answer(x, 502, NULL, NULL, "backend response head too large");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Parse the response head from x->in, in place when it is all there, else
  * gathered in x->hbuf. Returns 1 when a head was handled (go on), 0 when
@@ -272,28 +300,8 @@ static int http__head_step(struct http_exchange *x)
 	if (b == NULL)
 		return 0;
 	const uint8_t *data = b->data + b->off;
-	if (x->hlen == 0) {
-		rc = http_parse_head(&x->resp, data, b->len);
-		if (rc > 0) {
-			bool relay;
-			if (http__response_head(x, data, rc, &relay))
-				return -1;
-			http__in_consume(x, (size_t)rc);
-			if (relay) {
-				http__start_websocket(x);
-				return -1;
-			}
-			return 1;
-		}
-		if (rc < 0) {
-			http__answer(x, 502, NULL, NULL, "malformed response from backend");
-			return -1;
-		}
-		if (b->len > http__head_cap(s)) {
-			http__answer(x, 502, NULL, NULL, "backend response head too large");
-			return -1;
-		}
-	}
+	if (x->hlen == 0 && (rc = http__head_in_place(x, data, b->len)) != 0)
+		return rc;
 	size_t cap = http__head_cap(s);
 	if (x->hbuf == NULL) {
 		x->hbuf = session_hbuf_get(cap);
