@@ -85,7 +85,8 @@ struct session_proto {
 	void (*client_eof)(struct session *s, int status);
 	/* The route lookup finished. */
 	void (*route_done)(struct session *s, const struct route *r);
-	/* The backend connect finished: 0, or a negative libuv error. */
+	/* The mail login's backend connect (session_connect_backend)
+	   finished: 0, or a negative libuv error. */
 	void (*backend_connected)(struct session *s, int status);
 	/* New backend bytes are in s->bin (BACKEND_LOGIN only). */
 	void (*backend_data)(struct session *s);

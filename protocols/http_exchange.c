@@ -320,6 +320,7 @@ void http__exchange_timeout(struct http_exchange *x)
 		http__backend_connected(x, UV_ETIMEDOUT);
 		return;
 	case HTTP_X_FORWARD:
+		metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		if (x != http__front(s) || !x->resp_head_done)
 			http__answer(x, 504, NULL, NULL, "backend did not answer in time");
 		else

@@ -264,9 +264,11 @@ void session__timer_fired(uv_timer_t *t)
 		session_close(s, "TLS handshake timeout");
 		return;
 	default:
+		/* HTTP_FORWARD: the timer serves several exchanges' deadlines
+		   (a connect, a backend's answer); HTTP counts what fired. */
 		if (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE)
 			metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
-		else if (s->phase == SESSION_BACKEND_LOGIN || s->phase == SESSION_HTTP_FORWARD)
+		else if (s->phase == SESSION_BACKEND_LOGIN)
 			metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		s->proto->timeout(s);
 		return;
