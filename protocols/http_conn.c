@@ -92,8 +92,6 @@ void http__next_request(struct session *s)
 	if (x != NULL && x->phase != HTTP_X_HEAD) {
 		http__activate(x);
 	} else if (c->phase != HTTP_CONN_DONE) {
-		/* s->backend_addr is the mail login's; an exchange names its
-		   own backend (x->up_addr). */
 		if (x != NULL) /* a head begun behind the last answer: its clock starts now */
 			session_set_phase(s, SESSION_HTTP_IDLE);
 		http__conn_phase(c, x != NULL ? HTTP_CONN_HEAD : HTTP_CONN_IDLE);
