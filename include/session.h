@@ -85,7 +85,8 @@ struct session_proto {
 	void (*client_eof)(struct session *s, int status);
 	/* The route lookup finished. */
 	void (*route_done)(struct session *s, const struct route *r);
-	/* The backend connect finished: 0, or a negative libuv error. */
+	/* The mail login's backend connect (session_connect_backend)
+	   finished: 0, or a negative libuv error. */
 	void (*backend_connected)(struct session *s, int status);
 	/* New backend bytes are in s->bin (BACKEND_LOGIN only). */
 	void (*backend_data)(struct session *s);
@@ -102,13 +103,20 @@ struct session_proto {
 	/* Optional (HTTP backpressure): a write to the client finished, so
 	   its queue has shrunk (session_client_queued). */
 	void (*client_written)(struct session *s);
-	/* HTTP: events of a backend connection taken with
-	   session_upstream_take, for the owner it was given. upstream_read: b
-	   holds bytes read (the callee owns b), or b is NULL and the
-	   connection has closed or failed (status): the owner forgets it.
-	   upstream_written: a write finished (session_upstream_queued). */
+	/* HTTP: events of a backend connection got with session_upstream_get,
+	   for the owner it was given. upstream_connected: a new connection is
+	   ready (status 0) or failed (negative libuv error: it is gone, the
+	   owner forgets it). upstream_read: b holds bytes read (the callee
+	   owns b), or b is NULL and the connection has closed or failed
+	   (status): the owner forgets it. upstream_written: a write finished
+	   (session_upstream_queued). */
+	void (*upstream_connected)(struct session *s, void *owner, int status);
 	void (*upstream_read)(struct session *s, void *owner, struct pbuf *b, int status);
 	void (*upstream_written)(struct session *s, void *owner);
+	/* Optional (HTTP request bodies): while session_client_direct is on
+	   and s->in is empty, a client read comes here whole (the callee owns
+	   b) instead of being copied into s->in. */
+	void (*client_buf)(struct session *s, struct pbuf *b);
 };
 
 /* The relay's state, once the login is over (proxy/relay.c, relay_splice.c). */
@@ -142,7 +150,6 @@ struct session {
 	uv_idle_t post;                 /* delivers posted results from the loop (session.c) */
 	unsigned posted;                /* SESSION__POST_* bits waiting for it */
 	int posted_status;              /* the status they carry */
-	uv_getaddrinfo_t *dns;          /* pending backend name resolution */
 	struct route_req *route_req;    /* pending route lookup */
 	struct throttle_req *throttle_req; /* pending throttle check */
 	/* The login query (with a password copy) lent to the pending login
@@ -176,6 +183,7 @@ struct session {
 	size_t in_hwm;                  /* most of s->in ever filled: what a wipe must cover */
 	struct pbuf *in_pending;
 	bool read_wanted;               /* the protocol wants client bytes */
+	bool in_direct;                 /* reads go to proto->client_buf while s->in is empty */
 	bool out_blocked;               /* before login: answers over limits.preauth_output
 	                                   wait; so do reads and commands */
 	/* Login-phase input from the backend. */
@@ -198,8 +206,9 @@ struct session {
 
 	struct list worker_link;        /* on the worker's list of sessions */
 
-	/* Backend connections taken by the protocol's requests (HTTP
-	   exchanges, session_upstream_take): closed with the session. */
+	/* Backend connections of the protocol's requests (HTTP exchanges,
+	   session_upstream_get), connecting or connected: closed with the
+	   session. */
 	struct session_upstream *upstreams;
 };
 
@@ -349,28 +358,42 @@ size_t session_client_queued(struct session *s);
 void session_write_buf(struct session *s, struct pbuf *b);
 
 /*
- * Get a connection to host:port for one request. An idle connection to the
- * same address from this worker's keep-alive pool is taken when there is
- * one: then this returns true and no callback comes (the caller takes it
- * with session_upstream_take at once). Otherwise it returns false and a new
- * connection is made (TLS when upstream.tls), in SESSION_BACKEND_CONNECT
- * with limits.connect_timeout; proto->backend_connected runs later (0: take
- * it now; else it is gone). One connect at a time per session (the
- * connector's s->backend slot).
+ * Request bodies without a copy into s->in: while on, a client read that
+ * finds s->in empty goes whole to proto->client_buf. Reads that find
+ * bytes in s->in are added to them as before (order is kept).
  */
-bool session_backend_acquire(struct session *s, const char *host, uint16_t port);
+void session_client_direct(struct session *s, bool on);
+/*
+ * Give back what proto->client_buf did not use of b (the bytes after a
+ * request body): they go into s->in as if just read, reads pausing while
+ * some wait. The session owns b again.
+ */
+void session_client_unread(struct session *s, struct pbuf *b);
 
 /*
- * The connection session_backend_acquire got becomes owner's (the
- * protocol's request): its events go to proto->upstream_read /
- * upstream_written with owner, it is closed with the session, and
- * s->backend is free again. NULL if there is none.
+ * A backend connection to host:port for owner (the protocol's request),
+ * which is the only one to hear of it (proto->upstream_connected /
+ * upstream_read / upstream_written with owner); the session closes it
+ * with itself. An idle connection to the same address from this worker's
+ * keep-alive pool is taken when there is one: *ready_out is true and it
+ * can be written at once. Else a new one is made (TLS when upstream.tls)
+ * and *ready_out is false: proto->upstream_connected(owner) comes later,
+ * from the loop. Any number may be under way per session; the owner
+ * bounds each with its own deadline and gives up with
+ * session_upstream_release(u, false), which cancels everything (name
+ * resolution, connect, TLS) with no callback afterwards. NULL: no memory.
  */
-struct session_upstream *session_upstream_take(struct session *s, void *owner);
+struct session_upstream *session_upstream_get(struct session *s, const char *host,
+					      uint16_t port, void *owner, bool *ready_out);
+/* "ip:port" ("[v6]:port") of u, for logs; valid while u is. */
+const char *session_upstream_name(const struct session_upstream *u);
 
 /* Send bytes to u (copied). A failure closes u; its owner hears of it
    later, from the loop (upstream_read with NULL). */
 void session_upstream_write(struct session_upstream *u, const void *data, size_t len);
+/* Send b to u; the stream takes b over (no copy). A failure closes u, as
+   for session_upstream_write. */
+void session_upstream_write_buf(struct session_upstream *u, struct pbuf *b);
 /* Start or stop reading from u (backpressure: the owner holds bytes). */
 void session_upstream_reading(struct session_upstream *u, bool on);
 /* Bytes handed to u and not written yet. */

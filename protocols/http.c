@@ -1,20 +1,22 @@
 /*
- * http.c - the HTTP/HTTPS front end: one request at a time on a keep-alive
- * client connection, each routed on its own (REST user, Basic user,
- * ZM_AUTH_TOKEN zimbraId, else a hash of the client address) to a pooled
- * backend connection.
+ * http.c - the HTTP/HTTPS front end: keep-alive client connections whose
+ * requests are each routed on their own (REST user, Basic user,
+ * ZM_AUTH_TOKEN zimbraId, else a hash of the client address) to a backend
+ * connection of their own, pooled per worker.
  *
  * Per request: read the head (bounded, timed) -> decide (mode, refusals,
  * route) -> resolve -> get a backend -> send the rewritten head, stream
  * the request body -> read the response head, send ours, stream its body
- * -> log, give the backend back to the pool, and read the next request.
- * Pipelined requests wait in s->in until the response before them is done,
- * so answers go out in order. The connection (struct http_conn) and each
- * request (struct http_exchange) have their own phases and state
- * (http_int.h); an exchange owns its backend connection. Bodies are relayed as they come (chunked
- * framing unchanged); a side whose write queue passes limits.relay_high_water
- * is not read further until it drains. A 101 answer to a WebSocket upgrade
- * turns the session into a blind relay.
+ * -> log, give the backend back to the pool. Pipelined requests are
+ * parsed, routed and sent while earlier ones are in flight; answers go out
+ * in order (http_conn.c). The connection (struct http_conn) and each
+ * request (struct http_exchange) have their own phases, state and
+ * deadlines (http_int.h); an exchange owns its backend connection. Bodies
+ * are relayed as they come (chunked framing unchanged); a side whose write
+ * queue passes limits.relay_high_water is not read further until it
+ * drains. A 101 answer to a WebSocket upgrade turns the session into a
+ * blind relay. This file: the exchanges' memory and the session_proto
+ * hooks, each handing its event to the exchange it belongs to.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,29 +43,6 @@ const char *const http_x_phase_names[HTTP_X_NPHASES] = {
 	[HTTP_X_DONE] = "DONE",
 };
 GH_NAMES_CHECK(http_x_phase_names, HTTP_X_NPHASES);
-
-/* ---- the connection's phases ---- */
-
-void http__conn_phase(struct http_conn *c, enum http_conn_phase p)
-{
-	struct session *s = c->s;
-
-	c->phase = p;
-	switch (p) {
-	case HTTP_CONN_IDLE:
-		session_set_phase(s, SESSION_HTTP_IDLE);
-		session_delay(s, s->conf->http.keepalive_timeout);
-		break;
-	case HTTP_CONN_HEAD:
-		/* Armed once, at the first byte (slowloris). */
-		session_delay(s, s->conf->http.header_timeout);
-		break;
-	case HTTP_CONN_BUSY:  /* the front exchange's steps arm the timer */
-	case HTTP_CONN_DONE:
-	case HTTP_CONN_NPHASES:
-		break;
-	}
-}
 
 /* ---- exchanges ---- */
 
@@ -123,7 +102,13 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->hbuf = NULL;
 	x->hlen = x->hcap = x->hused = 0;
 	x->method[0] = x->host[0] = x->path[0] = '\0';
-	x->upstream = false;
+	x->up_addr[0] = '\0';
+	x->deadline_ms = 0;
+	x->lookup_wait = false;
+	free(x->local); /* an error page or a redirect to our own host */
+	x->local = NULL;
+	x->local_len = 0;
+	x->local_why = NULL;
 }
 
 static void http__exchange_destroy(struct http_exchange *x)
@@ -143,6 +128,7 @@ static void http__exchange_destroy(struct http_exchange *x)
 		secret_wipe(x->fwd, x->fwd_cap);
 		free(x->fwd);
 	}
+	free(x->local);
 	secret_wipe(x, sizeof(*x));
 	free(x);
 }
@@ -163,71 +149,33 @@ struct http_exchange *http__exchange_new(struct http_conn *c)
 		x->conn = c;
 		http__exchange_reset(x);
 	}
+	x->read_timeout = c->s->conf->http.backend_timeout;
 	*c->tail = x;
 	c->tail = &x->next;
+	c->nx++;
 	return x;
 }
 
 void http__exchange_free(struct http_conn *c, struct http_exchange *x)
 {
 	/* x is the front: HTTP/1.1 ends exchanges in order. */
+	if (GH_BUG_ON(x != c->head)) {
+		session_close(c->s, "HTTP exchange ended out of order");
+		return;
+	}
 	c->head = x->next;
 	if (c->head == NULL)
 		c->tail = &c->head;
+	c->nx--;
+	if (c->body == x)
+		c->body = NULL;
+	if (c->lookup == x)
+		c->lookup = NULL;
 	http__exchange_reset(x);
 	if (c->spare == NULL)
 		c->spare = x;
 	else
 		http__exchange_destroy(x);
-}
-
-/* ---- the next request ---- */
-
-static void http__process_head(struct session *s);
-
-void http__next_request(struct session *s)
-{
-	struct http_conn *c = http__of(s);
-
-	/* s->backend_addr stays: the next request to the same backend need
-	   not format it again. Logs name it only once x->upstream is set. */
-	http__conn_phase(c, HTTP_CONN_IDLE);
-	session_client_reading(s, true);
-	if (s->in_len > 0)
-		http__process_head(s);
-}
-
-static void http__process_head(struct session *s)
-{
-	struct http_conn *c = http__of(s);
-
-	if ((c->phase != HTTP_CONN_IDLE && c->phase != HTTP_CONN_HEAD) || s->closed ||
-	    s->in_len == 0)
-		return;
-	struct http_exchange *x = c->head;
-	if (x == NULL && (x = http__exchange_new(c)) == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	int rc = http_parse_head(&x->req, s->in, s->in_len);
-	if (rc == HTTP_NEED_MORE) {
-		/* The first byte of a request starts its head timer. A head
-		   that is complete at once needs none: every way on from here
-		   arms the timer of its own phase. */
-		if (c->phase == HTTP_CONN_IDLE)
-			http__conn_phase(c, HTTP_CONN_HEAD);
-		return;
-	}
-	c->phase = HTTP_CONN_BUSY;
-	if (rc < 0) {
-		x->start_ms = session_now(s);
-		http__answer(x, -rc, NULL, NULL,
-			     rc == HTTP_E_URI ? "request-target too long"
-			     : rc == HTTP_E_HEADERS ? "request head too large"
-			     : "malformed request");
-		return;
-	}
-	http__request(x, rc);
 }
 
 /* ---- session_proto ---- */
@@ -246,79 +194,96 @@ static int http_start(struct session *s)
 	hc->s = s;
 	hc->phase = HTTP_CONN_IDLE;
 	hc->tail = &hc->head;
+	/* The first request head gets header_timeout from the accept, as
+	   session_set_phase(SESSION_HTTP_IDLE) arms it. */
+	hc->deadline_ms = session_now(s) + (uint64_t)(c->http.header_timeout * 1000.0 + 0.5);
 	s->proto_state = hc;
 	return 0;
 }
 
 static void http_client_data(struct session *s)
 {
+	if (http__of(s) != NULL)
+		http__read_on(s);
+}
+
+static void http_client_buf(struct session *s, struct pbuf *b)
+{
 	struct http_conn *c = http__of(s);
 
-	if (c == NULL)
+	if (c == NULL || c->body == NULL || c->phase == HTTP_CONN_DONE) {
+		session_client_direct(s, false);
+		session_client_unread(s, b);
+		if (c != NULL)
+			http__read_on(s);
 		return;
-	switch (c->phase) {
-	case HTTP_CONN_IDLE:
-	case HTTP_CONN_HEAD:
-		http__process_head(s);
-		break;
-	case HTTP_CONN_BUSY:
-		if (c->head != NULL && c->head->phase == HTTP_X_FORWARD)
-			http__forward_body(c->head);
-		break;
-	default:
-		/* Body bytes or the next request: they wait in s->in. */
-		break;
 	}
+	http__body_buf(c->body, b);
+	http__read_on(s);
+}
+
+/* The last exchange in flight (not reading its head), or NULL. */
+static struct http_exchange *http__last(struct http_conn *c)
+{
+	struct http_exchange *last = NULL;
+
+	for (struct http_exchange *x = c->head; x != NULL; x = x->next) {
+		if (x->phase != HTTP_X_HEAD)
+			last = x;
+	}
+	return last;
 }
 
 static void http_client_eof(struct session *s, int status)
 {
 	struct http_conn *c = http__of(s);
-	struct http_exchange *x = c ? c->head : NULL;
+	struct http_exchange *x = c ? http__last(c) : NULL;
 
-	if (c == NULL || c->phase != HTTP_CONN_BUSY || x == NULL || status != UV_EOF) {
+	/* DONE with exchanges still in flight: one behind them was answered
+	   locally (kept); the ones before it still get their answers. */
+	if (c == NULL || x == NULL || status != UV_EOF || s->finishing ||
+	    (c->phase != HTTP_CONN_BUSY && c->phase != HTTP_CONN_DONE)) {
 		session_close(s, status == UV_EOF ? "client closed" : "client connection error");
 		return;
 	}
-	/* Half-close after a complete request: answer it, then close. */
+	/* Half-close after complete requests: answer them, then close. */
 	c->client_eof = true;
 	x->close_after = true;
-	if (!x->req_done && s->in_len == 0)
+	if (c->body != NULL && c->body->phase != HTTP_X_DONE && s->in_len == 0)
 		session_close(s, "client closed in the middle of a request");
-}
-
-/* The session's results go to the exchange that asked for them: with
-   HTTP/1.1 the front one, the only one that routes or has a backend. */
-static struct http_exchange *http__waiting(struct session *s, enum http_x_phase p)
-{
-	struct http_exchange *x = http__front(s);
-
-	return x != NULL && x->phase == p ? x : NULL;
 }
 
 static void http_route_done(struct session *s, const struct route *r)
 {
-	struct http_exchange *x = http__waiting(s, HTTP_X_ROUTE);
+	struct http_conn *c = http__of(s);
+	struct http_exchange *x = c->lookup;
 
-	if (x != NULL)
+	c->lookup = NULL;
+	if (x != NULL && x->phase == HTTP_X_ROUTE)
 		http__route_done(x, r);
+	if (s->closed || s->finishing || c->lookup != NULL)
+		return;
+	/* The session runs one lookup at a time: the next waiting one. */
+	for (x = c->head; x != NULL; x = x->next) {
+		if (x->lookup_wait && x->phase == HTTP_X_ROUTE) {
+			x->lookup_wait = false;
+			http__resolve(x, false);
+			return;
+		}
+	}
 }
 
-static void http_backend_connected(struct session *s, int status)
+static void http_upstream_connected(struct session *s, void *owner, int status)
 {
-	struct http_exchange *x = http__waiting(s, HTTP_X_CONNECT);
+	struct http_exchange *x = owner;
 
-	if (x != NULL)
-		http__backend_connected(x, status);
-}
-
-static void http_backend_eof(struct session *s, int status)
-{
-	/* Only while connecting: later the exchange's own connection reports. */
-	struct http_exchange *x = http__waiting(s, HTTP_X_CONNECT);
-
-	if (x != NULL)
-		http__backend_eof(x, status);
+	if (GH_BUG_ON(x->phase != HTTP_X_CONNECT)) {
+		session_close(s, "backend connect for an exchange not connecting");
+		return;
+	}
+	if (status != 0)
+		x->up = NULL; /* gone: the session forgets it too */
+	http__backend_connected(x, status);
 }
 
 static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, int status)
@@ -341,6 +306,11 @@ static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, i
 	}
 	x->resp_bytes_in += b->len;
 	x->in = b;
+	if (x != http__front(s)) {
+		/* An answer before its turn: held, its backend not read. */
+		session_upstream_reading(x->up, false);
+		return;
+	}
 	http__process_backend(x);
 }
 
@@ -348,50 +318,62 @@ static void http_upstream_written(struct session *s, void *owner)
 {
 	struct http_exchange *x = owner;
 
-	if (x->phase == HTTP_X_FORWARD && x->up != NULL &&
-	    session_upstream_queued(x->up) <= s->conf->limits.relay_high_water / 2)
+	if (x->phase == HTTP_X_FORWARD && x->up != NULL && x == http__of(s)->body &&
+	    session_upstream_queued(x->up) <= s->conf->limits.relay_high_water / 2) {
 		http__forward_body(x);
+		http__read_on(s);
+	}
 }
 
 static void http_client_written(struct session *s)
 {
-	struct http_exchange *x = http__waiting(s, HTTP_X_FORWARD);
+	struct http_exchange *x = http__front(s);
 
-	if (x && session_client_queued(s) <= s->conf->limits.relay_high_water / 2)
+	if (x && x->phase == HTTP_X_FORWARD &&
+	    session_client_queued(s) <= s->conf->limits.relay_high_water / 2)
 		http__process_backend(x);
+}
+
+/* The connection's own deadline passed. */
+static void http__conn_timeout(struct http_conn *c)
+{
+	struct session *s = c->s;
+	struct http_exchange *x = c->head;
+
+	c->deadline_ms = 0;
+	if (c->phase == HTTP_CONN_HEAD && x != NULL) {
+		x->start_ms = session_now(s);
+		http__answer(x, 408, NULL, NULL, "request head not complete in time");
+		return;
+	}
+	session_close(s, c->phase == HTTP_CONN_IDLE ? "keep-alive timeout" : "timeout");
 }
 
 static void http_timeout(struct session *s)
 {
 	struct http_conn *c = http__of(s);
-	struct http_exchange *x = c ? c->head : NULL;
 
 	if (c == NULL) {
 		session_close(s, "timeout");
 		return;
 	}
-	switch (c->phase) {
-	case HTTP_CONN_IDLE:
-		session_close(s, "keep-alive timeout");
-		return;
-	case HTTP_CONN_HEAD:
-		x->start_ms = session_now(s);
-		http__answer(x, 408, NULL, NULL, "request head not complete in time");
-		return;
-	case HTTP_CONN_BUSY:
-		if (x != NULL && x->phase == HTTP_X_FORWARD) {
-			if (!x->resp_head_done)
-				http__answer(x, 504, NULL, NULL, "backend did not answer in time");
-			else
-				http__abort(x, "backend stalled in the middle of the response");
-			return;
-		}
-		session_close(s, "timeout");
-		return;
-	default:
-		session_close(s, "timeout");
+	uint64_t now = session_now(s);
+	if (c->deadline_ms != 0 && c->deadline_ms <= now) {
+		http__conn_timeout(c);
 		return;
 	}
+	/* Each deadline that passed ends its own exchange; a kept answer
+	   leaves the others going. The list may change: start over. */
+	for (struct http_exchange *x = c->head; x != NULL && !s->closed && !s->finishing;) {
+		if (x->deadline_ms == 0 || x->deadline_ms > now) {
+			x = x->next;
+			continue;
+		}
+		x->deadline_ms = 0;
+		http__exchange_timeout(x);
+		x = c->head;
+	}
+	http__arm(c);
 }
 
 static void http_tls_started(struct session *s)
@@ -424,12 +406,12 @@ const struct session_proto http_proto = {
 	.client_data = http_client_data,
 	.client_eof = http_client_eof,
 	.route_done = http_route_done,
-	.backend_connected = http_backend_connected,
-	.backend_eof = http_backend_eof,
 	.timeout = http_timeout,
 	.tls_started = http_tls_started,
 	.destroy = http_destroy,
 	.client_written = http_client_written,
+	.upstream_connected = http_upstream_connected,
 	.upstream_read = http_upstream_read,
 	.upstream_written = http_upstream_written,
+	.client_buf = http_client_buf,
 };

@@ -26,11 +26,29 @@ void http__log(struct http_exchange *x)
 		.path = x->path,
 		.status = x->status,
 		.bytes = x->bytes_sent,
-		.upstream = x->upstream && s->backend_addr[0] ? s->backend_addr : NULL,
+		.upstream = x->up_addr[0] ? x->up_addr : NULL,
 		.ms = session_now(s) - x->start_ms,
 	};
 	metrics_http_response(x->status);
 	access_log(s, &e);
+}
+
+/* The page for status (a redirect to location) into page; the status it
+   says (414 when location does not fit). Returns its length or -1. */
+static int http__page(int *status, const char **location, const char *msg, const char **why,
+		      char *page, size_t cap)
+{
+	int n = http_error_page(*status, *location, msg, true, page, cap);
+
+	if (n < 0 && *location != NULL) {
+		/* A redirect whose Location does not fit the page (a long
+		   request-target): say so rather than close without a word. */
+		*status = 414;
+		*location = NULL;
+		*why = "redirect: target too long for a Location";
+		n = http_error_page(*status, NULL, NULL, true, page, cap);
+	}
+	return n;
 }
 
 void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
@@ -43,31 +61,44 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 		return;
 	http__backend_drop(x, false);
 	x->phase = HTTP_X_DONE;
-	x->conn->phase = HTTP_CONN_DONE;
-	int n = http_error_page(status, location, msg, true, page, sizeof(page));
-	if (n < 0 && location != NULL) {
-		/* A redirect whose Location does not fit the page (a long
-		   request-target): say so rather than close without a word. */
-		status = 414;
-		location = NULL;
-		msg = NULL;
-		why = "redirect: target too long for a Location";
-		n = http_error_page(status, NULL, NULL, true, page, sizeof(page));
-	}
+	x->deadline_ms = 0;
+	x->conn->phase = HTTP_CONN_DONE; /* nothing after it is parsed */
+	int n = http__page(&status, &location, msg, &why, page, sizeof(page));
 	x->status = status;
 	x->bytes_sent += n > 0 ? (uint64_t)n : 0;
 	if (x->start_ms == 0)
 		x->start_ms = session_now(s);
-	if (status >= 500)
-		session_log(s, LOG_INFO, "%d for %s %s: %s", status, x->method, x->path, why);
-	else
-		session_log(s, LOG_DEBUG, "%d for %s %s: %s", status, x->method, x->path, why);
+	session_log(s, status >= 500 ? LOG_INFO : LOG_DEBUG, "%d for %s %s: %s", status, x->method,
+		    x->path, why);
+	if (x != http__front(s)) {
+		/* Answers go out in order: kept until x's turn. */
+		x->local = n > 0 ? malloc((size_t)n) : NULL;
+		if (n > 0 && x->local == NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+		if (n > 0)
+			memcpy(x->local, page, (size_t)n);
+		x->local_len = n > 0 ? (size_t)n : 0;
+		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
+		return;
+	}
 	http__log(x);
 	/* A failed write closes the session; x stays valid until this
 	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
 		session_write(s, page, (size_t)n);
 	session_finish(s, why);
+}
+
+void http__answer_kept(struct http_exchange *x)
+{
+	struct session *s = x->s;
+
+	http__log(x);
+	if (x->local_len > 0)
+		session_write(s, x->local, x->local_len);
+	session_finish(s, x->local_why);
 }
 
 void http__abort(struct http_exchange *x, const char *why)
@@ -109,33 +140,51 @@ static struct route_query http__query(const struct http_exchange *x, bool bypass
 static void http__send_request(struct http_exchange *x)
 {
 	struct session *s = x->s;
+	bool front = x == http__front(s);
 
 	x->phase = HTTP_X_FORWARD;
 	x->backend_gone = false;
-	session_set_phase(s, SESSION_HTTP_FORWARD);
-	session_upstream_reading(x->up, true);
+	if (s->phase != SESSION_HTTP_FORWARD)
+		session_set_phase(s, SESSION_HTTP_FORWARD);
+	/* Behind the front, its backend is not read until its turn; the
+	   deadline runs while its body is still to be sent. */
+	session_upstream_reading(x->up, front);
+	x->deadline_ms = front || !x->req_done ? session_now(s) + (uint64_t)(x->read_timeout * 1000.0 + 0.5)
+					       : 0;
+	http__arm(x->conn);
 	session_upstream_write(x->up, x->fwd, x->fwd_len);
 	if (s->closed || x->phase != HTTP_X_FORWARD)
 		return;
 	http__forward_body(x);
 }
 
+/* Ask for a connection to host:port: from the pool at once, else a new
+   one that reports to x (upstream_connected) within connect_timeout. */
 static void http__route_to(struct http_exchange *x, const char *host, uint16_t port)
 {
+	bool ready;
+
 	if (x->up_host != host)
 		snprintf(x->up_host, sizeof(x->up_host), "%s", host);
 	x->up_port = port;
 	x->phase = HTTP_X_CONNECT;
-	x->upstream = true;
-	/* A pooled connection is ready at once; a new one reports later. */
-	if (session_backend_acquire(x->s, x->up_host, port))
+	x->up = session_upstream_get(x->s, x->up_host, port, x, &ready);
+	if (x->up == NULL) {
+		http__answer(x, 502, NULL, NULL, "no backend connection (out of memory)");
+		return;
+	}
+	snprintf(x->up_addr, sizeof(x->up_addr), "%s", session_upstream_name(x->up));
+	if (ready) {
 		http__backend_connected(x, 0);
+		return;
+	}
+	if (x->s->phase != SESSION_HTTP_FORWARD)
+		session_set_phase(x->s, SESSION_HTTP_FORWARD); /* the phase gauge: busy */
+	http__deadline(x, x->s->conf->limits.connect_timeout);
 }
 
 void http__backend_drop(struct http_exchange *x, bool reuse)
 {
-	struct session *s = x->s;
-
 	if (x->in != NULL) {
 		/* Unread backend bytes: the connection is not clean. */
 		x->in->wipe = true;
@@ -144,10 +193,10 @@ void http__backend_drop(struct http_exchange *x, bool reuse)
 		reuse = false;
 	}
 	if (x->up != NULL) {
+		/* Also mid-connect: that cancels the resolution, the connect
+		   or the TLS handshake, and nothing more comes for x. */
 		session_upstream_release(x->up, reuse);
 		x->up = NULL;
-	} else if (s->backend != NULL && x->phase == HTTP_X_CONNECT) {
-		session_close_backend(s); /* still connecting */
 	}
 }
 
@@ -166,10 +215,20 @@ void http__route_hash(struct http_exchange *x)
 
 void http__resolve(struct http_exchange *x, bool bypass)
 {
+	struct http_conn *c = x->conn;
 	struct route_query q = http__query(x, bypass);
 
 	x->phase = HTTP_X_ROUTE;
+	/* The lookup client bounds its own time; this is the backstop. */
+	x->deadline_ms = session_now(x->s) + (uint64_t)(x->read_timeout * 1000.0 + 0.5);
+	if (c->lookup != NULL && c->lookup != x) {
+		x->lookup_wait = true; /* the session runs one lookup at a time */
+		http__arm(c);
+		return;
+	}
+	c->lookup = x;
 	session_resolve(x->s, &q);
+	http__arm(c);
 }
 
 void http__route_done(struct http_exchange *x, const struct route *r)
@@ -197,24 +256,24 @@ void http__route_done(struct http_exchange *x, const struct route *r)
 void http__backend_connected(struct http_exchange *x, int status)
 {
 	if (status == 0) {
-		x->up = session_upstream_take(x->s, x);
-		if (x->up == NULL) {
-			session_close(x->s, "backend connection lost");
-			return;
-		}
 		x->up_reused = session_upstream_reused(x->up);
 		http__send_request(x);
 		return;
 	}
-	if (x->routed && login_route_retry(&x->route, x->route_retried)) {
+	if (x->routed && login_route_retry(&x->route, x->route_retried) &&
+	    (x->conn->lookup == NULL || x->conn->lookup == x)) {
 		/* A cached route to a backend that is gone: the mailbox may have
 		   moved. The fresh lookup forgets it in the caches first. */
 		struct route_query q = http__query(x, true);
 		x->routed = false;
 		x->phase = HTTP_X_ROUTE;
+		x->conn->lookup = x;
 		if (login_route_unreachable(x->s, &q, &x->route, &x->route_retried,
-					    "web backend unreachable"))
+					    "web backend unreachable")) {
+			http__deadline(x, x->read_timeout);
 			return;
+		}
+		x->conn->lookup = NULL;
 	}
 	if (status == UV_ETIMEDOUT)
 		http__answer(x, 504, NULL, NULL, "backend connect timed out");
@@ -226,10 +285,6 @@ void http__backend_eof(struct http_exchange *x, int status)
 {
 	struct session *s = x->s;
 
-	if (x->phase == HTTP_X_CONNECT) {
-		http__backend_connected(x, status < 0 && status != UV_EOF ? status : UV_ECONNRESET);
-		return;
-	}
 	if (x->phase != HTTP_X_FORWARD)
 		return;
 	x->backend_gone = true;
@@ -240,9 +295,40 @@ void http__backend_eof(struct http_exchange *x, int status)
 	    !x->stale_retry_done) {
 		x->stale_retry_done = true;
 		session_log(s, LOG_DEBUG, "pooled connection to %s was closed; retrying on a new one",
-			    s->backend_addr);
+			    x->up_addr);
 		http__route_to(x, x->up_host, x->up_port);
 		return;
 	}
 	http__process_backend(x);
+}
+
+/* ---- deadlines ---- */
+
+void http__exchange_timeout(struct http_exchange *x)
+{
+	struct session *s = x->s;
+
+	switch (x->phase) {
+	case HTTP_X_ROUTE:
+		http__answer(x, 504, NULL, NULL, "route lookup did not answer in time");
+		return;
+	case HTTP_X_CONNECT:
+		session_log(s, LOG_WARN, "connecting to backend %s: timed out after %.1f s",
+			    x->up_addr, s->conf->limits.connect_timeout);
+		metrics_error(METRICS_ERR_BACKEND_CONNECT);
+		http__backend_drop(x, false);
+		http__backend_connected(x, UV_ETIMEDOUT);
+		return;
+	case HTTP_X_FORWARD:
+		metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
+		if (x != http__front(s) || !x->resp_head_done)
+			http__answer(x, 504, NULL, NULL, "backend did not answer in time");
+		else
+			http__abort(x, "backend stalled in the middle of the response");
+		return;
+	case HTTP_X_HEAD:
+	case HTTP_X_DONE:
+	case HTTP_X_NPHASES:
+		return;
+	}
 }

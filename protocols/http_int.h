@@ -2,7 +2,8 @@
  * http_int.h - what the files of the HTTP front end share: the client
  * connection, the exchanges (request and response) it carries, and the
  * steps one file hands to another. Private to protocols/ (http.c:
- * session_proto hooks and the connection; http_exchange.c: routing, the
+ * session_proto hooks and the exchanges' memory; http_conn.c: the
+ * connection's phases, deadlines and pipeline; http_exchange.c: routing, the
  * backend and local answers of one exchange; http_request.c: decisions on
  * a complete request head; http_stream.c: the request body, the response
  * and the end of an exchange).
@@ -10,12 +11,39 @@
  * Ownership. The session's proto_state is a struct http_conn. It owns a
  * list of struct http_exchange, oldest first: responses go to the client
  * in that order. Each exchange owns its parsers, its heads, its rewritten
- * request head and its backend connection while it has one. HTTP/1.1 runs
- * one exchange at a time (pipelined requests wait in s->in until the
- * answer before them is done), but nothing here assumes a single one: an
- * exchange names its connection and session, and the connection keeps a
- * list. A finished exchange is kept as the connection's spare (parsers
- * initialised, wiped) so keep-alive requests cost no malloc.
+ * request head, its deadline and its backend connection (struct
+ * session_upstream) from the moment it asks for one: the connect (name
+ * resolution, TCP, TLS) is the exchange's, its result comes to it
+ * (upstream_connected with the exchange as owner), and dropping the
+ * exchange's connection cancels it with no callback afterwards. A finished
+ * exchange is kept as the connection's spare (parsers initialised, wiped)
+ * so keep-alive requests cost no malloc.
+ *
+ * Pipelining (HTTP/1.1). The next request head is parsed as soon as the
+ * one before it has all its body, and is routed, connected and sent while
+ * earlier ones are in flight, up to HTTP_MAX_PIPELINE exchanges per
+ * connection (more heads wait unparsed in s->in, whose size bounds them).
+ * Only the front exchange reads its backend's response; one behind it
+ * holds at most one read buffer of its backend (x->in, reads stopped)
+ * until it is the front. A local answer (an error page, a redirect) of an
+ * exchange behind the front is kept (x->local) and sent when its turn
+ * comes; it closes the connection, so nothing after it is parsed. Nothing
+ * is parsed past a request that ends the connection or upgrades it.
+ *
+ * Deadlines. The connection has one (c->deadline_ms: keepalive_timeout
+ * while idle, header_timeout from the first byte of a head, none while
+ * exchanges are in flight) and each exchange has its own (x->deadline_ms:
+ * connect_timeout while connecting, x->read_timeout - http.backend_timeout
+ * unless set per request - while it waits for its backend, renewed as
+ * bytes move; none while it waits for the exchanges before it). The
+ * session's one timer is armed at the earliest of them (http__arm); when
+ * it fires, each deadline that has passed ends its own exchange only (504
+ * for a backend that never answered).
+ *
+ * Request bodies go from the client's read buffer to the backend: a read
+ * that holds only body bytes is handed over whole (session_client_direct,
+ * proto->client_buf); body bytes that came with a head, or in front of the
+ * next one, are written from s->in or from the read buffer (one copy).
  */
 #ifndef GATEHOUSE_HTTP_INT_H
 #define GATEHOUSE_HTTP_INT_H
@@ -34,17 +62,18 @@
 #define HTTP_RESP_HEAD_MIN 16384
 /* Room the rewritten request head needs beyond the received one. */
 #define HTTP_FWD_EXTRA 1024
+/* Exchanges in flight per client connection at most (pipelining). */
+#define HTTP_MAX_PIPELINE 8
 
 /*
- * The client connection's phases. Its timer (the session's) follows them:
- * IDLE keepalive_timeout, HEAD header_timeout from the first byte of a
- * head (dribbling bytes does not extend it), BUSY whatever the front
- * exchange arms.
+ * The client connection's phases. Its deadline follows them: IDLE
+ * keepalive_timeout, HEAD header_timeout from the first byte of a head
+ * (dribbling bytes does not extend it), BUSY none (the exchanges' own).
  */
 enum http_conn_phase {
 	HTTP_CONN_IDLE = 0, /* between requests: no byte of the next one yet */
-	HTTP_CONN_HEAD,     /* reading a request head */
-	HTTP_CONN_BUSY,     /* exchanges in flight; the next head waits in s->in */
+	HTTP_CONN_HEAD,     /* reading a request head, none in flight */
+	HTTP_CONN_BUSY,     /* exchanges in flight (later heads parsed as they come) */
 	HTTP_CONN_DONE,     /* answered locally or closing: nothing more is read */
 	HTTP_CONN_NPHASES
 };
@@ -82,14 +111,28 @@ struct http_exchange {
 	size_t fwd_cap, fwd_len;
 
 	/* Where it goes: the backend as a host and a port (a number, never
-	   parsed back from the address text). */
+	   parsed back from the address text), and as its connection names it
+	   (the access log's upstream; empty: no backend was asked for). */
 	char up_host[ROUTE_MAX_HOST];
 	uint16_t up_port;
-	bool upstream;         /* a backend was asked for: s->backend_addr names it */
-	/* Its backend connection, once connected (session_upstream_take),
-	   until released; and whether it came from the pool. */
+	char up_addr[ROUTE_MAX_HOST + 8];
+	/* Its backend connection from the moment it is asked for
+	   (session_upstream_get: connecting in HTTP_X_CONNECT) until
+	   released; and whether it came from the pool. */
 	struct session_upstream *up;
 	bool up_reused;
+	/* When this exchange gives up (session_now ms; 0: none), and how long
+	   its backend may stay silent (seconds; http.backend_timeout unless
+	   a per-request setting changes it, e.g. for long polls). */
+	uint64_t deadline_ms;
+	double read_timeout;
+	bool lookup_wait;      /* its route lookup waits for another's to end */
+	/* A local answer made while exchanges before it were in flight: sent
+	   (then the connection closes) when it is the front. local_why set:
+	   there is one (local may be NULL: nothing to write). */
+	char *local;
+	size_t local_len;
+	const char *local_why;
 	/* The backend's read buffer being handled, from its offset: body
 	   bytes go from here to the client (taken over whole when they fill
 	   it). Backend reads pause while it holds bytes. */
@@ -130,6 +173,15 @@ struct http_conn {
 	struct http_exchange *head;     /* oldest exchange (the one answered next) */
 	struct http_exchange **tail;    /* where the next one is linked */
 	struct http_exchange *spare;    /* a finished exchange kept for the next request */
+	int nx;                         /* exchanges on the list */
+	/* The exchange whose request body the client is sending (its head
+	   was parsed, its body is not all there); NULL: the next client byte
+	   starts a head. */
+	struct http_exchange *body;
+	/* The exchange whose route lookup runs (the session runs one at a
+	   time; others wait with lookup_wait). */
+	struct http_exchange *lookup;
+	uint64_t deadline_ms;           /* the connection's own (IDLE, HEAD); 0: none */
 	bool client_eof;                /* the client half-closed after a request */
 };
 
@@ -148,13 +200,21 @@ static inline struct http_exchange *http__front(struct session *s)
 
 /* --- http.c --- */
 
-/* Enter a connection phase (and arm its timer). */
+/* Enter a connection phase (and set its deadline). */
 void http__conn_phase(struct http_conn *c, enum http_conn_phase p);
+/* Arm the session's timer at the earliest deadline of c and its exchanges. */
+void http__arm(struct http_conn *c);
+/* x's deadline: secs from now (0: none); the timer is re-armed. */
+void http__deadline(struct http_exchange *x, double secs);
+/* Handle what s->in holds: the body of the request being read, then the
+   next heads while the pipeline has room. */
+void http__read_on(struct session *s);
 /* A new exchange at the end of c's list (HTTP_X_HEAD), or NULL (no memory). */
 struct http_exchange *http__exchange_new(struct http_conn *c);
 /* x is over and out of c's list: wipe it and keep it as the spare. */
 void http__exchange_free(struct http_conn *c, struct http_exchange *x);
-/* Reset for the next request on the connection and parse it if it is there. */
+/* The front exchange was freed: start the next one's turn (or wait for
+   the next request) and parse what s->in holds. */
 void http__next_request(struct session *s);
 
 /* --- http_exchange.c --- */
@@ -162,9 +222,12 @@ void http__next_request(struct session *s);
 /* Count the response and write the access log line for x. */
 void http__log(struct http_exchange *x);
 /* Answer x ourselves (an error page or a redirect) and close the
-   connection. Nothing may touch x after it but its owner's cleanup. */
+   connection (behind the front: kept until x's turn). Nothing may touch x
+   after it but its owner's cleanup. */
 void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
 		  const char *why);
+/* x became the front: send its kept answer. */
+void http__answer_kept(struct http_exchange *x);
 /* A response cut short after it started: log and close. */
 void http__abort(struct http_exchange *x, const char *why);
 /* Route x by the client-IP hash / look up x->route_name. */
@@ -173,6 +236,8 @@ void http__resolve(struct http_exchange *x, bool bypass);
 /* The session hooks of an exchange's routing and backend. */
 void http__route_done(struct http_exchange *x, const struct route *r);
 void http__backend_connected(struct http_exchange *x, int status);
+/* x's deadline passed. */
+void http__exchange_timeout(struct http_exchange *x);
 void http__backend_eof(struct http_exchange *x, int status);
 /* Let go of x's backend connection (reuse: back to the pool) and of the
    backend bytes it holds. */
@@ -180,13 +245,19 @@ void http__backend_drop(struct http_exchange *x, bool reuse);
 
 /* --- http_request.c --- */
 
-/* A complete request head of head_len bytes is at the start of s->in. */
+/* A complete request head of head_len bytes is at the start of s->in:
+   check it (answering the refusals) and, when it goes to a backend,
+   rewrite it, consume it and route it. */
 void http__request(struct http_exchange *x, int head_len);
 
 /* --- http_stream.c --- */
 
-/* Send request body bytes from s->in while the backend keeps up. */
+/* Send request body bytes from s->in while the backend keeps up, then let
+   later reads come whole (http__body_buf). */
 void http__forward_body(struct http_exchange *x);
+/* A client read that holds request body bytes of c->body (direct mode):
+   hand it to the backend, give back what follows the body. */
+void http__body_buf(struct http_exchange *x, struct pbuf *b);
 /* Parse and relay what the backend sent (x->in), then read on if all of
    it was handled. */
 void http__process_backend(struct http_exchange *x);

@@ -77,12 +77,18 @@ static void http__redirect(struct http_exchange *x)
 	http__answer(x, 301, loc, NULL, "redirect to https");
 }
 
-void http__request(struct http_exchange *x, int head_len)
+/*
+ * The request line: x's method, Host and target for logs; an
+ * absolute-form target becomes origin-form, and its authority must be the
+ * Host we check and route on. *hh_out: the Host header (NULL: none).
+ * False when x was answered.
+ */
+static bool http__request_target(struct http_exchange *x, const struct http_header **hh_out)
 {
 	struct session *s = x->s;
 	const struct http_head *h = &x->reqh;
+	struct http_span auth = { 0, 0 };
 
-	x->start_ms = session_now(s);
 	const char *m = llhttp_method_name((llhttp_method_t)h->method);
 	size_t mlen = strnlen(m, sizeof(x->method) - 1);
 	memcpy(x->method, m, mlen);
@@ -90,57 +96,68 @@ void http__request(struct http_exchange *x, int head_len)
 	const struct http_header *hh = http_header_find(s->in, h, "Host");
 	if (hh != NULL)
 		http__copy_span(x->host, sizeof(x->host), s->in, hh->value);
-	/* An absolute-form target is routed and forwarded as origin-form, and
-	   its authority must be the Host we check and route on. */
-	struct http_span auth = { 0, 0 };
-	if (h->method != HTTP_CONNECT &&
-	    !http_target_origin(s->in, h->uri, &x->reqh.uri, &auth)) {
-		http_log_target(s->in, h->uri, x->path, sizeof(x->path));
+	*hh_out = hh;
+	struct http_span target = h->uri;
+	bool ok = h->method == HTTP_CONNECT || http_target_origin(s->in, target, &x->reqh.uri, &auth);
+	/* The target for logs, with credential-like query values masked. */
+	http_log_target(s->in, target, x->path, sizeof(x->path));
+	if (!ok) {
 		http__answer(x, 400, NULL, NULL, "request-target is not a path or an http(s) URL");
-		return;
+		return false;
 	}
 	if (auth.len > 0 && (hh == NULL || hh->value.len != auth.len ||
 			     strncasecmp((const char *)s->in + hh->value.off,
 					 (const char *)s->in + auth.off, auth.len) != 0)) {
-		http_log_target(s->in, h->uri, x->path, sizeof(x->path));
 		http__answer(x, 400, NULL, NULL, "absolute-form target names another host than Host");
-		return;
+		return false;
 	}
-	/* The target for logs, with credential-like query values masked. */
-	http_log_target(s->in, h->uri, x->path, sizeof(x->path));
+	return true;
+}
 
-	if (h->major != 1) {
-		http__answer(x, 400, NULL, NULL, "not HTTP/1.x");
-		return;
+/* Refusals: version, CONNECT, Host, the plain listener's mode, encoded
+   CR/LF. False when x was answered. */
+static bool http__request_check(struct http_exchange *x, const struct http_header *hh)
+{
+	struct session *s = x->s;
+	const struct http_head *h = &x->reqh;
+	const char *why = NULL;
+	int status = 400;
+
+	if (h->major != 1)
+		why = "not HTTP/1.x";
+	else if (h->method == HTTP_CONNECT)
+		status = 405, why = "CONNECT is not proxied";
+	else if (hh == NULL && h->minor >= 1)
+		why = "HTTP/1.1 request without Host";
+	for (int i = 0, n = 0; why == NULL && i < h->nhdr; i++) {
+		if (http_span_is(s->in, h->hdr[i].name, "Host") && ++n > 1)
+			why = "two Host headers";
 	}
-	if (h->method == HTTP_CONNECT) {
-		http__answer(x, 405, NULL, NULL, "CONNECT is not proxied");
-		return;
-	}
-	if (hh == NULL && h->minor >= 1) {
-		http__answer(x, 400, NULL, NULL, "HTTP/1.1 request without Host");
-		return;
-	}
-	for (int i = 0, n = 0; i < h->nhdr; i++) {
-		if (http_span_is(s->in, h->hdr[i].name, "Host") && ++n > 1) {
-			http__answer(x, 400, NULL, NULL, "two Host headers");
-			return;
-		}
-	}
-	if (!s->listener->tls && !s->tls_active) {
+	if (why == NULL && !s->listener->tls && !s->tls_active) {
 		if (s->listener->mode == CONF_HTTP_MODE_REDIRECT) {
 			http__redirect(x);
-			return;
+			return false;
 		}
 		if (s->listener->mode == CONF_HTTP_MODE_HTTPS) {
 			http__answer(x, 403, NULL, HTTP_USE_HTTPS_TEXT, "plain http refused (mode https)");
-			return;
+			return false;
 		}
 	}
-	if (http_uri_has_encoded_crlf(s->in, h->uri)) {
-		http__answer(x, 403, NULL, NULL, "encoded CR or LF in the request-target");
-		return;
-	}
+	if (why == NULL && http_uri_has_encoded_crlf(s->in, h->uri))
+		status = 403, why = "encoded CR or LF in the request-target";
+	if (why == NULL)
+		return true;
+	http__answer(x, status, NULL, NULL, why);
+	return false;
+}
+
+/* The head rewritten for the backend into x->fwd, and what the rest of
+   the exchange needs of it (HEAD, WebSocket, the route's kind). False when
+   x was answered. */
+static bool http__request_rewrite(struct http_exchange *x, int head_len)
+{
+	struct session *s = x->s;
+	const struct http_head *h = &x->reqh;
 
 	x->is_head = h->method == HTTP_HEAD;
 	x->websocket = h->upgrade && http_header_has_token(s->in, h, "Upgrade", "websocket");
@@ -161,7 +178,7 @@ void http__request(struct http_exchange *x, int head_len)
 		char *nb = realloc(x->fwd, need);
 		if (nb == NULL) {
 			http__answer(x, 500, NULL, NULL, "out of memory");
-			return;
+			return false;
 		}
 		x->fwd = nb;
 		x->fwd_cap = need;
@@ -169,14 +186,28 @@ void http__request(struct http_exchange *x, int head_len)
 	int n = http_rewrite_request(s->in, h, &f, x->fwd, x->fwd_cap);
 	if (n < 0) {
 		http__answer(x, 431, NULL, NULL, "request head too large to forward");
-		return;
+		return false;
 	}
 	x->fwd_len = (size_t)n;
+	return true;
+}
+
+void http__request(struct http_exchange *x, int head_len)
+{
+	struct session *s = x->s;
+	const struct http_header *hh;
+
+	x->start_ms = session_now(s);
+	if (!http__request_target(x, &hh) || !http__request_check(x, hh) ||
+	    !http__request_rewrite(x, head_len))
+		return;
 	x->req_done = http_parser_body_done(&x->req);
 	if (x->is_head)
 		http_parser_no_body(&x->resp);
 	/* The head is copied out; what follows in s->in is body or the next request. */
 	session_consume(s, (size_t)head_len);
+	if (!x->req_done)
+		x->conn->body = x;
 
 	if (x->kind == HTTP_ROUTE_HASH)
 		http__route_hash(x);

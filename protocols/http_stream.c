@@ -35,7 +35,8 @@ void http__exchange_done(struct http_exchange *x)
 	http__log(x);
 	http__backend_drop(x, reuse);
 	x->phase = HTTP_X_DONE;
-	if (x->close_after || x->conn->client_eof) {
+	x->deadline_ms = 0;
+	if (x->close_after) {
 		x->conn->phase = HTTP_CONN_DONE;
 		session_finish(s, "request done, connection: close");
 		return;
@@ -46,15 +47,55 @@ void http__exchange_done(struct http_exchange *x)
 
 /* ---- request body: client -> backend ---- */
 
+/* n request body bytes went to the backend. */
+static void http__body_sent(struct http_exchange *x, long n, bool done)
+{
+	if (n > 0) {
+		metrics_relayed(true, (size_t)n);
+		x->req_body_sent += (uint64_t)n;
+	}
+	if (done)
+		x->req_done = true;
+	/* Progress: the backend's silence counts from here (behind the
+	   front, none once all is sent: it waits for its turn). */
+	bool front = x == http__front(x->s);
+	http__deadline(x, front || !x->req_done ? x->read_timeout : 0);
+}
+
+/* After body bytes moved: the body is over (the next bytes are a head), or
+   later reads come whole while the backend keeps up, and not at all while
+   it does not (upstream_written resumes them). */
+static void http__body_reading(struct http_exchange *x)
+{
+	struct session *s = x->s;
+	struct http_conn *c = x->conn;
+
+	if (s->closed || s->finishing || x->phase != HTTP_X_FORWARD)
+		return;
+	if (x->req_done) {
+		if (c->body == x)
+			c->body = NULL;
+		session_client_direct(s, false);
+		session_client_reading(s, true);
+		return;
+	}
+	bool room = x->up != NULL &&
+		    session_upstream_queued(x->up) <= s->conf->limits.relay_high_water;
+	session_client_direct(s, s->in_len == 0);
+	session_client_reading(s, room);
+}
+
 void http__forward_body(struct http_exchange *x)
 {
 	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
+	if (x != x->conn->body)
+		return;
 	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->req_done && x->up != NULL &&
 	       session_upstream_open(x->up) && s->in_len > 0) {
 		if (session_upstream_queued(x->up) > hw)
-			return; /* upstream_written resumes */
+			break; /* upstream_written resumes */
 		bool done = false;
 		long n = http_parse_body(&x->req, s->in, s->in_len, &done);
 		if (n < 0) {
@@ -62,17 +103,49 @@ void http__forward_body(struct http_exchange *x)
 			return;
 		}
 		if (n > 0) {
-			metrics_relayed(true, (size_t)n);
-			x->req_body_sent += (uint64_t)n;
 			session_upstream_write(x->up, s->in, (size_t)n);
 			if (s->closed || x->phase != HTTP_X_FORWARD)
 				return;
 			session_consume(s, (size_t)n);
-			session_delay(s, s->conf->http.backend_timeout);
 		}
-		if (done)
-			x->req_done = true;
+		http__body_sent(x, n, done);
 	}
+	http__body_reading(x);
+}
+
+void http__body_buf(struct http_exchange *x, struct pbuf *b)
+{
+	struct session *s = x->s;
+	bool done = false;
+
+	if (x->phase != HTTP_X_FORWARD || x->up == NULL || !session_upstream_open(x->up)) {
+		/* Its backend is not there (any more): the bytes wait. */
+		session_client_direct(s, false);
+		session_client_unread(s, b);
+		return;
+	}
+	long n = http_parse_body(&x->req, b->data + b->off, b->len, &done);
+	if (n < 0) {
+		b->wipe = true;
+		pbuf_put(b);
+		http__answer(x, 400, NULL, NULL, "malformed request body");
+		return;
+	}
+	if ((size_t)n == b->len) {
+		/* All of the read is body: the backend's stream takes it over. */
+		session_upstream_write_buf(x->up, b);
+		b = NULL;
+	} else if (n > 0) {
+		session_upstream_write(x->up, b->data + b->off, (size_t)n);
+		b->off += (uint32_t)n;
+		b->len -= (uint32_t)n;
+	}
+	if (b != NULL) /* the next request: parsed from s->in */
+		session_client_unread(s, b);
+	if (s->closed || x->phase != HTTP_X_FORWARD)
+		return;
+	http__body_sent(x, n, done);
+	http__body_reading(x);
 }
 
 /* ---- response: backend -> client ---- */
@@ -98,7 +171,7 @@ static void http__start_websocket(struct http_exchange *x)
 	struct session_upstream *up = x->up;
 
 	http__log(x);
-	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", s->backend_addr);
+	session_log(s, LOG_DEBUG, "WebSocket to %s: relaying", x->up_addr);
 	/* Frames the backend sent behind its 101 go first; the client's
 	   early frames are in s->in (session_start_relay sends them). */
 	if (x->in != NULL) {
@@ -159,7 +232,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 		return false;
 	}
 	bool client10 = x->reqh.major == 1 && x->reqh.minor == 0;
-	if (!x->reqh.keep_alive || rh->needs_eof || x->conn->client_eof)
+	if (!x->reqh.keep_alive || rh->needs_eof)
 		x->close_after = true;
 	int n = http_rewrite_response(base, rh, x->close_after, client10, out, sizeof(out));
 	if (n < 0) {
@@ -185,6 +258,34 @@ static size_t http__head_cap(const struct session *s)
 	return cap > HTTP_RESP_HEAD_MIN ? cap : HTTP_RESP_HEAD_MIN;
 }
 
+/* The response head tried in place, in the read buffer: 1 handled, -1
+   stop, 0 not all there (the caller gathers it). */
+static int http__head_in_place(struct http_exchange *x, const uint8_t *data, size_t len)
+{
+	int rc = http_parse_head(&x->resp, data, len);
+
+	if (rc > 0) {
+		bool relay;
+		if (http__response_head(x, data, rc, &relay))
+			return -1;
+		http__in_consume(x, (size_t)rc);
+		if (relay) {
+			http__start_websocket(x);
+			return -1;
+		}
+		return 1;
+	}
+	if (rc < 0) {
+		http__answer(x, 502, NULL, NULL, "malformed response from backend");
+		return -1;
+	}
+	if (len > http__head_cap(x->s)) {
+		http__answer(x, 502, NULL, NULL, "backend response head too large");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Parse the response head from x->in, in place when it is all there, else
  * gathered in x->hbuf. Returns 1 when a head was handled (go on), 0 when
@@ -199,28 +300,8 @@ static int http__head_step(struct http_exchange *x)
 	if (b == NULL)
 		return 0;
 	const uint8_t *data = b->data + b->off;
-	if (x->hlen == 0) {
-		rc = http_parse_head(&x->resp, data, b->len);
-		if (rc > 0) {
-			bool relay;
-			if (http__response_head(x, data, rc, &relay))
-				return -1;
-			http__in_consume(x, (size_t)rc);
-			if (relay) {
-				http__start_websocket(x);
-				return -1;
-			}
-			return 1;
-		}
-		if (rc < 0) {
-			http__answer(x, 502, NULL, NULL, "malformed response from backend");
-			return -1;
-		}
-		if (b->len > http__head_cap(s)) {
-			http__answer(x, 502, NULL, NULL, "backend response head too large");
-			return -1;
-		}
-	}
+	if (x->hlen == 0 && (rc = http__head_in_place(x, data, b->len)) != 0)
+		return rc;
 	size_t cap = http__head_cap(s);
 	if (x->hbuf == NULL) {
 		x->hbuf = session_hbuf_get(cap);
@@ -292,9 +373,9 @@ static bool http__body_step(struct http_exchange *x)
 		}
 		if (s->closed)
 			return false;
-		/* At the end the next phase arms its own timer. */
+		/* At the end the next phase sets its own deadline. */
 		if (!done)
-			session_delay(s, s->conf->http.backend_timeout);
+			http__deadline(x, x->read_timeout);
 	}
 	if (done)
 		x->resp_done = true;
@@ -305,6 +386,9 @@ void http__process_backend(struct http_exchange *x)
 {
 	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
+
+	if (x != http__front(s))
+		return; /* answers go out in order: its turn comes (http__activate) */
 
 	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->resp_done) {
 		if (!x->resp_head_done) {
@@ -319,8 +403,8 @@ void http__process_backend(struct http_exchange *x)
 			break;
 		if (session_client_queued(s) > hw) {
 			/* The client is the slow side now, not the backend:
-			   backend_timeout does not apply while it catches up. */
-			session_delay(s, s->conf->limits.idle_timeout);
+			   the read timeout does not apply while it catches up. */
+			http__deadline(x, s->conf->limits.idle_timeout);
 			break; /* client_written resumes */
 		}
 		if (!http__body_step(x))

@@ -264,9 +264,11 @@ void session__timer_fired(uv_timer_t *t)
 		session_close(s, "TLS handshake timeout");
 		return;
 	default:
+		/* HTTP_FORWARD: the timer serves several exchanges' deadlines
+		   (a connect, a backend's answer); HTTP counts what fired. */
 		if (s->phase == SESSION_PREAUTH || s->phase == SESSION_HTTP_IDLE)
 			metrics_error(METRICS_ERR_TIMEOUT_PREAUTH);
-		else if (s->phase == SESSION_BACKEND_LOGIN || s->phase == SESSION_HTTP_FORWARD)
+		else if (s->phase == SESSION_BACKEND_LOGIN)
 			metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		s->proto->timeout(s);
 		return;
@@ -350,6 +352,13 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 		session_close(s, "client input out of order");
 		return;
 	}
+	if (s->in_direct && s->in_len == 0 && s->read_wanted && s->proto->client_buf != NULL &&
+	    s->phase != SESSION_PROXY_HEADER && s->phase != SESSION_THROTTLE) {
+		/* A request body: the protocol takes the buffer (no copy into
+		   s->in) and gives back what it does not use. */
+		s->proto->client_buf(s, b);
+		return;
+	}
 	s->in_pending = b;
 	session__drain_pending(s);
 	if (!s->read_wanted) {
@@ -373,6 +382,23 @@ void session_client_reading(struct session *s, bool on)
 	   sockets keep their EOF): TLS clients stop at once. */
 	if (!on && s->client.tls)
 		stream_read_stop(&s->client);
+	session__update_reading(s);
+}
+
+void session_client_direct(struct session *s, bool on)
+{
+	s->in_direct = on;
+}
+
+void session_client_unread(struct session *s, struct pbuf *b)
+{
+	if (s->closed || b->len == 0 || GH_BUG_ON(s->in_pending != NULL)) {
+		b->wipe = true;
+		pbuf_put(b);
+		return;
+	}
+	s->in_pending = b;
+	session__drain_pending(s);
 	session__update_reading(s);
 }
 
@@ -558,8 +584,6 @@ void session_close(struct session *s, const char *reason)
 		s->route_req = NULL;
 	}
 	session__throttle_cancel(s);
-	if (s->dns)
-		uv_cancel((uv_req_t *)s->dns); /* its callback still comes and drops its count */
 	/* The protocol's state goes with the session's memory (session__unref):
 	   the caller may be the protocol, deep in its own code. */
 	if (s->in_pending) {

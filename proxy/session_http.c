@@ -4,12 +4,16 @@
  * per-request backend connections (struct session_upstream) kept in a
  * per-worker keep-alive pool.
  *
- * A connection is made by the shared connector (backend.c, this file's
- * kind) or taken from the pool; then the protocol takes it for one of its
- * requests (session_upstream_take): from there on its events go to that
- * owner (proto->upstream_read / upstream_written), never to "the
- * session's backend", so a session may hold several. The session lists
- * them and closes them when it closes.
+ * A connection belongs to one owner (a request of the protocol) from the
+ * moment it is asked for (session_upstream_get): taken from the pool, or
+ * made by the shared connector (backend.c, this file's kind) with its own
+ * name resolution, address strings and connect result. Its events go to
+ * that owner only (proto->upstream_connected / upstream_read /
+ * upstream_written), never to "the session's backend", so a session may
+ * have several connecting and several connected at once. The session lists
+ * them and closes them when it closes; an owner that gives one up mid-
+ * connect closes it, which cancels the resolution, the connect or the TLS
+ * handshake, and hears nothing more of it.
  *
  * The pool is a thread-local list (a worker is one thread with one loop).
  * An idle pooled connection belongs to no session: it keeps reading, so a
@@ -36,14 +40,15 @@
 #define HTTP_TLS_TRIM_BYTES 1024
 
 /*
- * A backend connection for one exchange. From the connector's ready until
+ * A backend connection for one exchange. From session_upstream_get until
  * it is released it belongs to its owner (the protocol's exchange) and is
  * listed on its session (s->upstreams), which closes it with the session;
  * idle, it is on the worker's pool list and belongs to no session.
  */
 struct session_upstream {
 	struct backend_conn c;     /* first: the stream is c.st; c.s is NULL while idle */
-	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to */
+	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to (c.addr) */
+	char host[ROUTE_MAX_HOST]; /* as routed (c.host: SNI) */
 	uint64_t idle_since;
 	/* The worker's idle list while pooled, the session's list while taken. */
 	struct session_upstream *prev, *next;
@@ -51,6 +56,7 @@ struct session_upstream {
 	bool listed;               /* on its session's list */
 	bool reused;               /* came from the pool to its current owner */
 	bool reading;              /* the owner wants bytes */
+	bool connected;            /* ready: the owner heard upstream_connected(0) */
 	int fail;                  /* a write failed: what the owner hears once it has closed */
 	void *owner;               /* the protocol's, while taken */
 };
@@ -140,18 +146,23 @@ static void session__up_unlist(struct session_upstream *u)
 }
 
 /* The connector's closed hook: the connection leaves its list; an owner
-   whose write failed hears of it now, from the loop. */
+   whose connect or write failed hears of it now, from the loop. */
 static void session__up_closed(struct backend_conn *c)
 {
 	struct session_upstream *u = (struct session_upstream *)c;
 	struct session *s = c->s;
 	void *owner = u->owner;
+	int status = u->fail < 0 && u->fail != UV_EOF ? u->fail : UV_ECONNRESET;
 
 	session__pool_unlink(u);
 	session__up_unlist(u);
 	u->owner = NULL;
-	if (owner != NULL && s != NULL && !s->closed)
-		s->proto->upstream_read(s, owner, NULL, u->fail < 0 ? u->fail : UV_ECONNRESET);
+	if (owner == NULL || s == NULL || s->closed)
+		return;
+	if (u->connected)
+		s->proto->upstream_read(s, owner, NULL, status);
+	else
+		s->proto->upstream_connected(s, owner, status);
 }
 
 static void session__pool_drop(struct session_upstream *u)
@@ -264,6 +275,23 @@ void session_upstream_reading(struct session_upstream *u, bool on)
 	}
 }
 
+void session_upstream_write_buf(struct session_upstream *u, struct pbuf *b)
+{
+	struct session *s = u->c.s;
+
+	if (s == NULL || s->closed || u->c.st.closing) {
+		b->wipe = true;
+		pbuf_put(b);
+		return;
+	}
+	b->wipe = true; /* a request body: it may hold anything */
+	int rc = stream_write(&u->c.st, b);
+	if (rc < 0) {
+		session_log(s, LOG_WARN, "writing to backend %s: %s", u->key, uv_strerror(rc));
+		session__up_close(u, rc);
+	}
+}
+
 void session_upstream_write(struct session_upstream *u, const void *data, size_t len)
 {
 	struct session *s = u->c.s;
@@ -283,20 +311,19 @@ static void session__http_read(struct stream *st, struct pbuf *b, int status)
 	struct session *s = u->c.s;
 	void *owner = u->owner;
 
-	if (owner == NULL) {
-		if (s == NULL || s->backend != st) {
-			if (b != NULL)
-				pbuf_put(b);
-			return;
-		}
-		/* Still connecting (TLS reads for its handshake): the protocol
-		   asked nothing yet. */
+	if (owner == NULL || s == NULL || s->closed || st->closing) {
 		if (b != NULL)
 			pbuf_put(b);
-		session_log(s, LOG_DEBUG, "backend %s closed: %s", s->backend_addr,
+		return;
+	}
+	if (!u->connected) {
+		/* Still connecting (TLS reads for its handshake): nothing was
+		   asked yet. The owner hears of it from the closed hook. */
+		if (b != NULL)
+			pbuf_put(b);
+		session_log(s, LOG_DEBUG, "backend %s closed: %s", u->key,
 			    b == NULL ? uv_strerror(status) : "unasked bytes");
-		session_close_backend(s);
-		s->proto->backend_eof(s, b == NULL ? status : UV_EPROTO);
+		session__up_close(u, b == NULL ? status : UV_EPROTO);
 		return;
 	}
 	if (b == NULL) {
@@ -348,18 +375,20 @@ static void session__http_client_written(struct stream *st, int status)
 		s->proto->client_written(s);
 }
 
-/* ---- acquire, take and release ---- */
+/* ---- get and release ---- */
 
-static void session__http_attach(struct session *s, struct backend_conn *c)
+/* u serves s from now on (a new connection, or one from the pool). */
+static void session__http_attach(struct session *s, struct session_upstream *u, void *owner)
 {
-	struct session_upstream *u = (struct session_upstream *)c;
-
-	snprintf(u->key, sizeof(u->key), "%s", s->backend_addr);
 	u->c.s = s;
 	u->c.st.owner = s;
 	u->c.st.on_read = session__http_read;
 	u->c.st.on_written = session__http_written;
-	s->backend = &u->c.st;
+	u->owner = owner;
+	u->fail = 0;
+	u->reading = false;
+	session__list_push(&s->upstreams, u);
+	u->listed = true;
 	s->client.on_written = session__http_client_written;
 	/* Keep-alive requests and small answers: trimming the client's TLS
 	   buffers after every read costs two new BIOs a request, and idle
@@ -367,17 +396,29 @@ static void session__http_attach(struct session *s, struct backend_conn *c)
 	s->client.tls_trim_bytes = HTTP_TLS_TRIM_BYTES;
 }
 
-static void session__http_ready(struct session *s)
+static void session__http_ready(struct backend_conn *c)
 {
-	s->proto->backend_connected(s, 0);
+	struct session_upstream *u = (struct session_upstream *)c;
+	struct session *s = c->s;
+	void *owner = u->owner;
+
+	u->connected = true;
+	if (owner != NULL)
+		s->proto->upstream_connected(s, owner, 0);
+}
+
+static void session__http_failed(struct backend_conn *c, int status)
+{
+	/* The closed hook tells the owner, from the loop. */
+	session__up_close((struct session_upstream *)c, status);
 }
 
 static const struct backend_kind session__http_kind = {
 	.size = sizeof(struct session_upstream),
 	.on_read = session__http_read,
 	.on_written = session__http_written,
-	.attach = session__http_attach,
 	.ready = session__http_ready,
+	.failed = session__http_failed,
 	.closed = session__up_closed,
 };
 
@@ -399,17 +440,16 @@ static struct session_upstream *session__pool_take(const char *key, uint64_t now
 	return NULL;
 }
 
-bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
+struct session_upstream *session_upstream_get(struct session *s, const char *host,
+					      uint16_t port, void *owner, bool *ready_out)
 {
-	if (s->closed)
-		return false;
-	/* Keep-alive clients mostly go to the backend of their last request:
-	   its name is set already (three snprintf calls saved). */
-	if (s->backend_addr[0] == '\0' || s->backend_port != port ||
-	    strcmp(s->backend_host, host) != 0)
-		session__backend_target(s, host, port);
+	char key[ROUTE_MAX_HOST + 8];
 
-	struct session_upstream *u = session__pool_take(s->backend_addr, session_now(s));
+	*ready_out = false;
+	if (s->closed)
+		return NULL;
+	session__addr_name(key, sizeof(key), host, port);
+	struct session_upstream *u = session__pool_take(key, session_now(s));
 	if (u != NULL) {
 		/* The idle connection keeps reading: the protocol sends its
 		   request at once and nothing can be read before this returns.
@@ -417,29 +457,27 @@ bool session_backend_acquire(struct session *s, const char *host, uint16_t port)
 		   per request. */
 		uv_ref((uv_handle_t *)&u->c.st.tcp);
 		s->refs++;
-		session__http_attach(s, &u->c);
+		session__http_attach(s, u, owner);
 		u->reused = true;
-		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", s->backend_addr);
-		/* No callback: the caller takes it at once. */
-		return true;
+		session_log(s, LOG_DEBUG, "reusing a pooled connection to %s", u->key);
+		*ready_out = true;
+		return u;
 	}
-	session__backend_open(s, host, port, &session__http_kind);
-	return false;
+	u = (struct session_upstream *)session__backend_new(s, &session__http_kind);
+	if (u == NULL)
+		return NULL;
+	snprintf(u->key, sizeof(u->key), "%s", key);
+	snprintf(u->host, sizeof(u->host), "%s", host);
+	u->c.addr = u->key;
+	u->c.host = u->host;
+	session__http_attach(s, u, owner);
+	session__backend_connect(&u->c, host, port);
+	return u;
 }
 
-struct session_upstream *session_upstream_take(struct session *s, void *owner)
+const char *session_upstream_name(const struct session_upstream *u)
 {
-	struct session_upstream *u = (struct session_upstream *)s->backend;
-
-	if (u == NULL || u->c.kind != &session__http_kind)
-		return NULL;
-	s->backend = NULL;
-	u->owner = owner;
-	u->fail = 0;
-	u->reading = false;
-	session__list_push(&s->upstreams, u);
-	u->listed = true;
-	return u;
+	return u->key;
 }
 
 void session_upstream_relay(struct session_upstream *u)
@@ -468,8 +506,8 @@ void session_upstream_release(struct session_upstream *u, bool reuse)
 	session__up_unlist(u);
 	u->owner = NULL;
 	int max_idle = s->conf->http.backend_keepalive;
-	if (!reuse || max_idle <= 0 || s->closed || u->c.st.queued > 0 || u->c.st.shut ||
-	    u->c.st.closing) {
+	if (!reuse || !u->connected || max_idle <= 0 || s->closed || u->c.st.queued > 0 ||
+	    u->c.st.shut || u->c.st.closing) {
 		session__up_close(u, 0);
 		return;
 	}

@@ -53,52 +53,62 @@ void session__client_written(struct session *s, int status);
 /* The session timer's callback (session.c). */
 void session__timer_fired(uv_timer_t *t);
 /*
- * backend.c, shared with the HTTP pool (session_http.c). Set
- * s->backend_host and s->backend_addr ("ip:port", "[v6]:port") for host:port.
+ * backend.c, shared with the HTTP pool (session_http.c). Write host:port
+ * as "ip:port" or "[v6]:port" into out; session__backend_target sets the
+ * mail login's s->backend_host / backend_port / backend_addr with it.
  */
+void session__addr_name(char *out, size_t cap, const char *host, uint16_t port);
 void session__backend_target(struct session *s, const char *host, uint16_t port);
-/*
- * Connecting to the backend failed: log the message (warning), count an
- * error of kind (enum metrics_error), drop the backend stream and report
- * status to proto->backend_connected.
- */
-void session__backend_failed(struct session *s, int status, int kind, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 /*
  * The backend connector (backend.c), for the mail login and the HTTP pool
  * alike: one connection to a backend, allocated as kind->size bytes whose
- * head is this struct, so a kind may keep more behind it.
+ * head is this struct, so a kind may keep more behind it. Each connection
+ * carries its own connect: its name resolution, its address strings, its
+ * result (kind->ready / kind->failed), so one session may have several
+ * connects under way (HTTP exchanges) or one (the mail login, s->backend).
  */
 struct backend_kind;
+struct backend_dns;
 struct backend_conn {
 	struct stream st;      /* first: s->backend points here */
 	uv_connect_t connect;
 	struct session *s;     /* NULL while it belongs to no session (HTTP pool) */
 	const struct backend_kind *kind;
+	struct backend_dns *dns; /* a pending name resolution, cancelled with bc */
+	const char *addr;      /* "ip:port" for logs (the kind's storage) */
+	const char *host;      /* as routed: SNI and name check for upstream TLS */
+	bool tls;              /* speak TLS to it (upstream.tls, or the caller's choice) */
+	bool verify;           /* and check its certificate against host */
 };
 /* What differs between the connections the connector makes. */
 struct backend_kind {
 	size_t size;                   /* at least sizeof(struct backend_conn) */
 	stream_read_cb on_read;        /* the stream's callbacks from the start */
 	stream_written_cb on_written;  /* optional */
-	/* Optional: the connection is s->backend now (before the connect). */
-	void (*attach)(struct session *s, struct backend_conn *bc);
-	/* Connected, TLS done when upstream.tls: tell the protocol. */
-	void (*ready)(struct session *s);
+	/* Connected, TLS done when upstream.tls: tell the owner. */
+	void (*ready)(struct backend_conn *bc);
+	/* Connecting failed (logged and counted already): close bc and tell
+	   the owner from the loop (it may run inside the connect call). */
+	void (*failed)(struct backend_conn *bc, int status);
 	/* Optional: the connection's handle has closed; free runs after. */
 	void (*closed)(struct backend_conn *bc);
 	/* Plain: start reading with the connect (the backend speaks first). */
 	bool read_early;
 };
 /*
- * Connect s->backend to host:port (s->backend_addr already names it):
- * resolve a name on the thread pool, connect in SESSION_BACKEND_CONNECT
- * (limits.connect_timeout), set the socket options, start TLS when
- * upstream.tls, then kind->ready. A failure, also one found at once, is
- * logged and reaches proto->backend_connected from the loop.
+ * A new connection of kind k for s: allocated, its stream initialised
+ * (closing it frees it), counted in s->refs. NULL: no memory or no
+ * handle, nothing to undo. The caller sets bc->addr and bc->host.
  */
-void session__backend_open(struct session *s, const char *host, uint16_t port,
-			   const struct backend_kind *kind);
+struct backend_conn *session__backend_new(struct session *s, const struct backend_kind *k);
+/*
+ * Connect bc to host:port: resolve a name on the thread pool, connect, set
+ * the socket options, start TLS when upstream.tls, then kind->ready. A
+ * failure, also one found at once, is logged and goes to kind->failed.
+ * Closing bc's stream at any point cancels all of it: no kind callback
+ * runs for it afterwards. The caller bounds the time (a timer).
+ */
+void session__backend_connect(struct backend_conn *bc, const char *host, uint16_t port);
 /* Drop one reference (a handle closed, a request ended); the last frees s. */
 void session__unref(struct session *s);
 /*
