@@ -418,6 +418,9 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 		    || (src->cache_control
 			&& conf__loc_text(ld, src->cache_control, false, &l->cache_control) < 0))
 			return -1;
+		/* It goes into a static plan's fixed header room. */
+		if (l->cache_control != NULL && strlen(l->cache_control) > 512)
+			return conf__fail(ld, src->cache_control, NULL, "must be at most 512 bytes");
 	}
 	if ((src->require_cookie == NULL) != (src->login_redirect == NULL))
 		return conf__fail(ld, src->g, src->require_cookie ? "login_redirect" : "require_cookie",
