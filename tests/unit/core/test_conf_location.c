@@ -336,7 +336,7 @@ Test(conf_location, location_errors)
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/\"; } );",
 		   "1: locations.[0].root: must be an absolute directory other than /");
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; fallback = \"/../etc/passwd\"; } );",
-		   "1: locations.[0].fallback: must be a path under the root (\"/index.html\")");
+		   "1: locations.[0].fallback: must be a file path under the root (\"/index.html\")");
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; index = \"a/b\"; } );",
 		   "1: locations.[0].index: must be a file name (\"index.html\")");
 	cl_t_fails(CL_T_UP "locations = ( { match = \"~ x\"; upstream = \"ms\"; rewrite_prefix = \"/\"; } );",
@@ -361,7 +361,15 @@ Test(conf_location, location_errors)
 		   "2: locations.[0].add_headers.[0]: must be \"Name: value\" (a header name, then"
 		   " printable ASCII)");
 	cl_t_fails("locations = ( { match = \"/\"; return = 200; content_type = \"a\\nb\"; } );",
-		   "1: locations.[0].content_type: must be printable ASCII");
+		   "1: locations.[0].content_type: must be printable ASCII, not empty");
+	cl_t_fails("locations = ( { match = \"/\"; return = 200; content_type = \"\"; } );",
+		   "1: locations.[0].content_type: must be printable ASCII, not empty");
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; add_headers = [ \"content-length: 5\" ]; } );",
+		   "2: locations.[0].add_headers.[0]: Content-Length is written by gatehouse itself");
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; add_headers = [ \"Transfer-Encoding: chunked\" ]; } );",
+		   "2: locations.[0].add_headers.[0]: Transfer-Encoding is written by gatehouse itself");
+	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; fallback = \"/app/\"; } );",
+		   "1: locations.[0].fallback: must be a file path under the root (\"/index.html\")");
 }
 
 Test(conf_location, duplicates)
