@@ -152,8 +152,9 @@ static int conf__loc_cookies(struct conf_ld *ld, const config_setting_t *s, stru
 		const char *v;
 		if (conf__string(ld, e, &v) < 0)
 			return -1;
-		if (!conf__token_ok(v, 256))
-			return conf__fail(ld, e, NULL, "must be a cookie name (an HTTP token)");
+		if (!conf__token_ok(v, 64))
+			return conf__fail(ld, e, NULL, "must be a cookie name (an HTTP token of at most"
+					  " 64 bytes)");
 		if ((l->cookies[i] = strdup(v)) == NULL)
 			return conf__oom(ld);
 		l->ncookies++;
@@ -459,6 +460,12 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 		return -1;
 	if (src->add_headers != NULL && conf__loc_headers(ld, src->add_headers, l) < 0)
 		return -1;
+	/* They go into an answer's fixed header room (HTTP_LOCATION_HEADERS_MAX). */
+	size_t total = 0;
+	for (int i = 0; i < l->nheaders; i++)
+		total += strlen(l->headers[i].name) + strlen(l->headers[i].value) + 4;
+	if (total > 4096)
+		return conf__fail(ld, src->add_headers, NULL, "must add at most 4096 bytes of headers");
 	return 0;
 }
 

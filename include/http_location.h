@@ -8,6 +8,7 @@
 #ifndef GATEHOUSE_HTTP_LOCATION_H
 #define GATEHOUSE_HTTP_LOCATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,5 +73,40 @@ const struct conf_location *http_location_match(const struct conf_location_table
  */
 int http_location_rewrite(const struct conf_location *l, const char *path, size_t len,
 			  char *out, size_t cap);
+
+/*
+ * The answer a location makes itself, before any upstream or file: the
+ * require_cookie guard (no such cookie, or an empty one: 307 to
+ * login_redirect), a fixed answer (return), a redirect, or a logout (one
+ * expiring Set-Cookie per cookie, HttpOnly, Secure, SameSite=Strict, then
+ * the redirect). The strings point into the location (the snapshot).
+ */
+struct http_location_answer {
+	int status;
+	const char *location;     /* Location value, or NULL */
+	const char *content_type; /* for body, or NULL (no body) */
+	const char *body;
+	size_t body_len;
+	size_t headers_len;       /* header lines written into the caller's buffer */
+};
+
+/* Room http_location_local may need for header lines: 32 Set-Cookie lines
+   and the location's add_headers (at most 4096 bytes, checked at load). */
+#define HTTP_LOCATION_HEADERS_MAX 12288
+
+/*
+ * Does location l answer this request itself? cookie is the request's
+ * Cookie header value (NULL if none). If so, fills *out, writes its header
+ * lines (CRLF-terminated: Set-Cookie, then l's add_headers) into hdr (cap
+ * bytes, HTTP_LOCATION_HEADERS_MAX suffice) and returns true; false when
+ * the request goes on to the upstream group or the static files (their
+ * responses get l's add_headers from http_location_add_headers). Pure.
+ */
+bool http_location_local(const struct conf_location *l, const char *cookie, size_t cookie_len,
+			 char *hdr, size_t cap, struct http_location_answer *out);
+
+/* Write l's add_headers as header lines into hdr (cap bytes). Returns the
+   length, or -1 if cap is too small. */
+int http_location_add_headers(const struct conf_location *l, char *hdr, size_t cap);
 
 #endif

@@ -304,3 +304,99 @@ Test(http_location, rewrite_prefix)
 	const struct conf_location *l = &lm_conf->locations->loc[1];
 	cr_assert_eq(http_location_rewrite(l, "/services/chats/events", 22, small, sizeof(small)), -1);
 }
+
+/* ---- local answers ---- */
+
+static const struct conf_location *lm_loc(int idx)
+{
+	return &lm_conf->locations->loc[idx];
+}
+
+Test(http_location, local_answers)
+{
+	lm_load("{ match = \"= /robots.txt\"; return = 200; body = \"User-agent: *\\nDisallow: /\\n\";\n"
+		"  add_headers = [ \"X-Frame-Options: DENY\" ]; },\n"
+		"{ match = \"= /\"; redirect = \"/carbonio/\"; status = 307;\n"
+		"  require_cookie = \"ZM_AUTH_TOKEN\"; login_redirect = \"/static/login/\"; },\n"
+		"{ match = \"~/logout\"; logout = [ \"ZM_AUTH_TOKEN\", \"JSESSIONID\" ];\n"
+		"  redirect = \"/static/login/\"; status = 307; },\n"
+		"{ match = \"/services/files/\"; upstream = \"u\"; require_cookie = \"ZM_AUTH_TOKEN\";\n"
+		"  login_redirect = \"/static/login/\"; add_headers = [ \"Strict-Transport-Security: max-age=63072000\" ]; },\n"
+		"{ match = \"/\"; upstream = \"u\"; }");
+	static char hdr[HTTP_LOCATION_HEADERS_MAX];
+	struct http_location_answer a;
+	const char *ck = "JSESSIONID=1; ZM_AUTH_TOKEN=0_abc";
+
+	cr_assert(http_location_local(lm_loc(0), NULL, 0, hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(a.content_type, "text/plain; charset=utf-8");
+	cr_assert_eq(a.body_len, 26);
+	cr_assert_eq(memcmp(a.body, "User-agent: *\nDisallow: /\n", 26), 0);
+	cr_assert_null(a.location);
+	cr_assert_str_eq(hdr, "X-Frame-Options: DENY\r\n");
+	cr_assert_eq(a.headers_len, strlen(hdr));
+
+	/* The guard: no cookie, an empty one, a look-alike -> login; else on. */
+	cr_assert(http_location_local(lm_loc(1), NULL, 0, hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 307);
+	cr_assert_str_eq(a.location, "/static/login/");
+	const char *bad[] = { "ZM_AUTH_TOKEN=", "XZM_AUTH_TOKEN=1", "a=ZM_AUTH_TOKEN=1", "zm_auth_token=1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert(http_location_local(lm_loc(1), bad[i], strlen(bad[i]), hdr, sizeof(hdr), &a));
+		cr_assert_str_eq(a.location, "/static/login/", "%s", bad[i]);
+	}
+	cr_assert(http_location_local(lm_loc(1), ck, strlen(ck), hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 307);
+	cr_assert_str_eq(a.location, "/carbonio/");
+	cr_assert_eq(a.headers_len, 0);
+
+	cr_assert(http_location_local(lm_loc(2), ck, strlen(ck), hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 307);
+	cr_assert_str_eq(a.location, "/static/login/");
+	cr_assert_str_eq(hdr,
+		"Set-Cookie: ZM_AUTH_TOKEN=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0;"
+		" HttpOnly; Secure; SameSite=Strict\r\n"
+		"Set-Cookie: JSESSIONID=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0;"
+		" HttpOnly; Secure; SameSite=Strict\r\n");
+
+	/* Upstream locations answer only through their guard. */
+	cr_assert(http_location_local(lm_loc(3), "T=1", 3, hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 307);
+	cr_assert_str_eq(hdr, "Strict-Transport-Security: max-age=63072000\r\n");
+	cr_assert(!http_location_local(lm_loc(3), ck, strlen(ck), hdr, sizeof(hdr), &a));
+	cr_assert(!http_location_local(lm_loc(4), NULL, 0, hdr, sizeof(hdr), &a));
+	cr_assert_eq(http_location_add_headers(lm_loc(3), hdr, sizeof(hdr)), 45);
+	cr_assert_eq(http_location_add_headers(lm_loc(4), hdr, sizeof(hdr)), 0);
+	cr_assert_eq(http_location_add_headers(lm_loc(3), hdr, 45), -1, "no room for the NUL");
+
+	/* Too little room: a 500, never a cut header. */
+	cr_assert(http_location_local(lm_loc(2), NULL, 0, hdr, 40, &a));
+	cr_assert_eq(a.status, 500);
+	cr_assert_eq(a.headers_len, 0);
+	cr_assert_str_eq(hdr, "");
+}
+
+/* The largest answer the loader allows fits HTTP_LOCATION_HEADERS_MAX. */
+Test(http_location, local_answer_bound)
+{
+	char text[16384], cookies[4096] = "", name[80];
+	size_t n = 0;
+
+	for (int i = 0; i < 32; i++) {
+		snprintf(name, sizeof(name), "%02d%062d", i, 0);
+		n += (size_t)snprintf(cookies + n, sizeof(cookies) - n, "%s\"%s\"", i ? ", " : "", name);
+	}
+	char big[1100];
+	memset(big, 'v', 1000);
+	big[1000] = '\0';
+	snprintf(text, sizeof(text),
+		 "{ match = \"/\"; logout = [ %s ]; redirect = \"/\";\n"
+		 "  add_headers = [ \"A: %s\", \"B: %s\", \"C: %s\", \"D: %s\" ]; }",
+		 cookies, big, big, big, big);
+	lm_load(text);
+	static char hdr[HTTP_LOCATION_HEADERS_MAX];
+	struct http_location_answer a;
+	cr_assert(http_location_local(lm_loc(0), NULL, 0, hdr, sizeof(hdr), &a));
+	cr_assert_eq(a.status, 302);
+	cr_assert_gt(a.headers_len, 9000);
+}
