@@ -120,24 +120,6 @@ static bool st__rel(const char *path, char *out, size_t cap)
 	return true;
 }
 
-__attribute__((format(printf, 2, 3)))
-static void st__hdr(struct http_static_plan *p, const char *fmt, ...)
-{
-	va_list ap;
-	size_t room = sizeof(p->headers) - p->headers_len;
-
-	va_start(ap, fmt);
-	int n = vsnprintf(p->headers + p->headers_len, room, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= room) {
-		/* Cannot happen with the bounds of the configuration; fail closed. */
-		p->status = 500;
-		p->why = "static: headers too long";
-		return;
-	}
-	p->headers_len += (size_t)n;
-}
-
 static void st__fail(struct http_static_plan *p, int status, const char *why)
 {
 	if (p->fd >= 0)
@@ -148,6 +130,27 @@ static void st__fail(struct http_static_plan *p, int status, const char *why)
 	p->headers_len = 0;
 	p->headers[0] = '\0';
 	p->length = 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void st__hdr(struct http_static_plan *p, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = sizeof(p->headers) - p->headers_len;
+
+	if (p->status >= 500) /* failed already: stays without header lines */
+		return;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(p->headers + p->headers_len, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room) {
+		/* Cannot happen with the bounds of the configuration; fail
+		   closed: no header lines, no file (as every 500). */
+		st__fail(p, 500, "static: headers too long");
+		return;
+	}
+	p->headers_len += (size_t)n;
 }
 
 /* errno of a failed open -> status. */

@@ -426,6 +426,25 @@ Test(http_static, no_escape)
 	cr_assert_eq(st_t_status("/data.bin/x"), 404);
 }
 
+/* Header lines that do not fit (a caller passing more than the loader
+   allows): 500 with no lines and no file, never a cut header. */
+Test(http_static, headers_overflow)
+{
+	static char cc[HTTP_STATIC_HEADERS_MAX + 10];
+	struct http_static_req rq = st_t_req("/app.js");
+	struct http_static_plan p;
+
+	memset(cc, 'c', sizeof(cc) - 1);
+	rq.cache_control = cc;
+	rq.accept_encoding = st_t_h("br");
+	http_static_plan(&rq, &p);
+	cr_assert_eq(p.status, 500);
+	cr_assert_eq(p.headers_len, 0);
+	cr_assert_str_eq(p.headers, "");
+	cr_assert_eq(p.fd, -1);
+	cr_assert_eq(p.length, 0);
+}
+
 /* The fallback opener (kernels without openat2): no symlink at all. */
 Test(http_static, open_nofollow)
 {
