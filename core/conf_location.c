@@ -17,6 +17,7 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf_int.h"
 #include "gh.h"
@@ -151,8 +152,9 @@ static int conf__loc_cookies(struct conf_ld *ld, const config_setting_t *s, stru
 		const char *v;
 		if (conf__string(ld, e, &v) < 0)
 			return -1;
-		if (!conf__token_ok(v, 256))
-			return conf__fail(ld, e, NULL, "must be a cookie name (an HTTP token)");
+		if (!conf__token_ok(v, 64))
+			return conf__fail(ld, e, NULL, "must be a cookie name (an HTTP token of at most"
+					  " 64 bytes)");
 		if ((l->cookies[i] = strdup(v)) == NULL)
 			return conf__oom(ld);
 		l->ncookies++;
@@ -186,6 +188,13 @@ static int conf__loc_headers(struct conf_ld *ld, const config_setting_t *s, stru
 		if (!ok)
 			return conf__fail(ld, e, NULL, "must be \"Name: value\" (a header name, then"
 					  " printable ASCII)");
+		/* Framing and hop-by-hop headers are gatehouse's to write: a
+		   second Content-Length would split the response in two. */
+		static const char *const own[] = { "Content-Length", "Transfer-Encoding", "Connection",
+						   "Keep-Alive", "Upgrade", "TE", "Trailer" };
+		for (size_t k = 0; k < ARRAY_SIZE(own); k++)
+			if (strlen(own[k]) == nl && strncasecmp(v, own[k], nl) == 0)
+				return conf__fail(ld, e, NULL, "%s is written by gatehouse itself", own[k]);
 		struct conf_header *h = &l->headers[l->nheaders++];
 		if ((h->name = strndup(v, nl)) == NULL || (h->value = strdup(val)) == NULL)
 			return conf__oom(ld);
@@ -360,15 +369,15 @@ static int conf__loc_text(struct conf_ld *ld, const config_setting_t *s, bool to
 
 	if (conf__string(ld, s, &v) < 0)
 		return -1;
-	bool ok = token ? conf__token_ok(v, 256) : conf__wire_ok(v, CONF__LOC_MAX_URL) || v[0] == '\0';
-	if (!ok && !token) { /* a header value: spaces allowed inside */
+	bool ok = token ? conf__token_ok(v, 256) : conf__wire_ok(v, CONF__LOC_MAX_URL);
+	if (!ok && !token && v[0] != '\0') { /* a header value: spaces allowed inside */
 		ok = true;
 		for (const char *q = v; ok && *q; q++)
 			ok = (unsigned char)*q >= 0x20 && (unsigned char)*q < 0x7f;
 	}
 	if (!ok)
 		return conf__fail(ld, s, NULL, token ? "must be an HTTP token"
-				  : "must be printable ASCII");
+				  : "must be printable ASCII, not empty");
 	return conf__set_str(ld, dst, v);
 }
 
@@ -379,10 +388,11 @@ static int conf__loc_file(struct conf_ld *ld, const config_setting_t *s, bool sl
 
 	if (conf__string(ld, s, &v) < 0)
 		return -1;
-	bool ok = conf__wire_ok(v, 1024) && (slash ? v[0] == '/' : strchr(v, '/') == NULL)
+	size_t n = strlen(v);
+	bool ok = conf__wire_ok(v, 1024) && (slash ? v[0] == '/' && v[n - 1] != '/' : strchr(v, '/') == NULL)
 		  && strstr(v, "..") == NULL && strchr(v, '\\') == NULL && strchr(v, '%') == NULL;
 	if (!ok)
-		return conf__fail(ld, s, NULL, slash ? "must be a path under the root (\"/index.html\")"
+		return conf__fail(ld, s, NULL, slash ? "must be a file path under the root (\"/index.html\")"
 				  : "must be a file name (\"index.html\")");
 	return conf__set_str(ld, dst, v);
 }
@@ -418,6 +428,9 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 		    || (src->cache_control
 			&& conf__loc_text(ld, src->cache_control, false, &l->cache_control) < 0))
 			return -1;
+		/* It goes into a static plan's fixed header room. */
+		if (l->cache_control != NULL && strlen(l->cache_control) > 512)
+			return conf__fail(ld, src->cache_control, NULL, "must be at most 512 bytes");
 	}
 	if ((src->require_cookie == NULL) != (src->login_redirect == NULL))
 		return conf__fail(ld, src->g, src->require_cookie ? "login_redirect" : "require_cookie",
@@ -447,6 +460,12 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 		return -1;
 	if (src->add_headers != NULL && conf__loc_headers(ld, src->add_headers, l) < 0)
 		return -1;
+	/* They go into an answer's fixed header room (HTTP_LOCATION_HEADERS_MAX). */
+	size_t total = 0;
+	for (int i = 0; i < l->nheaders; i++)
+		total += strlen(l->headers[i].name) + strlen(l->headers[i].value) + 4;
+	if (total > 4096)
+		return conf__fail(ld, src->add_headers, NULL, "must add at most 4096 bytes of headers");
 	return 0;
 }
 

@@ -64,6 +64,11 @@ static void cl_t_fails(const char *text, const char *suffix)
 	cr_expect_str_eq(err, want, "got  \"%s\"\nwant \"%s\"\nfor:\n%s", err, want, text);
 }
 
+#define CL_T_64 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define CL_T_2K CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 \
+	CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 \
+	CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 \
+	CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64 CL_T_64
 #define CL_T_UP "upstreams = ( { name = \"ms\"; servers = [ \"10.0.0.1\" ]; } );\n"
 
 Test(conf_location, none_by_default)
@@ -314,7 +319,8 @@ Test(conf_location, location_errors)
 		   "1: locations.[0].redirect: required with logout (where the browser goes once"
 		   " logged out)");
 	cl_t_fails("locations = ( { match = \"/\"; logout = [ \"A B\" ]; redirect = \"/\"; } );",
-		   "1: locations.[0].logout.[0]: must be a cookie name (an HTTP token)");
+		   "1: locations.[0].logout.[0]: must be a cookie name (an HTTP token of at most"
+		   " 64 bytes)");
 	cl_t_fails("locations = ( { match = \"/\"; redirect = \"javascript:x\"; } );",
 		   "1: locations.[0].redirect: must be a path (\"/...\") or an http:// or https:// URL"
 		   " without spaces or control characters");
@@ -336,7 +342,7 @@ Test(conf_location, location_errors)
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/\"; } );",
 		   "1: locations.[0].root: must be an absolute directory other than /");
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; fallback = \"/../etc/passwd\"; } );",
-		   "1: locations.[0].fallback: must be a path under the root (\"/index.html\")");
+		   "1: locations.[0].fallback: must be a file path under the root (\"/index.html\")");
 	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; index = \"a/b\"; } );",
 		   "1: locations.[0].index: must be a file name (\"index.html\")");
 	cl_t_fails(CL_T_UP "locations = ( { match = \"~ x\"; upstream = \"ms\"; rewrite_prefix = \"/\"; } );",
@@ -361,7 +367,18 @@ Test(conf_location, location_errors)
 		   "2: locations.[0].add_headers.[0]: must be \"Name: value\" (a header name, then"
 		   " printable ASCII)");
 	cl_t_fails("locations = ( { match = \"/\"; return = 200; content_type = \"a\\nb\"; } );",
-		   "1: locations.[0].content_type: must be printable ASCII");
+		   "1: locations.[0].content_type: must be printable ASCII, not empty");
+	cl_t_fails("locations = ( { match = \"/\"; return = 200; content_type = \"\"; } );",
+		   "1: locations.[0].content_type: must be printable ASCII, not empty");
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; add_headers = [ \"content-length: 5\" ]; } );",
+		   "2: locations.[0].add_headers.[0]: Content-Length is written by gatehouse itself");
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; add_headers = [ \"Transfer-Encoding: chunked\" ]; } );",
+		   "2: locations.[0].add_headers.[0]: Transfer-Encoding is written by gatehouse itself");
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; add_headers = [\n"
+		   "  \"A: " CL_T_2K "\", \"B: " CL_T_2K "\", \"C: x\" ]; } );",
+		   "2: locations.[0].add_headers: must add at most 4096 bytes of headers");
+	cl_t_fails("locations = ( { match = \"/\"; root = \"/srv\"; fallback = \"/app/\"; } );",
+		   "1: locations.[0].fallback: must be a file path under the root (\"/index.html\")");
 }
 
 Test(conf_location, duplicates)
