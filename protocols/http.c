@@ -102,6 +102,10 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->hbuf = NULL;
 	x->hlen = x->hcap = x->hused = 0;
 	x->method[0] = x->host[0] = x->path[0] = '\0';
+	x->loc = NULL;
+	x->npath_len = 0;
+	if (x->npath != NULL)
+		x->npath[0] = '\0';
 	x->up_addr[0] = '\0';
 	x->deadline_ms = 0;
 	x->lookup_wait = false;
@@ -129,6 +133,7 @@ static void http__exchange_destroy(struct http_exchange *x)
 		free(x->fwd);
 	}
 	free(x->local);
+	free(x->npath);
 	secret_wipe(x, sizeof(*x));
 	free(x);
 }

@@ -165,6 +165,14 @@ struct http_exchange {
 	char method[24];
 	char host[256];
 	char path[1024];
+
+	/* The request's location (conf_http_locations of the listener; NULL
+	   when none is configured or none matches) and its normalized path
+	   (http_path_normalize: what locations and static files see), npath_len
+	   bytes plus a NUL in a block of npath_cap. */
+	const struct conf_location *loc;
+	char *npath;
+	size_t npath_len, npath_cap;
 };
 
 struct http_conn {

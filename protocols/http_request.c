@@ -5,11 +5,13 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
 #include "conf.h"
 #include "http_int.h"
+#include "http_location.h"
 
 /* ---- a complete request head ---- */
 
@@ -192,6 +194,61 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 	return true;
 }
 
+/* This thread's regex scratch (each worker is a thread; the tables are
+   shared), freed when the thread ends. */
+static pthread_key_t http__scratch_key;
+static pthread_once_t http__scratch_once = PTHREAD_ONCE_INIT;
+
+static void http__scratch_free(void *p)
+{
+	http_location_scratch_free(p);
+}
+
+static void http__scratch_init(void)
+{
+	(void)pthread_key_create(&http__scratch_key, http__scratch_free);
+}
+
+static struct http_location_scratch *http__scratch(void)
+{
+	(void)pthread_once(&http__scratch_once, http__scratch_init);
+	struct http_location_scratch *sc = pthread_getspecific(http__scratch_key);
+	if (sc == NULL && (sc = http_location_scratch_new()) != NULL)
+		(void)pthread_setspecific(http__scratch_key, sc);
+	return sc;
+}
+
+/* The request's normalized path into x->npath and its location into
+   x->loc (none without a location table). False when x was answered. */
+static bool http__request_location(struct http_exchange *x)
+{
+	struct session *s = x->s;
+	const struct conf_location_table *t = conf_http_locations(s->conf, s->listener);
+	struct http_span uri = x->reqh.uri;
+
+	if (t == NULL || t->n == 0)
+		return true;
+	if (uri.len + 1 > x->npath_cap) {
+		char *nb = realloc(x->npath, uri.len + 1);
+		if (nb == NULL) {
+			http__answer(x, 500, NULL, NULL, "out of memory");
+			return false;
+		}
+		x->npath = nb;
+		x->npath_cap = uri.len + 1;
+	}
+	size_t used;
+	int n = http_path_normalize(s->in + uri.off, uri.len, x->npath, x->npath_cap, &used);
+	if (n < 0) {
+		http__answer(x, 400, NULL, NULL,
+			     n == HTTP_PATH_EABOVE ? "path climbs above /" : "malformed path");
+		return false;
+	}
+	x->npath_len = (size_t)n;
+	x->loc = http_location_match(t, x->npath, x->npath_len, http__scratch());
+	return true;
+}
+
 void http__request(struct http_exchange *x, int head_len)
 {
 	struct session *s = x->s;
@@ -199,7 +256,7 @@ void http__request(struct http_exchange *x, int head_len)
 
 	x->start_ms = session_now(s);
 	if (!http__request_target(x, &hh) || !http__request_check(x, hh) ||
-	    !http__request_rewrite(x, head_len))
+	    !http__request_location(x) || !http__request_rewrite(x, head_len))
 		return;
 	x->req_done = http_parser_body_done(&x->req);
 	if (x->is_head)
