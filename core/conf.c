@@ -616,13 +616,10 @@ static int conf__defaults(struct conf_ld *ld)
 	c->imap.send_id = true;
 	c->imap.backend_auth = CONF_BACKEND_AUTH_AUTO;
 	c->imap.backend_port = 7143;
-	if ((c->imap.greeting = strdup("Gatehouse IMAP proxy ready")) == NULL)
+	if ((c->imap.greeting = strdup("Gatehouse IMAP proxy ready")) == NULL ||
+	    conf__caps_set(conf__default_caps, (int)ARRAY_SIZE(conf__default_caps), c->imap.caps,
+			   &c->imap.ncaps) < 0)
 		return conf__oom(ld);
-	for (size_t i = 0; i < ARRAY_SIZE(conf__default_caps); i++) {
-		if ((c->imap.caps[i] = strdup(conf__default_caps[i])) == NULL)
-			return conf__oom(ld);
-		c->imap.ncaps++;
-	}
 
 	conf__tls_defaults(c);
 	conf__cache_defaults(c);

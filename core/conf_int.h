@@ -108,6 +108,8 @@ struct conf_caps_kind {
    of them), freeing what they held: each valid, not reserved, no name twice. */
 int conf__caps(struct conf_ld *ld, const config_setting_t *s, const struct conf_caps_kind *k,
 	       char **caps, int *ncaps);
+/* Copy the n default capabilities into caps/ncaps (empty before). -1: no memory. */
+int conf__caps_set(const char *const *defaults, int n, char **caps, int *ncaps);
 
 int conf__group(struct conf_ld *ld, const config_setting_t *g,
 		const struct conf_opt *opts, size_t nopts);

@@ -157,13 +157,10 @@ int conf__pop3_defaults(struct conf_ld *ld)
 	   PIPELINING, and gatehouse does not spend a CAPA round trip to ask. */
 	c->pop3.backend_pipelining = false;
 	c->pop3.backend_port = 7110;
-	if ((c->pop3.greeting = strdup("POP3 ready")) == NULL)
+	if ((c->pop3.greeting = strdup("POP3 ready")) == NULL ||
+	    conf__caps_set(conf__pop3_default_caps, (int)ARRAY_SIZE(conf__pop3_default_caps),
+			   c->pop3.caps, &c->pop3.ncaps) < 0)
 		return conf__oom(ld);
-	for (size_t i = 0; i < ARRAY_SIZE(conf__pop3_default_caps); i++) {
-		if ((c->pop3.caps[i] = strdup(conf__pop3_default_caps[i])) == NULL)
-			return conf__oom(ld);
-		c->pop3.ncaps++;
-	}
 	return 0;
 }
 

@@ -212,6 +212,16 @@ int conf__set_keyword(struct conf_ld *ld, const config_setting_t *s, const char 
 	return 0;
 }
 
+int conf__caps_set(const char *const *defaults, int n, char **caps, int *ncaps)
+{
+	for (int i = 0; i < n; i++) {
+		if ((caps[*ncaps] = strdup(defaults[i])) == NULL)
+			return -1;
+		(*ncaps)++;
+	}
+	return 0;
+}
+
 int conf__caps(struct conf_ld *ld, const config_setting_t *s, const struct conf_caps_kind *k,
 	       char **caps, int *ncaps)
 {
