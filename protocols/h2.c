@@ -107,7 +107,10 @@ void h2__closed(struct h2_stream *s, uint32_t code)
 		h2__stream_free(s);
 		return;
 	}
-	s->ev &= ~(H2__EV_BODY);
+	/* Its body is gone: a BODY event still pending is moot. */
+	s->ev &= ~H2__EV_BODY;
+	if (s->ev == 0)
+		list_remove(&s->ev_link);
 	h2__event(s, H2__EV_CLOSED);
 }
 
@@ -119,6 +122,15 @@ struct h2_stream *h2__stream(struct h2_conn *c, int32_t id)
 }
 
 /* --- libnghttp2 receive callbacks (run inside h2_recv only) --- */
+
+/* A graceful GOAWAY naming last: streams up to it finish. */
+static void h2__goaway(struct h2_conn *c, int32_t last)
+{
+	if (last >= c->our_last)
+		return;
+	c->our_last = last;
+	nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+}
 
 static bool h2__block_frame(struct h2_conn *c, const nghttp2_frame_hd *hd)
 {
@@ -180,10 +192,17 @@ static int h2__on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, voi
 	list_insert_tail(&c->all, &s->link);
 	c->nstreams++;
 	nghttp2_session_set_stream_user_data(ng, s->id, s);
+	if (s->id > c->our_last) {
+		/* After our GOAWAY: never the caller's, retried by the client. */
+		s->refused = true;
+		s->reset_by_us = true;
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_REFUSED_STREAM);
+		return 0;
+	}
 	/* The last request of the connection's life: GOAWAY names it, so
 	   it finishes and the client opens a new connection for more. */
 	if (++c->requests == c->lim.max_requests)
-		nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR, NULL, 0);
+		h2__goaway(c, s->id);
 	return 0;
 }
 
@@ -239,7 +258,7 @@ static void h2__on_request(struct h2_conn *c, const nghttp2_frame *f)
 	struct h2_stream *s = nghttp2_session_get_stream_user_data(c->ng, f->hd.stream_id);
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
-	if (!s || s->closed)
+	if (!s || s->closed || s->reset_by_us)
 		return;
 	if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
 		/* Trailers: their END_STREAM ends the body; they are dropped. */
@@ -380,6 +399,7 @@ struct h2_conn *h2_conn_new(const struct h2_limits *lim)
 	if (!c || !cb || !o)
 		goto out;
 	c->lim = *lim;
+	c->our_last = INT32_MAX;
 	list_init(&c->all);
 	list_init(&c->events);
 	if (nghttp2_session_server_new2(&c->ng, cb, c, o) != 0) {
@@ -529,7 +549,5 @@ size_t h2_streams(struct h2_conn *c)
 void h2_goaway(struct h2_conn *c)
 {
 	if (!c->dead)
-		nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(c->ng),
-				      NGHTTP2_NO_ERROR, NULL, 0);
+		h2__goaway(c, nghttp2_session_get_last_proc_stream_id(c->ng));
 }

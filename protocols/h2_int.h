@@ -89,6 +89,9 @@ struct h2_conn {
 	uint32_t block_bytes;     /* encoded bytes of the current header block */
 	struct h2_bucket b_streams, b_resets, b_control;
 
+	/* Our GOAWAY names this last stream: later ones are refused even
+	   before it is on the wire (libnghttp2 ignores them only after). */
+	int32_t our_last;
 	bool dead;                /* a fatal error: nothing more is read or produced */
 	bool ev_goaway;           /* the client's GOAWAY waits to be reported */
 	uint32_t goaway_code;

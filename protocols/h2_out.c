@@ -59,7 +59,8 @@ ssize_t h2__read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
 		s->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	memcpy(buf, s->out + s->out_off, n);
+	if (n)
+		memcpy(buf, s->out + s->out_off, n);
 	s->out_off += n;
 	s->out_len -= n;
 	s->c->out_total -= n;

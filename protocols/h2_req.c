@@ -149,10 +149,11 @@ bool h2__head_done(struct h2_stream *s, bool end_stream)
 
 	if (s->refused)
 		return false;
+	r->hdr = s->hdr;
 	if (s->ncookie > 1 && !h2__join_cookies(s))
 		return false;
+	/* Only now: the cookie join may have moved hbuf. */
 	r->buf = s->hbuf;
-	r->hdr = s->hdr;
 	r->end_stream = end_stream;
 	return true;
 }
