@@ -63,8 +63,9 @@ bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r)
 
 void h2__calm(struct h2_conn *c)
 {
-	/* Names the last stream we processed; every later byte is ignored. */
-	if (nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
+	/* Names the last stream whose head was complete (not one whose
+	   block is still arriving); every later byte is ignored. */
+	if (nghttp2_session_terminate_session2(c->ng, c->last_ok, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
 		c->dead = true;
 }
 
@@ -150,12 +151,19 @@ static int h2__on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, v
 	struct h2_conn *c = arg;
 	bool ok = true;
 
+	/* HEADERS below the highest id opens nothing and is ignored (or is
+	   a late trailer): it pays from the control budget. */
+	if (hd->type == NGHTTP2_HEADERS && hd->stream_id <= c->max_id &&
+	    !nghttp2_session_find_stream(ng, hd->stream_id))
+		ok = h2__take(c, &c->b_control, &c->lim.control);
+	else if (hd->type == NGHTTP2_HEADERS && hd->stream_id > c->max_id)
+		c->max_id = hd->stream_id;
 	switch (hd->type) {
 	case NGHTTP2_DATA:
 	case NGHTTP2_HEADERS:
 	case NGHTTP2_CONTINUATION:
 		if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM))
-			ok = ++c->empty <= c->lim.max_empty;
+			ok = ++c->empty <= c->lim.max_empty && ok;
 		else
 			c->empty = 0;
 		if (ok && hd->type != NGHTTP2_DATA)
@@ -269,6 +277,8 @@ static void h2__on_request(struct h2_conn *c, const nghttp2_frame *f)
 		return;
 	}
 	s->in_end = end;
+	if (s->id > c->last_ok)
+		c->last_ok = s->id;
 	if (!h2__head_done(s, end)) {
 		s->refused = true;
 		h2__answer_local(s, 431);

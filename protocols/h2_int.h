@@ -83,6 +83,9 @@ struct h2_conn {
 	size_t unconsumed;        /* body bytes of closed streams to release */
 
 	/* Defences. */
+	int32_t max_id;           /* highest client stream id seen */
+	int32_t last_ok;          /* highest stream whose head was complete:
+				     what a GOAWAY of ours names */
 	uint32_t requests;        /* streams opened over the connection's life */
 	uint32_t empty;           /* empty frames in a row */
 	uint32_t continuations;   /* CONTINUATION frames of the current block */

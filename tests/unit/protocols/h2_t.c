@@ -202,6 +202,8 @@ static void h2t_parse(struct h2t *t)
 		t->f[t->nf++] = f;
 		off += 9 + len;
 	}
+	if (off == 0)
+		return;
 	memmove(t->out.p, t->out.p + off, t->out.len - off);
 	t->out.len -= off;
 }
