@@ -518,7 +518,8 @@ size_t h2_body_peek(struct h2_conn *c, int32_t id, const uint8_t **data_out, boo
 	*end_out = false;
 	if (!s)
 		return 0;
-	*data_out = s->in + s->in_off;
+	if (s->in)
+		*data_out = s->in + s->in_off;
 	*end_out = s->in_end && s->in_len == 0;
 	return s->in_len;
 }
