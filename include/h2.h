@@ -106,9 +106,9 @@ struct h2_header {
  * pseudo-headers, upper-case names, connection-specific headers
  * (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade),
  * TE other than "trailers", a Content-Length that the DATA frames do not
- * match. All `cookie` fields are joined into the last header, one "cookie"
- * whose value is theirs separated by "; " (RFC 9113 8.2.3). Valid until the
- * stream's H2_EV_CLOSED is taken.
+ * match. All `cookie` fields become one, in the place of the first, their
+ * values joined with "; " (RFC 9113 8.2.3). Valid until the stream's
+ * H2_EV_CLOSED is taken.
  */
 struct h2_request {
 	const uint8_t *buf;
@@ -145,7 +145,8 @@ enum h2_ev_kind {
 	H2_EV_REQUEST,      /* a request head: ev.req; h2_set_user may name the stream */
 	H2_EV_BODY,         /* request body bytes (or its end) wait: h2_body_peek */
 	H2_EV_CLOSED,       /* the stream is gone (ev.code: H2_NO_ERROR when both sides
-			       ended, else why it was reset); its id is dead */
+			       ended, else why it was reset); its id is dead and
+			       body bytes not consumed are dropped */
 	H2_EV_GOAWAY,       /* the client sent GOAWAY (ev.code, ev.last_id) */
 };
 
@@ -176,7 +177,10 @@ void h2_conn_free(struct h2_conn *c);
 #define H2_E_FATAL (-1)
 long h2_recv(struct h2_conn *c, const uint8_t *data, size_t n, uint64_t now_ms);
 
-/* The next event, or false when there is none. */
+/* The next event, or false when there is none. Events arise inside
+   h2_recv and h2_output (a stream closes when its last frame is sent):
+   take them after both. A stream closed before its H2_EV_REQUEST was
+   taken is never reported. */
 bool h2_next_event(struct h2_conn *c, struct h2_event *ev_out);
 
 /* Name stream id with the caller's pointer (given back in its events). */

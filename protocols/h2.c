@@ -61,6 +61,51 @@ bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r)
 	return true;
 }
 
+bool h2__bytes_put(struct h2_bytes *b, const uint8_t *d, size_t n, size_t max)
+{
+	if (n > max - b->len)
+		return false;
+	if (n > b->cap - b->off - b->len && b->off > 0) {
+		memmove(b->p, b->p + b->off, b->len);
+		b->off = 0;
+	}
+	if (n > b->cap - b->len) {
+		size_t cap = b->cap ? b->cap : 1024;
+		uint8_t *p;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		if (cap > max)
+			cap = max;
+		p = realloc(b->p, cap);
+		if (!p)
+			return false;
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->off + b->len, d, n);
+	b->len += n;
+	return true;
+}
+
+void h2__bytes_drop(struct h2_bytes *b, size_t n)
+{
+	b->off += n;
+	b->len -= n;
+	if (b->len > 0)
+		return;
+	b->off = 0;
+	if (b->cap > H2__BYTES_KEEP)
+		h2__bytes_free(b);
+}
+
+void h2__bytes_free(struct h2_bytes *b)
+{
+	free(b->p);
+	*b = (struct h2_bytes){ 0 };
+}
+
 void h2__calm(struct h2_conn *c)
 {
 	/* Names the last stream whose head was complete (not one whose
@@ -89,7 +134,7 @@ static void h2__stream_free(struct h2_stream *s)
 		memset(s->hbuf, 0, s->hcap);
 	free(s->hbuf);
 	free(s->hdr);
-	free(s->in);
+	h2__bytes_free(&s->in);
 	free(s);
 }
 
@@ -100,8 +145,8 @@ void h2__closed(struct h2_stream *s, uint32_t code)
 	s->closed = true;
 	s->close_code = code;
 	/* Its unread body still holds connection window: give it back. */
-	c->unconsumed += s->in_len;
-	s->in_len = 0;
+	c->unconsumed += s->in.len;
+	h2__bytes_free(&s->in);
 	h2__out_release(s);
 	if (!s->delivered) {
 		/* The caller never heard of it (a pending REQUEST is dropped). */
@@ -237,25 +282,9 @@ static int h2__on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 		nghttp2_session_consume(ng, id, len);
 		return 0;
 	}
-	if (len > s->in_cap - s->in_len) {
-		/* Past the window: cannot happen (libnghttp2 checks it). */
-		if (GH_BUG_ON(s->in_len + len > c->lim.stream_window))
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		uint8_t *in = malloc(c->lim.stream_window);
-		if (!in)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		if (s->in_len)
-			memcpy(in, s->in + s->in_off, s->in_len);
-		free(s->in);
-		s->in = in;
-		s->in_off = 0;
-		s->in_cap = c->lim.stream_window;
-	} else if (len > s->in_cap - s->in_off - s->in_len) {
-		memmove(s->in, s->in + s->in_off, s->in_len);
-		s->in_off = 0;
-	}
-	memcpy(s->in + s->in_off + s->in_len, data, len);
-	s->in_len += len;
+	/* Past the window cannot happen (libnghttp2 checks it): no memory. */
+	if (!h2__bytes_put(&s->in, data, len, c->lim.stream_window))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (len)
 		h2__event(s, H2__EV_BODY);
 	return 0;
@@ -492,7 +521,6 @@ bool h2_next_event(struct h2_conn *c, struct h2_event *ev)
 		ev->kind = H2_EV_CLOSED;
 		ev->code = s->close_code;
 		ev->user = s->user;
-		ev->req = &s->req;
 		h2__stream_free(s);
 		return true;
 	}
@@ -518,10 +546,10 @@ size_t h2_body_peek(struct h2_conn *c, int32_t id, const uint8_t **data_out, boo
 	*end_out = false;
 	if (!s)
 		return 0;
-	if (s->in)
-		*data_out = s->in + s->in_off;
-	*end_out = s->in_end && s->in_len == 0;
-	return s->in_len;
+	if (s->in.p)
+		*data_out = s->in.p + s->in.off;
+	*end_out = s->in_end && s->in.len == 0;
+	return s->in.len;
 }
 
 void h2_body_consume(struct h2_conn *c, int32_t id, size_t n)
@@ -530,12 +558,9 @@ void h2_body_consume(struct h2_conn *c, int32_t id, size_t n)
 
 	if (!s || c->dead)
 		return;
-	if (n > s->in_len)
-		n = s->in_len;
-	s->in_off += n;
-	s->in_len -= n;
-	if (s->in_len == 0)
-		s->in_off = 0;
+	if (n > s->in.len)
+		n = s->in.len;
+	h2__bytes_drop(&s->in, n);
 	nghttp2_session_consume(c->ng, id, n);
 }
 

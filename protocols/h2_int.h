@@ -23,6 +23,15 @@
 #define H2__EV_BODY 0x2u
 #define H2__EV_CLOSED 0x4u
 
+/* Bytes held for a stream, [off, off + len) of p: grown by doubling up
+   to the bound its user gives, freed when emptied if bigger than
+   H2__BYTES_KEEP, so an idle stream holds little. */
+#define H2__BYTES_KEEP 4096
+struct h2_bytes {
+	uint8_t *p;
+	size_t off, len, cap;
+};
+
 /* Token bucket state: milli-tokens, so that refills need no floats. */
 struct h2_bucket {
 	uint64_t milli;
@@ -55,14 +64,9 @@ struct h2_stream {
 	int ncookie;
 	struct h2_request req;
 
-	/* Request body bytes not yet consumed by the caller: in[in_off..+in_len). */
-	uint8_t *in;
-	size_t in_off, in_len, in_cap;
+	struct h2_bytes in;       /* request body bytes not yet consumed (<= stream_window) */
 	bool in_end;              /* END_STREAM received */
-
-	/* Response body bytes not yet framed: out[out_off..+out_len). */
-	uint8_t *out;
-	size_t out_off, out_len, out_cap;
+	struct h2_bytes out;      /* response body bytes not yet framed (<= stream_out) */
 	bool out_end;             /* h2_send_end was called */
 };
 
@@ -102,6 +106,12 @@ struct h2_conn {
 };
 
 /* --- h2.c --- */
+
+/* Append n bytes to b if it stays within max bytes; false if not (or no memory). */
+bool h2__bytes_put(struct h2_bytes *b, const uint8_t *d, size_t n, size_t max);
+/* Drop the first n bytes of b. */
+void h2__bytes_drop(struct h2_bytes *b, size_t n);
+void h2__bytes_free(struct h2_bytes *b);
 
 /* The stream the caller may use (open, known to it), or NULL. */
 struct h2_stream *h2__stream(struct h2_conn *c, int32_t id);

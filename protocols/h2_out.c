@@ -53,20 +53,17 @@ ssize_t h2__read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
 		      uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct h2_stream *s = src->ptr;
-	size_t n = len < s->out_len ? len : s->out_len;
+	size_t n = len < s->out.len ? len : s->out.len;
 
 	if (n == 0 && !s->out_end) {
 		s->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
 	if (n)
-		memcpy(buf, s->out + s->out_off, n);
-	s->out_off += n;
-	s->out_len -= n;
+		memcpy(buf, s->out.p + s->out.off, n);
+	h2__bytes_drop(&s->out, n);
 	s->c->out_total -= n;
-	if (s->out_len == 0)
-		s->out_off = 0;
-	if (s->out_len == 0 && s->out_end)
+	if (s->out.len == 0 && s->out_end)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
@@ -140,7 +137,7 @@ size_t h2_room(struct h2_conn *c, int32_t id)
 
 	if (!s || !s->answered || s->out_end || c->dead)
 		return 0;
-	a = c->lim.stream_out - s->out_len;
+	a = c->lim.stream_out - s->out.len;
 	b = c->lim.conn_out - c->out_total;
 	return a < b ? a : b;
 }
@@ -163,18 +160,8 @@ size_t h2_send_data(struct h2_conn *c, int32_t id, const uint8_t *data, size_t n
 	if (n == 0)
 		return 0;
 	s = h2__stream(c, id);
-	if (!s->out) {
-		s->out = malloc(c->lim.stream_out);
-		if (!s->out)
-			return 0;
-		s->out_cap = c->lim.stream_out;
-	}
-	if (n > s->out_cap - s->out_off - s->out_len) {
-		memmove(s->out, s->out + s->out_off, s->out_len);
-		s->out_off = 0;
-	}
-	memcpy(s->out + s->out_off + s->out_len, data, n);
-	s->out_len += n;
+	if (!h2__bytes_put(&s->out, data, n, c->lim.stream_out))
+		return 0;
 	c->out_total += n;
 	h2__resume(s);
 	return n;
@@ -202,12 +189,8 @@ void h2_reset(struct h2_conn *c, int32_t id, uint32_t code)
 
 void h2__out_release(struct h2_stream *s)
 {
-	s->c->out_total -= s->out_len;
-	s->out_len = 0;
-	s->out_off = 0;
-	free(s->out);
-	s->out = NULL;
-	s->out_cap = 0;
+	s->c->out_total -= s->out.len;
+	h2__bytes_free(&s->out);
 }
 
 size_t h2_output(struct h2_conn *c, uint8_t *out, size_t cap)

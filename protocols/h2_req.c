@@ -152,7 +152,16 @@ bool h2__head_done(struct h2_stream *s, bool end_stream)
 	r->hdr = s->hdr;
 	if (s->ncookie > 1 && !h2__join_cookies(s))
 		return false;
-	/* Only now: the cookie join may have moved hbuf. */
+	/* The head stays until the stream closes: keep only what it uses. */
+	if (s->hlen > 0 && s->hlen < s->hcap) {
+		uint8_t *b = realloc(s->hbuf, s->hlen);
+
+		if (b) {
+			s->hbuf = b;
+			s->hcap = s->hlen;
+		}
+	}
+	/* Only now: the cookie join and the shrink may have moved hbuf. */
 	r->buf = s->hbuf;
 	r->end_stream = end_stream;
 	return true;

@@ -47,11 +47,12 @@ static void fz_check(struct fz *f, bool events_taken)
 	list_foreach(it, &c->all) {
 		struct h2_stream *s = list_entry(it, struct h2_stream, link);
 
-		if (s->in_len > f->lim.stream_window || s->out_len > f->lim.stream_out)
+		if (s->in.len > f->lim.stream_window || s->out.len > f->lim.stream_out ||
+		    s->in.cap > f->lim.stream_window || s->out.cap > f->lim.stream_out)
 			abort();
 		if (s->hlen > 2 * (size_t)f->lim.max_header_list)
 			abort();
-		in_total += s->in_len;
+		in_total += s->in.len;
 	}
 	if (in_total > f->lim.conn_window)
 		abort();
