@@ -348,9 +348,16 @@ static int h2t_cl_header(nghttp2_session *s, const nghttp2_frame *f, const uint8
 
 	if (nlen == 7 && memcmp(name, ":status", 7) == 0)
 		h2t_cs(t, f->hd.stream_id)->status = atoi((const char *)value);
-	/* What the engine must never send in HTTP/2. */
-	cr_assert(!(nlen == 10 && memcmp(name, "connection", 10) == 0));
-	cr_assert(!(nlen == 5 && memcmp(name, "x-hop", 5) == 0));
+	/* What the engine must never send in HTTP/2: connection-specific
+	   headers and those Connection names; names come in lower case. */
+	static const char *const never[] = { "connection", "keep-alive", "transfer-encoding",
+					     "x-hop", NULL };
+	for (const char *const *p = never; *p; p++)
+		cr_assert(!(nlen == strlen(*p) && memcmp(name, *p, nlen) == 0), "%s sent", *p);
+	for (size_t i = 0; i < nlen; i++)
+		cr_assert(!(name[i] >= 'A' && name[i] <= 'Z'));
+	if (nlen == 12 && memcmp(name, "content-type", 12) == 0)
+		t->cl_content_type++;
 	return 0;
 }
 

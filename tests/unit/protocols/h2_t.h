@@ -85,6 +85,7 @@ struct h2t {
 		uint32_t code;
 		size_t left;        /* request body bytes still to send */
 	} cs[1024];
+	int cl_content_type;        /* content-type fields the client received */
 	bool cl_goaway;
 	uint32_t cl_goaway_code;
 	int32_t cl_goaway_last;

@@ -38,6 +38,7 @@ Test(h2, get_gets_an_answer_and_an_http11_head)
 	cr_assert_eq(h2t_cs(&t, id)->body, 5);
 	cr_assert(h2t_cs(&t, id)->closed);
 	cr_assert_eq(h2t_cs(&t, id)->code, H2_NO_ERROR);
+	cr_assert_eq(t.cl_content_type, 1, "the backend's headers, made fit for HTTP/2");
 	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 1);
 	cr_assert_eq(h2t_events(&t, H2_EV_CLOSED), 1);
 	/* :authority becomes Host; the two cookies one, in the first's place. */
