@@ -282,9 +282,10 @@ static int h2__on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 		nghttp2_session_consume(ng, id, len);
 		return 0;
 	}
-	/* Past the window cannot happen (libnghttp2 checks it): no memory. */
+	/* Past the window cannot happen (libnghttp2 checks it), so this is
+	   no memory: the connection ends (h2_recv gives H2_E_FATAL). */
 	if (!h2__bytes_put(&s->in, data, len, c->lim.stream_window))
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (len)
 		h2__event(s, H2__EV_BODY);
 	return 0;
