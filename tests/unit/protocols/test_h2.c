@@ -52,6 +52,23 @@ Test(h2, get_gets_an_answer_and_an_http11_head)
 	cr_assert_not(h2_want_write(t.c));
 }
 
+Test(h2, settings_the_client_sees)
+{
+	h2t_init(&t, NULL);
+	h2t_client(&t, h2_cl_default, 1, false);
+	h2t_request(&t, "GET", "/", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 128);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), 65535);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_HEADER_TABLE_SIZE), 4096);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 16384);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_ENABLE_PUSH), 0);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES), 1);
+	cr_assert_eq(nghttp2_session_get_remote_settings(t.cl, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL), 0);
+	/* The connection window was opened to conn_window. */
+	cr_assert_eq(nghttp2_session_get_remote_window_size(t.cl), (int32_t)t.lim.conn_window);
+}
+
 Test(h2, request_forms_for_http11)
 {
 	const char *host[] = { "host", "other.example", "content-type", "text/plain", NULL };

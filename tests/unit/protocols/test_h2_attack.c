@@ -157,6 +157,33 @@ Test(h2_attack, header_list_past_the_bound_is_answered_431)
 	cr_assert_eq(h2_streams(t.c), 0);
 }
 
+/* A client's HPACK encoder may not grow its table past our
+   SETTINGS_HEADER_TABLE_SIZE (RFC 7541 4.2): COMPRESSION_ERROR. */
+Test(h2_attack, hpack_table_past_our_setting)
+{
+	struct h2_limits lim;
+	static uint8_t blk[4096];
+	const char *nv[] = { HA_REQ("/"), NULL };
+
+	h2_limits_default(&lim);
+	lim.header_table = 256;
+	ha_start(&lim);
+	/* A client that follows the setting says so first (RFC 7541 4.2). */
+	cr_assert_eq(nghttp2_hd_deflate_change_table_size(t.def, 256), 0);
+	ha_request(1, NGHTTP2_FLAG_END_STREAM);
+	ha_go();
+	cr_assert_eq(h2t_headers(&t, 1)->status, 200);
+	/* A table size update to 4096, then a request. */
+	blk[0] = 0x3f, blk[1] = 0xe1, blk[2] = 0x1f;
+	size_t n = 3 + h2t_block(&t, nv, blk + 3, sizeof(blk) - 3);
+	h2t_frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
+		  blk, n);
+	ha_go();
+	/* libnghttp2's own connection error names the stream it had opened. */
+	ha_goaway_is(NGHTTP2_COMPRESSION_ERROR, 3);
+	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 1);
+}
+
 Test(h2_attack, max_concurrent_streams)
 {
 	struct h2_limits lim;
