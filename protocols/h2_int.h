@@ -1,7 +1,7 @@
 /*
  * h2_int.h - what the files of the HTTP/2 engine share (include/h2.h is
- * its contract). h2.c: the connection, libnghttp2's receive callbacks,
- * the defences and the events; h2_req.c: a request head as it is decoded
+ * its contract). h2.c: the connection, buffers and events; h2_recv.c:
+ * libnghttp2's callbacks and the defences; h2_req.c: a request head as it is decoded
  * and its HTTP/1.1 form; h2_out.c: answers, response bodies, output.
  *
  * Ownership. A struct h2_conn owns one libnghttp2 server session and a
@@ -117,6 +117,9 @@ void h2__bytes_free(struct h2_bytes *b);
 struct h2_stream *h2__stream(struct h2_conn *c, int32_t id);
 /* Queue event bits for s. */
 void h2__event(struct h2_stream *s, unsigned bits);
+/* A graceful GOAWAY naming last (NO_ERROR): streams up to it finish,
+   later ones are refused. */
+void h2__goaway(struct h2_conn *c, int32_t last);
 /* The client misbehaved past a bound: GOAWAY ENHANCE_YOUR_CALM, stop reading. */
 void h2__calm(struct h2_conn *c);
 /* Take a token from b (rate r) at c->now_ms; false when empty. */
@@ -125,6 +128,11 @@ bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r);
 void h2__closed(struct h2_stream *s, uint32_t code);
 /* Give back the connection window that bodies of closed streams held. */
 void h2__release_unconsumed(struct h2_conn *c);
+
+/* --- h2_recv.c --- */
+
+/* libnghttp2's callbacks of a server connection (the caller frees them). */
+nghttp2_session_callbacks *h2__callbacks(void);
 
 /* --- h2_req.c --- */
 
