@@ -505,8 +505,8 @@ Test(h2_attack, client_that_never_reads)
 	h2t_preface(&in);
 	h2t_feed(&t, in.p, in.len);
 	in.len = 0;
+	memset(one, 0, sizeof(one));
 	for (size_t i = 0; i < ARRAY_SIZE(one); i++) {
-		memset(one[i], 0, 9);
 		one[i][2] = 8;
 		one[i][3] = NGHTTP2_PING;
 	}
