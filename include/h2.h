@@ -16,16 +16,20 @@
  * run only inside h2_recv (frames received) and h2_output (frames sent).
  *
  * Bounds (Rule 2), all per connection unless said otherwise:
- *  - request head: lim.max_header_list bytes per stream while its HEADERS
- *    block is read (freed when the stream closes); header blocks on the
- *    wire: lim.max_continuations CONTINUATION frames, lim.max_header_block
- *    encoded bytes, else GOAWAY ENHANCE_YOUR_CALM;
+ *  - request head, per stream: decoded fields in at most 2 x
+ *    lim.max_header_list bytes (the joined cookie is written after them),
+ *    shrunk to what it uses once complete, plus an index of at most
+ *    (lim.max_headers + 1) x 16 bytes; kept until the stream closes.
+ *    Header blocks on the wire: lim.max_continuations CONTINUATION frames
+ *    and lim.max_header_block encoded bytes, else GOAWAY ENHANCE_YOUR_CALM;
  *  - request body: at most lim.stream_window bytes per stream and
  *    lim.conn_window for the connection wait in the engine, because the
  *    client's windows only reopen (WINDOW_UPDATE) as h2_body_consume says
  *    the bytes were forwarded;
  *  - response body: lim.stream_out bytes per stream and lim.conn_out for
  *    all streams of the connection (h2_room says how much more fits);
+ *  - body buffers grow by doubling to what they hold (so at most twice
+ *    that) and are freed when emptied past 4 KiB;
  *  - output: one frame in progress (up to 16 KiB of DATA or one header
  *    block) plus libnghttp2's queue of control frames, which h2_want_read
  *    bounds by refusing input while more than H2_MAX_QUEUED frames wait;
