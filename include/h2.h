@@ -55,7 +55,8 @@
 #define H2_CANCEL 0x8
 #define H2_ENHANCE_YOUR_CALM 0xb
 
-/* A token bucket: burst events at once, then per_s per second. */
+/* A token bucket: burst events at once, then per_s per second (burst 0:
+   no limit). */
 struct h2_rate {
 	uint32_t burst;
 	uint32_t per_s;
@@ -75,7 +76,8 @@ struct h2_limits {
 	uint32_t stream_out;        /* response bytes held per stream: 32768 */
 	uint32_t conn_out;          /* response bytes held per connection: 1 MiB */
 	uint32_t max_requests;      /* streams over the connection's life, then a
-				       graceful GOAWAY (nginx keepalive_requests): 1000 */
+				       graceful GOAWAY (nginx keepalive_requests): 1000;
+				       0: no limit */
 	struct h2_rate streams;     /* new streams: {1000, 200} */
 	struct h2_rate resets;      /* streams reset before their response ended, by
 				       the client or for its errors (rapid reset,

@@ -37,6 +37,8 @@ bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r)
 {
 	uint64_t cap = (uint64_t)r->burst * 1000;
 
+	if (r->burst == 0)
+		return true; /* no limit */
 	if (!b->started) {
 		b->started = true;
 		b->milli = cap;

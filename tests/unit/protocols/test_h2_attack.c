@@ -459,6 +459,16 @@ Test(h2_attack, request_rate_per_second)
 	ha_go();
 	ha_goaway_is(H2_ENHANCE_YOUR_CALM, 21);
 	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 11);
+
+	/* burst 0: no limit. */
+	h2t_free(&t);
+	lim.streams.burst = 0;
+	ha_start(&lim);
+	for (int32_t id = 1; id <= 199; id += 2)
+		ha_request(id, NGHTTP2_FLAG_END_STREAM);
+	ha_go();
+	cr_assert_null(h2t_goaway(&t));
+	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 100);
 }
 
 Test(h2_attack, requests_per_connection_end_gracefully)
