@@ -202,11 +202,13 @@ size_t h2_body_peek(struct h2_conn *c, int32_t id, const uint8_t **data_out, boo
 void h2_body_consume(struct h2_conn *c, int32_t id, size_t n);
 
 /*
- * Answer stream id with status (200..999) and headers (connection-specific
- * ones, Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding,
- * Upgrade, TE and any named by Connection, are dropped; names are sent in
- * lower case). end: no body. Returns 0, or -1 (stream gone, answered, bad
- * status, no memory).
+ * Answer stream id with status (100..999 but 101) and headers
+ * (connection-specific ones, Connection, Keep-Alive, Proxy-Connection,
+ * Transfer-Encoding, Upgrade, TE and any named by Connection, are dropped;
+ * names are sent in lower case; fields libnghttp2 finds invalid are
+ * skipped). end: no body. A 1xx status is informational (end ignored) and
+ * a final answer must follow. Returns 0, or -1 (stream gone, answered,
+ * bad status, no memory).
  */
 int h2_respond(struct h2_conn *c, int32_t id, int status, const struct h2_field *hdr, size_t n,
 	       bool end);

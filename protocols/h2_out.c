@@ -102,7 +102,13 @@ static int h2__submit(struct h2_stream *s, int status, const struct h2_field *hd
 		nv[k++] = (nghttp2_nv){ (uint8_t *)name, (uint8_t *)f->value, f->name_len,
 					f->value_len, NGHTTP2_NV_FLAG_NONE };
 	}
-	/* libnghttp2 copies the fields. */
+	/* libnghttp2 copies the fields. An informational answer (100
+	   Continue, 103 Early Hints) is a HEADERS frame before the final one. */
+	if (status < 200) {
+		rv = nghttp2_submit_headers(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, k, NULL) < 0 ?
+			     -1 : 0;
+		goto out;
+	}
 	rv = nghttp2_submit_response(s->c->ng, s->id, nv, k, end ? NULL : &prd) == 0 ? 0 : -1;
 	if (rv == 0) {
 		s->answered = true;
@@ -119,7 +125,9 @@ int h2_respond(struct h2_conn *c, int32_t id, int status, const struct h2_field 
 {
 	struct h2_stream *s = h2__stream(c, id);
 
-	if (!s || !s->delivered || s->answered || c->dead || status < 200 || status > 999)
+	/* 101 Switching Protocols does not exist in HTTP/2 (RFC 9113 8.6). */
+	if (!s || !s->delivered || s->answered || c->dead || status < 100 || status == 101 ||
+	    status > 999)
 		return -1;
 	return h2__submit(s, status, hdr, n, end);
 }

@@ -20,6 +20,11 @@ static void h2_fini(void)
 
 TestSuite(h2, .fini = h2_fini);
 
+/* An app that leaves every answer to the test. */
+static void h2t_app_none(struct h2t *tt, const struct h2_event *ev)
+{
+}
+
 static const nghttp2_settings_entry h2_cl_default[] = {
 	{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
 };
@@ -263,6 +268,29 @@ Test(h2, goaway_on_demand_lets_streams_finish)
 	cr_assert(h2t_cs(&t, a)->closed && h2t_cs(&t, b)->closed);
 	cr_assert_not(h2_want_read(t.c));
 	cr_assert_not(h2_want_write(t.c), "done: the caller closes");
+}
+
+Test(h2, informational_answer_then_final)
+{
+	const struct h2_field early[] = { { "Link", 4, "</a.css>; rel=preload", 21 } };
+
+	h2t_init(&t, NULL);
+	t.app_no_consume = true;
+	t.app = h2t_app_none;
+	h2t_client(&t, h2_cl_default, 1, false);
+	int32_t id = h2t_request(&t, "GET", "/", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2_respond(t.c, id, 101, NULL, 0, true), -1, "no 101 in HTTP/2");
+	cr_assert_eq(h2_respond(t.c, id, 103, early, 1, true), 0);
+	h2t_drain(&t);
+	cr_assert_eq(h2t_headers(&t, id)->status, 103);
+	cr_assert_not(h2t_headers(&t, id)->flags & NGHTTP2_FLAG_END_STREAM);
+	cr_assert_not(h2t_cs(&t, id)->closed);
+	cr_assert_eq(h2_respond(t.c, id, 204, NULL, 0, true), 0);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, id)->status, 204);
+	cr_assert(h2t_cs(&t, id)->closed);
+	cr_assert_eq(h2t_count(&t, NGHTTP2_HEADERS), 2);
 }
 
 Test(h2, client_goaway_is_an_event)
