@@ -203,13 +203,21 @@ static int h2__on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, v
 static int h2__on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 {
 	struct h2_conn *c = arg;
-	struct h2_stream *s;
+	struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
 
-	if (f->hd.type != NGHTTP2_RST_STREAM)
+	if (f->hd.type == NGHTTP2_RST_STREAM) {
+		if (!(s && s->reset_by_us) && !h2__take(c, &c->b_resets, &c->lim.resets))
+			h2__calm(c);
 		return 0;
-	s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-	if (!(s && s->reset_by_us) && !h2__take(c, &c->b_resets, &c->lim.resets))
-		h2__calm(c);
+	}
+	/* The answer is complete but the request is not (a 431, a backend
+	   that answered early): RST_STREAM NO_ERROR asks the client to stop
+	   sending (RFC 9113 8.1), and the stream does not linger half open. */
+	if (s && !s->in_end && !s->reset_by_us && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA)) {
+		s->reset_by_us = true;
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+	}
 	return 0;
 }
 

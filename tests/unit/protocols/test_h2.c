@@ -293,6 +293,26 @@ Test(h2, informational_answer_then_final)
 	cr_assert_eq(h2t_count(&t, NGHTTP2_HEADERS), 2);
 }
 
+/* A backend that answers before the upload ended (a 413, say). */
+Test(h2, answer_before_the_body_ends_resets_with_no_error)
+{
+	h2t_init(&t, NULL);
+	t.app = h2t_app_none;
+	h2t_client(&t, h2_cl_default, 1, false);
+	int32_t id = h2t_request(&t, "POST", "/up", 1000000, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(t.ev[0].kind, H2_EV_REQUEST);
+	cr_assert_eq(h2_respond(t.c, id, 413, NULL, 0, true), 0);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, id)->status, 413);
+	cr_assert(h2t_cs(&t, id)->closed);
+	cr_assert_eq(h2t_cs(&t, id)->code, H2_NO_ERROR);
+	cr_assert_eq(h2t_rst(&t, id)->code, H2_NO_ERROR);
+	cr_assert_eq(t.ev[t.nev - 1].kind, H2_EV_CLOSED);
+	cr_assert_eq(h2_streams(t.c), 0);
+	cr_assert_null(h2t_goaway(&t), "not counted as the client's fault");
+}
+
 Test(h2, client_goaway_is_an_event)
 {
 	h2t_init(&t, NULL);

@@ -155,6 +155,29 @@ Test(h2_attack, header_list_past_the_bound_is_answered_431)
 	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 1, "only stream 5 reaches the caller");
 	cr_assert_null(h2t_goaway(&t));
 	cr_assert_eq(h2_streams(t.c), 0);
+	cr_assert_null(h2t_rst(&t, 1), "its request had ended");
+}
+
+/* A 431 while the request body may still come: RST_STREAM NO_ERROR after it. */
+Test(h2_attack, answer_431_before_the_body_ends_the_stream)
+{
+	static uint8_t blk[65536];
+
+	memset(ha_big, 'v', sizeof(ha_big) - 1);
+	const char *nv[] = { HA_REQ("/"), "x-big", ha_big, NULL };
+	ha_start(NULL);
+	size_t n = h2t_block(&t, nv, blk, sizeof(blk));
+	h2t_frame(&in, NGHTTP2_HEADERS, 0, 1, blk, 16000);
+	h2t_frame(&in, NGHTTP2_CONTINUATION, NGHTTP2_FLAG_END_HEADERS, 1, blk + 16000, n - 16000);
+	h2t_frame(&in, NGHTTP2_DATA, 0, 1, "body", 4);
+	ha_go();
+	cr_assert_eq(t.nf, 5, "SETTINGS, WINDOW_UPDATE, SETTINGS ACK, HEADERS, RST_STREAM");
+	cr_assert_eq(t.f[3].type, NGHTTP2_HEADERS);
+	cr_assert_eq(t.f[3].status, 431);
+	cr_assert_eq(t.f[4].type, NGHTTP2_RST_STREAM);
+	cr_assert_eq(t.f[4].code, H2_NO_ERROR);
+	cr_assert_eq(h2_streams(t.c), 0);
+	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 0);
 }
 
 /* A client's HPACK encoder may not grow its table past our
