@@ -165,10 +165,13 @@ static int h2__on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *
 		h2__on_request(c, f);
 		break;
 	case NGHTTP2_DATA:
-		s = h2__stream(c, f->hd.stream_id);
-		if (s && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		/* Even a stream the caller never saw (a 431) notes the end:
+		   no RST_STREAM NO_ERROR follows its answer then. */
+		s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+		if (s && !s->closed && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 			s->in_end = true;
-			h2__event(s, H2__EV_BODY);
+			if (h2__stream(c, s->id))
+				h2__event(s, H2__EV_BODY);
 		}
 		break;
 	case NGHTTP2_RST_STREAM:

@@ -178,6 +178,19 @@ Test(h2_attack, answer_431_before_the_body_ends_the_stream)
 	cr_assert_eq(t.f[4].code, H2_NO_ERROR);
 	cr_assert_eq(h2_streams(t.c), 0);
 	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 0);
+
+	/* The body ended before the answer went out: no RST_STREAM then. */
+	h2t_free(&t);
+	in.len = 0;
+	ha_start(NULL);
+	n = h2t_block(&t, nv, blk, sizeof(blk));
+	h2t_frame(&in, NGHTTP2_HEADERS, 0, 3, blk, 16000);
+	h2t_frame(&in, NGHTTP2_CONTINUATION, NGHTTP2_FLAG_END_HEADERS, 3, blk + 16000, n - 16000);
+	h2t_frame(&in, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 3, "body", 4);
+	ha_go();
+	cr_assert_eq(h2t_headers(&t, 3)->status, 431);
+	cr_assert_null(h2t_rst(&t, 3));
+	cr_assert_eq(h2_streams(t.c), 0);
 }
 
 /* A client's HPACK encoder may not grow its table past our
