@@ -217,12 +217,15 @@ struct h2_conn *h2_conn_new(const struct h2_limits *lim)
 	nghttp2_option *o = h2__options(lim);
 	int rv = -1;
 
+	if (c) {
+		/* Ready for h2_conn_free whatever fails below. */
+		c->lim = *lim;
+		c->our_last = INT32_MAX;
+		list_init(&c->all);
+		list_init(&c->events);
+	}
 	if (!c || !cb || !o)
 		goto out;
-	c->lim = *lim;
-	c->our_last = INT32_MAX;
-	list_init(&c->all);
-	list_init(&c->events);
 	if (nghttp2_session_server_new2(&c->ng, cb, c, o) != 0) {
 		c->ng = NULL;
 		goto out;
