@@ -7,9 +7,9 @@ set -euo pipefail
 what=${1:-test}
 build_pkgs="build-essential pkg-config meson ninja-build libuv1-dev libssl-dev libmemcached-dev
             node-llhttp libcriterion-dev libconfig-dev libsystemd-dev libpcre2-dev zlib1g-dev
-            libbrotli-dev"
+            libbrotli-dev libnghttp2-dev"
 run_pkgs="dovecot-imapd dovecot-pop3d memcached openssl curl python3 python3-pytest haproxy
-          iproute2 wrk"
+          iproute2 wrk nghttp2-client"
 bench_pkgs="nginx libnginx-mod-mail"
 fuzz_pkgs="clang libclang-rt-14-dev"
 # make deb (scripts/deb.sh): dpkg-buildpackage with debhelper; lintian checks

@@ -1,0 +1,374 @@
+/*
+ * h2.c - the HTTP/2 engine's connection: the libnghttp2 server session,
+ * its settings and options, the token buckets of the defences, stream
+ * buffers, request bodies and the events the caller takes (include/h2.h).
+ * libnghttp2 does the framing, HPACK, the stream states, HTTP messaging
+ * checks and flow control; its callbacks are in h2_recv.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gh.h"
+#include "h2_int.h"
+
+void h2_limits_default(struct h2_limits *lim_out)
+{
+	*lim_out = (struct h2_limits){
+		.max_streams = 128,
+		.max_header_list = 16384,
+		.max_headers = 100,
+		.header_table = 4096,
+		.max_header_block = 65536,
+		.max_continuations = 8,
+		.stream_window = 65535,
+		.conn_window = 1u << 20,
+		.stream_out = 32768,
+		.conn_out = 1u << 20,
+		.max_requests = 1000,
+		.streams = { 1000, 200 },
+		.resets = { 200, 20 },
+		.control = { 1000, 100 },
+		.max_empty = 32,
+		.extended_connect = false,
+	};
+}
+
+bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r)
+{
+	uint64_t cap = (uint64_t)r->burst * 1000;
+
+	if (r->burst == 0)
+		return true; /* no limit */
+	if (!b->started) {
+		b->started = true;
+		b->milli = cap;
+		b->last_ms = c->now_ms;
+	}
+	if (c->now_ms > b->last_ms) {
+		/* per_s tokens per second are per_s milli-tokens per ms. */
+		uint64_t add = (c->now_ms - b->last_ms) * r->per_s;
+
+		b->milli = add >= cap - b->milli ? cap : b->milli + add;
+		b->last_ms = c->now_ms;
+	}
+	if (b->milli < 1000)
+		return false;
+	b->milli -= 1000;
+	return true;
+}
+
+bool h2__bytes_put(struct h2_bytes *b, const uint8_t *d, size_t n, size_t max)
+{
+	if (n > max - b->len)
+		return false;
+	if (n > b->cap - b->off - b->len && b->off > 0) {
+		memmove(b->p, b->p + b->off, b->len);
+		b->off = 0;
+	}
+	if (n > b->cap - b->len) {
+		size_t cap = b->cap ? b->cap : 1024;
+		uint8_t *p;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		if (cap > max)
+			cap = max;
+		p = realloc(b->p, cap);
+		if (!p)
+			return false;
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->off + b->len, d, n);
+	b->len += n;
+	return true;
+}
+
+void h2__bytes_drop(struct h2_bytes *b, size_t n)
+{
+	b->off += n;
+	b->len -= n;
+	if (b->len > 0)
+		return;
+	b->off = 0;
+	if (b->cap > H2__BYTES_KEEP)
+		h2__bytes_free(b);
+}
+
+void h2__bytes_free(struct h2_bytes *b)
+{
+	free(b->p);
+	*b = (struct h2_bytes){ 0 };
+}
+
+void h2__calm(struct h2_conn *c)
+{
+	/* Names the last stream whose head was complete (not one whose
+	   block is still arriving); every later byte is ignored. */
+	if (nghttp2_session_terminate_session2(c->ng, c->last_ok, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
+		c->dead = true;
+}
+
+void h2__event(struct h2_stream *s, unsigned bits)
+{
+	if (s->ev == 0)
+		list_insert_tail(&s->c->events, &s->ev_link);
+	s->ev |= bits;
+}
+
+static void h2__stream_free(struct h2_stream *s)
+{
+	struct h2_conn *c = s->c;
+
+	h2__out_release(s);
+	list_remove(&s->link);
+	list_remove(&s->ev_link);
+	c->nstreams--;
+	/* The head may hold Authorization and cookies. */
+	if (s->hbuf)
+		memset(s->hbuf, 0, s->hcap);
+	free(s->hbuf);
+	free(s->hdr);
+	h2__bytes_free(&s->in);
+	free(s);
+}
+
+void h2__closed(struct h2_stream *s, uint32_t code)
+{
+	struct h2_conn *c = s->c;
+
+	s->closed = true;
+	s->close_code = code;
+	/* Its unread body still holds connection window: give it back. */
+	c->unconsumed += s->in.len;
+	h2__bytes_free(&s->in);
+	h2__out_release(s);
+	if (!s->delivered) {
+		/* The caller never heard of it (a pending REQUEST is dropped). */
+		h2__stream_free(s);
+		return;
+	}
+	/* Its body is gone: a BODY event still pending is moot. */
+	s->ev &= ~H2__EV_BODY;
+	if (s->ev == 0)
+		list_remove(&s->ev_link);
+	h2__event(s, H2__EV_CLOSED);
+}
+
+/* A graceful GOAWAY naming last: streams up to it finish. */
+void h2__goaway(struct h2_conn *c, int32_t last)
+{
+	if (last >= c->our_last)
+		return;
+	c->our_last = last;
+	nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+}
+
+struct h2_stream *h2__stream(struct h2_conn *c, int32_t id)
+{
+	struct h2_stream *s = nghttp2_session_get_stream_user_data(c->ng, id);
+
+	return s && !s->closed && !s->refused ? s : NULL;
+}
+
+static nghttp2_option *h2__options(const struct h2_limits *lim)
+{
+	nghttp2_option *o;
+
+	if (nghttp2_option_new(&o) != 0)
+		return NULL;
+	/* WINDOW_UPDATE follows h2_body_consume, not arrival. */
+	nghttp2_option_set_no_auto_window_update(o, 1);
+	nghttp2_option_set_no_closed_streams(o, 1);
+	/* Our own CONTINUATION and reset counts answer with GOAWAY
+	   ENHANCE_YOUR_CALM first; libnghttp2's stay behind as a backstop. */
+	nghttp2_option_set_max_continuations(o, (size_t)lim->max_continuations + 1);
+	nghttp2_option_set_stream_reset_rate_limit(o, (uint64_t)lim->resets.burst * 4 + 1000,
+						   (uint64_t)lim->resets.per_s * 4 + 100);
+	return o;
+}
+
+static int h2__settings(struct h2_conn *c)
+{
+	const struct h2_limits *l = &c->lim;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, l->max_streams },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, l->stream_window },
+		{ NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, l->header_table },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, l->max_header_list },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		/* RFC 7540 priorities are ignored (no tree to abuse). */
+		{ NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
+		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },
+	};
+	size_t n = ARRAY_SIZE(iv) - (l->extended_connect ? 0 : 1);
+
+	if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, n) != 0)
+		return -1;
+	return nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
+						     (int32_t)l->conn_window);
+}
+
+struct h2_conn *h2_conn_new(const struct h2_limits *lim)
+{
+	struct h2_conn *c = calloc(1, sizeof(*c));
+	nghttp2_session_callbacks *cb = h2__callbacks();
+	nghttp2_option *o = h2__options(lim);
+	int rv = -1;
+
+	if (c) {
+		/* Ready for h2_conn_free whatever fails below. */
+		c->lim = *lim;
+		c->our_last = INT32_MAX;
+		list_init(&c->all);
+		list_init(&c->events);
+	}
+	if (!c || !cb || !o)
+		goto out;
+	if (nghttp2_session_server_new2(&c->ng, cb, c, o) != 0) {
+		c->ng = NULL;
+		goto out;
+	}
+	rv = h2__settings(c);
+out:
+	nghttp2_option_del(o);
+	nghttp2_session_callbacks_del(cb);
+	if (rv != 0) {
+		h2_conn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void h2_conn_free(struct h2_conn *c)
+{
+	if (!c)
+		return;
+	list_foreach(it, &c->all)
+		h2__stream_free(list_entry(it, struct h2_stream, link));
+	nghttp2_session_del(c->ng);
+	free(c);
+}
+
+void h2__release_unconsumed(struct h2_conn *c)
+{
+	if (c->unconsumed && !c->dead)
+		nghttp2_session_consume_connection(c->ng, c->unconsumed);
+	c->unconsumed = 0;
+}
+
+long h2_recv(struct h2_conn *c, const uint8_t *data, size_t n, uint64_t now_ms)
+{
+	ssize_t r;
+
+	if (c->dead)
+		return H2_E_FATAL;
+	c->now_ms = now_ms;
+	if (n == 0)
+		return 0;
+	r = nghttp2_session_mem_recv(c->ng, data, n);
+	if (r < 0) {
+		/* Bad preface, flooded output queue, no memory: no GOAWAY
+		   can help, the connection just ends. */
+		c->dead = true;
+		return H2_E_FATAL;
+	}
+	h2__release_unconsumed(c);
+	return (long)n;
+}
+
+bool h2_next_event(struct h2_conn *c, struct h2_event *ev)
+{
+	struct h2_stream *s;
+
+	*ev = (struct h2_event){ .kind = H2_EV_NONE };
+	if (c->ev_goaway) {
+		c->ev_goaway = false;
+		ev->kind = H2_EV_GOAWAY;
+		ev->code = c->goaway_code;
+		ev->last_id = c->goaway_last;
+		return true;
+	}
+	if (list_empty(&c->events))
+		return false;
+	s = list_entry(list_first(&c->events), struct h2_stream, ev_link);
+	ev->id = s->id;
+	if (s->ev & H2__EV_REQUEST) {
+		s->ev &= ~H2__EV_REQUEST;
+		s->delivered = true;
+		ev->kind = H2_EV_REQUEST;
+		ev->req = &s->req;
+	} else if (s->ev & H2__EV_BODY) {
+		s->ev &= ~H2__EV_BODY;
+		ev->kind = H2_EV_BODY;
+	} else {
+		ev->kind = H2_EV_CLOSED;
+		ev->code = s->close_code;
+		ev->user = s->user;
+		h2__stream_free(s);
+		return true;
+	}
+	ev->user = s->user;
+	if (s->ev == 0)
+		list_remove(&s->ev_link);
+	return true;
+}
+
+void h2_set_user(struct h2_conn *c, int32_t id, void *user)
+{
+	struct h2_stream *s = h2__stream(c, id);
+
+	if (s)
+		s->user = user;
+}
+
+size_t h2_body_peek(struct h2_conn *c, int32_t id, const uint8_t **data_out, bool *end_out)
+{
+	struct h2_stream *s = h2__stream(c, id);
+
+	*data_out = NULL;
+	*end_out = false;
+	if (!s)
+		return 0;
+	if (s->in.p)
+		*data_out = s->in.p + s->in.off;
+	*end_out = s->in_end && s->in.len == 0;
+	return s->in.len;
+}
+
+void h2_body_consume(struct h2_conn *c, int32_t id, size_t n)
+{
+	struct h2_stream *s = h2__stream(c, id);
+
+	if (!s || c->dead)
+		return;
+	if (n > s->in.len)
+		n = s->in.len;
+	h2__bytes_drop(&s->in, n);
+	nghttp2_session_consume(c->ng, id, n);
+}
+
+bool h2_want_read(struct h2_conn *c)
+{
+	/* A client that does not read its answers cannot make us queue
+	   ever more control frames: its input waits instead. */
+	return !c->dead && nghttp2_session_want_read(c->ng) &&
+	       nghttp2_session_get_outbound_queue_size(c->ng) <= H2_MAX_QUEUED;
+}
+
+bool h2_want_write(struct h2_conn *c)
+{
+	return c->pend_len > 0 || (!c->dead && nghttp2_session_want_write(c->ng));
+}
+
+size_t h2_streams(struct h2_conn *c)
+{
+	return c->nstreams;
+}
+
+void h2_goaway(struct h2_conn *c)
+{
+	if (!c->dead)
+		h2__goaway(c, nghttp2_session_get_last_proc_stream_id(c->ng));
+}
