@@ -58,11 +58,15 @@ class ScriptedBackend:
                         return
                     buf += d
                     continue
-                buf = buf[i + 4:]
+                head, buf = buf[:i], buf[i + 4:]
                 with self.lock:
                     n = self.count
                     self.count += 1
-                for k, piece in enumerate(self.answer(n)):
+                # answer(n) or, when it takes two, answer(n, request line):
+                # pipelined requests reach the backend on several
+                # connections, so n is the order of arrival, not of sending.
+                args = (n, head.split(b"\r\n", 1)[0])[:self.answer.__code__.co_argcount]
+                for k, piece in enumerate(self.answer(*args)):
                     if k and self.gap:
                         time.sleep(self.gap)
                     conn.sendall(piece)
@@ -144,15 +148,15 @@ def test_body_larger_than_one_buffer_after_the_head(http_gh):
 def test_pipelined_batch_answered_in_order(http_gh):
     """Eight requests in one TLS write; each answer in one backend write;
     the answers come back complete and in request order."""
-    be = ScriptedBackend(lambda n: [response(b"answer %d\n" % n)])
+    be = ScriptedBackend(lambda n, line: [response(b"answer " + line.split(b" ")[1] + b"\n")])
     try:
         gh = start(http_gh, be)
         with client(gh) as c:
             c.send(b"".join(HttpClient.build(path="/p%d" % i) for i in range(8)))
             bodies = [c.read_response().body for _ in range(8)]
-            assert bodies == [b"answer %d\n" % i for i in range(8)]
+            assert bodies == [b"answer /p%d\n" % i for i in range(8)]
             r = c.request(path="/after")
-            assert r.body == b"answer 8\n"
+            assert r.body == b"answer /after\n"
     finally:
         be.stop()
 
