@@ -53,6 +53,7 @@ struct route_flight {
 	enum flight_step step;
 	bool bypass;
 	struct lookup_call *call;
+	struct rcache_io *io;         /* the get runs on this loop's client */
 	uint64_t lookup_t0;
 	bool mc_hit, alias_found;
 	char alias_account[ROUTE_MAX_USER];
@@ -152,7 +153,7 @@ static void flight__fill_caches(struct route_flight *f)
 		ops[n].value_len = (size_t)vl;
 		n += flight__op(&ops[n], RCACHE_OP_ADD,
 				rcache_key_route_id(&ops[n].key, f->protocol, f->login, hashed));
-		if (rcache_submit(f->loop, rc, ops, n) < 0)
+		if (route__submit(f->loop, rc, ops, n) < 0)
 			log_write(LOG_WARN, "route cache: out of memory caching id %s", f->login);
 		return;
 	}
@@ -174,7 +175,7 @@ static void flight__fill_caches(struct route_flight *f)
 		ops[n].value_len = (size_t)vl;
 		n += flight__op(&ops[n], RCACHE_OP_ADD, flight__route_key(&ops[n].key, f, r->user));
 	}
-	if (rcache_submit(f->loop, rc, ops, n) < 0)
+	if (route__submit(f->loop, rc, ops, n) < 0)
 		log_write(LOG_WARN, "route cache: out of memory caching \"%s\"", f->login);
 }
 
@@ -273,7 +274,69 @@ static void flight__lookup(struct route_flight *f)
 	f->call = call;
 }
 
-/* ---- the memcached get (thread pool) ---- */
+/* ---- the memcached get (thread pool, or the loop's client) ---- */
+
+/* The route value memcached gave for account: a hit when it parses. */
+static void flight__mc_value(struct route_flight *f, const char *account, const char *val,
+			     size_t vl)
+{
+	struct route *r = &f->route;
+
+	if (!rcache_value_parse(val, vl, r->host, sizeof(r->host), &r->port))
+		return;
+	r->result = ROUTE_OK;
+	r->source = ROUTE_SRC_MEMCACHED;
+	memcpy(r->user, account, strlen(account) + 1);
+	snprintf(r->reason, sizeof(r->reason), "memcached");
+	f->mc_hit = true;
+}
+
+static void flight__mc_done(uv_work_t *w, int status);
+
+static void flight__io_route_done(void *arg, enum rcache_mc_rc rc, const char *val, size_t len)
+{
+	struct route_flight *f = arg;
+
+	if (rc == RCACHE_MC_OK)
+		flight__mc_value(f, f->alias_found ? f->alias_account : f->login, val, len);
+	flight__mc_done(&f->work, 0);
+}
+
+/* Get the route by account (the login, or the alias's account). */
+static void flight__io_route(struct route_flight *f)
+{
+	struct rcache_key k;
+	const char *account = f->alias_found ? f->alias_account : f->login;
+	bool ok = f->by_id ? rcache_key_route_id(&k, f->protocol, f->login, f->rc->hash_keys)
+			   : flight__route_key(&k, f, account);
+
+	if (!ok || rcache_io_get(f->io, &k, flight__io_route_done, f) < 0)
+		flight__mc_done(&f->work, 0); /* a miss: on to the lookup */
+}
+
+static void flight__io_alias_done(void *arg, enum rcache_mc_rc rc, const char *val, size_t len)
+{
+	struct route_flight *f = arg;
+
+	if (rc == RCACHE_MC_OK && len < sizeof(f->alias_account) &&
+	    route_name_valid(val, len, ROUTE_MAX_USER - 1)) {
+		memcpy(f->alias_account, val, len);
+		f->alias_account[len] = '\0';
+		f->alias_found = true;
+	}
+	flight__io_route(f);
+}
+
+/* The get on this loop's client: the alias first (not for an id). */
+static void flight__io_get(struct route_flight *f)
+{
+	struct rcache_key k;
+
+	f->work.data = f;
+	if (f->by_id || !flight__alias_key(&k, f) ||
+	    rcache_io_get(f->io, &k, flight__io_alias_done, f) < 0)
+		flight__io_route(f);
+}
 
 static void flight__mc_get(uv_work_t *w)
 {
@@ -301,14 +364,7 @@ static void flight__mc_get(uv_work_t *w)
 			return;
 	}
 
-	struct route *r = &f->route;
-	if (!rcache_value_parse(val, vl, r->host, sizeof(r->host), &r->port))
-		return;
-	r->result = ROUTE_OK;
-	r->source = ROUTE_SRC_MEMCACHED;
-	memcpy(r->user, account, strlen(account) + 1);
-	snprintf(r->reason, sizeof(r->reason), "memcached");
-	f->mc_hit = true;
+	flight__mc_value(f, account, val, vl);
 }
 
 /*
@@ -383,6 +439,10 @@ static void flight__wake(uv_async_t *a)
 		return;
 	if (f->rc != NULL && f->rc->mc != NULL) {
 		f->step = FL_MEMCACHED;
+		if (!f->bypass && (f->io = route__io_for(f->loop, f->rc)) != NULL) {
+			flight__io_get(f);
+			return;
+		}
 		f->work.data = f;
 		if (uv_queue_work(f->loop, &f->work, f->bypass ? flight__mc_purge : flight__mc_get,
 				  flight__mc_done) == 0)
