@@ -39,14 +39,10 @@ enum io_state { IO_IDLE, IO_CONNECTING, IO_UP, IO_CLOSING };
 struct io_op {
 	struct list link;
 	bool get;                  /* a get (VALUE ... END) or a write (one status line) */
-	bool written;              /* in the kernel, or a uv_write is under way */
-	bool writing;              /* uv_write under way: freed by its callback */
-	bool answered;
+	bool written;              /* in the kernel, or copied into a uv_write */
 	const char *what;          /* "get", "add", "delete": for the log */
 	rcache_io_cb cb;           /* NULL: fire-and-forget */
 	void *arg;
-	uv_write_t wr;
-	struct io_srv *srv;
 	size_t len;
 	char cmd[];
 };
@@ -68,6 +64,7 @@ struct io_srv {
 
 struct rcache_io {
 	uv_loop_t *loop;
+	uv_prepare_t flush;        /* writes what this loop pass asked for, in one go */
 	struct rcache *rc;         /* a reference: the servers' shared state */
 	int n;
 	int handles;               /* open handles; the client is freed at 0 */
@@ -101,6 +98,10 @@ struct rcache_io *rcache_io_new(uv_loop_t *loop, struct rcache *rc)
 			return NULL;
 		}
 	}
+	uv_prepare_init(loop, &io->flush);
+	io->flush.data = io;
+	uv_unref((uv_handle_t *)&io->flush);
+	io->handles = 1;
 	for (int i = 0; i < io->n; i++) {
 		struct io_srv *s = &io->srv[i];
 		s->io = io;
@@ -163,11 +164,20 @@ static void io__srv_fail(struct io_srv *s, const char *why)
 	io__srv_close(s);
 }
 
+static void io__flush_closed(uv_handle_t *h)
+{
+	struct rcache_io *io = h->data;
+
+	io->handles--;
+	io__free_if_done(io);
+}
+
 void rcache_io_close(struct rcache_io *io)
 {
 	if (io == NULL)
 		return;
 	io->closing = true;
+	uv_close((uv_handle_t *)&io->flush, io__flush_closed);
 	for (int i = 0; i < io->n; i++)
 		io__srv_close(&io->srv[i]);
 	io__free_if_done(io);
@@ -198,40 +208,85 @@ static void io__arm(struct io_srv *s)
 
 /* ---- writing ---- */
 
+/* What the kernel did not take at once: a copy, written in order. */
+struct io_wreq {
+	uv_write_t wr;
+	struct io_srv *srv;
+	char data[];
+};
+
 static void io__written(uv_write_t *w, int status)
 {
-	struct io_op *op = w->data;
+	struct io_wreq *r = w->data;
 
-	op->writing = false;
-	if (op->answered) {
-		free(op);
-		return;
-	}
-	if (status < 0 && op->srv->st == IO_UP)
-		io__srv_fail(op->srv, uv_strerror(status));
+	if (status < 0 && status != UV_ECANCELED && r->srv->st == IO_UP)
+		io__srv_fail(r->srv, uv_strerror(status));
+	free(r);
 }
 
-static void io__write(struct io_srv *s, struct io_op *op)
-{
-	uv_buf_t b = uv_buf_init(op->cmd, (unsigned)op->len);
-	int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+#define IO_BATCH 64
 
-	op->written = true;
-	if (n == (int)op->len)
-		return;
-	if (n < 0 && n != UV_EAGAIN) {
-		io__srv_fail(s, uv_strerror(n));
-		return;
+/* Write every op not yet written, up to IO_BATCH per system call. */
+static void io__flush_srv(struct io_srv *s)
+{
+	struct list *it = s->ops.next;
+
+	while (s->st == IO_UP) {
+		uv_buf_t b[IO_BATCH];
+		struct io_op *ops[IO_BATCH];
+		int k = 0;
+		size_t total = 0;
+		for (; it != &s->ops && k < IO_BATCH; it = it->next) {
+			struct io_op *op = list_entry(it, struct io_op, link);
+			if (op->written)
+				continue;
+			ops[k] = op;
+			b[k++] = uv_buf_init(op->cmd, (unsigned)op->len);
+			total += op->len;
+		}
+		if (k == 0)
+			return;
+		int n = uv_try_write((uv_stream_t *)&s->tcp, b, (unsigned)k);
+		if (n < 0 && n != UV_EAGAIN) {
+			io__srv_fail(s, uv_strerror(n));
+			return;
+		}
+		size_t done = n > 0 ? (size_t)n : 0;
+		for (int j = 0; j < k; j++)
+			ops[j]->written = true;
+		if (done == total)
+			continue;
+		struct io_wreq *r = malloc(sizeof(*r) + (total - done));
+		if (r == NULL) {
+			io__srv_fail(s, "out of memory");
+			return;
+		}
+		size_t off = 0, at = 0;
+		for (int j = 0; j < k; j++) {
+			size_t from = done > at ? (done - at < ops[j]->len ? done - at : ops[j]->len) : 0;
+			memcpy(r->data + off, ops[j]->cmd + from, ops[j]->len - from);
+			off += ops[j]->len - from;
+			at += ops[j]->len;
+		}
+		r->srv = s;
+		r->wr.data = r;
+		uv_buf_t rest = uv_buf_init(r->data, (unsigned)off);
+		int rc = uv_write(&r->wr, (uv_stream_t *)&s->tcp, &rest, 1, io__written);
+		if (rc < 0) {
+			free(r);
+			io__srv_fail(s, uv_strerror(rc));
+			return;
+		}
 	}
-	if (n > 0)
-		b = uv_buf_init(op->cmd + n, (unsigned)(op->len - (size_t)n));
-	op->wr.data = op;
-	op->writing = true;
-	int rc = uv_write(&op->wr, (uv_stream_t *)&s->tcp, &b, 1, io__written);
-	if (rc < 0) {
-		op->writing = false;
-		io__srv_fail(s, uv_strerror(rc));
-	}
+}
+
+static void io__flush_cb(uv_prepare_t *p)
+{
+	struct rcache_io *io = p->data;
+
+	uv_prepare_stop(p);
+	for (int i = 0; i < io->n; i++)
+		io__flush_srv(&io->srv[i]);
 }
 
 /* ---- reading ---- */
@@ -324,13 +379,11 @@ static void io__answer_all(struct io_srv *s)
 		list_remove(&op->link);
 		if (--s->nops == 0)
 			uv_unref((uv_handle_t *)&s->tcp);
-		op->answered = true;
 		rcache_mc_outcome(s->io->rc->mc, s->index, rc != RCACHE_MC_ERROR, op->what,
 				  "the server answered an error");
 		if (op->cb)
 			op->cb(op->arg, rc, val, vlen);
-		if (!op->writing)
-			free(op);
+		free(op);
 		s->oldest_ms = uv_now(s->io->loop);
 		if (s->st != IO_UP)
 			return;
@@ -377,11 +430,8 @@ static void io__connected(uv_connect_t *c, int status)
 		io__srv_fail(s, "cannot read");
 		return;
 	}
-	list_foreach(it, &s->ops) {
-		struct io_op *op = list_entry(it, struct io_op, link);
-		if (s->st == IO_UP && !op->written)
-			io__write(s, op);
-	}
+	io__flush_srv(s);
+	io__arm(s);
 }
 
 static int io__connect(struct io_srv *s)
@@ -435,7 +485,6 @@ static int io__start(struct rcache_io *io, const struct rcache_key *k, const cha
 	op->what = what;
 	op->cb = cb;
 	op->arg = arg;
-	op->srv = s;
 	op->len = len;
 	memcpy(op->cmd, cmd, len);
 	if (list_empty(&s->ops))
@@ -446,7 +495,7 @@ static int io__start(struct rcache_io *io, const struct rcache_key *k, const cha
 	if (s->nops++ == 0)
 		uv_ref((uv_handle_t *)&s->tcp);
 	if (s->st == IO_UP)
-		io__write(s, op);
+		uv_prepare_start(&io->flush, io__flush_cb); /* before the loop waits */
 	io__arm(s);
 	return 0;
 }

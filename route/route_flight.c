@@ -53,7 +53,8 @@ struct route_flight {
 	enum flight_step step;
 	bool bypass;
 	struct lookup_call *call;
-	struct rcache_io *io;         /* the get runs on this loop's client */
+	struct rcache_io *io;         /* the gets run on this loop's client */
+	int io_pending;               /* its first gets not yet answered */
 	uint64_t lookup_t0;
 	bool mc_hit, alias_found;
 	char alias_account[ROUTE_MAX_USER];
@@ -298,20 +299,34 @@ static void flight__io_route_done(void *arg, enum rcache_mc_rc rc, const char *v
 	struct route_flight *f = arg;
 
 	if (rc == RCACHE_MC_OK)
-		flight__mc_value(f, f->alias_found ? f->alias_account : f->login, val, len);
+		flight__mc_value(f, f->alias_account, val, len);
 	flight__mc_done(&f->work, 0);
 }
 
-/* Get the route by account (the login, or the alias's account). */
-static void flight__io_route(struct route_flight *f)
+/* Both first gets answered: the route by the login serves unless the
+   alias names another account, whose route is then got. */
+static void flight__io_decide(struct route_flight *f)
 {
 	struct rcache_key k;
-	const char *account = f->alias_found ? f->alias_account : f->login;
-	bool ok = f->by_id ? rcache_key_route_id(&k, f->protocol, f->login, f->rc->hash_keys)
-			   : flight__route_key(&k, f, account);
 
-	if (!ok || rcache_io_get(f->io, &k, flight__io_route_done, f) < 0)
-		flight__mc_done(&f->work, 0); /* a miss: on to the lookup */
+	if (f->alias_found && strcmp(f->alias_account, f->login) != 0) {
+		f->mc_hit = false;
+		memset(&f->route, 0, sizeof(f->route));
+		if (flight__route_key(&k, f, f->alias_account) &&
+		    rcache_io_get(f->io, &k, flight__io_route_done, f) == 0)
+			return;
+	}
+	flight__mc_done(&f->work, 0);
+}
+
+static void flight__io_login_done(void *arg, enum rcache_mc_rc rc, const char *val, size_t len)
+{
+	struct route_flight *f = arg;
+
+	if (rc == RCACHE_MC_OK)
+		flight__mc_value(f, f->login, val, len);
+	if (--f->io_pending == 0)
+		flight__io_decide(f);
 }
 
 static void flight__io_alias_done(void *arg, enum rcache_mc_rc rc, const char *val, size_t len)
@@ -324,18 +339,27 @@ static void flight__io_alias_done(void *arg, enum rcache_mc_rc rc, const char *v
 		f->alias_account[len] = '\0';
 		f->alias_found = true;
 	}
-	flight__io_route(f);
+	if (--f->io_pending == 0)
+		flight__io_decide(f);
 }
 
-/* The get on this loop's client: the alias first (not for an id). */
+/* The gets on this loop's client: the alias (not for an id) and the route
+   by the login at once, so both leave in one write and one round trip. */
 static void flight__io_get(struct route_flight *f)
 {
 	struct rcache_key k;
 
 	f->work.data = f;
-	if (f->by_id || !flight__alias_key(&k, f) ||
-	    rcache_io_get(f->io, &k, flight__io_alias_done, f) < 0)
-		flight__io_route(f);
+	f->io_pending = 0;
+	if (!f->by_id && flight__alias_key(&k, f) &&
+	    rcache_io_get(f->io, &k, flight__io_alias_done, f) == 0)
+		f->io_pending++;
+	bool ok = f->by_id ? rcache_key_route_id(&k, f->protocol, f->login, f->rc->hash_keys)
+			   : flight__route_key(&k, f, f->login);
+	if (ok && rcache_io_get(f->io, &k, flight__io_login_done, f) == 0)
+		f->io_pending++;
+	if (f->io_pending == 0)
+		flight__io_decide(f);
 }
 
 static void flight__mc_get(uv_work_t *w)
