@@ -725,14 +725,15 @@ static int conf__parse(struct conf_ld *ld, const char *text)
 		l->proto = CONF_PROTO_IMAP;
 	}
 
-	if (conf__tls_finish(ld) < 0)
-		goto out;
-	if (conf__http_finish(ld) < 0)
-		goto out;
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
 	}
+	/* After workers: the TLS contexts are built once per worker. */
+	if (conf__tls_finish(ld) < 0)
+		goto out;
+	if (conf__http_finish(ld) < 0)
+		goto out;
 	rc = 0;
 out:
 	config_destroy(&cfg);

@@ -442,6 +442,7 @@ int conf__tls_finish(struct conf_ld *ld)
 	}
 	if (!have_cert)
 		return 0;
-	c->tls_server = tls_server_new(&c->tls, c->vhosts, c->nvhosts, c->path, ld->err, ld->errlen);
+	c->tls_server = tls_server_new(&c->tls, c->vhosts, c->nvhosts, c->workers, c->path, ld->err,
+				       ld->errlen);
 	return c->tls_server ? 0 : -1;
 }

@@ -8,9 +8,11 @@
  *
  * A tls_server is the set of server contexts built from one config snapshot:
  * the default certificate and one context per virtual host, chosen by SNI
- * (exact name, then wildcard "*.example.com", else the default). It is
- * immutable and shared by all workers; connections hold a reference to the
- * SSL_CTX they use, so a reload that builds a new tls_server never disturbs
+ * (exact name, then wildcard "*.example.com", else the default), built once
+ * per worker thread so that no context lock is shared by all workers on the
+ * handshake path; ticket keys and the session-ID cache are shared by all.
+ * It is immutable once built; connections hold a reference to the SSL_CTX
+ * they use, so a reload that builds a new tls_server never disturbs
  * established sessions.
  */
 #ifndef GATEHOUSE_TLS_H
@@ -64,15 +66,17 @@ enum tls_status {
 };
 
 /*
- * Build the server contexts for s and the nvhosts virtual hosts (the
- * certificates and keys are read now; nothing is kept of s or vhosts).
+ * Build the server contexts for s and the nvhosts virtual hosts, one set
+ * for each of nworkers workers (the certificates and keys are read now;
+ * nothing is kept of s or vhosts).
  * Returns NULL with "FILE:LINE: setting: why" in err, FILE being `file`
  * (the configuration's path), when a file is missing, unreadable, or a key
  * does not match its certificate. Settings with no certificate at all give
  * an empty server (tls_server_ready false).
  */
 struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls_vhost *vhosts,
-				  int nvhosts, const char *file, char *err, size_t errlen);
+				  int nvhosts, int nworkers, const char *file, char *err,
+				  size_t errlen);
 void tls_server_free(struct tls_server *srv);
 bool tls_server_ready(const struct tls_server *srv);
 
@@ -89,8 +93,11 @@ struct tls_cert_expiry {
 /* The certificates of srv (NULL: none): sets *n and returns the array. */
 const struct tls_cert_expiry *tls_server_certs(const struct tls_server *srv, int *n);
 
-/* ALPN protocol ids: "imap", "pop3", "http/1.1". */
-struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn);
+/*
+ * A server connection on worker's contexts (0 .. nworkers - 1; any other
+ * index is folded in). ALPN protocol ids: "imap", "pop3", "http/1.1".
+ */
+struct tls_conn *tls_conn_server(struct tls_server *srv, int worker, const char *alpn);
 /*
  * The client side, for backends (upstream.tls) and https lookup servers:
  * one context per config snapshot. verify: check the peer's certificate

@@ -719,7 +719,8 @@ static void session__tls_done(struct stream *st, int status)
    and let no byte of it stay in the plaintext buffers. */
 static int session__begin_tls(struct session *s, bool early)
 {
-	struct tls_conn *t = tls_conn_server(s->conf->tls_server, session__alpn(s));
+	struct tls_conn *t =
+		tls_conn_server(s->conf->tls_server, s->w ? s->w->id : 0, session__alpn(s));
 	int rc = 0;
 
 	if (early) {

@@ -162,6 +162,28 @@ enum rcache_mc_rc rcache_mc_delete(struct rcache_mc *mc, const struct rcache_key
 enum rcache_mc_rc rcache_mc_incr(struct rcache_mc *mc, const struct rcache_key *k, unsigned ttl_s,
 				 uint64_t *value_out);
 
+/*
+ * The server (0 .. n - 1) for key under the modula distribution, as
+ * libmemcached chooses it: its default (one-at-a-time) hash of the key,
+ * modulo n. Pure; the unit tests hold it against libmemcached's own choice.
+ */
+int rcache_mc_server_of(const char *key, size_t len, int n);
+
+/*
+ * For the loop client (rcache_io.c), which speaks to the same servers as
+ * the pool: the server for key (modula; servers held down after a failure
+ * skipped for the next in order), or -1 (all held down, or the consistent
+ * distribution, which only libmemcached computes).
+ */
+int rcache_mc_pick(struct rcache_mc *mc, const char *key, size_t len);
+bool rcache_mc_modula(const struct rcache_mc *mc);
+int rcache_mc_count(const struct rcache_mc *mc);
+void rcache_mc_server(const struct rcache_mc *mc, int i, const char **host_out,
+		      uint16_t *port_out, uint64_t *timeout_ms_out);
+/* How server i did: back (logged once) or failed (counted, held down for
+   cache.retry_interval, the outage logged once). */
+void rcache_mc_outcome(struct rcache_mc *mc, int i, bool ok, const char *what, const char *err);
+
 /* ---- the runtime (rcache.c) ---- */
 
 /* The caches for one set of cache settings, shared by every loop. */

@@ -34,6 +34,8 @@
 
 struct mc_server {
 	char name[MC_NAME_MAX];
+	char host[MC_NAME_MAX];
+	uint16_t port;
 	memcached_st *tmpl;                  /* modula: this server alone */
 	memcached_pool_st *pool;
 	atomic_uint_fast64_t down_until_ms;  /* modula: skipped until then */
@@ -43,6 +45,7 @@ struct mc_server {
 struct rcache_mc {
 	int n;
 	bool ketama;
+	uint64_t timeout_ms;
 	struct timespec wait;                /* for a free pooled connection */
 	uint64_t retry_ms;
 	memcached_st *tmpl;                  /* consistent: every server */
@@ -116,8 +119,13 @@ struct rcache_mc *rcache_mc_new(const struct conf *c)
 	uint64_t wait_ns = (uint64_t)(c->cache.timeout * 1e9);
 	mc->wait.tv_sec = (time_t)(wait_ns / 1000000000u);
 	mc->wait.tv_nsec = (long)(wait_ns % 1000000000u);
+	mc->timeout_ms = (uint64_t)(c->cache.timeout * 1000.0 + 0.5);
+	if (mc->timeout_ms == 0)
+		mc->timeout_ms = 1;
 	for (int i = 0; i < mc->n; i++) {
 		mc__name(&c->cache.servers[i], mc->srv[i].name, sizeof(mc->srv[i].name));
+		snprintf(mc->srv[i].host, sizeof(mc->srv[i].host), "%s", c->cache.servers[i].host);
+		mc->srv[i].port = c->cache.servers[i].port;
 		atomic_init(&mc->srv[i].down_until_ms, 0);
 		atomic_init(&mc->srv[i].outage, false);
 	}
@@ -196,6 +204,65 @@ static bool mc__our_fault(memcached_return_t rc)
 	}
 }
 
+int rcache_mc_server_of(const char *key, size_t len, int n)
+{
+	uint32_t h = memcached_generate_hash_value(key, len, MEMCACHED_HASH_DEFAULT);
+
+	return n > 1 ? (int)(h % (uint32_t)n) : 0;
+}
+
+int rcache_mc_pick(struct rcache_mc *mc, const char *key, size_t len)
+{
+	uint64_t now = mc__now_ms();
+	int first = rcache_mc_server_of(key, len, mc->n);
+
+	if (mc->ketama)
+		return -1;
+	for (int j = 0; j < mc->n; j++) {
+		struct mc_server *s = &mc->srv[(first + j) % mc->n];
+		if (atomic_load(&s->down_until_ms) <= now)
+			return (first + j) % mc->n;
+	}
+	return -1;
+}
+
+int rcache_mc_count(const struct rcache_mc *mc)
+{
+	return mc->n;
+}
+
+bool rcache_mc_modula(const struct rcache_mc *mc)
+{
+	return !mc->ketama;
+}
+
+void rcache_mc_server(const struct rcache_mc *mc, int i, const char **host_out,
+		      uint16_t *port_out, uint64_t *timeout_ms_out)
+{
+	*host_out = mc->srv[i].host;
+	*port_out = mc->srv[i].port;
+	*timeout_ms_out = mc->timeout_ms;
+}
+
+void rcache_mc_outcome(struct rcache_mc *mc, int i, bool ok, const char *what, const char *err)
+{
+	struct mc_server *s = &mc->srv[i];
+
+	if (ok) {
+		/* A load first: no write to a line every loop reads. */
+		if (atomic_load(&s->outage) && atomic_exchange(&s->outage, false))
+			log_write(LOG_INFO, "memcached %s: reachable again, caching routes there", s->name);
+		return;
+	}
+	route__count(ROUTE__MC_ERROR);
+	if (!mc->ketama)
+		atomic_store(&s->down_until_ms, mc__now_ms() + mc->retry_ms);
+	if (!atomic_exchange(&s->outage, true))
+		log_write(LOG_WARN, "memcached %s: %s failed: %s; logins go on through the "
+			  "lookup service, this server is retried every %llu s", s->name, what, err,
+			  (unsigned long long)(mc->retry_ms / 1000u));
+}
+
 /* One operation: where it ran, on what connection. */
 struct mc_call {
 	struct rcache_mc *mc;
@@ -214,16 +281,10 @@ static bool mc__begin(struct rcache_mc *mc, const struct rcache_key *k, struct m
 	if (mc->ketama) {
 		call->pool = mc->pool;
 	} else {
-		uint64_t now = mc__now_ms();
-		uint32_t h = memcached_generate_hash_value(k->raw, k->raw_len, MEMCACHED_HASH_DEFAULT);
-		int first = mc->n > 1 ? (int)(h % (uint32_t)mc->n) : 0;
-		for (int j = 0; j < mc->n && call->srv == NULL; j++) {
-			struct mc_server *s = &mc->srv[(first + j) % mc->n];
-			if (atomic_load(&s->down_until_ms) <= now)
-				call->srv = s;
-		}
-		if (call->srv == NULL)
+		int i = rcache_mc_pick(mc, k->raw, k->raw_len);
+		if (i < 0)
 			return false;  /* all held down: no I/O, a plain miss */
+		call->srv = &mc->srv[i];
 		call->pool = call->srv->pool;
 	}
 	call->m = memcached_pool_fetch(call->pool, &mc->wait, &rc);

@@ -29,6 +29,7 @@ struct route_loop {
 	uv_loop_t *loop;
 	struct conf *conf;   /* a reference: the pointer cannot be reused while held */
 	struct rcache *rc;
+	struct rcache_io *io;  /* memcached on this loop for rc, or NULL (the pool) */
 	struct route_loop *next;
 };
 
@@ -52,12 +53,31 @@ static struct route_loop *route__loop(uv_loop_t *loop)
 static struct rcache *route__runtime(struct route_loop *rl, struct conf *c)
 {
 	if (rl->conf != c) {
-		rcache_release(rl->rc);
+		struct rcache *old = rl->rc;
 		conf_unref(rl->conf);
 		rl->conf = conf_ref(c);
 		rl->rc = rcache_acquire(c);
+		if (rl->rc != old) {
+			rcache_io_close(rl->io);
+			rl->io = rcache_io_new(rl->loop, rl->rc);
+		}
+		rcache_release(old);
 	}
 	return rl->rc;
+}
+
+struct rcache_io *route__io_for(uv_loop_t *loop, struct rcache *rc)
+{
+	struct route_loop *rl = route__loop(loop);
+
+	return rl != NULL && rcache_io_for(rl->io, rc) ? rl->io : NULL;
+}
+
+int route__submit(uv_loop_t *loop, struct rcache *rc, const struct rcache_op *ops, int n)
+{
+	struct rcache_io *io = route__io_for(loop, rc);
+
+	return io != NULL ? rcache_io_submit(io, ops, n) : rcache_submit(loop, rc, ops, n);
 }
 
 struct rcache *route__cache_for(uv_loop_t *loop, struct conf *c)
@@ -93,6 +113,12 @@ void route_worker_close(uv_loop_t *loop)
 		return;
 	struct route_loop *rl = *pp;
 	*pp = rl->next;
+	if (rl->io != NULL) {
+		/* Its connections close (and any request left is answered)
+		   on the loop, which has stopped: run it for that. */
+		rcache_io_close(rl->io);
+		uv_run(loop, UV_RUN_DEFAULT);
+	}
 	rcache_release(rl->rc);
 	conf_unref(rl->conf);
 	free(rl);
@@ -342,7 +368,7 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 	if (q->by_id) {
 		if (rcache_key_route_id(&ops[n].key, q->protocol, q->login, rc->hash_keys))
 			ops[n++].kind = RCACHE_OP_DELETE;
-		if (rcache_submit(loop, rc, ops, n) < 0)
+		if (route__submit(loop, rc, ops, n) < 0)
 			log_write(LOG_WARN, "route cache: out of memory forgetting id %s", q->login);
 		return;
 	}
@@ -354,6 +380,6 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 	if (strcmp(r->user, q->login) != 0 &&
 	    rcache_key_route_name(&ops[n].key, q->protocol, q->login, q->proxy_ip, rc->hash_keys))
 		ops[n++].kind = RCACHE_OP_DELETE;
-	if (rcache_submit(loop, rc, ops, n) < 0)
+	if (route__submit(loop, rc, ops, n) < 0)
 		log_write(LOG_WARN, "route cache: out of memory forgetting \"%s\"", q->login);
 }

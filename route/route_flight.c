@@ -4,8 +4,9 @@
  * memcached get and at most one lookup.
  *
  * A flight runs on the loop of the request that started it (the runner):
- * its memcached get goes to that loop's thread pool, its lookup uses that
- * loop. The flight table and each flight's list of waiters are guarded by
+ * its memcached gets run on that loop's own memcached client (or, for the
+ * consistent distribution, on that loop's thread pool: route_flight_mc.c),
+ * its lookup uses that loop. The flight table and each flight's list of waiters are guarded by
  * route__lock; the answer reaches each waiter through the waiter's own
  * uv_async_t, so its callback runs on its own loop. A flight whose waiters
  * have all cancelled is abandoned (its lookup aborted), so a shutdown does
@@ -29,41 +30,11 @@
 #include "gh.h"
 #include "log.h"
 #include "lookup_client.h"
+#include "route_flight.h"
 #include "route_int.h"
 #include "secret.h"
 
 #define FLIGHT_BUCKETS 256
-
-enum flight_step { FL_START, FL_MEMCACHED, FL_LOOKUP, FL_DONE };
-
-struct route_flight {
-	uv_async_t wake;              /* runner loop: start, or notice being orphaned */
-	uv_work_t work;               /* the memcached get */
-	uv_loop_t *loop;
-	struct conf *conf;
-	struct rcache *rc;            /* may be NULL: no cache at all */
-	/* Under route__lock. */
-	char *tkey;                   /* table key; NULL: not shared */
-	uint64_t thash;
-	struct list tlink;            /* on its flight_table bucket while in_table */
-	bool in_table, orphaned, done;
-	struct list waiters;          /* of route_req.wlink */
-	int nwaiters;
-	/* Runner thread only (and the thread pool during the get). */
-	enum flight_step step;
-	bool bypass;
-	struct lookup_call *call;
-	uint64_t lookup_t0;
-	bool mc_hit, alias_found;
-	char alias_account[ROUTE_MAX_USER];
-	struct route route;
-	char *login, *protocol, *client_ip, *proxy_ip, *password;
-	char *host;                   /* HTTP: X-Proxy-Host, or NULL */
-	/* login is a zimbraId; l1key is what L1 files the route under. */
-	bool by_id;
-	char *l1key;
-	int attempt;
-};
 
 /* Flights that may be joined, by thash; heads set up by the first join. */
 static struct list flight_table[FLIGHT_BUCKETS];
@@ -104,14 +75,14 @@ static void flight__closed(uv_handle_t *h)
 /* ---- keys ---- */
 
 /* The alias of the flight's login: mail by proxy IP, web by vhost. */
-static bool flight__alias_key(struct rcache_key *k, const struct route_flight *f)
+bool route__flight_alias_key(struct rcache_key *k, const struct route_flight *f)
 {
 	return rcache_key_alias_for(k, f->protocol, f->login, f->proxy_ip, f->host,
 				    f->rc->hash_keys);
 }
 
 /* The route of name (the login or an account) as this flight keys it. */
-static bool flight__route_key(struct rcache_key *k, const struct route_flight *f,
+bool route__flight_route_key(struct rcache_key *k, const struct route_flight *f,
 			      const char *name)
 {
 	return rcache_key_route_name(k, f->protocol, name, f->proxy_ip, f->rc->hash_keys);
@@ -152,7 +123,7 @@ static void flight__fill_caches(struct route_flight *f)
 		ops[n].value_len = (size_t)vl;
 		n += flight__op(&ops[n], RCACHE_OP_ADD,
 				rcache_key_route_id(&ops[n].key, f->protocol, f->login, hashed));
-		if (rcache_submit(f->loop, rc, ops, n) < 0)
+		if (route__submit(f->loop, rc, ops, n) < 0)
 			log_write(LOG_WARN, "route cache: out of memory caching id %s", f->login);
 		return;
 	}
@@ -163,18 +134,18 @@ static void flight__fill_caches(struct route_flight *f)
 	   login's own account. An account reached under another name is shared
 	   only through an alias; without Auth-Cache-Alias it stays in L1. */
 	if (f->alias_found && !alias_agrees)
-		n += flight__op(&ops[n], RCACHE_OP_DELETE, flight__alias_key(&ops[n].key, f));
+		n += flight__op(&ops[n], RCACHE_OP_DELETE, route__flight_alias_key(&ops[n].key, f));
 	if (!same && !alias_agrees && r->cache_alias) {
 		ops[n].value_len = strlen(r->user);
 		memcpy(ops[n].value, r->user, ops[n].value_len + 1);
-		n += flight__op(&ops[n], RCACHE_OP_ADD, flight__alias_key(&ops[n].key, f));
+		n += flight__op(&ops[n], RCACHE_OP_ADD, route__flight_alias_key(&ops[n].key, f));
 	}
 	if (same || alias_agrees || r->cache_alias) {
 		memcpy(ops[n].value, value, (size_t)vl + 1);
 		ops[n].value_len = (size_t)vl;
-		n += flight__op(&ops[n], RCACHE_OP_ADD, flight__route_key(&ops[n].key, f, r->user));
+		n += flight__op(&ops[n], RCACHE_OP_ADD, route__flight_route_key(&ops[n].key, f, r->user));
 	}
-	if (rcache_submit(f->loop, rc, ops, n) < 0)
+	if (route__submit(f->loop, rc, ops, n) < 0)
 		log_write(LOG_WARN, "route cache: out of memory caching \"%s\"", f->login);
 }
 
@@ -273,76 +244,8 @@ static void flight__lookup(struct route_flight *f)
 	f->call = call;
 }
 
-/* ---- the memcached get (thread pool) ---- */
-
-static void flight__mc_get(uv_work_t *w)
+void route__flight_mc_done(struct route_flight *f)
 {
-	struct route_flight *f = w->data;
-	struct rcache *rc = f->rc;
-	struct rcache_key k;
-	char val[RCACHE_MAX_VALUE];
-	size_t vl;
-	const char *account = f->login;
-
-	if (f->by_id) {
-		if (!rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys) ||
-		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
-			return;
-	} else {
-		if (flight__alias_key(&k, f) &&
-		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK &&
-		    route_name_valid(val, vl, ROUTE_MAX_USER - 1)) {
-			memcpy(f->alias_account, val, vl + 1);
-			f->alias_found = true;
-			account = f->alias_account;
-		}
-		if (!flight__route_key(&k, f, account) ||
-		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
-			return;
-	}
-
-	struct route *r = &f->route;
-	if (!rcache_value_parse(val, vl, r->host, sizeof(r->host), &r->port))
-		return;
-	r->result = ROUTE_OK;
-	r->source = ROUTE_SRC_MEMCACHED;
-	memcpy(r->user, account, strlen(account) + 1);
-	snprintf(r->reason, sizeof(r->reason), "memcached");
-	f->mc_hit = true;
-}
-
-/*
- * A bypassing flight: the cached route failed, so forget what memcached
- * says about this login (the alias, the route by its account and by the
- * login) before looking up; the answer is added afterwards, in order.
- */
-static void flight__mc_purge(uv_work_t *w)
-{
-	struct route_flight *f = w->data;
-	struct rcache *rc = f->rc;
-	struct rcache_key k;
-	char val[RCACHE_MAX_VALUE];
-	size_t vl;
-
-	if (f->by_id) {
-		if (rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys))
-			rcache_mc_delete(rc->mc, &k);
-		return;
-	}
-	if (flight__alias_key(&k, f) &&
-	    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) == RCACHE_MC_OK) {
-		rcache_mc_delete(rc->mc, &k);
-		if (strcmp(val, f->login) != 0 && flight__route_key(&k, f, val))
-			rcache_mc_delete(rc->mc, &k);
-	}
-	if (flight__route_key(&k, f, f->login))
-		rcache_mc_delete(rc->mc, &k);
-}
-
-static void flight__mc_done(uv_work_t *w, int status)
-{
-	struct route_flight *f = w->data;
-
 	if (f->bypass) {
 		flight__lookup(f);
 		return;
@@ -381,14 +284,8 @@ static void flight__wake(uv_async_t *a)
 	}
 	if (f->step != FL_START)
 		return;
-	if (f->rc != NULL && f->rc->mc != NULL) {
-		f->step = FL_MEMCACHED;
-		f->work.data = f;
-		if (uv_queue_work(f->loop, &f->work, f->bypass ? flight__mc_purge : flight__mc_get,
-				  flight__mc_done) == 0)
-			return;
-		f->step = FL_START;
-	}
+	if (route__flight_mc_start(f))
+		return;
 	flight__lookup(f);
 }
 

@@ -10,6 +10,7 @@
 
 #include "list.h"
 #include "rcache.h"
+#include "rcache_io.h"
 #include "route.h"
 
 struct route_flight;
@@ -76,5 +77,13 @@ uint64_t route__now_ms(void);
  * loop has no resolver state or every cache is off). Loop thread only.
  */
 struct rcache *route__cache_for(uv_loop_t *loop, struct conf *c);
+
+/*
+ * The memcached client on loop for rc (NULL: rc's memcached is served by
+ * the pool), and rc's writes sent through it or else through the pool
+ * (rcache_submit). Loop thread only.
+ */
+struct rcache_io *route__io_for(uv_loop_t *loop, struct rcache *rc);
+int route__submit(uv_loop_t *loop, struct rcache *rc, const struct rcache_op *ops, int n);
 
 #endif

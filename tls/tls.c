@@ -1,71 +1,20 @@
 /*
- * tls.c - server TLS contexts (default certificate + virtual hosts chosen
- * by SNI), and connections driven through memory BIOs.
- *
- * Every context gets SSL_MODE_RELEASE_BUFFERS: most IMAP connections sit in
- * IDLE for hours, and an idle connection should hold no record buffers.
- * Session resumption: a shared server session cache (the default context is
- * every connection's session context, whatever certificate SNI picked) and
- * session tickets, optionally with key files shared by several gatehouses
- * behind HAProxy so a ticket from one is accepted by the others.
+ * tls.c - TLS connections driven through memory BIOs (server and client
+ * side), and the client context. The server contexts are tls_server.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include <arpa/inet.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "tls.h"
-#include "secret.h"
+#include "tls_int.h"
 
-#define TLS_TICKET_KEY_FILE_SIZE 80 /* name(16) | AES-256 key(32) | HMAC-SHA256 key(32) */
-
-struct tls_ticket_key {
-	unsigned char name[16];
-	unsigned char aes[32];
-	unsigned char hmac[32];
-};
-
-struct tls_name {
-	char *name;        /* lower case; for a wildcard the part after "*." */
-	bool wildcard;
-	SSL_CTX *ctx;
-};
-
-struct tls_server {
-	SSL_CTX *dflt;
-	SSL_CTX **ctxs;    /* every context, for freeing (dflt is ctxs[0]) */
-	int nctxs;
-	struct tls_name *names;
-	int nnames;
-	struct tls_ticket_key keys[8];
-	int nkeys;
-	struct tls_cert_expiry *certs; /* two per context at most (RSA, ECDSA) */
-	int ncerts;
-};
-
-struct tls_conn {
-	SSL *ssl;
-	BIO *rbio;         /* ciphertext from the network */
-	BIO *wbio;         /* ciphertext to the network */
-	const char *alpn;  /* the only ALPN id accepted, or NULL */
-	char err[160];
-};
-
-static int tls__ex_server = -1;
-
-/* ---- errors ---- */
-
-static void tls__openssl_error(char *out, size_t cap)
+void tls__openssl_error(char *out, size_t cap)
 {
 	unsigned long e = ERR_peek_last_error();
 
@@ -74,318 +23,6 @@ static void tls__openssl_error(char *out, size_t cap)
 	else
 		ERR_error_string_n(e, out, cap);
 	ERR_clear_error();
-}
-
-/* ---- callbacks ---- */
-
-/* SNI: exact name, then the closest wildcard ("*.example.com" for
-   "mail.example.com"), else keep the default certificate. */
-static int tls__servername(SSL *ssl, int *alert, void *arg)
-{
-	struct tls_server *srv = arg;
-	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-	char name[256];
-
-	if (sni == NULL || srv->nnames == 0)
-		return SSL_TLSEXT_ERR_OK;
-	size_t n = strlen(sni);
-	if (n == 0 || n >= sizeof(name))
-		return SSL_TLSEXT_ERR_OK;
-	for (size_t i = 0; i <= n; i++)
-		name[i] = (char)(sni[i] >= 'A' && sni[i] <= 'Z' ? sni[i] - 'A' + 'a' : sni[i]);
-	if (n > 0 && name[n - 1] == '.')
-		name[--n] = '\0';
-	SSL_CTX *pick = NULL;
-	for (int i = 0; i < srv->nnames && !pick; i++)
-		if (!srv->names[i].wildcard && strcmp(srv->names[i].name, name) == 0)
-			pick = srv->names[i].ctx;
-	const char *dot = strchr(name, '.');
-	for (int i = 0; i < srv->nnames && !pick && dot; i++)
-		if (srv->names[i].wildcard && strcmp(srv->names[i].name, dot + 1) == 0)
-			pick = srv->names[i].ctx;
-	if (pick && pick != SSL_get_SSL_CTX(ssl))
-		SSL_set_SSL_CTX(ssl, pick);
-	return SSL_TLSEXT_ERR_OK;
-}
-
-/* ALPN: accept only this listener's protocol (ALPACA); no ALPN is fine. */
-static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		     const unsigned char *in, unsigned int inlen, void *arg)
-{
-	struct tls_conn *t = SSL_get_app_data(ssl);
-
-	if (t == NULL || t->alpn == NULL)
-		return SSL_TLSEXT_ERR_NOACK;
-	size_t want = strlen(t->alpn);
-	for (unsigned int i = 0; i < inlen;) {
-		unsigned int len = in[i];
-		if (i + 1 + len > inlen)
-			break;
-		if (len == want && memcmp(in + i + 1, t->alpn, want) == 0) {
-			*out = in + i + 1;
-			*outlen = (unsigned char)len;
-			return SSL_TLSEXT_ERR_OK;
-		}
-		i += 1 + len;
-	}
-	snprintf(t->err, sizeof(t->err), "client offered no ALPN protocol \"%s\"", t->alpn);
-	return SSL_TLSEXT_ERR_ALERT_FATAL;
-}
-
-/* Session tickets with configured keys: the first encrypts, all decrypt. */
-static int tls__ticket(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
-		       EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
-{
-	struct tls_server *srv = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls__ex_server);
-	const struct tls_ticket_key *k = NULL;
-	int rc = 1;
-
-	if (srv == NULL || srv->nkeys == 0)
-		return -1;
-	if (enc) {
-		k = &srv->keys[0];
-		memcpy(key_name, k->name, 16);
-		if (RAND_bytes(iv, 16) != 1)
-			return -1;
-		if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
-			return -1;
-	} else {
-		for (int i = 0; i < srv->nkeys && !k; i++)
-			if (memcmp(key_name, srv->keys[i].name, 16) == 0) {
-				k = &srv->keys[i];
-				rc = i == 0 ? 1 : 2; /* 2: accept, but issue a ticket under the new key */
-			}
-		if (k == NULL)
-			return 0; /* unknown key: full handshake */
-		if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
-			return -1;
-	}
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, 32),
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
-		return -1;
-	return rc;
-}
-
-/* ---- contexts ---- */
-
-/* Keys are read without a passphrase: OpenSSL's default would prompt on
-   the terminal and block the reload (or -t) until someone answers. */
-static int tls__no_passphrase(char *buf, int size, int rwflag, void *arg)
-{
-	return 0;
-}
-
-static int tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *file,
-			  const struct tls_cert *cc, const char *what, char *err, size_t errlen)
-{
-	char why[256];
-
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		tls__openssl_error(why, sizeof(why));
-		snprintf(err, errlen, "%s:%d: %s.%s: cannot load certificate %s: %s", file, cc->line,
-			  cc->where, what, cert, why);
-		return -1;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		tls__openssl_error(why, sizeof(why));
-		snprintf(err, errlen, "%s:%d: %s.%s: cannot load key %s: %s", file, cc->line,
-			  cc->where, what[0] == 'e' ? "ecdsa_key" : "key", key, why);
-		return -1;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		tls__openssl_error(why, sizeof(why));
-		snprintf(err, errlen, "%s:%d: %s: key %s does not match certificate %s", file,
-			  cc->line, cc->where, key, cert);
-		return -1;
-	}
-	return 0;
-}
-
-/* Record the certificate just loaded into ctx (the current one) for tls_server_certs. */
-static int tls__note_cert(struct tls_server *srv, SSL_CTX *ctx, const char *owner)
-{
-	X509 *x = SSL_CTX_get0_certificate(ctx);
-	EVP_PKEY *pk = x ? X509_get0_pubkey(x) : NULL;
-	const ASN1_TIME *na = x ? X509_get0_notAfter(x) : NULL;
-	struct tm tm;
-
-	if (na == NULL || ASN1_TIME_to_tm(na, &tm) != 1)
-		return 0; /* no usable date: not exported */
-	struct tls_cert_expiry *e = &srv->certs[srv->ncerts];
-	if ((e->name = strdup(owner)) == NULL)
-		return -1;
-	e->kind = pk && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA  ? "rsa"
-		  : pk && EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC ? "ecdsa"
-								  : "other";
-	e->not_after = (int64_t)timegm(&tm);
-	srv->ncerts++;
-	return 0;
-}
-
-static SSL_CTX *tls__ctx(struct tls_server *srv, const struct tls_settings *s, const char *file,
-			 const struct tls_cert *cc, const char *owner, char *err, size_t errlen)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	char why[256];
-
-	if (ctx == NULL) {
-		tls__openssl_error(why, sizeof(why));
-		snprintf(err, errlen, "%s: cannot create a TLS context: %s", file, why);
-		return NULL;
-	}
-	srv->ctxs[srv->nctxs++] = ctx;
-	SSL_CTX_set_ex_data(ctx, tls__ex_server, srv);
-	SSL_CTX_set_min_proto_version(ctx, s->min_version);
-	SSL_CTX_set_max_proto_version(ctx, s->max_version);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-				 SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_ECDH_USE);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_default_passwd_cb(ctx, tls__no_passphrase);
-	if (!s->session_tickets)
-		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	if (s->ciphers && SSL_CTX_set_cipher_list(ctx, s->ciphers) != 1) {
-		snprintf(err, errlen, "%s: tls.ciphers: no usable cipher in \"%s\"", file, s->ciphers);
-		return NULL;
-	}
-	if (s->ciphersuites && SSL_CTX_set_ciphersuites(ctx, s->ciphersuites) != 1) {
-		snprintf(err, errlen, "%s: tls.ciphersuites: no usable suite in \"%s\"", file,
-			 s->ciphersuites);
-		return NULL;
-	}
-	if (s->groups && SSL_CTX_set1_groups_list(ctx, s->groups) != 1) {
-		snprintf(err, errlen, "%s: tls.groups: unknown group in \"%s\"", file, s->groups);
-		return NULL;
-	}
-	static const unsigned char sid[] = "gatehouse";
-	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
-	SSL_CTX_set_session_cache_mode(ctx, s->session_cache > 0 ? SSL_SESS_CACHE_SERVER
-								 : SSL_SESS_CACHE_OFF);
-	SSL_CTX_sess_set_cache_size(ctx, s->session_cache);
-	SSL_CTX_set_timeout(ctx, (long)s->session_timeout);
-	SSL_CTX_set_alpn_select_cb(ctx, tls__alpn, NULL);
-	if (srv->nkeys > 0)
-		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls__ticket);
-	if (cc->cert && tls__load_pair(ctx, cc->cert, cc->key, file, cc, "cert", err, errlen) < 0)
-		return NULL;
-	if (cc->cert && tls__note_cert(srv, ctx, owner) < 0)
-		goto oom;
-	if (cc->ecdsa_cert &&
-	    tls__load_pair(ctx, cc->ecdsa_cert, cc->ecdsa_key, file, cc, "ecdsa_cert", err, errlen) < 0)
-		return NULL;
-	if (cc->ecdsa_cert && tls__note_cert(srv, ctx, owner) < 0)
-		goto oom;
-	return ctx;
-oom:
-	snprintf(err, errlen, "%s: out of memory building TLS contexts", file);
-	return NULL;
-}
-
-static int tls__load_ticket_keys(struct tls_server *srv, const struct tls_settings *s, const char *file,
-				 char *err, size_t errlen)
-{
-	for (int i = 0; i < s->nticket_keys; i++) {
-		unsigned char buf[TLS_TICKET_KEY_FILE_SIZE + 1];
-		FILE *f = fopen(s->ticket_keys[i], "rb");
-		size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
-
-		if (f)
-			fclose(f);
-		if (n != TLS_TICKET_KEY_FILE_SIZE) {
-			snprintf(err, errlen, "%s: tls.ticket_keys: %s must hold exactly %d bytes (%s)", file,
-				 s->ticket_keys[i], TLS_TICKET_KEY_FILE_SIZE,
-				 f ? "wrong size" : "cannot read");
-			secret_wipe(buf, sizeof(buf));
-			return -1;
-		}
-		memcpy(srv->keys[i].name, buf, 16);
-		memcpy(srv->keys[i].aes, buf + 16, 32);
-		memcpy(srv->keys[i].hmac, buf + 48, 32);
-		secret_wipe(buf, sizeof(buf));
-		srv->nkeys = i + 1;
-	}
-	return 0;
-}
-
-struct tls_server *tls_server_new(const struct tls_settings *s, const struct tls_vhost *vhosts,
-				  int nvhosts, const char *file, char *err, size_t errlen)
-{
-	struct tls_server *srv = calloc(1, sizeof(*srv));
-	int nnames = 0;
-
-	if (tls__ex_server < 0)
-		tls__ex_server = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (srv == NULL)
-		goto oom;
-	srv->ctxs = calloc((size_t)nvhosts + 1, sizeof(*srv->ctxs));
-	for (int i = 0; i < nvhosts; i++)
-		nnames += vhosts[i].nnames;
-	srv->names = calloc((size_t)nnames + 1, sizeof(*srv->names));
-	srv->certs = calloc(2 * ((size_t)nvhosts + 1), sizeof(*srv->certs));
-	if (srv->ctxs == NULL || srv->names == NULL || srv->certs == NULL)
-		goto oom;
-	if (tls__load_ticket_keys(srv, s, file, err, errlen) < 0)
-		goto fail;
-	if (!s->cert.cert && !s->cert.ecdsa_cert)
-		return srv; /* no certificate: nothing to serve */
-	if ((srv->dflt = tls__ctx(srv, s, file, &s->cert, "default", err, errlen)) == NULL)
-		goto fail;
-	SSL_CTX_set_tlsext_servername_callback(srv->dflt, tls__servername);
-	SSL_CTX_set_tlsext_servername_arg(srv->dflt, srv);
-	for (int i = 0; i < nvhosts; i++) {
-		SSL_CTX *ctx = tls__ctx(srv, s, file, &vhosts[i].cert,
-					vhosts[i].nnames > 0 ? vhosts[i].names[0] : "vhost", err, errlen);
-		if (ctx == NULL)
-			goto fail;
-		for (int j = 0; j < vhosts[i].nnames; j++) {
-			const char *n = vhosts[i].names[j];
-			struct tls_name *tn = &srv->names[srv->nnames];
-			tn->wildcard = strncmp(n, "*.", 2) == 0;
-			tn->name = strdup(tn->wildcard ? n + 2 : n);
-			if (tn->name == NULL)
-				goto oom;
-			tn->ctx = ctx;
-			srv->nnames++;
-		}
-	}
-	return srv;
-
-oom:
-	snprintf(err, errlen, "%s: out of memory building TLS contexts", file);
-fail:
-	tls_server_free(srv);
-	return NULL;
-}
-
-void tls_server_free(struct tls_server *srv)
-{
-	if (srv == NULL)
-		return;
-	for (int i = 0; i < srv->nctxs; i++)
-		SSL_CTX_free(srv->ctxs[i]); /* connections still using one hold their own reference */
-	for (int i = 0; i < srv->nnames; i++)
-		free(srv->names[i].name);
-	free(srv->names);
-	free(srv->ctxs);
-	for (int i = 0; i < srv->ncerts; i++)
-		free((char *)srv->certs[i].name);
-	free(srv->certs);
-	secret_wipe(srv->keys, sizeof(srv->keys));
-	free(srv);
-}
-
-bool tls_server_ready(const struct tls_server *srv)
-{
-	return srv != NULL && srv->dflt != NULL;
-}
-
-const struct tls_cert_expiry *tls_server_certs(const struct tls_server *srv, int *n)
-{
-	*n = srv ? srv->ncerts : 0;
-	return srv ? srv->certs : NULL;
 }
 
 /* ---- client side ---- */
@@ -428,7 +65,7 @@ void tls_client_free(struct tls_client *cl)
 
 /* ---- connections ---- */
 
-static struct tls_conn *tls__conn(SSL_CTX *ctx)
+struct tls_conn *tls__conn(SSL_CTX *ctx)
 {
 	struct tls_conn *t = calloc(1, sizeof(*t));
 
@@ -471,17 +108,6 @@ struct tls_conn *tls_conn_client(struct tls_client *cl, const char *host, bool v
 		}
 	}
 	SSL_set_connect_state(t->ssl);
-	return t;
-}
-
-struct tls_conn *tls_conn_server(struct tls_server *srv, const char *alpn)
-{
-	struct tls_conn *t;
-
-	if (!tls_server_ready(srv) || (t = tls__conn(srv->dflt)) == NULL)
-		return NULL;
-	t->alpn = alpn;
-	SSL_set_accept_state(t->ssl);
 	return t;
 }
 

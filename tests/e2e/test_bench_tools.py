@@ -16,7 +16,7 @@ import pytest
 
 from conftest import GATEHOUSE_BIN
 from ghtest import free_port
-from test_tls import certs, start_tls_gh  # noqa: F401  (certs is a fixture)
+from test_tls import certs, start_tls_gh, tls_group  # noqa: F401  (certs is a fixture)
 
 BUILD = GATEHOUSE_BIN.parent
 FASTMAIL = BUILD / "gh-fastmail"
@@ -170,6 +170,20 @@ def test_loadgen_tls_full_handshakes_or_resumed(fastmail, gatehouse, certs):
     assert out.returncode == 0 and full, out.stderr
     assert full["ops"] > 5 and full["errors"] == 0, full
     assert full["resumed"] == 0 and full["handshakes"] >= full["ops"], full
+    out, res = loadgen("imap-login", "--port", t.imaps, "-c", 2, "-d", 1, "--tls",
+                       "--sni", "mail.example.com", "--resume")
+    assert out.returncode == 0 and res, out.stderr
+    assert res["ops"] > 5 and res["errors"] == 0, res
+    assert res["handshakes"] - 2 <= res["resumed"] < res["handshakes"], res
+
+
+def test_tls13_tickets_renewed_on_resumption_with_key_files(fastmail, gatehouse, certs):
+    """With ticket key files (several gatehouses behind one balancer), a
+    resumed TLS 1.3 connection gets a fresh ticket: clients use a ticket
+    once, so without it every other reconnection was a full handshake."""
+    t = start_tls_gh(gatehouse, certs, tls=tls_group(certs, ticket_keys=[certs.ticket1]),
+                     lookup=None, routes=[
+                         {"match": "@example.com", "server": "127.0.0.1:%d" % fastmail["imap"]}])
     out, res = loadgen("imap-login", "--port", t.imaps, "-c", 2, "-d", 1, "--tls",
                        "--sni", "mail.example.com", "--resume")
     assert out.returncode == 0 and res, out.stderr

@@ -2,7 +2,8 @@
  * test_tls.c - TLS as bytes in/out, no sockets: full handshakes between an
  * OpenSSL client on memory BIOs and gatehouse's tls_conn, with certificates
  * made by the test. SNI selection, RSA/ECDSA choice, ALPN, versions,
- * resumption with shared ticket keys, data both ways, and config errors.
+ * resumption with shared ticket keys and across workers' contexts, data
+ * both ways, and config errors.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
+#include "gh.h"
 #include "tls.h"
 
 static char dir[64];
@@ -88,7 +90,8 @@ static struct conf *load(const char *extra, char *err, size_t errlen)
 		 "  { names = [\"mail.example.com\"]; cert = \"%1$s/mail.crt\"; key = \"%1$s/mail.key\";\n"
 		 "    ecdsa_cert = \"%1$s/mail-ec.crt\"; ecdsa_key = \"%1$s/mail-ec.key\"; },\n"
 		 "  { names = [\"*.example.org\"]; cert = \"%1$s/wild.crt\"; key = \"%1$s/wild.key\"; }\n"
-		 ");\n",
+		 ");\n"
+		 "workers = 3;\n",
 		 dir, extra ? extra : "");
 	snprintf(path, sizeof(path), "%s/t.conf", dir);
 	FILE *f = fopen(path, "w");
@@ -202,7 +205,7 @@ static void expect_cert(struct conf *c, const char *sni, const char *sigalgs, co
 {
 	struct client cl;
 	char cn[128];
-	struct tls_conn *t = tls_conn_server(c->tls_server, "imap");
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
 
 	client_init(&cl, sni, NULL, sigalgs, 0, NULL);
 	cr_assert_eq(handshake(&cl, t), 1, "handshake with SNI %s", sni ? sni : "(none)");
@@ -240,7 +243,7 @@ Test(tls, alpn_mismatch_is_refused)
 {
 	struct conf *c = load_ok(NULL);
 	struct client cl;
-	struct tls_conn *t = tls_conn_server(c->tls_server, "imap");
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
 
 	client_init(&cl, NULL, "pop3", NULL, 0, NULL);
 	cr_expect_eq(handshake(&cl, t), 0);
@@ -248,7 +251,7 @@ Test(tls, alpn_mismatch_is_refused)
 	tls_conn_free(t);
 	client_free(&cl);
 
-	t = tls_conn_server(c->tls_server, "imap");
+	t = tls_conn_server(c->tls_server, 0, "imap");
 	client_init(&cl, NULL, "imap", NULL, 0, NULL);
 	cr_assert_eq(handshake(&cl, t), 1);
 	const unsigned char *sel;
@@ -265,7 +268,7 @@ Test(tls, old_versions_are_refused)
 {
 	struct conf *c = load_ok(NULL);
 	struct client cl;
-	struct tls_conn *t = tls_conn_server(c->tls_server, "imap");
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
 
 	client_init(&cl, NULL, NULL, NULL, TLS1_1_VERSION, NULL);
 	SSL_CTX_set_security_level(cl.ctx, 0);
@@ -280,7 +283,7 @@ Test(tls, data_both_ways_and_close_notify)
 {
 	struct conf *c = load_ok(NULL);
 	struct client cl;
-	struct tls_conn *t = tls_conn_server(c->tls_server, "imap");
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
 	size_t big = 300000;
 	uint8_t *data = malloc(big), *got = malloc(big);
 
@@ -334,7 +337,7 @@ Test(tls, shared_ticket_keys_resume_across_servers)
 	struct conf *b = load_ok(extra);
 	struct conf *other = load_ok("session_cache = 0;");
 	struct client cl;
-	struct tls_conn *t = tls_conn_server(a->tls_server, "imap");
+	struct tls_conn *t = tls_conn_server(a->tls_server, 0, "imap");
 
 	client_init(&cl, NULL, NULL, NULL, TLS1_2_VERSION, NULL);
 	cr_assert_eq(handshake(&cl, t), 1);
@@ -345,14 +348,14 @@ Test(tls, shared_ticket_keys_resume_across_servers)
 	tls_conn_free(t);
 	client_free(&cl);
 
-	t = tls_conn_server(b->tls_server, "imap");
+	t = tls_conn_server(b->tls_server, 0, "imap");
 	client_init(&cl, NULL, NULL, NULL, TLS1_2_VERSION, sess);
 	cr_assert_eq(handshake(&cl, t), 1);
 	cr_expect(tls_resumed(t), "a ticket from server a must resume on server b");
 	tls_conn_free(t);
 	client_free(&cl);
 
-	t = tls_conn_server(other->tls_server, "imap");
+	t = tls_conn_server(other->tls_server, 0, "imap");
 	client_init(&cl, NULL, NULL, NULL, TLS1_2_VERSION, sess);
 	cr_assert_eq(handshake(&cl, t), 1);
 	cr_expect(!tls_resumed(t), "a server without the key must not resume");
@@ -363,6 +366,82 @@ Test(tls, shared_ticket_keys_resume_across_servers)
 	conf_unref(a);
 	conf_unref(b);
 	conf_unref(other);
+}
+
+/* One handshake on worker w's contexts (SNI mail.example.com); returns
+   the session the client keeps (TLS 1.3: with the tickets sent after the
+   handshake) and whether the server resumed. Both sides close cleanly. */
+static SSL_SESSION *session_on(struct conf *c, int w, int version, SSL_SESSION *resume,
+			       bool *resumed_out)
+{
+	struct client cl;
+	struct tls_conn *t = tls_conn_server(c->tls_server, w, "imap");
+	uint8_t b[64];
+	char cn[128];
+
+	cr_assert_not_null(t);
+	client_init(&cl, "mail.example.com", NULL, NULL, version, resume);
+	SSL_set_min_proto_version(cl.ssl, version);
+	cr_assert_eq(handshake(&cl, t), 1);
+	cr_expect_not_null(strstr(peer_cn(&cl, cn, sizeof(cn)), "mail.example.com"), "worker %d: %s", w, cn);
+	cr_expect_eq(SSL_read(cl.ssl, b, sizeof(b)), -1); /* takes the tickets */
+	ERR_clear_error();
+	*resumed_out = tls_resumed(t);
+	SSL_SESSION *s = SSL_get1_session(cl.ssl);
+	SSL_shutdown(cl.ssl);
+	tls_shutdown(t);
+	shuttle(&cl, t);
+	tls_conn_free(t);
+	client_free(&cl);
+	return s;
+}
+
+/* Each worker has its own contexts, yet a session from one resumes on any
+   other: tickets under the keys all of them share (random ones here, none
+   configured), and with tickets off the shared session-ID cache. */
+Test(tls, sessions_resume_on_every_worker)
+{
+	static const char *const extras[] = { "session_cache = 0;", "session_tickets = false;" };
+	static const int versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
+
+	for (size_t e = 0; e < ARRAY_SIZE(extras); e++) {
+		struct conf *c = load_ok(extras[e]);
+		cr_assert_eq(c->workers, 3);
+		for (size_t v = 0; v < 2 * ARRAY_SIZE(versions); v++) {
+			bool resumed;
+			SSL_SESSION *s = session_on(c, (int)(v / 2), versions[v % 2], NULL, &resumed);
+			cr_expect(!resumed);
+			if (versions[v % 2] == TLS1_2_VERSION) /* TLS 1.3 without tickets: stateful ones */
+				cr_expect_eq(SSL_SESSION_has_ticket(s), e == 0, "%s", extras[e]);
+			for (int w = 1; w <= 4; w++) { /* 3 and 4: folded onto 0 and 1 */
+				SSL_SESSION *again = session_on(c, w, versions[v % 2], s, &resumed);
+				cr_expect(resumed, "%s version %x: worker %d's session on worker %d",
+					  extras[e], (unsigned)versions[v % 2], (int)(v / 2), w);
+				SSL_SESSION_free(s);
+				s = again; /* the session of a resumed connection resumes too */
+			}
+			SSL_SESSION_free(s);
+		}
+		conf_unref(c);
+	}
+}
+
+/* The session-ID cache holds at most session_cache sessions, oldest out. */
+Test(tls, session_cache_is_bounded)
+{
+	struct conf *c = load_ok("session_tickets = false; session_cache = 2;");
+	SSL_SESSION *s[3];
+	bool resumed;
+
+	for (int i = 0; i < 3; i++)
+		s[i] = session_on(c, i, TLS1_2_VERSION, NULL, &resumed);
+	SSL_SESSION_free(session_on(c, 1, TLS1_2_VERSION, s[0], &resumed));
+	cr_expect(!resumed, "the oldest session was dropped");
+	SSL_SESSION_free(session_on(c, 0, TLS1_2_VERSION, s[2], &resumed));
+	cr_expect(resumed, "the newest session is kept");
+	for (int i = 0; i < 3; i++)
+		SSL_SESSION_free(s[i]);
+	conf_unref(c);
 }
 
 Test(tls, bad_files_are_config_errors)

@@ -1,0 +1,35 @@
+#!/bin/bash
+# cold_syscalls.sh BUILD [USERS] - system calls per cold login, exact:
+# strace -f -c of gatehouse (2 workers, lookup = gh-fastmail, memcached)
+# over one cold pass of USERS distinct users (default 4000, 8 clients),
+# every route looked up once. Loopback only; prints calls per login.
+# Used for bench/RESULTS.md (issue 17); needs strace and memcached.
+set -u
+B=$(cd "${1:?usage: cold_syscalls.sh BUILD [USERS]}" && pwd); N=${2:-4000}
+D=$(mktemp -d /tmp/gh-coldsc-XXXXXX)
+P=$((30000 + RANDOM % 20000)); IM=$((P+1)); PP=$((P+2)); LK=$((P+3)); HT=$((P+4)); MC=$((P+5)); GI=$((P+6))
+"$B/gh-fastmail" --imap $IM --pop3 $PP --lookup $LK --http $HT --msg-size 1024 >"$D/fm.log" 2>&1 & FMP=$!
+MU=(); [ "$(id -u)" = 0 ] && MU=(-u nobody)
+memcached "${MU[@]}" -l 127.0.0.1 -p $MC -U 0 -m 64 & MCP=$!
+cat >"$D/g.conf" <<EOC
+workers = 2;
+log_level = "warn";
+error_log = "$D/err.log";
+audit_log = "$D/audit.log";
+listen = ( { address = "127.0.0.1:$GI"; protocol = "imap"; starttls = "off"; } );
+lookup = { servers = [ "http://127.0.0.1:$LK/auth" ]; timeout = 5.0; };
+cache = { memcached = [ "127.0.0.1:$MC" ]; ttl = 3600; };
+EOC
+sleep 0.5
+strace -f -c -o "$D/strace.txt" "$B/gatehouse" -c "$D/g.conf" & SP=$!
+sleep 1.5
+"$B/gh-loadgen" imap-login --port $GI -c 8 -d 60 --user bench@example.com --pass bench-secret \
+	--users "$N" --count "$N" >"$D/lg.json"
+sleep 0.3
+kill "$(pgrep -P $SP)"; wait $SP
+kill $FMP $MCP; wait 2>/dev/null
+grep -o '"ops":[0-9]*\|"errors":[0-9]*' "$D/lg.json" | head -2 | tr '\n' ' '; echo
+awk -v n="$N" '$NF=="total" {printf "total %.2f\n", $4/n}
+	NR>2 && $NF!="total" && $4 ~ /^[0-9]+$/ && $4/n >= 0.05 {printf "%s %.2f\n", $NF, $4/n}' \
+	"$D/strace.txt" | sort -k2 -nr
+rm -rf "$D"
