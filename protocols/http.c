@@ -103,6 +103,8 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->hlen = x->hcap = x->hused = 0;
 	x->method[0] = x->host[0] = x->path[0] = '\0';
 	x->loc = NULL;
+	x->grp = NULL;
+	x->srv = -1;
 	x->npath_len = 0;
 	if (x->npath != NULL)
 		x->npath[0] = '\0';

@@ -54,6 +54,7 @@
 #include "http.h"
 #include "route.h"
 #include "session.h"
+#include "upstream.h"
 
 /* Headers kept per response head (backends send a few dozen). */
 #define HTTP_RESP_HEADERS 200
@@ -173,6 +174,12 @@ struct http_exchange {
 	const struct conf_location *loc;
 	char *npath;
 	size_t npath_len, npath_cap;
+
+	/* The location's upstream group (NULL: none, http.backends), the
+	   server of it being tried (-1: a routed one) and those tried. */
+	const struct conf_upstream *grp;
+	int srv;
+	struct upstream_tried tried;
 };
 
 struct http_conn {
@@ -234,6 +241,10 @@ void http__log(struct http_exchange *x);
    after it but its owner's cleanup. */
 void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
 		  const char *why);
+/* The same with a whole response of n bytes made by the caller (it says
+   Connection: close). */
+void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
+		      const char *why);
 /* x became the front: send its kept answer. */
 void http__answer_kept(struct http_exchange *x);
 /* A response cut short after it started: log and close. */
@@ -250,6 +261,31 @@ void http__backend_eof(struct http_exchange *x, int status);
 /* Let go of x's backend connection (reuse: back to the pool) and of the
    backend bytes it holds. */
 void http__backend_drop(struct http_exchange *x, bool reuse);
+
+/* Ask for a connection to host:port (the group's TLS settings when x has
+   one): from the pool at once, else a new one within connect_timeout. */
+void http__route_to(struct http_exchange *x, const char *host, uint16_t port);
+
+/* --- http_upstream.c --- */
+
+/* x's location's upstream group, or NULL. */
+const struct conf_upstream *http__group(const struct http_exchange *x);
+/* Apply the location's options to x (read_timeout, websocket,
+   rewrite_prefix, host) once x->fwd is built; sets x->grp. False when x
+   was answered. */
+bool http__upstream_prepare(struct http_exchange *x);
+/* Connect x to the next live server of its group (502 when none). */
+void http__group_pick(struct http_exchange *x);
+/* x's connect to a picked server failed: mark it and try another (true),
+   or false when x was not picked from its group (routed). */
+bool http__group_failed(struct http_exchange *x, int status);
+/* x's connect worked: the server's failures are forgiven. */
+void http__group_ok(struct http_exchange *x);
+
+/* The location's own answer (cookie guard, return, redirect, logout):
+   true when x was answered (kept until its turn, then the connection
+   closes), false when x goes on to its group or files. */
+bool http__location_local(struct http_exchange *x);
 
 /* --- http_request.c --- */
 
