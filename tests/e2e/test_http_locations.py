@@ -306,3 +306,37 @@ def test_local_answer_behind_a_slow_request_waits_for_its_turn(http_gh, group):
         assert (r1.status, r1.backend) == (200, "g0")
         assert (r2.status, r2.body) == (200, b"User-agent: *\nDisallow: /\n")
         assert c.is_closed(2.0)
+
+
+# ---- long polls (phase 5)
+
+def test_long_poll_location_outlives_backend_timeout(http_gh, group):
+    """ActiveSync Ping / WaitSet: the issue's case is a backend that answers
+    after 90 s, a location with read_timeout = 120 and http.backend_timeout
+    = 60. Scaled by 1/3 to keep the suite short (answer 30 s, location 40 s,
+    backend_timeout 20 s): the same order, the same margins in proportion.
+    Both requests run at once: the long-poll location gets the answer, the
+    same request under the default location gets 504 at backend_timeout."""
+    g = group(1)
+    gh = start(http_gh, [{"name": "ms", "servers": [g[0].address]}],
+               [{"match": "/poll/", "upstream": "ms", "read_timeout": 40, "rewrite_prefix": "/"},
+                {"match": "/", "upstream": "ms"}],
+               http={"backend_timeout": 20})
+    out = {}
+
+    def one(key, path):
+        t0 = time.monotonic()
+        with HttpClient(gh.https_port, timeout=60) as c:
+            r = c.request(path=path)
+        out[key] = (r, time.monotonic() - t0)
+
+    ts = [threading.Thread(target=one, args=("poll", "/poll/slow?secs=30")),
+          threading.Thread(target=one, args=("plain", "/slow?secs=30"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    r, _ = out["poll"]
+    assert (r.status, r.backend, r.json()["path"]) == (200, "g0", "/slow?secs=30")
+    r, _ = out["plain"]
+    assert r.status == 504    # backend_timeout (20 s) passed before the answer (30 s)
