@@ -405,6 +405,17 @@ struct session_upstream *session_upstream_get_opts(struct session *s, const char
 						   uint16_t port,
 						   const struct session_upstream_opts *o,
 						   void *owner, bool *ready_out);
+/*
+ * Run work(arg) on the worker's thread pool (blocking calls: the disk),
+ * then done(s, arg) on the loop. Until done has run the session is not
+ * freed (the job counts like a pending lookup) and its protocol state
+ * stays; done runs also when s closed meanwhile (s->closed: it only frees
+ * what arg holds). work must not touch s. -errno: not queued (nothing
+ * runs).
+ */
+int session_job(struct session *s, void (*work)(void *arg),
+		void (*done)(struct session *s, void *arg), void *arg);
+
 /* "ip:port" ("[v6]:port") of u, for logs; valid while u is. */
 const char *session_upstream_name(const struct session_upstream *u);
 

@@ -352,6 +352,10 @@ void http__exchange_timeout(struct http_exchange *x)
 		else
 			http__abort(x, "backend stalled in the middle of the response");
 		return;
+	case HTTP_X_FILE:
+		/* The client took nothing of the file for read_timeout. */
+		http__abort(x, "client did not take the file in time");
+		return;
 	case HTTP_X_HEAD:
 	case HTTP_X_DONE:
 	case HTTP_X_NPHASES:

@@ -85,6 +85,7 @@ enum http_x_phase {
 	HTTP_X_ROUTE,       /* the route lookup runs */
 	HTTP_X_CONNECT,     /* getting a backend connection */
 	HTTP_X_FORWARD,     /* request going out, response coming back */
+	HTTP_X_FILE,        /* a static file answers it (http_file.c) */
 	HTTP_X_DONE,        /* answered; logged */
 	HTTP_X_NPHASES
 };
@@ -180,6 +181,9 @@ struct http_exchange {
 	const struct conf_upstream *grp;
 	int srv;
 	struct upstream_tried tried;
+
+	/* A `root` location's file response (http_file.c), or NULL. */
+	struct http_file *file;
 };
 
 struct http_conn {
@@ -286,6 +290,18 @@ void http__group_ok(struct http_exchange *x);
    true when x was answered (kept until its turn, then the connection
    closes), false when x goes on to its group or files. */
 bool http__location_local(struct http_exchange *x);
+
+/* --- http_file.c --- */
+
+/* x's location serves files: start (its plan runs at its turn) and true;
+   false for other locations. */
+bool http__file_request(struct http_exchange *x);
+/* x became the front: plan its file. */
+void http__file_turn(struct http_exchange *x);
+/* The client took what was written: the next piece. */
+void http__file_written(struct http_exchange *x);
+/* x lets go of its file state (a running job frees it when it ends). */
+void http__file_drop(struct http_exchange *x);
 
 /* --- http_request.c --- */
 

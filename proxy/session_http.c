@@ -108,6 +108,54 @@ void session_hbuf_put(uint8_t *p, size_t cap, size_t used)
 	http_bufs.n++;
 }
 
+/* ---- blocking work on the thread pool ---- */
+
+struct session__job {
+	uv_work_t req;
+	struct session *s;
+	void (*work)(void *arg);
+	void (*done)(struct session *s, void *arg);
+	void *arg;
+};
+
+static void session__job_work(uv_work_t *req)
+{
+	struct session__job *j = req->data;
+
+	j->work(j->arg);
+}
+
+static void session__job_after(uv_work_t *req, int status)
+{
+	struct session__job *j = req->data;
+	struct session *s = j->s;
+
+	/* status is UV_ECANCELED only for a job cancelled before it ran; none
+	   is (a stopping worker's loop runs its queue out): done either way. */
+	(void)status;
+	j->done(s, j->arg);
+	free(j);
+	session__unref(s);
+}
+
+int session_job(struct session *s, void (*work)(void *arg),
+		void (*done)(struct session *s, void *arg), void *arg)
+{
+	struct session__job *j = malloc(sizeof(*j));
+
+	if (j == NULL)
+		return -ENOMEM;
+	*j = (struct session__job){ .s = s, .work = work, .done = done, .arg = arg };
+	j->req.data = j;
+	int rc = uv_queue_work(&s->w->loop, &j->req, session__job_work, session__job_after);
+	if (rc < 0) {
+		free(j);
+		return rc;
+	}
+	s->refs++;
+	return 0;
+}
+
 /* ---- the lists ---- */
 
 static void session__list_unlink(struct session_upstream **head, struct session_upstream *u)
