@@ -108,6 +108,15 @@ def test_fastmail_pop3_and_lookup(fastmail):
     two = talk(fastmail["http"], [(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
                                    b"hello, world\nHTTP/1.1 200 OK")])
     assert two.count(b"HTTP/1.1 200 OK\r\n") >= 2
+    # /api/ paths: the proxied-API row's small JSON answer, on the same keep-alive connection.
+    api = talk(fastmail["http"], [(b"GET /api/v1/status?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n",
+                                   b"hello, world\n")])
+    head, _, rest = api.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head
+    body = rest[:int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])]
+    assert json.loads(body) == {"ok": True, "user": "bench@example.com", "unread": 3,
+                                "quota": [1024, 4096]}
 
 
 @pytest.mark.parametrize("scen,port,unit", [("imap-login", "imap", None),
