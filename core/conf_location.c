@@ -9,7 +9,7 @@
  *   locations = (
  *     { match = "= /robots.txt"; return = 200; body = "User-agent: *\nDisallow: /\n"; },
  *     { match = "^~ /Microsoft-Server-ActiveSync"; upstream = "mailstores";
- *       read_timeout = 3600; buffer_response = false; },
+ *       read_timeout = 3600; },
  *     { match = "~* ^/ews/exchange\\.asmx"; upstream = "ews"; read_timeout = 3600; }
  *   );
  */
@@ -33,7 +33,7 @@ struct conf_loc_src {
 	const config_setting_t *g, *match, *upstream, *root, *ret, *redirect, *logout;
 	const config_setting_t *status, *body, *content_type, *index, *fallback, *cache_control;
 	const config_setting_t *require_cookie, *login_redirect, *read_timeout, *rewrite_prefix;
-	const config_setting_t *buffer_request, *buffer_response, *websocket, *host, *add_headers;
+	const config_setting_t *websocket, *host, *add_headers;
 };
 
 /* RFC 9110 tchar: header and cookie names. */
@@ -246,8 +246,7 @@ static int conf__loc_members(struct conf_ld *ld, const config_setting_t *g, stru
 		CONF__M("require_cookie", require_cookie),
 		CONF__M("login_redirect", login_redirect), CONF__M("read_timeout", read_timeout),
 		CONF__M("rewrite_prefix", rewrite_prefix),
-		CONF__M("buffer_request", buffer_request),
-		CONF__M("buffer_response", buffer_response), CONF__M("websocket", websocket),
+		CONF__M("websocket", websocket),
 		CONF__M("host", host), CONF__M("add_headers", add_headers),
 #undef CONF__M
 	};
@@ -289,8 +288,6 @@ static int conf__loc_only(struct conf_ld *ld, const struct conf_loc_src *src, en
 		{ src->fallback, CONF__A(CONF_LOC_STATIC), "root" },
 		{ src->cache_control, CONF__A(CONF_LOC_STATIC), "root" },
 		{ src->read_timeout, CONF__A(CONF_LOC_UPSTREAM), "upstream" },
-		{ src->buffer_request, CONF__A(CONF_LOC_UPSTREAM), "upstream" },
-		{ src->buffer_response, CONF__A(CONF_LOC_UPSTREAM), "upstream" },
 		{ src->websocket, CONF__A(CONF_LOC_UPSTREAM), "upstream" },
 		{ src->host, CONF__A(CONF_LOC_UPSTREAM), "upstream" },
 		{ src->rewrite_prefix, CONF__A(CONF_LOC_UPSTREAM) | CONF__A(CONF_LOC_STATIC),
@@ -452,9 +449,7 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 			return -1;
 	}
 	l->websocket = true;
-	if ((src->buffer_request && !conf__loc_bool(ld, src->buffer_request, &l->buffer_request))
-	    || (src->buffer_response && !conf__loc_bool(ld, src->buffer_response, &l->buffer_response))
-	    || (src->websocket && !conf__loc_bool(ld, src->websocket, &l->websocket)))
+	if (src->websocket && !conf__loc_bool(ld, src->websocket, &l->websocket))
 		return -1;
 	if (src->host != NULL && conf__loc_host(ld, src->host, l) < 0)
 		return -1;

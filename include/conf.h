@@ -144,9 +144,7 @@ struct conf_location {
 	double read_timeout;           /* seconds for the backend's answer; 0 = http.backend_timeout */
 	char *rewrite_prefix;          /* prefix/exact locations (upstream, static): replaces the
 					  matched prefix; NULL = path unchanged */
-	bool buffer_request;           /* gather the request body before connecting */
-	bool buffer_response;          /* gather the response before sending it */
-	bool websocket;                /* WebSocket upgrades allowed (default true) */
+	bool websocket;                /* WebSocket upgrades allowed (default true; else 403) */
 	char *host;                    /* Host sent to the backend; "$host" = the client's name; NULL = as sent */
 	struct conf_header *headers;   /* any action: added to responses */
 	int nheaders;

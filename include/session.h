@@ -385,6 +385,37 @@ void session_client_unread(struct session *s, struct pbuf *b);
  */
 struct session_upstream *session_upstream_get(struct session *s, const char *host,
 					      uint16_t port, void *owner, bool *ready_out);
+/*
+ * How an upstream group's connections differ from the default ones
+ * (upstream.tls / upstream.verify, http.backend_keepalive idle ones):
+ * TLS on or off, the SNI name (NULL: host) checked with verify, and the
+ * group whose idle connections keepalive bounds (its name, copied). The
+ * pool hands a connection only to a request with the same address AND the
+ * same TLS settings (never a plain one to a TLS group or the reverse).
+ */
+struct session_upstream_opts {
+	bool tls;
+	bool verify;
+	const char *sni;
+	const char *group;
+	int keepalive;
+};
+/* session_upstream_get with o's settings (NULL: the default ones). */
+struct session_upstream *session_upstream_get_opts(struct session *s, const char *host,
+						   uint16_t port,
+						   const struct session_upstream_opts *o,
+						   void *owner, bool *ready_out);
+/*
+ * Run work(arg) on the worker's thread pool (blocking calls: the disk),
+ * then done(s, arg) on the loop. Until done has run the session is not
+ * freed (the job counts like a pending lookup) and its protocol state
+ * stays; done runs also when s closed meanwhile (s->closed: it only frees
+ * what arg holds). work must not touch s. -errno: not queued (nothing
+ * runs).
+ */
+int session_job(struct session *s, void (*work)(void *arg),
+		void (*done)(struct session *s, void *arg), void *arg);
+
 /* "ip:port" ("[v6]:port") of u, for logs; valid while u is. */
 const char *session_upstream_name(const struct session_upstream *u);
 

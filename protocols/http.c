@@ -40,6 +40,7 @@ const char *const http_x_phase_names[HTTP_X_NPHASES] = {
 	[HTTP_X_ROUTE] = "ROUTE",
 	[HTTP_X_CONNECT] = "CONNECT",
 	[HTTP_X_FORWARD] = "FORWARD",
+	[HTTP_X_FILE] = "FILE",
 	[HTTP_X_DONE] = "DONE",
 };
 GH_NAMES_CHECK(http_x_phase_names, HTTP_X_NPHASES);
@@ -97,12 +98,15 @@ static void http__exchange_reset(struct http_exchange *x)
 	}
 	x->fwd_len = 0;
 	http__backend_drop(x, false);
+	http__file_drop(x);
 	x->up_reused = false;
 	session_hbuf_put(x->hbuf, x->hcap, x->hused);
 	x->hbuf = NULL;
 	x->hlen = x->hcap = x->hused = 0;
 	x->method[0] = x->host[0] = x->path[0] = '\0';
 	x->loc = NULL;
+	x->grp = NULL;
+	x->srv = -1;
 	x->npath_len = 0;
 	if (x->npath != NULL)
 		x->npath[0] = '\0';
@@ -120,6 +124,7 @@ static void http__exchange_destroy(struct http_exchange *x)
 	if (x == NULL)
 		return;
 	free(x->reqhdr);
+	http__file_drop(x);
 	/* The session has closed its connections (x->up is not touched);
 	   what x holds of the backend's bytes goes. */
 	if (x->in != NULL) {
@@ -334,6 +339,10 @@ static void http_client_written(struct session *s)
 {
 	struct http_exchange *x = http__front(s);
 
+	if (x && x->phase == HTTP_X_FILE) {
+		http__file_written(x);
+		return;
+	}
 	if (x && x->phase == HTTP_X_FORWARD &&
 	    session_client_queued(s) <= s->conf->limits.relay_high_water / 2)
 		http__process_backend(x);

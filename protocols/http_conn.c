@@ -75,6 +75,10 @@ static void http__activate(struct http_exchange *x)
 		http__answer_kept(x);
 		return;
 	}
+	if (x->phase == HTTP_X_FILE) {
+		http__file_turn(x);
+		return;
+	}
 	if (x->phase != HTTP_X_FORWARD)
 		return; /* routing or connecting: its own steps go on */
 	x->deadline_ms = http__after(x->s, x->read_timeout);

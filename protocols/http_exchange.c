@@ -51,11 +51,10 @@ static int http__page(int *status, const char **location, const char *msg, const
 	return n;
 }
 
-void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
-		  const char *why)
+void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
+		      const char *why)
 {
 	struct session *s = x->s;
-	char page[3072];
 
 	if (x->phase == HTTP_X_DONE)
 		return;
@@ -63,23 +62,22 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	x->conn->phase = HTTP_CONN_DONE; /* nothing after it is parsed */
-	int n = http__page(&status, &location, msg, &why, page, sizeof(page));
 	x->status = status;
-	x->bytes_sent += n > 0 ? (uint64_t)n : 0;
+	x->bytes_sent += n;
 	if (x->start_ms == 0)
 		x->start_ms = session_now(s);
 	session_log(s, status >= 500 ? LOG_INFO : LOG_DEBUG, "%d for %s %s: %s", status, x->method,
 		    x->path, why);
 	if (x != http__front(s)) {
 		/* Answers go out in order: kept until x's turn. */
-		x->local = n > 0 ? malloc((size_t)n) : NULL;
+		x->local = n > 0 ? malloc(n) : NULL;
 		if (n > 0 && x->local == NULL) {
 			session_close(s, "out of memory");
 			return;
 		}
 		if (n > 0)
-			memcpy(x->local, page, (size_t)n);
-		x->local_len = n > 0 ? (size_t)n : 0;
+			memcpy(x->local, resp, n);
+		x->local_len = n;
 		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
 		return;
 	}
@@ -87,8 +85,19 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 	/* A failed write closes the session; x stays valid until this
 	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
-		session_write(s, page, (size_t)n);
+		session_write(s, resp, n);
 	session_finish(s, why);
+}
+
+void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
+		  const char *why)
+{
+	char page[3072];
+
+	if (x->phase == HTTP_X_DONE)
+		return;
+	int n = http__page(&status, &location, msg, &why, page, sizeof(page));
+	http__answer_raw(x, status, page, n > 0 ? (size_t)n : 0, why);
 }
 
 void http__answer_kept(struct http_exchange *x)
@@ -115,9 +124,11 @@ void http__abort(struct http_exchange *x, const char *why)
 
 /* ---- the route ---- */
 
-static const char *http__protocol(const struct session *s)
+static const char *http__protocol(const struct http_exchange *x)
 {
-	return s->conf->upstream.tls ? "httpssl" : "http";
+	bool tls = x->grp != NULL ? x->grp->tls : x->s->conf->upstream.tls;
+
+	return tls ? "httpssl" : "http";
 }
 
 /* The lookup query for x (its strings stay x's); the one place it is built. */
@@ -127,7 +138,7 @@ static struct route_query http__query(const struct http_exchange *x, bool bypass
 
 	return (struct route_query){
 		.login = x->route_name,
-		.protocol = http__protocol(s),
+		.protocol = http__protocol(x),
 		.client_ip = s->client_ip,
 		.proxy_ip = s->local_ip,
 		.attempt = 0,
@@ -160,15 +171,20 @@ static void http__send_request(struct http_exchange *x)
 
 /* Ask for a connection to host:port: from the pool at once, else a new
    one that reports to x (upstream_connected) within connect_timeout. */
-static void http__route_to(struct http_exchange *x, const char *host, uint16_t port)
+void http__route_to(struct http_exchange *x, const char *host, uint16_t port)
 {
+	const struct conf_upstream *g = x->grp;
+	struct session_upstream_opts o;
 	bool ready;
 
 	if (x->up_host != host)
 		snprintf(x->up_host, sizeof(x->up_host), "%s", host);
 	x->up_port = port;
 	x->phase = HTTP_X_CONNECT;
-	x->up = session_upstream_get(x->s, x->up_host, port, x, &ready);
+	if (g != NULL)
+		o = (struct session_upstream_opts){ .tls = g->tls, .verify = g->verify, .sni = g->sni,
+						    .group = g->name, .keepalive = g->keepalive };
+	x->up = session_upstream_get_opts(x->s, x->up_host, port, g != NULL ? &o : NULL, x, &ready);
 	if (x->up == NULL) {
 		http__answer(x, 502, NULL, NULL, "no backend connection (out of memory)");
 		return;
@@ -204,6 +220,13 @@ void http__route_hash(struct http_exchange *x)
 {
 	const struct conf *c = x->s->conf;
 
+	if (x->grp != NULL) {
+		/* A group's servers, with their health: another is tried when
+		   one fails. */
+		x->routed = false;
+		http__group_pick(x);
+		return;
+	}
 	if (c->http.nbackends == 0) {
 		http__answer(x, 503, NULL, NULL, "no web backend configured (http.backends)");
 		return;
@@ -256,6 +279,7 @@ void http__route_done(struct http_exchange *x, const struct route *r)
 void http__backend_connected(struct http_exchange *x, int status)
 {
 	if (status == 0) {
+		http__group_ok(x);
 		x->up_reused = session_upstream_reused(x->up);
 		http__send_request(x);
 		return;
@@ -275,6 +299,8 @@ void http__backend_connected(struct http_exchange *x, int status)
 		}
 		x->conn->lookup = NULL;
 	}
+	if (http__group_failed(x, status))
+		return;
 	if (status == UV_ETIMEDOUT)
 		http__answer(x, 504, NULL, NULL, "backend connect timed out");
 	else
@@ -325,6 +351,10 @@ void http__exchange_timeout(struct http_exchange *x)
 			http__answer(x, 504, NULL, NULL, "backend did not answer in time");
 		else
 			http__abort(x, "backend stalled in the middle of the response");
+		return;
+	case HTTP_X_FILE:
+		/* The client took nothing of the file for read_timeout. */
+		http__abort(x, "client did not take the file in time");
 		return;
 	case HTTP_X_HEAD:
 	case HTTP_X_DONE:

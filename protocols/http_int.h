@@ -54,6 +54,7 @@
 #include "http.h"
 #include "route.h"
 #include "session.h"
+#include "upstream.h"
 
 /* Headers kept per response head (backends send a few dozen). */
 #define HTTP_RESP_HEADERS 200
@@ -84,6 +85,7 @@ enum http_x_phase {
 	HTTP_X_ROUTE,       /* the route lookup runs */
 	HTTP_X_CONNECT,     /* getting a backend connection */
 	HTTP_X_FORWARD,     /* request going out, response coming back */
+	HTTP_X_FILE,        /* a static file answers it (http_file.c) */
 	HTTP_X_DONE,        /* answered; logged */
 	HTTP_X_NPHASES
 };
@@ -173,6 +175,15 @@ struct http_exchange {
 	const struct conf_location *loc;
 	char *npath;
 	size_t npath_len, npath_cap;
+
+	/* The location's upstream group (NULL: none, http.backends), the
+	   server of it being tried (-1: a routed one) and those tried. */
+	const struct conf_upstream *grp;
+	int srv;
+	struct upstream_tried tried;
+
+	/* A `root` location's file response (http_file.c), or NULL. */
+	struct http_file *file;
 };
 
 struct http_conn {
@@ -234,6 +245,10 @@ void http__log(struct http_exchange *x);
    after it but its owner's cleanup. */
 void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
 		  const char *why);
+/* The same with a whole response of n bytes made by the caller (it says
+   Connection: close). */
+void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
+		      const char *why);
 /* x became the front: send its kept answer. */
 void http__answer_kept(struct http_exchange *x);
 /* A response cut short after it started: log and close. */
@@ -250,6 +265,43 @@ void http__backend_eof(struct http_exchange *x, int status);
 /* Let go of x's backend connection (reuse: back to the pool) and of the
    backend bytes it holds. */
 void http__backend_drop(struct http_exchange *x, bool reuse);
+
+/* Ask for a connection to host:port (the group's TLS settings when x has
+   one): from the pool at once, else a new one within connect_timeout. */
+void http__route_to(struct http_exchange *x, const char *host, uint16_t port);
+
+/* --- http_upstream.c --- */
+
+/* x's location's upstream group, or NULL. */
+const struct conf_upstream *http__group(const struct http_exchange *x);
+/* Apply the location's options to x (read_timeout, websocket,
+   rewrite_prefix, host) once x->fwd is built; sets x->grp. False when x
+   was answered. */
+bool http__upstream_prepare(struct http_exchange *x);
+/* Connect x to the next live server of its group (502 when none). */
+void http__group_pick(struct http_exchange *x);
+/* x's connect to a picked server failed: mark it and try another (true),
+   or false when x was not picked from its group (routed). */
+bool http__group_failed(struct http_exchange *x, int status);
+/* x's connect worked: the server's failures are forgiven. */
+void http__group_ok(struct http_exchange *x);
+
+/* The location's own answer (cookie guard, return, redirect, logout):
+   true when x was answered (kept until its turn, then the connection
+   closes), false when x goes on to its group or files. */
+bool http__location_local(struct http_exchange *x);
+
+/* --- http_file.c --- */
+
+/* x's location serves files: start (its plan runs at its turn) and true;
+   false for other locations. */
+bool http__file_request(struct http_exchange *x);
+/* x became the front: plan its file. */
+void http__file_turn(struct http_exchange *x);
+/* The client took what was written: the next piece. */
+void http__file_written(struct http_exchange *x);
+/* x lets go of its file state (a running job frees it when it ends). */
+void http__file_drop(struct http_exchange *x);
 
 /* --- http_request.c --- */
 

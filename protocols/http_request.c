@@ -256,7 +256,16 @@ void http__request(struct http_exchange *x, int head_len)
 
 	x->start_ms = session_now(s);
 	if (!http__request_target(x, &hh) || !http__request_check(x, hh) ||
-	    !http__request_location(x) || !http__request_rewrite(x, head_len))
+	    !http__request_location(x) || http__location_local(x))
+		return;
+	if (http__file_request(x)) {
+		/* Its strings are copied: the head goes. */
+		if (!s->closed && x->phase == HTTP_X_FILE)
+			session_consume(s, (size_t)head_len);
+		return;
+	}
+	if (!http__request_rewrite(x, head_len) ||
+	    !http__upstream_prepare(x))
 		return;
 	x->req_done = http_parser_body_done(&x->req);
 	if (x->is_head)
@@ -266,7 +275,9 @@ void http__request(struct http_exchange *x, int head_len)
 	if (!x->req_done)
 		x->conn->body = x;
 
-	if (x->kind == HTTP_ROUTE_HASH)
+	if (x->grp != NULL && x->grp->balance != CONF_BALANCE_ROUTE)
+		http__group_pick(x);
+	else if (x->kind == HTTP_ROUTE_HASH)
 		http__route_hash(x);
 	else
 		http__resolve(x, false);

@@ -48,7 +48,9 @@
 struct session_upstream {
 	struct backend_conn c;     /* first: the stream is c.st; c.s is NULL while idle */
 	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to (c.addr) */
-	char host[ROUTE_MAX_HOST]; /* as routed (c.host: SNI) */
+	char host[ROUTE_MAX_HOST]; /* as routed, or the group's sni (c.host: SNI) */
+	char group[72];            /* the upstream group's name ("": none) */
+	int keepalive;             /* idle ones of that group kept at most */
 	uint64_t idle_since;
 	/* The worker's idle list while pooled, the session's list while taken. */
 	struct session_upstream *prev, *next;
@@ -104,6 +106,54 @@ void session_hbuf_put(uint8_t *p, size_t cap, size_t used)
 	http_bufs.buf[http_bufs.n] = p;
 	http_bufs.cap[http_bufs.n] = cap;
 	http_bufs.n++;
+}
+
+/* ---- blocking work on the thread pool ---- */
+
+struct session__job {
+	uv_work_t req;
+	struct session *s;
+	void (*work)(void *arg);
+	void (*done)(struct session *s, void *arg);
+	void *arg;
+};
+
+static void session__job_work(uv_work_t *req)
+{
+	struct session__job *j = req->data;
+
+	j->work(j->arg);
+}
+
+static void session__job_after(uv_work_t *req, int status)
+{
+	struct session__job *j = req->data;
+	struct session *s = j->s;
+
+	/* status is UV_ECANCELED only for a job cancelled before it ran; none
+	   is (a stopping worker's loop runs its queue out): done either way. */
+	(void)status;
+	j->done(s, j->arg);
+	free(j);
+	session__unref(s);
+}
+
+int session_job(struct session *s, void (*work)(void *arg),
+		void (*done)(struct session *s, void *arg), void *arg)
+{
+	struct session__job *j = malloc(sizeof(*j));
+
+	if (j == NULL)
+		return -ENOMEM;
+	*j = (struct session__job){ .s = s, .work = work, .done = done, .arg = arg };
+	j->req.data = j;
+	int rc = uv_queue_work(&s->w->loop, &j->req, session__job_work, session__job_after);
+	if (rc < 0) {
+		free(j);
+		return rc;
+	}
+	s->refs++;
+	return 0;
 }
 
 /* ---- the lists ---- */
@@ -422,8 +472,19 @@ static const struct backend_kind session__http_kind = {
 	.closed = session__up_closed,
 };
 
-/* An idle pooled connection to key, young enough to reuse, or NULL. */
-static struct session_upstream *session__pool_take(const char *key, uint64_t now)
+/* Does pooled u fit a request for key with TLS settings tls/verify/sni?
+   The address alone is not enough: a plain connection must never serve a
+   TLS group, nor one verified for another name. */
+static bool session__pool_fits(const struct session_upstream *u, const char *key, bool tls,
+			       bool verify, const char *sni)
+{
+	return strcmp(u->key, key) == 0 && u->c.tls == tls && u->c.verify == verify &&
+	       (!tls || strcmp(u->host, sni) == 0);
+}
+
+/* An idle pooled connection that fits, young enough to reuse, or NULL. */
+static struct session_upstream *session__pool_take(const char *key, bool tls, bool verify,
+						   const char *sni, uint64_t now)
 {
 	struct session_upstream *u = http_pool.head;
 
@@ -431,7 +492,7 @@ static struct session_upstream *session__pool_take(const char *key, uint64_t now
 		struct session_upstream *next = u->next;
 		if (now - u->idle_since > HTTP_POOL_MAX_IDLE_MS) {
 			session__pool_drop(u);
-		} else if (strcmp(u->key, key) == 0) {
+		} else if (session__pool_fits(u, key, tls, verify, sni)) {
 			session__pool_unlink(u);
 			return u;
 		}
@@ -443,13 +504,24 @@ static struct session_upstream *session__pool_take(const char *key, uint64_t now
 struct session_upstream *session_upstream_get(struct session *s, const char *host,
 					      uint16_t port, void *owner, bool *ready_out)
 {
+	return session_upstream_get_opts(s, host, port, NULL, owner, ready_out);
+}
+
+struct session_upstream *session_upstream_get_opts(struct session *s, const char *host,
+						   uint16_t port,
+						   const struct session_upstream_opts *o,
+						   void *owner, bool *ready_out)
+{
 	char key[ROUTE_MAX_HOST + 8];
+	bool tls = o != NULL ? o->tls : s->conf->upstream.tls;
+	bool verify = o != NULL ? o->verify : s->conf->upstream.verify;
+	const char *sni = o != NULL && o->sni != NULL ? o->sni : host;
 
 	*ready_out = false;
 	if (s->closed)
 		return NULL;
 	session__addr_name(key, sizeof(key), host, port);
-	struct session_upstream *u = session__pool_take(key, session_now(s));
+	struct session_upstream *u = session__pool_take(key, tls, verify, sni, session_now(s));
 	if (u != NULL) {
 		/* The idle connection keeps reading: the protocol sends its
 		   request at once and nothing can be read before this returns.
@@ -467,9 +539,13 @@ struct session_upstream *session_upstream_get(struct session *s, const char *hos
 	if (u == NULL)
 		return NULL;
 	snprintf(u->key, sizeof(u->key), "%s", key);
-	snprintf(u->host, sizeof(u->host), "%s", host);
+	snprintf(u->host, sizeof(u->host), "%s", sni);
+	snprintf(u->group, sizeof(u->group), "%s", o != NULL && o->group ? o->group : "");
+	u->keepalive = o != NULL ? o->keepalive : s->conf->http.backend_keepalive;
 	u->c.addr = u->key;
 	u->c.host = u->host;
+	u->c.tls = tls;
+	u->c.verify = verify;
 	session__http_attach(s, u, owner);
 	session__backend_connect(&u->c, host, port);
 	return u;
@@ -499,13 +575,28 @@ void session__upstreams_close(struct session *s)
 	}
 }
 
+/* Keep at most max idle connections of group ("": the default ones,
+   http.backend_keepalive): the oldest go first. */
+static void session__pool_trim(const char *group, int max)
+{
+	int n = 0;
+
+	for (struct session_upstream *u = http_pool.head; u != NULL;) {
+		struct session_upstream *next = u->next;
+		if (strcmp(u->group, group) == 0 && ++n > max)
+			session__pool_drop(u);
+		u = next;
+	}
+}
+
 void session_upstream_release(struct session_upstream *u, bool reuse)
 {
 	struct session *s = u->c.s;
 
 	session__up_unlist(u);
 	u->owner = NULL;
-	int max_idle = s->conf->http.backend_keepalive;
+	/* A group's own cap; the default ones follow a reload's setting. */
+	int max_idle = u->group[0] ? u->keepalive : s->conf->http.backend_keepalive;
 	if (!reuse || !u->connected || max_idle <= 0 || s->closed || u->c.st.queued > 0 ||
 	    u->c.st.shut || u->c.st.closing) {
 		session__up_close(u, 0);
@@ -525,13 +616,10 @@ void session_upstream_release(struct session_upstream *u, bool reuse)
 	session__unref(s);
 	/* Reading while idle notices a backend that closes; TLS may hand over
 	   buffered bytes at once, which drops the connection right here. */
-	if (stream_read_start(&u->c.st) < 0)
+	if (stream_read_start(&u->c.st) < 0) {
 		session__pool_drop(u);
-	/* Over the cap: drop the oldest. */
-	while (http_pool.n > max_idle) {
-		struct session_upstream *last = http_pool.head;
-		while (last->next)
-			last = last->next;
-		session__pool_drop(last);
+		return;
 	}
+	/* Over the group's cap: drop its oldest. */
+	session__pool_trim(u->group, max_idle);
 }

@@ -19,15 +19,18 @@ deb_pkgs="dpkg-dev debhelper fakeroot lintian"
 # promtool (package prometheus, ~96 MB installed) checks monitoring/'s alerting
 # rules in the test suite (tests/e2e/test_monitoring.py).
 ci_pkgs="$fuzz_pkgs valgrind prometheus"
+# A real browser loads the web test app through gatehouse
+# (tests/e2e/test_browser.py): chromium headless, driven by selenium.
+browser_pkgs="chromium chromium-driver python3-selenium"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;
-  test) pkgs="$build_pkgs $run_pkgs $ci_pkgs $deb_pkgs" ;;
+  test) pkgs="$build_pkgs $run_pkgs $ci_pkgs $deb_pkgs $browser_pkgs" ;;
   demo) pkgs="$build_pkgs $run_pkgs" ;;
   bench) pkgs="$build_pkgs $run_pkgs $bench_pkgs" ;;
   fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
   deb) pkgs="$build_pkgs $deb_pkgs" ;;
-  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $ci_pkgs $deb_pkgs" ;;
+  all) pkgs="$build_pkgs $run_pkgs $bench_pkgs $ci_pkgs $deb_pkgs $browser_pkgs" ;;
   *) echo "usage: $0 [build|test|demo|bench|fuzz|deb|all]" >&2; exit 2 ;;
 esac
 

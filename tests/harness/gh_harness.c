@@ -223,7 +223,19 @@ int gh_env_init(struct gh_env *e, const char *extra, char *err, size_t errlen)
 		"routes = ( { match = \"*\"; server = \"127.0.0.1:%2$u\"; } );\n"
 		"http = { backends = [ \"127.0.0.1:%2$u\" ]; server_name = \"mail.a.test\"; };\n"
 		"upstreams = ( { name = \"h\"; servers = [ \"127.0.0.1:%2$u\" ]; "
-		"balance = \"round_robin\"; } );\n"
+		"balance = \"round_robin\"; },\n"
+		"  { name = \"r\"; servers = [ \"127.0.0.1:%2$u\" ]; } );\n"
+		/* A few locations (HTTP paths outside them go the http.backends
+		   way): local answers, a group with rewrites, long polls. */
+		"locations = (\n"
+		"  { match = \"= /robots.txt\"; return = 200; body = \"no\"; },\n"
+		"  { match = \"/logout\"; logout = [ \"ZM_AUTH_TOKEN\" ]; redirect = \"/l/\"; },\n"
+		"  { match = \"^~ /c/\"; upstream = \"r\"; require_cookie = \"ZM_AUTH_TOKEN\";\n"
+		"    login_redirect = \"/l/\"; add_headers = [ \"X-L: 1\" ]; },\n"
+		"  { match = \"^~ /g/\"; upstream = \"h\"; rewrite_prefix = \"/\"; host = \"$host:7071\";\n"
+		"    websocket = false; },\n"
+		"  { match = \"~ ^/lp/\"; upstream = \"r\"; read_timeout = 3600; }\n"
+		");\n"
 		"listen = (\n%3$s\n);\n%4$s\n",
 		e->dir, e->backend_port, lst, extra ? extra : "");
 	fclose(f);

@@ -192,7 +192,7 @@ Test(conf_location, actions_and_options)
 		"  { match = \"= /robots.txt\"; return = 200; body = \"User-agent: *\\nDisallow: /\\n\"; },\n"
 		"  { match = \"= /favicon.ico\"; return = 404; content_type = \"image/x-icon\"; },\n"
 		"  { match = \"/services/files/\"; upstream = \"ms\"; rewrite_prefix = \"/\";\n"
-		"    read_timeout = 3600; buffer_request = true; buffer_response = true;\n"
+		"    read_timeout = 3600;\n"
 		"    websocket = false; host = \"$host:7071\";\n"
 		"    require_cookie = \"ZM_AUTH_TOKEN\"; login_redirect = \"/static/login/\";\n"
 		"    add_headers = [ \"Strict-Transport-Security: max-age=31536000\", \"X-Frame-Options:SAMEORIGIN\" ]; },\n"
@@ -214,7 +214,7 @@ Test(conf_location, actions_and_options)
 	cr_assert_eq(l[2].upstream, 0);
 	cr_assert_str_eq(l[2].rewrite_prefix, "/");
 	cr_assert_float_eq(l[2].read_timeout, 3600.0, 1e-9);
-	cr_assert(l[2].buffer_request && l[2].buffer_response && !l[2].websocket);
+	cr_assert(!l[2].websocket);
 	cr_assert_str_eq(l[2].host, "$host:7071");
 	cr_assert_str_eq(l[2].require_cookie, "ZM_AUTH_TOKEN");
 	cr_assert_str_eq(l[2].login_redirect, "/static/login/");
@@ -315,6 +315,9 @@ Test(conf_location, location_errors)
 		   "2: locations.[0].upstream: no upstream group \"nope\"");
 	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; colour = 1; } );",
 		   "2: locations.[0].colour: unknown setting");
+	/* Gatehouse always streams: buffering settings are refused, not ignored. */
+	cl_t_fails(CL_T_UP "locations = ( { match = \"/\"; upstream = \"ms\"; buffer_response = false; } );",
+		   "2: locations.[0].buffer_response: unknown setting");
 	cl_t_fails("locations = ( { match = \"/\"; logout = [ \"A\" ]; } );",
 		   "1: locations.[0].redirect: required with logout (where the browser goes once"
 		   " logged out)");

@@ -230,7 +230,7 @@ Test(http_location_shipped, carbonio_443)
 	const struct conf_location_table *t = conf_http_locations(sh_conf, sh_t_listener(443));
 	const struct conf_location *l = http_location_match(t, "/Microsoft-Server-ActiveSync", 28, sh_sc);
 	cr_assert_float_eq(l->read_timeout, 3600.0, 1e-9);
-	cr_assert(!l->buffer_response);
+	cr_assert(l->websocket);
 	l = http_location_match(t, "/carbonio/", 10, sh_sc);
 	cr_assert_str_eq(l->require_cookie, "ZM_AUTH_TOKEN");
 	cr_assert_str_eq(l->login_redirect, "/static/login/");
