@@ -43,9 +43,26 @@ Gatehouse pipelines its POP3 backend login (pop3.backend_pipelining, for
 mailstores that announce PIPELINING, as fastmail and Dovecot do); nginx
 cannot. --pop3-lockstep measures gatehouse's default lock-step login.
 
+The web front door (rows "web"): the same HTTPS listener configuration on
+both proxies, on a port of its own: an upstream location `^~ /api/` to
+gh-fastmail's HTTP port (a 70-byte JSON answer; gatehouse: an upstream group
+with keep-alive, nginx: an `upstream` block with `keepalive`, HTTP/1.1 and
+the forwarding headers gatehouse sends), and a root location `^~ /static/`
+over a directory holding a 4 KiB and a 64 KiB file (nginx: `sendfile on`,
+`open_file_cache`, ETag and Last-Modified as both send them by default).
+wrk drives them with keep-alive connections (--http-clients); each row
+gives requests/s, proxy CPU per request user/system, system calls per
+request and wrk's p50/p99.  Before a row is measured each proxy's answer is
+checked (status, body bytes, ETag / Last-Modified for files); a proxy that
+answers something else (a binary whose locations do not serve files yet)
+is skipped for that row, with the reason in the table.
+
     /usr/bin/python3 bench/bench.py [--rounds R] [--secs S] [--clients C]
-        [--idle K] [--workers W] [--users N] [--only SCEN,...] [--build DIR]
-        [--json FILE]
+        [--idle K] [--workers W] [--users N] [--only SCEN,...]
+        [--rows GROUP,...] [--build DIR] [--json FILE]
+
+--rows picks groups of rows: mail (IMAP/POP3 storms and FETCH), idle,
+https (the plain HTTPS row), web (proxied API and static files).
 
 Environment: BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS, BENCH_IDLE,
 BENCH_USERS override the defaults (3, 10, 50, 1000, 10000); BENCH_TLS_CLIENTS (200) the TLS login
@@ -257,6 +274,87 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+# ------------------------------------------------------------ the web rows
+
+# scenario key -> (listener port key, request path); the file sizes of the
+# static rows. One directory under the run's: <d>/www/static/.
+WEB_FILES = {"web-static-4k": 4096, "web-static-64k": 65536}
+WEB_PATHS = {"https": ("https", "/"), "web-api": ("web", "/api/v1/status"),
+             "web-static-4k": ("web", "/static/4k.js"), "web-static-64k": ("web", "/static/64k.js")}
+
+
+def web_root(d):
+    return os.path.join(d, "www")
+
+
+def make_web_files(d):
+    """The static rows' files: text (a JavaScript bundle's bytes), world
+    readable, with an mtime in the past so both servers' ETag and
+    Last-Modified are stable."""
+    st = os.path.join(web_root(d), "static")
+    os.makedirs(st, exist_ok=True)
+    for d_ in (d, web_root(d), st):
+        os.chmod(d_, 0o755)
+    line = b"function f(a,b){return a.map(function(x){return x*b+1;});}\n"
+    for key_, size in WEB_FILES.items():
+        path = os.path.join(st, WEB_PATHS[key_][1].rsplit("/", 1)[1])
+        with open(path, "wb") as f:
+            f.write((line * (size // len(line) + 1))[:size])
+        os.chmod(path, 0o644)
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+
+
+def web_locations(d):
+    """gatehouse's locations for the web rows (nginx's are the same, in
+    its own syntax)."""
+    return ('      { match = "^~ /api/"; upstream = "api"; },\n'
+            '      { match = "^~ /static/"; root = "%s"; }' % web_root(d))
+
+
+def https_get(port, path, timeout=5.0):
+    """One HTTPS GET (no certificate check: the bench's own): (status,
+    headers dict with lower-case names, body)."""
+    import http.client
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def web_check(d, key_, port):
+    """None when the answer on port is what the row measures, else why not."""
+    path = WEB_PATHS[key_][1]
+    try:
+        st, h, body = https_get(port, path)
+    except (OSError, ValueError) as e:
+        return "GET %s failed: %s" % (path, e)
+    if st != 200:
+        return "GET %s answered %d" % (path, st)
+    if key_ == "web-api":
+        try:
+            ok = json.loads(body).get("ok") is True
+        except ValueError:
+            ok = False
+        return None if ok else "GET %s is not the backend's JSON answer" % path
+    if key_ in WEB_FILES:
+        with open(os.path.join(web_root(d), path.lstrip("/")), "rb") as f:
+            want = f.read()
+        if body != want:
+            return ("GET %s did not answer the file (%d bytes, not %d): static files are not "
+                    "served by this binary" % (path, len(body), len(want)))
+        missing = [n for n in ("etag", "last-modified") if n not in h]
+        if missing:
+            return "GET %s has no %s" % (path, " / ".join(missing))
+    return None
+
+
 # ------------------------------------------------------------ the services
 
 class Fastmail:
@@ -335,7 +433,12 @@ pop3 = { backend_pipelining = %(pipe)s; };
         # The HTTP front end comes from another branch; the agreed settings
         # are used when this binary accepts them (`gatehouse -t`).
         http_listen = '{ address = "127.0.0.1:%d"; protocol = "http"; tls = true; }' % ports["https"]
-        http_conf = 'http = { backends = [ "127.0.0.1:%d" ]; };\n' % fm.http
+        # The web rows' listener: its own locations (see web_locations).
+        http_listen += (',\n  { address = "127.0.0.1:%d"; protocol = "http"; tls = true;\n'
+                        '    locations = (\n%s\n    ); }' % (ports["web"], web_locations(d)))
+        http_conf = ('http = { backends = [ "127.0.0.1:%d" ]; };\n'
+                     'upstreams = (\n  { name = "api"; servers = [ "127.0.0.1:%d" ]; '
+                     'balance = "round_robin"; keepalive = 64; }\n);\n' % (fm.http, fm.http))
         self.conf = os.path.join(d, "gatehouse.conf")
         with_http = base + http_conf + "listen = (\n  %s\n);\n" % ",\n  ".join(listen + [http_listen])
         with open(self.conf, "w") as f:
@@ -357,7 +460,7 @@ pop3 = { backend_pipelining = %(pipe)s; };
         self.proc = spawn([self.bin, "-c", self.conf], cwd=self.d,
                           stdout=open(os.path.join(self.d, "gatehouse.out"), "a"),
                           stderr=subprocess.STDOUT)
-        for k in ("imap", "imaps", "pop3", "pop3s"):
+        for k in ("imap", "imaps", "pop3", "pop3s") + (("https", "web") if self.https_ok else ()):
             wait_port(self.ports[k], self.proc, "gatehouse")
         # The RSA rows use the same listener, by SNI.
         self.ports["imaps_rsa"] = self.ports["imaps"]
@@ -411,9 +514,35 @@ http {
             proxy_set_header Connection "";
         }
     }
+    # The web rows: the same locations as gatehouse's web listener.
+    include /etc/nginx/mime.types;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=10000 inactive=60s;
+    open_file_cache_valid 30s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
+    keepalive_requests 100000;
+    upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(web)d ssl;
+        %(ssl)s
+        location ^~ /api/ {
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location ^~ /static/ {
+            root %(www)s;
+        }
+    }
 }
 """ % dict(mod=NGINX_MAIL_MODULE, workers=workers, p=self.prefix, lk=fm.lookup, ssl=ssl,
-           http=fm.http, rsa_cert=rsa[0], rsa_key=rsa[1], **ports)
+           http=fm.http, rsa_cert=rsa[0], rsa_key=rsa[1], www=web_root(d), **ports)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -426,7 +555,7 @@ http {
         self.proc = spawn(["nginx", "-p", self.prefix, "-c", self.conf],
                           stdout=open(os.path.join(self.prefix, "nginx.out"), "a"),
                           stderr=subprocess.STDOUT)
-        for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https"):
+        for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https", "web"):
             wait_port(self.ports[k], self.proc, "nginx")
 
 
@@ -574,20 +703,33 @@ class Runner:
         return res
 
     def run_wrk(self, target, url):
+        """wrk -t1 -c<http_clients> --latency for --secs: requests/s
+        (requests / wrk's own duration), errors (non-2xx/3xx and socket
+        errors), mean, p50 and p99 latency; measure() adds the proxy's CPU,
+        context switches and system calls."""
+        mult = {"us": 0.001, "ms": 1, "s": 1000}
+
         def go():
             out = subprocess.run(["wrk", "-t1", "-c%d" % self.a.http_clients,
-                                  "-d%ds" % max(1, int(self.a.secs)), url],
+                                  "-d%ds" % max(1, int(self.a.secs)), "--latency", url],
                                  capture_output=True, text=True, timeout=self.a.secs + 30)
             m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+            n = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out.stdout)
             errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
             sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
                              out.stdout)
             nerr = (int(errs.group(1)) if errs else 0) + (sum(map(int, sock.groups())) if sock else 0)
             lat = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out.stdout)
-            mult = {"us": 0.001, "ms": 1, "s": 1000}
-            return {"ops_per_s": float(m.group(1)) if m else 0.0, "errors": nerr,
-                    "mean_ms": float(lat.group(1)) * mult[lat.group(2)] if lat else None}
-        return self.measure(target, go)
+            pct = {int(k): float(v) * mult[u] for k, v, u in
+                   re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out.stdout, re.M)}
+            res = {"ops_per_s": float(m.group(1)) if m else 0.0, "errors": nerr,
+                   "mean_ms": float(lat.group(1)) * mult[lat.group(2)] if lat else None,
+                   "p50_ms": pct.get(50), "p99_ms": pct.get(99)}
+            if n:
+                res["requests"] = int(n.group(1))
+                res["secs"] = float(n.group(2)) * mult[n.group(3)] / 1000
+            return res
+        return self.measure(target, go, syscalls=True)
 
 
 SCENARIOS = [
@@ -606,7 +748,23 @@ SCENARIOS = [
     ("imap-idle", "IMAP idle connections", "idle", False),
     ("imap-idle-tls", "IMAP idle connections, TLS", "idle", True),
     ("https", "HTTPS requests (wrk)", "http", True),
+    ("web-api", "HTTPS proxied API (JSON, upstream location)", "http", True),
+    ("web-static-4k", "HTTPS static file, 4 KiB (root location)", "http", True),
+    ("web-static-64k", "HTTPS static file, 64 KiB (root location)", "http", True),
 ]
+
+# --rows groups: scenario key -> group.
+def row_group(key_):
+    if key_.startswith("web-"):
+        return "web"
+    if key_ == "https":
+        return "https"
+    if "idle" in key_:
+        return "idle"
+    return "mail"
+
+
+ROW_GROUPS = ("mail", "idle", "https", "web")
 
 
 def main():
@@ -632,6 +790,8 @@ def main():
                          "pipelining XOIP, USER and PASS to the backend, which announces PIPELINING")
     ap.add_argument("--only", default=env("BENCH_ONLY", ""),
                     help="comma-separated scenario keys (default: all)")
+    ap.add_argument("--rows", default=env("BENCH_ROWS", ""),
+                    help="comma-separated row groups: %s (default: all)" % ", ".join(ROW_GROUPS))
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json", default="", help="write every raw result here (JSON lines)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -646,7 +806,14 @@ def main():
     if a.report:
         return report(a.report, a)
     only = set(filter(None, a.only.split(",")))
-    scen = [s for s in SCENARIOS if not only or s[0] in only]
+    rows = set(filter(None, a.rows.split(",")))
+    if rows - set(ROW_GROUPS):
+        ap.error("--rows: unknown group(s) %s; groups: %s"
+                 % (", ".join(sorted(rows - set(ROW_GROUPS))), ", ".join(ROW_GROUPS)))
+    scen = [s for s in SCENARIOS if (not only or s[0] in only)
+            and (not rows or row_group(s[0]) in rows)]
+    if not scen:
+        ap.error("no scenario left after --only / --rows")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     d = tempfile.mkdtemp(prefix="gh-bench-", dir="/tmp")
@@ -675,8 +842,10 @@ def run(a, d, scen):
     os.chmod(rsa[1], 0o644)
     fm = Fastmail(a.build, d, a.msg_size)
     mc = Memcached(d)
-    gports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https")}
-    nports = {k: free_port() for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https")}
+    make_web_files(d)
+    gports = {k: free_port() for k in ("imap", "imaps", "pop3", "pop3s", "https", "web")}
+    nports = {k: free_port() for k in ("imap", "imaps", "imaps_rsa", "pop3", "pop3s", "https",
+                                       "web")}
     gh = Gatehouse(d, os.path.join(a.build, "gatehouse"), fm, mc, cert, key, rsa, a.workers,
                    gports, not a.pop3_lockstep)
     ng = Nginx(d, fm, cert, key, rsa, a.workers, nports)
@@ -697,6 +866,18 @@ def run(a, d, scen):
              "lock-step" if a.pop3_lockstep else "pipelined"), flush=True)
     if not gh.https_ok:
         print("https: " + gh.https_why, flush=True)
+    # What each proxy answers on the web rows, checked once before any run.
+    skip = {}  # (scenario, target name) -> why it is not measured
+    for key_, _, _, _ in scen:
+        if key_ not in WEB_PATHS or key_ == "https":
+            continue
+        for t in (gh, ng):
+            why = (gh.https_why if t is gh and not gh.https_ok
+                   else web_check(d, key_, t.ports[WEB_PATHS[key_][0]]))
+            if why:
+                skip[(key_, t.name)] = why
+                r.record({"scenario": key_, "target": t.name, "skipped": why})
+                print("%s: %s skipped: %s" % (key_, t.name, why), flush=True)
 
     results = {}  # (scen, target) -> [res]
     for rnd in range(a.rounds):
@@ -723,10 +904,11 @@ def run(a, d, scen):
                     port = t.ports["imaps" if tls else "imap"]
                     res = r.run_idle(t, port, tls)
                 else:
-                    if t is gh and not gh.https_ok:
+                    if (t is gh and not gh.https_ok) or (key_, t.name) in skip:
                         continue
-                    url = ("https://127.0.0.1:%d/" % t.ports["https"]) if t is not direct \
-                        else "http://127.0.0.1:%d/" % t.ports["http"]
+                    port_key, path = WEB_PATHS[key_]
+                    url = ("https://127.0.0.1:%d%s" % (t.ports[port_key], path)) if t is not direct \
+                        else "http://127.0.0.1:%d%s" % (t.ports["http"], path)
                     res = r.run_wrk(t, url)
                 res.update({"scenario": key_, "target": t.name, "round": rnd + 1})
                 r.record(res)
@@ -734,9 +916,14 @@ def run(a, d, scen):
                 print("  round %d %-16s %-9s %s" % (rnd + 1, key_, t.name, summary(kind, key_, res)),
                       flush=True)
     print()
-    print(table(scen, results, a, gh.https_ok))
-    print()
-    print(detail(scen, results, a))
+    print(table(scen, results, a, gh.https_ok, skip))
+    keys = {k[0] for k in results} | {k[0] for k in skip}
+    if keys & {k for k, _ in DETAIL_ROWS}:
+        print()
+        print(detail(scen, results, a))
+    if keys & {k for k, _ in WEB_DETAIL_ROWS}:
+        print()
+        print(web_detail(scen, results, skip))
     return 0
 
 
@@ -775,7 +962,7 @@ def cpu_per_unit(kind, key_, res):
     return cpu * 1e6 / n if n else None
 
 
-def table(scen, results, a, https_ok):
+def table(scen, results, a, https_ok, skip=None):
     rows = ["| scenario | metric | gatehouse | nginx | direct | gatehouse/nginx | "
             "proxy CPU per unit, gatehouse / nginx |",
             "|---|---|---|---|---|---|---|"]
@@ -801,6 +988,9 @@ def table(scen, results, a, https_ok):
         ratio = "%.2f×" % (g / n) if g is not None and n else "-"
         if kind == "http" and not https_ok:
             ratio = "skipped: no HTTP front end"
+        why = [w for (k, t), w in (skip or {}).items() if k == key_]
+        if why:
+            ratio = "skipped (%s): %s" % (", ".join(t for (k, t) in skip if k == key_), why[0])
         cg, cn = med_cpu("gatehouse"), med_cpu("nginx")
         cpu = "-" if kind == "idle" else "%s / %s %s" % (fmt(cg, 2 if unit == "s/GB" else 0),
                                                          fmt(cn, 2 if unit == "s/GB" else 0), unit)
@@ -896,17 +1086,67 @@ def detail(scen, results, a):
     return "\n".join(rows)
 
 
+WEB_DETAIL_ROWS = [
+    ("https", "HTTPS, / (plain hash route)"),
+    ("web-api", "HTTPS proxied API"),
+    ("web-static-4k", "HTTPS static 4 KiB"),
+    ("web-static-64k", "HTTPS static 64 KiB"),
+]
+
+
+def web_detail(scen, results, skip=None):
+    """Per proxy and web row: requests/s, CPU per request user/system,
+    system calls per request, p50/p99; median [min-max] of the rounds."""
+    rows = ["Web cost per proxy (median [min–max] over rounds; CPU µs per request; system "
+            "calls per request from perf stat raw_syscalls:sys_enter over a window of each "
+            "run; wrk latency percentiles)", "",
+            "| row | proxy | requests/s | CPU user | CPU sys | CPU total | gatehouse/nginx CPU "
+            "| syscalls | p50 / p99 ms | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for key_, label in WEB_DETAIL_ROWS:
+        if not any(k[0] == key_ for k in results) and not any(k[0] == key_ for k in (skip or {})):
+            continue
+        tot = {t: median([per_login(r, "proxy_cpu_s") for r in results.get((key_, t), [])])
+               for t in ("gatehouse", "nginx")}
+        for t in ("gatehouse", "nginx"):
+            rs = results.get((key_, t), [])
+            if not rs:
+                if (key_, t) in (skip or {}):
+                    rows.append("| %s | %s | skipped: %s | | | | | | | |" % (label, t, skip[(key_, t)]))
+                continue
+            ratio = ""
+            if t == "gatehouse" and tot.get("nginx") and tot.get("gatehouse"):
+                ratio = "%.2f×" % (tot["gatehouse"] / tot["nginx"])
+            rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %d |" % (
+                label, t, spread([r.get("ops_per_s") for r in rs]),
+                spread([per_login(r, "proxy_user_s") for r in rs], 1),
+                spread([per_login(r, "proxy_sys_s") for r in rs], 1),
+                spread([per_login(r, "proxy_cpu_s") for r in rs], 1), ratio,
+                spread([per_login(r, "proxy_syscalls") for r in rs], 2),
+                fmt(median([r.get("p50_ms") for r in rs]), 2),
+                fmt(median([r.get("p99_ms") for r in rs]), 2),
+                sum(r.get("errors") or 0 for r in rs)))
+    return "\n".join(rows)
+
+
 def report(path, a):
     """The table again from a --json file of an earlier run."""
-    results, https_ok = {}, False
+    results, https_ok, skip = {}, False, {}
     for line in open(path):
         r = json.loads(line)
+        if "skipped" in r:
+            skip[(r["scenario"], r["target"])] = r["skipped"]
+            continue
         results.setdefault((r["scenario"], r["target"]), []).append(r)
-        https_ok = https_ok or (r["scenario"] == "https" and r["target"] == "gatehouse")
-    keys = {k[0] for k in results}
-    print(table([s for s in SCENARIOS if s[0] in keys], results, a, https_ok))
-    print()
-    print(detail(SCENARIOS, results, a))
+        https_ok = https_ok or (r["scenario"] in WEB_PATHS and r["target"] == "gatehouse")
+    keys = {k[0] for k in results} | {k[0] for k in skip}
+    print(table([s for s in SCENARIOS if s[0] in keys], results, a, https_ok, skip))
+    if keys & {k for k, _ in DETAIL_ROWS}:
+        print()
+        print(detail(SCENARIOS, results, a))
+    if keys & {k for k, _ in WEB_DETAIL_ROWS}:
+        print()
+        print(web_detail(SCENARIOS, results, skip))
     return 0
 
 

@@ -13,8 +13,10 @@
  *   - the auth_http lookup responder for both proxies: Auth-Status OK,
  *     Auth-Server 127.0.0.1 and Auth-Port chosen by Auth-Protocol, then
  *     close (nginx's auth_http does one request per connection).
- *   - a tiny HTTP/1.1 keep-alive server (every request gets the same small
- *     200 answer), the backend of the HTTPS scenario.
+ *   - a tiny HTTP/1.1 keep-alive server, the backend of the HTTPS
+ *     scenarios: a request whose path starts with /api/ gets a small JSON
+ *     200 answer (the "proxied API" row), every other one the same small
+ *     text 200 answer.
  * Every credential is accepted: the benchmark measures proxies, not
  * authentication.  Connections come from a free list and the big message is
  * written straight from its one static copy, so the hot path does no
@@ -86,6 +88,11 @@ static size_t fm_msg_len = 1u << 20;
 static int fm_imap_port, fm_pop3_port;
 static const char fm_http_answer[] =
 	"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n";
+#define FM_JSON_BODY "{\"ok\":true,\"user\":\"bench@example.com\",\"unread\":3,\"quota\":[1024,4096]}\n"
+static const char fm_json_answer[] =
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+	"Content-Length: 70\r\n\r\n" FM_JSON_BODY;
+_Static_assert(sizeof(FM_JSON_BODY) - 1 == 70, "Content-Length of the JSON answer");
 
 static void fm_process(struct fm_conn *c);
 
@@ -457,7 +464,11 @@ static void fm_http_head(struct fm_conn *c, const char *head, size_t len)
 	bool keep = conn && vl == 10 && !strncasecmp(conn, "keep-alive", 10);
 	if ((conn && vl == 5 && !strncasecmp(conn, "close", 5)) || (http10 && !keep))
 		c->close_after_write = true;
-	fm_put(c, fm_http_answer, sizeof(fm_http_answer) - 1);
+	const char *sp = memchr(head, ' ', len);
+	if (sp && (size_t)(head + len - sp) > 6 && !memcmp(sp + 1, "/api/", 5))
+		fm_put(c, fm_json_answer, sizeof(fm_json_answer) - 1);
+	else
+		fm_put(c, fm_http_answer, sizeof(fm_http_answer) - 1);
 }
 
 /* ------------------------------------------------------------ driving */

@@ -8,6 +8,7 @@ line, errors counted when nothing listens, and its refusal to load anything
 but loopback. Both binaries sit beside gatehouse (GATEHOUSE_BIN's folder).
 """
 import json
+import pathlib
 import socket
 import subprocess
 import time
@@ -108,6 +109,15 @@ def test_fastmail_pop3_and_lookup(fastmail):
     two = talk(fastmail["http"], [(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
                                    b"hello, world\nHTTP/1.1 200 OK")])
     assert two.count(b"HTTP/1.1 200 OK\r\n") >= 2
+    # /api/ paths: the proxied-API row's small JSON answer, on the same keep-alive connection.
+    api = talk(fastmail["http"], [(b"GET /api/v1/status?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n",
+                                   b"hello, world\n")])
+    head, _, rest = api.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head
+    body = rest[:int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])]
+    assert json.loads(body) == {"ok": True, "user": "bench@example.com", "unread": 3,
+                                "quota": [1024, 4096]}
 
 
 @pytest.mark.parametrize("scen,port,unit", [("imap-login", "imap", None),
@@ -189,3 +199,42 @@ def test_tls13_tickets_renewed_on_resumption_with_key_files(fastmail, gatehouse,
     assert out.returncode == 0 and res, out.stderr
     assert res["ops"] > 5 and res["errors"] == 0, res
     assert res["handshakes"] - 2 <= res["resumed"] < res["handshakes"], res
+
+
+def test_bench_web_rows(tmp_path):
+    """bench.py --rows web runs only the web rows, against nginx configured
+    the same way: every row measured on nginx without errors (its static
+    answers carry ETag and Last-Modified, checked before the run), and on
+    gatehouse either measured without errors or skipped with the reason
+    (a binary whose root locations do not serve files yet). Nothing here
+    compares speeds."""
+    import shutil
+    import sys
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s is not installed (scripts/deps.sh bench)" % tool)
+    if not pathlib.Path("/usr/lib/nginx/modules/ngx_mail_module.so").exists():
+        pytest.skip("libnginx-mod-mail is not installed (scripts/deps.sh bench)")
+    out = tmp_path / "web.json"
+    root = pathlib.Path(__file__).resolve().parents[2]
+    p = subprocess.run(["/usr/bin/python3", str(root / "bench" / "bench.py"), "--rows", "web",
+                        "--rounds", "1", "--secs", "1", "--http-clients", "4",
+                        "--build", str(BUILD), "--json", str(out)],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    assert {r["scenario"] for r in recs} == {"web-api", "web-static-4k", "web-static-64k"}
+    for scen in ("web-api", "web-static-4k", "web-static-64k"):
+        ng = [r for r in recs if r["scenario"] == scen and r["target"] == "nginx"]
+        assert len(ng) == 1 and "skipped" not in ng[0], ng
+        assert ng[0]["errors"] == 0 and ng[0]["requests"] > 0
+        assert ng[0]["p50_ms"] is not None and ng[0]["p99_ms"] is not None
+        gh = [r for r in recs if r["scenario"] == scen and r["target"] == "gatehouse"]
+        assert len(gh) == 1, gh
+        if "skipped" in gh[0]:
+            assert scen != "web-api", gh  # the proxied API works on every branch
+            assert "static files are not served" in gh[0]["skipped"]
+        else:
+            assert gh[0]["errors"] == 0 and gh[0]["requests"] > 0
+    assert "Web cost per proxy" in p.stdout
+    assert "Login cost per proxy" not in p.stdout  # --rows web ran no login storm

@@ -179,3 +179,104 @@ def test_confgen_attributes_are_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for row in table.strip().split("\n"):
         assert row in readme, "README lacks: " + row
+
+
+def site_variant(site, d, edit_cfg):
+    (d / "config.txt").write_text(edit_cfg((site / "config.txt").read_text()))
+    for f in ("servers.txt", "domains.txt"):
+        (d / f).write_text((site / f).read_text())
+    return d
+
+
+def test_confgen_web_zimbra(site, tmp_path):
+    """--web zimbra: conf/zimbra.conf's groups with the site's mailstores
+    (TLS 8443 here), login and EWS pools, passive-health numbers and
+    long-poll timeout; its locations; the 9071 admin listener when
+    zimbraReverseProxyAdminEnabled. Those attributes are then translated,
+    not reported, and gatehouse -t accepts the file."""
+    def edit(cfg):
+        cfg = cfg.replace("zimbraReverseProxyAdminEnabled: FALSE",
+                          "zimbraReverseProxyAdminEnabled: TRUE")
+        cfg = cfg.replace("zimbraAdminProxyPort: 9071", "zimbraAdminProxyPort: 9171")
+        cfg = cfg.replace("zimbraReverseProxyUpstreamPollingTimeout: 1h",
+                          "zimbraReverseProxyUpstreamPollingTimeout: 30m")
+        cfg = cfg.replace("zimbraMailProxyReconnectTimeout: 10", "zimbraMailProxyReconnectTimeout: 45")
+        return cfg + ("zimbraReverseProxyUpstreamLoginServers: mbox2.example.com\n"
+                      "zimbraReverseProxyUpstreamEwsServers: mbox1.example.com:9443\n")
+    d = site_variant(site, tmp_path, edit)
+    out = tmp_path / "gatehouse.conf"
+    r = confgen(d, out, "--web", "zimbra")
+    assert r.returncode == 0, r.stderr
+    t = out.read_text()
+    tls = 'tls = true; verify = false; balance = "route"; '
+    assert ('{ name = "mailstores"; servers = [ "127.0.0.1:8443", "127.0.0.2:8443" ]; ' + tls
+            + 'max_fails = 1; fail_timeout = 45.0; }') in t
+    assert ('{ name = "login"; servers = [ "127.0.0.2:8443" ]; ' + tls
+            + 'max_fails = 1; fail_timeout = 45.0; }') in t
+    assert '{ name = "ews"; servers = [ "127.0.0.1:9443" ]; ' + tls in t
+    assert '{ name = "zx"; servers = [ "127.0.0.1:8743", "127.0.0.2:8743" ]; ' + tls in t
+    assert '{ name = "admin"; servers = [ "127.0.0.1:7071", "127.0.0.2:7071" ]; ' + tls in t
+    # The table's locations, the long polls at the site's timeout.
+    assert '{ match = "= /"; upstream = "login"; }' in t
+    assert re.search(r'"\^~ /Microsoft-Server-ActiveSync"; upstream = "mailstores"; '
+                     r'read_timeout = 1800\.0;', t)
+    assert re.search(r'"~\* \^/ews/Exchange.asmx"; upstream = "ews"; read_timeout = 1800\.0;', t)
+    assert re.search(r'"\^~ /service/soap/NoOpRequest"; upstream = "mailstores"; '
+                     r'read_timeout = 1220;', t)
+    assert "read_timeout = 3600" not in t
+    assert re.search(r'\{ address = "0\.0\.0\.0:9171"; protocol = "http"; tls = true;\s+'
+                     r'locations = \(\s+\{ match = "\^~ /service"; upstream = "admin"; '
+                     r'host = "\$host:7071"; \}', t)
+    for attr in ("zimbraReverseProxyUpstreamPollingTimeout", "zimbraMailProxyReconnectTimeout",
+                 "zimbraMailProxyMaxFails", "zimbraReverseProxyAdminEnabled",
+                 "zimbraAdminProxyPort", "zimbraReverseProxyUpstreamLoginServers",
+                 "zimbraReverseProxyUpstreamEwsServers"):
+        assert attr not in r.stderr, attr
+    assert "zimbraReverseProxyResponseHeaders" in r.stderr     # still not written
+    g = subprocess.run([str(GATEHOUSE_BIN), "-t", "-c", str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert g.returncode == 0, g.stdout + g.stderr
+    # Without --web the same site reports them, and writes no groups.
+    plain = confgen(d, tmp_path / "plain.conf")
+    assert "zimbraReverseProxyUpstreamLoginServers" in plain.stderr
+    assert "upstreams = (" not in (tmp_path / "plain.conf").read_text()
+
+
+def test_confgen_web_carbonio(site, tmp_path):
+    """--web carbonio: the mesh groups as shipped, the mailstores plain 8080
+    (no TLS upstream here), the login URLs in the guards and the logout
+    redirect, the 6071 admin listener at carbonioAdminProxyPort; a login
+    URL that is not a path or URL is reported and the table's kept."""
+    def edit(cfg):
+        cfg = cfg.replace("zimbraReverseProxySSLToUpstreamEnabled: TRUE",
+                          "zimbraReverseProxySSLToUpstreamEnabled: FALSE")
+        return cfg + ("carbonioAdminProxyPort: 6072\n"
+                      "carbonioWebUILoginURL: https://login.example.com/\n"
+                      "carbonioWebUILogoutURL: /bye/\n"
+                      "carbonioAdminUILoginURL: javascript:alert(1)\n"
+                      "carbonioAdminUILogoutURL: /admin-bye/\n")
+    d = site_variant(site, tmp_path, edit)
+    out = tmp_path / "gatehouse.conf"
+    r = confgen(d, out, "--web", "carbonio")
+    assert r.returncode == 0, r.stderr
+    t = out.read_text()
+    assert setting(t, "cache", "hash_keys") == "true"
+    assert ('{ name = "mailstores"; servers = [ "127.0.0.1:8080", "127.0.0.2:8080" ]; '
+            'balance = "route"; max_fails = 1; fail_timeout = 10.0; }') in t
+    assert '{ name = "zx"; servers = [ "127.0.0.1:8742", "127.0.0.2:8742" ]; balance = "route"; }' in t
+    assert '{ name = "files"; servers = [ "127.78.0.1:20000" ]; balance = "round_robin"; }' in t
+    assert '{ name = "carbonio-catalog"; servers = [ "127.78.0.1:20012" ]; balance = "round_robin"; }' in t
+    main_locs = t.split("\nlocations = (", 1)[1].split("\n);", 1)[0]
+    assert main_locs.count('login_redirect = "https://login.example.com/"') == 3
+    assert '"/static/login/"' not in main_locs.replace('"^~ /static/"', "")
+    assert re.search(r'match = "~/logout";\s+logout = \[[^]]*\];\s+redirect = "/bye/"', main_locs)
+    admin = t.split('address = "0.0.0.0:6072"', 1)[1]
+    assert 'login_redirect = "/login/"' in admin                    # the bad URL: table's kept
+    assert re.search(r'redirect = "/admin-bye/"; status = 307;', admin)
+    assert "carbonioAdminUILoginURL = javascript:alert(1): not a path or an http(s) URL" in r.stderr
+    for attr in ("carbonioAdminProxyPort", "carbonioWebUILoginURL", "carbonioWebUILogoutURL",
+                 "carbonioAdminUILogoutURL"):
+        assert "not expressible: %s" % attr not in r.stderr, attr
+    g = subprocess.run([str(GATEHOUSE_BIN), "-t", "-c", str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert g.returncode == 0, g.stdout + g.stderr

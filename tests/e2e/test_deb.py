@@ -90,7 +90,8 @@ def test_deb_name_and_contents(deb, root):
                  "./etc/gatehouse/gatehouse.conf", "./etc/gatehouse/tls/",
                  "./lib/systemd/system/gatehouse.service", "./etc/logrotate.d/gatehouse",
                  "./usr/share/man/man8/gatehouse.8.gz", "./usr/share/man/man5/gatehouse.conf.5.gz",
-                 "./usr/share/man/man8/gatehouse-confgen.8.gz"):
+                 "./usr/share/man/man8/gatehouse-confgen.8.gz",
+                 "./usr/share/gatehouse/zimbra.conf", "./usr/share/gatehouse/carbonio.conf"):
         assert re.search(r" %s$" % re.escape(path), listing, re.M), path
     conffiles = (root / "DEBIAN" / "conffiles").read_text().split()
     assert "/etc/gatehouse/gatehouse.conf" in conffiles
