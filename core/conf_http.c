@@ -99,6 +99,11 @@ static int conf__http_access_log(struct conf_ld *ld, const config_setting_t *s)
 	return conf__set_str(ld, &ld->c->http.access_log, v);
 }
 
+static int conf__http_add_headers(struct conf_ld *ld, const config_setting_t *s)
+{
+	return conf__headers(ld, s, &ld->c->http.add_headers, &ld->c->http.nadd_headers);
+}
+
 static const struct conf_opt conf__http_opts[] = {
 	{ "backends", CONF__T_FN, 0, 0, 0, conf__http_backends },
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, http.backend_port), 1, 65535, NULL },
@@ -112,6 +117,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "backend_timeout", CONF__T_SECS, offsetof(struct conf, http.backend_timeout), 0.1, 86400, NULL },
 	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
+	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
 };
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s)
@@ -183,6 +189,13 @@ void conf__http_free(struct conf *c)
 	conf__http_free_backends(c);
 	free(c->http.server_name);
 	free(c->http.access_log);
+	for (int i = 0; i < c->http.nadd_headers; i++) {
+		free(c->http.add_headers[i].name);
+		free(c->http.add_headers[i].value);
+	}
+	free(c->http.add_headers);
+	c->http.add_headers = NULL;
+	c->http.nadd_headers = 0;
 	c->http.server_name = NULL;
 	c->http.access_log = NULL;
 }

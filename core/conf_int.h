@@ -112,6 +112,11 @@ int conf__caps(struct conf_ld *ld, const config_setting_t *s, const struct conf_
 int conf__group(struct conf_ld *ld, const config_setting_t *g,
 		const struct conf_opt *opts, size_t nopts);
 
+/* Header lines added to responses ("Name: value" strings) into *out /
+   *n_out (conf_location.c; locations and the http group). */
+int conf__headers(struct conf_ld *ld, const config_setting_t *s, struct conf_header **out,
+		  int *n_out);
+
 /* --- addresses and URLs, pure (conf_addr.c) --- */
 
 bool conf__hostname_ok(const char *h, size_t len);

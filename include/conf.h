@@ -373,6 +373,11 @@ struct conf {
 		double backend_timeout;  /* seconds waiting for the backend's answer -> 504 */
 		int backend_keepalive;   /* idle pooled backend connections per worker */
 		char *access_log;        /* NULL = off, "stderr", or a file */
+		/* Added to every response (proxied or answered by gatehouse),
+		   replacing the backend's header of the same name; a location's
+		   add_headers of the same name replaces one of these. */
+		struct conf_header *add_headers;
+		int nadd_headers;
 	} http;
 
 	/* Upstream groups and the top-level locations (core/conf_location.c);

@@ -36,9 +36,9 @@ void http__log(struct http_exchange *x)
 /* The page for status (a redirect to location) into page; the status it
    says (414 when location does not fit). Returns its length or -1. */
 static int http__page(int *status, const char **location, const char *msg, const char **why,
-		      char *page, size_t cap)
+		      const struct http_page_extra *px, char *page, size_t cap)
 {
-	int n = http_error_page(*status, *location, msg, true, page, cap);
+	int n = http_error_page(*status, *location, msg, true, px, page, cap);
 
 	if (n < 0 && *location != NULL) {
 		/* A redirect whose Location does not fit the page (a long
@@ -46,7 +46,7 @@ static int http__page(int *status, const char **location, const char *msg, const
 		*status = 414;
 		*location = NULL;
 		*why = "redirect: target too long for a Location";
-		n = http_error_page(*status, NULL, NULL, true, page, cap);
+		n = http_error_page(*status, NULL, NULL, true, px, page, cap);
 	}
 	return n;
 }
@@ -55,7 +55,8 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 		  const char *why)
 {
 	struct session *s = x->s;
-	char page[3072];
+	char page[3072 + HTTP_ADD_HEADERS_MAX], lines[HTTP_ADD_HEADERS_MAX];
+	struct http_resp_edit e;
 
 	if (x->phase == HTTP_X_DONE)
 		return;
@@ -63,7 +64,11 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	x->conn->phase = HTTP_CONN_DONE; /* nothing after it is parsed */
-	int n = http__page(&status, &location, msg, &why, page, sizeof(page));
+	/* The operator's headers go on gatehouse's own answers too. */
+	http__resp_edit(x, &e);
+	int ln = http_add_header_lines(&e, lines, sizeof(lines));
+	struct http_page_extra px = { .lines = lines, .lines_len = ln > 0 ? (size_t)ln : 0 };
+	int n = http__page(&status, &location, msg, &why, &px, page, sizeof(page));
 	x->status = status;
 	x->bytes_sent += n > 0 ? (uint64_t)n : 0;
 	if (x->start_ms == 0)

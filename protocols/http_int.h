@@ -271,5 +271,8 @@ void http__body_buf(struct http_exchange *x, struct pbuf *b);
 void http__process_backend(struct http_exchange *x);
 /* The response ended: log, pool the backend, go on or close. */
 void http__exchange_done(struct http_exchange *x);
+/* What x's responses get: the added headers (http.add_headers, then
+   x->loc's) and, on TLS listeners, the https fix-up for x's Host. */
+void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e);
 
 #endif

@@ -20,6 +20,7 @@ Paths:
   ?bighead=N         (on /echo etc.) adds a response header of N bytes
   ?hop=1             adds hop-by-hop headers to the answer (Keep-Alive, one
                      named by Connection)
+  ?hdr=Name:Value    (on /echo etc., repeatable) adds that response header
   /status?code=204   (and 304) answers with no body
   /ws                a WebSocket (RFC 6455) handshake, then echoes every data
                      frame, answers pings, and closes on a close frame
@@ -433,6 +434,8 @@ class HttpBackend:
                 extra = []
                 if "bighead" in query:        # one large response header
                     extra.append(("X-Big", "h" * int(query["bighead"])))
+                for hv in urllib.parse.parse_qs(url.query).get("hdr", []):
+                    extra.append(tuple(p.strip() for p in hv.split(":", 1)))
                 if "hop" in query:            # hop-by-hop headers in the answer
                     extra += [("Keep-Alive", "timeout=99"), ("X-Backend-Hop", "1"),
                               ("Proxy-Authenticate", "Basic realm=x")]

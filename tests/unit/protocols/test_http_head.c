@@ -25,7 +25,7 @@ static const char *hh_req(const char *text, const struct http_fwd *f)
 static const char *hh_resp(const char *text, bool close, bool http10)
 {
 	http_t_parse(&hh_t, HTTP_RESPONSE, text);
-	int n = http_rewrite_response(hh_t.buf, &hh_t.h, close, http10, hh_out, sizeof(hh_out));
+	int n = http_rewrite_response(hh_t.buf, &hh_t.h, NULL, close, http10, hh_out, sizeof(hh_out));
 	cr_assert_gt(n, 0);
 	hh_out[n] = '\0';
 	return hh_out;
@@ -209,7 +209,7 @@ Test(http_head, redirect_local_hosts_get_our_name)
 Test(http_head, error_pages_are_complete_responses)
 {
 	char out[4096];
-	int n = http_error_page(301, "https://mail.example.com/x", NULL, true, out, sizeof(out));
+	int n = http_error_page(301, "https://mail.example.com/x", NULL, true, NULL, out, sizeof(out));
 
 	cr_assert_gt(n, 0);
 	cr_assert(strncmp(out, "HTTP/1.1 301 Moved Permanently\r\n", 32) == 0, "%s", out);
@@ -219,11 +219,11 @@ Test(http_head, error_pages_are_complete_responses)
 	char cl[64];
 	snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", strlen(body));
 	cr_assert_not_null(strstr(out, cl), "%s", out);
-	n = http_error_page(403, NULL, HTTP_USE_HTTPS_TEXT, false, out, sizeof(out));
+	n = http_error_page(403, NULL, HTTP_USE_HTTPS_TEXT, false, NULL, out, sizeof(out));
 	cr_assert_gt(n, 0);
 	cr_assert_not_null(strstr(out, "https://"));
 	cr_assert_null(strstr(out, "Location"));
-	cr_assert_eq(http_error_page(502, NULL, NULL, true, out, 64), -1);
+	cr_assert_eq(http_error_page(502, NULL, NULL, true, NULL, out, 64), -1);
 }
 
 Test(http_head, log_target_masks_credentials)
@@ -245,4 +245,93 @@ Test(http_head, log_target_masks_credentials)
 	struct http_span sp = { 0, 10 };
 	cr_assert_eq(http_log_target((const uint8_t *)"/abcdefghi", sp, out, 5), 4);
 	cr_assert_str_eq(out, "/abc");
+}
+
+/* ---- response edits: added headers and the https fix-up ---- */
+
+static const char *hh_resp_edit(const char *text, const struct http_resp_edit *e)
+{
+	http_t_parse(&hh_t, HTTP_RESPONSE, text);
+	int n = http_rewrite_response(hh_t.buf, &hh_t.h, e, false, false, hh_out, sizeof(hh_out));
+	cr_assert_gt(n, 0);
+	hh_out[n] = '\0';
+	return hh_out;
+}
+
+static struct conf_header hh_global[] = {
+	{ "Strict-Transport-Security", "max-age=31536000" },
+	{ "X-Frame-Options", "SAMEORIGIN" },
+};
+static struct conf_header hh_loc[] = {
+	{ "X-Frame-Options", "DENY" },
+	{ "Set-Cookie", "seen=1" },
+};
+
+Test(http_head, added_headers_replace_the_backends_and_the_global_ones)
+{
+	struct http_resp_edit e = { .add = { hh_global, hh_loc }, .nadd = { 2, 2 } };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=1\r\n"
+				      "Set-Cookie: a=b\r\nX-Frame-Options: ALLOW\r\nContent-Length: 0\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nContent-Length: 0\r\n"
+			 "Strict-Transport-Security: max-age=31536000\r\nX-Frame-Options: DENY\r\n"
+			 "Set-Cookie: seen=1\r\n\r\n");
+	char lines[256];
+	int n = http_add_header_lines(&e, lines, sizeof(lines));
+	cr_assert_eq(n, (int)strlen("Strict-Transport-Security: max-age=31536000\r\n"
+				    "X-Frame-Options: DENY\r\nSet-Cookie: seen=1\r\n"));
+	cr_assert_eq(http_add_header_lines(&e, lines, 40), -1);
+	/* Without a location only the global ones. */
+	e.nadd[1] = 0;
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\nX-Frame-Options: ALLOW\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
+}
+
+Test(http_head, location_of_our_host_becomes_https)
+{
+	struct http_resp_edit e = { .https_host = "mail.example.com", .https_host_len = 16 };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://MAIL.example.com:8080/zimbra/?a=b\r\n"
+				      "Content-Length: 0\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com/zimbra/?a=b\r\n"
+			 "Content-Length: 0\r\n\r\n");
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://mail.example.com\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com\r\n\r\n");
+	/* Other hosts, https already, relative targets, look-alikes: left alone. */
+	const char *same[] = {
+		"http://evil.example.org/", "https://mail.example.com:8080/", "/zimbra/",
+		"http://mail.example.com.evil.org/", "http://mail.example.com:80x/", "http://mail.example.co/",
+		"http://user@mail.example.com/", "http://mail.example.com:/",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(same); i++) {
+		char in[256], want[256];
+		snprintf(in, sizeof(in), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		snprintf(want, sizeof(want), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		cr_assert_str_eq(hh_resp_edit(in, &e), want, "%s", same[i]);
+	}
+	/* The client's port is kept: it is the one the client reached us on. */
+	e.https_host = "mail.example.com:8443";
+	e.https_host_len = 21;
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://mail.example.com:7070/x\r\n"
+				      "Refresh: 0; URL='http://mail.example.com/y'\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com:8443/x\r\n"
+			 "Refresh: 0; URL='https://mail.example.com:8443/y'\r\n\r\n");
+	char out[16];
+	cr_assert_eq(http_https_fixup("http://mail.example.com/abc", 27, "mail.example.com", 16, out,
+				      sizeof(out)), -1);
+	cr_assert_eq(http_refresh_fixup("5", 1, "mail.example.com", 16, out, sizeof(out)), 0);
+}
+
+Test(http_head, error_page_with_added_lines_and_an_operator_body)
+{
+	char out[1024];
+	struct http_page_extra px = { .lines = "X-A: 1\r\n", .lines_len = 8,
+				      .body = "<p>down</p>", .body_len = 11 };
+	int n = http_error_page(502, NULL, NULL, true, &px, out, sizeof(out));
+
+	cr_assert_gt(n, 0);
+	out[n] = '\0';
+	cr_assert_str_eq(out, "HTTP/1.1 502 Bad Gateway\r\nServer: gatehouse\r\nContent-Type: text/html; "
+			 "charset=utf-8\r\nContent-Length: 11\r\nX-A: 1\r\nConnection: close\r\n\r\n");
 }

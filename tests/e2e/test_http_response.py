@@ -1,0 +1,103 @@
+"""What gatehouse changes in HTTP responses (issue 18 item 5): headers the
+operator adds (http.add_headers, a location's add_headers) on proxied and
+local answers, the https fix-up of a backend's Location on TLS listeners,
+strict server names, the operator's error pages, compression.
+
+The backends (httpstore.HttpBackend) add any `?hdr=Name:Value` to their
+answer, so a test can make them send HSTS or a Location."""
+
+import urllib.parse
+
+from httpstore import HttpClient, header, header_all
+
+HOST = "mail.example.com"
+HSTS = "Strict-Transport-Security"
+
+
+def https(gh, **kw):
+    return HttpClient(gh.https_port, tls=True, **kw)
+
+
+def plain(gh, **kw):
+    return HttpClient(gh.plain_port, tls=False, **kw)
+
+
+def q(*hdrs):
+    return "&".join("hdr=" + urllib.parse.quote(h) for h in hdrs)
+
+
+def located(web, **loc):
+    """Overrides with one location "/" (its options loc) to a group of web-1."""
+    return {"upstreams": [{"name": "web", "servers": [web.web1.address]}],
+            "locations": [dict({"match": "/", "upstream": "web"}, **loc)]}
+
+
+# ---------------------------------------------------------------- added headers
+
+def test_added_headers_replace_the_backends_and_never_double(http_gh, web):
+    gh = http_gh(http={"add_headers": ["%s: max-age=31536000" % HSTS,
+                                       "X-Content-Type-Options: nosniff"]},
+                 **located(web, add_headers=["X-Frame-Options: DENY",
+                                             "X-Content-Type-Options: nosniff-loc"]))
+    c = https(gh)
+    r = c.request(path="/echo?" + q("%s: max-age=5" % HSTS, "X-Frame-Options: ALLOW",
+                                    "Set-Cookie: a=b"))
+    assert r.status == 200
+    assert header_all(r.headers, HSTS) == ["max-age=31536000"]
+    assert header_all(r.headers, "X-Frame-Options") == ["DENY"]
+    assert header_all(r.headers, "X-Content-Type-Options") == ["nosniff-loc"]
+    assert header_all(r.headers, "Set-Cookie") == ["a=b"]
+    # The next request on the connection, with nothing from the backend.
+    r = c.request(path="/echo")
+    assert header_all(r.headers, HSTS) == ["max-age=31536000"]
+
+
+def test_added_headers_on_local_answers(http_gh, web):
+    gh = http_gh(http={"add_headers": ["%s: max-age=31536000" % HSTS]},
+                 **located(web, add_headers=["X-Frame-Options: DENY"]))
+    web.web1.stop()
+    web.web2.stop()
+    r = https(gh).request(path="/echo")
+    assert r.status == 502
+    assert header_all(r.headers, HSTS) == ["max-age=31536000"]
+    assert header_all(r.headers, "X-Frame-Options") == ["DENY"]
+    # The port-80 redirect: no location, the global ones.
+    r = plain(gh).request(path="/x")
+    assert r.status == 301
+    assert header_all(r.headers, HSTS) == ["max-age=31536000"]
+    assert header(r.headers, "X-Frame-Options") is None
+
+
+def test_add_headers_configuration_errors(http_gh, web, gatehouse_bin, tmp_path):
+    import subprocess
+    from ghtest import to_libconfig
+    for bad, msg in [(["Content-Length: 5"], "Content-Length is written by gatehouse itself"),
+                     (["X-A: 1", "x-a: 2"], "names a header twice"),
+                     (["No colon"], "must be \"Name: value\"")]:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(to_libconfig({"http": {"backends": ["127.0.0.1:1"], "add_headers": bad}}))
+        r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, timeout=10)
+        assert r.returncode != 0
+        assert msg in r.stderr.decode(), r.stderr
+
+
+# ---------------------------------------------------------------- Location fix-up
+
+def test_backend_location_becomes_https_on_tls_listeners(http_gh, web):
+    gh = http_gh(mode="both")
+    c = https(gh)
+    r = c.request(path="/status?code=302&" + q("Location: http://%s:8080/zimbra/?a=1" % HOST))
+    assert r.status == 302
+    assert header(r.headers, "Location") == "https://%s/zimbra/?a=1" % HOST
+    # The Host as the client sent it, port included.
+    r = c.request(path="/status?code=302&" + q("Location: http://%s/x" % HOST,
+                                                "Refresh: 0; url=http://%s/y" % HOST),
+                  host=HOST + ":%d" % gh.https_port)
+    assert header(r.headers, "Location") == "https://%s:%d/x" % (HOST, gh.https_port)
+    assert header(r.headers, "Refresh") == "0; url=https://%s:%d/y" % (HOST, gh.https_port)
+    # Another host is left alone.
+    r = c.request(path="/status?code=302&" + q("Location: http://other.example.org/x"))
+    assert header(r.headers, "Location") == "http://other.example.org/x"
+    # Plain listeners: as the backend sent it.
+    r = plain(gh).request(path="/status?code=302&" + q("Location: http://%s/x" % HOST))
+    assert header(r.headers, "Location") == "http://%s/x" % HOST
