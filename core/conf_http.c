@@ -118,6 +118,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
+	{ "strict_server_names", CONF__T_BOOL, offsetof(struct conf, http.strict_server_names), 0, 0, NULL },
 };
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s)

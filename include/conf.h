@@ -378,6 +378,9 @@ struct conf {
 		   add_headers of the same name replaces one of these. */
 		struct conf_header *add_headers;
 		int nadd_headers;
+		/* TLS listeners: a Host that is not server_name or a vhost
+		   name gets 400 (zimbraReverseProxyStrictServerNameEnabled). */
+		bool strict_server_names;
 	} http;
 
 	/* Upstream groups and the top-level locations (core/conf_location.c);

@@ -101,3 +101,32 @@ def test_backend_location_becomes_https_on_tls_listeners(http_gh, web):
     # Plain listeners: as the backend sent it.
     r = plain(gh).request(path="/status?code=302&" + q("Location: http://%s/x" % HOST))
     assert header(r.headers, "Location") == "http://%s/x" % HOST
+
+
+# ---------------------------------------------------------------- strict server names
+
+def test_strict_server_names_refuse_unknown_hosts_on_tls(http_gh, web, web_certs):
+    vhosts = [{"names": ["*.example.net"], "cert": web_certs.crt, "key": web_certs.key}]
+    gh = http_gh(mode="both", http={"strict_server_names": True}, vhosts=vhosts)
+    for host in (HOST, "MAIL.example.com:443", "webmail.example.net", "a.example.net"):
+        r = https(gh).request(path="/echo", host=host)
+        assert r.status == 200, host
+    for host in ("other.example.org", "127.0.0.1", "example.net", "a.b.example.net",
+                 "mail.example.com.evil.org"):
+        before = sum(len(b.requests) for b in web.all)
+        c = https(gh)
+        r = c.request(path="/echo?strict", host=host)
+        assert r.status == 400, host
+        assert c.is_closed()
+        assert sum(len(b.requests) for b in web.all) == before, host
+    # HTTP/1.0 without Host: not one of ours either.
+    c = https(gh)
+    c.send(b"GET /echo HTTP/1.0\r\n\r\n")
+    assert c.read_response().status == 400
+    # Plain listeners (mode both) are not concerned.
+    assert plain(gh).request(path="/echo", host="other.example.org").status == 200
+
+
+def test_unknown_hosts_are_proxied_without_strict_server_names(http_gh, web):
+    gh = http_gh()
+    assert https(gh).request(path="/echo", host="other.example.org").status == 200
