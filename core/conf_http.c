@@ -3,8 +3,13 @@
  * the client-IP hash, bounds on request heads, timeouts, the access log) and
  * the `mode` of plain http listeners.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf_int.h"
 #include "gh.h"
@@ -104,6 +109,134 @@ static int conf__http_add_headers(struct conf_ld *ld, const config_setting_t *s)
 	return conf__headers(ld, s, &ld->c->http.add_headers, &ld->c->http.nadd_headers);
 }
 
+/* Largest error page file, and how many statuses may have one. */
+#define CONF__HTTP_PAGE_MAX 65536
+#define CONF__HTTP_MAX_PAGES 64
+
+/* The bytes of a regular file of at most CONF__HTTP_PAGE_MAX (a FIFO or a
+   device is refused without blocking). NULL with ld->err set. */
+static char *conf__http_page_read(struct conf_ld *ld, const config_setting_t *s, const char *path,
+				  size_t *len_out)
+{
+	struct stat st;
+	char *buf = NULL;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		conf__fail(ld, s, NULL, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		conf__fail(ld, s, NULL, "%s: not a regular file", path);
+		goto out;
+	}
+	if (st.st_size > CONF__HTTP_PAGE_MAX) {
+		conf__fail(ld, s, NULL, "%s: larger than %d bytes", path, CONF__HTTP_PAGE_MAX);
+		goto out;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		conf__oom(ld);
+		goto out;
+	}
+	/* One read past the size: a file that grew meanwhile is refused. */
+	size_t got = 0;
+	for (ssize_t r; got <= (size_t)st.st_size; got += (size_t)r) {
+		r = read(fd, buf + got, (size_t)st.st_size + 1 - got);
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r <= 0) {
+			if (r < 0) {
+				conf__fail(ld, s, NULL, "%s: %s", path, strerror(errno));
+				free(buf);
+				buf = NULL;
+			}
+			break;
+		}
+	}
+	if (buf != NULL && got != (size_t)st.st_size) {
+		conf__fail(ld, s, NULL, "%s: changed while read", path);
+		free(buf);
+		buf = NULL;
+	}
+	*len_out = got;
+out:
+	close(fd);
+	return buf;
+}
+
+static int conf__http_page_status(struct conf_ld *ld, const config_setting_t *s, const char *body,
+				  size_t len)
+{
+	struct conf *c = ld->c;
+	double d;
+
+	if (conf__number(ld, s, true, 400, 599, &d) < 0)
+		return -1;
+	for (int i = 0; i < c->http.nerror_pages; i++)
+		if (c->http.error_pages[i].status == (int)d)
+			return conf__fail(ld, s, NULL, "status %d has a page already", (int)d);
+	if (c->http.nerror_pages == CONF__HTTP_MAX_PAGES)
+		return conf__fail(ld, s, NULL, "at most %d pages", CONF__HTTP_MAX_PAGES);
+	struct conf_error_page *p = &c->http.error_pages[c->http.nerror_pages];
+	if ((p->body = malloc(len + 1)) == NULL)
+		return conf__oom(ld);
+	memcpy(p->body, body, len);
+	p->body[len] = '\0';
+	p->len = len;
+	p->status = (int)d;
+	c->http.nerror_pages++;
+	return 0;
+}
+
+/* error_pages = ( { status = 502 | [ 502, 504 ]; file = "/path"; }, ... ) */
+static int conf__http_error_pages(struct conf_ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_list(s))
+		return conf__fail(ld, s, NULL, "must be a list ( { status = 502; file = \"...\"; } )");
+	if ((c->http.error_pages = calloc(CONF__HTTP_MAX_PAGES, sizeof(*c->http.error_pages))) == NULL)
+		return conf__oom(ld);
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const config_setting_t *st = config_setting_get_member(e, "status");
+		const config_setting_t *fs = config_setting_get_member(e, "file");
+		const char *path;
+		size_t len = 0;
+		if (!config_setting_is_group(e) || st == NULL || fs == NULL ||
+		    config_setting_length(e) != 2)
+			return conf__fail(ld, e, NULL, "must be { status = N or [ N, ... ]; file = \"...\"; }");
+		if (conf__string(ld, fs, &path) < 0)
+			return -1;
+		if (path[0] != '/')
+			return conf__fail(ld, fs, NULL, "must be an absolute path");
+		char *body = conf__http_page_read(ld, fs, path, &len);
+		if (body == NULL)
+			return -1;
+		int rc = 0;
+		if (config_setting_is_array(st))
+			for (int k = 0; rc == 0 && k < config_setting_length(st); k++)
+				rc = conf__http_page_status(ld, config_setting_get_elem(st, (unsigned)k),
+							    body, len);
+		else
+			rc = conf__http_page_status(ld, st, body, len);
+		free(body);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+const struct conf_error_page *conf_http_error_page(const struct conf *c, int status)
+{
+	for (int i = 0; i < c->http.nerror_pages; i++)
+		if (c->http.error_pages[i].status == status)
+			return &c->http.error_pages[i];
+	return NULL;
+}
+
 static const struct conf_opt conf__http_opts[] = {
 	{ "backends", CONF__T_FN, 0, 0, 0, conf__http_backends },
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, http.backend_port), 1, 65535, NULL },
@@ -118,6 +251,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
+	{ "error_pages", CONF__T_FN, 0, 0, 0, conf__http_error_pages },
 	{ "strict_server_names", CONF__T_BOOL, offsetof(struct conf, http.strict_server_names), 0, 0, NULL },
 };
 
@@ -194,6 +328,11 @@ void conf__http_free(struct conf *c)
 		free(c->http.add_headers[i].name);
 		free(c->http.add_headers[i].value);
 	}
+	for (int i = 0; i < c->http.nerror_pages; i++)
+		free(c->http.error_pages[i].body);
+	free(c->http.error_pages);
+	c->http.error_pages = NULL;
+	c->http.nerror_pages = 0;
 	free(c->http.add_headers);
 	c->http.add_headers = NULL;
 	c->http.nadd_headers = 0;

@@ -110,6 +110,13 @@ enum conf_loc_action {
 };
 
 /* A header added to responses: "Name: value", both checked at load. */
+/* An operator's page for a status gatehouse answers itself (http.error_pages). */
+struct conf_error_page {
+	int status;
+	char *body;     /* the file's bytes, read at load */
+	size_t len;
+};
+
 struct conf_header {
 	char *name;
 	char *value;
@@ -381,6 +388,9 @@ struct conf {
 		/* TLS listeners: a Host that is not server_name or a vhost
 		   name gets 400 (zimbraReverseProxyStrictServerNameEnabled). */
 		bool strict_server_names;
+		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
+		struct conf_error_page *error_pages;
+		int nerror_pages;
 	} http;
 
 	/* Upstream groups and the top-level locations (core/conf_location.c);
@@ -463,6 +473,9 @@ const struct conf_location_table *conf_http_locations(const struct conf *c,
 						      const struct conf_listen *l);
 
 /* The upstream group called name, or NULL. */
+/* The operator's page for status (http.error_pages), or NULL. */
+const struct conf_error_page *conf_http_error_page(const struct conf *c, int status);
+
 const struct conf_upstream *conf_upstream_find(const struct conf *c, const char *name);
 
 #endif

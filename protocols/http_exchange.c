@@ -68,23 +68,33 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 	http__resp_edit(x, &e);
 	int ln = http_add_header_lines(&e, lines, sizeof(lines));
 	struct http_page_extra px = { .lines = lines, .lines_len = ln > 0 ? (size_t)ln : 0 };
+	/* The operator's page for the status, if any: only the head is
+	   written into page, its body follows it. */
+	const struct conf_error_page *op = conf_http_error_page(s->conf, status);
+	if (op != NULL && location == NULL) {
+		px.body = op->body;
+		px.body_len = op->len;
+	}
 	int n = http__page(&status, &location, msg, &why, &px, page, sizeof(page));
+	size_t body_len = n > 0 && px.body != NULL && status == op->status ? op->len : 0;
 	x->status = status;
-	x->bytes_sent += n > 0 ? (uint64_t)n : 0;
+	x->bytes_sent += n > 0 ? (uint64_t)(n + body_len) : 0;
 	if (x->start_ms == 0)
 		x->start_ms = session_now(s);
 	session_log(s, status >= 500 ? LOG_INFO : LOG_DEBUG, "%d for %s %s: %s", status, x->method,
 		    x->path, why);
 	if (x != http__front(s)) {
 		/* Answers go out in order: kept until x's turn. */
-		x->local = n > 0 ? malloc((size_t)n) : NULL;
+		x->local = n > 0 ? malloc((size_t)n + body_len) : NULL;
 		if (n > 0 && x->local == NULL) {
 			session_close(s, "out of memory");
 			return;
 		}
-		if (n > 0)
+		if (n > 0) {
 			memcpy(x->local, page, (size_t)n);
-		x->local_len = n > 0 ? (size_t)n : 0;
+			memcpy(x->local + n, px.body, body_len);
+		}
+		x->local_len = n > 0 ? (size_t)n + body_len : 0;
 		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
 		return;
 	}
@@ -93,6 +103,8 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
 		session_write(s, page, (size_t)n);
+	if (n > 0 && body_len > 0 && !s->closed)
+		session_write(s, px.body, body_len);
 	session_finish(s, why);
 }
 

@@ -130,3 +130,76 @@ def test_strict_server_names_refuse_unknown_hosts_on_tls(http_gh, web, web_certs
 def test_unknown_hosts_are_proxied_without_strict_server_names(http_gh, web):
     gh = http_gh()
     assert https(gh).request(path="/echo", host="other.example.org").status == 200
+
+
+# ---------------------------------------------------------------- error pages
+
+def _wait_log(gh, pattern, count, timeout=5.0):
+    import re
+    import time
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, gh.error_log())) < count:
+        assert time.monotonic() < deadline, gh.error_log()[-2000:]
+        time.sleep(0.02)
+
+
+def test_operator_error_pages_for_502_and_504_and_reload(http_gh, web, tmp_path):
+    import signal
+    import time
+    from ghtest import to_libconfig
+    p5xx = tmp_path / "5xx.html"
+    p504 = tmp_path / "504.html"
+    p5xx.write_bytes(b"<html>down for maintenance \xc3\xa9</html>\n")
+    p504.write_bytes(b"<html>slow</html>\n" * 1000)
+    pages = [{"status": [502, 503], "file": str(p5xx)}, {"status": 504, "file": str(p504)}]
+    gh = http_gh(http={"error_pages": pages, "backend_timeout": 1,
+                       "add_headers": ["%s: max-age=1" % HSTS]})
+    r = https(gh).request(path="/slow?secs=3")
+    assert r.status == 504
+    assert r.body == p504.read_bytes()
+    assert header(r.headers, "Content-Type") == "text/html; charset=utf-8"
+    assert header(r.headers, HSTS) == "max-age=1"
+    # The same page for an answer kept behind a pipelined request.
+    c = https(gh)
+    c.send(c.build("GET", "/echo", HOST, (), None, "HTTP/1.1") +
+           c.build("GET", "/slow?secs=3", HOST, (), None, "HTTP/1.1"))
+    assert c.read_response().status == 200
+    r = c.read_response()
+    assert r.status == 504 and r.body == p504.read_bytes()
+    web.web1.stop()
+    web.web2.stop()
+    r = https(gh).request(path="/echo")
+    assert r.status == 502 and r.body == p5xx.read_bytes()
+    # A 400 has no page of the operator's: the built-in one.
+    c = https(gh)
+    c.send(b"GET /echo HTTP/1.1\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 400 and b"400 Bad Request" in r.body
+    # A reload reads the file again.
+    p5xx.write_bytes(b"<html>back soon</html>\n")
+    gh.conf_path.write_text(to_libconfig(gh.settings))
+    gh.signal(signal.SIGHUP)
+    _wait_log(gh, r"reloaded .*new sessions use it", 1)
+    time.sleep(0.2)
+    assert https(gh).request(path="/echo").body == b"<html>back soon</html>\n"
+
+
+def test_error_pages_configuration_errors(gatehouse_bin, tmp_path):
+    import subprocess
+    from ghtest import to_libconfig
+    big = tmp_path / "big.html"
+    big.write_bytes(b"x" * 65537)
+    ok = tmp_path / "ok.html"
+    ok.write_bytes(b"ok")
+    for pages, msg in [([{"status": 502, "file": str(tmp_path / "missing.html")}],
+                        "missing.html: No such file or directory"),
+                       ([{"status": 502, "file": str(big)}], "larger than 65536 bytes"),
+                       ([{"status": 502, "file": str(tmp_path)}], "not a regular file"),
+                       ([{"status": 302, "file": str(ok)}], "must be between 400 and 599"),
+                       ([{"status": [502, 502], "file": str(ok)}], "status 502 has a page already"),
+                       ([{"status": 502, "file": "ok.html"}], "must be an absolute path")]:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(to_libconfig({"http": {"backends": ["127.0.0.1:1"], "error_pages": pages}}))
+        r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, timeout=10)
+        assert r.returncode != 0
+        assert msg in r.stderr.decode(), r.stderr
