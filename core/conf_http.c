@@ -237,6 +237,80 @@ const struct conf_error_page *conf_http_error_page(const struct conf *c, int sta
 	return NULL;
 }
 
+/* The default types: text that compresses well, as Carbonio's list. */
+static const char *const conf__http_ztypes[] = {
+	"text/html", "text/plain", "text/css", "text/xml", "text/javascript", "text/csv",
+	"text/calendar", "text/vcard", "application/javascript", "application/x-javascript",
+	"application/json", "application/xml", "application/soap+xml", "application/xhtml+xml",
+	"application/rss+xml", "application/atom+xml", "application/manifest+json",
+	"image/svg+xml", "font/ttf", "font/otf",
+};
+#define CONF__HTTP_MAX_ZTYPES 64
+
+static void conf__http_free_ztypes(struct conf *c)
+{
+	for (int i = 0; i < c->http.compression.ntypes; i++)
+		free(c->http.compression.types[i]);
+	free(c->http.compression.types);
+	c->http.compression.types = NULL;
+	c->http.compression.ntypes = 0;
+}
+
+/* A media type "type/subtype" (subtype may be a star): tokens, no parameters. */
+static bool conf__http_ztype_ok(const char *v)
+{
+	const char *slash = strchr(v, '/');
+
+	if (slash == NULL || slash == v || slash[1] == '\0' || strlen(v) > 127)
+		return false;
+	for (const char *p = v; *p; p++)
+		if (p != slash && !conf__tchar((unsigned char)*p))
+			return false;
+	return strchr(slash + 1, '/') == NULL;
+}
+
+static int conf__http_ztypes_set(struct conf_ld *ld, const config_setting_t *s)
+{
+	struct conf *c = ld->c;
+
+	if (!config_setting_is_array(s))
+		return conf__fail(ld, s, NULL, "must be an array of media types [ \"text/html\", ... ]");
+	int count = config_setting_length(s);
+	if (count > CONF__HTTP_MAX_ZTYPES)
+		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__HTTP_MAX_ZTYPES);
+	conf__http_free_ztypes(c);
+	if (count > 0 && (c->http.compression.types = calloc((size_t)count, sizeof(char *))) == NULL)
+		return conf__oom(ld);
+	for (int i = 0; i < count; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+		if (conf__string(ld, e, &v) < 0)
+			return -1;
+		if (!conf__http_ztype_ok(v))
+			return conf__fail(ld, e, NULL, "must be a media type \"type/subtype\" or \"type/*\"");
+		if ((c->http.compression.types[i] = strdup(v)) == NULL)
+			return conf__oom(ld);
+		c->http.compression.ntypes++;
+	}
+	return 0;
+}
+
+#define CONF__HZ(m) offsetof(struct conf, http.compression.m)
+static const struct conf_opt conf__http_zopts[] = {
+	{ "gzip", CONF__T_BOOL, CONF__HZ(gzip), 0, 0, NULL },
+	{ "br", CONF__T_BOOL, CONF__HZ(br), 0, 0, NULL },
+	{ "gzip_level", CONF__T_INT, CONF__HZ(gzip_level), 1, 9, NULL },
+	{ "br_level", CONF__T_INT, CONF__HZ(br_level), 0, 3, NULL },
+	{ "min_length", CONF__T_SIZE, CONF__HZ(min_length), 0, 1048576, NULL },
+	{ "types", CONF__T_FN, 0, 0, 0, conf__http_ztypes_set },
+	{ "max_active", CONF__T_INT, CONF__HZ(max_active), 0, 100000, NULL },
+};
+
+static int conf__http_compression(struct conf_ld *ld, const config_setting_t *s)
+{
+	return conf__group(ld, s, conf__http_zopts, ARRAY_SIZE(conf__http_zopts));
+}
+
 static const struct conf_opt conf__http_opts[] = {
 	{ "backends", CONF__T_FN, 0, 0, 0, conf__http_backends },
 	{ "backend_port", CONF__T_U16, offsetof(struct conf, http.backend_port), 1, 65535, NULL },
@@ -252,6 +326,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
 	{ "error_pages", CONF__T_FN, 0, 0, 0, conf__http_error_pages },
+	{ "compression", CONF__T_FN, 0, 0, 0, conf__http_compression },
 	{ "strict_server_names", CONF__T_BOOL, offsetof(struct conf, http.strict_server_names), 0, 0, NULL },
 };
 
@@ -290,6 +365,12 @@ void conf__http_defaults(struct conf *c)
 	c->http.keepalive_timeout = 75.0;
 	c->http.backend_timeout = 60.0;
 	c->http.backend_keepalive = 32;
+	c->http.compression.gzip = true;
+	c->http.compression.br = true;
+	c->http.compression.gzip_level = 6;
+	c->http.compression.br_level = 1;
+	c->http.compression.min_length = 256;
+	c->http.compression.max_active = 64;
 }
 
 int conf__http_finish(struct conf_ld *ld)
@@ -297,6 +378,17 @@ int conf__http_finish(struct conf_ld *ld)
 	struct conf *c = ld->c;
 	int first_http = -1;
 
+	/* No types written: the default list. */
+	if (c->http.compression.types == NULL) {
+		size_t n = ARRAY_SIZE(conf__http_ztypes);
+		if ((c->http.compression.types = calloc(n, sizeof(char *))) == NULL)
+			return conf__oom(ld);
+		for (size_t i = 0; i < n; i++) {
+			if ((c->http.compression.types[i] = strdup(conf__http_ztypes[i])) == NULL)
+				return conf__oom(ld);
+			c->http.compression.ntypes++;
+		}
+	}
 	for (int i = 0; i < c->nlisten; i++) {
 		if (c->listen[i].proto != CONF_PROTO_HTTP)
 			continue;
@@ -334,6 +426,7 @@ void conf__http_free(struct conf *c)
 	c->http.error_pages = NULL;
 	c->http.nerror_pages = 0;
 	free(c->http.add_headers);
+	conf__http_free_ztypes(c);
 	c->http.add_headers = NULL;
 	c->http.nadd_headers = 0;
 	c->http.server_name = NULL;

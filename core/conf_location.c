@@ -37,7 +37,7 @@ struct conf_loc_src {
 };
 
 /* RFC 9110 tchar: header and cookie names. */
-static bool conf__tchar(unsigned char ch)
+bool conf__tchar(unsigned char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
 	       || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);

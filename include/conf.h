@@ -391,6 +391,16 @@ struct conf {
 		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
 		struct conf_error_page *error_pages;
 		int nerror_pages;
+		/* Compression of responses the backend did not compress. */
+		struct {
+			bool gzip, br;
+			int gzip_level;     /* 1..9 */
+			int br_level;       /* 0..3 */
+			size_t min_length;  /* bytes of Content-Length at least */
+			char **types;       /* media types (a star subtype covers all) */
+			int ntypes;
+			int max_active;     /* compressors per worker at once */
+		} compression;
 	} http;
 
 	/* Upstream groups and the top-level locations (core/conf_location.c);

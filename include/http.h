@@ -88,6 +88,8 @@ struct http_parser {
 	bool too_many;              /* a header line past the limit: 431 at its name's end */
 	bool no_body;               /* a response to HEAD */
 	bool ended;                 /* on_message_complete ran */
+	uint8_t *sink;              /* http_parse_body_data: where body bytes go */
+	size_t sunk;
 };
 
 /* kind: HTTP_REQUEST or HTTP_RESPONSE. h receives the head of each message. */
@@ -115,6 +117,15 @@ int http_parse_head(struct http_parser *p, const uint8_t *buf, size_t len);
  * with *done set when the message ended; or HTTP_E_BAD for bad framing.
  */
 long http_parse_body(struct http_parser *p, const uint8_t *data, size_t n, bool *done);
+
+/*
+ * As http_parse_body, and the body's own bytes (chunk framing and
+ * trailers left out) are moved to the front of data[0..n), their count in
+ * *data_len_out: what a compressor needs. The bytes after them (up to the
+ * returned count) are overwritten.
+ */
+long http_parse_body_data(struct http_parser *p, uint8_t *data, size_t n, bool *done,
+			  size_t *data_len_out);
 
 /* Does the message have a body to relay at all (after the head)? */
 bool http_parser_body_done(const struct http_parser *p);
@@ -235,7 +246,25 @@ struct http_resp_edit {
 	   in the Zimbra templates); other hosts are left alone. NULL: none. */
 	const char *https_host;
 	size_t https_host_len;
+	/* The body is compressed by gatehouse with this coding ("gzip",
+	   "br"; NULL: not): the backend's Content-Length and
+	   Transfer-Encoding go, "Content-Encoding", "Transfer-Encoding:
+	   chunked" and "Vary: Accept-Encoding" (unless a Vary names it or is
+	   "*") come, a strong ETag becomes weak (RFC 9110 §8.8.1: the bytes
+	   differ). */
+	const char *content_encoding;
 };
+
+/*
+ * May gatehouse compress the body of response h (head in buf) under c's
+ * http.compression: a final 200 without Content-Encoding, Content-Range
+ * or "Cache-Control: no-transform", whose Content-Type is one of the
+ * types, and whose Content-Length is at least min_length (or unknown:
+ * chunked or up to the close). *length_out: the Content-Length, 0 when
+ * unknown (it sizes the compressor).
+ */
+bool http_compress_response_ok(const uint8_t *buf, const struct http_head *h,
+			       const struct conf *c, uint64_t *length_out);
 
 /* The edit for a response of location l (NULL: none) under conf c. */
 void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c,

@@ -169,6 +169,18 @@ static void hh__resp_header(struct hh__out *o, const uint8_t *buf, const struct 
 	if (http_resp_edit_replaces(e, (const char *)buf + hd->name.off, hd->name.len, 0))
 		return;
 	struct http_span v = hh__trim(buf, hd->value);
+	if (e->content_encoding != NULL) {
+		/* gatehouse frames the compressed body itself. */
+		if (http_span_is(buf, hd->name, "Content-Length") ||
+		    http_span_is(buf, hd->name, "Transfer-Encoding"))
+			return;
+		if (http_span_is(buf, hd->name, "ETag") && v.len > 0 && buf[v.off] == '"') {
+			hh__lit(o, "ETag: W/");
+			hh__span(o, buf, v);
+			hh__lit(o, "\r\n");
+			return;
+		}
+	}
 	if (e->https_host != NULL && http_span_is(buf, hd->name, "Location"))
 		n = http_https_fixup((const char *)buf + v.off, v.len, e->https_host,
 				     e->https_host_len, fixed, sizeof(fixed));
@@ -211,6 +223,14 @@ int http_rewrite_response(const uint8_t *buf, const struct http_head *h,
 		if (hh__named_by_connection(buf, h, hd->name, has_connection))
 			continue;
 		hh__resp_header(&o, buf, hd, e);
+	}
+	if (e != NULL && e->content_encoding != NULL) {
+		hh__lit(&o, "Content-Encoding: ");
+		hh__puts(&o, e->content_encoding);
+		hh__lit(&o, "\r\nTransfer-Encoding: chunked\r\n");
+		if (!http_header_has_token(buf, h, "Vary", "Accept-Encoding") &&
+		    !http_header_has_token(buf, h, "Vary", "*"))
+			hh__lit(&o, "Vary: Accept-Encoding\r\n");
 	}
 	if (e != NULL && !o.over) {
 		int n = http_add_header_lines(e, o.buf + o.len, o.cap - o.len);

@@ -180,6 +180,7 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 		x->reqh.upgrade = false;
 	}
 	x->kind = http_route_pick(s->in, h, x->route_name, sizeof(x->route_name));
+	http__z_accept(x);
 
 	struct http_fwd f = {
 		.client_ip = s->client_ip,

@@ -9,6 +9,7 @@
 
 #include "conf.h"
 #include "http.h"
+#include "http_compress.h"
 
 void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c,
 			 const struct conf_location *l)
@@ -121,4 +122,23 @@ int http_refresh_fixup(const char *v, size_t n, const char *host, size_t host_le
 		return r > 0 ? (int)at + r : r;
 	}
 	return 0;
+}
+
+bool http_compress_response_ok(const uint8_t *buf, const struct http_head *h,
+			       const struct conf *c, uint64_t *length_out)
+{
+	const struct http_header *ct = http_header_find(buf, h, "Content-Type");
+
+	*length_out = h->has_length ? h->content_length : 0;
+	if (h->status != 200 || ct == NULL || http_header_find(buf, h, "Content-Encoding") != NULL ||
+	    http_header_find(buf, h, "Content-Range") != NULL ||
+	    http_header_has_token(buf, h, "Cache-Control", "no-transform"))
+		return false;
+	if (h->has_length ? h->content_length < c->http.compression.min_length ||
+				    h->content_length == 0
+			  : !h->chunked && !h->needs_eof)
+		return false;
+	return http_compress_type_ok((const char *)buf + ct->value.off, ct->value.len,
+				     (const char *const *)c->http.compression.types,
+				     c->http.compression.ntypes);
 }

@@ -247,6 +247,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 	bool client10 = x->reqh.major == 1 && x->reqh.minor == 0;
 	if (!x->reqh.keep_alive || rh->needs_eof)
 		x->close_after = true;
+	(void)http__z_start(x, base, &e);
 	int n = http_rewrite_response(base, rh, &e, x->close_after, client10, out, sizeof(out));
 	if (n < 0) {
 		http__answer(x, 502, NULL, NULL, "backend response head too large");
@@ -365,6 +366,8 @@ static bool http__body_step(struct http_exchange *x)
 	struct pbuf *b = x->in;
 	bool done = false;
 
+	if (x->z != NULL)
+		return http__z_body_step(x);
 	long n = http_parse_body(&x->resp, b->data + b->off, b->len, &done);
 	if (n < 0) {
 		http__abort(x, "malformed response body from backend");
@@ -438,6 +441,8 @@ void http__process_backend(struct http_exchange *x)
 		}
 	}
 	if (x->resp_done) {
+		if (!http__z_finish(x))
+			return;
 		http__exchange_done(x);
 		return;
 	}

@@ -203,3 +203,147 @@ def test_error_pages_configuration_errors(gatehouse_bin, tmp_path):
         r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, timeout=10)
         assert r.returncode != 0
         assert msg in r.stderr.decode(), r.stderr
+
+
+# ---------------------------------------------------------------- compression
+
+def _unbrotli(data, size):
+    """Decode br with libbrotlidec (ctypes): the decoded bytes, which must be size."""
+    import ctypes
+    lib = ctypes.CDLL("libbrotlidec.so.1")
+    out = ctypes.create_string_buffer(size + 1)
+    n = ctypes.c_size_t(size + 1)
+    rc = lib.BrotliDecoderDecompress(ctypes.c_size_t(len(data)), data, ctypes.byref(n), out)
+    assert rc == 1, "brotli stream does not decode"
+    return out.raw[:n.value]
+
+
+def _decode(coding, body, size):
+    import zlib
+    if coding == "gzip":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(body) + d.flush()
+        assert d.eof and not d.unused_data
+        return out
+    assert coding == "br"
+    return _unbrotli(body, size)
+
+
+def _sha(b):
+    import hashlib
+    return hashlib.sha256(b).hexdigest()
+
+
+def test_compressed_bodies_decode_to_the_backends(http_gh, web):
+    from httpstore import text_payload
+    gh = http_gh()
+    c = https(gh)
+    for coding, ae in (("gzip", "gzip"), ("br", "gzip, br"), ("gzip", "br;q=0.5, gzip")):
+        for path, size in (("/text?size=300000", 300000), ("/text?size=300000&chunked=1", 300000),
+                           ("/text?size=300&type=application/json;charset=utf-8", 300)):
+            r = c.request(path=path + "&" + q("ETag: \"v1\""), headers=[("Accept-Encoding", ae)])
+            assert r.status == 200, path
+            assert header(r.headers, "Content-Encoding") == coding, (path, ae)
+            assert header(r.headers, "Content-Length") is None
+            assert header(r.headers, "Transfer-Encoding") == "chunked"
+            assert header(r.headers, "Vary") == "Accept-Encoding"
+            assert header(r.headers, "ETag") == 'W/"v1"'
+            assert len(r.body) < size
+            assert _sha(_decode(coding, r.body, size)) == _sha(text_payload(size)), (path, ae)
+
+
+def test_what_is_not_compressed(http_gh, web):
+    from httpstore import text_payload
+    gh = http_gh()
+    c = https(gh)
+    gz = [("Accept-Encoding", "gzip, br")]
+    cases = [
+        ("/text?size=255", None),                                   # under min_length
+        ("/text?size=5000&type=image/png", None),                   # not a listed type
+        ("/text?size=5000&" + q("Content-Encoding: identity"), None),  # the backend's choice
+        ("/text?size=5000&" + q("Cache-Control: private, no-transform"), None),
+        ("/download?size=5000", None),                              # octet-stream
+        ("/status?code=404&" + q("X-Pad: " + "p" * 400), None),     # not a 200
+    ]
+    for path, _ in cases:
+        r = c.request(path=path, headers=gz)
+        assert header(r.headers, "Content-Encoding") in (None, "identity"), path
+        assert header(r.headers, "Vary") is None, path
+    # No Accept-Encoding, or refusing both: as the backend sent it.
+    for hdrs in ([], [("Accept-Encoding", "identity")], [("Accept-Encoding", "gzip;q=0, br;q=0")]):
+        r = c.request(path="/text?size=5000", headers=hdrs)
+        assert header(r.headers, "Content-Encoding") is None
+        assert r.body == text_payload(5000)
+    # HEAD: the head as for GET? No: nothing to compress, the backend's head.
+    r = c.request(method="HEAD", path="/text?size=5000", headers=gz)
+    assert header(r.headers, "Content-Encoding") is None
+    assert header(r.headers, "Content-Length") == "5000"
+    # HTTP/1.0 clients: plain (no chunked framing for them).
+    c10 = https(gh)
+    c10.send(c10.build("GET", "/text?size=5000", HOST, gz, None, "HTTP/1.0"))
+    r = c10.read_response()
+    assert header(r.headers, "Content-Encoding") is None and r.body == text_payload(5000)
+    # Switched off: never.
+    gh2 = http_gh(http={"compression": {"gzip": False, "br": False}})
+    r = https(gh2).request(path="/text?size=5000", headers=gz)
+    assert header(r.headers, "Content-Encoding") is None
+
+
+def test_compressed_keepalive_and_pipelining(http_gh, web):
+    """Several compressed answers on one connection, pipelined: each decodes."""
+    from httpstore import text_payload
+    gh = http_gh(http={"compression": {"gzip_level": 1, "br_level": 0}})
+    c = https(gh)
+    sizes = [1000, 70000, 256, 200000]
+    reqs = b"".join(c.build("GET", "/text?size=%d%s" % (n, "&chunked=1" if i % 2 else ""), HOST,
+                            [("Accept-Encoding", "br" if i % 2 else "gzip")], None, "HTTP/1.1")
+                    for i, n in enumerate(sizes))
+    c.send(reqs)
+    for i, n in enumerate(sizes):
+        r = c.read_response()
+        coding = "br" if i % 2 else "gzip"
+        assert header(r.headers, "Content-Encoding") == coding
+        assert _decode(coding, r.body, n) == text_payload(n)
+    assert not c.is_closed(0.3)
+
+
+def test_curl_compressed(http_gh, web):
+    import subprocess
+    from httpstore import text_payload
+    gh = http_gh()
+    url = "https://%s:%d/text?size=100000" % (HOST, gh.https_port)
+    for ae in ("gzip", "br"):
+        r = subprocess.run(["curl", "-sS", "-k", "--resolve", "%s:%d:127.0.0.1" % (HOST, gh.https_port),
+                            "--compressed", "-H", "Accept-Encoding: " + ae, "-D", "/dev/stderr", url],
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert ("content-encoding: %s" % ae) in r.stderr.decode().lower()
+        assert _sha(r.stdout) == _sha(text_payload(100000))
+
+
+def test_compression_follows_a_slow_client(http_gh, web):
+    """64 MiB that do not compress, to a client that reads nothing for a
+    while: gatehouse holds a bounded amount (the client's pace drives the
+    compressor), then every byte arrives and decodes."""
+    import time
+    import zlib
+    from httpstore import payload_sha256
+    gh = http_gh()
+    size = 64 << 20
+    c = https(gh)
+    rss0 = gh.rss_kb()
+    c.send(c.build("GET", "/download?size=%d&type=text/plain" % size, HOST,
+                   [("Accept-Encoding", "gzip")], None, "HTTP/1.1"))
+    time.sleep(2.0)
+    grown = gh.rss_kb() - rss0
+    assert grown < 16 * 1024, "gatehouse grew by %d KiB for a client that reads nothing" % grown
+    head = c.rd.head()
+    assert b"Content-Encoding: gzip" in head
+    import hashlib
+    h = hashlib.sha256()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for piece in c.rd.chunked_pieces():
+        h.update(d.decompress(piece))
+    h.update(d.flush())
+    assert d.eof
+    assert h.hexdigest() == payload_sha256(size)

@@ -335,3 +335,78 @@ Test(http_head, error_page_with_added_lines_and_an_operator_body)
 	cr_assert_str_eq(out, "HTTP/1.1 502 Bad Gateway\r\nServer: gatehouse\r\nContent-Type: text/html; "
 			 "charset=utf-8\r\nContent-Length: 11\r\nX-A: 1\r\nConnection: close\r\n\r\n");
 }
+
+/* ---- compression: which responses, their head, the body's bytes ---- */
+
+static char *hh_ztypes[] = { "text/html", "application/json", "text/*" };
+
+static bool hh_zok(const char *head, uint64_t *len)
+{
+	struct conf c = { 0 };
+
+	c.http.compression.min_length = 256;
+	c.http.compression.types = hh_ztypes;
+	c.http.compression.ntypes = 2;
+	http_t_parse(&hh_t, HTTP_RESPONSE, head);
+	return http_compress_response_ok(hh_t.buf, &hh_t.h, &c, len);
+}
+
+Test(http_head, which_responses_are_compressed)
+{
+	uint64_t len = 1;
+
+	cr_assert(hh_zok("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+			 "Content-Length: 256\r\n\r\n", &len));
+	cr_assert_eq(len, 256);
+	cr_assert(hh_zok("HTTP/1.1 200 OK\r\nContent-Type: Application/JSON\r\n"
+			 "Transfer-Encoding: chunked\r\n\r\n", &len));
+	cr_assert_eq(len, 0, "unknown length");
+	cr_assert(hh_zok("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n", &len), "up to the close");
+	const char *no[] = {
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 255\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 206 Partial\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Range: bytes 0-899/900\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nCache-Control: public, No-Transform\r\n"
+		"Content-Length: 900\r\n\r\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(no); i++)
+		cr_assert(!hh_zok(no[i], &len), "%s", no[i]);
+}
+
+Test(http_head, compressed_head_is_reframed)
+{
+	struct http_resp_edit e = { .content_encoding = "br" };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n"
+				      "ETag: \"abc\"\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"abc\"\r\n"
+			 "Content-Encoding: br\r\nTransfer-Encoding: chunked\r\nVary: Accept-Encoding\r\n\r\n");
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: W/\"w\"\r\n"
+				      "Vary: Cookie, accept-encoding\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nETag: W/\"w\"\r\nVary: Cookie, accept-encoding\r\n"
+			 "Content-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+Test(http_head, body_data_leaves_the_chunk_framing_out)
+{
+	http_t_parse(&hh_t, HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+	uint8_t body[] = "5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+	size_t n = sizeof(body) - 1, dlen = 0;
+	bool done = false;
+
+	/* In two pieces: a chunk split across reads. */
+	long r = http_parse_body_data(&hh_t.p, body, 12, &done, &dlen);
+	cr_assert_eq(r, 12);
+	cr_assert(!done);
+	cr_assert_eq(dlen, 5, "the next chunk's size line is not all there");
+	cr_assert(memcmp(body, "hello", 5) == 0);
+	r = http_parse_body_data(&hh_t.p, body + 12, n - 12, &done, &dlen);
+	cr_assert(done);
+	cr_assert_eq((size_t)r, n - 12 - 4, "NEXT is not this message's");
+	cr_assert_eq(dlen, 7);
+	cr_assert(memcmp(body + 12, " world!", 7) == 0);
+}
