@@ -347,3 +347,28 @@ def test_compression_follows_a_slow_client(http_gh, web):
     h.update(d.flush())
     assert d.eof
     assert h.hexdigest() == payload_sha256(size)
+
+
+def test_max_active_compressors_then_plain(http_gh, web):
+    """One worker, max_active = 1: while a slow client holds the one
+    compressor, another response goes out plain; once it is done, the next
+    is compressed again."""
+    from httpstore import text_payload
+    gh = http_gh(http={"compression": {"max_active": 1}}, workers=1)
+    gz = [("Accept-Encoding", "gzip")]
+    slow = https(gh)
+    slow.send(slow.build("GET", "/download?size=%d&type=text/plain" % (64 << 20), HOST, gz, None,
+                         "HTTP/1.1"))
+    assert b"Content-Encoding: gzip" in slow.rd.head()
+    r = https(gh).request(path="/text?size=5000", headers=gz)
+    assert header(r.headers, "Content-Encoding") is None
+    assert r.body == text_payload(5000)
+    slow.close()
+    import time
+    deadline = time.monotonic() + 5
+    while True:
+        r = https(gh).request(path="/text?size=5000", headers=gz)
+        if header(r.headers, "Content-Encoding") == "gzip" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert header(r.headers, "Content-Encoding") == "gzip", "the compressor was not given back"
