@@ -372,3 +372,24 @@ def test_max_active_compressors_then_plain(http_gh, web):
             break
         time.sleep(0.1)
     assert header(r.headers, "Content-Encoding") == "gzip", "the compressor was not given back"
+
+
+def test_compression_configuration_errors(gatehouse_bin, tmp_path):
+    import subprocess
+    from ghtest import to_libconfig
+    for z, msg in [({"gzip_level": 0}, "gzip_level: must be between 1 and 9"),
+                   ({"br_level": 4}, "br_level: must be between 0 and 3"),
+                   ({"types": ["text"]}, "must be a media type"),
+                   ({"types": ["text/html; charset=utf-8"]}, "must be a media type"),
+                   ({"max_active": -1}, "max_active: must be between 0 and 100000"),
+                   ({"level": 5}, "level")]:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(to_libconfig({"http": {"backends": ["127.0.0.1:1"], "compression": z}}))
+        r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, timeout=10)
+        assert r.returncode != 0, z
+        assert msg in r.stderr.decode(), r.stderr
+    conf = tmp_path / "good.conf"
+    conf.write_text(to_libconfig({"http": {"backends": ["127.0.0.1:1"], "compression": {
+        "types": ["text/*", "application/json"], "gzip_level": 9, "br_level": 3, "min_length": 0}}}))
+    r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, timeout=10)
+    assert r.returncode == 0, r.stderr
