@@ -90,10 +90,10 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 			session_close(s, "out of memory");
 			return;
 		}
-		if (n > 0) {
+		if (n > 0)
 			memcpy(x->local, page, (size_t)n);
+		if (n > 0 && body_len > 0) /* px.body is NULL without a page */
 			memcpy(x->local + n, px.body, body_len);
-		}
 		x->local_len = n > 0 ? (size_t)n + body_len : 0;
 		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
 		return;
