@@ -113,8 +113,10 @@ static bool http__z_push(struct http_exchange *x, const uint8_t *in, size_t len,
 							 &olen, mode == 2);
 		if (rc < 0)
 			return false;
-		in += used;
-		len -= used;
+		if (used > 0) { /* in is NULL when flushing or finishing */
+			in += used;
+			len -= used;
+		}
 		if (olen > 0) {
 			http__z_chunk(x, out, olen);
 			if (x->s->closed)
