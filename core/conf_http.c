@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -227,6 +228,30 @@ static int conf__http_error_pages(struct conf_ld *ld, const config_setting_t *s)
 			return -1;
 	}
 	return 0;
+}
+
+int conf_vhost_for_host(const struct conf *c, const char *host, size_t len)
+{
+	const char *colon = memchr(host, ':', len);
+	size_t n = colon != NULL ? (size_t)(colon - host) : len;
+	int wild = -1;
+
+	for (int v = 0; v < c->nvhosts; v++)
+		for (int k = 0; k < c->vhosts[v].nnames; k++) {
+			const char *name = c->vhosts[v].names[k];
+			if (name[0] != '*') {
+				if (strlen(name) == n && strncasecmp(name, host, n) == 0)
+					return v;
+				continue;
+			}
+			/* "*.example.com": one more label, not the bare domain. */
+			const char *dot = memchr(host, '.', n);
+			size_t rest = dot != NULL ? n - (size_t)(dot + 1 - host) : 0;
+			if (wild < 0 && dot != NULL && dot != host && strlen(name + 2) == rest &&
+			    strncasecmp(name + 2, dot + 1, rest) == 0)
+				wild = v;
+		}
+	return wild;
 }
 
 const struct conf_error_page *conf_http_error_page(const struct conf *c, int status)

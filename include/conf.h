@@ -364,6 +364,13 @@ struct conf {
 	struct tls_settings tls;
 	struct tls_vhost *vhosts;
 	int nvhosts;
+	/* Per vhost (same index): the headers its HTTP responses get
+	   (add_headers in the vhost; Zimbra's per-domain
+	   zimbraReverseProxyResponseHeaders). NULL when there are no vhosts. */
+	struct conf_vhost_http {
+		struct conf_header *headers;
+		int nheaders;
+	} *vhost_http;
 
 	/* The HTTP/HTTPS reverse proxy (core/conf_http.c). */
 	struct {
@@ -483,6 +490,10 @@ const struct conf_location_table *conf_http_locations(const struct conf *c,
 						      const struct conf_listen *l);
 
 /* The upstream group called name, or NULL. */
+/* The vhost whose names hold host[0..len) (a Host value: port and case
+   ignored; an exact name before a "*." one), or -1. */
+int conf_vhost_for_host(const struct conf *c, const char *host, size_t len);
+
 /* The operator's page for status (http.error_pages), or NULL. */
 const struct conf_error_page *conf_http_error_page(const struct conf *c, int status);
 

@@ -231,15 +231,17 @@ struct conf_location;
 
 /*
  * What gatehouse changes in a response head besides hop-by-hop headers.
- * add[0] (http.add_headers) and add[1] (the location's add_headers) are
- * written after the backend's headers, each replacing the backend's
- * headers of the same name, and add[1] replacing an add[0] one of the
- * same name (so HSTS never appears twice; nginx's add_header would append
- * a second one). Set-Cookie is the exception: added beside the others.
+ * add[0] (http.add_headers), add[1] (the vhost's of the request's Host)
+ * and add[2] (the location's add_headers) are written after the backend's
+ * headers, each replacing the backend's headers of the same name, and a
+ * later set replacing an earlier one's of the same name (so HSTS never
+ * appears twice; nginx's add_header would append a second one).
+ * Set-Cookie is the exception: added beside the others.
  */
+#define HTTP_ADD_SETS 3
 struct http_resp_edit {
-	const struct conf_header *add[2];
-	int nadd[2];
+	const struct conf_header *add[HTTP_ADD_SETS];
+	int nadd[HTTP_ADD_SETS];
 	/* On TLS listeners: the request's Host as sent (port included). A
 	   Location, or Refresh's url=, "http://<that host's name>[:any
 	   port][/...]" becomes "https://<Host>[/...]" (nginx's proxy_redirect
@@ -266,9 +268,10 @@ struct http_resp_edit {
 bool http_compress_response_ok(const uint8_t *buf, const struct http_head *h,
 			       const struct conf *c, uint64_t *length_out);
 
-/* The edit for a response of location l (NULL: none) under conf c. */
-void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c,
-			 const struct conf_location *l);
+/* The edit for a response of location l (NULL: none) to a request for
+   host[0..host_len) (its vhost's headers; NULL: none) under conf c. */
+void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c, const char *host,
+			 size_t host_len, const struct conf_location *l);
 
 /*
  * Write the response head for the client: "HTTP/1.1 <status> <reason>",
@@ -287,7 +290,7 @@ int http_rewrite_response(const uint8_t *buf, const struct http_head *h,
  * (HTTP_ADD_HEADERS_MAX suffices).
  */
 int http_add_header_lines(const struct http_resp_edit *e, char *out, size_t cap);
-#define HTTP_ADD_HEADERS_MAX 8192
+#define HTTP_ADD_HEADERS_MAX (HTTP_ADD_SETS * 4096)
 
 /*
  * "http://NAME[:PORT][/...]" whose NAME is host's name (host: a Host

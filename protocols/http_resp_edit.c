@@ -11,15 +11,20 @@
 #include "http.h"
 #include "http_compress.h"
 
-void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c,
-			 const struct conf_location *l)
+void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c, const char *host,
+			 size_t host_len, const struct conf_location *l)
 {
 	memset(e, 0, sizeof(*e));
 	e->add[0] = c->http.add_headers;
 	e->nadd[0] = c->http.nadd_headers;
+	int v = host != NULL && c->vhost_http != NULL ? conf_vhost_for_host(c, host, host_len) : -1;
+	if (v >= 0) {
+		e->add[1] = c->vhost_http[v].headers;
+		e->nadd[1] = c->vhost_http[v].nheaders;
+	}
 	if (l != NULL) {
-		e->add[1] = l->headers;
-		e->nadd[1] = l->nheaders;
+		e->add[2] = l->headers;
+		e->nadd[2] = l->nheaders;
 	}
 }
 
@@ -30,7 +35,7 @@ static bool http__is_cookie(const char *name)
 
 bool http_resp_edit_replaces(const struct http_resp_edit *e, const char *name, size_t len, int below)
 {
-	for (int k = 1; k >= below; k--)
+	for (int k = HTTP_ADD_SETS - 1; k >= below; k--)
 		for (int i = 0; i < e->nadd[k]; i++) {
 			const char *n = e->add[k][i].name;
 			if (strlen(n) == len && strncasecmp(n, name, len) == 0 && !http__is_cookie(n))
@@ -43,12 +48,12 @@ int http_add_header_lines(const struct http_resp_edit *e, char *out, size_t cap)
 {
 	size_t len = 0;
 
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < HTTP_ADD_SETS; k++)
 		for (int i = 0; i < e->nadd[k]; i++) {
 			const struct conf_header *h = &e->add[k][i];
 			size_t nl = strlen(h->name), vl = strlen(h->value);
-			/* A global header the location names again gives way. */
-			if (k == 0 && http_resp_edit_replaces(e, h->name, nl, 1))
+			/* A header a later set names again gives way. */
+			if (http_resp_edit_replaces(e, h->name, nl, k + 1))
 				continue;
 			if (nl + vl + 4 > cap - len)
 				return -1;

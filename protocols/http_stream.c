@@ -154,7 +154,7 @@ void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e)
 {
 	const struct session *s = x->s;
 
-	http_resp_edit_init(e, s->conf, x->loc);
+	http_resp_edit_init(e, s->conf, x->host, strlen(x->host), x->loc);
 	if ((s->listener->tls || s->tls_active) && x->host[0] != '\0') {
 		e->https_host = x->host;
 		e->https_host_len = strlen(x->host);

@@ -52,6 +52,25 @@ def test_added_headers_replace_the_backends_and_never_double(http_gh, web):
     assert header_all(r.headers, HSTS) == ["max-age=31536000"]
 
 
+def test_vhost_headers_between_global_and_location(http_gh, web, web_certs):
+    """A vhost's add_headers go on its Host's responses, replacing the
+    global ones of the same name; a location's replace the vhost's."""
+    vhosts = [{"names": ["webmail.example.net"], "cert": web_certs.crt, "key": web_certs.key,
+               "add_headers": ["Content-Security-Policy: default-src 'self'",
+                               "X-Frame-Options: SAMEORIGIN", "X-Vh: vh"]}]
+    gh = http_gh(http={"add_headers": ["X-Frame-Options: DENY", "%s: max-age=1" % HSTS]},
+                 vhosts=vhosts, **located(web, add_headers=["X-Vh: loc"]))
+    c = https(gh)
+    r = c.request(path="/echo", host="webmail.example.net:%d" % gh.https_port)
+    assert header_all(r.headers, "Content-Security-Policy") == ["default-src 'self'"]
+    assert header_all(r.headers, "X-Frame-Options") == ["SAMEORIGIN"]
+    assert header_all(r.headers, "X-Vh") == ["loc"]
+    assert header_all(r.headers, HSTS) == ["max-age=1"]
+    r = c.request(path="/echo", host=HOST)
+    assert header(r.headers, "Content-Security-Policy") is None
+    assert header_all(r.headers, "X-Frame-Options") == ["DENY"]
+
+
 def test_added_headers_on_local_answers(http_gh, web):
     gh = http_gh(http={"add_headers": ["%s: max-age=31536000" % HSTS]},
                  **located(web, add_headers=["X-Frame-Options: DENY"]))

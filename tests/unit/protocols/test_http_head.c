@@ -269,7 +269,7 @@ static struct conf_header hh_loc[] = {
 
 Test(http_head, added_headers_replace_the_backends_and_the_global_ones)
 {
-	struct http_resp_edit e = { .add = { hh_global, hh_loc }, .nadd = { 2, 2 } };
+	struct http_resp_edit e = { .add = { hh_global, NULL, hh_loc }, .nadd = { 2, 0, 2 } };
 
 	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=1\r\n"
 				      "Set-Cookie: a=b\r\nX-Frame-Options: ALLOW\r\nContent-Length: 0\r\n\r\n", &e),
@@ -282,7 +282,7 @@ Test(http_head, added_headers_replace_the_backends_and_the_global_ones)
 				    "X-Frame-Options: DENY\r\nSet-Cookie: seen=1\r\n"));
 	cr_assert_eq(http_add_header_lines(&e, lines, 40), -1);
 	/* Without a location only the global ones. */
-	e.nadd[1] = 0;
+	e.nadd[2] = 0;
 	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\nX-Frame-Options: ALLOW\r\n\r\n", &e),
 			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
 			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
@@ -409,4 +409,37 @@ Test(http_head, body_data_leaves_the_chunk_framing_out)
 	cr_assert_eq((size_t)r, n - 12 - 4, "NEXT is not this message's");
 	cr_assert_eq(dlen, 7);
 	cr_assert(memcmp(body + 12, " world!", 7) == 0);
+}
+
+Test(http_head, vhost_headers_sit_between_global_and_location)
+{
+	static struct conf_header vh[] = { { "X-Frame-Options", "SAMEORIGIN-VH" }, { "X-Vh", "1" } };
+	static struct conf_header loc[] = { { "X-Vh", "loc" } };
+	struct conf_vhost_http vx[] = { { NULL, 0 }, { vh, 2 } };
+	struct conf *c = hh_conf();
+	struct tls_vhost two[2] = { { .names = (char *[]){ "*.example.org" }, .nnames = 1 },
+				    { .names = (char *[]){ "webmail.example.net", "a.example.org" },
+				      .nnames = 2 } };
+	struct conf_location l = { .headers = loc, .nheaders = 1 };
+	struct http_resp_edit e;
+
+	c->vhosts = two;
+	c->nvhosts = 2;
+	c->vhost_http = vx;
+	c->http.add_headers = hh_global;
+	c->http.nadd_headers = 2;
+	cr_assert_eq(conf_vhost_for_host(c, "WEBMAIL.example.net:8443", 24), 1);
+	cr_assert_eq(conf_vhost_for_host(c, "a.example.org", 13), 1, "an exact name before a wildcard");
+	cr_assert_eq(conf_vhost_for_host(c, "b.example.org", 13), 0);
+	cr_assert_eq(conf_vhost_for_host(c, "example.org", 11), -1);
+	cr_assert_eq(conf_vhost_for_host(c, "x.b.example.org", 15), -1);
+	http_resp_edit_init(&e, c, "webmail.example.net", 19, &l);
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\nX-Vh: backend\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN-VH\r\nX-Vh: loc\r\n\r\n");
+	http_resp_edit_init(&e, c, "b.example.org", 13, NULL);
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
+	free(c);
 }
