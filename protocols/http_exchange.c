@@ -75,7 +75,9 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 		px.body = op->body;
 		px.body_len = op->len;
 	}
-	int n = http__page(&status, &location, msg, &why, &px, page, sizeof(page));
+	/* 3072 bytes for the page itself whatever the added lines take: a
+	   redirect's Location has the same bound with or without them. */
+	int n = http__page(&status, &location, msg, &why, &px, page, 3072 + px.lines_len);
 	size_t body_len = n > 0 && px.body != NULL && status == op->status ? op->len : 0;
 	x->status = status;
 	x->bytes_sent += n > 0 ? (uint64_t)(n + body_len) : 0;
