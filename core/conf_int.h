@@ -114,6 +114,14 @@ int conf__caps_set(const char *const *defaults, int n, char **caps, int *ncaps);
 int conf__group(struct conf_ld *ld, const config_setting_t *g,
 		const struct conf_opt *opts, size_t nopts);
 
+/* A token character of RFC 9110 (header names, media types). */
+bool conf__tchar(unsigned char ch);
+
+/* Header lines added to responses ("Name: value" strings) into *out /
+   *n_out (conf_location.c; locations and the http group). */
+int conf__headers(struct conf_ld *ld, const config_setting_t *s, struct conf_header **out,
+		  int *n_out);
+
 /* --- addresses and URLs, pure (conf_addr.c) --- */
 
 bool conf__hostname_ok(const char *h, size_t len);

@@ -37,7 +37,7 @@ struct conf_loc_src {
 };
 
 /* RFC 9110 tchar: header and cookie names. */
-static bool conf__tchar(unsigned char ch)
+bool conf__tchar(unsigned char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
 	       || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
@@ -162,16 +162,21 @@ static int conf__loc_cookies(struct conf_ld *ld, const config_setting_t *s, stru
 	return 0;
 }
 
-/* "Name: value": a token, then printable ASCII (tabs allowed). */
-static int conf__loc_headers(struct conf_ld *ld, const config_setting_t *s, struct conf_location *l)
+/* "Name: value": a token, then printable ASCII (tabs allowed); at most
+   CONF__LOC_MAX_HEADERS lines and 4096 bytes in all (they go into an
+   answer's fixed header room, HTTP_LOCATION_HEADERS_MAX). Also the
+   http group's add_headers (conf_http.c). */
+int conf__headers(struct conf_ld *ld, const config_setting_t *s, struct conf_header **out,
+		  int *n_out)
 {
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
 		return conf__fail(ld, s, NULL, "must be an array of \"Name: value\" strings");
 	int count = config_setting_length(s);
 	if (count > CONF__LOC_MAX_HEADERS)
 		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__LOC_MAX_HEADERS);
-	if (count > 0 && (l->headers = calloc((size_t)count, sizeof(*l->headers))) == NULL)
+	if (count > 0 && (*out = calloc((size_t)count, sizeof(**out))) == NULL)
 		return conf__oom(ld);
+	size_t total = 0;
 	for (int i = 0; i < count; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		const char *v, *colon;
@@ -191,14 +196,24 @@ static int conf__loc_headers(struct conf_ld *ld, const config_setting_t *s, stru
 		/* Framing and hop-by-hop headers are gatehouse's to write: a
 		   second Content-Length would split the response in two. */
 		static const char *const own[] = { "Content-Length", "Transfer-Encoding", "Connection",
-						   "Keep-Alive", "Upgrade", "TE", "Trailer" };
+						   "Keep-Alive", "Upgrade", "TE", "Trailer",
+						   "Content-Encoding" };
 		for (size_t k = 0; k < ARRAY_SIZE(own); k++)
 			if (strlen(own[k]) == nl && strncasecmp(v, own[k], nl) == 0)
 				return conf__fail(ld, e, NULL, "%s is written by gatehouse itself", own[k]);
-		struct conf_header *h = &l->headers[l->nheaders++];
+		/* Each added header replaces the backend's (Set-Cookie, which
+		   is added beside them, excepted): one line per name. */
+		bool cookie = nl == 10 && strncasecmp(v, "Set-Cookie", nl) == 0;
+		for (int k = 0; !cookie && k < *n_out; k++)
+			if (strlen((*out)[k].name) == nl && strncasecmp((*out)[k].name, v, nl) == 0)
+				return conf__fail(ld, e, NULL, "names a header twice (one value each)");
+		struct conf_header *h = &(*out)[(*n_out)++];
 		if ((h->name = strndup(v, nl)) == NULL || (h->value = strdup(val)) == NULL)
 			return conf__oom(ld);
+		total += strlen(h->name) + strlen(h->value) + 4;
 	}
+	if (total > 4096)
+		return conf__fail(ld, s, NULL, "must add at most 4096 bytes of headers");
 	return 0;
 }
 
@@ -453,14 +468,9 @@ static int conf__loc_options(struct conf_ld *ld, const struct conf_loc_src *src,
 		return -1;
 	if (src->host != NULL && conf__loc_host(ld, src->host, l) < 0)
 		return -1;
-	if (src->add_headers != NULL && conf__loc_headers(ld, src->add_headers, l) < 0)
+	if (src->add_headers != NULL &&
+	    conf__headers(ld, src->add_headers, &l->headers, &l->nheaders) < 0)
 		return -1;
-	/* They go into an answer's fixed header room (HTTP_LOCATION_HEADERS_MAX). */
-	size_t total = 0;
-	for (int i = 0; i < l->nheaders; i++)
-		total += strlen(l->headers[i].name) + strlen(l->headers[i].value) + 4;
-	if (total > 4096)
-		return conf__fail(ld, src->add_headers, NULL, "must add at most 4096 bytes of headers");
 	return 0;
 }
 

@@ -265,7 +265,8 @@ static int conf__vhost_name(struct conf_ld *ld, const config_setting_t *s, char 
 	return 0;
 }
 
-static int conf__vhost(struct conf_ld *ld, const config_setting_t *g, struct tls_vhost *vh)
+static int conf__vhost(struct conf_ld *ld, const config_setting_t *g, struct tls_vhost *vh,
+		       struct conf_vhost_http *vx)
 {
 	const config_setting_t *names = NULL;
 
@@ -282,7 +283,10 @@ static int conf__vhost(struct conf_ld *ld, const config_setting_t *g, struct tls
 			continue;
 		if (strcmp(config_setting_name(s), "names") == 0)
 			names = s;
-		else
+		else if (strcmp(config_setting_name(s), "add_headers") == 0) {
+			if (conf__headers(ld, s, &vx->headers, &vx->nheaders) < 0)
+				return -1;
+		} else
 			return conf__fail(ld, s, NULL, "unknown setting");
 	}
 	if (names == NULL)
@@ -313,11 +317,13 @@ int conf__vhosts(struct conf_ld *ld, const config_setting_t *s)
 		return conf__fail(ld, s, NULL, "must have at most %d entries", CONF__MAX_VHOSTS);
 	if (n == 0)
 		return 0;
-	if ((c->vhosts = calloc((size_t)n, sizeof(*c->vhosts))) == NULL)
+	if ((c->vhosts = calloc((size_t)n, sizeof(*c->vhosts))) == NULL ||
+	    (c->vhost_http = calloc((size_t)n, sizeof(*c->vhost_http))) == NULL)
 		return conf__oom(ld);
 	for (int i = 0; i < n; i++) {
 		c->nvhosts = i + 1;
-		if (conf__vhost(ld, config_setting_get_elem(s, (unsigned)i), &c->vhosts[i]) < 0)
+		if (conf__vhost(ld, config_setting_get_elem(s, (unsigned)i), &c->vhosts[i],
+				&c->vhost_http[i]) < 0)
 			return -1;
 	}
 	/* A name must pick one certificate. */
@@ -393,8 +399,15 @@ void conf__tls_free(struct conf *c)
 			free(c->vhosts[i].names[j]);
 		free(c->vhosts[i].names);
 		conf__cert_free(&c->vhosts[i].cert);
+		for (int j = 0; c->vhost_http != NULL && j < c->vhost_http[i].nheaders; j++) {
+			free(c->vhost_http[i].headers[j].name);
+			free(c->vhost_http[i].headers[j].value);
+		}
+		if (c->vhost_http != NULL)
+			free(c->vhost_http[i].headers);
 	}
 	free(c->vhosts);
+	free(c->vhost_http);
 }
 
 /*

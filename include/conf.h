@@ -110,6 +110,13 @@ enum conf_loc_action {
 };
 
 /* A header added to responses: "Name: value", both checked at load. */
+/* An operator's page for a status gatehouse answers itself (http.error_pages). */
+struct conf_error_page {
+	int status;
+	char *body;     /* the file's bytes, read at load */
+	size_t len;
+};
+
 struct conf_header {
 	char *name;
 	char *value;
@@ -355,6 +362,13 @@ struct conf {
 	struct tls_settings tls;
 	struct tls_vhost *vhosts;
 	int nvhosts;
+	/* Per vhost (same index): the headers its HTTP responses get
+	   (add_headers in the vhost; Zimbra's per-domain
+	   zimbraReverseProxyResponseHeaders). NULL when there are no vhosts. */
+	struct conf_vhost_http {
+		struct conf_header *headers;
+		int nheaders;
+	} *vhost_http;
 
 	/* The HTTP/HTTPS reverse proxy (core/conf_http.c). */
 	struct {
@@ -371,6 +385,27 @@ struct conf {
 		double backend_timeout;  /* seconds waiting for the backend's answer -> 504 */
 		int backend_keepalive;   /* idle pooled backend connections per worker */
 		char *access_log;        /* NULL = off, "stderr", or a file */
+		/* Added to every response (proxied or answered by gatehouse),
+		   replacing the backend's header of the same name; a location's
+		   add_headers of the same name replaces one of these. */
+		struct conf_header *add_headers;
+		int nadd_headers;
+		/* TLS listeners: a Host that is not server_name or a vhost
+		   name gets 400 (zimbraReverseProxyStrictServerNameEnabled). */
+		bool strict_server_names;
+		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
+		struct conf_error_page *error_pages;
+		int nerror_pages;
+		/* Compression of responses the backend did not compress. */
+		struct {
+			bool gzip, br;
+			int gzip_level;     /* 1..9 */
+			int br_level;       /* 0..3 */
+			size_t min_length;  /* bytes of Content-Length at least */
+			char **types;       /* media types (a star subtype covers all) */
+			int ntypes;
+			int max_active;     /* compressors per worker at once */
+		} compression;
 	} http;
 
 	/* Upstream groups and the top-level locations (core/conf_location.c);
@@ -453,6 +488,13 @@ const struct conf_location_table *conf_http_locations(const struct conf *c,
 						      const struct conf_listen *l);
 
 /* The upstream group called name, or NULL. */
+/* The vhost whose names hold host[0..len) (a Host value: port and case
+   ignored; an exact name before a "*." one), or -1. */
+int conf_vhost_for_host(const struct conf *c, const char *host, size_t len);
+
+/* The operator's page for status (http.error_pages), or NULL. */
+const struct conf_error_page *conf_http_error_page(const struct conf *c, int status);
+
 const struct conf_upstream *conf_upstream_find(const struct conf *c, const char *name);
 
 #endif

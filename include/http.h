@@ -88,6 +88,8 @@ struct http_parser {
 	bool too_many;              /* a header line past the limit: 431 at its name's end */
 	bool no_body;               /* a response to HEAD */
 	bool ended;                 /* on_message_complete ran */
+	uint8_t *sink;              /* http_parse_body_data: where body bytes go */
+	size_t sunk;
 };
 
 /* kind: HTTP_REQUEST or HTTP_RESPONSE. h receives the head of each message. */
@@ -115,6 +117,15 @@ int http_parse_head(struct http_parser *p, const uint8_t *buf, size_t len);
  * with *done set when the message ended; or HTTP_E_BAD for bad framing.
  */
 long http_parse_body(struct http_parser *p, const uint8_t *data, size_t n, bool *done);
+
+/*
+ * As http_parse_body, and the body's own bytes (chunk framing and
+ * trailers left out) are moved to the front of data[0..n), their count in
+ * *data_len_out: what a compressor needs. The bytes after them (up to the
+ * returned count) are overwritten.
+ */
+long http_parse_body_data(struct http_parser *p, uint8_t *data, size_t n, bool *done,
+			  size_t *data_len_out);
 
 /* Does the message have a body to relay at all (after the head)? */
 bool http_parser_body_done(const struct http_parser *p);
@@ -215,14 +226,89 @@ struct http_fwd {
 int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const struct http_fwd *f,
 			 char *out, size_t cap);
 
+struct conf_header;
+struct conf_location;
+
+/*
+ * What gatehouse changes in a response head besides hop-by-hop headers.
+ * add[0] (http.add_headers), add[1] (the vhost's of the request's Host)
+ * and add[2] (the location's add_headers) are written after the backend's
+ * headers, each replacing the backend's headers of the same name, and a
+ * later set replacing an earlier one's of the same name (so HSTS never
+ * appears twice; nginx's add_header would append a second one).
+ * Set-Cookie is the exception: added beside the others.
+ */
+#define HTTP_ADD_SETS 3
+struct http_resp_edit {
+	const struct conf_header *add[HTTP_ADD_SETS];
+	int nadd[HTTP_ADD_SETS];
+	/* On TLS listeners: the request's Host as sent (port included). A
+	   Location, or Refresh's url=, "http://<that host's name>[:any
+	   port][/...]" becomes "https://<Host>[/...]" (nginx's proxy_redirect
+	   in the Zimbra templates); other hosts are left alone. NULL: none. */
+	const char *https_host;
+	size_t https_host_len;
+	/* The body is compressed by gatehouse with this coding ("gzip",
+	   "br"; NULL: not): the backend's Content-Length and
+	   Transfer-Encoding go, "Content-Encoding", "Transfer-Encoding:
+	   chunked" and "Vary: Accept-Encoding" (unless a Vary names it or is
+	   "*") come, a strong ETag becomes weak (RFC 9110 §8.8.1: the bytes
+	   differ). */
+	const char *content_encoding;
+};
+
+/*
+ * May gatehouse compress the body of response h (head in buf) under c's
+ * http.compression: a final 200 without Content-Encoding, Content-Range
+ * or "Cache-Control: no-transform", whose Content-Type is one of the
+ * types, and whose Content-Length is at least min_length (or unknown:
+ * chunked or up to the close). *length_out: the Content-Length, 0 when
+ * unknown (it sizes the compressor).
+ */
+bool http_compress_response_ok(const uint8_t *buf, const struct http_head *h,
+			       const struct conf *c, uint64_t *length_out);
+
+/* The edit for a response of location l (NULL: none) to a request for
+   host[0..host_len) (its vhost's headers; NULL: none) under conf c. */
+void http_resp_edit_init(struct http_resp_edit *e, const struct conf *c, const char *host,
+			 size_t host_len, const struct conf_location *l);
+
 /*
  * Write the response head for the client: "HTTP/1.1 <status> <reason>",
  * the backend's headers minus hop-by-hop ones (Upgrade kept on a 101),
- * then "Connection: close" when close is set, or "Connection: keep-alive"
- * for an HTTP/1.0 client that keeps the connection. Returns the length, or -1.
+ * edited as e says (NULL: not at all), then "Connection: close" when close
+ * is set, or "Connection: keep-alive" for an HTTP/1.0 client that keeps
+ * the connection. Returns the length, or -1.
  */
-int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool close,
-			  bool client_http10, char *out, size_t cap);
+int http_rewrite_response(const uint8_t *buf, const struct http_head *h,
+			  const struct http_resp_edit *e, bool close, bool client_http10,
+			  char *out, size_t cap);
+
+/*
+ * The header lines e adds (CRLF-terminated), for the answers gatehouse
+ * makes itself. Returns the length, or -1 when cap is too small
+ * (HTTP_ADD_HEADERS_MAX suffices).
+ */
+int http_add_header_lines(const struct http_resp_edit *e, char *out, size_t cap);
+#define HTTP_ADD_HEADERS_MAX (HTTP_ADD_SETS * 4096)
+
+/*
+ * "http://NAME[:PORT][/...]" whose NAME is host's name (host: a Host
+ * value, port included or not; no case) becomes "https://<host>[/...]" in
+ * out. Returns the new length, 0 when v is left alone, -1 when out (cap
+ * bytes) is too small.
+ */
+int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
+		     size_t cap);
+
+/* The same for a Refresh value ("5; url=http://..."): its url part. */
+int http_refresh_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
+		       size_t cap);
+
+/* Does e add a header called name[0..len) that replaces the backend's
+   (from add[below] up; Set-Cookie never does)? */
+bool http_resp_edit_replaces(const struct http_resp_edit *e, const char *name, size_t len,
+			     int below);
 
 /*
  * May a redirect name host (the Host header, port removed, compared without
@@ -252,8 +338,17 @@ const char *http_redirect_default_name(const struct conf *c);
  * when NULL; msg must be plain text without markup). Returns the length,
  * or -1.
  */
-int http_error_page(int status, const char *location, const char *msg, bool close, char *out,
-		    size_t cap);
+struct http_page_extra {
+	const char *lines;      /* header lines added (CRLF each), or NULL */
+	size_t lines_len;
+	const char *body;       /* an operator's page (http.error_pages), or NULL */
+	size_t body_len;
+};
+/* px (may be NULL) adds header lines and replaces the body: then only the
+   head is written (its Content-Length says body_len), the caller sends
+   px->body after it. */
+int http_error_page(int status, const char *location, const char *msg, bool close,
+		    const struct http_page_extra *px, char *out, size_t cap);
 
 /* The page plain listeners in mode https answer with. */
 #define HTTP_USE_HTTPS_TEXT "This site is only available over HTTPS. Please use https:// in the address."

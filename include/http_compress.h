@@ -77,6 +77,18 @@ size_t http_compressor_held(const struct http_compressor *z);
 int http_compressor_run(struct http_compressor *z, const uint8_t *in, size_t in_len,
 			size_t *in_used, uint8_t *out, size_t out_cap, size_t *out_len, bool finish);
 
+/*
+ * Emit everything taken so far (gzip Z_SYNC_FLUSH, br FLUSH) into
+ * out[0..out_cap), *out_len written: a streamed response's pieces reach
+ * the client when the backend pauses. out_cap must be at least
+ * HTTP_COMPRESS_FLUSH_MIN (zlib repeats its flush marker forever into
+ * rooms of 6 bytes or less). Returns 1 when all is out, 0 when called
+ * again with more room gives more, -1 on a library error or a room too small.
+ */
+#define HTTP_COMPRESS_FLUSH_MIN 16
+int http_compressor_flush(struct http_compressor *z, uint8_t *out, size_t out_cap,
+			  size_t *out_len);
+
 void http_compressor_free(struct http_compressor *z);
 
 #endif

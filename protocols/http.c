@@ -99,6 +99,8 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->fwd_len = 0;
 	http__backend_drop(x, false);
 	http__file_drop(x);
+	http__z_end(x);
+	x->z_coding = HTTP_CODING_IDENTITY;
 	x->up_reused = false;
 	session_hbuf_put(x->hbuf, x->hcap, x->hused);
 	x->hbuf = NULL;
@@ -139,6 +141,7 @@ static void http__exchange_destroy(struct http_exchange *x)
 	}
 	free(x->local);
 	free(x->npath);
+	http__z_end(x);
 	secret_wipe(x, sizeof(*x));
 	free(x);
 }

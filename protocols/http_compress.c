@@ -315,6 +315,37 @@ int http_compressor_run(struct http_compressor *z, const uint8_t *in, size_t in_
 	return rc;
 }
 
+int http_compressor_flush(struct http_compressor *z, uint8_t *out, size_t out_cap,
+			  size_t *out_len)
+{
+	*out_len = 0;
+	if (z->finished)
+		return 1;
+	if (out_cap < HTTP_COMPRESS_FLUSH_MIN)
+		return -1;
+	uInt olen = out_cap > (1u << 30) ? 1u << 30 : (uInt)out_cap;
+	if (z->coding == HTTP_CODING_GZIP) {
+		z->z.next_in = NULL;
+		z->z.avail_in = 0;
+		z->z.next_out = out;
+		z->z.avail_out = olen;
+		int rc = deflate(&z->z, Z_SYNC_FLUSH);
+		*out_len = olen - z->z.avail_out;
+		if (rc != Z_OK && rc != Z_BUF_ERROR)
+			return -1;
+		/* A full buffer may leave more to come (zlib's rule). */
+		return z->z.avail_out > 0 ? 1 : 0;
+	}
+	const uint8_t *next_in = NULL;
+	size_t avail_in = 0, avail_out = olen;
+	uint8_t *next_out = out;
+	if (!BrotliEncoderCompressStream(z->br, BROTLI_OPERATION_FLUSH, &avail_in, &next_in,
+					 &avail_out, &next_out, NULL))
+		return -1;
+	*out_len = olen - avail_out;
+	return BrotliEncoderHasMoreOutput(z->br) ? 0 : 1;
+}
+
 void http_compressor_free(struct http_compressor *z)
 {
 	if (z == NULL)

@@ -36,9 +36,9 @@ void http__log(struct http_exchange *x)
 /* The page for status (a redirect to location) into page; the status it
    says (414 when location does not fit). Returns its length or -1. */
 static int http__page(int *status, const char **location, const char *msg, const char **why,
-		      char *page, size_t cap)
+		      const struct http_page_extra *px, char *page, size_t cap)
 {
-	int n = http_error_page(*status, *location, msg, true, page, cap);
+	int n = http_error_page(*status, *location, msg, true, px, page, cap);
 
 	if (n < 0 && *location != NULL) {
 		/* A redirect whose Location does not fit the page (a long
@@ -46,13 +46,15 @@ static int http__page(int *status, const char **location, const char *msg, const
 		*status = 414;
 		*location = NULL;
 		*why = "redirect: target too long for a Location";
-		n = http_error_page(*status, NULL, NULL, true, page, cap);
+		n = http_error_page(*status, NULL, NULL, true, px, page, cap);
 	}
 	return n;
 }
 
-void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
-		      const char *why)
+/* x is answered with head[0..n) then body[0..body_len) (an operator's
+   page; 0: none), now or at its turn. */
+static void http__answer_parts(struct http_exchange *x, int status, const char *head, size_t n,
+			       const char *body, size_t body_len, const char *why)
 {
 	struct session *s = x->s;
 
@@ -62,22 +64,26 @@ void http__answer_raw(struct http_exchange *x, int status, const char *resp, siz
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	x->conn->phase = HTTP_CONN_DONE; /* nothing after it is parsed */
+	if (n == 0)
+		body_len = 0;
 	x->status = status;
-	x->bytes_sent += n;
+	x->bytes_sent += n + body_len;
 	if (x->start_ms == 0)
 		x->start_ms = session_now(s);
 	session_log(s, status >= 500 ? LOG_INFO : LOG_DEBUG, "%d for %s %s: %s", status, x->method,
 		    x->path, why);
 	if (x != http__front(s)) {
 		/* Answers go out in order: kept until x's turn. */
-		x->local = n > 0 ? malloc(n) : NULL;
+		x->local = n > 0 ? malloc(n + body_len) : NULL;
 		if (n > 0 && x->local == NULL) {
 			session_close(s, "out of memory");
 			return;
 		}
 		if (n > 0)
-			memcpy(x->local, resp, n);
-		x->local_len = n;
+			memcpy(x->local, head, n);
+		if (body_len > 0) /* body is NULL without a page */
+			memcpy(x->local + n, body, body_len);
+		x->local_len = n + body_len;
 		x->local_why = why != NULL ? why : "local answer"; /* marks it kept */
 		return;
 	}
@@ -85,19 +91,43 @@ void http__answer_raw(struct http_exchange *x, int status, const char *resp, siz
 	/* A failed write closes the session; x stays valid until this
 	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
-		session_write(s, resp, n);
+		session_write(s, head, n);
+	if (body_len > 0 && !s->closed)
+		session_write(s, body, body_len);
 	session_finish(s, why);
+}
+
+void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
+		      const char *why)
+{
+	http__answer_parts(x, status, resp, n, NULL, 0, why);
 }
 
 void http__answer(struct http_exchange *x, int status, const char *location, const char *msg,
 		  const char *why)
 {
-	char page[3072];
+	struct session *s = x->s;
+	char page[3072 + HTTP_ADD_HEADERS_MAX], lines[HTTP_ADD_HEADERS_MAX];
+	struct http_resp_edit e;
 
 	if (x->phase == HTTP_X_DONE)
 		return;
-	int n = http__page(&status, &location, msg, &why, page, sizeof(page));
-	http__answer_raw(x, status, page, n > 0 ? (size_t)n : 0, why);
+	/* The operator's headers go on gatehouse's own answers too. */
+	http__resp_edit(x, &e);
+	int ln = http_add_header_lines(&e, lines, sizeof(lines));
+	struct http_page_extra px = { .lines = lines, .lines_len = ln > 0 ? (size_t)ln : 0 };
+	/* The operator's page for the status, if any: only the head is
+	   written into page, its body follows it. */
+	const struct conf_error_page *op = conf_http_error_page(s->conf, status);
+	if (op != NULL && location == NULL) {
+		px.body = op->body;
+		px.body_len = op->len;
+	}
+	/* 3072 bytes for the page itself whatever the added lines take: a
+	   redirect's Location has the same bound with or without them. */
+	int n = http__page(&status, &location, msg, &why, &px, page, 3072 + px.lines_len);
+	size_t body_len = n > 0 && px.body != NULL && status == op->status ? op->len : 0;
+	http__answer_parts(x, status, page, n > 0 ? (size_t)n : 0, px.body, body_len, why);
 }
 
 void http__answer_kept(struct http_exchange *x)

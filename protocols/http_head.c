@@ -154,8 +154,53 @@ int http_rewrite_request(const uint8_t *buf, const struct http_head *h, const st
 	return o.over ? -1 : (int)o.len;
 }
 
-int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool close,
-			  bool client_http10, char *out, size_t cap)
+/* A backend header as the edit says: dropped (an added header replaces
+   it), its Location or Refresh fixed up for https, or as it came. */
+static void hh__resp_header(struct hh__out *o, const uint8_t *buf, const struct http_header *hd,
+			    const struct http_resp_edit *e)
+{
+	char fixed[8192];
+	int n = 0;
+
+	if (e == NULL) {
+		hh__header(o, buf, hd);
+		return;
+	}
+	if (http_resp_edit_replaces(e, (const char *)buf + hd->name.off, hd->name.len, 0))
+		return;
+	struct http_span v = hh__trim(buf, hd->value);
+	if (e->content_encoding != NULL) {
+		/* gatehouse frames the compressed body itself. */
+		if (http_span_is(buf, hd->name, "Content-Length") ||
+		    http_span_is(buf, hd->name, "Transfer-Encoding"))
+			return;
+		if (http_span_is(buf, hd->name, "ETag") && v.len > 0 && buf[v.off] == '"') {
+			hh__lit(o, "ETag: W/");
+			hh__span(o, buf, v);
+			hh__lit(o, "\r\n");
+			return;
+		}
+	}
+	if (e->https_host != NULL && http_span_is(buf, hd->name, "Location"))
+		n = http_https_fixup((const char *)buf + v.off, v.len, e->https_host,
+				     e->https_host_len, fixed, sizeof(fixed));
+	else if (e->https_host != NULL && http_span_is(buf, hd->name, "Refresh"))
+		n = http_refresh_fixup((const char *)buf + v.off, v.len, e->https_host,
+				       e->https_host_len, fixed, sizeof(fixed));
+	if (n <= 0) {
+		/* Left alone, or too long to fix: as the backend sent it. */
+		hh__header(o, buf, hd);
+		return;
+	}
+	hh__span(o, buf, hd->name);
+	hh__lit(o, ": ");
+	hh__put(o, fixed, (size_t)n);
+	hh__lit(o, "\r\n");
+}
+
+int http_rewrite_response(const uint8_t *buf, const struct http_head *h,
+			  const struct http_resp_edit *e, bool close, bool client_http10,
+			  char *out, size_t cap)
 {
 	static const char *const drop[] = {
 		"Connection", "Keep-Alive", "Proxy-Connection", "TE", NULL,
@@ -177,7 +222,22 @@ int http_rewrite_response(const uint8_t *buf, const struct http_head *h, bool cl
 			continue;
 		if (hh__named_by_connection(buf, h, hd->name, has_connection))
 			continue;
-		hh__header(&o, buf, hd);
+		hh__resp_header(&o, buf, hd, e);
+	}
+	if (e != NULL && e->content_encoding != NULL) {
+		hh__lit(&o, "Content-Encoding: ");
+		hh__puts(&o, e->content_encoding);
+		hh__lit(&o, "\r\nTransfer-Encoding: chunked\r\n");
+		if (!http_header_has_token(buf, h, "Vary", "Accept-Encoding") &&
+		    !http_header_has_token(buf, h, "Vary", "*"))
+			hh__lit(&o, "Vary: Accept-Encoding\r\n");
+	}
+	if (e != NULL && !o.over) {
+		int n = http_add_header_lines(e, o.buf + o.len, o.cap - o.len);
+		if (n < 0)
+			o.over = true;
+		else
+			o.len += (size_t)n;
 	}
 	if (switching)
 		hh__lit(&o, "Connection: upgrade\r\n");
@@ -328,12 +388,13 @@ const char *http_reason(int status)
 	}
 }
 
-int http_error_page(int status, const char *location, const char *msg, bool close, char *out,
-		    size_t cap)
+int http_error_page(int status, const char *location, const char *msg, bool close,
+		    const struct http_page_extra *px, char *out, size_t cap)
 {
 	char body[512];
 	const char *reason = http_reason(status);
 	const char *text = msg;
+	int bl = 0;
 
 	switch (msg ? 0 : status) {
 	case 301: text = "This page has moved to HTTPS."; break;
@@ -343,16 +404,20 @@ int http_error_page(int status, const char *location, const char *msg, bool clos
 	case 0: break;
 	default: text = reason; break;
 	}
-	int bl = snprintf(body, sizeof(body),
-			  "<html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n",
-			  status, reason, status, reason, text);
-	if (bl < 0 || (size_t)bl >= sizeof(body))
-		return -1;
+	if (px == NULL || px->body == NULL) {
+		bl = snprintf(body, sizeof(body),
+			      "<html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n",
+			      status, reason, status, reason, text);
+		if (bl < 0 || (size_t)bl >= sizeof(body))
+			return -1;
+	}
 	int n = snprintf(out, cap,
 			 "HTTP/1.1 %d %s\r\nServer: gatehouse\r\nContent-Type: text/html; charset=utf-8\r\n"
-			 "Content-Length: %d\r\n%s%s%sConnection: %s\r\n\r\n%s",
-			 status, reason, bl, location ? "Location: " : "", location ? location : "",
-			 location ? "\r\n" : "", close ? "close" : "keep-alive", body);
+			 "Content-Length: %zu\r\n%s%s%s%.*sConnection: %s\r\n\r\n%s",
+			 status, reason, px && px->body ? px->body_len : (size_t)bl,
+			 location ? "Location: " : "", location ? location : "", location ? "\r\n" : "",
+			 px ? (int)px->lines_len : 0, px && px->lines ? px->lines : "",
+			 close ? "close" : "keep-alive", px && px->body ? "" : body);
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;

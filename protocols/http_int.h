@@ -52,6 +52,7 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "http_compress.h"
 #include "route.h"
 #include "session.h"
 #include "upstream.h"
@@ -184,6 +185,12 @@ struct http_exchange {
 
 	/* A `root` location's file response (http_file.c), or NULL. */
 	struct http_file *file;
+
+	/* Compression (http_stream_z.c): the coding the request accepts
+	   (IDENTITY: none) and the compressor of the response (NULL: the
+	   body goes as the backend sent it). */
+	enum http_coding z_coding;
+	struct http_compressor *z;
 };
 
 struct http_conn {
@@ -323,5 +330,25 @@ void http__body_buf(struct http_exchange *x, struct pbuf *b);
 void http__process_backend(struct http_exchange *x);
 /* The response ended: log, pool the backend, go on or close. */
 void http__exchange_done(struct http_exchange *x);
+/* What x's responses get: the added headers (http.add_headers, then
+   x->loc's) and, on TLS listeners, the https fix-up for x's Host. */
+void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e);
+
+/* --- http_stream_z.c --- */
+
+/* The coding x's client takes (x->z_coding), from its request head in s->in. */
+void http__z_accept(struct http_exchange *x);
+/* On x's final response head (in base): compress its body? Then x->z is
+   set and e says how the head changes. */
+bool http__z_start(struct http_exchange *x, const uint8_t *base, struct http_resp_edit *e);
+/* Body bytes of x->in through the compressor; false when the caller must stop. */
+bool http__z_body_step(struct http_exchange *x);
+/* The body is complete: the compressed stream's end and the last chunk.
+   False when the caller must stop. */
+bool http__z_finish(struct http_exchange *x);
+/* Let go of x's compressor (also mid-response). */
+void http__z_end(struct http_exchange *x);
+/* Compressors running on this worker. */
+int http__z_running(void);
 
 #endif

@@ -250,6 +250,19 @@ static int hp__on_message_complete(llhttp_t *ll)
 	return HPE_PAUSED;
 }
 
+/* http_parse_body_data: the body's bytes move to the front of the buffer
+   being parsed (never forward: framing only ever drops bytes). */
+static int hp__on_body(llhttp_t *ll, const char *at, size_t len)
+{
+	struct http_parser *p = hp__of(ll);
+
+	if (p->sink != NULL) {
+		memmove(p->sink + p->sunk, at, len);
+		p->sunk += len;
+	}
+	return 0;
+}
+
 void http_parser_init(struct http_parser *p, llhttp_type_t kind, const struct http_limits *lim,
 		      struct http_head *h)
 {
@@ -264,6 +277,7 @@ void http_parser_init(struct http_parser *p, llhttp_type_t kind, const struct ht
 	p->set.on_header_value_complete = hp__on_value_complete;
 	p->set.on_headers_complete = hp__on_headers_complete;
 	p->set.on_message_complete = hp__on_message_complete;
+	p->set.on_body = hp__on_body;
 	p->lim = *lim;
 	if (p->lim.max_headers > HTTP_MAX_HEADERS)
 		p->lim.max_headers = HTTP_MAX_HEADERS;
@@ -371,6 +385,17 @@ long http_parse_body(struct http_parser *p, const uint8_t *data, size_t n, bool 
 		return (long)used;
 	}
 	return HTTP_E_BAD;
+}
+
+long http_parse_body_data(struct http_parser *p, uint8_t *data, size_t n, bool *done,
+			  size_t *data_len_out)
+{
+	p->sink = data;
+	p->sunk = 0;
+	long r = http_parse_body(p, data, n, done);
+	*data_len_out = p->sunk;
+	p->sink = NULL;
+	return r;
 }
 
 bool http_parser_body_done(const struct http_parser *p)

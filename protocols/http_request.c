@@ -116,6 +116,15 @@ static bool http__request_target(struct http_exchange *x, const struct http_head
 	return true;
 }
 
+/* Is the Host header (NULL: none) server_name or a vhost name? */
+static bool http__host_ours(const struct conf *c, const uint8_t *buf, const struct http_header *hh)
+{
+	char name[256];
+
+	return hh != NULL && http_redirect_host_ok(c, (const char *)buf + hh->value.off,
+						   hh->value.len, name, sizeof(name));
+}
+
 /* Refusals: version, CONNECT, Host, the plain listener's mode, encoded
    CR/LF. False when x was answered. */
 static bool http__request_check(struct http_exchange *x, const struct http_header *hh)
@@ -145,6 +154,9 @@ static bool http__request_check(struct http_exchange *x, const struct http_heade
 			return false;
 		}
 	}
+	if (why == NULL && s->conf->http.strict_server_names && (s->listener->tls || s->tls_active) &&
+	    !http__host_ours(s->conf, s->in, hh))
+		why = "Host is not one of our names (http.strict_server_names)";
 	if (why == NULL && http_uri_has_encoded_crlf(s->in, h->uri))
 		status = 403, why = "encoded CR or LF in the request-target";
 	if (why == NULL)
@@ -168,6 +180,7 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 		x->reqh.upgrade = false;
 	}
 	x->kind = http_route_pick(s->in, h, x->route_name, sizeof(x->route_name));
+	http__z_accept(x);
 
 	struct http_fwd f = {
 		.client_ip = s->client_ip,

@@ -150,6 +150,17 @@ void http__body_buf(struct http_exchange *x, struct pbuf *b)
 
 /* ---- response: backend -> client ---- */
 
+void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e)
+{
+	const struct session *s = x->s;
+
+	http_resp_edit_init(e, s->conf, x->host, strlen(x->host), x->loc);
+	if ((s->listener->tls || s->tls_active) && x->host[0] != '\0') {
+		e->https_host = x->host;
+		e->https_host_len = strlen(x->host);
+	}
+}
+
 /* n bytes of x->in are handled; an emptied buffer goes back (wiped: it
    may have held Set-Cookie). */
 static void http__in_consume(struct http_exchange *x, size_t n)
@@ -197,11 +208,13 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 	struct session *s = x->s;
 	const struct http_head *rh = &x->resph;
 	char out[20480];
+	struct http_resp_edit e;
 
 	*relay_out = false;
+	http__resp_edit(x, &e);
 	if (rh->status >= 100 && rh->status < 200 && rh->status != 101) {
 		/* 100 Continue and friends go to the client; the real answer follows. */
-		int n = http_rewrite_response(base, rh, false, false, out, sizeof(out));
+		int n = http_rewrite_response(base, rh, &e, false, false, out, sizeof(out));
 		if (n > 0 && !(x->reqh.major == 1 && x->reqh.minor == 0)) {
 			x->bytes_sent += (uint64_t)n;
 			session_write(s, out, (size_t)n);
@@ -218,7 +231,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 			http__answer(x, 502, NULL, NULL, "backend switched protocols unasked");
 			return true;
 		}
-		int n = http_rewrite_response(base, rh, false, false, out, sizeof(out));
+		int n = http_rewrite_response(base, rh, &e, false, false, out, sizeof(out));
 		if (n < 0) {
 			http__answer(x, 502, NULL, NULL, "backend response head too large");
 			return true;
@@ -234,7 +247,8 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 	bool client10 = x->reqh.major == 1 && x->reqh.minor == 0;
 	if (!x->reqh.keep_alive || rh->needs_eof)
 		x->close_after = true;
-	int n = http_rewrite_response(base, rh, x->close_after, client10, out, sizeof(out));
+	(void)http__z_start(x, base, &e);
+	int n = http_rewrite_response(base, rh, &e, x->close_after, client10, out, sizeof(out));
 	if (n < 0) {
 		http__answer(x, 502, NULL, NULL, "backend response head too large");
 		return true;
@@ -352,6 +366,8 @@ static bool http__body_step(struct http_exchange *x)
 	struct pbuf *b = x->in;
 	bool done = false;
 
+	if (x->z != NULL)
+		return http__z_body_step(x);
 	long n = http_parse_body(&x->resp, b->data + b->off, b->len, &done);
 	if (n < 0) {
 		http__abort(x, "malformed response body from backend");
@@ -425,6 +441,8 @@ void http__process_backend(struct http_exchange *x)
 		}
 	}
 	if (x->resp_done) {
+		if (!http__z_finish(x))
+			return;
 		http__exchange_done(x);
 		return;
 	}

@@ -9,7 +9,11 @@ Paths:
                      answers JSON {"backend", "length", "sha256"}; sends
                      `100 Continue` first when asked (Expect); ?delay=S waits S
                      seconds before reading
-  /download?size=N   N bytes of payload(N), with Content-Length
+  /download?size=N   N bytes of payload(N), with Content-Length (type=T: its
+                     Content-Type, default application/octet-stream)
+  /text?size=N       N bytes of text_payload(N) (compressible), type=T
+                     (default text/html), chunked=1 (else Content-Length),
+                     any ?hdr= (ETag, Content-Encoding, Cache-Control...)
   /chunked?size=N    the same bytes, Transfer-Encoding: chunked (varying sizes);
                      &trailer=1 adds trailer fields (HTTP/1.0 requests get /eof)
   /slow?secs=S       sleeps S seconds, then answers like /echo
@@ -20,6 +24,7 @@ Paths:
   ?bighead=N         (on /echo etc.) adds a response header of N bytes
   ?hop=1             adds hop-by-hop headers to the answer (Keep-Alive, one
                      named by Connection)
+  ?hdr=Name:Value    (on /echo etc., repeatable) adds that response header
   /status?code=204   (and 304) answers with no body
   /ws                a WebSocket (RFC 6455) handshake, then echoes every data
                      frame, answers pings, and closes on a close frame
@@ -78,6 +83,18 @@ def payload_sha256(n):
     for p in payload_iter(n):
         h.update(p)
     return h.hexdigest()
+
+
+def text_payload(n):
+    """N bytes of deterministic, compressible text."""
+    out, i = [], 0
+    size = 0
+    while size < n:
+        ln = b"<p>line %d of a page that compresses well, %d</p>\n" % (i, i * 7919 % 1000)
+        out.append(ln)
+        size += len(ln)
+        i += 1
+    return b"".join(out)[:n]
 
 
 def ws_accept(key):
@@ -389,11 +406,30 @@ class HttpBackend:
                 conn.sendall(body)
             elif url.path == "/download":
                 n = int(query.get("size", "0"))
-                self._send_head(conn, 200, [("Content-Type", "application/octet-stream"),
+                ctype = query.get("type", "application/octet-stream")
+                self._send_head(conn, 200, [("Content-Type", ctype),
                                             ("Content-Length", str(n))] + ka)
                 if method != "HEAD":
                     for p in payload_iter(n):
                         conn.sendall(p)
+            elif url.path == "/text":
+                data = text_payload(int(query.get("size", "0")))
+                extra = [tuple(p.strip() for p in hv.split(":", 1))
+                         for hv in urllib.parse.parse_qs(url.query).get("hdr", [])]
+                ctype = [("Content-Type", query.get("type", "text/html"))]
+                if "chunked" in query:
+                    self._send_head(conn, 200, ctype + [("Transfer-Encoding", "chunked")] +
+                                    extra + ka)
+                    if method != "HEAD":
+                        for k in range(0, len(data), 1000):
+                            part = data[k:k + 1000]
+                            conn.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+                        conn.sendall(b"0\r\n\r\n")
+                else:
+                    self._send_head(conn, 200, ctype + [("Content-Length", str(len(data)))] +
+                                    extra + ka)
+                    if method != "HEAD":
+                        conn.sendall(data)
             elif url.path in ("/eof", "/chunked") and (url.path == "/eof" or
                                                        version != "HTTP/1.1"):
                 # No Content-Length, no chunking: the body ends when we close.
@@ -433,6 +469,8 @@ class HttpBackend:
                 extra = []
                 if "bighead" in query:        # one large response header
                     extra.append(("X-Big", "h" * int(query["bighead"])))
+                for hv in urllib.parse.parse_qs(url.query).get("hdr", []):
+                    extra.append(tuple(p.strip() for p in hv.split(":", 1)))
                 if "hop" in query:            # hop-by-hop headers in the answer
                     extra += [("Keep-Alive", "timeout=99"), ("X-Backend-Hop", "1"),
                               ("Proxy-Authenticate", "Basic realm=x")]

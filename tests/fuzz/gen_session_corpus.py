@@ -161,6 +161,19 @@ HTTP = {
                         bsend("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                               "Connection: Upgrade\r\n\r\n"), S, send("\x81\x00"), S,
                         bsend("\x81\x00"), S),
+    # compression (gzip of a chunked answer, br of a sized one) and the
+    # https fix-up of a Location on TLS
+    "gzip_chunked": script(PLAIN | BACKEND_SILENT,
+                           send("GET /z HTTP/1.1\r\nHost: mail.a.test\r\nAccept-Encoding: gzip\r\n\r\n"), S,
+                           bsend("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"e\"\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n12c\r\n" + "<p>x</p>" * 37 + "abcd\r\n"), S,
+                           bsend("5\r\nhello\r\n0\r\n\r\n"), S, send(GET), S),
+    "br_sized_tls_location": script(TLS | BACKEND_SILENT,
+                                    send("GET /z HTTP/1.1\r\nHost: mail.a.test\r\nAccept-Encoding: br;q=1, gzip;q=0.5\r\n\r\n"), S,
+                                    bsend("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                          "Location: http://mail.a.test:8080/x\r\nRefresh: 0; url=http://mail.a.test/y\r\n"
+                                          "Content-Length: 300\r\n\r\n" + "{\"a\":1}" * 37), S,
+                                    bsend("abcd"), S),
     # security review 1a
     "known_1a_tls_get_post_close_notify": script(TLS, op(HOLD), repeat(16284, GET + POST_HEAD, "B"),
                                         send("B" * 80), op(CLOSE_NOTIFY, FLUSH), S),

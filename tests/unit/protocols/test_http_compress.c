@@ -215,3 +215,58 @@ Test(http_compress, identity_has_no_compressor)
 	cr_expect_null(http_compressor_new(HTTP_CODING_IDENTITY, 1, 0));
 	http_compressor_free(NULL);
 }
+
+/* A flush makes everything taken so far decodable, in any room, and the
+   stream goes on after it. */
+Test(http_compress, flush_emits_what_was_taken)
+{
+	for (int c = HTTP_CODING_GZIP; c <= HTTP_CODING_BR; c++) {
+		const uint8_t part[] = "<p>first part of a streamed answer</p>\n";
+		size_t n = sizeof(part) - 1, used, wrote, olen = 0;
+		uint8_t out[4096];
+		struct http_compressor *z = http_compressor_new((enum http_coding)c, 5, 0);
+
+		cr_assert_eq(http_compressor_run(z, part, n, &used, out, sizeof(out), &wrote, false), 0);
+		cr_assert_eq(used, n);
+		olen += wrote;
+		int rc;
+		cr_assert_eq(http_compressor_flush(z, out, HTTP_COMPRESS_FLUSH_MIN - 1, &wrote), -1);
+		for (int guard = 0; (rc = http_compressor_flush(z, out + olen, HTTP_COMPRESS_FLUSH_MIN,
+								&wrote)) == 0; guard++) {
+			cr_assert_lt(guard, 1000);
+			olen += wrote;
+		}
+		cr_assert_eq(rc, 1);
+		olen += wrote;
+		/* A decoder gets the whole part from what is out now. */
+		if (c == HTTP_CODING_GZIP) {
+			uint8_t dec[256];
+			z_stream s = { 0 };
+			cr_assert_eq(inflateInit2(&s, 15 + 16), Z_OK);
+			s.next_in = out;
+			s.avail_in = (uInt)olen;
+			s.next_out = dec;
+			s.avail_out = sizeof(dec);
+			cr_assert_eq(inflate(&s, Z_SYNC_FLUSH), Z_OK);
+			cr_assert_eq(s.total_out, n);
+			cr_assert(memcmp(dec, part, n) == 0);
+			inflateEnd(&s);
+		} else {
+			uint8_t dec[256];
+			size_t ain = olen, aout = sizeof(dec);
+			const uint8_t *nin = out;
+			uint8_t *nout = dec;
+			BrotliDecoderState *d = BrotliDecoderCreateInstance(NULL, NULL, NULL);
+			cr_assert_eq(BrotliDecoderDecompressStream(d, &ain, &nin, &aout, &nout, NULL),
+				     BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT);
+			cr_assert_eq(sizeof(dec) - aout, n);
+			cr_assert(memcmp(dec, part, n) == 0);
+			BrotliDecoderDestroyInstance(d);
+		}
+		/* Then the stream ends normally. */
+		for (rc = 0; rc == 0; olen += wrote)
+			rc = http_compressor_run(z, NULL, 0, &used, out + olen, sizeof(out) - olen, &wrote, true);
+		cr_assert_eq(rc, 1);
+		http_compressor_free(z);
+	}
+}

@@ -25,7 +25,7 @@ static const char *hh_req(const char *text, const struct http_fwd *f)
 static const char *hh_resp(const char *text, bool close, bool http10)
 {
 	http_t_parse(&hh_t, HTTP_RESPONSE, text);
-	int n = http_rewrite_response(hh_t.buf, &hh_t.h, close, http10, hh_out, sizeof(hh_out));
+	int n = http_rewrite_response(hh_t.buf, &hh_t.h, NULL, close, http10, hh_out, sizeof(hh_out));
 	cr_assert_gt(n, 0);
 	hh_out[n] = '\0';
 	return hh_out;
@@ -209,7 +209,7 @@ Test(http_head, redirect_local_hosts_get_our_name)
 Test(http_head, error_pages_are_complete_responses)
 {
 	char out[4096];
-	int n = http_error_page(301, "https://mail.example.com/x", NULL, true, out, sizeof(out));
+	int n = http_error_page(301, "https://mail.example.com/x", NULL, true, NULL, out, sizeof(out));
 
 	cr_assert_gt(n, 0);
 	cr_assert(strncmp(out, "HTTP/1.1 301 Moved Permanently\r\n", 32) == 0, "%s", out);
@@ -219,11 +219,11 @@ Test(http_head, error_pages_are_complete_responses)
 	char cl[64];
 	snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", strlen(body));
 	cr_assert_not_null(strstr(out, cl), "%s", out);
-	n = http_error_page(403, NULL, HTTP_USE_HTTPS_TEXT, false, out, sizeof(out));
+	n = http_error_page(403, NULL, HTTP_USE_HTTPS_TEXT, false, NULL, out, sizeof(out));
 	cr_assert_gt(n, 0);
 	cr_assert_not_null(strstr(out, "https://"));
 	cr_assert_null(strstr(out, "Location"));
-	cr_assert_eq(http_error_page(502, NULL, NULL, true, out, 64), -1);
+	cr_assert_eq(http_error_page(502, NULL, NULL, true, NULL, out, 64), -1);
 }
 
 Test(http_head, log_target_masks_credentials)
@@ -245,4 +245,201 @@ Test(http_head, log_target_masks_credentials)
 	struct http_span sp = { 0, 10 };
 	cr_assert_eq(http_log_target((const uint8_t *)"/abcdefghi", sp, out, 5), 4);
 	cr_assert_str_eq(out, "/abc");
+}
+
+/* ---- response edits: added headers and the https fix-up ---- */
+
+static const char *hh_resp_edit(const char *text, const struct http_resp_edit *e)
+{
+	http_t_parse(&hh_t, HTTP_RESPONSE, text);
+	int n = http_rewrite_response(hh_t.buf, &hh_t.h, e, false, false, hh_out, sizeof(hh_out));
+	cr_assert_gt(n, 0);
+	hh_out[n] = '\0';
+	return hh_out;
+}
+
+static struct conf_header hh_global[] = {
+	{ "Strict-Transport-Security", "max-age=31536000" },
+	{ "X-Frame-Options", "SAMEORIGIN" },
+};
+static struct conf_header hh_loc[] = {
+	{ "X-Frame-Options", "DENY" },
+	{ "Set-Cookie", "seen=1" },
+};
+
+Test(http_head, added_headers_replace_the_backends_and_the_global_ones)
+{
+	struct http_resp_edit e = { .add = { hh_global, NULL, hh_loc }, .nadd = { 2, 0, 2 } };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=1\r\n"
+				      "Set-Cookie: a=b\r\nX-Frame-Options: ALLOW\r\nContent-Length: 0\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nContent-Length: 0\r\n"
+			 "Strict-Transport-Security: max-age=31536000\r\nX-Frame-Options: DENY\r\n"
+			 "Set-Cookie: seen=1\r\n\r\n");
+	char lines[256];
+	int n = http_add_header_lines(&e, lines, sizeof(lines));
+	cr_assert_eq(n, (int)strlen("Strict-Transport-Security: max-age=31536000\r\n"
+				    "X-Frame-Options: DENY\r\nSet-Cookie: seen=1\r\n"));
+	cr_assert_eq(http_add_header_lines(&e, lines, 40), -1);
+	/* Without a location only the global ones. */
+	e.nadd[2] = 0;
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\nX-Frame-Options: ALLOW\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
+}
+
+Test(http_head, location_of_our_host_becomes_https)
+{
+	struct http_resp_edit e = { .https_host = "mail.example.com", .https_host_len = 16 };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://MAIL.example.com:8080/zimbra/?a=b\r\n"
+				      "Content-Length: 0\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com/zimbra/?a=b\r\n"
+			 "Content-Length: 0\r\n\r\n");
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://mail.example.com\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com\r\n\r\n");
+	/* Other hosts, https already, relative targets, look-alikes: left alone. */
+	const char *same[] = {
+		"http://evil.example.org/", "https://mail.example.com:8080/", "/zimbra/",
+		"http://mail.example.com.evil.org/", "http://mail.example.com:80x/", "http://mail.example.co/",
+		"http://user@mail.example.com/", "http://mail.example.com:/",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(same); i++) {
+		char in[256], want[256];
+		snprintf(in, sizeof(in), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		snprintf(want, sizeof(want), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		cr_assert_str_eq(hh_resp_edit(in, &e), want, "%s", same[i]);
+	}
+	/* The client's port is kept: it is the one the client reached us on. */
+	e.https_host = "mail.example.com:8443";
+	e.https_host_len = 21;
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://mail.example.com:7070/x\r\n"
+				      "Refresh: 0; URL='http://mail.example.com/y'\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com:8443/x\r\n"
+			 "Refresh: 0; URL='https://mail.example.com:8443/y'\r\n\r\n");
+	char out[16];
+	cr_assert_eq(http_https_fixup("http://mail.example.com/abc", 27, "mail.example.com", 16, out,
+				      sizeof(out)), -1);
+	cr_assert_eq(http_refresh_fixup("5", 1, "mail.example.com", 16, out, sizeof(out)), 0);
+}
+
+Test(http_head, error_page_with_added_lines_and_an_operator_body)
+{
+	char out[1024];
+	struct http_page_extra px = { .lines = "X-A: 1\r\n", .lines_len = 8,
+				      .body = "<p>down</p>", .body_len = 11 };
+	int n = http_error_page(502, NULL, NULL, true, &px, out, sizeof(out));
+
+	cr_assert_gt(n, 0);
+	out[n] = '\0';
+	cr_assert_str_eq(out, "HTTP/1.1 502 Bad Gateway\r\nServer: gatehouse\r\nContent-Type: text/html; "
+			 "charset=utf-8\r\nContent-Length: 11\r\nX-A: 1\r\nConnection: close\r\n\r\n");
+}
+
+/* ---- compression: which responses, their head, the body's bytes ---- */
+
+static char *hh_ztypes[] = { "text/html", "application/json", "text/*" };
+
+static bool hh_zok(const char *head, uint64_t *len)
+{
+	struct conf c = { 0 };
+
+	c.http.compression.min_length = 256;
+	c.http.compression.types = hh_ztypes;
+	c.http.compression.ntypes = 2;
+	http_t_parse(&hh_t, HTTP_RESPONSE, head);
+	return http_compress_response_ok(hh_t.buf, &hh_t.h, &c, len);
+}
+
+Test(http_head, which_responses_are_compressed)
+{
+	uint64_t len = 1;
+
+	cr_assert(hh_zok("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+			 "Content-Length: 256\r\n\r\n", &len));
+	cr_assert_eq(len, 256);
+	cr_assert(hh_zok("HTTP/1.1 200 OK\r\nContent-Type: Application/JSON\r\n"
+			 "Transfer-Encoding: chunked\r\n\r\n", &len));
+	cr_assert_eq(len, 0, "unknown length");
+	cr_assert(hh_zok("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n", &len), "up to the close");
+	const char *no[] = {
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 255\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 206 Partial\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Range: bytes 0-899/900\r\nContent-Length: 900\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nCache-Control: public, No-Transform\r\n"
+		"Content-Length: 900\r\n\r\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(no); i++)
+		cr_assert(!hh_zok(no[i], &len), "%s", no[i]);
+}
+
+Test(http_head, compressed_head_is_reframed)
+{
+	struct http_resp_edit e = { .content_encoding = "br" };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n"
+				      "ETag: \"abc\"\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"abc\"\r\n"
+			 "Content-Encoding: br\r\nTransfer-Encoding: chunked\r\nVary: Accept-Encoding\r\n\r\n");
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: W/\"w\"\r\n"
+				      "Vary: Cookie, accept-encoding\r\n\r\n", &e),
+			 "HTTP/1.1 200 OK\r\nETag: W/\"w\"\r\nVary: Cookie, accept-encoding\r\n"
+			 "Content-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+Test(http_head, body_data_leaves_the_chunk_framing_out)
+{
+	http_t_parse(&hh_t, HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+	uint8_t body[] = "5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+	size_t n = sizeof(body) - 1, dlen = 0;
+	bool done = false;
+
+	/* In two pieces: a chunk split across reads. */
+	long r = http_parse_body_data(&hh_t.p, body, 12, &done, &dlen);
+	cr_assert_eq(r, 12);
+	cr_assert(!done);
+	cr_assert_eq(dlen, 5, "the next chunk's size line is not all there");
+	cr_assert(memcmp(body, "hello", 5) == 0);
+	r = http_parse_body_data(&hh_t.p, body + 12, n - 12, &done, &dlen);
+	cr_assert(done);
+	cr_assert_eq((size_t)r, n - 12 - 4, "NEXT is not this message's");
+	cr_assert_eq(dlen, 7);
+	cr_assert(memcmp(body + 12, " world!", 7) == 0);
+}
+
+Test(http_head, vhost_headers_sit_between_global_and_location)
+{
+	static struct conf_header vh[] = { { "X-Frame-Options", "SAMEORIGIN-VH" }, { "X-Vh", "1" } };
+	static struct conf_header loc[] = { { "X-Vh", "loc" } };
+	struct conf_vhost_http vx[] = { { NULL, 0 }, { vh, 2 } };
+	struct conf *c = hh_conf();
+	struct tls_vhost two[2] = { { .names = (char *[]){ "*.example.org" }, .nnames = 1 },
+				    { .names = (char *[]){ "webmail.example.net", "a.example.org" },
+				      .nnames = 2 } };
+	struct conf_location l = { .headers = loc, .nheaders = 1 };
+	struct http_resp_edit e;
+
+	c->vhosts = two;
+	c->nvhosts = 2;
+	c->vhost_http = vx;
+	c->http.add_headers = hh_global;
+	c->http.nadd_headers = 2;
+	cr_assert_eq(conf_vhost_for_host(c, "WEBMAIL.example.net:8443", 24), 1);
+	cr_assert_eq(conf_vhost_for_host(c, "a.example.org", 13), 1, "an exact name before a wildcard");
+	cr_assert_eq(conf_vhost_for_host(c, "b.example.org", 13), 0);
+	cr_assert_eq(conf_vhost_for_host(c, "example.org", 11), -1);
+	cr_assert_eq(conf_vhost_for_host(c, "x.b.example.org", 15), -1);
+	http_resp_edit_init(&e, c, "webmail.example.net", 19, &l);
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\nX-Vh: backend\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN-VH\r\nX-Vh: loc\r\n\r\n");
+	http_resp_edit_init(&e, c, "b.example.org", 13, NULL);
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 204 No Content\r\n\r\n", &e),
+			 "HTTP/1.1 204 No Content\r\nStrict-Transport-Security: max-age=31536000\r\n"
+			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
+	free(c);
 }
