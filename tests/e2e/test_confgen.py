@@ -102,6 +102,11 @@ def test_confgen_site_passes_gatehouse_check(site, tmp_path):
     assert '{ names = [ "mail.example.org" ]; cert = "%s/example.org.crt";' % tls in t
     assert '{ names = [ "mail.example.net" ]; cert = "%s/default.crt";' % tls in t
     assert (tls / "example.org.key").stat().st_mode & 0o077 in (0, 0o040)
+    # The response side: strict names, the global headers; compression is
+    # on in both (not written).
+    assert setting(t, "http", "strict_server_names") == "true"
+    assert setting(t, "http", "add_headers") == '[ "Strict-Transport-Security: max-age=31536000" ]'
+    assert "compression" not in t
     # Every written setting names its attribute.
     assert "# zimbraReverseProxyIPLoginLimit" in t
     r = subprocess.run([str(GATEHOUSE_BIN), "-t", "-c", str(out)], capture_output=True, text=True,
@@ -112,8 +117,7 @@ def test_confgen_site_passes_gatehouse_check(site, tmp_path):
 def test_confgen_reports_what_it_cannot_express(site, tmp_path):
     r = confgen(site, tmp_path / "gatehouse.conf")
     err = r.stderr
-    for attr in ("zimbraReverseProxyUpstreamPollingTimeout", "zimbraReverseProxyResponseHeaders",
-                 "zimbraHttpCompressionEnabled", "zimbraReverseProxyStrictServerNameEnabled",
+    for attr in ("zimbraReverseProxyUpstreamPollingTimeout",
                  "zimbraMailProxyReconnectTimeout", "zimbraReverseProxyWorkerConnections",
                  "zimbraReverseProxyUpstreamConnectTimeout"):
         assert re.search(r"^gatehouse-confgen: not expressible: .*%s" % attr, err, re.M), attr
@@ -123,6 +127,8 @@ def test_confgen_reports_what_it_cannot_express(site, tmp_path):
     assert re.search(r"not expressible: domain example.org: zimbraReverseProxyResponseHeaders", err)
     assert re.search(r"^gatehouse-confgen: unknown: .*zimbraReverseProxyFutureKnob = 42", err, re.M)
     assert "mail.example.com is already a name of another domain" in err
+    for attr in ("zimbraHttpCompressionEnabled", "zimbraReverseProxyStrictServerNameEnabled"):
+        assert attr + " =" not in err, attr
     # Defaults that behave the same are not reported.
     assert "zimbraReverseProxyAdminEnabled" not in err
     assert "zimbraReverseProxyImapSaslGssapiEnabled" not in err
@@ -277,6 +283,28 @@ def test_confgen_web_carbonio(site, tmp_path):
     for attr in ("carbonioAdminProxyPort", "carbonioWebUILoginURL", "carbonioWebUILogoutURL",
                  "carbonioAdminUILogoutURL"):
         assert "not expressible: %s" % attr not in r.stderr, attr
+    g = subprocess.run([str(GATEHOUSE_BIN), "-t", "-c", str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert g.returncode == 0, g.stdout + g.stderr
+
+
+def test_confgen_compression_off_and_a_refused_header(site, tmp_path):
+    """zimbraHttpCompressionEnabled FALSE turns gatehouse's compression off;
+    a response header gatehouse refuses (framing) is reported, not written."""
+    (tmp_path / "s").mkdir()
+    d = site_variant(site, tmp_path / "s", lambda c: c.replace(
+        "zimbraHttpCompressionEnabled: TRUE", "zimbraHttpCompressionEnabled: FALSE").replace(
+        "zimbraReverseProxyResponseHeaders: Strict-Transport-Security: max-age=31536000",
+        "zimbraReverseProxyResponseHeaders: Strict-Transport-Security: max-age=31536000\n"
+        "zimbraReverseProxyResponseHeaders: Transfer-Encoding: chunked"))
+    out = tmp_path / "g.conf"
+    r = confgen(d, out)
+    assert r.returncode == 0, r.stderr
+    t = out.read_text()
+    assert setting(t, "http", "compression") == "{ gzip = false; br = false; }"
+    assert setting(t, "http", "add_headers") == '[ "Strict-Transport-Security: max-age=31536000" ]'
+    assert re.search(r"not expressible: zimbraReverseProxyResponseHeaders = Transfer-Encoding",
+                     r.stderr)
     g = subprocess.run([str(GATEHOUSE_BIN), "-t", "-c", str(out)], capture_output=True, text=True,
                        timeout=30)
     assert g.returncode == 0, g.stdout + g.stderr
