@@ -319,6 +319,10 @@ void http__request(struct http_exchange *x, int head_len);
 
 /* --- http_stream.c --- */
 
+/* n bytes of x->in are handled; an emptied buffer goes back (wiped: it
+   may have held Set-Cookie). */
+void http__in_consume(struct http_exchange *x, size_t n);
+
 /* Send request body bytes from s->in while the backend keeps up, then let
    later reads come whole (http__body_buf). */
 void http__forward_body(struct http_exchange *x);

@@ -163,7 +163,7 @@ void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e)
 
 /* n bytes of x->in are handled; an emptied buffer goes back (wiped: it
    may have held Set-Cookie). */
-static void http__in_consume(struct http_exchange *x, size_t n)
+void http__in_consume(struct http_exchange *x, size_t n)
 {
 	struct pbuf *b = x->in;
 

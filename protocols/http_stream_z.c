@@ -154,13 +154,7 @@ bool http__z_body_step(struct http_exchange *x)
 	}
 	if (s->closed)
 		return false;
-	b->off += (uint32_t)n;
-	b->len -= (uint32_t)n;
-	if (b->len == 0) {
-		b->wipe = true;
-		pbuf_put(b);
-		x->in = NULL;
-	}
+	http__in_consume(x, (size_t)n);
 	if (done) {
 		x->resp_done = true;
 		return true;
