@@ -286,15 +286,8 @@ class Gatehouse:
         return "--- stderr\n%s--- stdout\n%s--- error_log\n%s" % (
             self._read(self.stderr_path), self._read(self.stdout_path), self.error_log())
 
-    # A worker writes its audit lines at most 50 ms after the first of a
-    # batch (proxy/worker.c, WORKER_AUDIT_DELAY_MS): audit_lines() reads
-    # the file once that has passed for every line made before the call.
-    AUDIT_DELAY = 0.08
-
-    def audit_lines(self, settle=True):
+    def audit_lines(self):
         """The audit log's login-attempt lines (those carrying result=)."""
-        if settle:
-            time.sleep(self.AUDIT_DELAY)
         return [l for l in self._read(self.audit_path).splitlines()
                 if " result=" in l]
 
@@ -305,7 +298,7 @@ class Gatehouse:
         """Wait until the audit log holds at least `count` lines; return the records."""
         deadline = time.monotonic() + timeout
         while True:
-            lines = self.audit_lines(settle=False)
+            lines = self.audit_lines()
             if len(lines) >= count:
                 return [parse_audit_line(l) for l in lines]
             if time.monotonic() > deadline:
