@@ -32,12 +32,9 @@ void audit_login(struct session *s, const struct audit_login *a);
 /*
  * On the calling thread, keep audit lines in a buffer until audit_flush (or
  * until it is full) instead of writing each at once. The thread must call
- * audit_flush within a bounded time (a worker: WORKER_AUDIT_DELAY_MS after
- * the first line waiting, audit_pending); audit_batch(false) flushes and
- * stops.
+ * audit_flush before it sleeps; audit_batch(false) flushes and stops.
  */
 void audit_batch(bool on);
 void audit_flush(void);
-bool audit_pending(void);
 
 #endif

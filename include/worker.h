@@ -60,8 +60,7 @@ struct worker {
 	struct upstream_health **health;
 	int nhealth;
 	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
-	uv_prepare_t flush;                 /* arms audit_timer before the loop waits */
-	uv_timer_t audit_timer;             /* writes batched audit lines (WORKER_AUDIT_DELAY_MS) */
+	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
 	uv_timer_t keepalive_timer;         /* TCP keepalive on lasting mail backends */
 	unsigned logins_since_trim;

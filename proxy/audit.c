@@ -2,10 +2,10 @@
  * audit.c - the audit log. Lines are formatted in full and written with one
  * write(2) on an O_APPEND descriptor, so lines from several workers never
  * interleave. A worker thread batches its lines: they collect in a
- * thread-local buffer (8 KiB, about 40 lines) that its loop flushes at most
- * WORKER_AUDIT_DELAY_MS (50 ms) after the first line waiting (worker.c), or
- * when it is full, so a login storm costs one write per 40 logins or per
- * 50 ms instead of one per login or loop iteration.
+ * thread-local buffer that its loop flushes before it next waits for events
+ * (audit_flush from a uv_prepare_t), so a login storm costs one write per
+ * loop iteration instead of one per login, and no line waits longer than the
+ * iteration that made it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,11 +48,6 @@ void audit_flush(void)
 		(void)w;
 	}
 	audit__batch.len = 0;
-}
-
-bool audit_pending(void)
-{
-	return audit__batch.len > 0;
 }
 
 int audit_open(const char *path)

@@ -50,8 +50,6 @@ static void worker__keepalive_sweep(uv_timer_t *t);
    one before the last trim; see worker_trim_soon. */
 #define WORKER_TRIM_LOGINS 16
 #define WORKER_TRIM_QUIET_MS 200
-/* The longest an audit line waits in its worker's batch (audit.c). */
-#define WORKER_AUDIT_DELAY_MS 50
 
 /* Start (or restart after a pause) every listener that is still open. */
 static void worker__poll_listeners(struct worker *w)
@@ -335,7 +333,6 @@ static void worker__close_handles(struct worker *w)
 	uv_close((uv_handle_t *)&w->trim_timer, NULL);
 	uv_close((uv_handle_t *)&w->keepalive_timer, NULL);
 	uv_close((uv_handle_t *)&w->flush, NULL);
-	uv_close((uv_handle_t *)&w->audit_timer, NULL);
 	uv_close((uv_handle_t *)&w->async, NULL);
 }
 
@@ -434,22 +431,11 @@ static void worker__keepalive_sweep(uv_timer_t *t)
 		uv_timer_start(t, worker__keepalive_sweep, worker__keepalive_period_ms(w), 0);
 }
 
-static void worker__audit_flush(uv_timer_t *t)
-{
-	(void)t;
-	audit_flush();
-}
-
-/* Before the loop waits: audit lines this iteration made are written at most
-   WORKER_AUDIT_DELAY_MS after the first of them (or when the buffer fills),
-   so a storm's lines go out together, not in one write per loop pass. */
+/* Before the loop waits: write the audit lines this iteration made. */
 static void worker__flush(uv_prepare_t *p)
 {
-	struct worker *w = p->data;
-
-	if (audit_pending() && !uv_is_active((uv_handle_t *)&w->audit_timer) &&
-	    !uv_is_closing((uv_handle_t *)&w->audit_timer))
-		uv_timer_start(&w->audit_timer, worker__audit_flush, WORKER_AUDIT_DELAY_MS, 0);
+	(void)p;
+	audit_flush();
 }
 
 void worker_upstream_health_reset(struct worker *w)
@@ -530,9 +516,6 @@ static void worker__run(void *arg)
 		}
 	}
 	uv_prepare_init(&w->loop, &w->flush);
-	w->flush.data = w;
-	uv_timer_init(&w->loop, &w->audit_timer);
-	uv_unref((uv_handle_t *)&w->audit_timer);
 	uv_prepare_start(&w->flush, worker__flush);
 	uv_unref((uv_handle_t *)&w->flush);
 	audit_batch(true);
