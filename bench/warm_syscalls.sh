@@ -20,6 +20,7 @@ log_level = "warn";
 error_log = "$D/err.log";
 audit_log = "$D/audit.log";
 listen = ( { address = "127.0.0.1:$GI"; protocol = "$PR"; starttls = "off"; } );
+pop3 = { backend_pipelining = true; };  # as bench.py runs it
 lookup = { servers = [ "http://127.0.0.1:$LK/auth" ]; timeout = 5.0; };
 cache = { memcached = [ "127.0.0.1:$MC" ]; ttl = 3600; };
 EOC
