@@ -7,7 +7,7 @@
 set -u
 B=$(cd "${1:?usage: cold_syscalls.sh BUILD [USERS]}" && pwd); N=${2:-4000}
 D=$(mktemp -d /tmp/gh-coldsc-XXXXXX)
-P=$((30000 + RANDOM % 20000)); IM=$((P+1)); PP=$((P+2)); LK=$((P+3)); HT=$((P+4)); MC=$((P+5)); GI=$((P+6))
+P=$((20000 + RANDOM % 12000)); IM=$((P+1)); PP=$((P+2)); LK=$((P+3)); HT=$((P+4)); MC=$((P+5)); GI=$((P+6))
 "$B/gh-fastmail" --imap $IM --pop3 $PP --lookup $LK --http $HT --msg-size 1024 >"$D/fm.log" 2>&1 & FMP=$!
 MU=(); [ "$(id -u)" = 0 ] && MU=(-u nobody)
 memcached "${MU[@]}" -l 127.0.0.1 -p $MC -U 0 -m 64 & MCP=$!

@@ -447,9 +447,13 @@ static void fm_lookup_head(struct fm_conn *c, const char *head, size_t len)
 	int port = fm_imap_port;
 	if (proto && vl >= 4 && !strncasecmp(proto, "pop3", 4))
 		port = fm_pop3_port;
+	/* HTTP/1.0 keep-alive when asked (gatehouse), else close (nginx). */
+	const char *conn = fm_header(head, len, "Connection", &vl);
+	bool keep = conn && vl == 10 && !strncasecmp(conn, "keep-alive", 10);
 	fm_putf(c, "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
-		   "Auth-Port: %d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", port);
-	c->close_after_write = true;
+		   "Auth-Port: %d\r\nContent-Length: 0\r\nConnection: %s\r\n\r\n", port,
+		   keep ? "keep-alive" : "close");
+	c->close_after_write = !keep;
 }
 
 static void fm_http_head(struct fm_conn *c, const char *head, size_t len)

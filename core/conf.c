@@ -111,6 +111,7 @@ static const struct conf_opt conf__limits_opts[] = {
 	{ "preauth_output", CONF__T_SIZE, CONF__LIM(preauth_output), 1024, 1048576, NULL },
 	{ "splice", CONF__T_BOOL, CONF__LIM(splice), 0, 0, NULL },
 	{ "proxy_header_timeout", CONF__T_SECS, CONF__LIM(proxy_header_timeout), 0.1, 60, NULL },
+	{ "backend_keepalive", CONF__T_INT, CONF__LIM(backend_keepalive), 2, 7200, NULL },
 };
 
 static int conf__limits(struct conf_ld *ld, const config_setting_t *s)
@@ -612,6 +613,7 @@ static int conf__defaults(struct conf_ld *ld)
 	c->limits.preauth_output = 16384;
 	c->limits.splice = true;
 	c->limits.proxy_header_timeout = 3.0;
+	c->limits.backend_keepalive = 60;
 
 	c->imap.send_id = true;
 	c->imap.backend_auth = CONF_BACKEND_AUTH_AUTO;

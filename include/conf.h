@@ -277,6 +277,8 @@ struct conf {
 		size_t preauth_output;   /* before login: stop reading and answering past this queue */
 		bool splice;             /* relay plain-to-plain sessions with splice(2) */
 		double proxy_header_timeout; /* seconds for a PROXY protocol header to arrive */
+		int backend_keepalive;   /* mail backends: TCP keepalive after this many idle
+					    seconds, set on connections that outlive half of it */
 	} limits;
 
 	struct {

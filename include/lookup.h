@@ -29,6 +29,7 @@ struct lookup_query {
 	const char *client_ip;
 	const char *proxy_ip; /* the local address the client connected to */
 	const char *host;     /* HTTP: X-Proxy-Host (the request's Host), or NULL */
+	bool keep_alive;      /* add "Connection: keep-alive" (HTTP/1.0 keep-alive) */
 };
 
 /*
@@ -66,6 +67,10 @@ struct lookup_parser {
 	size_t vlen;
 	bool value_too_long;
 	bool done;          /* the head is complete */
+	/* Once done: the connection may carry another request (the server
+	   keeps it alive, the answer has Content-Length: 0 and nothing came
+	   after its head). */
+	bool reusable;
 };
 
 void lookup_parser_init(struct lookup_parser *p, struct lookup_response *out);

@@ -172,6 +172,7 @@ struct session {
 	   (session_connect_backend_tls); sni NULL means backend_host. */
 	bool backend_tls;
 	bool backend_verify;
+	bool backend_keepalive_set;     /* the worker's sweep set TCP keepalive on it */
 	const char *backend_sni;        /* points into s->conf */
 
 	/* Pre-login input from the client; capacity limits.max_line + 1. Bytes

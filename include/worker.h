@@ -62,6 +62,7 @@ struct worker {
 	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
 	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
+	uv_timer_t keepalive_timer;         /* TCP keepalive on lasting mail backends */
 	unsigned logins_since_trim;
 	unsigned closes_since_trim;
 	unsigned accept_pauses;             /* pauses since accept last succeeded */

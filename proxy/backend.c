@@ -126,9 +126,10 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
  * No Nagle delay on the login lines and relayed commands; keepalive after a
  * minute of silence, probing at the kernel's interval (tcp_keepalive_intvl,
  * tcp_keepalive_probes). Three calls where uv_tcp_nodelay + uv_tcp_keepalive
- * make five: they are a tenth of a login's system calls.
+ * make five: they are a tenth of a login's system calls. A kind with
+ * keepalive_later gets the keepalive from the worker's sweep instead.
  */
-static void backend__tcp_opts(struct stream *st)
+static void backend__tcp_opts(struct stream *st, bool keepalive)
 {
 	uv_os_fd_t fd;
 	int one = 1, idle = 60;
@@ -136,6 +137,8 @@ static void backend__tcp_opts(struct stream *st)
 	if (uv_fileno((uv_handle_t *)&st->tcp, &fd) < 0)
 		return;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!keepalive)
+		return;
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 }
@@ -178,7 +181,7 @@ static void backend__connected(uv_connect_t *req, int status)
 			      bc->addr, uv_strerror(status));
 		return;
 	}
-	backend__tcp_opts(&bc->st);
+	backend__tcp_opts(&bc->st, !bc->kind->keepalive_later);
 	if (!bc->tls) {
 		if (bc->kind->read_early && stream_read_start(&bc->st) < 0) {
 			backend__fail(bc, UV_EIO, METRICS_ERR_BACKEND_CONNECT,
@@ -331,6 +334,7 @@ static const struct backend_kind backend__mail = {
 	.ready = backend__mail_ready,
 	.failed = backend__mail_failed,
 	.read_early = true,
+	.keepalive_later = true,
 };
 
 /* Connect the mail login's s->backend (s->backend_* name it). */

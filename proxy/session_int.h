@@ -94,6 +94,10 @@ struct backend_kind {
 	void (*closed)(struct backend_conn *bc);
 	/* Plain: start reading with the connect (the backend speaks first). */
 	bool read_early;
+	/* TCP keepalive is left to the worker's sweep (worker.c), which sets it
+	   on connections that outlive half of limits.backend_keepalive: most
+	   mail sessions end before and save two setsockopt calls. */
+	bool keepalive_later;
 };
 /*
  * A new connection of kind k for s: allocated, its stream initialised

@@ -44,6 +44,7 @@ static void worker__listener_closed(uv_handle_t *h);
 
 static void worker__on_acceptable(uv_poll_t *p, int status, int events);
 static void worker__quiet_trim(uv_timer_t *t);
+static void worker__keepalive_sweep(uv_timer_t *t);
 
 /* Logins (or ended sessions) per trim in a burst, and the quiet time after
    one before the last trim; see worker_trim_soon. */
@@ -330,6 +331,7 @@ static void worker__close_handles(struct worker *w)
 {
 	uv_close((uv_handle_t *)&w->accept_timer, NULL);
 	uv_close((uv_handle_t *)&w->trim_timer, NULL);
+	uv_close((uv_handle_t *)&w->keepalive_timer, NULL);
 	uv_close((uv_handle_t *)&w->flush, NULL);
 	uv_close((uv_handle_t *)&w->async, NULL);
 }
@@ -391,6 +393,42 @@ void worker_trim_soon(struct worker *w)
 	w->logins_since_trim++;
 	if (!uv_is_closing((uv_handle_t *)&w->trim_timer))
 		uv_timer_start(&w->trim_timer, worker__quiet_trim, WORKER_TRIM_QUIET_MS, 0);
+}
+
+/*
+ * TCP keepalive on mail backend connections (limits.backend_keepalive idle
+ * seconds, probing at the kernel's interval), set here rather than at
+ * connect (backend kind keepalive_later): every half of backend_keepalive
+ * the worker sets it on the connections it has not set yet, so a login that
+ * ends within seconds never pays the two setsockopt calls, and a lasting
+ * one is probed after between 1 and 1.5 times backend_keepalive of silence
+ * (the old fixed setting: after 60 s). One pass over the worker's sessions
+ * every 30 s by default; each connection is set once.
+ */
+static unsigned worker__keepalive_period_ms(const struct worker *w)
+{
+	return (unsigned)w->conf->limits.backend_keepalive * 500u;
+}
+
+static void worker__keepalive_sweep(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	list_foreach(it, &w->sessions) {
+		struct session *s = list_entry(it, struct session, worker_link);
+		struct backend_conn *bc = (struct backend_conn *)s->backend;
+		uv_os_fd_t fd;
+		int one = 1, idle = s->conf->limits.backend_keepalive;
+
+		if (bc == NULL || s->closed || s->backend_keepalive_set || !bc->kind->keepalive_later ||
+		    bc->st.closing || uv_fileno((uv_handle_t *)&bc->st.tcp, &fd) < 0)
+			continue;
+		s->backend_keepalive_set = true;
+		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	}
+	if (!uv_is_closing((uv_handle_t *)t))
+		uv_timer_start(t, worker__keepalive_sweep, worker__keepalive_period_ms(w), 0);
 }
 
 /* Before the loop waits: write the audit lines this iteration made. */
@@ -484,6 +522,10 @@ static void worker__run(void *arg)
 	uv_timer_init(&w->loop, &w->trim_timer);
 	w->trim_timer.data = w;
 	uv_unref((uv_handle_t *)&w->trim_timer);
+	uv_timer_init(&w->loop, &w->keepalive_timer);
+	w->keepalive_timer.data = w;
+	uv_unref((uv_handle_t *)&w->keepalive_timer);
+	uv_timer_start(&w->keepalive_timer, worker__keepalive_sweep, worker__keepalive_period_ms(w), 0);
 	if (w->start_status < 0) {
 		w->stopping = true;
 		worker__stop_accepting(w);

@@ -5,12 +5,23 @@
  * Zimbra's nginx, a timeout fails over to the next server too, so one slow
  * lookup server does not stall logins for the full timeout on every try.
  * Health is per worker (thread-local): no locks on the login path.
+ *
+ * Connections are kept alive (HTTP/1.0 "Connection: keep-alive"): a server
+ * that answers with Connection: keep-alive and Content-Length: 0 leaves its
+ * connection in the worker's idle pool (at most LOOKUP_IDLE_MAX, each closed
+ * after LOOKUP_IDLE_MS unused, or when the server sends anything or closes
+ * it), and the next lookup to that server of the same configuration takes
+ * it instead of connecting: no socket, connect or close per cold login. A
+ * pooled connection that fails before any byte of its answer (the server
+ * closed it meanwhile) is not the server's failure: the lookup goes again
+ * to the same server on a new connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
+#include "list.h"
 #include "log.h"
 #include "lookup_client.h"
 #include "stream.h"
@@ -18,6 +29,8 @@
 #include "secret.h"
 
 #define LOOKUP_REQ_MAX 4096
+#define LOOKUP_IDLE_MAX 8       /* idle kept-alive connections per worker */
+#define LOOKUP_IDLE_MS 5000     /* then closed */
 
 struct lookup_attempt;
 
@@ -35,6 +48,7 @@ struct lookup_call {
 	struct lookup_attempt *cur;
 	int live;                      /* attempts not yet freed */
 	bool finished;                 /* cb called or aborted */
+	bool fresh_only;               /* a pooled connection went stale: connect anew */
 	char error[160];
 };
 
@@ -43,10 +57,15 @@ struct lookup_attempt {
 	struct pool pool;              /* a few small buffers of its own */
 	uv_timer_t timer;
 	uv_connect_t connect;
-	struct lookup_call *call;
+	struct lookup_call *call;      /* NULL while idle in the pool */
+	struct conf *conf;             /* a reference: the servers[] it is to */
 	int server;
 	int handles;                   /* open handles (stream, timer) */
 	bool closing;
+	bool idle;                     /* in the pool (link) */
+	bool reused;                   /* this request went on a pooled connection */
+	bool got_bytes;                /* some of its answer arrived */
+	struct list link;
 	size_t reqlen;
 	char req[LOOKUP_REQ_MAX];
 	struct lookup_parser parser;
@@ -59,6 +78,19 @@ static _Thread_local struct {
 	unsigned rr;
 	uint64_t down_until[CONF_MAX_LOOKUP_SERVERS];
 } lk;
+
+/* Per-worker idle kept-alive connections, newest first. */
+static _Thread_local struct {
+	struct list idle;
+	int n;
+} lkp;
+
+static struct list *lookup__idle(void)
+{
+	if (lkp.idle.next == NULL)
+		list_init(&lkp.idle);
+	return &lkp.idle;
+}
 
 static void lookup__try_next(struct lookup_call *call);
 
@@ -86,8 +118,9 @@ static void lookup__attempt_unref(struct lookup_attempt *a)
 		return;
 	secret_wipe(a->req, sizeof(a->req));
 	pool_destroy(&a->pool);
+	conf_unref(a->conf);
 	free(a);
-	if (--call->live == 0 && call->finished)
+	if (call != NULL && --call->live == 0 && call->finished)
 		lookup__call_free(call);
 }
 
@@ -106,7 +139,12 @@ static void lookup__attempt_close(struct lookup_attempt *a)
 	if (a->closing)
 		return;
 	a->closing = true;
-	if (a->call->cur == a)
+	if (a->idle) {
+		list_remove(&a->link);
+		lkp.n--;
+		a->idle = false;
+	}
+	if (a->call != NULL && a->call->cur == a)
 		a->call->cur = NULL;
 	stream_close(&a->st);
 	uv_close((uv_handle_t *)&a->timer, lookup__timer_closed);
@@ -143,6 +181,62 @@ static void lookup__attempt_failed(struct lookup_attempt *a, const char *why)
 		lookup__try_next(call);
 }
 
+static void lookup__idle_expired(uv_timer_t *t)
+{
+	lookup__attempt_close(t->data);
+}
+
+/* a answered and its connection may carry another request: keep it idle,
+   reading (anything the server sends, or its close, ends it), not holding
+   the loop open. Its call no longer counts it. */
+static void lookup__park(struct lookup_attempt *a)
+{
+	struct lookup_call *call = a->call;
+
+	a->call = NULL;
+	a->idle = true;
+	list_insert_head(lookup__idle(), &a->link);
+	lkp.n++;
+	uv_unref((uv_handle_t *)&a->st.tcp);
+	uv_unref((uv_handle_t *)&a->timer);
+	uv_timer_start(&a->timer, lookup__idle_expired, LOOKUP_IDLE_MS, 0);
+	if (--call->live == 0 && call->finished)
+		lookup__call_free(call);
+}
+
+/* An idle connection to server i of call's configuration, taken out of the
+   pool, or NULL. */
+static struct lookup_attempt *lookup__unpark(struct lookup_call *call, int i)
+{
+	list_foreach(it, lookup__idle()) {
+		struct lookup_attempt *a = list_entry(it, struct lookup_attempt, link);
+
+		if (a->conf != call->conf || a->server != i || a->closing)
+			continue;
+		list_remove(&a->link);
+		lkp.n--;
+		a->idle = false;
+		uv_ref((uv_handle_t *)&a->st.tcp);
+		uv_ref((uv_handle_t *)&a->timer);
+		return a;
+	}
+	return NULL;
+}
+
+/* A request on a pooled connection failed before any byte of its answer:
+   the server had closed it. Go again to the same server, connecting. */
+static void lookup__attempt_stale(struct lookup_attempt *a)
+{
+	struct lookup_call *call = a->call;
+
+	call->tried &= ~(1u << a->server);
+	call->ntried--;
+	call->fresh_only = true;
+	lookup__attempt_close(a);
+	if (!call->finished)
+		lookup__try_next(call);
+}
+
 static void lookup__answered(struct lookup_attempt *a)
 {
 	struct lookup_call *call = a->call;
@@ -164,15 +258,22 @@ static void lookup__answered(struct lookup_attempt *a)
 		 ntohs(((const struct sockaddr_in *)ss)->sin_port));
 	if (lk.conf == call->conf)
 		lk.down_until[a->server] = 0;
-	lookup__attempt_close(a);
+	if (!a->parser.reusable || lkp.n >= LOOKUP_IDLE_MAX) {
+		lookup__attempt_close(a);
+		lookup__finish(call, &a->resp, server);
+		return;
+	}
+	/* Answer first (a->resp is read inside), then into the pool. */
+	call->cur = NULL;
 	lookup__finish(call, &a->resp, server);
+	lookup__park(a);
 }
 
 static void lookup__timeout(uv_timer_t *t)
 {
 	struct lookup_attempt *a = t->data;
 
-	if (a->closing)
+	if (a->closing || a->idle)
 		return;
 	char why[64];
 	snprintf(why, sizeof(why), "no answer within %.1f s", a->call->conf->lookup.timeout);
@@ -183,10 +284,18 @@ static void lookup__on_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct lookup_attempt *a = st->owner;
 
-	if (a->closing) {
+	if (a->closing || a->idle) {
+		/* Idle: the server closed it or said something unasked. */
 		pbuf_put(b);
+		lookup__attempt_close(a);
 		return;
 	}
+	if (b == NULL && a->reused && !a->got_bytes) {
+		lookup__attempt_stale(a);
+		return;
+	}
+	if (b != NULL)
+		a->got_bytes = true;
 	if (b == NULL) {
 		if (status == UV_EOF && lookup_parser_eof(&a->parser) == 1) {
 			lookup__answered(a);
@@ -283,6 +392,44 @@ static int lookup__pick(struct lookup_call *call)
 	return call->ntried == 0 ? best : -1;
 }
 
+/* Send call's request to server a->server on a's pooled connection. */
+static void lookup__send_reused(struct lookup_call *call, struct lookup_attempt *a)
+{
+	const struct conf_lookup_server *srv = &call->conf->lookup.servers[a->server];
+	struct lookup_query q = {
+		.method = call->method,
+		.user = call->user,
+		.password = call->password,
+		.protocol = call->protocol,
+		.attempt = call->attempt_no,
+		.client_ip = call->client_ip,
+		.proxy_ip = call->proxy_ip,
+		.host = call->host,
+		.keep_alive = true,
+	};
+
+	a->call = call;
+	a->reused = true;
+	a->got_bytes = false;
+	call->live++;
+	call->cur = a;
+	lookup_parser_init(&a->parser, &a->resp);
+	uv_timer_start(&a->timer, lookup__timeout, (uint64_t)(call->conf->lookup.timeout * 1000.0), 0);
+	int len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
+				       call->conf->lookup.send_password);
+	if (len < 0) {
+		lookup__attempt_close(a);
+		snprintf(call->error, sizeof(call->error), "request too large");
+		lookup__finish(call, NULL, NULL);
+		return;
+	}
+	/* The copy may hold the password: it is wiped once written. */
+	int rc = stream_write_copy(&a->st, a->req, (size_t)len, true);
+	secret_wipe(a->req, sizeof(a->req));
+	if (rc < 0)
+		lookup__attempt_stale(a);
+}
+
 static void lookup__try_next(struct lookup_call *call)
 {
 	int i = lookup__pick(call);
@@ -300,6 +447,11 @@ static void lookup__try_next(struct lookup_call *call)
 	call->tried |= 1u << i;
 	call->ntried++;
 	srv = &call->conf->lookup.servers[i];
+	a = call->fresh_only ? NULL : lookup__unpark(call, i);
+	if (a != NULL) {
+		lookup__send_reused(call, a);
+		return;
+	}
 	a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		snprintf(call->error, sizeof(call->error), "out of memory");
@@ -307,7 +459,9 @@ static void lookup__try_next(struct lookup_call *call)
 		return;
 	}
 	a->call = call;
+	a->conf = conf_ref(call->conf);
 	a->server = i;
+	list_init(&a->link);
 	q = (struct lookup_query){
 		.method = call->method,
 		.user = call->user,
@@ -317,10 +471,12 @@ static void lookup__try_next(struct lookup_call *call)
 		.client_ip = call->client_ip,
 		.proxy_ip = call->proxy_ip,
 		.host = call->host,
+		.keep_alive = true,
 	};
 	len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
 				   call->conf->lookup.send_password);
 	if (len < 0) {
+		conf_unref(a->conf);
 		free(a);
 		snprintf(call->error, sizeof(call->error), "request too large");
 		lookup__finish(call, NULL, NULL);
@@ -390,4 +546,10 @@ void lookup_abort(struct lookup_call *call)
 		lookup__attempt_close(call->cur);
 	if (call->live == 0)
 		lookup__call_free(call);
+}
+
+void lookup_pool_close(void)
+{
+	list_foreach(it, lookup__idle())
+		lookup__attempt_close(list_entry(it, struct lookup_attempt, link));
 }

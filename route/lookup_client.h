@@ -31,4 +31,8 @@ struct lookup_call *lookup_start(uv_loop_t *loop, struct conf *c, const struct l
 /* Give up: cb is not called; memory goes when the handles have closed. */
 void lookup_abort(struct lookup_call *call);
 
+/* Close this thread's idle kept-alive connections (its loop then runs their
+   close callbacks), when the worker stops. */
+void lookup_pool_close(void);
+
 #endif

@@ -126,6 +126,8 @@ int lookup_build_request(char *out, size_t cap, const char *host, const char *pa
 		lookup__puts(&b, "\r\nX-Proxy-Host: ");
 		lookup__puts(&b, q->host);
 	}
+	if (q->keep_alive)
+		lookup__puts(&b, "\r\nConnection: keep-alive");
 	lookup__puts(&b, "\r\n\r\n");
 
 	if (b.overflow || b.len > (size_t)INT32_MAX) {
@@ -315,6 +317,8 @@ static int lookup__on_headers_complete(llhttp_t *h)
 
 	p->out->http_status = llhttp_get_status_code(h);
 	p->done = true;
+	p->reusable = llhttp_should_keep_alive(h) && (h->flags & F_CONTENT_LENGTH) &&
+		      !(h->flags & F_CHUNKED) && h->content_length == 0;
 	/* Stop here: the body, if any, means nothing to us. */
 	return HPE_PAUSED;
 }
@@ -350,8 +354,13 @@ int lookup_parser_feed(struct lookup_parser *p, const uint8_t *data, size_t n)
 	llhttp_errno_t rc = llhttp_execute(&p->http, (const char *)data, take);
 	p->total += take;
 
-	if (p->done)
+	if (p->done) {
+		/* Bytes after the head (a body, another answer) make the
+		   connection unfit for the next request. */
+		if (llhttp_get_error_pos(&p->http) != (const char *)data + take)
+			p->reusable = false;
 		return 1;
+	}
 	if (rc != HPE_OK)
 		return -1;
 	if (take < n) {

@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "gh.h"
 #include "log.h"
+#include "lookup_client.h"
 #include "route_int.h"
 
 pthread_mutex_t route__lock = PTHREAD_MUTEX_INITIALIZER;
@@ -113,6 +114,8 @@ void route_worker_close(uv_loop_t *loop)
 		return;
 	struct route_loop *rl = *pp;
 	*pp = rl->next;
+	lookup_pool_close();
+	uv_run(loop, UV_RUN_DEFAULT);
 	if (rl->io != NULL) {
 		/* Its connections close (and any request left is answered)
 		   on the loop, which has stopped: run it for that. */

@@ -14,8 +14,12 @@ X-Proxy-IP and Client-IP; the answer is always HTTP 200 with
 
 Auth-User in the request is %XX-unescaped before the user table is consulted,
 as Zimbra's servlet does.  HTTP/1.1 requests without `Connection: close` get
-keep-alive (`Content-Length: 0`, the connection stays open); HTTP/1.0 ones
-are answered and closed.
+keep-alive (`Content-Length: 0`, the connection stays open), and HTTP/1.0
+ones with `Connection: keep-alive`; other HTTP/1.0 ones are answered and
+closed.  `lk.connections` counts the connections accepted, `lk.open` those
+still open; `lk.drop_reused = True` closes a connection, unanswered, when a
+second request arrives on it (a server that dropped an idle connection);
+`lk.keep_alive = False` closes every connection after its answer.
 
 In-process use (pytest):
 
@@ -103,9 +107,22 @@ class LookupRequest(dict):
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         srv = self.server.owner
+        with srv._lock:
+            srv.connections += 1
+            srv.open += 1
+            srv._socks.add(self.request)
+        try:
+            self._serve(srv)
+        finally:
+            with srv._lock:
+                srv.open -= 1
+                srv._socks.discard(self.request)
+
+    def _serve(self, srv):
         sock = self.request
         sock.settimeout(0.2)
         buf = b""
+        served = 0
         while not srv._stopping.is_set():
             # Read one request head.
             while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
@@ -125,6 +142,9 @@ class _Handler(socketserver.BaseRequestHandler):
             sep = b"\r\n\r\n" if b"\r\n\r\n" in buf else b"\n\n"
             head, buf = buf.split(sep, 1)
             req = self._parse(head)
+            served += 1
+            if served > 1 and srv.drop_reused:
+                return
             with srv._lock:
                 srv.requests.append(req)
                 mode = srv.mode
@@ -183,8 +203,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 login = srv.qualify(login, req)
             status = srv.statuses.get(login) or srv.refusal(login, by_id, req)
             route = None if status else (srv.ids if by_id else srv.users).get(login)
-        keep = (req.version.upper() == "HTTP/1.1" and
-                req.get("Connection", "").lower() != "close")
+        conn = req.get("Connection", "").lower()
+        keep = srv.keep_alive and (conn != "close" if req.version.upper() == "HTTP/1.1"
+                                   else conn == "keep-alive")
         lines = ["HTTP/1.1 200 OK" if req.version.upper() == "HTTP/1.1"
                  else "HTTP/1.0 200 OK"]
         if route is not None:
@@ -222,6 +243,11 @@ class LookupServer:
         self.ids = {}                      # zimbraId -> route, for Auth-Method: zimbraId
         self.statuses = {}                 # login or zimbraId -> Auth-Status failure text
         self.requests = []
+        self.connections = 0               # accepted so far
+        self.open = 0                      # still open
+        self.drop_reused = False           # close, unanswered, a connection's 2nd request
+        self.keep_alive = True             # False: answer every request with Connection: close
+        self._socks = set()                # connections being served
         self.mode = mode
         self.auth_wait = auth_wait
         self.delay = 0.0
@@ -287,11 +313,19 @@ class LookupServer:
         return self
 
     def stop(self):
-        """Close the listening socket: new connections are refused."""
+        """Close the listening socket and the open connections: new
+        connections are refused."""
         srv, self._server = self._server, None
         if srv is None:
             return
         self._stopping.set()
+        # As a stopped server: its kept-alive connections end too.
+        with self._lock:
+            for s in list(self._socks):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         srv.shutdown()
         srv.server_close()
         self._thread.join(5)

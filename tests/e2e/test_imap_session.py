@@ -220,3 +220,38 @@ def test_client_sockets_keepalive(gh):
         m = re.search(r"timer:\(keepalive,(\d+)(?:min)?(\d*)", out)
         assert m, "no keepalive timer on gatehouse's socket: %r" % out
         c.command("z", "LOGOUT")
+
+
+def _keepalive_timers(port):
+    """ss's view of gatehouse's established sockets to `port`: the text of
+    each line, with the kernel's keepalive timer if the socket has one."""
+    out = subprocess.run(
+        ["ss", "-tnoH", "state", "established", "( dport = :%d )" % port],
+        capture_output=True, text=True, check=True).stdout
+    return [l for l in out.splitlines() if l.strip()]
+
+
+def test_backend_sockets_keepalive_once_they_last(gatehouse, stores):
+    """A mail backend connection gets TCP keepalive from the worker's sweep
+    (every half of limits.backend_keepalive), not at connect: a session
+    that lasts past one sweep has the kernel's keepalive timer on its
+    backend socket, probing after at most limits.backend_keepalive s."""
+    if shutil.which("ss") is None:
+        pytest.fail("ss (iproute2) is needed: scripts/deps.sh test installs it")
+    gh = gatehouse(limits={"backend_keepalive": 4})
+    with gh.raw() as c:
+        assert c.command("a", "LOGIN %s %s" % ALICE)[-1].startswith(b"a OK")
+        deadline = time.monotonic() + 6
+        while True:
+            lines = _keepalive_timers(stores.a.imap_port)
+            assert len(lines) == 1, lines
+            m = re.search(r"timer:\(keepalive,(\d+(?:\.\d+)?)(m?s|sec|min)?", lines[0])
+            if m or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert m, "no keepalive timer on the backend socket after 6 s: %r" % lines
+        secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+        assert secs <= 4, lines
+        # The session still relays.
+        assert c.command("b", "NOOP")[-1].startswith(b"b OK")
+        c.command("z", "LOGOUT")

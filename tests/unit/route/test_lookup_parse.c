@@ -579,3 +579,43 @@ Test(lookup_parse, response_size_limit)
 				false, &r), -1);
 	free(big);
 }
+
+Test(lookup_parse, request_keep_alive_when_asked)
+{
+	char out[1024];
+	struct lookup_query q = lp_t_query;
+
+	q.keep_alive = true;
+	int n = lookup_build_request(out, sizeof(out), "h", "/p", &q, false);
+	cr_assert_gt(n, 0);
+	cr_expect_eq(strncmp(out, "GET /p HTTP/1.0\r\n", 17), 0, "%s", out);
+	const char *tail = "\r\nClient-IP: 203.0.113.7\r\nConnection: keep-alive\r\n\r\n";
+	cr_expect_str_eq(out + n - strlen(tail), tail);
+}
+
+/* Whether the connection of an answer fed in one piece may carry another. */
+static bool lp_t_reusable(const char *answer)
+{
+	struct lookup_parser p;
+	struct lookup_response r;
+
+	lookup_parser_init(&p, &r);
+	cr_assert_eq(lookup_parser_feed(&p, (const uint8_t *)answer, strlen(answer)), 1, "%s", answer);
+	return p.reusable;
+}
+
+Test(lookup_parse, reusable_only_when_kept_alive_and_framed)
+{
+	cr_expect(lp_t_reusable("HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nConnection: keep-alive\r\n"
+				"Content-Length: 0\r\n\r\n"));
+	cr_expect(lp_t_reusable("HTTP/1.1 200 OK\r\nAuth-Status: OK\r\nContent-Length: 0\r\n\r\n"));
+	/* HTTP/1.0 without keep-alive, a close, no length, a body, a chunked
+	   body, bytes after the head: not reused. */
+	cr_expect_not(lp_t_reusable("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+	cr_expect_not(lp_t_reusable("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"));
+	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"));
+	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
+	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n"));
+}
