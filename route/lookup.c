@@ -392,10 +392,10 @@ static int lookup__pick(struct lookup_call *call)
 	return call->ntried == 0 ? best : -1;
 }
 
-/* Send call's request to server a->server on a's pooled connection. */
-static void lookup__send_reused(struct lookup_call *call, struct lookup_attempt *a)
+/* call's request to srv (keep-alive) into buf; its length, or -1. */
+static int lookup__request(const struct lookup_call *call, const struct conf_lookup_server *srv,
+			   char *buf, size_t cap)
 {
-	const struct conf_lookup_server *srv = &call->conf->lookup.servers[a->server];
 	struct lookup_query q = {
 		.method = call->method,
 		.user = call->user,
@@ -408,6 +408,15 @@ static void lookup__send_reused(struct lookup_call *call, struct lookup_attempt 
 		.keep_alive = true,
 	};
 
+	return lookup_build_request(buf, cap, srv->host, srv->path, &q,
+				    call->conf->lookup.send_password);
+}
+
+/* Send call's request to server a->server on a's pooled connection. */
+static void lookup__send_reused(struct lookup_call *call, struct lookup_attempt *a)
+{
+	const struct conf_lookup_server *srv = &call->conf->lookup.servers[a->server];
+
 	a->call = call;
 	a->reused = true;
 	a->got_bytes = false;
@@ -415,8 +424,7 @@ static void lookup__send_reused(struct lookup_call *call, struct lookup_attempt 
 	call->cur = a;
 	lookup_parser_init(&a->parser, &a->resp);
 	uv_timer_start(&a->timer, lookup__timeout, (uint64_t)(call->conf->lookup.timeout * 1000.0), 0);
-	int len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
-				       call->conf->lookup.send_password);
+	int len = lookup__request(call, srv, a->req, sizeof(a->req));
 	if (len < 0) {
 		lookup__attempt_close(a);
 		snprintf(call->error, sizeof(call->error), "request too large");
@@ -435,7 +443,6 @@ static void lookup__try_next(struct lookup_call *call)
 	int i = lookup__pick(call);
 	const struct conf_lookup_server *srv;
 	struct lookup_attempt *a;
-	struct lookup_query q;
 	int rc, len;
 
 	if (i < 0) {
@@ -462,19 +469,7 @@ static void lookup__try_next(struct lookup_call *call)
 	a->conf = conf_ref(call->conf);
 	a->server = i;
 	list_init(&a->link);
-	q = (struct lookup_query){
-		.method = call->method,
-		.user = call->user,
-		.password = call->password,
-		.protocol = call->protocol,
-		.attempt = call->attempt_no,
-		.client_ip = call->client_ip,
-		.proxy_ip = call->proxy_ip,
-		.host = call->host,
-		.keep_alive = true,
-	};
-	len = lookup_build_request(a->req, sizeof(a->req), srv->host, srv->path, &q,
-				   call->conf->lookup.send_password);
+	len = lookup__request(call, srv, a->req, sizeof(a->req));
 	if (len < 0) {
 		conf_unref(a->conf);
 		free(a);
