@@ -107,6 +107,14 @@ struct route_query {
 	   route:proto=<p>;id=<zimbraId>. */
 	bool by_id;
 	const char *host;       /* HTTP: the request's Host, sent as X-Proxy-Host (or NULL) */
+	/* HTTP: an admin console request (an upstream group with admin = true,
+	   nginx's zmauth_admin): asked with "Auth-Zimbra-Admin: True" (the
+	   lookup then accepts admin accounts only and answers zimbraAdminPort),
+	   filed in L1 and in the flight table apart from every non-admin
+	   request, and in memcached as route:proto=<p>;admin=1;id=<zimbraId>
+	   (Zimbra's key); an admin request by name is never put in memcached
+	   (Zimbra has no admin name key). */
+	bool admin;
 };
 
 /*
