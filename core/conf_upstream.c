@@ -92,10 +92,13 @@ static int conf__upstream_member(struct conf_ld *ld, const config_setting_t *s,
 		u->port = (uint16_t)d;
 		return 0;
 	}
-	if (strcmp(name, "tls") == 0 || strcmp(name, "verify") == 0) {
+	if (strcmp(name, "tls") == 0 || strcmp(name, "verify") == 0 ||
+	    strcmp(name, "admin") == 0 || strcmp(name, "rewrite_redirects") == 0) {
 		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
 			return conf__fail(ld, s, NULL, "must be true or false");
-		*(name[0] == 't' ? &u->tls : &u->verify) = config_setting_get_bool(s) != 0;
+		bool *b = name[0] == 't' ? &u->tls : name[0] == 'v' ? &u->verify
+			: name[0] == 'a' ? &u->admin : &u->rewrite_redirects;
+		*b = config_setting_get_bool(s) != 0;
 		return 0;
 	}
 	if (strcmp(name, "sni") == 0) {
@@ -150,6 +153,10 @@ static int conf__upstream_one(struct conf_ld *ld, const config_setting_t *g,
 	const config_setting_t *sni = config_setting_get_member(g, "sni");
 	if (sni != NULL && !u->tls)
 		return conf__fail(ld, sni, NULL, "only with tls = true");
+	/* Admin routing is a way of routing: it means nothing to a hash. */
+	if (u->admin && u->balance != CONF_BALANCE_ROUTE)
+		return conf__fail(ld, config_setting_get_member(g, "admin"), NULL,
+				  "only with balance = \"route\"");
 	for (int i = 0; i < u->nservers; i++)
 		if (u->servers[i].port == 0)
 			u->servers[i].port = u->port;

@@ -88,6 +88,14 @@ struct conf_upstream {
 	int max_fails;                     /* failures within fail_timeout that mark a server down; 0 = never */
 	double fail_timeout;               /* that window, and how long a server stays down, seconds */
 	int keepalive;                     /* idle pooled connections per worker to this group */
+	/* The admin console's mailstores (nginx's zmauth_admin; balance
+	   "route" only): routed by the ZM_ADMIN_AUTH_TOKEN cookie alone, looked
+	   up with "Auth-Zimbra-Admin: True", cached apart from users' routes. */
+	bool admin;
+	/* A backend's Location / Refresh "http[s]://<the request's host>:<the
+	   server's port>/..." goes back as the client's scheme and Host
+	   (nginx's proxy_redirect https://$host:7071/ https://$http_host/). */
+	bool rewrite_redirects;
 	int line;
 };
 

@@ -189,6 +189,15 @@ enum http_route_kind {
 enum http_route_kind http_route_pick(const uint8_t *buf, const struct http_head *h, char *out,
 				     size_t cap);
 
+/*
+ * The admin console's routing (an upstream group with admin = true, nginx's
+ * zmauth_admin): only the zimbraId of the ZM_ADMIN_AUTH_TOKEN cookie
+ * (HTTP_ROUTE_ID, the id in out), never a path user, Basic credentials or
+ * the user's ZM_AUTH_TOKEN; else HTTP_ROUTE_HASH.
+ */
+enum http_route_kind http_route_pick_admin(const uint8_t *buf, const struct http_head *h,
+					   char *out, size_t cap);
+
 /* A stable index in [0, n) for a client address (FNV-1a): n > 0. */
 unsigned http_ip_hash(const char *ip, unsigned n);
 
@@ -248,6 +257,17 @@ struct http_resp_edit {
 	   in the Zimbra templates); other hosts are left alone. NULL: none. */
 	const char *https_host;
 	size_t https_host_len;
+	/* An upstream group with rewrite_redirects: a Location, or Refresh's
+	   url=, "http[s]://<back_host's name>:<back_port>[/...]" (the server
+	   the request went to, named as the client named us) becomes
+	   "<https or http>://<back_host>[/...]", back_host being the
+	   request's Host as sent (nginx's proxy_redirect https://$host:7071/
+	   https://$http_host/ of the admin templates). Tried before the https
+	   fix-up. back_host NULL: none. */
+	const char *back_host;
+	size_t back_host_len;
+	uint16_t back_port;
+	bool back_https;
 	/* The body is compressed by gatehouse with this coding ("gzip",
 	   "br"; NULL: not): the backend's Content-Length and
 	   Transfer-Encoding go, "Content-Encoding", "Transfer-Encoding:
@@ -304,6 +324,18 @@ int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len,
 /* The same for a Refresh value ("5; url=http://..."): its url part. */
 int http_refresh_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
 		       size_t cap);
+
+/*
+ * "http://NAME:PORT[/...]" or "https://NAME:PORT[/...]" whose NAME is
+ * host's name (no case) and PORT exactly port becomes "https://<host>[/...]"
+ * (http:// when https is false) in out. Returns the new length, 0 when v
+ * is left alone (another host or port, no port), -1 when out is too small.
+ * http_refresh_port_fixup: the same on a Refresh value's url part.
+ */
+int http_port_fixup(const char *v, size_t n, const char *host, size_t host_len, uint16_t port,
+		    bool https, char *out, size_t cap);
+int http_refresh_port_fixup(const char *v, size_t n, const char *host, size_t host_len,
+			    uint16_t port, bool https, char *out, size_t cap);
 
 /* Does e add a header called name[0..len) that replaces the backend's
    (from add[below] up; Set-Cookie never does)? */

@@ -88,6 +88,7 @@ struct http_location_answer {
 	const char *body;
 	size_t body_len;
 	size_t headers_len;       /* header lines written into the caller's buffer */
+	size_t own_len;           /* of which the answer's own (Set-Cookie), before l's add_headers */
 };
 
 /* Room http_location_local may need for header lines: 32 Set-Cookie lines

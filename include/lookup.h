@@ -30,6 +30,7 @@ struct lookup_query {
 	const char *proxy_ip; /* the local address the client connected to */
 	const char *host;     /* HTTP: X-Proxy-Host (the request's Host), or NULL */
 	bool keep_alive;      /* add "Connection: keep-alive" (HTTP/1.0 keep-alive) */
+	bool admin;           /* add "Auth-Zimbra-Admin: True" (admin console, zmauth_admin) */
 };
 
 /*

@@ -107,6 +107,14 @@ struct route_query {
 	   route:proto=<p>;id=<zimbraId>. */
 	bool by_id;
 	const char *host;       /* HTTP: the request's Host, sent as X-Proxy-Host (or NULL) */
+	/* HTTP: an admin console request (an upstream group with admin = true,
+	   nginx's zmauth_admin): asked with "Auth-Zimbra-Admin: True" (the
+	   lookup then accepts admin accounts only and answers zimbraAdminPort),
+	   filed in L1 and in the flight table apart from every non-admin
+	   request, and in memcached as route:proto=<p>;admin=1;id=<zimbraId>
+	   (Zimbra's key); an admin request by name is never put in memcached
+	   (Zimbra has no admin name key). */
+	bool admin;
 };
 
 /*
@@ -167,8 +175,9 @@ typedef void (*route_purge_cb)(void *arg, const char *server, const char *key,
  * (imap, imapssl, pop3, pop3ssl, http, httpssl) route:proto=<p>;user=<name>,
  * and for the unqualified name (name itself, or the local part of a
  * qualified one) route:proto=<p>;user=<unq>@<ip> for each of ips[0..nips)
- * (the proxy addresses); route:proto=<http|httpssl>;id=<name> for an
- * unqualified name (it may be a zimbraId); alias:user=<name|unq>;ip=<ip>
+ * (the proxy addresses); route:proto=<http|httpssl>;id=<name> and
+ * route:proto=<http|httpssl>;admin=1;id=<name> for an unqualified name (it
+ * may be a zimbraId); alias:user=<name|unq>;ip=<ip>
  * and alias:user=<name|unq>;vhost=<h> for each vhost name (not wildcards)
  * and http.server_name. Blocking (command line only). cb sees each key.
  * The same for name in lower case when it differs.

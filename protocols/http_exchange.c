@@ -175,6 +175,7 @@ static struct route_query http__query(const struct http_exchange *x, bool bypass
 		.bypass_cache = bypass,
 		.by_id = x->kind == HTTP_ROUTE_ID,
 		.host = x->host[0] ? x->host : NULL,
+		.admin = x->grp != NULL && x->grp->admin,
 	};
 }
 

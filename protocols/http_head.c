@@ -181,12 +181,19 @@ static void hh__resp_header(struct hh__out *o, const uint8_t *buf, const struct 
 			return;
 		}
 	}
-	if (e->https_host != NULL && http_span_is(buf, hd->name, "Location"))
-		n = http_https_fixup((const char *)buf + v.off, v.len, e->https_host,
-				     e->https_host_len, fixed, sizeof(fixed));
-	else if (e->https_host != NULL && http_span_is(buf, hd->name, "Refresh"))
-		n = http_refresh_fixup((const char *)buf + v.off, v.len, e->https_host,
-				       e->https_host_len, fixed, sizeof(fixed));
+	bool loc = http_span_is(buf, hd->name, "Location");
+	bool refresh = !loc && http_span_is(buf, hd->name, "Refresh");
+	const char *val = (const char *)buf + v.off;
+	if (e->back_host != NULL && (loc || refresh))
+		n = loc ? http_port_fixup(val, v.len, e->back_host, e->back_host_len, e->back_port,
+					  e->back_https, fixed, sizeof(fixed))
+			: http_refresh_port_fixup(val, v.len, e->back_host, e->back_host_len,
+						  e->back_port, e->back_https, fixed, sizeof(fixed));
+	if (n == 0 && e->https_host != NULL && (loc || refresh))
+		n = loc ? http_https_fixup(val, v.len, e->https_host, e->https_host_len, fixed,
+					   sizeof(fixed))
+			: http_refresh_fixup(val, v.len, e->https_host, e->https_host_len, fixed,
+					     sizeof(fixed));
 	if (n <= 0) {
 		/* Left alone, or too long to fix: as the backend sent it. */
 		hh__header(o, buf, hd);

@@ -73,6 +73,7 @@ bool http_location_local(const struct conf_location *l, const char *cookie, size
 	} else {
 		return false;
 	}
+	out->own_len = len;
 	int n = http_location_add_headers(l, hdr + len, cap - len);
 	if (n < 0)
 		goto full;
@@ -86,6 +87,7 @@ full:
 	out->body = NULL;
 	out->body_len = 0;
 	out->headers_len = 0;
+	out->own_len = 0;
 	if (cap > 0)
 		hdr[0] = '\0';
 	return true;

@@ -109,24 +109,84 @@ int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len,
 	return (int)len;
 }
 
-int http_refresh_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
-		       size_t cap)
+/* Where a Refresh value's URL starts ("5; url=http://host/x",
+   "0;URL='http://host/x'"), or n when it has none. */
+static size_t http__refresh_url(const char *v, size_t n)
 {
-	/* "5; url=http://host/x" or "0;URL='http://host/x'". */
 	for (size_t i = 0; i + 4 <= n; i++) {
 		if (strncasecmp(v + i, "url=", 4) != 0)
 			continue;
 		size_t at = i + 4;
 		if (at < n && (v[at] == '\'' || v[at] == '"'))
 			at++;
-		if (at > cap)
-			return -1;
-		int r = http_https_fixup(v + at, n - at, host, host_len, out + at, cap - at);
-		if (r > 0)
-			memcpy(out, v, at);
-		return r > 0 ? (int)at + r : r;
+		return at;
 	}
-	return 0;
+	return n;
+}
+
+int http_refresh_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
+		       size_t cap)
+{
+	size_t at = http__refresh_url(v, n);
+
+	if (at >= n)
+		return 0;
+	if (at > cap)
+		return -1;
+	int r = http_https_fixup(v + at, n - at, host, host_len, out + at, cap - at);
+	if (r > 0)
+		memcpy(out, v, at);
+	return r > 0 ? (int)at + r : r;
+}
+
+int http_port_fixup(const char *v, size_t n, const char *host, size_t host_len, uint16_t port,
+		    bool https, char *out, size_t cap)
+{
+	size_t a;
+	char digits[8];
+
+	if (host_len == 0 || port == 0)
+		return 0;
+	if (n > 7 && strncasecmp(v, "http://", 7) == 0)
+		a = 7;
+	else if (n > 8 && strncasecmp(v, "https://", 8) == 0)
+		a = 8;
+	else
+		return 0;
+	size_t end = a;
+	while (end < n && v[end] != '/' && v[end] != '?' && v[end] != '#')
+		end++;
+	size_t name = http__host_name_len(v + a, end - a);
+	size_t want = http__host_name_len(host, host_len);
+	if (name == 0 || name != want || strncasecmp(v + a, host, name) != 0)
+		return 0;
+	/* Exactly ":<port>" after the name: another port is another service. */
+	int dl = snprintf(digits, sizeof(digits), ":%u", (unsigned)port);
+	if (dl < 0 || end - (a + name) != (size_t)dl || memcmp(v + a + name, digits, (size_t)dl) != 0)
+		return 0;
+	const char *scheme = https ? "https://" : "http://";
+	size_t sl = strlen(scheme), len = sl + host_len + (n - end);
+	if (len > cap)
+		return -1;
+	memcpy(out, scheme, sl);
+	memcpy(out + sl, host, host_len);
+	memcpy(out + sl + host_len, v + end, n - end);
+	return (int)len;
+}
+
+int http_refresh_port_fixup(const char *v, size_t n, const char *host, size_t host_len,
+			    uint16_t port, bool https, char *out, size_t cap)
+{
+	size_t at = http__refresh_url(v, n);
+
+	if (at >= n)
+		return 0;
+	if (at > cap)
+		return -1;
+	int r = http_port_fixup(v + at, n - at, host, host_len, port, https, out + at, cap - at);
+	if (r > 0)
+		memcpy(out, v, at);
+	return r > 0 ? (int)at + r : r;
 }
 
 bool http_compress_response_ok(const uint8_t *buf, const struct http_head *h,

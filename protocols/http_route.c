@@ -162,14 +162,15 @@ static bool rt__basic_user(const uint8_t *buf, const struct http_head *h, char *
 	return ok;
 }
 
-static bool rt__token_id(const uint8_t *buf, const struct http_head *h, char *out, size_t cap)
+static bool rt__token_id(const uint8_t *buf, const struct http_head *h, const char *cookie,
+			 char *out, size_t cap)
 {
 	for (int i = 0; i < h->nhdr; i++) {
 		if (!http_span_is(buf, h->hdr[i].name, "Cookie"))
 			continue;
 		size_t tl;
 		const char *t = http_cookie_find((const char *)buf + h->hdr[i].value.off,
-						 h->hdr[i].value.len, "ZM_AUTH_TOKEN", &tl);
+						 h->hdr[i].value.len, cookie, &tl);
 		if (t != NULL && http_token_zimbra_id(t, tl, out, cap) > 0)
 			return true;
 	}
@@ -197,9 +198,18 @@ enum http_route_kind http_route_pick(const uint8_t *buf, const struct http_head 
 	out[0] = '\0';
 	if (rt__basic_user(buf, h, out, cap))
 		return HTTP_ROUTE_USER;
-	if (rt__token_id(buf, h, out, cap))
+	if (rt__token_id(buf, h, "ZM_AUTH_TOKEN", out, cap))
 		return HTTP_ROUTE_ID;
 	return HTTP_ROUTE_HASH;
+}
+
+enum http_route_kind http_route_pick_admin(const uint8_t *buf, const struct http_head *h,
+					   char *out, size_t cap)
+{
+	if (cap == 0)
+		return HTTP_ROUTE_HASH;
+	return rt__token_id(buf, h, "ZM_ADMIN_AUTH_TOKEN", out, cap) ? HTTP_ROUTE_ID
+								       : HTTP_ROUTE_HASH;
 }
 
 unsigned http_ip_hash(const char *ip, unsigned n)

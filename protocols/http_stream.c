@@ -159,6 +159,12 @@ void http__resp_edit(const struct http_exchange *x, struct http_resp_edit *e)
 		e->https_host = x->host;
 		e->https_host_len = strlen(x->host);
 	}
+	if (x->grp != NULL && x->grp->rewrite_redirects && x->host[0] != '\0' && x->up_port != 0) {
+		e->back_host = x->host;
+		e->back_host_len = strlen(x->host);
+		e->back_port = x->up_port;
+		e->back_https = s->listener->tls || s->tls_active;
+	}
 }
 
 /* n bytes of x->in are handled; an emptied buffer goes back (wiped: it

@@ -125,6 +125,9 @@ bool http__upstream_prepare(struct http_exchange *x)
 	memset(&x->tried, 0, sizeof(x->tried));
 	if (x->grp == NULL)
 		return true;
+	if (x->grp->admin) /* the head is still in s->in */
+		x->kind = http_route_pick_admin(x->s->in, &x->reqh, x->route_name,
+						sizeof(x->route_name));
 	if (l->read_timeout > 0)
 		x->read_timeout = l->read_timeout;
 	if (x->websocket && !l->websocket) {
@@ -195,11 +198,12 @@ bool http__location_local(struct http_exchange *x)
 	struct session *s = x->s;
 	const struct http_header *ck = http_header_find(s->in, &x->reqh, "Cookie");
 	struct http_location_answer a;
+	struct http_resp_edit e;
 	char *hdr;
 
 	if (x->loc == NULL)
 		return false;
-	if ((hdr = malloc(HTTP_LOCATION_HEADERS_MAX)) == NULL) {
+	if ((hdr = malloc(HTTP_LOCATION_HEADERS_MAX + HTTP_ADD_HEADERS_MAX)) == NULL) {
 		http__answer(x, 500, NULL, NULL, "out of memory");
 		return true;
 	}
@@ -208,10 +212,16 @@ bool http__location_local(struct http_exchange *x)
 		free(hdr);
 		return false;
 	}
+	/* The answer's own lines, then every added header as on a proxied
+	   response: http.add_headers, the vhost's, the location's (HSTS on a
+	   redirect to the login page too). */
+	http__resp_edit(x, &e);
+	int ln = http_add_header_lines(&e, hdr + a.own_len, HTTP_ADD_HEADERS_MAX);
+	size_t hlen = a.own_len + (ln > 0 ? (size_t)ln : 0);
 	size_t body = x->reqh.method == HTTP_HEAD ? 0 : a.body_len;
-	size_t cap = 512 + a.headers_len + a.body_len + (a.location ? strlen(a.location) : 0) +
+	size_t cap = 512 + hlen + a.body_len + (a.location ? strlen(a.location) : 0) +
 		     (a.content_type ? strlen(a.content_type) : 0);
-	char *resp = malloc(cap);
+	char *resp = ln < 0 ? NULL : malloc(cap);
 	int n = resp == NULL ? -1 :
 		snprintf(resp, cap,
 			 "HTTP/1.1 %d %s\r\nServer: gatehouse\r\n%s%s%s%s%s%sContent-Length: %zu\r\n"
@@ -220,7 +230,7 @@ bool http__location_local(struct http_exchange *x)
 			 a.location ? a.location : "", a.location ? "\r\n" : "",
 			 a.content_type ? "Content-Type: " : "",
 			 a.content_type ? a.content_type : "", a.content_type ? "\r\n" : "",
-			 a.body_len, (int)a.headers_len, hdr);
+			 a.body_len, (int)hlen, hdr);
 	free(hdr);
 	if (n < 0 || (size_t)n + body > cap) {
 		free(resp);

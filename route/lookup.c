@@ -42,6 +42,7 @@ struct lookup_call {
 	/* A private copy of the query. */
 	char *method, *user, *password, *protocol, *client_ip, *proxy_ip;
 	char *host;                    /* X-Proxy-Host, or NULL */
+	bool admin;                    /* Auth-Zimbra-Admin: True */
 	int attempt_no;
 	unsigned tried;                /* bit per server index */
 	int ntried;
@@ -405,6 +406,7 @@ static int lookup__request(const struct lookup_call *call, const struct conf_loo
 		.client_ip = call->client_ip,
 		.proxy_ip = call->proxy_ip,
 		.host = call->host,
+		.admin = call->admin,
 		.keep_alive = true,
 	};
 
@@ -523,6 +525,7 @@ struct lookup_call *lookup_start(uv_loop_t *loop, struct conf *c, const struct l
 	call->proxy_ip = lookup__dup(q->proxy_ip);
 	call->attempt_no = q->attempt;
 	call->host = q->host ? strdup(q->host) : NULL;
+	call->admin = q->admin;
 	if ((q->host && !call->host) || !call->method || !call->user || !call->protocol || !call->client_ip ||
 	    !call->proxy_ip || (q->password && !call->password)) {
 		lookup__call_free(call);

@@ -122,6 +122,9 @@ int lookup_build_request(char *out, size_t cap, const char *host, const char *pa
 	lookup__puts(&b, q->proxy_ip);
 	lookup__puts(&b, "\r\nClient-IP: ");
 	lookup__puts(&b, q->client_ip);
+	/* Where nginx's ngx_zm_lookup_create_request puts it. */
+	if (q->admin)
+		lookup__puts(&b, "\r\nAuth-Zimbra-Admin: True");
 	if (q->host != NULL && q->host[0] != '\0') {
 		lookup__puts(&b, "\r\nX-Proxy-Host: ");
 		lookup__puts(&b, q->host);

@@ -54,6 +54,16 @@ bool rcache_key_route_user(struct rcache_key *out, const char *proto, const char
 bool rcache_key_alias(struct rcache_key *out, const char *login, const char *ip, bool hashed);
 bool rcache_key_route_id(struct rcache_key *out, const char *proto, const char *id, bool hashed);
 
+/*
+ * The admin console's route of a zimbraId, "route:proto=<proto>;admin=1;id=<id>"
+ * as Zimbra's nginx writes it for zmauth_admin upstreams: never the same
+ * key as a user's. rcache_key_route_id_for picks one by admin.
+ */
+bool rcache_key_route_admin_id(struct rcache_key *out, const char *proto, const char *id,
+				bool hashed);
+bool rcache_key_route_id_for(struct rcache_key *out, const char *proto, const char *id,
+			     bool admin, bool hashed);
+
 /* Zimbra's web alias: "alias:user=<login>;vhost=<vhost>" (vhost a valid name). */
 bool rcache_key_alias_web(struct rcache_key *out, const char *login, const char *vhost,
 			  bool hashed);

@@ -154,6 +154,23 @@ bool rcache_key_route_id(struct rcache_key *out, const char *proto, const char *
 	return rcache__build(out, hashed, "route:proto=%s;id=%s", proto, id);
 }
 
+bool rcache_key_route_admin_id(struct rcache_key *out, const char *proto, const char *id,
+				bool hashed)
+{
+	memset(out, 0, sizeof(*out));
+	if (!rcache__proto_ok(proto) || !rcache__name_ok(id, RCACHE_MAX_ID))
+		return false;
+	/* Zimbra's nginx (ngx_zm_lookup_get_id_route_key, zmauth_admin). */
+	return rcache__build(out, hashed, "route:proto=%s;admin=1;id=%s", proto, id);
+}
+
+bool rcache_key_route_id_for(struct rcache_key *out, const char *proto, const char *id,
+			     bool admin, bool hashed)
+{
+	return admin ? rcache_key_route_admin_id(out, proto, id, hashed)
+		     : rcache_key_route_id(out, proto, id, hashed);
+}
+
 int rcache_value_format(char *out, size_t cap, const char *host, uint16_t port)
 {
 	int n;

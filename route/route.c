@@ -210,7 +210,10 @@ char *route__l1_key(const struct route_query *q)
 	   number: the answer may depend on any of it (the proxy address and
 	   the Host qualify an unqualified name, the client address meets the
 	   domain's allow-list). Only the Host may hold a space: it comes last. */
-	const char *kind = q->by_id ? "id" : "name";
+	/* An admin route never answers a non-admin request, nor the reverse:
+	   the kind differs, so the key (and the flight key made from it) does. */
+	const char *kind = q->admin ? (q->by_id ? "admin-id" : "admin-name")
+				    : (q->by_id ? "id" : "name");
 	const char *pip = q->proxy_ip && q->proxy_ip[0] ? q->proxy_ip : "-";
 	const char *cip = q->client_ip && q->client_ip[0] ? q->client_ip : "-";
 	const char *host = q->host ? q->host : "";
@@ -368,8 +371,11 @@ void route_invalidate(uv_loop_t *loop, struct conf *c, const struct route_query 
 	struct rcache_op ops[3];
 	int n = 0;
 	memset(ops, 0, sizeof(ops));
+	if (q->admin && !q->by_id)
+		return; /* never in memcached */
 	if (q->by_id) {
-		if (rcache_key_route_id(&ops[n].key, q->protocol, q->login, rc->hash_keys))
+		if (rcache_key_route_id_for(&ops[n].key, q->protocol, q->login, q->admin,
+					    rc->hash_keys))
 			ops[n++].kind = RCACHE_OP_DELETE;
 		if (route__submit(loop, rc, ops, n) < 0)
 			log_write(LOG_WARN, "route cache: out of memory forgetting id %s", q->login);

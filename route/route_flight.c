@@ -77,6 +77,10 @@ static void flight__closed(uv_handle_t *h)
 /* The alias of the flight's login: mail by proxy IP, web by vhost. */
 bool route__flight_alias_key(struct rcache_key *k, const struct route_flight *f)
 {
+	/* Zimbra has no admin alias nor admin name key: an admin request by
+	   name stays out of memcached (L1 files it apart). */
+	if (f->admin)
+		return false;
 	return rcache_key_alias_for(k, f->protocol, f->login, f->proxy_ip, f->host,
 				    f->rc->hash_keys);
 }
@@ -85,6 +89,8 @@ bool route__flight_alias_key(struct rcache_key *k, const struct route_flight *f)
 bool route__flight_route_key(struct rcache_key *k, const struct route_flight *f,
 			      const char *name)
 {
+	if (f->admin)
+		return false;
 	return rcache_key_route_name(k, f->protocol, name, f->proxy_ip, f->rc->hash_keys);
 }
 
@@ -122,7 +128,8 @@ static void flight__fill_caches(struct route_flight *f)
 		memcpy(ops[n].value, value, (size_t)vl + 1);
 		ops[n].value_len = (size_t)vl;
 		n += flight__op(&ops[n], RCACHE_OP_ADD,
-				rcache_key_route_id(&ops[n].key, f->protocol, f->login, hashed));
+				rcache_key_route_id_for(&ops[n].key, f->protocol, f->login,
+							f->admin, hashed));
 		if (route__submit(f->loop, rc, ops, n) < 0)
 			log_write(LOG_WARN, "route cache: out of memory caching id %s", f->login);
 		return;
@@ -229,6 +236,7 @@ static void flight__lookup(struct route_flight *f)
 		.attempt = f->attempt,
 		.client_ip = f->client_ip,
 		.proxy_ip = f->proxy_ip,
+		.admin = f->admin,
 	};
 	f->step = FL_LOOKUP;
 	f->lookup_t0 = uv_hrtime();
@@ -310,6 +318,7 @@ static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
 	f->proxy_ip = strdup(q->proxy_ip ? q->proxy_ip : "");
 	f->password = q->password && c->lookup.send_password ? strdup(q->password) : NULL;
 	f->by_id = q->by_id;
+	f->admin = q->admin;
 	f->host = q->host ? strdup(q->host) : NULL;
 	f->l1key = route__l1_key(q);
 	/* With the real password the lookup may judge it: never share then. */

@@ -46,6 +46,7 @@ struct route_flight {
 	char *host;                   /* HTTP: X-Proxy-Host, or NULL */
 	/* login is a zimbraId; l1key is what L1 files the route under. */
 	bool by_id;
+	bool admin;                   /* an admin console request (route_query.admin) */
 	char *l1key;
 	int attempt;
 };

@@ -85,7 +85,7 @@ static void flight_mc__io_get(struct route_flight *f)
 	if (!f->by_id && route__flight_alias_key(&k, f) &&
 	    rcache_io_get(f->io, &k, flight_mc__io_alias_done, f) == 0)
 		f->io_pending++;
-	bool ok = f->by_id ? rcache_key_route_id(&k, f->protocol, f->login, f->rc->hash_keys)
+	bool ok = f->by_id ? rcache_key_route_id_for(&k, f->protocol, f->login, f->admin, f->rc->hash_keys)
 			   : route__flight_route_key(&k, f, f->login);
 	if (ok && rcache_io_get(f->io, &k, flight_mc__io_login_done, f) == 0)
 		f->io_pending++;
@@ -103,7 +103,7 @@ static void flight_mc__get(uv_work_t *w)
 	const char *account = f->login;
 
 	if (f->by_id) {
-		if (!rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys) ||
+		if (!rcache_key_route_id_for(&k, f->protocol, f->login, f->admin, rc->hash_keys) ||
 		    rcache_mc_get(rc->mc, &k, val, sizeof(val), &vl) != RCACHE_MC_OK)
 			return;
 	} else {
@@ -136,7 +136,7 @@ static void flight_mc__purge(uv_work_t *w)
 	size_t vl;
 
 	if (f->by_id) {
-		if (rcache_key_route_id(&k, f->protocol, f->login, rc->hash_keys))
+		if (rcache_key_route_id_for(&k, f->protocol, f->login, f->admin, rc->hash_keys))
 			rcache_mc_delete(rc->mc, &k);
 		return;
 	}

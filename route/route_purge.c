@@ -75,6 +75,9 @@ static int purge__keys(const struct conf *c, const char *name, const char *const
 		if (rcache_proto_web(proto) && !rcache_login_qualified(name) &&
 		    rcache_key_route_id(&k, proto, name, hashed) && purge__add(ks, &k) < 0)
 			return -1;
+		if (rcache_proto_web(proto) && !rcache_login_qualified(name) &&
+		    rcache_key_route_admin_id(&k, proto, name, hashed) && purge__add(ks, &k) < 0)
+			return -1;
 	}
 	const char *logins[2] = { name, nunq > 0 && unq[0] != name ? unq[0] : NULL };
 	for (int l = 0; l < 2 && logins[l] != NULL; l++) {

@@ -39,6 +39,11 @@ In-process use (pytest):
     # `Auth-Method: zimbraId` requests (ZM_AUTH_TOKEN) look Auth-User up in
     # .ids (zimbraId -> route) instead of .users:
     lk.ids["0f7c...-uuid"] = ("127.0.0.1", {"http": 8080}, "bob@example.com")
+    # the admin console (`Auth-Zimbra-Admin: True`, nginx's zmauth_admin):
+    # such requests are answered from .admin_ids only (the servlet accepts
+    # admin accounts only and answers zimbraAdminPort); other requests never
+    # see .admin_ids:
+    lk.admin_ids["0f7c...-uuid"] = ("127.0.0.1", 7071, "admin@example.com")
     # a failure text answered for a login or zimbraId instead of its route
     # (e.g. the servlet's access-denied answer, which HTTP turns into 403):
     lk.statuses["bob"] = "Client-IP 127.0.0.1 is not allowed on this domain"
@@ -198,11 +203,13 @@ class _Handler(socketserver.BaseRequestHandler):
             time.sleep(srv.delay)
         login = urllib.parse.unquote(req.get("Auth-User", ""))
         by_id = req.get("Auth-Method", "").lower() == "zimbraid"
+        admin = req.get("Auth-Zimbra-Admin", "") == "True"
         with srv._lock:
             if not by_id:
                 login = srv.qualify(login, req)
             status = srv.statuses.get(login) or srv.refusal(login, by_id, req)
-            route = None if status else (srv.ids if by_id else srv.users).get(login)
+            table = srv.admin_ids if admin else srv.ids if by_id else srv.users
+            route = None if status or (admin and not by_id) else table.get(login)
         conn = req.get("Connection", "").lower()
         keep = srv.keep_alive and (conn != "close" if req.version.upper() == "HTTP/1.1"
                                    else conn == "keep-alive")
@@ -241,6 +248,7 @@ class LookupServer:
                  auth_wait=10):
         self.users = dict(users or {})     # login -> (ip, port or {proto: port}, canonical)
         self.ids = {}                      # zimbraId -> route, for Auth-Method: zimbraId
+        self.admin_ids = {}                # zimbraId -> route, for Auth-Zimbra-Admin: True
         self.statuses = {}                 # login or zimbraId -> Auth-Status failure text
         self.requests = []
         self.connections = 0               # accepted so far

@@ -210,6 +210,11 @@ def test_confgen_web_zimbra(site, tmp_path):
         return cfg + ("zimbraReverseProxyUpstreamLoginServers: mbox2.example.com\n"
                       "zimbraReverseProxyUpstreamEwsServers: mbox1.example.com:9443\n")
     d = site_variant(site, tmp_path, edit)
+    # The mailstores' admin port (zimbraAdminPort): the admin group's servers
+    # and the Host the admin listener sends them.
+    srv = d / "servers.txt"
+    srv.write_text(srv.read_text().replace("zimbraMailSSLPort: 8443\n",
+                                           "zimbraMailSSLPort: 8443\nzimbraAdminPort: 7171\n"))
     out = tmp_path / "gatehouse.conf"
     r = confgen(d, out, "--web", "zimbra")
     assert r.returncode == 0, r.stderr
@@ -221,7 +226,8 @@ def test_confgen_web_zimbra(site, tmp_path):
             + 'max_fails = 1; fail_timeout = 45.0; }') in t
     assert '{ name = "ews"; servers = [ "127.0.0.1:9443" ]; ' + tls in t
     assert '{ name = "zx"; servers = [ "127.0.0.1:8743", "127.0.0.2:8743" ]; ' + tls in t
-    assert '{ name = "admin"; servers = [ "127.0.0.1:7071", "127.0.0.2:7071" ]; ' + tls in t
+    assert ('{ name = "admin"; servers = [ "127.0.0.1:7171", "127.0.0.2:7171" ]; ' + tls
+            + 'admin = true; rewrite_redirects = true; }') in t
     # The table's locations, the long polls at the site's timeout.
     assert '{ match = "= /"; upstream = "login"; }' in t
     assert re.search(r'"\^~ /Microsoft-Server-ActiveSync"; upstream = "mailstores"; '
@@ -232,10 +238,11 @@ def test_confgen_web_zimbra(site, tmp_path):
     assert "read_timeout = 3600" not in t
     assert re.search(r'\{ address = "0\.0\.0\.0:9171"; protocol = "http"; tls = true;\s+'
                      r'locations = \(\s+\{ match = "\^~ /service"; upstream = "admin"; '
-                     r'host = "\$host:7071"; \}', t)
+                     r'host = "\$host:7171"; \}', t)
     for attr in ("zimbraReverseProxyUpstreamPollingTimeout", "zimbraMailProxyReconnectTimeout",
                  "zimbraMailProxyMaxFails", "zimbraReverseProxyAdminEnabled",
-                 "zimbraAdminProxyPort", "zimbraReverseProxyUpstreamLoginServers",
+                 "zimbraAdminProxyPort", "zimbraAdminPort",
+                 "zimbraReverseProxyUpstreamLoginServers",
                  "zimbraReverseProxyUpstreamEwsServers"):
         assert attr not in r.stderr, attr
     assert "zimbraReverseProxyResponseHeaders" in r.stderr     # still not written

@@ -472,9 +472,8 @@ def test_admin_listener_own_locations_tls_to_7071_with_host(gatehouse, web, web_
                                                             tls_cert, group):
     """Zimbra's 9071 / Carbonio's 6071: a listener with its own locations
     (replacing the top-level ones), /service to the mailstore's admin port
-    over TLS (verified, SNI) with `Host: <host>:7071`. Routing admins by
-    ZM_ADMIN_AUTH_TOKEN is not done yet (see the report): the group's hash
-    picks the server."""
+    over TLS (verified, SNI) with `Host: <host>:7071`. A plain route group
+    here: the admin routing (admin = true) is test_http_admin.py's."""
     crt, key = tls_cert
     snis = []
     admin = tls_backend("admin-7071", crt, key, snis)

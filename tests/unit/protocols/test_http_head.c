@@ -443,3 +443,41 @@ Test(http_head, vhost_headers_sit_between_global_and_location)
 			 "X-Frame-Options: SAMEORIGIN\r\n\r\n");
 	free(c);
 }
+
+/* rewrite_redirects: the backend's own port goes back as the client's Host. */
+Test(http_head, backend_port_redirect_goes_back_to_the_client_host)
+{
+	struct http_resp_edit e = { .https_host = "mail.example.com:9071", .https_host_len = 21,
+				    .back_host = "mail.example.com:9071", .back_host_len = 21,
+				    .back_port = 7071, .back_https = true };
+
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\n"
+				      "Location: https://MAIL.example.com:7071/zimbraAdmin/?a=1\r\n"
+				      "Refresh: 0; url=https://mail.example.com:7071/x\r\n\r\n", &e),
+			 "HTTP/1.1 302 Found\r\n"
+			 "Location: https://mail.example.com:9071/zimbraAdmin/?a=1\r\n"
+			 "Refresh: 0; url=https://mail.example.com:9071/x\r\n\r\n");
+	/* Another port, another host, a longer port, no port: left alone (the
+	   https fix-up still turns http:// of our name into https://). */
+	const char *same[] = {
+		"https://mail.example.com:70711/x", "https://mail.example.com:707/x",
+		"https://other.example.com:7071/x", "https://mail.example.com/x", "/x",
+		"https://mail.example.com.evil:7071/x",
+	};
+	char in[256], want[256];
+	for (size_t i = 0; i < ARRAY_SIZE(same); i++) {
+		snprintf(in, sizeof(in), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		snprintf(want, sizeof(want), "HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n", same[i]);
+		cr_assert_str_eq(hh_resp_edit(in, &e), want, "%s", same[i]);
+	}
+	cr_assert_str_eq(hh_resp_edit("HTTP/1.1 302 Found\r\nLocation: http://mail.example.com:7071\r\n\r\n",
+				      &e),
+			 "HTTP/1.1 302 Found\r\nLocation: https://mail.example.com:9071\r\n\r\n");
+	char out[16];
+	cr_assert_eq(http_port_fixup("https://h:7071/abcdefghijkl", 27, "h:9071", 6, 7071, true, out,
+				     sizeof(out)), -1);
+	cr_assert_eq(http_port_fixup("https://h:7071/a", 16, "h:9071", 6, 0, true, out, sizeof(out)), 0);
+	cr_assert_eq(http_port_fixup("https://h:7071/a", 16, "h:9071", 6, 7071, false, out,
+				     sizeof(out)), 15);
+	cr_assert_eq(memcmp(out, "http://h:9071/a", 15), 0);
+}

@@ -335,6 +335,7 @@ Test(http_location, local_answers)
 	cr_assert_null(a.location);
 	cr_assert_str_eq(hdr, "X-Frame-Options: DENY\r\n");
 	cr_assert_eq(a.headers_len, strlen(hdr));
+	cr_assert_eq(a.own_len, 0, "the add_headers are not the answer's own lines");
 
 	/* The guard: no cookie, an empty one, a look-alike -> login; else on. */
 	cr_assert(http_location_local(lm_loc(1), NULL, 0, hdr, sizeof(hdr), &a));
@@ -358,6 +359,7 @@ Test(http_location, local_answers)
 		" HttpOnly; Secure; SameSite=Strict\r\n"
 		"Set-Cookie: JSESSIONID=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0;"
 		" HttpOnly; Secure; SameSite=Strict\r\n");
+	cr_assert_eq(a.own_len, a.headers_len);
 
 	/* Upstream locations answer only through their guard. */
 	cr_assert(http_location_local(lm_loc(3), "T=1", 3, hdr, sizeof(hdr), &a));

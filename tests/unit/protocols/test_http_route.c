@@ -159,3 +159,31 @@ Test(http_route, absolute_form_becomes_origin_form)
 		cr_expect(!http_target_origin((const uint8_t *)bad[i], in, &u, &a), "%s", bad[i]);
 	}
 }
+
+/* An admin group routes by ZM_ADMIN_AUTH_TOKEN only (zmauth_admin). */
+Test(http_route, admin_routes_by_the_admin_cookie_only)
+{
+	char u[256], ck[1024], req[2048];
+	const char *id = "0f7c5e2a-1b3c-4d5e-8f90-a1b2c3d4e5f6";
+
+	rt_cookie(ck, sizeof(ck), id);
+	/* A user's ZM_AUTH_TOKEN, a REST user, Basic: nothing for the admin. */
+	snprintf(req, sizeof(req), "GET /home/alice@example.com/ HTTP/1.1\r\n"
+		 "Authorization: Basic YWxpY2U6cHc=\r\n%s\r\n", ck);
+	http_t_parse(&rt_t, HTTP_REQUEST, req);
+	cr_assert_eq(http_route_pick_admin(rt_t.buf, &rt_t.h, u, sizeof(u)), HTTP_ROUTE_HASH);
+	cr_assert_eq(http_route_pick(rt_t.buf, &rt_t.h, u, sizeof(u)), HTTP_ROUTE_USER);
+	/* The same token under the admin cookie's name: its id. */
+	char *at = strstr(ck, "ZM_AUTH_TOKEN");
+	cr_assert_not_null(at);
+	char admin_ck[1100];
+	snprintf(admin_ck, sizeof(admin_ck), "%.*sZM_ADMIN_AUTH_TOKEN%s", (int)(at - ck), ck,
+		 at + strlen("ZM_AUTH_TOKEN"));
+	snprintf(req, sizeof(req), "GET /service/admin/soap HTTP/1.1\r\n%s\r\n", admin_ck);
+	http_t_parse(&rt_t, HTTP_REQUEST, req);
+	cr_assert_eq(http_route_pick_admin(rt_t.buf, &rt_t.h, u, sizeof(u)), HTTP_ROUTE_ID);
+	cr_assert_str_eq(u, id);
+	/* ...which a user's routing does not read. */
+	cr_assert_eq(http_route_pick(rt_t.buf, &rt_t.h, u, sizeof(u)), HTTP_ROUTE_HASH);
+	cr_assert_eq(http_route_pick_admin(rt_t.buf, &rt_t.h, u, 0), HTTP_ROUTE_HASH);
+}

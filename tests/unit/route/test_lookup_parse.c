@@ -619,3 +619,23 @@ Test(lookup_parse, reusable_only_when_kept_alive_and_framed)
 	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
 	cr_expect_not(lp_t_reusable("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n"));
 }
+
+/* The admin console's lookups carry Auth-Zimbra-Admin where nginx puts it. */
+Test(lookup_parse, request_admin_header)
+{
+	char out[1024];
+	struct lookup_query q = {
+		.method = "zimbraId", .user = "6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00",
+		.protocol = "httpssl", .attempt = 0, .client_ip = "203.0.113.7",
+		.proxy_ip = "192.0.2.10", .host = "mail.example.com:9071", .admin = true,
+	};
+	int n = lookup_build_request(out, sizeof(out), "10.0.0.5", "/l", &q, false);
+
+	cr_assert_gt(n, 0);
+	cr_expect_not_null(strstr(out, "\r\nClient-IP: 203.0.113.7\r\nAuth-Zimbra-Admin: True\r\n"
+				       "X-Proxy-Host: mail.example.com:9071\r\n\r\n"), "%s", out);
+	q.admin = false;
+	n = lookup_build_request(out, sizeof(out), "10.0.0.5", "/l", &q, false);
+	cr_assert_gt(n, 0);
+	cr_expect_null(strstr(out, "Auth-Zimbra-Admin"), "%s", out);
+}

@@ -242,3 +242,24 @@ Test(rcache_key, zimbra_login_suffixes)
 	cr_assert_eq(route_login_suffix("imap", "john"), 0);
 	cr_assert_eq(route_login_suffix("imap", NULL), 0);
 }
+
+/* The admin console's routes (zmauth_admin): Zimbra's own key, never a user's. */
+Test(rcache_key, admin_id_is_zimbras_admin_key)
+{
+	struct rcache_key k, u;
+	const char *id = "6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00";
+
+	cr_assert(rcache_key_route_admin_id(&k, "httpssl", id, false));
+	cr_assert_str_eq(k.wire, "route:proto=httpssl;admin=1;id=6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00");
+	cr_assert(rcache_key_route_id_for(&u, "httpssl", id, false, false));
+	cr_assert_str_eq(u.wire, "route:proto=httpssl;id=6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00");
+	cr_assert(rcache_key_route_id_for(&u, "httpssl", id, true, false));
+	cr_assert_str_eq(u.wire, k.wire);
+	/* Hashed: the hash of the admin key, not of the user's. */
+	cr_assert(rcache_key_route_admin_id(&k, "httpssl", id, true));
+	cr_assert(rcache_key_route_id(&u, "httpssl", id, true));
+	cr_assert_eq(k.wire_len, 64);
+	cr_assert_str_neq(k.wire, u.wire);
+	cr_assert_not(rcache_key_route_admin_id(&k, "httpssl", "a\r\nflush_all", false));
+	cr_assert_not(rcache_key_route_admin_id(&k, "HTTP", id, false));
+}

@@ -252,3 +252,25 @@ Test(rcache_l1, expired_tail_makes_room_at_once)
 	cr_assert(rcache_l1_get(l1, "imap", "d", 60002, &out));
 	rcache_l1_free(l1);
 }
+
+/* An admin console request is filed apart from a user's of the same id. */
+Test(rcache_l1, key_separates_admin_requests)
+{
+	struct route_query q = {
+		.login = "6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00", .protocol = "httpssl",
+		.proxy_ip = "127.0.0.1", .client_ip = "10.9.9.9", .host = "mail.example.com",
+		.by_id = true,
+	};
+	char *user = route__l1_key(&q);
+	q.admin = true;
+	char *admin = route__l1_key(&q);
+	q.by_id = false;
+	char *admin_name = route__l1_key(&q);
+
+	cr_assert_str_eq(user, "id 6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00 127.0.0.1 10.9.9.9 mail.example.com");
+	cr_assert_str_eq(admin,
+			 "admin-id 6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00 127.0.0.1 10.9.9.9 mail.example.com");
+	cr_assert_str_neq(admin_name, admin);
+	cr_assert_str_neq(admin_name, user);
+	free(user), free(admin), free(admin_name);
+}

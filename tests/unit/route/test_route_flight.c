@@ -274,3 +274,46 @@ Test(route_flight, l1_answers_only_the_same_vip_client_and_host)
 	conf_unref(c);
 	rct_srv_stop(&srv);
 }
+
+/* An admin console route (Auth-Zimbra-Admin) never answers a user's request
+   nor the reverse: not in a shared flight, not from L1. */
+Test(route_flight, admin_and_user_routes_never_meet)
+{
+	struct rct_srv srv;
+	struct rct_result res[3] = {{0}};
+	uv_loop_t loop;
+
+	rct_srv_start(&srv);
+	srv.delay_ms = 300; /* the three arrive while the lookups run */
+	struct conf *c = rct_conf(&srv, "");
+	struct route_query q[3];
+	for (int i = 0; i < 3; i++) {
+		q[i] = rct_query("6d5f0b1e-7c2a-4f7e-9a57-2f7a3c8e1d00");
+		q[i].protocol = "httpssl";
+		q[i].by_id = true;
+	}
+	q[1].admin = true;
+	q[2].admin = true; /* joins q[1]'s flight, not q[0]'s */
+	rct_loop_start(&loop);
+	for (int i = 0; i < 3; i++)
+		route_resolve(&loop, c, &q[i], rct_on_route, &res[i]);
+	rct_loop_finish(&loop);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(res[i].calls, 1);
+	cr_assert_eq(rct_lookups(&srv), 2, "one user lookup, one admin lookup");
+
+	srv.delay_ms = 0;
+	uv_loop_t keeper; /* keeps L1 alive between the resolutions */
+	rct_loop_start(&keeper);
+	struct route_query u = q[0], a = q[1];
+	u.login = a.login = "0f7c5e2a-1b3c-4d5e-8f90-a1b2c3d4e5f6";
+	cr_assert_eq(rct_resolve_once(c, a).source, ROUTE_SRC_LOOKUP);
+	cr_assert_eq(rct_resolve_once(c, a).source, ROUTE_SRC_L1);
+	cr_assert_eq(rct_resolve_once(c, u).source, ROUTE_SRC_LOOKUP,
+		     "a user must not get the admin's route from L1");
+	cr_assert_eq(rct_resolve_once(c, u).source, ROUTE_SRC_L1);
+	cr_assert_eq(rct_lookups(&srv), 4);
+	rct_loop_finish(&keeper);
+	conf_unref(c);
+	rct_srv_stop(&srv);
+}
