@@ -38,6 +38,11 @@
    head and the first piece leave in one write. */
 #define HTTP_FILE_HEAD_MAX (HTTP_STATIC_HEADERS_MAX + HTTP_LOCATION_HEADERS_MAX / 2)
 
+/* The loop's buffer for a head and a piece read on the loop: filled and
+   written (session_write copies) in one call chain, so one per worker
+   thread serves all its responses with no malloc. */
+static _Thread_local uint8_t http__file_buf[HTTP_FILE_HEAD_MAX + HTTP_STATIC_PIECE];
+
 struct http_file {
 	struct http_exchange *x;   /* NULL: orphaned, freed when its job ends */
 	bool running;              /* a job has it */
@@ -53,10 +58,9 @@ struct http_file {
 	bool root_opened, found_ok;
 	struct http_static_file found; /* the lookup's file, until the cache takes it */
 	ssize_t got;               /* the last read's result */
-	uint8_t *piece;            /* HTTP_FILE_HEAD_MAX + up to HTTP_STATIC_PIECE bytes */
-	uint8_t *body;             /* piece + HTTP_FILE_HEAD_MAX: where pieces are read */
-	size_t head_len;           /* head bytes just before body, sent with the next piece */
-	size_t body_cap;
+	uint8_t *piece;            /* up to HTTP_STATIC_PIECE bytes, for reads on the pool */
+	size_t piece_cap;
+	size_t head_len;           /* head bytes in http__file_buf, sent with the first piece */
 	char strs[];               /* the request's strings rq points to */
 };
 
@@ -214,7 +218,7 @@ static void http__file_read_work(void *arg)
 {
 	struct http_file *f = arg;
 
-	f->got = http_static_read(&f->plan, f->body, f->body_cap);
+	f->got = http_static_read(&f->plan, f->piece, f->piece_cap);
 }
 
 static void http__file_planned(struct session *s, void *arg);
@@ -294,38 +298,38 @@ static void http__file_end(struct http_exchange *x)
 	http__exchange_done(x);
 }
 
-static void http__file_send(struct http_exchange *x);
+static void http__file_send(struct http_exchange *x, const uint8_t *body);
 
 /* Read the next piece when the client has taken the last one: on the loop
    when the page cache holds it, else on the pool. */
 static void http__file_more(struct http_exchange *x)
 {
 	struct http_file *f = x->file;
+	uint8_t *body = http__file_buf + HTTP_FILE_HEAD_MAX;
 
 	if (f->plan.sent >= f->plan.length) { /* (a head is kept only with a body to follow) */
 		http__file_end(x);
 		return;
 	}
-	if (f->piece == NULL) {
-		uint64_t left = f->plan.length - f->plan.sent;
-		f->body_cap = left < HTTP_STATIC_PIECE ? (size_t)left : HTTP_STATIC_PIECE;
-		if ((f->piece = malloc(HTTP_FILE_HEAD_MAX + f->body_cap)) == NULL) {
-			http__abort(x, "out of memory (static file)");
-			return;
-		}
-		f->body = f->piece + HTTP_FILE_HEAD_MAX;
-	}
-	f->got = http_static_read_cached(&f->plan, f->body, f->body_cap);
+	f->got = http_static_read_cached(&f->plan, body, HTTP_STATIC_PIECE);
 	if (f->got != -EAGAIN && f->got != -EOPNOTSUPP) {
-		http__file_send(x);
+		http__file_send(x, body);
 		return;
 	}
 	/* Not in the page cache: the head (if any) now, the piece from the pool. */
 	if (f->head_len > 0) {
 		f->got = 0;
-		http__file_send(x);
+		http__file_send(x, body);
 		if (x->s->closed || x->file != f)
 			return;
+	}
+	if (f->piece == NULL) {
+		uint64_t left = f->plan.length - f->plan.sent;
+		f->piece_cap = left < HTTP_STATIC_PIECE ? (size_t)left : HTTP_STATIC_PIECE;
+		if ((f->piece = malloc(f->piece_cap)) == NULL) {
+			http__abort(x, "out of memory (static file)");
+			return;
+		}
 	}
 	http__file_queue(x, false);
 }
@@ -365,18 +369,9 @@ static void http__file_start(struct http_exchange *x)
 			http__file_end(x);
 		return;
 	}
-	/* Kept for the first piece's write (the piece buffer is made there). */
+	/* Just before the first piece, to leave with it (this call chain). */
 	f->head_len = (size_t)(n + a + c);
-	if (f->piece == NULL) {
-		uint64_t left = p->length;
-		f->body_cap = left < HTTP_STATIC_PIECE ? (size_t)left : HTTP_STATIC_PIECE;
-		if ((f->piece = malloc(HTTP_FILE_HEAD_MAX + f->body_cap)) == NULL) {
-			http__abort(x, "out of memory (static file)");
-			return;
-		}
-		f->body = f->piece + HTTP_FILE_HEAD_MAX;
-	}
-	memcpy(f->body - f->head_len, head, f->head_len);
+	memcpy(http__file_buf + HTTP_FILE_HEAD_MAX - f->head_len, head, f->head_len);
 	http__file_more(x);
 }
 
@@ -404,8 +399,10 @@ static void http__file_planned(struct session *s, void *arg)
 	http__file_start(x);
 }
 
-/* A piece was read (f->got; 0 with a head alone to send): out it goes. */
-static void http__file_send(struct http_exchange *x)
+/* A piece was read into body (f->got; 0 with a head alone to send): out
+   it goes, with the head kept just before it (body is then in
+   http__file_buf). */
+static void http__file_send(struct http_exchange *x, const uint8_t *body)
 {
 	struct session *s = x->s;
 	struct http_file *f = x->file;
@@ -422,7 +419,7 @@ static void http__file_send(struct http_exchange *x)
 	metrics_relayed(false, (size_t)f->got);
 	http__deadline(x, x->read_timeout);
 	f->head_len = 0;
-	session_write(s, f->body - (n - (size_t)f->got), n);
+	session_write(s, body - (n - (size_t)f->got), n);
 	if (s->closed || f->got == 0)
 		return;
 	/* Taken at once (nothing queued): no write callback will say so. */
@@ -438,7 +435,7 @@ static void http__file_read_done(struct session *s, void *arg)
 		return;
 	if (x->file->got == 0)
 		x->file->got = -EIO; /* 0 is "nothing more", a short file here */
-	http__file_send(x);
+	http__file_send(x, x->file->piece);
 }
 
 void http__file_written(struct http_exchange *x)
