@@ -72,18 +72,26 @@ struct http_static_plan {
 /* Precompressed siblings: [0] ".br", [1] ".gz". */
 #define HTTP_STATIC_NENC 2
 
-/* A file found for a request: what the open-file cache keeps. */
-struct http_static_file {
-	int fd;            /* the file (regular), -1 = none */
+/* Room for an ETag ("mtime-size" in hex, quoted) and an HTTP date. */
+#define HTTP_STATIC_VAL_ETAG 40
+#define HTTP_STATIC_VAL_DATE 32
+
+/* One open file of a struct http_static_file, with its validators made
+   once (ETag, Last-Modified), not per request. */
+struct http_static_one {
+	int fd;            /* -1 = none (or a sibling not probed) */
 	uint64_t size;
 	time_t mtime;
+	char etag[HTTP_STATIC_VAL_ETAG];
+	char last_modified[HTTP_STATIC_VAL_DATE];
+};
+
+/* A file found for a request: what the open-file cache keeps. */
+struct http_static_file {
+	struct http_static_one file; /* the file (regular) */
 	const char *mime;  /* its Content-Type (static text) */
 	bool probed;       /* the siblings were looked for (enc[] says) */
-	struct {
-		int fd;    /* -1 = none (or not probed) */
-		uint64_t size;
-		time_t mtime;
-	} enc[HTTP_STATIC_NENC];
+	struct http_static_one enc[HTTP_STATIC_NENC];
 };
 
 /* Open a location's root directory (O_PATH; blocking): an fd or -1. */

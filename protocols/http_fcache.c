@@ -178,7 +178,7 @@ struct http_fcache_entry *http_fcache_put(struct http_fcache *c, const struct ht
 	char k[FC_KEY_MAX];
 	size_t n = fc__key(rq, k, sizeof(k));
 
-	if (c == NULL || n == 0 || f->fd < 0)
+	if (c == NULL || n == 0 || f->file.fd < 0)
 		return NULL;
 	struct http_fcache_entry *e = malloc(sizeof(*e) + n);
 	if (e == NULL)

@@ -247,14 +247,27 @@ static const struct {
 } st__encs[HTTP_STATIC_NENC] = { { ".br", "br", HTTP_STATIC_ENC_BR },
 				 { ".gz", "gzip", HTTP_STATIC_ENC_GZIP } };
 
+_Static_assert(HTTP_STATIC_VAL_ETAG >= HTTP_STATIC_ETAG_MAX, "ETag room");
+_Static_assert(HTTP_STATIC_VAL_DATE >= HTTP_STATIC_DATE_MAX, "date room");
+
+/* o is fd, opened and fstat'ed as *st: its size, mtime and validators. */
+static void st__one(struct http_static_one *o, int fd, const struct stat *st)
+{
+	o->fd = fd;
+	o->size = (uint64_t)st->st_size;
+	o->mtime = st->st_mtime;
+	http_static__etag(o->etag, sizeof(o->etag), o->mtime, o->size);
+	http_static__date(o->last_modified, sizeof(o->last_modified), o->mtime);
+}
+
 /* Look for every sibling of rel into f->enc (fd -1: none). */
 static void st__probe(int rootfd, const char *rel, struct http_static_file *f)
 {
 	for (size_t i = 0; i < HTTP_STATIC_NENC; i++) {
 		struct stat sst;
-		f->enc[i].fd = st__sibling(rootfd, rel, st__encs[i].ext, &sst);
-		f->enc[i].size = f->enc[i].fd >= 0 ? (uint64_t)sst.st_size : 0;
-		f->enc[i].mtime = f->enc[i].fd >= 0 ? sst.st_mtime : 0;
+		int fd = st__sibling(rootfd, rel, st__encs[i].ext, &sst);
+		if (fd >= 0)
+			st__one(&f->enc[i], fd, &sst);
 	}
 	f->probed = true;
 }
@@ -278,15 +291,13 @@ static bool st__hval_is(struct http_static_hval v, const char *s)
 
 /* The headers and range of a found file. */
 static void st__respond(const struct http_static_req *rq, const char *mime, bool head,
-			const char *encoding, bool vary, uint64_t size, time_t mtime,
+			const char *encoding, bool vary, const struct http_static_one *o,
 			struct http_static_plan *p)
 {
-	char etag[HTTP_STATIC_ETAG_MAX], lm[HTTP_STATIC_DATE_MAX];
-	uint64_t start = 0, len = size;
+	const char *etag = o->etag, *lm = o->last_modified;
+	uint64_t size = o->size, start = 0, len = size;
 
-	http_static__etag(etag, sizeof(etag), mtime, size);
-	http_static__date(lm, sizeof(lm), mtime);
-	if (st__not_modified(rq, mtime, etag)) {
+	if (st__not_modified(rq, o->mtime, etag)) {
 		st__fail(p, 304, "static: not modified");
 		st__hdr(p, "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
 	} else {
@@ -350,16 +361,16 @@ int http_static_root_open(const char *root)
 void http_static_file_init(struct http_static_file *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->fd = -1;
+	f->file.fd = -1;
 	for (size_t i = 0; i < HTTP_STATIC_NENC; i++)
 		f->enc[i].fd = -1;
 }
 
 void http_static_file_close(struct http_static_file *f, int keep)
 {
-	if (f->fd != keep)
-		st__close(f->fd);
-	f->fd = -1;
+	if (f->file.fd != keep)
+		st__close(f->file.fd);
+	f->file.fd = -1;
 	for (size_t i = 0; i < HTTP_STATIC_NENC; i++) {
 		if (f->enc[i].fd != keep)
 			st__close(f->enc[i].fd);
@@ -390,10 +401,8 @@ bool http_static_lookup(const struct http_static_req *rq, int rootfd, struct htt
 	st__resolve(rq, rootfd, rel, sizeof(rel), p, &st);
 	if (p->fd < 0)
 		return false;
-	f->fd = p->fd;
+	st__one(&f->file, p->fd, &st);
 	p->fd = -1;
-	f->size = (uint64_t)st.st_size;
-	f->mtime = st.st_mtime;
 	/* The type is the asked file's, also when a .br or .gz is sent. */
 	f->mime = http_static__mime(rel);
 	/* Siblings are looked for only when the client takes one of them:
@@ -413,10 +422,7 @@ void http_static_answer(const struct http_static_req *rq, const struct http_stat
 	st__init(p);
 	if (!st__method(rq, p, &head))
 		return;
-	p->fd = f->fd;
-	p->fd_shared = true;
-	uint64_t size = f->size;
-	time_t mtime = f->mtime;
+	const struct http_static_one *o = &f->file;
 	for (size_t i = 0; ok != 0 && f->probed && i < HTTP_STATIC_NENC; i++) {
 		if (f->enc[i].fd < 0)
 			continue;
@@ -425,11 +431,11 @@ void http_static_answer(const struct http_static_req *rq, const struct http_stat
 		if (enc != NULL || !(ok & st__encs[i].bit))
 			continue;
 		enc = st__encs[i].name;
-		p->fd = f->enc[i].fd;
-		size = f->enc[i].size;
-		mtime = f->enc[i].mtime;
+		o = &f->enc[i];
 	}
-	st__respond(rq, f->mime, head, enc, vary, size, mtime, p);
+	p->fd = o->fd;
+	p->fd_shared = true;
+	st__respond(rq, f->mime, head, enc, vary, o, p);
 }
 
 void http_static_plan(const struct http_static_req *rq, struct http_static_plan *p)

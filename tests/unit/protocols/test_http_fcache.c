@@ -27,9 +27,9 @@ static struct http_static_file fc_t_file(uint64_t size)
 	struct http_static_file f;
 
 	http_static_file_init(&f);
-	f.fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	cr_assert_geq(f.fd, 0);
-	f.size = size;
+	f.file.fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(f.file.fd, 0);
+	f.file.size = size;
 	f.mime = "text/plain";
 	return f;
 }
@@ -53,12 +53,12 @@ Test(http_fcache, hit_only_for_the_same_root_path_index_and_fallback)
 
 	struct http_fcache_entry *e = http_fcache_put(c, &rq, &f, 1000);
 	cr_assert_not_null(e);
-	cr_assert_eq(f.fd, -1, "the cache took the fd");
+	cr_assert_eq(f.file.fd, -1, "the cache took the fd");
 	http_fcache_release(e);
 
 	e = http_fcache_get(c, &rq, 1500);
 	cr_assert_not_null(e);
-	cr_assert_eq(http_fcache_file(e)->size, 7);
+	cr_assert_eq(http_fcache_file(e)->file.size, 7);
 	http_fcache_release(e);
 
 	struct http_static_req other = fc_t_req("/srv/b", "/x.js");
@@ -85,7 +85,7 @@ Test(http_fcache, trusted_for_its_validity_time_only)
 	struct http_static_req rq = fc_t_req("/srv/a", "/x.js");
 	struct http_static_file f = fc_t_file(1);
 	struct http_fcache_entry *e = http_fcache_put(c, &rq, &f, 1000);
-	int fd = http_fcache_file(e)->fd;
+	int fd = http_fcache_file(e)->file.fd;
 
 	http_fcache_release(e);
 	e = http_fcache_get(c, &rq, 2999);
@@ -126,13 +126,13 @@ Test(http_fcache, bounded_least_recently_used_out_first)
 		struct http_static_req rq = fc_t_req("/srv", paths[i]);
 		struct http_static_file f = fc_t_file((uint64_t)i);
 		/* Numbers of its own (a closed fd's number is not reused here). */
-		int hi = fcntl(f.fd, F_DUPFD_CLOEXEC, 300 + 2 * i);
+		int hi = fcntl(f.file.fd, F_DUPFD_CLOEXEC, 300 + 2 * i);
 		cr_assert_eq(hi, 300 + 2 * i);
-		close(f.fd);
-		f.fd = hi;
+		close(f.file.fd);
+		f.file.fd = hi;
 		struct http_fcache_entry *e = http_fcache_put(c, &rq, &f, (uint64_t)i);
 		cr_assert_not_null(e);
-		fds[i] = http_fcache_file(e)->fd;
+		fds[i] = http_fcache_file(e)->file.fd;
 		http_fcache_release(e);
 		cr_assert_leq(http_fcache_count(c), 3);
 		if (i == 1) {
@@ -165,18 +165,18 @@ Test(http_fcache, an_entry_in_use_stays_open_until_released)
 	struct http_static_req a = fc_t_req("/srv", "/a"), b = fc_t_req("/srv", "/b");
 	struct http_static_file fa = fc_t_file(1), fb = fc_t_file(2);
 	struct http_fcache_entry *ea = http_fcache_put(c, &a, &fa, 0);
-	int fd = http_fcache_file(ea)->fd;
+	int fd = http_fcache_file(ea)->file.fd;
 
 	/* Evicted by b while a response still reads a. */
 	struct http_fcache_entry *eb = http_fcache_put(c, &b, &fb, 1);
 	cr_assert_null(http_fcache_get(c, &a, 2));
 	cr_assert(fc_t_open(fd));
-	cr_assert_eq(http_fcache_file(ea)->size, 1);
+	cr_assert_eq(http_fcache_file(ea)->file.size, 1);
 	http_fcache_release(ea);
 	cr_assert_not(fc_t_open(fd));
 
 	/* Flushed (a new configuration) while in use: the same. */
-	int fdb = http_fcache_file(eb)->fd;
+	int fdb = http_fcache_file(eb)->file.fd;
 	http_fcache_flush(c);
 	cr_assert_eq(http_fcache_count(c), 0);
 	cr_assert(fc_t_open(fdb));
