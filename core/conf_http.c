@@ -348,6 +348,8 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "keepalive_timeout", CONF__T_SECS, offsetof(struct conf, http.keepalive_timeout), 0.1, 86400, NULL },
 	{ "backend_timeout", CONF__T_SECS, offsetof(struct conf, http.backend_timeout), 0.1, 86400, NULL },
 	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
+	{ "open_file_cache_max", CONF__T_INT, offsetof(struct conf, http.open_file_cache_max), 1, 100000, NULL },
+	{ "open_file_cache_valid", CONF__T_SECS, offsetof(struct conf, http.open_file_cache_valid), 0, 60, NULL },
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
 	{ "error_pages", CONF__T_FN, 0, 0, 0, conf__http_error_pages },
@@ -390,6 +392,8 @@ void conf__http_defaults(struct conf *c)
 	c->http.keepalive_timeout = 75.0;
 	c->http.backend_timeout = 60.0;
 	c->http.backend_keepalive = 32;
+	c->http.open_file_cache_max = 1000;
+	c->http.open_file_cache_valid = 2.0;
 	c->http.compression.gzip = true;
 	c->http.compression.br = true;
 	c->http.compression.gzip_level = 6;

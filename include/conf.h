@@ -394,6 +394,8 @@ struct conf {
 		double keepalive_timeout; /* idle client keep-alive between requests */
 		double backend_timeout;  /* seconds waiting for the backend's answer -> 504 */
 		int backend_keepalive;   /* idle pooled backend connections per worker */
+		int open_file_cache_max; /* static files kept open per worker (http_fcache.h) */
+		double open_file_cache_valid; /* seconds a kept file is trusted; 0 = no cache */
 		char *access_log;        /* NULL = off, "stderr", or a file */
 		/* Added to every response (proxied or answered by gatehouse),
 		   replacing the backend's header of the same name; a location's

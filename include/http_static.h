@@ -5,18 +5,17 @@
  * (status, header lines, and an open file with the range to send), and
  * the body is read from the plan in bounded pieces.
  *
- * Blocking. http_static_plan and http_static_read touch the disk (open,
- * fstat, pread), so the event loop never calls them (CONVENTIONS rule 8):
- * the session runs them on libuv's thread pool (uv_queue_work, like the
- * memcached calls) and continues in the after-work callback, one piece at
- * a time, the next piece asked for when the client has taken the last
- * (its write callback): one piece of memory per response, and a slow disk
- * holds a pool thread, never a worker. Why not an open-file cache first
- * (nginx's open_file_cache): a miss needs the pool anyway, and a cache
- * must decide how stale it may serve a file that a deploy replaced; it can
- * go in front of http_static_plan later, measured, for small hot files.
- * A plan is used by one thread at a time (the pool thread, then the loop
- * after the hand-over that uv_queue_work orders).
+ * Two halves. http_static_lookup (and http_static_plan, which is
+ * lookup + answer for one request) touches the disk (open, fstat), so the
+ * event loop never calls it (CONVENTIONS rule 8): the session runs it on
+ * libuv's thread pool and keeps what it found (struct http_static_file:
+ * the open file, its size and mtime, its siblings) in the worker's
+ * open-file cache (http_fcache.h). http_static_answer is pure: the plan
+ * for one request from a found file, on the loop. The body is read with
+ * http_static_read_cached on the loop (preadv2 RWF_NOWAIT: only what the
+ * page cache holds) and with http_static_read on the pool when that says
+ * -EAGAIN. A plan is used by one thread at a time (the pool thread, then
+ * the loop after the hand-over that uv_queue_work orders).
  */
 #ifndef GATEHOUSE_HTTP_STATIC_H
 #define GATEHOUSE_HTTP_STATIC_H
@@ -25,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Room for the header lines of a plan (Cache-Control is bounded at load). */
 #define HTTP_STATIC_HEADERS_MAX 2048
@@ -61,11 +61,65 @@ struct http_static_plan {
 	char headers[HTTP_STATIC_HEADERS_MAX];
 	size_t headers_len;
 	int fd;            /* open while body bytes remain to send, else -1 */
+	bool fd_shared;    /* fd belongs to a struct http_static_file (the cache's):
+			      http_static_close forgets it without closing */
 	uint64_t offset;   /* first byte of the file to send */
 	uint64_t length;   /* bytes to send (0 for HEAD, 304, errors) */
 	uint64_t sent;     /* bytes read so far by http_static_read */
 	const char *why;   /* a short reason for the log (static text, no client bytes) */
 };
+
+/* Precompressed siblings: [0] ".br", [1] ".gz". */
+#define HTTP_STATIC_NENC 2
+
+/* Room for an ETag ("mtime-size" in hex, quoted) and an HTTP date. */
+#define HTTP_STATIC_VAL_ETAG 40
+#define HTTP_STATIC_VAL_DATE 32
+
+/* One open file of a struct http_static_file, with its validators made
+   once (ETag, Last-Modified), not per request. */
+struct http_static_one {
+	int fd;            /* -1 = none (or a sibling not probed) */
+	uint64_t size;
+	time_t mtime;
+	char etag[HTTP_STATIC_VAL_ETAG];
+	char last_modified[HTTP_STATIC_VAL_DATE];
+};
+
+/* A file found for a request: what the open-file cache keeps. */
+struct http_static_file {
+	struct http_static_one file; /* the file (regular) */
+	const char *mime;  /* its Content-Type (static text) */
+	bool probed;       /* the siblings were looked for (enc[] says) */
+	struct http_static_one enc[HTTP_STATIC_NENC];
+};
+
+/* Open a location's root directory (O_PATH; blocking): an fd or -1. */
+int http_static_root_open(const char *root);
+
+/*
+ * Find the file rq names under rootfd (blocking: the thread pool), with the
+ * rules of http_static_plan (rootfd -1: the root is missing, 404). true:
+ * *f holds it (its fds are the caller's: http_static_file_close); its
+ * siblings are probed only when rq's Accept-Encoding takes br or gzip.
+ * false: *p is the whole answer (301, 403, 404, 405, 500; no fd).
+ */
+bool http_static_lookup(const struct http_static_req *rq, int rootfd, struct http_static_file *f,
+			struct http_static_plan *p);
+
+/*
+ * The plan for rq from a found file (pure: no system call). The plan's fd
+ * is one of f's (fd_shared): f must stay open while the plan reads.
+ * Vary: Accept-Encoding is sent when the client takes a coding and a
+ * sibling exists (f probed); a request that takes none is answered with
+ * the file without Vary (its answer is the same whatever exists beside it).
+ */
+void http_static_answer(const struct http_static_req *rq, const struct http_static_file *f,
+			struct http_static_plan *p);
+
+/* An empty file (every fd -1); and closing its fds but keep. */
+void http_static_file_init(struct http_static_file *f);
+void http_static_file_close(struct http_static_file *f, int keep);
 
 /*
  * Plan the answer to rq (blocking: run it on the thread pool). Never fails
@@ -91,7 +145,12 @@ void http_static_plan(const struct http_static_req *rq, struct http_static_plan 
  */
 ssize_t http_static_read(struct http_static_plan *p, uint8_t *buf, size_t cap);
 
-/* Close the plan's file (if open). */
+/* As http_static_read, without blocking: -EAGAIN when the page cache does
+   not hold the piece (preadv2 RWF_NOWAIT; always where it is missing), so
+   the loop may call it. */
+ssize_t http_static_read_cached(struct http_static_plan *p, uint8_t *buf, size_t cap);
+
+/* Close the plan's file (if open and its own). */
 void http_static_close(struct http_static_plan *p);
 
 #endif

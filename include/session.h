@@ -469,4 +469,9 @@ void session_http_pool_close(uv_loop_t *loop);
 /* Milliseconds since the loop started (cached per iteration). */
 uint64_t session_now(struct session *s);
 
+/* proto->client_written runs soon, from the loop, never inside this call
+   (rule 1): a protocol with an answer ready without I/O (a static file
+   from the open-file cache) sends it from there. */
+void session_post_written(struct session *s);
+
 #endif

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "http_fcache.h"
 #include "list.h"
 #include "stream.h"
 
@@ -59,6 +60,9 @@ struct worker {
 	   first use, dropped when another configuration is adopted. */
 	struct upstream_health **health;
 	int nhealth;
+	/* Static files kept open (http_fcache.h), made on first use with
+	   w->conf's bounds, dropped when another configuration is adopted. */
+	struct http_fcache *fcache;
 	uv_timer_t accept_timer;            /* ends an accept pause (out of descriptors) */
 	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */

@@ -1,11 +1,18 @@
 /*
  * http_file.c - a request whose location serves files from a directory
- * (a `root` location): http_static_plan, then http_static_read one piece
- * (at most HTTP_STATIC_PIECE bytes) at a time, both on the worker's
- * thread pool (session_job: the loop never touches the disk). The next
- * piece is read once the client has taken the last one, so a response
- * holds one piece of memory and a client that stops reading holds one
- * piece until its deadline (x->read_timeout without progress) closes it.
+ * (a `root` location). The file is first asked of the worker's open-file
+ * cache (http_fcache.h) on the loop; a hit is answered from there
+ * (http_static_answer, no system call), sent from a posted client_written
+ * (never inside the request's parse: rule 1). A miss, or an entry too old
+ * to trust, is looked up on the thread pool (http_static_lookup through
+ * session_job: opens and fstat never run on the loop) and put in the
+ * cache. The body goes one piece (at most HTTP_STATIC_PIECE bytes) at a
+ * time: read on the loop when the page cache holds it (preadv2
+ * RWF_NOWAIT, which cannot block), else on the pool; the first piece
+ * leaves with the head in one write. The next piece is read once the
+ * client has taken the last one, so a response holds one piece of memory
+ * and a client that stops reading holds one piece until its deadline
+ * (x->read_timeout without progress) closes it.
  *
  * The plan runs when the exchange is the front (its turn to answer); its
  * state (struct http_file) belongs to the exchange, except while a job
@@ -16,28 +23,71 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "conf.h"
+#include "http_fcache.h"
 #include "http_int.h"
 #include "http_location.h"
 #include "http_static.h"
 #include "metrics.h"
+#include "worker.h"
+
+/* Room kept in front of the body's piece for the response head, so the
+   head and the first piece leave in one write. */
+#define HTTP_FILE_HEAD_MAX (HTTP_STATIC_HEADERS_MAX + HTTP_LOCATION_HEADERS_MAX / 2)
+
+/* The loop's buffer for a head and a piece read on the loop: filled and
+   written (session_write copies) in one call chain, so one per worker
+   thread serves all its responses with no malloc. */
+static _Thread_local uint8_t http__file_buf[HTTP_FILE_HEAD_MAX + HTTP_STATIC_PIECE];
 
 struct http_file {
 	struct http_exchange *x;   /* NULL: orphaned, freed when its job ends */
 	bool running;              /* a job has it */
 	bool planned;
 	struct http_static_req rq;
+	bool ready;                /* planned from the cache: the head is to be sent */
 	struct http_static_plan plan;
+	struct http_fcache_entry *entry;  /* the cached file the plan reads (a reference) */
+	/* The lookup job's root: the cache's (root a reference) or, rootfd
+	   -1, opened by the job (root_opened: handed to the cache after). */
+	struct http_fcache_root *root;
+	int rootfd;
+	bool root_opened, found_ok;
+	struct http_static_file found; /* the lookup's file, until the cache takes it */
 	ssize_t got;               /* the last read's result */
-	uint8_t *piece;            /* HTTP_STATIC_PIECE bytes, once a body is read */
+	uint8_t *piece;            /* up to HTTP_STATIC_PIECE bytes, for reads on the pool */
+	size_t piece_cap;
+	size_t head_len;           /* head bytes in http__file_buf, sent with the first piece */
 	char strs[];               /* the request's strings rq points to */
 };
 
 static void http__file_free(struct http_file *f)
 {
 	http_static_close(&f->plan);
+	http_fcache_release(f->entry);
+	http_fcache_root_release(f->root);
+	if (f->root_opened)
+		close(f->rootfd);
+	http_static_file_close(&f->found, -1);
 	free(f->piece);
 	free(f);
+}
+
+/* The worker's open-file cache (made on first use), NULL when off. */
+static struct http_fcache *http__file_cache(struct session *s)
+{
+	struct worker *w = s->w;
+	const struct conf *c = w != NULL ? w->conf : NULL;
+
+	if (w == NULL || c == NULL || c->http.open_file_cache_valid <= 0)
+		return NULL;
+	if (w->fcache == NULL)
+		w->fcache = http_fcache_new((size_t)c->http.open_file_cache_max,
+					    (uint64_t)(c->http.open_file_cache_valid * 1000.0));
+	return w->fcache;
 }
 
 void http__file_drop(struct http_exchange *x)
@@ -98,6 +148,8 @@ static struct http_file *http__file_new(struct http_exchange *x)
 	if (f == NULL)
 		return NULL;
 	f->plan.fd = -1;
+	f->rootfd = -1;
+	http_static_file_init(&f->found);
 	char *o = f->strs;
 	size_t pcap = x->npath_len + (l->rewrite_prefix ? strlen(l->rewrite_prefix) : 0) + 2;
 	int n = http_location_rewrite(l, x->npath, x->npath_len, o, pcap);
@@ -155,14 +207,18 @@ static void http__file_plan_work(void *arg)
 {
 	struct http_file *f = arg;
 
-	http_static_plan(&f->rq, &f->plan);
+	if (f->rootfd < 0) {
+		f->rootfd = http_static_root_open(f->rq.root);
+		f->root_opened = f->rootfd >= 0;
+	}
+	f->found_ok = http_static_lookup(&f->rq, f->rootfd, &f->found, &f->plan);
 }
 
 static void http__file_read_work(void *arg)
 {
 	struct http_file *f = arg;
 
-	f->got = http_static_read(&f->plan, f->piece, HTTP_STATIC_PIECE);
+	f->got = http_static_read(&f->plan, f->piece, f->piece_cap);
 }
 
 static void http__file_planned(struct session *s, void *arg);
@@ -183,10 +239,24 @@ static void http__file_queue(struct http_exchange *x, bool plan)
 	}
 }
 
+/* Its turn: from the cache (sent from a posted client_written), else
+   looked up on the pool. */
 void http__file_turn(struct http_exchange *x)
 {
-	if (x->file != NULL && !x->file->running && !x->file->planned)
-		http__file_queue(x, true);
+	struct http_file *f = x->file;
+
+	if (f == NULL || f->running || f->planned)
+		return;
+	struct http_fcache *c = http__file_cache(x->s);
+	uint64_t now = session_now(x->s);
+	if ((f->entry = http_fcache_get(c, &f->rq, now)) != NULL) {
+		http_static_answer(&f->rq, http_fcache_file(f->entry), &f->plan);
+		f->planned = f->ready = true;
+		session_post_written(x->s);
+		return;
+	}
+	f->rootfd = http_fcache_root(c, f->rq.root, now, &f->root);
+	http__file_queue(x, true);
 }
 
 /* The job ended: the exchange that still owns f, or NULL (f was freed). */
@@ -228,31 +298,50 @@ static void http__file_end(struct http_exchange *x)
 	http__exchange_done(x);
 }
 
-/* Read the next piece when the client has taken the last one. */
+static void http__file_send(struct http_exchange *x, const uint8_t *body);
+
+/* Read the next piece when the client has taken the last one: on the loop
+   when the page cache holds it, else on the pool. */
 static void http__file_more(struct http_exchange *x)
 {
 	struct http_file *f = x->file;
+	uint8_t *body = http__file_buf + HTTP_FILE_HEAD_MAX;
 
-	if (f->plan.sent >= f->plan.length) {
+	if (f->plan.sent >= f->plan.length) { /* (a head is kept only with a body to follow) */
 		http__file_end(x);
 		return;
 	}
-	if (f->piece == NULL && (f->piece = malloc(HTTP_STATIC_PIECE)) == NULL) {
-		http__abort(x, "out of memory (static file)");
+	f->got = http_static_read_cached(&f->plan, body, HTTP_STATIC_PIECE);
+	if (f->got != -EAGAIN && f->got != -EOPNOTSUPP) {
+		http__file_send(x, body);
 		return;
+	}
+	/* Not in the page cache: the head (if any) now, the piece from the pool. */
+	if (f->head_len > 0) {
+		f->got = 0;
+		http__file_send(x, body);
+		if (x->s->closed || x->file != f)
+			return;
+	}
+	if (f->piece == NULL) {
+		uint64_t left = f->plan.length - f->plan.sent;
+		f->piece_cap = left < HTTP_STATIC_PIECE ? (size_t)left : HTTP_STATIC_PIECE;
+		if ((f->piece = malloc(f->piece_cap)) == NULL) {
+			http__abort(x, "out of memory (static file)");
+			return;
+		}
 	}
 	http__file_queue(x, false);
 }
 
-static void http__file_planned(struct session *s, void *arg)
+/* The plan is made: its head goes (in front of the body's first piece). */
+static void http__file_start(struct http_exchange *x)
 {
-	struct http_exchange *x = http__file_back(s, arg);
-	char head[HTTP_STATIC_HEADERS_MAX + HTTP_LOCATION_HEADERS_MAX / 2];
+	struct session *s = x->s;
+	struct http_file *f = x->file;
+	char head[HTTP_FILE_HEAD_MAX];
+	struct http_static_plan *p = &f->plan;
 
-	if (x == NULL)
-		return;
-	struct http_static_plan *p = &x->file->plan;
-	x->file->planned = true;
 	if (p->status >= 400) {
 		http__file_error(x, p);
 		return;
@@ -271,13 +360,71 @@ static void http__file_planned(struct session *s, void *arg)
 	x->status = p->status;
 	x->resp_head_done = true;
 	x->bytes_sent += (uint64_t)(n + a + c);
-	session_write(s, head, (size_t)(n + a + c));
-	if (s->closed)
-		return;
 	if (x->is_head)
 		p->length = 0;
 	http__deadline(x, x->read_timeout);
+	if (p->length == 0) {
+		session_write(s, head, (size_t)(n + a + c));
+		if (!s->closed)
+			http__file_end(x);
+		return;
+	}
+	/* Just before the first piece, to leave with it (this call chain). */
+	f->head_len = (size_t)(n + a + c);
+	memcpy(http__file_buf + HTTP_FILE_HEAD_MAX - f->head_len, head, f->head_len);
 	http__file_more(x);
+}
+
+static void http__file_planned(struct session *s, void *arg)
+{
+	struct http_file *f = arg;
+	struct http_exchange *x = http__file_back(s, f);
+
+	if (x == NULL)
+		return;
+	struct http_fcache *c = http__file_cache(s);
+	uint64_t now = session_now(s);
+	if (f->root_opened)
+		http_fcache_root_put(c, f->rq.root, f->rootfd, now);
+	f->root_opened = false;
+	f->rootfd = -1;
+	http_fcache_root_release(f->root);
+	f->root = NULL;
+	f->planned = true;
+	if (f->found_ok) {
+		f->entry = http_fcache_put(c, &f->rq, &f->found, now);
+		http_static_answer(&f->rq, f->entry != NULL ? http_fcache_file(f->entry) : &f->found,
+				   &f->plan);
+	}
+	http__file_start(x);
+}
+
+/* A piece was read into body (f->got; 0 with a head alone to send): out
+   it goes, with the head kept just before it (body is then in
+   http__file_buf). */
+static void http__file_send(struct http_exchange *x, const uint8_t *body)
+{
+	struct session *s = x->s;
+	struct http_file *f = x->file;
+
+	if (f->got < 0 || (f->got == 0 && f->head_len == 0)) {
+		/* The file shrank or failed under us: the length was promised. */
+		session_log(s, LOG_WARN, "reading %s: %s", x->path,
+			    f->got == 0 ? "file shorter than planned" : strerror((int)-f->got));
+		http__abort(x, "static file read failed");
+		return;
+	}
+	size_t n = f->head_len + (size_t)f->got;
+	x->bytes_sent += (uint64_t)f->got;
+	metrics_relayed(false, (size_t)f->got);
+	http__deadline(x, x->read_timeout);
+	f->head_len = 0;
+	session_write(s, body - (n - (size_t)f->got), n);
+	if (s->closed || f->got == 0)
+		return;
+	/* Taken at once (nothing queued): no write callback will say so. */
+	if (session_client_queued(s) == 0)
+		http__file_more(x);
 }
 
 static void http__file_read_done(struct session *s, void *arg)
@@ -286,29 +433,21 @@ static void http__file_read_done(struct session *s, void *arg)
 
 	if (x == NULL)
 		return;
-	struct http_file *f = x->file;
-	if (f->got <= 0) {
-		/* The file shrank or failed under us: the length was promised. */
-		session_log(s, LOG_WARN, "reading %s: %s", x->path,
-			    f->got == 0 ? "file shorter than planned" : strerror((int)-f->got));
-		http__abort(x, "static file read failed");
-		return;
-	}
-	x->bytes_sent += (uint64_t)f->got;
-	metrics_relayed(false, (size_t)f->got);
-	http__deadline(x, x->read_timeout);
-	session_write(s, f->piece, (size_t)f->got);
-	if (s->closed)
-		return;
-	/* Taken at once (nothing queued): no write callback will say so. */
-	if (session_client_queued(s) == 0)
-		http__file_more(x);
+	if (x->file->got == 0)
+		x->file->got = -EIO; /* 0 is "nothing more", a short file here */
+	http__file_send(x, x->file->piece);
 }
 
 void http__file_written(struct http_exchange *x)
 {
 	struct http_file *f = x->file;
 
-	if (f != NULL && f->planned && !f->running && session_client_queued(x->s) == 0)
-		http__file_more(x);
+	if (f == NULL || !f->planned || f->running || session_client_queued(x->s) != 0)
+		return;
+	if (f->ready) {
+		f->ready = false;
+		http__file_start(x);
+		return;
+	}
+	http__file_more(x);
 }

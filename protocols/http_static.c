@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #ifdef SYS_openat2
 #include <linux/openat2.h>
@@ -122,9 +123,7 @@ static bool st__rel(const char *path, char *out, size_t cap)
 
 static void st__fail(struct http_static_plan *p, int status, const char *why)
 {
-	if (p->fd >= 0)
-		close(p->fd);
-	p->fd = -1;
+	http_static_close(p);
 	p->status = status;
 	p->why = why;
 	p->headers_len = 0;
@@ -241,38 +240,40 @@ fallback:
 	}
 }
 
-/* Swap p->fd for a precompressed sibling the client accepts; *vary when
-   one exists at all (the answer depends on Accept-Encoding). */
-static const char *st__precompressed(const struct http_static_req *rq, int rootfd, const char *rel,
-				     struct http_static_plan *p, struct stat *st, bool *vary)
-{
-	static const struct {
-		const char *ext, *name;
-		unsigned bit;
-	} encs[] = { { ".br", "br", HTTP_STATIC_ENC_BR }, { ".gz", "gzip", HTTP_STATIC_ENC_GZIP } };
-	unsigned ok = http_static__encodings(rq->accept_encoding);
+/* The precompressed siblings (".br", ".gz"), in the order of preference. */
+static const struct {
+	const char *ext, *name;
+	unsigned bit;
+} st__encs[HTTP_STATIC_NENC] = { { ".br", "br", HTTP_STATIC_ENC_BR },
+				 { ".gz", "gzip", HTTP_STATIC_ENC_GZIP } };
 
-	*vary = false;
-	for (size_t i = 0; i < ARRAY_SIZE(encs); i++) {
+_Static_assert(HTTP_STATIC_VAL_ETAG >= HTTP_STATIC_ETAG_MAX, "ETag room");
+_Static_assert(HTTP_STATIC_VAL_DATE >= HTTP_STATIC_DATE_MAX, "date room");
+
+/* o is fd, opened and fstat'ed as *st: its size, mtime and validators. */
+static void st__one(struct http_static_one *o, int fd, const struct stat *st)
+{
+	o->fd = fd;
+	o->size = (uint64_t)st->st_size;
+	o->mtime = st->st_mtime;
+	http_static__etag(o->etag, sizeof(o->etag), o->mtime, o->size);
+	http_static__date(o->last_modified, sizeof(o->last_modified), o->mtime);
+}
+
+/* Look for every sibling of rel into f->enc (fd -1: none). */
+static void st__probe(int rootfd, const char *rel, struct http_static_file *f)
+{
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++) {
 		struct stat sst;
-		int fd = st__sibling(rootfd, rel, encs[i].ext, &sst);
-		if (fd < 0)
-			continue;
-		*vary = true;
-		if (!(ok & encs[i].bit)) {
-			close(fd);
-			continue;
-		}
-		close(p->fd);
-		p->fd = fd;
-		*st = sst;
-		return encs[i].name;
+		int fd = st__sibling(rootfd, rel, st__encs[i].ext, &sst);
+		if (fd >= 0)
+			st__one(&f->enc[i], fd, &sst);
 	}
-	return NULL;
+	f->probed = true;
 }
 
 /* 304 for a conditional GET/HEAD that the file still satisfies. */
-static bool st__not_modified(const struct http_static_req *rq, const struct stat *st, const char *etag)
+static bool st__not_modified(const struct http_static_req *rq, time_t mtime, const char *etag)
 {
 	time_t since;
 
@@ -280,7 +281,7 @@ static bool st__not_modified(const struct http_static_req *rq, const struct stat
 		return http_static__etag_match(rq->if_none_match, etag);
 	return rq->if_modified_since.p != NULL
 	       && http_static__parse_date(rq->if_modified_since.p, rq->if_modified_since.n, &since)
-	       && st->st_mtime <= since;
+	       && mtime <= since;
 }
 
 static bool st__hval_is(struct http_static_hval v, const char *s)
@@ -289,16 +290,14 @@ static bool st__hval_is(struct http_static_hval v, const char *s)
 }
 
 /* The headers and range of a found file. */
-static void st__respond(const struct http_static_req *rq, const char *type_of, bool head,
-			const char *encoding, bool vary, const struct stat *st,
+static void st__respond(const struct http_static_req *rq, const char *mime, bool head,
+			const char *encoding, bool vary, const struct http_static_one *o,
 			struct http_static_plan *p)
 {
-	char etag[HTTP_STATIC_ETAG_MAX], lm[HTTP_STATIC_DATE_MAX];
-	uint64_t size = (uint64_t)st->st_size, start = 0, len = size;
+	const char *etag = o->etag, *lm = o->last_modified;
+	uint64_t size = o->size, start = 0, len = size;
 
-	http_static__etag(etag, sizeof(etag), st->st_mtime, size);
-	http_static__date(lm, sizeof(lm), st->st_mtime);
-	if (st__not_modified(rq, st, etag)) {
+	if (st__not_modified(rq, o->mtime, etag)) {
 		st__fail(p, 304, "static: not modified");
 		st__hdr(p, "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
 	} else {
@@ -314,7 +313,7 @@ static void st__respond(const struct http_static_req *rq, const char *type_of, b
 		p->status = r > 0 ? 206 : 200;
 		p->why = r > 0 ? "static: range" : "static: file";
 		st__hdr(p, "Content-Type: %s\r\nContent-Length: %llu\r\nLast-Modified: %s\r\nETag: %s\r\n"
-			"Accept-Ranges: bytes\r\n", http_static__mime(type_of), (unsigned long long)len,
+			"Accept-Ranges: bytes\r\n", mime, (unsigned long long)len,
 			lm, etag);
 		if (r > 0)
 			st__hdr(p, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)start,
@@ -328,48 +327,139 @@ static void st__respond(const struct http_static_req *rq, const char *type_of, b
 		st__hdr(p, "Vary: Accept-Encoding\r\n");
 	if (rq->cache_control != NULL)
 		st__hdr(p, "Cache-Control: %s\r\n", rq->cache_control);
-	if (p->status >= 500 || p->length == 0) {
-		st__close(p->fd);
-		p->fd = -1;
-	}
+	if (p->status >= 500 || p->length == 0)
+		http_static_close(p);
 }
 
-void http_static_plan(const struct http_static_req *rq, struct http_static_plan *p)
+static void st__init(struct http_static_plan *p)
 {
-	char rel[PATH_MAX];
-	struct stat st;
-
 	p->fd = -1;
+	p->fd_shared = false;
 	p->headers_len = 0;
 	p->headers[0] = '\0';
 	p->offset = p->length = p->sent = 0;
 	p->status = 500;
 	p->why = "static";
-	bool head = strcmp(rq->method, "HEAD") == 0;
-	if (!head && strcmp(rq->method, "GET") != 0) {
-		st__fail(p, 405, "static: method not allowed");
-		st__hdr(p, "Allow: GET, HEAD\r\n");
-		return;
-	}
-	/* Room kept for an index name or a ".br" suffix. */
-	if (!st__rel(rq->path, rel, sizeof(rel) - NAME_MAX - 4))
-		return st__fail(p, 403, "static: refused path (encoded '/' or '\\', NUL, dot segment)");
-	int rootfd = open(rq->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		return st__fail(p, 404, "static: root directory missing");
-	st__resolve(rq, rootfd, rel, sizeof(rel), p, &st);
-	if (p->fd >= 0) {
-		/* The type is the asked file's, also when a .br or .gz is sent. */
-		char type_of[PATH_MAX];
-		bool vary;
-		snprintf(type_of, sizeof(type_of), "%s", rel);
-		const char *enc = st__precompressed(rq, rootfd, rel, p, &st, &vary);
-		st__respond(rq, type_of, head, enc, vary, &st, p);
-	}
-	close(rootfd);
 }
 
-ssize_t http_static_read(struct http_static_plan *p, uint8_t *buf, size_t cap)
+/* 405 for what is neither GET nor HEAD; *head for HEAD. */
+static bool st__method(const struct http_static_req *rq, struct http_static_plan *p, bool *head)
+{
+	*head = strcmp(rq->method, "HEAD") == 0;
+	if (*head || strcmp(rq->method, "GET") == 0)
+		return true;
+	st__fail(p, 405, "static: method not allowed");
+	st__hdr(p, "Allow: GET, HEAD\r\n");
+	return false;
+}
+
+int http_static_root_open(const char *root)
+{
+	return open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+void http_static_file_init(struct http_static_file *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->file.fd = -1;
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++)
+		f->enc[i].fd = -1;
+}
+
+void http_static_file_close(struct http_static_file *f, int keep)
+{
+	if (f->file.fd != keep)
+		st__close(f->file.fd);
+	f->file.fd = -1;
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++) {
+		if (f->enc[i].fd != keep)
+			st__close(f->enc[i].fd);
+		f->enc[i].fd = -1;
+	}
+}
+
+bool http_static_lookup(const struct http_static_req *rq, int rootfd, struct http_static_file *f,
+			struct http_static_plan *p)
+{
+	char rel[PATH_MAX];
+	struct stat st;
+	bool head;
+
+	st__init(p);
+	http_static_file_init(f);
+	if (!st__method(rq, p, &head))
+		return false;
+	/* Room kept for an index name or a ".br" suffix. */
+	if (!st__rel(rq->path, rel, sizeof(rel) - NAME_MAX - 4)) {
+		st__fail(p, 403, "static: refused path (encoded '/' or '\\', NUL, dot segment)");
+		return false;
+	}
+	if (rootfd < 0) {
+		st__fail(p, 404, "static: root directory missing");
+		return false;
+	}
+	st__resolve(rq, rootfd, rel, sizeof(rel), p, &st);
+	if (p->fd < 0)
+		return false;
+	st__one(&f->file, p->fd, &st);
+	p->fd = -1;
+	/* The type is the asked file's, also when a .br or .gz is sent. */
+	f->mime = http_static__mime(rel);
+	/* Siblings are looked for only when the client takes one of them:
+	   without, the answer is the file whatever exists beside it. */
+	if (http_static__encodings(rq->accept_encoding) != 0)
+		st__probe(rootfd, rel, f);
+	return true;
+}
+
+void http_static_answer(const struct http_static_req *rq, const struct http_static_file *f,
+			struct http_static_plan *p)
+{
+	unsigned ok = http_static__encodings(rq->accept_encoding);
+	const char *enc = NULL;
+	bool head, vary = false;
+
+	st__init(p);
+	if (!st__method(rq, p, &head))
+		return;
+	const struct http_static_one *o = &f->file;
+	for (size_t i = 0; ok != 0 && f->probed && i < HTTP_STATIC_NENC; i++) {
+		if (f->enc[i].fd < 0)
+			continue;
+		/* A sibling exists: the answer depends on Accept-Encoding. */
+		vary = true;
+		if (enc != NULL || !(ok & st__encs[i].bit))
+			continue;
+		enc = st__encs[i].name;
+		o = &f->enc[i];
+	}
+	p->fd = o->fd;
+	p->fd_shared = true;
+	st__respond(rq, f->mime, head, enc, vary, o, p);
+}
+
+void http_static_plan(const struct http_static_req *rq, struct http_static_plan *p)
+{
+	struct http_static_file f;
+	int rootfd = -1;
+	bool head;
+
+	/* The root is opened only for a request that gets that far. */
+	st__init(p);
+	if (st__method(rq, p, &head))
+		rootfd = http_static_root_open(rq->root);
+	if (http_static_lookup(rq, rootfd, &f, p)) {
+		http_static_answer(rq, &f, p);
+		/* The plan owns the file it sends; the others are closed. */
+		p->fd_shared = false;
+		http_static_file_close(&f, p->fd);
+	}
+	st__close(rootfd);
+}
+
+/* The next piece with preadv2's flags (RWF_NOWAIT: -EAGAIN unless the
+   page cache holds it). */
+static ssize_t st__read(struct http_static_plan *p, uint8_t *buf, size_t cap, int flags)
 {
 	if (p->fd < 0 || p->sent >= p->length)
 		return 0;
@@ -377,9 +467,10 @@ ssize_t http_static_read(struct http_static_plan *p, uint8_t *buf, size_t cap)
 	size_t want = cap < left ? cap : (size_t)left;
 	if (want > HTTP_STATIC_PIECE)
 		want = HTTP_STATIC_PIECE;
+	struct iovec iov = { buf, want };
 	ssize_t n;
 	do
-		n = pread(p->fd, buf, want, (off_t)(p->offset + p->sent));
+		n = preadv2(p->fd, &iov, 1, (off_t)(p->offset + p->sent), flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -389,8 +480,25 @@ ssize_t http_static_read(struct http_static_plan *p, uint8_t *buf, size_t cap)
 	return n;
 }
 
+ssize_t http_static_read(struct http_static_plan *p, uint8_t *buf, size_t cap)
+{
+	return st__read(p, buf, cap, 0);
+}
+
+ssize_t http_static_read_cached(struct http_static_plan *p, uint8_t *buf, size_t cap)
+{
+#ifdef RWF_NOWAIT
+	return st__read(p, buf, cap, RWF_NOWAIT);
+#else
+	(void)p, (void)buf, (void)cap;
+	return -EAGAIN;
+#endif
+}
+
 void http_static_close(struct http_static_plan *p)
 {
-	st__close(p->fd);
+	if (!p->fd_shared)
+		st__close(p->fd);
 	p->fd = -1;
+	p->fd_shared = false;
 }

@@ -145,6 +145,13 @@ static void session__posted(uv_idle_t *h)
 		s->proto->backend_eof(s, status);
 	else if (what & SESSION__POST_BACKEND_CONNECTED)
 		s->proto->backend_connected(s, status);
+	if ((what & SESSION__POST_CLIENT_WRITTEN) && !s->closed && s->proto->client_written)
+		s->proto->client_written(s);
+}
+
+void session_post_written(struct session *s)
+{
+	session__post(s, SESSION__POST_CLIENT_WRITTEN, s->posted_status);
 }
 
 void session__post(struct session *s, unsigned what, int status)

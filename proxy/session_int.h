@@ -44,6 +44,7 @@ void session__throttle_cancel(struct session *s);
 enum {
 	SESSION__POST_BACKEND_CONNECTED = 1 << 0, /* proto->backend_connected(status) */
 	SESSION__POST_BACKEND_EOF = 1 << 1,       /* proto->backend_eof(status) */
+	SESSION__POST_CLIENT_WRITTEN = 1 << 2,    /* proto->client_written (session_post_written) */
 };
 void session__post(struct session *s, unsigned what, int status);
 /* A write to the client finished (status as libuv's): lift the pre-login

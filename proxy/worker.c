@@ -474,6 +474,10 @@ static void worker__on_async(uv_async_t *a)
 			conf_unref(w->conf);
 			w->conf = c;
 			worker_upstream_health_reset(w);
+			/* Roots and files opened afresh, with the new bounds;
+			   what a response still reads is closed when it ends. */
+			http_fcache_free(w->fcache);
+			w->fcache = NULL;
 			if (!w->stopping)
 				worker__reconcile(w);
 		}
@@ -614,5 +618,7 @@ void worker_join(struct worker *w)
 	conf_unref(w->listen_conf);
 	w->listen_conf = NULL;
 	worker_upstream_health_reset(w);
+	http_fcache_free(w->fcache);
+	w->fcache = NULL;
 	pool_destroy(&w->pool);
 }

@@ -77,6 +77,8 @@ Test(conf_http, defaults)
 	cr_assert_float_eq(c->http.keepalive_timeout, 75.0, 1e-9);
 	cr_assert_float_eq(c->http.backend_timeout, 60.0, 1e-9);
 	cr_assert_eq(c->http.backend_keepalive, 32);
+	cr_assert_eq(c->http.open_file_cache_max, 1000);
+	cr_assert_float_eq(c->http.open_file_cache_valid, 2.0, 1e-9);
 	cr_assert_null(c->http.access_log);
 	cr_assert_null(c->http.server_name);
 	cr_assert_eq(conf_backend_port(c, "http"), 8080);
@@ -99,9 +101,12 @@ Test(conf_http, the_agreed_configuration)
 		"  max_header_size = 8192; max_headers = 50; max_uri = 4096;\n"
 		"  header_timeout = 1.5; keepalive_timeout = 10; backend_timeout = 2.0;\n"
 		"  backend_keepalive = 0; access_log = \"/tmp/x.log\";\n"
+		"  open_file_cache_max = 10; open_file_cache_valid = 0.5;\n"
 		"};\n");
 
 	cr_assert_eq(c->listen[0].proto, CONF_PROTO_HTTP);
+	cr_assert_eq(c->http.open_file_cache_max, 10);
+	cr_assert_float_eq(c->http.open_file_cache_valid, 0.5, 1e-9);
 	cr_assert_eq(c->listen[0].mode, CONF_HTTP_MODE_BOTH);
 	cr_assert_eq(c->listen[1].mode, CONF_HTTP_MODE_REDIRECT);
 	cr_assert_eq(c->listen[0].starttls, CONF_STARTTLS_OFF);
