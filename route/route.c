@@ -4,7 +4,8 @@
  * the lookup service. Also invalidation and the per-loop hooks.
  *
  * Every answer is delivered from a callback of the caller's loop (through
- * the request's uv_async_t, or a uv_idle_t when the answer is known at once),
+ * the request's uv_idle_t when the answer is known at once or comes from a
+ * flight on the same loop, else its uv_async_t),
  * never from inside route_resolve(), so callers need not guard against
  * re-entry.
  */

@@ -8,7 +8,9 @@
  * consistent distribution, on that loop's thread pool: route_flight_mc.c),
  * its lookup uses that loop. The flight table and each flight's list of waiters are guarded by
  * route__lock; the answer reaches each waiter through the waiter's own
- * uv_async_t, so its callback runs on its own loop. A flight whose waiters
+ * handle, so its callback runs on its own loop: a uv_idle_t for a waiter on
+ * the runner's loop (no eventfd write and read), a uv_async_t for one on
+ * another loop. The flight itself starts from a uv_idle_t. A flight whose waiters
  * have all cancelled is abandoned (its lookup aborted), so a shutdown does
  * not wait for lookups nobody needs.
  *
