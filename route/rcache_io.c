@@ -22,6 +22,16 @@
  *
  * Ordering: writes from one loop reach a server in the order given, on one
  * connection; across loops, in the order they were written to their sockets.
+ *
+ * Writes (adds, deletes) carry noreply: memcached answers them with nothing,
+ * so a cold login's cache fill costs no read and no wake-up. A write leaves
+ * the queue once its bytes are in the kernel or copied into a uv_write; only
+ * gets wait for answers. Keeping the answers in step: a get remembers whether
+ * writes went out since the request answered before it (after_noreply). An
+ * error line for such a get may be a write's (a server that answers noreply
+ * errors): the connection is no longer known to be in step, so it fails (its
+ * gets become misses, the server is held down as for any failure). A VALUE
+ * must name the get's own key, so a value can never reach another login.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +48,9 @@ enum io_state { IO_IDLE, IO_CONNECTING, IO_UP, IO_CLOSING };
 
 struct io_op {
 	struct list link;
-	bool get;                  /* a get (VALUE ... END) or a write (one status line) */
+	bool get;                  /* a get (VALUE ... END) or a write (noreply: no answer) */
 	bool written;              /* in the kernel, or copied into a uv_write */
+	bool after_noreply;        /* a get sent after writes the get before it did not cover */
 	const char *what;          /* "get", "add", "delete": for the log */
 	rcache_io_cb cb;           /* NULL: fire-and-forget */
 	void *arg;
@@ -57,6 +68,7 @@ struct io_srv {
 	struct list ops;           /* oldest first: written ones, then waiting ones */
 	int nops;
 	uint64_t oldest_ms;        /* when the oldest unanswered op was made */
+	bool noreply_since_get;    /* a write was queued after the last get */
 	size_t skip;               /* value bytes still to drop (too big) */
 	size_t inlen;
 	char in[RCACHE_IO_IN];
@@ -150,6 +162,7 @@ static void io__srv_close(struct io_srv *s)
 	s->st = IO_CLOSING;
 	s->inlen = 0;
 	s->skip = 0;
+	s->noreply_since_get = false; /* the next connection starts in step */
 	uv_close((uv_handle_t *)&s->tcp, io__handle_closed);
 	uv_close((uv_handle_t *)&s->timer, io__handle_closed);
 }
@@ -187,7 +200,10 @@ void rcache_io_close(struct rcache_io *io)
 
 static void io__timer_cb(uv_timer_t *t)
 {
-	io__srv_fail(t->data, "timed out");
+	struct io_srv *s = t->data;
+
+	if (!list_empty(&s->ops))
+		io__srv_fail(s, "timed out");
 }
 
 /* Arm the timer for the oldest unanswered op (none: stop it). */
@@ -207,6 +223,15 @@ static void io__arm(struct io_srv *s)
 }
 
 /* ---- writing ---- */
+
+/* Take op off the queue (answered, or a write sent: noreply). */
+static void io__drop(struct io_srv *s, struct io_op *op)
+{
+	list_remove(&op->link);
+	if (--s->nops == 0)
+		uv_unref((uv_handle_t *)&s->tcp);
+	free(op);
+}
 
 /* What the kernel did not take at once: a copy, written in order. */
 struct io_wreq {
@@ -245,29 +270,32 @@ static void io__flush_srv(struct io_srv *s)
 			total += op->len;
 		}
 		if (k == 0)
-			return;
+			break;
 		int n = uv_try_write((uv_stream_t *)&s->tcp, b, (unsigned)k);
 		if (n < 0 && n != UV_EAGAIN) {
 			io__srv_fail(s, uv_strerror(n));
 			return;
 		}
 		size_t done = n > 0 ? (size_t)n : 0;
-		for (int j = 0; j < k; j++)
-			ops[j]->written = true;
-		if (done == total)
-			continue;
-		struct io_wreq *r = malloc(sizeof(*r) + (total - done));
-		if (r == NULL) {
+		struct io_wreq *r = NULL;
+		if (done < total && (r = malloc(sizeof(*r) + (total - done))) == NULL) {
 			io__srv_fail(s, "out of memory");
 			return;
 		}
 		size_t off = 0, at = 0;
 		for (int j = 0; j < k; j++) {
 			size_t from = done > at ? (done - at < ops[j]->len ? done - at : ops[j]->len) : 0;
-			memcpy(r->data + off, ops[j]->cmd + from, ops[j]->len - from);
-			off += ops[j]->len - from;
+			if (r != NULL) {
+				memcpy(r->data + off, ops[j]->cmd + from, ops[j]->len - from);
+				off += ops[j]->len - from;
+			}
 			at += ops[j]->len;
+			ops[j]->written = true;
+			if (!ops[j]->get)
+				io__drop(s, ops[j]); /* noreply: nothing comes back */
 		}
+		if (r == NULL)
+			continue;
 		r->srv = s;
 		r->wr.data = r;
 		uv_buf_t rest = uv_buf_init(r->data, (unsigned)off);
@@ -278,6 +306,8 @@ static void io__flush_srv(struct io_srv *s)
 			return;
 		}
 	}
+	if (s->st == IO_UP)
+		io__arm(s); /* the writes sent left the queue: only gets wait */
 }
 
 static void io__flush_cb(uv_prepare_t *p)
@@ -304,16 +334,7 @@ static long io__parse(struct io_srv *s, const struct io_op *op, enum rcache_mc_r
 	if (nl == NULL)
 		return s->inlen == sizeof(s->in) ? -1 : 0;
 	size_t line = (size_t)(nl - s->in) + 1;
-	if (!op->get) {
-		*rc_out = strncmp(s->in, "STORED\r\n", line) == 0 || strncmp(s->in, "DELETED\r\n", line) == 0
-				  ? RCACHE_MC_OK
-			  : strncmp(s->in, "NOT_STORED\r\n", line) == 0 ||
-					  strncmp(s->in, "EXISTS\r\n", line) == 0 ||
-					  strncmp(s->in, "NOT_FOUND\r\n", line) == 0
-				  ? RCACHE_MC_MISS
-				  : RCACHE_MC_ERROR;
-		return (long)line;
-	}
+	GH_ASSERT(op->get); /* writes are noreply: never answered */
 	if (line == 5 && memcmp(s->in, "END\r\n", 5) == 0) {
 		*rc_out = RCACHE_MC_MISS;
 		return 5;
@@ -324,8 +345,15 @@ static long io__parse(struct io_srv *s, const struct io_op *op, enum rcache_mc_r
 	if (line > 6 + RCACHE_MAX_WIRE_KEY + 40 ||
 	    sscanf(s->in, "VALUE %250s %u %lu", key, &flags, &bytes) != 3) {
 		*rc_out = RCACHE_MC_ERROR;
-		return strncmp(s->in, "SERVER_ERROR", 12) == 0 ? (long)line : -1;
+		/* The get's own error, unless writes went out before it whose
+		   error it may be: then the answers are no longer in step. */
+		return strncmp(s->in, "SERVER_ERROR", 12) == 0 && !op->after_noreply ? (long)line : -1;
 	}
+	/* "get <key>\r\n": a value for another key means the answers are out
+	   of step; it must never be taken as this login's. */
+	size_t klen = op->len - 6;
+	if (strlen(key) != klen || memcmp(key, op->cmd + 4, klen) != 0)
+		return -1;
 	size_t need = line + bytes + 2 + 5;
 	if (need > sizeof(s->in)) {
 		/* Not ours (ours are short): drop it as it comes, a miss. */
@@ -357,20 +385,35 @@ static void io__answer_all(struct io_srv *s)
 {
 	for (;;) {
 		io__drop_skipped(s);
-		if (list_empty(&s->ops) || s->skip > 0)
+		if (s->skip > 0)
 			break;
-		struct io_op *op = list_entry(list_first(&s->ops), struct io_op, link);
+		struct io_op *op = list_empty(&s->ops) ? NULL
+							: list_entry(list_first(&s->ops), struct io_op, link);
+		if (op == NULL || !op->written) {
+			/* Nothing was asked that is not answered: bytes now are an
+			   answer to a noreply write (not a memcached we know). */
+			if (s->inlen > 0) {
+				io__srv_fail(s, "answered a noreply write");
+				return;
+			}
+			break;
+		}
 		enum rcache_mc_rc rc = RCACHE_MC_ERROR;
 		const char *val;
 		size_t vlen;
-		if (!op->written)
-			break;
 		long used = io__parse(s, op, &rc, &val, &vlen);
 		if (used == 0)
 			break;
 		if (used < 0) {
 			io__srv_fail(s, "unexpected answer");
 			return;
+		}
+		/* The value out of the buffer before the next answers move up
+		   over it (they would have become this get's value). */
+		char value[RCACHE_IO_IN];
+		if (val != NULL) {
+			memcpy(value, val, vlen);
+			val = value;
 		}
 		memmove(s->in, s->in + used, s->inlen - (size_t)used);
 		s->inlen -= (size_t)used;
@@ -381,8 +424,7 @@ static void io__answer_all(struct io_srv *s)
 			uv_unref((uv_handle_t *)&s->tcp);
 		rcache_mc_outcome(s->io->rc->mc, s->index, rc != RCACHE_MC_ERROR, op->what,
 				  "the server answered an error");
-		if (op->cb)
-			op->cb(op->arg, rc, val, vlen);
+		op->cb(op->arg, rc, val, vlen);
 		free(op);
 		s->oldest_ms = uv_now(s->io->loop);
 		if (s->st != IO_UP)
@@ -483,6 +525,12 @@ static int io__start(struct rcache_io *io, const struct rcache_key *k, const cha
 	memset(op, 0, sizeof(*op));
 	op->get = what[0] == 'g';
 	op->what = what;
+	if (op->get) {
+		op->after_noreply = s->noreply_since_get;
+		s->noreply_since_get = false;
+	} else {
+		s->noreply_since_get = true;
+	}
 	op->cb = cb;
 	op->arg = arg;
 	op->len = len;
@@ -517,9 +565,10 @@ int rcache_io_submit(struct rcache_io *io, const struct rcache_op *ops, int n)
 	for (int i = 0; i < n; i++) {
 		const struct rcache_op *op = &ops[i];
 		int len = op->kind == RCACHE_OP_ADD
-				  ? snprintf(cmd, sizeof(cmd), "add %s 0 %u %zu\r\n%.*s\r\n", op->key.wire,
-					     io->rc->ttl_s, op->value_len, (int)op->value_len, op->value)
-				  : snprintf(cmd, sizeof(cmd), "delete %s\r\n", op->key.wire);
+				  ? snprintf(cmd, sizeof(cmd), "add %s 0 %u %zu noreply\r\n%.*s\r\n",
+					     op->key.wire, io->rc->ttl_s, op->value_len, (int)op->value_len,
+					     op->value)
+				  : snprintf(cmd, sizeof(cmd), "delete %s noreply\r\n", op->key.wire);
 		/* Too long cannot happen (bounded keys and values); a server held
 		   down or too busy drops the write, as the pool does. */
 		if (len > 0 && (size_t)len < sizeof(cmd) &&

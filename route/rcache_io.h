@@ -37,9 +37,10 @@ bool rcache_io_for(const struct rcache_io *io, const struct rcache *rc);
  */
 int rcache_io_get(struct rcache_io *io, const struct rcache_key *k, rcache_io_cb cb, void *arg);
 
-/* Send ops[0..n) (adds with rc's TTL, deletes), fire-and-forget, in order
-   (a server held down or too busy drops its writes, as on the pool). -1
-   when some were dropped for want of memory. */
+/* Send ops[0..n) (adds with rc's TTL, deletes), fire-and-forget, in order,
+   with noreply: nothing is read for them (a server held down or too busy
+   drops its writes, as on the pool). -1 when some were dropped for want of
+   memory. */
 int rcache_io_submit(struct rcache_io *io, const struct rcache_op *ops, int n);
 
 #endif

@@ -4,7 +4,8 @@
  * the lookup service. Also invalidation and the per-loop hooks.
  *
  * Every answer is delivered from a callback of the caller's loop (through
- * the request's uv_async_t, or a uv_idle_t when the answer is known at once),
+ * the request's uv_idle_t when the answer is known at once or comes from a
+ * flight on the same loop, else its uv_async_t),
  * never from inside route_resolve(), so callers need not guard against
  * re-entry.
  */
@@ -147,11 +148,16 @@ static void route__close(struct route_req *req)
 	uv_close((uv_handle_t *)&req->h, route__free);
 }
 
+static void route__idle(uv_idle_t *i);
+
 void route__ready(struct route_req *req, const struct route *r)
 {
 	req->route = *r;
 	req->ready = true;
-	uv_async_send(&req->h.async);
+	if (req->sync)
+		uv_idle_start(&req->h.idle, route__idle); /* req's own loop thread */
+	else
+		uv_async_send(&req->h.async);
 }
 
 static void route__deliver(struct route_req *req)
@@ -183,6 +189,21 @@ static void route__idle(uv_idle_t *i)
 {
 	uv_idle_stop(i);
 	route__deliver(i->data);
+}
+
+int route__req_handle(struct route_req *req, uv_loop_t *loop, bool local)
+{
+	int rc;
+
+	req->sync = local;
+	if (local) {
+		rc = uv_idle_init(loop, &req->h.idle);
+		req->h.idle.data = req;
+	} else {
+		rc = uv_async_init(loop, &req->h.async, route__wake);
+		req->h.async.data = req;
+	}
+	return rc;
 }
 
 static void route__static(struct route *out, struct conf *c, const struct route_query *q,
@@ -305,11 +326,6 @@ struct route_req *route_resolve(uv_loop_t *loop, struct conf *c, const struct ro
 					      "no static route matches and no lookup service is configured");
 			} else {
 				free(l1key);
-				if (uv_async_init(loop, &req->h.async, route__wake) < 0) {
-					free(req);
-					return NULL;
-				}
-				req->h.async.data = req;
 				route__flight_join(loop, c, rc, q, req);
 				return req;
 			}

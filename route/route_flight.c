@@ -8,7 +8,9 @@
  * consistent distribution, on that loop's thread pool: route_flight_mc.c),
  * its lookup uses that loop. The flight table and each flight's list of waiters are guarded by
  * route__lock; the answer reaches each waiter through the waiter's own
- * uv_async_t, so its callback runs on its own loop. A flight whose waiters
+ * handle, so its callback runs on its own loop: a uv_idle_t for a waiter on
+ * the runner's loop (no eventfd write and read), a uv_async_t for one on
+ * another loop. The flight itself starts from a uv_idle_t. A flight whose waiters
  * have all cancelled is abandoned (its lookup aborted), so a shutdown does
  * not wait for lookups nobody needs.
  *
@@ -69,7 +71,10 @@ static void flight__free(struct route_flight *f)
 
 static void flight__closed(uv_handle_t *h)
 {
-	flight__free(h->data);
+	struct route_flight *f = h->data;
+
+	if (--f->handles == 0)
+		flight__free(f);
 }
 
 /* ---- keys ---- */
@@ -180,6 +185,7 @@ static void flight__finish(struct route_flight *f)
 	f->nwaiters = 0;
 	pthread_mutex_unlock(&route__lock);
 	uv_close((uv_handle_t *)&f->wake, flight__closed);
+	uv_close((uv_handle_t *)&f->start, flight__closed);
 }
 
 static void flight__fail(struct route_flight *f, enum route_result result, const char *why)
@@ -297,6 +303,14 @@ static void flight__wake(uv_async_t *a)
 	flight__lookup(f);
 }
 
+/* The runner's loop starts the flight on the iteration after the join
+   (never inside route_resolve), without an eventfd write and read. */
+static void flight__start(uv_idle_t *i)
+{
+	uv_idle_stop(i);
+	flight__wake(&((struct route_flight *)i->data)->wake);
+}
+
 /* ---- joining ---- */
 
 static struct route_flight *flight__new(struct conf *c, struct rcache *rc,
@@ -361,6 +375,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		memset(&hit, 0, sizeof(hit));
 		hit.result = ROUTE_TEMPFAIL;
 		snprintf(hit.reason, sizeof(hit.reason), "out of memory");
+		route__req_handle(req, loop, true);
 		route__ready(req, &hit);
 		return;
 	}
@@ -374,6 +389,9 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		list_foreach(it, &flight_table[f->thash % FLIGHT_BUCKETS]) {
 			struct route_flight *o = list_entry(it, struct route_flight, tlink);
 			if (o->thash == f->thash && strcmp(o->tkey, f->tkey) == 0) {
+				/* Answered by o's loop: an async only from another one. */
+				if (route__req_handle(req, loop, o->loop == loop) < 0)
+					break; /* no async: a flight of its own */
 				flight__add_waiter(o, req);
 				pthread_mutex_unlock(&route__lock);
 				route__count(ROUTE__SHARED);
@@ -384,6 +402,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		/* A flight that just finished filled L1 before leaving the table. */
 		if (!f->bypass && rc != NULL && rc->l1 != NULL &&
 		    rcache_l1_get(rc->l1, f->protocol, f->l1key, route__now_ms(), &hit)) {
+			route__req_handle(req, loop, true);
 			route__ready(req, &hit);
 			pthread_mutex_unlock(&route__lock);
 			route__count(ROUTE__L1_HIT);
@@ -391,6 +410,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 			return;
 		}
 	}
+	route__req_handle(req, loop, true); /* this loop runs the flight */
 	if (uv_async_init(loop, &f->wake, flight__wake) < 0) {
 		pthread_mutex_unlock(&route__lock);
 		flight__free(f);
@@ -400,7 +420,10 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 		route__ready(req, &hit);
 		return;
 	}
+	uv_idle_init(loop, &f->start);
 	f->wake.data = f;
+	f->start.data = f;
+	f->handles = 2;
 	f->loop = loop;
 	if (f->tkey != NULL) {
 		list_insert_head(&flight_table[f->thash % FLIGHT_BUCKETS], &f->tlink);
@@ -409,7 +432,7 @@ void route__flight_join(uv_loop_t *loop, struct conf *c, struct rcache *rc,
 	flight__add_waiter(f, req);
 	pthread_mutex_unlock(&route__lock);
 	/* Start from the loop, never inside route_resolve. */
-	uv_async_send(&f->wake);
+	uv_idle_start(&f->start, flight__start);
 }
 
 void route__flight_leave(struct route_req *req)

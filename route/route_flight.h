@@ -20,7 +20,9 @@ struct lookup_call;
 enum flight_step { FL_START, FL_MEMCACHED, FL_LOOKUP, FL_DONE };
 
 struct route_flight {
-	uv_async_t wake;              /* runner loop: start, or notice being orphaned */
+	uv_async_t wake;              /* runner loop: notice being orphaned (other threads) */
+	uv_idle_t start;              /* runner loop: start, without an eventfd wake-up */
+	int handles;                  /* wake and start: freed when both have closed */
 	uv_work_t work;               /* the memcached get */
 	uv_loop_t *loop;
 	struct conf *conf;

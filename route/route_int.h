@@ -21,14 +21,16 @@ struct route_flight;
  * whose flight it joined) and keeps the loop alive while it waits.
  */
 struct route_req {
-	/* async: answers from a flight (any thread). idle: answers known inside
-	   route_resolve (L1 hit, static route, refusal), delivered on the next
-	   loop iteration without the eventfd write and read an async costs. */
+	/* async: answers from a flight running on another loop (another
+	   thread). idle: answers known inside route_resolve (L1 hit, static
+	   route, refusal) or from a flight on the request's own loop, delivered
+	   on a later loop iteration without the eventfd write and read an async
+	   costs. */
 	union {
 		uv_async_t async;
 		uv_idle_t idle;
 	} h;
-	bool sync;                    /* h is the idle handle */
+	bool sync;                    /* h is the idle handle (answered on its own loop) */
 	route_cb cb;
 	void *arg;
 	bool cancelled;               /* loop thread: no callback any more */
@@ -48,6 +50,13 @@ extern pthread_mutex_t route__lock;
  * held when req may be seen by another thread (a flight's waiter).
  */
 void route__ready(struct route_req *req, const struct route *r);
+
+/*
+ * Set up req's handle for its answer: local (the answer is given on
+ * loop's own thread: an idle handle, no eventfd) or from another thread
+ * (an async). Before route__ready; negative libuv error on failure.
+ */
+int route__req_handle(struct route_req *req, uv_loop_t *loop, bool local);
 
 /*
  * Make req wait for the resolution of q->login on q->protocol, joining the

@@ -125,6 +125,10 @@ static size_t rct_mc_command(struct rct_conn *c, char *out, size_t cap)
 	} else {
 		snprintf(out, cap, "ERROR\r\n");
 	}
+	/* As memcached: a command with noreply is never answered. */
+	size_t cl = strlen(c->buf);
+	if (cl > 8 && strcmp(c->buf + cl - 8, " noreply") == 0)
+		out[0] = '\0';
 	pthread_mutex_unlock(&s->lock);
 	memmove(c->buf, c->buf + used, c->len - used + 1);
 	c->len -= used;
@@ -161,6 +165,8 @@ static void rct_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		char out[1024];
 		if (rct_mc_command(c, out, sizeof(out)) == 0)
 			return;
+		if (out[0] == '\0')
+			continue;
 		struct { uv_write_t w; char data[1024]; } *wr = malloc(sizeof(*wr));
 		memcpy(wr->data, out, sizeof(out));
 		uv_buf_t ob = uv_buf_init(wr->data, (unsigned)strlen(wr->data));
@@ -278,6 +284,27 @@ int rct_mc_find(struct rct_srv *s, const char *prefix)
 			found = i;
 	pthread_mutex_unlock(&s->lock);
 	return found;
+}
+
+/* rct_mc_find once the command has arrived (at most 2 s): writes are
+   noreply, so the client's loop may end before the server has read them. */
+int rct_mc_wait(struct rct_srv *s, const char *prefix)
+{
+	int found = -1;
+
+	for (int i = 0; i < 2000 && (found = rct_mc_find(s, prefix)) < 0; i++)
+		usleep(1000);
+	return found;
+}
+
+/* Wait (at most 2 s) until n commands starting with prefix have arrived. */
+int rct_mc_wait_count(struct rct_srv *s, const char *prefix, int n)
+{
+	int got = 0;
+
+	for (int i = 0; i < 2000 && (got = rct_mc_count_prefix(s, prefix)) < n; i++)
+		usleep(1000);
+	return got;
 }
 
 int rct_mc_count(struct rct_srv *s)

@@ -46,6 +46,10 @@ int rct_lookups(struct rct_srv *s);
 void rct_wait_lookup(struct rct_srv *s, uv_loop_t *loop);
 /* Index of the first memcached command starting with prefix, or -1. */
 int rct_mc_find(struct rct_srv *s, const char *prefix);
+/* The same, waiting up to 2 s for it (writes are noreply: nothing says
+   when the server has them). */
+int rct_mc_wait(struct rct_srv *s, const char *prefix);
+int rct_mc_wait_count(struct rct_srv *s, const char *prefix, int n);
 int rct_mc_count(struct rct_srv *s);
 int rct_mc_count_prefix(struct rct_srv *s, const char *prefix);
 

@@ -12,7 +12,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <criterion/criterion.h>
 #include <uv.h>
@@ -197,6 +202,258 @@ Test(rcache_io, silent_server_costs_the_timeout)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	cr_assert_eq(uv_loop_close(&loop), 0);
 	script_stop(&s);
+	rcache_release(rc);
+	rcache_drop_current();
+}
+
+/* ---- writes are noreply ---- */
+
+static void op_add(struct rcache_op *op, const char *user, const char *value)
+{
+	memset(op, 0, sizeof(*op));
+	op->kind = RCACHE_OP_ADD;
+	key(&op->key, user);
+	op->value_len = strlen(value);
+	memcpy(op->value, value, op->value_len + 1);
+}
+
+static void op_delete(struct rcache_op *op, const char *user)
+{
+	memset(op, 0, sizeof(*op));
+	op->kind = RCACHE_OP_DELETE;
+	key(&op->key, user);
+}
+
+/* A server that honours noreply answers only the gets: the answers after
+   the writes belong to the gets, in order. (Waiting for a write's answer,
+   the client took the first get's END as the add's and gave the next get's
+   value to the wrong login.) */
+Test(rcache_io, noreply_writes_are_not_read_and_gets_stay_in_step)
+{
+	static const char answer[] = "END\r\n"
+				     "VALUE route:proto=imap;user=d@x 0 13\r\n10.0.0.4:7143\r\nEND\r\n";
+	struct script s;
+	/* add a (2 lines), get b, delete c, add c (2 lines), get d */
+	script_start(&s, 7, answer, sizeof(answer) - 1);
+	struct rcache *rc = runtime(s.port);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct rcache_io *io = rcache_io_new(&loop, rc);
+	struct rcache_key kb, kd;
+	struct rcache_op ops[2];
+	struct got b = {0}, d = {0};
+	key(&kb, "b@x");
+	key(&kd, "d@x");
+	op_add(&ops[0], "a@x", "10.0.0.1:7143");
+	cr_assert_eq(rcache_io_submit(io, ops, 1), 0);
+	cr_assert_eq(rcache_io_get(io, &kb, on_get, &b), 0);
+	op_delete(&ops[0], "c@x");
+	op_add(&ops[1], "c@x", "10.0.0.3:7143");
+	cr_assert_eq(rcache_io_submit(io, ops, 2), 0);
+	cr_assert_eq(rcache_io_get(io, &kd, on_get, &d), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(b.calls, 1);
+	cr_assert_eq(b.rc, RCACHE_MC_MISS);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.rc, RCACHE_MC_OK);
+	cr_assert_str_eq(d.val, "10.0.0.4:7143");
+	/* Still up, not held down: another get makes a request. */
+	struct got again = {0};
+	cr_assert_eq(rcache_io_get(io, &kb, on_get, &again), 0);
+	rcache_io_close(io);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(again.calls, 1);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	script_stop(&s);
+	rcache_release(rc);
+	rcache_drop_current();
+}
+
+/* A server that answers a noreply write anyway (an error): the get after it
+   cannot tell whose answer it reads, so the connection fails; nothing is
+   taken for the wrong get, and the server is held down. */
+Test(rcache_io, error_answer_after_noreply_write_fails_the_connection)
+{
+	static const char answer[] = "SERVER_ERROR out of memory storing object\r\n"
+				     "END\r\n"
+				     "VALUE route:proto=imap;user=c@x 0 13\r\n10.0.0.3:7143\r\nEND\r\n";
+	struct script s;
+	script_start(&s, 4, answer, sizeof(answer) - 1);
+	struct rcache *rc = runtime(s.port);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct rcache_io *io = rcache_io_new(&loop, rc);
+	struct rcache_key kb, kc;
+	struct rcache_op op;
+	struct got b = {0}, c = {0};
+	key(&kb, "b@x");
+	key(&kc, "c@x");
+	op_add(&op, "a@x", "10.0.0.1:7143");
+	cr_assert_eq(rcache_io_submit(io, &op, 1), 0);
+	cr_assert_eq(rcache_io_get(io, &kb, on_get, &b), 0);
+	cr_assert_eq(rcache_io_get(io, &kc, on_get, &c), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(b.calls, 1);
+	cr_assert_eq(b.rc, RCACHE_MC_ERROR);
+	cr_assert_eq(c.calls, 1);
+	cr_assert_eq(c.rc, RCACHE_MC_ERROR);
+	cr_assert_eq(rcache_io_get(io, &kb, on_get, &b), -1, "held down");
+	rcache_io_close(io);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	script_stop(&s);
+	rcache_release(rc);
+	rcache_drop_current();
+}
+
+/* A value for another key is never a get's answer. */
+Test(rcache_io, value_for_another_key_is_refused)
+{
+	static const char answer[] = "VALUE route:proto=imap;user=b@x 0 13\r\n10.0.0.2:7143\r\nEND\r\n";
+	struct script s;
+	script_start(&s, 1, answer, sizeof(answer) - 1);
+	struct rcache *rc = runtime(s.port);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct rcache_io *io = rcache_io_new(&loop, rc);
+	struct rcache_key ka;
+	struct got a = {0};
+	key(&ka, "a@x");
+	cr_assert_eq(rcache_io_get(io, &ka, on_get, &a), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.rc, RCACHE_MC_ERROR);
+	cr_assert_str_eq(a.val, "");
+	rcache_io_close(io);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	script_stop(&s);
+	rcache_release(rc);
+	rcache_drop_current();
+}
+
+/* ---- against the real memcached ---- */
+
+struct real_mc {
+	pid_t pid;
+	int port;
+};
+
+/* memcached on a free loopback port (skips the test when not installed). */
+static void real_mc_start(struct real_mc *m)
+{
+	const char *bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
+	if (bin == NULL)
+		cr_skip_test("memcached is not installed");
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	m->port = ntohs(sa.sin_port);
+	close(fd);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", m->port);
+	m->pid = fork();
+	cr_assert(m->pid >= 0);
+	if (m->pid == 0) {
+		/* Not memcached's own -u: changing user clears the death signal
+		   that ends it with a failed test. */
+		struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : NULL;
+		if (pw != NULL && (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0))
+			_exit(126);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(bin, bin, "-l", "127.0.0.1", "-p", port, "-U", "0", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 250; i++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		sa.sin_port = htons((uint16_t)m->port);
+		int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+		if (ok)
+			return;
+		usleep(20000);
+	}
+	cr_assert_fail("memcached did not start on port %d", m->port);
+}
+
+static void real_mc_stop(struct real_mc *m)
+{
+	kill(m->pid, SIGTERM);
+	waitpid(m->pid, NULL, 0);
+}
+
+#define REAL_N 120 /* 7 requests each: under RCACHE_IO_MAX_OPS */
+
+/* Gets pipelined between noreply adds and deletes, all in one loop pass,
+   many times over: each get sees exactly what the writes before it left
+   (memcached runs one connection's commands in order), and the connection
+   stays up and in step throughout. */
+Test(rcache_io, real_memcached_gets_interleaved_with_noreply_writes)
+{
+	struct real_mc m;
+	real_mc_start(&m);
+	struct rcache *rc = runtime(m.port);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct rcache_io *io = rcache_io_new(&loop, rc);
+	static struct got g[REAL_N][4];
+	memset(g, 0, sizeof(g));
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < REAL_N; i++) {
+			char user[64], v1[32], v2[32];
+			struct rcache_key k;
+			struct rcache_op op;
+			snprintf(user, sizeof(user), "u%d.r%d@example.com", i, round);
+			snprintf(v1, sizeof(v1), "10.0.%d.%d:7143", i / 250, i % 250);
+			snprintf(v2, sizeof(v2), "10.9.9.9:%d", 1000 + i);
+			key(&k, user);
+			cr_assert_eq(rcache_io_get(io, &k, on_get, &g[i][0]), 0);   /* miss */
+			op_add(&op, user, v1);
+			cr_assert_eq(rcache_io_submit(io, &op, 1), 0);
+			cr_assert_eq(rcache_io_get(io, &k, on_get, &g[i][1]), 0);   /* v1 */
+			op_add(&op, user, v2);                                       /* NOT_STORED */
+			cr_assert_eq(rcache_io_submit(io, &op, 1), 0);
+			cr_assert_eq(rcache_io_get(io, &k, on_get, &g[i][2]), 0);   /* still v1 */
+			op_delete(&op, user);
+			cr_assert_eq(rcache_io_submit(io, &op, 1), 0);
+			cr_assert_eq(rcache_io_get(io, &k, on_get, &g[i][3]), 0);   /* miss */
+		}
+		uv_run(&loop, UV_RUN_DEFAULT);
+		for (int i = 0; i < REAL_N; i++) {
+			char v1[32];
+			snprintf(v1, sizeof(v1), "10.0.%d.%d:7143", i / 250, i % 250);
+			for (int j = 0; j < 4; j++)
+				cr_assert_eq(g[i][j].calls, round + 1, "round %d get %d.%d", round, i, j);
+			cr_assert_eq(g[i][0].rc, RCACHE_MC_MISS, "get %d.0", i);
+			cr_assert_eq(g[i][1].rc, RCACHE_MC_OK, "get %d.1", i);
+			cr_assert_str_eq(g[i][1].val, v1);
+			cr_assert_eq(g[i][2].rc, RCACHE_MC_OK, "get %d.2", i);
+			cr_assert_str_eq(g[i][2].val, v1);
+			cr_assert_eq(g[i][3].rc, RCACHE_MC_MISS, "get %d.3", i);
+		}
+	}
+	/* Writes alone are never waited for: the loop ends without an answer. */
+	struct rcache_op op;
+	op_add(&op, "last@example.com", "10.1.1.1:7143");
+	cr_assert_eq(rcache_io_submit(io, &op, 1), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	struct rcache_key k;
+	struct got last = {0};
+	key(&k, "last@example.com");
+	cr_assert_eq(rcache_io_get(io, &k, on_get, &last), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(last.rc, RCACHE_MC_OK);
+	cr_assert_str_eq(last.val, "10.1.1.1:7143");
+	rcache_io_close(io);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	real_mc_stop(&m);
 	rcache_release(rc);
 	rcache_drop_current();
 }

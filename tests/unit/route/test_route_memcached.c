@@ -36,7 +36,7 @@ Test(route_memcached, memcached_flow_raw_keys)
 	   the route by login; then the answer is added. */
 	int ga = rct_mc_find(&srv, "get alias:user=alice@example.com;ip=127.0.0.1");
 	int gr = rct_mc_find(&srv, "get route:proto=imap;user=alice@example.com");
-	int ad = rct_mc_find(&srv, "add route:proto=imap;user=alice@example.com 0 1234 14");
+	int ad = rct_mc_wait(&srv, "add route:proto=imap;user=alice@example.com 0 1234 14");
 	cr_assert(ga >= 0 && gr > ga && ad > gr, "log: alias %d route %d add %d", ga, gr, ad);
 	cr_assert_eq(rct_mc_find(&srv, "set "), -1, "never set");
 	cr_assert_eq(rct_mc_find(&srv, "add alias"), -1, "same name: no alias");
@@ -61,7 +61,7 @@ Test(route_memcached, memcached_hashed_keys)
 	rct_srv_start(&srv);
 	struct conf *c = rct_mc_conf(&srv, "hash_keys = true;");
 	rct_resolve_once(c, rct_query("alice@example.com"));
-	cr_assert_geq(rct_mc_find(&srv,
+	cr_assert_geq(rct_mc_wait(&srv,
 		"add 0519f96c40c6739a4896e95c02b77ba6eecba0ff988ccb079bdd8186718c7b8b 0 3600 14"), 0);
 	cr_assert_eq(rct_mc_find(&srv, "get route:"), -1);
 	cr_assert_eq(rct_mc_find(&srv, "add route:"), -1);
@@ -92,8 +92,8 @@ Test(route_memcached, alias_cached_only_when_the_lookup_says_so)
 		 "Auth-Port: 7143\r\nAuth-User: bob@example.com\r\nAuth-Cache-Alias: TRUE\r\n\r\n");
 	pthread_mutex_unlock(&srv.lock);
 	rct_resolve_once(c, rct_query("bob"));
-	cr_assert_geq(rct_mc_find(&srv, "add alias:user=bob;ip=127.0.0.1 0 3600 15"), 0);
-	cr_assert_geq(rct_mc_find(&srv, "add route:proto=imap;user=bob@example.com 0 3600 14"), 0);
+	cr_assert_geq(rct_mc_wait(&srv, "add alias:user=bob;ip=127.0.0.1 0 3600 15"), 0);
+	cr_assert_geq(rct_mc_wait(&srv, "add route:proto=imap;user=bob@example.com 0 3600 14"), 0);
 
 	/* The alias leads to the account's route. */
 	r = rct_resolve_once(c, rct_query("bob"));
@@ -149,8 +149,8 @@ Test(route_memcached, invalidate_forgets_l1_and_memcached)
 
 	route_invalidate(&loop, c, &q, &res.r);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	cr_assert_geq(rct_mc_find(&srv, "delete alias:user=alice@example.com;ip=127.0.0.1"), 0);
-	cr_assert_geq(rct_mc_find(&srv, "delete route:proto=imap;user=alice@example.com"), 0);
+	cr_assert_geq(rct_mc_wait(&srv, "delete alias:user=alice@example.com;ip=127.0.0.1"), 0);
+	cr_assert_geq(rct_mc_wait(&srv, "delete route:proto=imap;user=alice@example.com"), 0);
 	cr_assert_eq(srv.nitems, 0);
 
 	/* Neither L1 nor memcached has it: the lookup is asked again. */
@@ -189,6 +189,7 @@ Test(route_memcached, bypass_skips_the_caches)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	int gets = rct_mc_count_prefix(&srv, "get route:");
 	cr_assert_eq(gets, 1);
+	cr_assert_eq(rct_mc_wait_count(&srv, "add route:", 1), 1);
 	cr_assert_eq(srv.nitems, 1);
 	q.bypass_cache = true;
 	route_resolve(&loop, c, &q, rct_on_route, &res);
@@ -197,8 +198,9 @@ Test(route_memcached, bypass_skips_the_caches)
 	cr_assert_eq(rct_lookups(&srv), 2);
 	cr_assert_eq(rct_mc_count_prefix(&srv, "get route:"), gets, "bypass must not read routes");
 	/* The stale route was deleted before the lookup, the fresh one added after. */
-	int del = rct_mc_find(&srv, "delete route:proto=imap;user=alice@example.com");
+	int del = rct_mc_wait(&srv, "delete route:proto=imap;user=alice@example.com");
 	cr_assert_geq(del, 0);
+	cr_assert_eq(rct_mc_wait_count(&srv, "add route:", 2), 2);
 	pthread_mutex_lock(&srv.lock);
 	int last_add = -1;
 	for (int i = 0; i < srv.mc_nlog; i++)
@@ -234,7 +236,7 @@ Test(route_memcached, zimbra_id_route_has_its_own_key)
 	cr_assert_eq(r.result, ROUTE_OK);
 	cr_assert_eq(r.source, ROUTE_SRC_LOOKUP);
 	int g = rct_mc_find(&srv, "get route:proto=http;id=6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f");
-	int a = rct_mc_find(&srv, "add route:proto=http;id=6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f 0 3600 14");
+	int a = rct_mc_wait(&srv, "add route:proto=http;id=6a1f0c3e-6a2b-4c1d-9e8f-0a1b2c3d4e5f 0 3600 14");
 	cr_assert(g >= 0 && a > g, "log: get %d add %d", g, a);
 	cr_assert_eq(rct_mc_find(&srv, "get alias:"), -1, "an id has no alias");
 	cr_assert_eq(rct_mc_find(&srv, "get route:proto=http;user="), -1);
