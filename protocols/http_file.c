@@ -57,12 +57,12 @@ void http__file_drop(struct http_exchange *x)
 static struct http_static_hval http__file_hval(const struct http_exchange *x, const char *name,
 					       char **o)
 {
-	const struct http_header *h = http_header_find(x->s->in, &x->reqh, name);
+	const struct http_header *h = http_header_find(http__src(x), &x->reqh, name);
 	struct http_static_hval v = { NULL, 0 };
 
 	if (h == NULL)
 		return v;
-	memcpy(*o, x->s->in + h->value.off, h->value.len);
+	memcpy(*o, http__src(x) + h->value.off, h->value.len);
 	v.p = *o;
 	v.n = h->value.len;
 	*o += h->value.len;
@@ -91,7 +91,7 @@ static struct http_file *http__file_new(struct http_exchange *x)
 	size_t need = 3 * (x->npath_len + 1) + 2 * (l->rewrite_prefix ? strlen(l->rewrite_prefix) : 0)
 		      + sizeof(x->method) + 8;
 	for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
-		const struct http_header *h = http_header_find(x->s->in, &x->reqh, hdrs[i]);
+		const struct http_header *h = http_header_find(http__src(x), &x->reqh, hdrs[i]);
 		need += h != NULL ? h->value.len + 1 : 0;
 	}
 	struct http_file *f = calloc(1, sizeof(*f) + need);
@@ -144,7 +144,7 @@ bool http__file_request(struct http_exchange *x)
 	}
 	if (s->phase != SESSION_HTTP_FORWARD)
 		session_set_phase(s, SESSION_HTTP_FORWARD);
-	if (x == http__front(s))
+	if (http__is_front(x))
 		http__file_turn(x);
 	return true;
 }
@@ -168,13 +168,26 @@ static void http__file_read_work(void *arg)
 static void http__file_planned(struct session *s, void *arg);
 static void http__file_read_done(struct session *s, void *arg);
 
+/* The jobs' ends, then an HTTP/2 connection's output (http2__after). */
+static void http__file_planned_job(struct session *s, void *arg)
+{
+	http__file_planned(s, arg);
+	http2__after(s);
+}
+
+static void http__file_read_job(struct session *s, void *arg)
+{
+	http__file_read_done(s, arg);
+	http2__after(s);
+}
+
 static void http__file_queue(struct http_exchange *x, bool plan)
 {
 	struct http_file *f = x->file;
 
 	f->running = true;
 	if (session_job(x->s, plan ? http__file_plan_work : http__file_read_work,
-			plan ? http__file_planned : http__file_read_done, f) < 0) {
+			plan ? http__file_planned_job : http__file_read_job, f) < 0) {
 		f->running = false;
 		if (plan)
 			http__answer(x, 500, NULL, NULL, "thread pool refused the file job");
@@ -271,7 +284,7 @@ static void http__file_planned(struct session *s, void *arg)
 	x->status = p->status;
 	x->resp_head_done = true;
 	x->bytes_sent += (uint64_t)(n + a + c);
-	session_write(s, head, (size_t)(n + a + c));
+	http__out(x, head, (size_t)(n + a + c));
 	if (s->closed)
 		return;
 	if (x->is_head)
@@ -297,11 +310,11 @@ static void http__file_read_done(struct session *s, void *arg)
 	x->bytes_sent += (uint64_t)f->got;
 	metrics_relayed(false, (size_t)f->got);
 	http__deadline(x, x->read_timeout);
-	session_write(s, f->piece, (size_t)f->got);
+	http__out(x, f->piece, (size_t)f->got);
 	if (s->closed)
 		return;
 	/* Taken at once (nothing queued): no write callback will say so. */
-	if (session_client_queued(s) == 0)
+	if (http__queued(x) == 0)
 		http__file_more(x);
 }
 
@@ -309,6 +322,6 @@ void http__file_written(struct http_exchange *x)
 {
 	struct http_file *f = x->file;
 
-	if (f != NULL && f->planned && !f->running && session_client_queued(x->s) == 0)
+	if (f != NULL && f->planned && !f->running && http__queued(x) == 0)
 		http__file_more(x);
 }

@@ -482,6 +482,11 @@ static void worker__on_async(uv_async_t *a)
 		w->stopping = true;
 		worker__stop_accepting(w);
 		worker__tell_stopped_accepting(w); /* no listener was open */
+		list_foreach(it, &w->sessions) {
+			struct session *s = list_entry(it, struct session, worker_link);
+			if (!s->closed && !s->finishing && s->proto != NULL && s->proto->drain != NULL)
+				s->proto->drain(s);
+		}
 		log_write(LOG_DEBUG, "worker %d: stopped accepting, %zu sessions left", w->id,
 			  w->nsessions);
 	}

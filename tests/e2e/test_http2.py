@@ -1,0 +1,210 @@
+"""HTTP/2 on TLS HTTP listeners (issue 19): ALPN "h2" then "http/1.1" on a
+listener with http2 = true; each stream goes through the same locations,
+routing, static files and access log as an HTTP/1.1 request. Real clients:
+curl --http2 and nghttp (nghttp2-client)."""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from httpstore import HttpBackend, payload_sha256
+
+HOST = "mail.example.com"
+
+
+def h2_gh(http_gh, group, tmp_path, http2=True, locations=None, http=None):
+    g = group(2)
+    root = tmp_path / "www"
+    root.mkdir(exist_ok=True)
+    (root / "index.html").write_bytes(b"<h1>h2 home</h1>\n")
+    (root / "big.bin").write_bytes(os.urandom(300000) + b"end")
+    locs = locations or [
+        {"match": "^~ /static/", "root": str(root), "rewrite_prefix": "/",
+         "index": "index.html"},
+        {"match": "= /gone", "return": 410, "body": "gone away\n"},
+        {"match": "^~ /b1/", "upstream": "b1", "rewrite_prefix": "/"},
+        {"match": "/", "upstream": "b0"},
+    ]
+    gh = http_gh(upstreams=[{"name": "b0", "servers": [g[0].address]},
+                            {"name": "b1", "servers": [g[1].address]}],
+                 locations=locs, http=http,
+                 listen_extra={"http2": http2})
+    return gh, g, root
+
+
+def curl(port, path, *args, http2=True):
+    cmd = ["curl", "-sk", "-o", "-", "-D", "/dev/stderr", "--resolve",
+           "%s:%d:127.0.0.1" % (HOST, port)]
+    cmd += ["--http2"] if http2 else ["--http1.1"]
+    r = subprocess.run(cmd + list(args) + ["https://%s:%d%s" % (HOST, port, path)],
+                       capture_output=True, timeout=60)
+    head = r.stderr.decode("latin-1").split("\r\n")
+    return head[0], head, r.stdout
+
+
+@pytest.fixture
+def group():
+    made = []
+
+    def factory(n, prefix="g"):
+        bs = [HttpBackend("%s%d" % (prefix, i)).start() for i in range(n)]
+        made.extend(bs)
+        return bs
+
+    yield factory
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def h2(http_gh, group, tmp_path):
+    return lambda **kw: h2_gh(http_gh, group, tmp_path, **kw)
+
+
+def test_curl_get_through_a_location_is_http2(h2):
+    gh, g, _ = h2()
+    status, head, body = curl(gh.https_port, "/echo?x=1")
+    assert status.startswith("HTTP/2 200"), head
+    j = json.loads(body)
+    assert (j["backend"], j["path"], j["version"]) == ("g0", "/echo?x=1", "HTTP/1.1")
+    # The backend got Host from :authority, never both.
+    hosts = [v for k, v in j["headers"] if k.lower() == "host"]
+    assert hosts == ["%s:%d" % (HOST, gh.https_port)] or hosts == [HOST]
+    # The second location's group.
+    status, _, body = curl(gh.https_port, "/b1/echo")
+    assert status.startswith("HTTP/2 200")
+    assert json.loads(body)["backend"] == "g1"
+    # Local answers (return) over h2.
+    status, _, body = curl(gh.https_port, "/gone")
+    assert status.startswith("HTTP/2 410") and body == b"gone away\n"
+
+
+def test_chunked_and_large_responses(h2):
+    gh, g, _ = h2()
+    status, _, body = curl(gh.https_port, "/chunked?size=500000")
+    assert status.startswith("HTTP/2 200")
+    assert hashlib.sha256(body).hexdigest() == payload_sha256(500000)
+    status, _, body = curl(gh.https_port, "/download?size=2000000")
+    assert status.startswith("HTTP/2 200")
+    assert hashlib.sha256(body).hexdigest() == payload_sha256(2000000)
+    status, _, body = curl(gh.https_port, "/eof?size=100000")
+    assert status.startswith("HTTP/2 200")
+    assert hashlib.sha256(body).hexdigest() == payload_sha256(100000)
+    status, head, body = curl(gh.https_port, "/status?code=204")
+    assert status.startswith("HTTP/2 204") and body == b""
+
+
+def test_post_bodies(h2, tmp_path):
+    gh, g, _ = h2()
+    data = os.urandom(700000)
+    f = tmp_path / "body.bin"
+    f.write_bytes(data)
+    # With Content-Length.
+    status, _, body = curl(gh.https_port, "/upload", "--data-binary", "@%s" % f)
+    assert status.startswith("HTTP/2 200")
+    j = json.loads(body)
+    assert (j["length"], j["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    # Without (curl streams from stdin): the backend gets it chunked.
+    r = subprocess.run(["curl", "-sk", "--http2", "-T", "-", "-X", "POST", "--resolve",
+                        "%s:%d:127.0.0.1" % (HOST, gh.https_port),
+                        "https://%s:%d/upload" % (HOST, gh.https_port)],
+                       input=data, capture_output=True, timeout=60)
+    j = json.loads(r.stdout)
+    assert (j["length"], j["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_static_file_location(h2, tmp_path):
+    gh, g, root = h2()
+    status, head, body = curl(gh.https_port, "/static/")
+    assert status.startswith("HTTP/2 200") and body == b"<h1>h2 home</h1>\n"
+    status, head, body = curl(gh.https_port, "/static/big.bin")
+    assert status.startswith("HTTP/2 200") and body == (root / "big.bin").read_bytes()
+    # HEAD: the length, no body (curl -I prints the head as its output).
+    status, head, body = curl(gh.https_port, "/static/big.bin", "-I")
+    assert body.startswith(b"HTTP/2 200") and b"content-length: 300003\r\n" in body.lower()
+    assert len(body) < 2000
+    status, _, _ = curl(gh.https_port, "/static/nothing.here")
+    assert status.startswith("HTTP/2 404")
+
+
+def test_many_parallel_streams_on_one_connection(h2):
+    gh, g, _ = h2()
+    # 20 requests on one connection, all at once (-m 20).
+    r = subprocess.run(["nghttp", "-v", "-m", "20", "-H", ":authority: " + HOST,
+                        "https://127.0.0.1:%d/echo?n=1" % gh.https_port],
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out[-2000:]
+    # One connection: 20 HEADERS responses with :status 200, on 20 stream ids.
+    ids = set(re.findall(r"recv HEADERS frame <length=\d+, flags=0x0[45], stream_id=(\d+)>",
+                         out))
+    assert len(ids) == 20, out[-3000:]
+    assert out.count(":status: 200") == 20
+    # The access log has them all, as any request.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        lines = [ln for ln in gh._read(gh.access_log_path).splitlines() if "/echo?n=1" in ln]
+        if len(lines) >= 20:
+            break
+        time.sleep(0.2)
+    assert len(lines) == 20 and all(" status=200 " in ln for ln in lines), lines
+
+
+def test_a_slow_backend_does_not_stall_another_stream(h2):
+    gh, g, _ = h2()
+    # Two streams on one connection: /slow?secs=3 first, /echo second.
+    r = subprocess.run(["nghttp", "-v", "-H", ":authority: " + HOST,
+                        "https://127.0.0.1:%d/slow?secs=3" % gh.https_port,
+                        "https://127.0.0.1:%d/b1/echo?fast" % gh.https_port],
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out[-2000:]
+    # The fast answer ends before the slow one: the order of END_STREAM on
+    # the wire, not a time.
+    paths = dict(re.findall(r"send HEADERS frame <length=\d+, flags=0x\w+, stream_id=(\d+)>"
+                            r"[\s\S]*?:path: (\S+)", out))
+    ends = re.findall(r"recv DATA frame <length=\d+, flags=0x01, stream_id=(\d+)>", out)
+    assert [paths[i] for i in ends] == ["/b1/echo?fast", "/slow?secs=3"], out[-3000:]
+
+
+def test_alpn_falls_back_to_http11_and_listener_off_has_no_h2(h2):
+    gh, g, _ = h2()
+    # A client that offers only http/1.1 gets it.
+    status, _, body = curl(gh.https_port, "/echo", http2=False)
+    assert status.startswith("HTTP/1.1 200")
+    gh2, _, _ = h2(http2=False)
+    status, _, body = curl(gh2.https_port, "/echo")
+    assert status.startswith("HTTP/1.1 200")
+    assert json.loads(body)["backend"] == "g0"
+    # nghttp (h2 only) gets no answer from a listener without h2.
+    r = subprocess.run(["nghttp", "-v", "https://127.0.0.1:%d/echo" % gh2.https_port],
+                       capture_output=True, timeout=30)
+    assert b"processed=0" in r.stderr and b":status:" not in r.stdout
+
+
+def test_max_streams_setting_is_announced(h2):
+    gh, g, _ = h2(http={"h2_max_streams": 7})
+    r = subprocess.run(["nghttp", "-v", "-H", ":authority: " + HOST,
+                        "https://127.0.0.1:%d/echo" % gh.https_port],
+                       capture_output=True, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7" in out, out[:2000]
+
+
+def test_goaway_on_shutdown(h2):
+    gh, g, _ = h2()
+    p = subprocess.Popen(["nghttp", "-v", "-H", ":authority: " + HOST,
+                          "https://127.0.0.1:%d/slow?secs=2" % gh.https_port],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.8)
+    gh.signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=60)
+    out = out.decode(errors="replace")
+    # The stream in flight finished, and the server said GOAWAY.
+    assert "recv GOAWAY frame" in out, out[-3000:]
+    assert ":status: 200" in out, out[-3000:]
