@@ -208,3 +208,21 @@ def test_goaway_on_shutdown(h2):
     # The stream in flight finished, and the server said GOAWAY.
     assert "recv GOAWAY frame" in out, out[-3000:]
     assert ":status: 200" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("listener,why", [
+    ('{ address = "127.0.0.1:%d"; protocol = "http"; http2 = true; }',
+     "only for http listeners with tls = true"),
+    ('{ address = "127.0.0.1:%d"; protocol = "imap"; tls = true; http2 = true; }',
+     "only for http listeners with tls = true"),
+])
+def test_http2_setting_is_refused_where_it_cannot_apply(gatehouse_bin, tmp_path, web_certs,
+                                                        listener, why):
+    from ghtest import free_port
+    conf = tmp_path / "h2.conf"
+    conf.write_text('tls = { cert = "%s"; key = "%s"; };\nhttp = { backends = [ "127.0.0.1:1" ]; };\n'
+                    'listen = ( %s );\n' % (web_certs.crt, web_certs.key,
+                                            listener % free_port()))
+    r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and why in r.stdout + r.stderr, r
