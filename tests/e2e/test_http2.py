@@ -226,3 +226,171 @@ def test_http2_setting_is_refused_where_it_cannot_apply(gatehouse_bin, tmp_path,
     r = subprocess.run([gatehouse_bin, "-t", "-c", str(conf)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 1 and why in r.stdout + r.stderr, r
+
+
+def nghttp_streams(out):
+    """{path: {header: value}} of an `nghttp -v` run, by stream id."""
+    paths = dict(re.findall(r"send HEADERS frame <length=\d+, flags=0x\w+, stream_id=(\d+)>"
+                            r"[\s\S]*?:path: (\S+)", out))
+    got = {}
+    for sid, name, value in re.findall(r"recv \(stream_id=(\d+)\) ([^:\s][^:]*|:\w+): (.*)", out):
+        got.setdefault(paths.get(sid, sid), {})[name] = value.strip()
+    return got
+
+
+def test_streams_routed_by_lookup_in_parallel(http_gh, web, lookup):
+    """Requests of one connection routed per user (REST paths: one lookup
+    each, queued per session) all reach their user's store."""
+    gh = http_gh(listen_extra={"http2": True})
+    want = {"/home/bob/inbox.rss": "store-b", "/home/carol@example.com/Calendar": "store-a",
+            "/service/home/bob@example.com/Inbox?fmt=json": "store-b",
+            "/home/alice@example.com/Briefcase": "store-a"}
+    paths = ["%s%si=%d" % (p, "&" if "?" in p else "?", i) for i in range(3) for p in want]
+    r = subprocess.run(["nghttp", "-v", "-H", ":authority: " + HOST] +
+                       ["https://127.0.0.1:%d%s" % (gh.https_port, p) for p in paths],
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out[-3000:]
+    got = nghttp_streams(out)
+    assert {p: (h.get(":status"), h.get("x-backend")) for p, h in got.items()} == \
+        {p: ("200", want[re.sub(r"[?&]i=\d+$", "", p)]) for p in paths}, out[-3000:]
+    assert out.count("x-backend: ") == len(paths)
+    assert [q for q in lookup.requests if q.get("Auth-User") == "bob"]
+
+
+# ---- a raw HTTP/2 client: frames as bytes, to play a slow client
+
+class RawH2:
+    """HTTP/2 over TLS (ALPN h2) with frames written by hand: HPACK literal
+    fields without indexing (no Huffman), which every decoder takes."""
+
+    def __init__(self, port):
+        import socket
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = ctx.wrap_socket(raw, server_hostname=HOST)
+        assert self.sock.selected_alpn_protocol() == "h2"
+        self.buf = b""
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(4, 0, 0, b""))
+
+    @staticmethod
+    def frame(ftype, flags, sid, payload):
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
+            sid.to_bytes(4, "big") + payload
+
+    @staticmethod
+    def _int(n, prefix=7):
+        top = (1 << prefix) - 1
+        if n < top:
+            return bytes([n])
+        out, n = [top], n - top
+        while n >= 128:
+            out.append((n & 127) | 128)
+            n >>= 7
+        return bytes(out + [n])
+
+    def request(self, sid, path, method="GET"):
+        block = b""
+        for k, v in ((":method", method), (":scheme", "https"), (":authority", HOST),
+                     (":path", path)):
+            block += b"\x00" + self._int(len(k)) + k.encode() + self._int(len(v)) + v.encode()
+        self.sock.sendall(self.frame(1, 0x5, sid, block))
+
+    def window_update(self, sid, n):
+        self.sock.sendall(self.frame(8, 0, sid, n.to_bytes(4, "big")))
+
+    def reset(self, sid, code=8):
+        self.sock.sendall(self.frame(3, 0, sid, code.to_bytes(4, "big")))
+
+    def next_frame(self, timeout=10):
+        self.sock.settimeout(timeout)
+        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+        n = int.from_bytes(self.buf[:3], "big")
+        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
+             self.buf[9:9 + n])
+        self.buf = self.buf[9 + n:]
+        if f[0] == 4 and not f[1] & 1:
+            self.sock.sendall(self.frame(4, 1, 0, b""))    # SETTINGS ACK
+        return f
+
+    def close(self):
+        self.sock.close()
+
+
+def rss_kib(pid):
+    for ln in open("/proc/%d/status" % pid):
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1])
+    return 0
+
+
+def test_a_stream_the_client_does_not_read_stalls_only_itself(h2):
+    gh, g, _ = h2()
+    c = RawH2(gh.https_port)
+    try:
+        # The connection's window is wide; stream windows stay 65535.
+        c.window_update(0, 1 << 30)
+        c.request(1, "/download?size=50000000")
+        got1, ended = 0, set()
+        while got1 < 60000:
+            t, fl, sid, p = c.next_frame()
+            if t == 0 and sid == 1:
+                got1 += len(p)
+        base = rss_kib(gh.proc.pid)
+        # Stream 1 waits for its window; stream 3 is answered in full.
+        c.request(3, "/download?size=300000")
+        got3 = 0
+        while 3 not in ended:
+            t, fl, sid, p = c.next_frame()
+            if t == 0 and sid == 3:
+                got3 += len(p)
+                c.window_update(3, len(p))
+            if fl & 1 and sid in (1, 3):
+                ended.add(sid)
+        assert got3 == 300000 and 1 not in ended
+        # 50 MB behind the stalled stream are not held by gatehouse.
+        time.sleep(0.5)
+        assert rss_kib(gh.proc.pid) - base < 8 * 1024
+        # The client gives up on stream 1; the connection goes on.
+        c.reset(1)
+        c.request(5, "/echo?after")
+        while True:
+            t, fl, sid, p = c.next_frame()
+            if t == 0 and sid == 5 and fl & 1:
+                break
+    finally:
+        c.close()
+    lines = gh._read(gh.access_log_path)
+    assert "/echo?after" in lines
+
+
+def test_rapid_reset_is_cut_off(h2):
+    """CVE-2023-44487: streams opened and reset at once, past the reset
+    budget: GOAWAY ENHANCE_YOUR_CALM, and gatehouse goes on serving."""
+    gh, g, _ = h2()
+    c = RawH2(gh.https_port)
+    goaway = None
+    try:
+        for i in range(400):
+            sid = 1 + 2 * i
+            c.request(sid, "/slow?secs=5&i=%d" % i)
+            c.reset(sid)
+        while goaway is None:
+            t, fl, sid, p = c.next_frame()
+            if t == 7:
+                goaway = int.from_bytes(p[4:8], "big")
+    except EOFError:
+        pass
+    finally:
+        c.close()
+    assert goaway == 0xb
+    status, _, body = curl(gh.https_port, "/echo")
+    assert status.startswith("HTTP/2 200")
