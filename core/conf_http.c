@@ -366,7 +366,7 @@ int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms,
 		      const config_setting_t *ss, const config_setting_t *h2s, struct conf_listen *l)
 {
 	l->mode = CONF_HTTP_MODE_REDIRECT;
-	l->http2 = false; /* opt-in per listener */
+	l->http2 = l->proto == CONF_PROTO_HTTP && l->tls; /* as Carbonio: on for TLS http */
 	if (h2s != NULL) {
 		if (l->proto != CONF_PROTO_HTTP || !l->tls)
 			return conf__fail(ld, h2s, NULL, "only for http listeners with tls = true "

@@ -174,7 +174,7 @@ struct conf_listen {
 	bool starttls_set;          /* written in the file (else follows the certificate) */
 	bool proxy_protocol;        /* a PROXY protocol header precedes everything (HAProxy) */
 	enum conf_http_mode mode;   /* plain http listeners only */
-	bool http2;                 /* TLS http listeners: ALPN offers "h2" first (default on) */
+	bool http2;                 /* TLS http listeners: ALPN offers "h2" first (default true) */
 	/* http listeners: their own locations, or NULL for the top-level ones
 	   (conf_http_locations). Owned by the snapshot. */
 	struct conf_location_table *locations;

@@ -33,9 +33,8 @@ HOST = "mail.example.com"
 
 
 def browser_settings(spa_dir, web, web_certs, port, http2=False):
-    listener = {"address": "127.0.0.1:%d" % port, "protocol": "http", "tls": True}
-    if http2:
-        listener["http2"] = True
+    listener = {"address": "127.0.0.1:%d" % port, "protocol": "http", "tls": True,
+                "http2": http2}
     return {
         "tls": {"cert": web_certs.crt, "key": web_certs.key},
         "listen": [listener],

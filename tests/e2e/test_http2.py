@@ -394,3 +394,16 @@ def test_rapid_reset_is_cut_off(h2):
     assert goaway == 0xb
     status, _, body = curl(gh.https_port, "/echo")
     assert status.startswith("HTTP/2 200")
+
+
+def test_http2_is_on_by_default_on_tls_http_listeners(http_gh, web):
+    import ssl
+    import socket
+    gh = http_gh()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1", "h2"])     # the server's preference wins
+    raw = socket.create_connection(("127.0.0.1", gh.https_port), timeout=5)
+    with ctx.wrap_socket(raw, server_hostname=HOST) as s:
+        assert s.selected_alpn_protocol() == "h2"
