@@ -117,7 +117,8 @@ struct session_proto {
 	   and s->in is empty, a client read comes here whole (the callee owns
 	   b) instead of being copied into s->in. */
 	void (*client_buf)(struct session *s, struct pbuf *b);
-	/* Optional: the worker stopped accepting (shutdown drain). The
+	/* Optional: the worker stopped accepting (shutdown drain), or a
+	   reload made the session's configuration an older one. The
 	   protocol lets what is in flight finish and takes nothing new
 	   (HTTP/2: GOAWAY). Runs from the loop, never inside a session call. */
 	void (*drain)(struct session *s);

@@ -121,7 +121,7 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->local_why = NULL;
 }
 
-static void http__exchange_destroy(struct http_exchange *x)
+void http__exchange_destroy(struct http_exchange *x)
 {
 	if (x == NULL)
 		return;

@@ -136,7 +136,9 @@ int http2__start(struct http_conn *c)
 	return 0;
 }
 
-static void http2__stream_free(struct http2 *h, struct http2_stream *st)
+/* Free st; gone: the session is being freed (its connections are
+   closed already, so the exchange's are not touched). */
+static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool gone)
 {
 	struct http_conn *top = h->top;
 	struct http_exchange *x = st->x;
@@ -155,9 +157,12 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st)
 			top->lookup_orphan = true;
 		}
 		/* Cancels its backend connection, file job and compressor. */
-		http__exchange_release(x);
+		if (gone)
+			http__exchange_destroy(x);
+		else
+			http__exchange_release(x);
 	}
-	http__exchange_release(st->c.spare);
+	http__exchange_destroy(st->c.spare);
 	if (st->head != NULL) {
 		secret_wipe(st->head, st->head_len); /* cookies, Authorization */
 		free(st->head);
@@ -171,9 +176,11 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st)
 		free(st->pend);
 	}
 	free(st);
-	if (h->nstreams == 0 && !h->s->closed)
+	if (h->nstreams == 0 && !gone && !h->s->closed && !h->s->finishing) {
 		h->idle_deadline = session_now(h->s) +
 				   (uint64_t)(h->s->conf->http.keepalive_timeout * 1000.0 + 0.5);
+		session_set_phase(h->s, SESSION_HTTP_IDLE); /* the phase gauge: idle */
+	}
 }
 
 void http2__destroy(struct http_conn *c)
@@ -183,7 +190,7 @@ void http2__destroy(struct http_conn *c)
 	if (h == NULL)
 		return;
 	while (h->streams != NULL)
-		http2__stream_free(h, h->streams);
+		http2__stream_free(h, h->streams, true);
 	h2_conn_free(h->e);
 	free(h);
 	c->h2 = NULL;
@@ -492,7 +499,7 @@ static void http2__event(struct http2 *h, const struct h2_event *ev)
 				    (int)ev->id, ev->code);
 			http__log(st->x);
 		}
-		http2__stream_free(h, st);
+		http2__stream_free(h, st, false);
 		return;
 	case H2_EV_GOAWAY:
 		session_log(h->s, LOG_DEBUG, "HTTP/2 client GOAWAY (code %u, last stream %d)",

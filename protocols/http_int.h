@@ -319,8 +319,11 @@ void http2__close(struct http_exchange *x, const char *why);
 /* Send request body bytes of stream x to its backend; true when the
    body ended (x->req_done follows). Returns the bytes sent. */
 long http2__body_step(struct http_exchange *x, bool *done_out);
-/* Exchange functions http2.c needs from http.c. */
+/* Exchange functions http2.c needs from http.c: free x while the session
+   lives (its backend connection released, its file job orphaned), or once
+   it is going (its connections are closed: x->up is not touched). */
 void http__exchange_release(struct http_exchange *x);
+void http__exchange_destroy(struct http_exchange *x);
 
 /* --- http_exchange.c --- */
 

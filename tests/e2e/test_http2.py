@@ -196,12 +196,19 @@ def test_max_streams_setting_is_announced(h2):
     assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7" in out, out[:2000]
 
 
+def wait_backend_got(backends, part, timeout=10):
+    deadline = time.time() + timeout
+    while not any(part in target for b in backends for _, target, _ in list(b.requests)):
+        assert time.time() < deadline, "no backend got %s" % part
+        time.sleep(0.05)
+
+
 def test_goaway_on_shutdown(h2):
     gh, g, _ = h2()
     p = subprocess.Popen(["nghttp", "-v", "-H", ":authority: " + HOST,
                           "https://127.0.0.1:%d/slow?secs=2" % gh.https_port],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.8)
+    wait_backend_got(g, "/slow")
     gh.signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=60)
     out = out.decode(errors="replace")
@@ -407,3 +414,19 @@ def test_http2_is_on_by_default_on_tls_http_listeners(http_gh, web):
     raw = socket.create_connection(("127.0.0.1", gh.https_port), timeout=5)
     with ctx.wrap_socket(raw, server_hostname=HOST) as s:
         assert s.selected_alpn_protocol() == "h2"
+
+
+def test_goaway_on_reload_and_the_stream_in_flight_finishes(h2):
+    gh, g, _ = h2()
+    p = subprocess.Popen(["nghttp", "-v", "-H", ":authority: " + HOST,
+                          "https://127.0.0.1:%d/slow?secs=2" % gh.https_port],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_backend_got(g, "/slow")
+    gh.signal(signal.SIGHUP)
+    out, _ = p.communicate(timeout=60)
+    out = out.decode(errors="replace")
+    assert "recv GOAWAY frame" in out and "error_code=NO_ERROR" in out, out[-3000:]
+    assert ":status: 200" in out, out[-3000:]
+    # gatehouse goes on, under the new configuration.
+    status, _, _ = curl(gh.https_port, "/echo")
+    assert status.startswith("HTTP/2 200")
