@@ -89,7 +89,9 @@ struct http2 {
 	struct h2_conn *e;
 	struct http2_stream *streams;
 	int nstreams;
-	uint64_t idle_deadline;         /* keepalive_timeout with no stream open; 0: none */
+	/* keepalive_timeout once no exchange runs (no stream, or only
+	   streams answered that the client has not closed); 0: none. */
+	uint64_t idle_deadline;
 	bool fatal;                     /* h2_recv said the connection is over */
 	bool goaway;                    /* h2_goaway sent (shutdown, reload) */
 	bool pumping;
@@ -650,10 +652,22 @@ void http2__arm(struct http_conn *c)
 
 	if (h == NULL || s->closed || s->finishing)
 		return;
+	bool active = false;
 	for (struct http2_stream *st = h->streams; st != NULL; st = st->next) {
 		struct http_exchange *x = st->x;
+		if (x != NULL && !st->x_over)
+			active = true;
 		if (x != NULL && x->deadline_ms != 0 && (t == 0 || x->deadline_ms < t))
 			t = x->deadline_ms;
+	}
+	/* Streams whose answers are done but that the client keeps open
+	   (it never ends its request, or never reads the rest) wait no
+	   longer than an idle connection. */
+	if (!active && h->idle_deadline == 0) {
+		h->idle_deadline = session_now(s) +
+				   (uint64_t)(s->conf->http.keepalive_timeout * 1000.0 + 0.5);
+		if (t == 0 || h->idle_deadline < t)
+			t = h->idle_deadline;
 	}
 	if (t == 0)
 		return;
@@ -680,9 +694,13 @@ void http2__timeout(struct http_conn *c)
 	struct session *s = c->s;
 	uint64_t now = session_now(s);
 
-	if (h->idle_deadline != 0 && h->idle_deadline <= now && h->nstreams == 0) {
+	bool active = false;
+	for (struct http2_stream *st = h->streams; st != NULL; st = st->next)
+		active |= st->x != NULL && !st->x_over;
+	if (h->idle_deadline != 0 && h->idle_deadline <= now && !active) {
 		h->idle_deadline = 0;
-		session_log(s, LOG_DEBUG, "HTTP/2 keep-alive timeout: GOAWAY");
+		session_log(s, LOG_DEBUG, "HTTP/2 keep-alive timeout (%d streams left): GOAWAY",
+			    h->nstreams);
 		h2_goaway(h->e);
 		h->goaway = true;
 		http2__pump(c);

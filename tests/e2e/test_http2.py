@@ -430,3 +430,31 @@ def test_goaway_on_reload_and_the_stream_in_flight_finishes(h2):
     # gatehouse goes on, under the new configuration.
     status, _, _ = curl(gh.https_port, "/echo")
     assert status.startswith("HTTP/2 200")
+
+
+def test_answered_stream_the_client_keeps_open_is_bounded(h2):
+    """A request answered locally whose client never ends its body keeps
+    its stream open: once nothing runs, the connection gets
+    keepalive_timeout, then GOAWAY and close (no wait without a bound)."""
+    gh, g, _ = h2(http={"keepalive_timeout": 1.0})
+    c = RawH2(gh.https_port)
+    statuses, goaway = [], None
+    try:
+        block = b""
+        for k, v in ((":method", "POST"), (":scheme", "https"), (":authority", HOST),
+                     (":path", "/gone")):
+            block += b"\x00" + c._int(len(k)) + k.encode() + c._int(len(v)) + v.encode()
+        c.sock.sendall(c.frame(1, 0x4, 1, block))          # END_HEADERS, no END_STREAM
+        c.sock.sendall(c.frame(0, 0, 1, b"x" * 100))        # some body, never its end
+        while True:
+            t, fl, sid, p = c.next_frame(timeout=30)
+            if t == 1 and sid == 1:
+                statuses.append(p)
+            if t == 7:
+                goaway = int.from_bytes(p[4:8], "big")
+    except EOFError:
+        pass
+    finally:
+        c.close()
+    assert statuses and goaway == 0
+    assert "/gone" in gh._read(gh.access_log_path)
