@@ -454,7 +454,9 @@ pop3 = { backend_pipelining = %(pipe)s; };
         # The web rows' listener: its own locations (see web_locations).
         http_listen += (',\n  { address = "127.0.0.1:%d"; protocol = "http"; tls = true;\n'
                         '    locations = (\n%s\n    ); }' % (ports["web"], web_locations(d)))
-        http_conf = ('http = { backends = [ "127.0.0.1:%d" ]; };\n'
+        # h2_max_requests as nginx's keepalive_requests below (h2load does
+        # not reconnect after a GOAWAY).
+        http_conf = ('http = { backends = [ "127.0.0.1:%d" ]; h2_max_requests = 100000; };\n'
                      'upstreams = (\n  { name = "api"; servers = [ "127.0.0.1:%d" ]; '
                      'balance = "round_robin"; keepalive = 64; }\n);\n' % (fm.http, fm.http))
         self.conf = os.path.join(d, "gatehouse.conf")

@@ -355,6 +355,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "strict_server_names", CONF__T_BOOL, offsetof(struct conf, http.strict_server_names), 0, 0, NULL },
 	{ "h2_max_streams", CONF__T_INT, offsetof(struct conf, http.h2_max_streams), 1, 1000, NULL },
 	{ "h2_max_requests", CONF__T_INT, offsetof(struct conf, http.h2_max_requests), 0, 100000000, NULL },
+	{ "h2_stream_rate", CONF__T_INT, offsetof(struct conf, http.h2_stream_rate), 1, 10000000, NULL },
 };
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s)
@@ -403,6 +404,7 @@ void conf__http_defaults(struct conf *c)
 	c->http.backend_keepalive = 32;
 	c->http.h2_max_streams = 128;
 	c->http.h2_max_requests = 1000;
+	c->http.h2_stream_rate = 10000;
 	c->http.compression.gzip = true;
 	c->http.compression.br = true;
 	c->http.compression.gzip_level = 6;

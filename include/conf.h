@@ -401,6 +401,9 @@ struct conf {
 		   connection's life before a graceful GOAWAY (0: no limit). */
 		int h2_max_streams;
 		int h2_max_requests;
+		/* New streams per second per connection after a burst of 1000
+		   (past it: GOAWAY ENHANCE_YOUR_CALM). */
+		int h2_stream_rate;
 		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
 		struct conf_error_page *error_pages;
 		int nerror_pages;

@@ -111,6 +111,7 @@ static void http2__limits(const struct conf *cf, struct h2_limits *lim)
 	lim->max_requests = (uint32_t)cf->http.h2_max_requests;
 	lim->max_header_list = (uint32_t)cf->http.max_header_size;
 	lim->max_headers = (uint32_t)cf->http.max_headers;
+	lim->streams.per_s = (uint32_t)cf->http.h2_stream_rate;
 	lim->extended_connect = false; /* WebSocket stays on HTTP/1.1 */
 }
 
