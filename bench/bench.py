@@ -927,6 +927,8 @@ def run(a, d, scen):
             continue
         for t in (gh, ng):
             why = (gh.https_why if t is gh and not gh.https_ok
+                   else "h2load is not installed (nghttp2-client)"
+                   if key_ == "web-h2" and shutil.which("h2load") is None
                    else web_check(d, key_, t.ports[WEB_PATHS[key_][0]]))
             if why:
                 skip[(key_, t.name)] = why

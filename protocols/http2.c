@@ -80,7 +80,6 @@ struct http2_stream {
 	bool body_done;                 /* the parser saw the body's end */
 	bool ended;                     /* h2_send_end (or a reset) done */
 	bool x_over;                    /* the exchange is done with the stream */
-	bool waiting;                   /* the exchange stopped for room */
 };
 
 struct http2 {
@@ -250,12 +249,21 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	x->start_ms = session_now(s);
 	int n = h2_request_to_h1(req, (char *)st->head, cap - 2, &st->chunked);
 	if (n < 0) {
+		secret_wipe(st->head, cap); /* what was written of it */
 		st->head_len = 0;
 		http__answer(x, 431, NULL, NULL, "HTTP/2 request head too large");
 		return;
 	}
 	memcpy(st->head + n, "\r\n", 2);
 	st->head_len = (size_t)n + 2;
+	/* Kept while the stream lives: only its own size (wiped copies). */
+	uint8_t *fit = malloc(st->head_len);
+	if (fit != NULL) {
+		memcpy(fit, st->head, st->head_len);
+		secret_wipe(st->head, cap);
+		free(st->head);
+		st->head = fit;
+	}
 	int rc = http_parse_head(&x->req, st->head, st->head_len);
 	if (rc <= 0) {
 		http__answer(x, rc < 0 ? -rc : 400, NULL, NULL,
@@ -350,8 +358,8 @@ static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 	return true;
 }
 
-/* The response head is complete in st->hb (head_len bytes): to the engine. */
-static bool http2__respond(struct http2_stream *st, int head_len)
+/* The response head is complete in st->hb: to the engine. */
+static bool http2__respond(struct http2_stream *st)
 {
 	struct h2_field f[HTTP2_RESP_HEADERS];
 	const struct http_head *rh = &st->rh;
@@ -365,7 +373,6 @@ static bool http2__respond(struct http2_stream *st, int head_len)
 		nf++;
 	}
 	st->body_done = http_parser_body_done(&st->rp);
-	(void)head_len;
 	if (h2_respond(st->h->e, st->id, rh->status, f, nf, st->body_done) < 0)
 		return false;
 	st->responded = true;
@@ -416,8 +423,14 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 				st->hlen = 0;
 				continue;
 			}
-			if (!http2__respond(st, rc))
+			if (!http2__respond(st))
 				goto fail;
+			/* The engine has copied the fields: the head (Set-Cookie)
+			   goes now, not with the stream. */
+			secret_wipe(st->hb, st->hcap);
+			free(st->hb);
+			st->hb = NULL;
+			st->hlen = st->hcap = 0;
 			continue;
 		}
 		/* Body bytes, framing removed (in a copy: data is the caller's). */
