@@ -55,7 +55,11 @@ gives requests/s, proxy CPU per request user/system, system calls per
 request and wrk's p50/p99.  Before a row is measured each proxy's answer is
 checked (status, body bytes, ETag / Last-Modified for files); a proxy that
 answers something else (a binary whose locations do not serve files yet)
-is skipped for that row, with the reason in the table.
+is skipped for that row, with the reason in the table. Row "web-h2": the
+same API location over HTTP/2 (gatehouse: http2 on by default; nginx:
+`listen ... ssl http2`), h2load with --h2-clients connections of
+--h2-streams concurrent streams each (wrk offers no ALPN, so the HTTP/1.1
+rows stay HTTP/1.1).
 
     /usr/bin/python3 bench/bench.py [--rounds R] [--secs S] [--clients C]
         [--idle K] [--workers W] [--users N] [--only SCEN,...]
@@ -280,6 +284,7 @@ def median(xs):
 # static rows. One directory under the run's: <d>/www/static/.
 WEB_FILES = {"web-static-4k": 4096, "web-static-64k": 65536}
 WEB_PATHS = {"https": ("https", "/"), "web-api": ("web", "/api/v1/status"),
+             "web-h2": ("web", "/api/v1/status"),
              "web-static-4k": ("web", "/static/4k.js"), "web-static-64k": ("web", "/static/64k.js")}
 
 
@@ -337,7 +342,20 @@ def web_check(d, key_, port):
         return "GET %s failed: %s" % (path, e)
     if st != 200:
         return "GET %s answered %d" % (path, st)
-    if key_ == "web-api":
+    if key_ == "web-h2":
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        try:
+            with socket.create_connection(("127.0.0.1", port), 5) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=SNI) as s:
+                if s.selected_alpn_protocol() != "h2":
+                    return "no HTTP/2: ALPN chose %s" % s.selected_alpn_protocol()
+        except OSError as e:
+            return "TLS with ALPN h2 failed: %s" % e
+    if key_ in ("web-api", "web-h2"):
         try:
             ok = json.loads(body).get("ok") is True
         except ValueError:
@@ -436,7 +454,9 @@ pop3 = { backend_pipelining = %(pipe)s; };
         # The web rows' listener: its own locations (see web_locations).
         http_listen += (',\n  { address = "127.0.0.1:%d"; protocol = "http"; tls = true;\n'
                         '    locations = (\n%s\n    ); }' % (ports["web"], web_locations(d)))
-        http_conf = ('http = { backends = [ "127.0.0.1:%d" ]; };\n'
+        # h2_max_requests as nginx's keepalive_requests below (h2load does
+        # not reconnect after a GOAWAY).
+        http_conf = ('http = { backends = [ "127.0.0.1:%d" ]; h2_max_requests = 100000; };\n'
                      'upstreams = (\n  { name = "api"; servers = [ "127.0.0.1:%d" ]; '
                      'balance = "round_robin"; keepalive = 64; }\n);\n' % (fm.http, fm.http))
         self.conf = os.path.join(d, "gatehouse.conf")
@@ -525,7 +545,7 @@ http {
     keepalive_requests 100000;
     upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
     server {
-        listen 127.0.0.1:%(web)d ssl;
+        listen 127.0.0.1:%(web)d ssl http2;
         %(ssl)s
         location ^~ /api/ {
             proxy_pass http://api;
@@ -702,6 +722,35 @@ class Runner:
                     "kib_per_conn": round((after - before) / k, 2) if ready == k else None})
         return res
 
+    def run_h2load(self, target, url):
+        """h2load -t1 -c<h2_clients> -m<h2_streams> for --secs: HTTP/2, many
+        streams per connection; requests/s (succeeded / h2load's duration),
+        errors (failed + errored + non-2xx), mean latency; measure() adds
+        the proxy's CPU, context switches and system calls."""
+        mult = {"us": 0.001, "ms": 1, "s": 1000}
+
+        def go():
+            out = subprocess.run(["h2load", "-t1", "-c%d" % self.a.h2_clients,
+                                  "-m%d" % self.a.h2_streams,
+                                  "-D%d" % max(1, int(self.a.secs)), url],
+                                 capture_output=True, text=True, timeout=self.a.secs + 30)
+            fin = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", out.stdout)
+            req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                            r"(\d+) failed, (\d+) errored", out.stdout)
+            st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out.stdout)
+            lat = re.search(r"time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s)",
+                            out.stdout)
+            ok = int(req.group(4)) if req else 0
+            secs = float(fin.group(1)) * mult[fin.group(2)] / 1000 if fin else 0
+            nerr = (int(req.group(5)) + int(req.group(6)) if req else 1) + \
+                (int(st.group(3)) + int(st.group(4)) if st else 0)
+            if not fin or "h2" not in out.stdout:
+                nerr += 1
+            return {"ops_per_s": ok / secs if secs else 0.0, "errors": nerr, "requests": ok,
+                    "secs": secs, "mean_ms": float(lat.group(1)) * mult[lat.group(2)] if lat
+                    else None, "p50_ms": None, "p99_ms": None}
+        return self.measure(target, go, syscalls=True)
+
     def run_wrk(self, target, url):
         """wrk -t1 -c<http_clients> --latency for --secs: requests/s
         (requests / wrk's own duration), errors (non-2xx/3xx and socket
@@ -751,6 +800,7 @@ SCENARIOS = [
     ("web-api", "HTTPS proxied API (JSON, upstream location)", "http", True),
     ("web-static-4k", "HTTPS static file, 4 KiB (root location)", "http", True),
     ("web-static-64k", "HTTPS static file, 64 KiB (root location)", "http", True),
+    ("web-h2", "HTTP/2 proxied API, many streams per connection (h2load)", "http", True),
 ]
 
 # --rows groups: scenario key -> group.
@@ -778,6 +828,10 @@ def main():
                          "whose TLS logins wait on handshakes")
     ap.add_argument("--bulk-clients", type=int, default=8)
     ap.add_argument("--http-clients", type=int, default=32)
+    ap.add_argument("--h2-clients", type=int, default=8,
+                    help="HTTP/2 connections in the web-h2 row (h2load -c)")
+    ap.add_argument("--h2-streams", type=int, default=32,
+                    help="concurrent streams per connection in the web-h2 row (h2load -m)")
     ap.add_argument("--idle", type=int, default=int(env("BENCH_IDLE", "1000")))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                     help="both proxies' workers (default: the machine's cores)")
@@ -873,6 +927,8 @@ def run(a, d, scen):
             continue
         for t in (gh, ng):
             why = (gh.https_why if t is gh and not gh.https_ok
+                   else "h2load is not installed (nghttp2-client)"
+                   if key_ == "web-h2" and shutil.which("h2load") is None
                    else web_check(d, key_, t.ports[WEB_PATHS[key_][0]]))
             if why:
                 skip[(key_, t.name)] = why
@@ -909,7 +965,7 @@ def run(a, d, scen):
                     port_key, path = WEB_PATHS[key_]
                     url = ("https://127.0.0.1:%d%s" % (t.ports[port_key], path)) if t is not direct \
                         else "http://127.0.0.1:%d%s" % (t.ports["http"], path)
-                    res = r.run_wrk(t, url)
+                    res = r.run_h2load(t, url) if key_ == "web-h2" else r.run_wrk(t, url)
                 res.update({"scenario": key_, "target": t.name, "round": rnd + 1})
                 r.record(res)
                 results.setdefault((key_, t.name), []).append(res)
@@ -1091,6 +1147,7 @@ WEB_DETAIL_ROWS = [
     ("web-api", "HTTPS proxied API"),
     ("web-static-4k", "HTTPS static 4 KiB"),
     ("web-static-64k", "HTTPS static 64 KiB"),
+    ("web-h2", "HTTP/2 proxied API (h2load)"),
 ]
 
 

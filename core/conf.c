@@ -435,7 +435,7 @@ static int conf__listen_tcp(struct conf_ld *ld, const config_setting_t *g,
 static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struct conf_listen *l)
 {
 	const config_setting_t *as = NULL, *ps = NULL, *ts = NULL, *ss = NULL, *ms = NULL;
-	const config_setting_t *ls = NULL, *us = NULL, *sp = NULL;
+	const config_setting_t *ls = NULL, *us = NULL, *sp = NULL, *h2s = NULL;
 	const char *addr;
 
 	if (!config_setting_is_group(g))
@@ -457,6 +457,8 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 			ms = s;
 		else if (name != NULL && strcmp(name, "locations") == 0)
 			ls = s;
+		else if (name != NULL && strcmp(name, "http2") == 0)
+			h2s = s;
 		else if (name != NULL && strcmp(name, "upstream") == 0)
 			us = s;
 		else if (name != NULL && strcmp(name, "send_proxy_protocol") == 0)
@@ -483,7 +485,7 @@ static int conf__listen_one(struct conf_ld *ld, const config_setting_t *g, struc
 	}
 	if (conf__listen_tls(ld, g, ts, ss, l) < 0)
 		return -1;
-	if (conf__listen_http(ld, ms, ss, l) < 0)
+	if (conf__listen_http(ld, ms, ss, h2s, l) < 0)
 		return -1;
 	if (conf__listen_tcp(ld, g, us, sp, l) < 0)
 		return -1;

@@ -355,6 +355,9 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "error_pages", CONF__T_FN, 0, 0, 0, conf__http_error_pages },
 	{ "compression", CONF__T_FN, 0, 0, 0, conf__http_compression },
 	{ "strict_server_names", CONF__T_BOOL, offsetof(struct conf, http.strict_server_names), 0, 0, NULL },
+	{ "h2_max_streams", CONF__T_INT, offsetof(struct conf, http.h2_max_streams), 1, 1000, NULL },
+	{ "h2_max_requests", CONF__T_INT, offsetof(struct conf, http.h2_max_requests), 0, 100000000, NULL },
+	{ "h2_stream_rate", CONF__T_INT, offsetof(struct conf, http.h2_stream_rate), 1, 10000000, NULL },
 };
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s)
@@ -363,9 +366,18 @@ int conf__http(struct conf_ld *ld, const config_setting_t *s)
 }
 
 int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms,
-		      const config_setting_t *ss, struct conf_listen *l)
+		      const config_setting_t *ss, const config_setting_t *h2s, struct conf_listen *l)
 {
 	l->mode = CONF_HTTP_MODE_REDIRECT;
+	l->http2 = l->proto == CONF_PROTO_HTTP && l->tls; /* as Carbonio: on for TLS http */
+	if (h2s != NULL) {
+		if (l->proto != CONF_PROTO_HTTP || !l->tls)
+			return conf__fail(ld, h2s, NULL, "only for http listeners with tls = true "
+					  "(no cleartext HTTP/2)");
+		if (config_setting_type(h2s) != CONFIG_TYPE_BOOL)
+			return conf__fail(ld, h2s, NULL, "must be true or false");
+		l->http2 = config_setting_get_bool(h2s) != 0;
+	}
 	if (l->proto == CONF_PROTO_HTTP && ss != NULL)
 		return conf__fail(ld, ss, NULL, "not for http listeners (use tls = true)");
 	if (ms == NULL)
@@ -394,6 +406,9 @@ void conf__http_defaults(struct conf *c)
 	c->http.backend_keepalive = 32;
 	c->http.open_file_cache_max = 1000;
 	c->http.open_file_cache_valid = 2.0;
+	c->http.h2_max_streams = 128;
+	c->http.h2_max_requests = 1000;
+	c->http.h2_stream_rate = 10000;
 	c->http.compression.gzip = true;
 	c->http.compression.br = true;
 	c->http.compression.gzip_level = 6;

@@ -185,10 +185,10 @@ void conf__throttle_free(struct conf *c);
 /* --- HTTP settings (conf_http.c) --- */
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s);
-/* A listener's `mode` (ms, may be NULL) and its starttls (ss): checked
-   against the listener's protocol and TLS. */
-int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms,
-		      const config_setting_t *ss, struct conf_listen *l);
+/* A listener's `mode` (ms, may be NULL), its starttls (ss) and http2
+   (h2s): checked against the listener's protocol and TLS. */
+int conf__listen_http(struct conf_ld *ld, const config_setting_t *ms, const config_setting_t *ss,
+		      const config_setting_t *h2s, struct conf_listen *l);
 void conf__http_defaults(struct conf *c);
 /* Cross-checks once everything is read: backends for http listeners. */
 int conf__http_finish(struct conf_ld *ld);

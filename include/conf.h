@@ -182,6 +182,7 @@ struct conf_listen {
 	bool starttls_set;          /* written in the file (else follows the certificate) */
 	bool proxy_protocol;        /* a PROXY protocol header precedes everything (HAProxy) */
 	enum conf_http_mode mode;   /* plain http listeners only */
+	bool http2;                 /* TLS http listeners: ALPN offers "h2" first (default true) */
 	/* http listeners: their own locations, or NULL for the top-level ones
 	   (conf_http_locations). Owned by the snapshot. */
 	struct conf_location_table *locations;
@@ -405,6 +406,14 @@ struct conf {
 		/* TLS listeners: a Host that is not server_name or a vhost
 		   name gets 400 (zimbraReverseProxyStrictServerNameEnabled). */
 		bool strict_server_names;
+		/* HTTP/2 (TLS listeners with http2 on): streams open at once per
+		   connection (SETTINGS_MAX_CONCURRENT_STREAMS) and streams over a
+		   connection's life before a graceful GOAWAY (0: no limit). */
+		int h2_max_streams;
+		int h2_max_requests;
+		/* New streams per second per connection after a burst of 1000
+		   (past it: GOAWAY ENHANCE_YOUR_CALM). */
+		int h2_stream_rate;
 		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
 		struct conf_error_page *error_pages;
 		int nerror_pages;

@@ -117,6 +117,11 @@ struct session_proto {
 	   and s->in is empty, a client read comes here whole (the callee owns
 	   b) instead of being copied into s->in. */
 	void (*client_buf)(struct session *s, struct pbuf *b);
+	/* Optional: the worker stopped accepting (shutdown drain), or a
+	   reload made the session's configuration an older one. The
+	   protocol lets what is in flight finish and takes nothing new
+	   (HTTP/2: GOAWAY). Runs from the loop, never inside a session call. */
+	void (*drain)(struct session *s);
 };
 
 /* The relay's state, once the login is over (proxy/relay.c, relay_splice.c). */
@@ -333,6 +338,9 @@ void session_finish(struct session *s, const char *reason);
  * listener offers STARTTLS, and TLS is not active yet.)
  */
 bool session_starttls_available(struct session *s);
+
+/* Did the client's TLS handshake choose HTTP/2 by ALPN ("h2")? */
+bool session_client_alpn_h2(const struct session *s);
 
 /*
  * Upgrade the client connection to TLS. The protocol has already written

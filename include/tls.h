@@ -95,7 +95,8 @@ const struct tls_cert_expiry *tls_server_certs(const struct tls_server *srv, int
 
 /*
  * A server connection on worker's contexts (0 .. nworkers - 1; any other
- * index is folded in). ALPN protocol ids: "imap", "pop3", "http/1.1".
+ * index is folded in). ALPN protocol ids: "imap", "pop3", "http/1.1", or
+ * a list in the server's order of preference, "h2,http/1.1".
  */
 struct tls_conn *tls_conn_server(struct tls_server *srv, int worker, const char *alpn);
 /*
@@ -134,5 +135,7 @@ const char *tls_cipher(const struct tls_conn *t);
 const char *tls_sni(const struct tls_conn *t);
 const char *tls_error(const struct tls_conn *t);
 bool tls_resumed(const struct tls_conn *t);
+/* Did ALPN select the protocol id (e.g. "h2")? */
+bool tls_alpn_is(const struct tls_conn *t, const char *id);
 
 #endif

@@ -121,7 +121,7 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->local_why = NULL;
 }
 
-static void http__exchange_destroy(struct http_exchange *x)
+void http__exchange_destroy(struct http_exchange *x)
 {
 	if (x == NULL)
 		return;
@@ -144,6 +144,14 @@ static void http__exchange_destroy(struct http_exchange *x)
 	http__z_end(x);
 	secret_wipe(x, sizeof(*x));
 	free(x);
+}
+
+void http__exchange_release(struct http_exchange *x)
+{
+	if (x == NULL)
+		return;
+	http__exchange_reset(x);
+	http__exchange_destroy(x);
 }
 
 struct http_exchange *http__exchange_new(struct http_conn *c)
@@ -214,17 +222,41 @@ static int http_start(struct session *s)
 	return 0;
 }
 
+/* The client's ALPN chose HTTP/2: this connection speaks it. */
+static bool http__h2_wanted(struct session *s)
+{
+	return s->listener->tls && s->listener->http2 && session_client_alpn_h2(s);
+}
+
 static void http_client_data(struct session *s)
 {
-	if (http__of(s) != NULL)
-		http__read_on(s);
+	struct http_conn *c = http__of(s);
+
+	if (c == NULL)
+		return;
+	if (c->h2 == NULL && c->head == NULL && c->phase == HTTP_CONN_IDLE && http__h2_wanted(s) &&
+	    http2__start(c) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (c->h2 != NULL) {
+		http2__client_data(c);
+		return;
+	}
+	http__read_on(s);
+}
+
+/* After an event of an HTTP/2 connection: its output and its streams. */
+static void http__h2_after(struct session *s)
+{
+	http2__after(s);
 }
 
 static void http_client_buf(struct session *s, struct pbuf *b)
 {
 	struct http_conn *c = http__of(s);
 
-	if (c == NULL || c->body == NULL || c->phase == HTTP_CONN_DONE) {
+	if (c == NULL || c->h2 != NULL || c->body == NULL || c->phase == HTTP_CONN_DONE) {
 		session_client_direct(s, false);
 		session_client_unread(s, b);
 		if (c != NULL)
@@ -252,6 +284,10 @@ static void http_client_eof(struct session *s, int status)
 	struct http_conn *c = http__of(s);
 	struct http_exchange *x = c ? http__last(c) : NULL;
 
+	if (c != NULL && c->h2 != NULL) {
+		session_close(s, status == UV_EOF ? "client closed" : "client connection error");
+		return;
+	}
 	/* DONE with exchanges still in flight: one behind them was answered
 	   locally (kept); the ones before it still get their answers. */
 	if (c == NULL || x == NULL || status != UV_EOF || s->finishing ||
@@ -272,10 +308,19 @@ static void http_route_done(struct session *s, const struct route *r)
 	struct http_exchange *x = c->lookup;
 
 	c->lookup = NULL;
+	c->lookup_orphan = false;
 	if (x != NULL && x->phase == HTTP_X_ROUTE)
 		http__route_done(x, r);
-	if (s->closed || s->finishing || c->lookup != NULL)
-		return;
+	if (s->closed || s->finishing || c->lookup != NULL || c->lookup_orphan)
+		goto out;
+	if (c->h2 != NULL) {
+		x = http2__lookup_next(c);
+		if (x != NULL) {
+			x->lookup_wait = false;
+			http__resolve(x, false);
+		}
+		goto out;
+	}
 	/* The session runs one lookup at a time: the next waiting one. */
 	for (x = c->head; x != NULL; x = x->next) {
 		if (x->lookup_wait && x->phase == HTTP_X_ROUTE) {
@@ -284,6 +329,8 @@ static void http_route_done(struct session *s, const struct route *r)
 			return;
 		}
 	}
+out:
+	http__h2_after(s);
 }
 
 static void http_upstream_connected(struct session *s, void *owner, int status)
@@ -297,6 +344,7 @@ static void http_upstream_connected(struct session *s, void *owner, int status)
 	if (status != 0)
 		x->up = NULL; /* gone: the session forgets it too */
 	http__backend_connected(x, status);
+	http__h2_after(s);
 }
 
 static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, int status)
@@ -307,6 +355,7 @@ static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, i
 		x->up = NULL; /* closed: the session forgets it too */
 		if (x->phase != HTTP_X_DONE)
 			http__backend_eof(x, status);
+		http__h2_after(s);
 		return;
 	}
 	if (x->phase != HTTP_X_FORWARD || x->in != NULL) {
@@ -319,29 +368,36 @@ static void http_upstream_read(struct session *s, void *owner, struct pbuf *b, i
 	}
 	x->resp_bytes_in += b->len;
 	x->in = b;
-	if (x != http__front(s)) {
+	if (!http__is_front(x)) {
 		/* An answer before its turn: held, its backend not read. */
 		session_upstream_reading(x->up, false);
 		return;
 	}
 	http__process_backend(x);
+	http__h2_after(s);
 }
 
 static void http_upstream_written(struct session *s, void *owner)
 {
 	struct http_exchange *x = owner;
 
-	if (x->phase == HTTP_X_FORWARD && x->up != NULL && x == http__of(s)->body &&
+	if (x->phase == HTTP_X_FORWARD && x->up != NULL && x == x->conn->body &&
 	    session_upstream_queued(x->up) <= s->conf->limits.relay_high_water / 2) {
 		http__forward_body(x);
-		http__read_on(s);
+		if (x->conn->h2s == NULL)
+			http__read_on(s);
 	}
+	http__h2_after(s);
 }
 
 static void http_client_written(struct session *s)
 {
 	struct http_exchange *x = http__front(s);
 
+	if (http__of(s) != NULL && http__of(s)->h2 != NULL) {
+		http2__client_written(http__of(s));
+		return;
+	}
 	if (x && x->phase == HTTP_X_FILE) {
 		http__file_written(x);
 		return;
@@ -374,6 +430,10 @@ static void http_timeout(struct session *s)
 		session_close(s, "timeout");
 		return;
 	}
+	if (c->h2 != NULL) {
+		http2__timeout(c);
+		return;
+	}
 	uint64_t now = session_now(s);
 	if (c->deadline_ms != 0 && c->deadline_ms <= now) {
 		http__conn_timeout(c);
@@ -393,6 +453,14 @@ static void http_timeout(struct session *s)
 	http__arm(c);
 }
 
+static void http_drain(struct session *s)
+{
+	struct http_conn *c = http__of(s);
+
+	if (c != NULL && c->h2 != NULL)
+		http2__drain(c);
+}
+
 static void http_tls_started(struct session *s)
 {
 	session_close(s, "STARTTLS does not exist in HTTP");
@@ -404,6 +472,7 @@ static void http_destroy(struct session *s)
 
 	if (c == NULL)
 		return;
+	http2__destroy(c);
 	while (c->head != NULL) {
 		struct http_exchange *x = c->head;
 		c->head = x->next;
@@ -431,4 +500,5 @@ const struct session_proto http_proto = {
 	.upstream_read = http_upstream_read,
 	.upstream_written = http_upstream_written,
 	.client_buf = http_client_buf,
+	.drain = http_drain,
 };

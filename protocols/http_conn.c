@@ -9,6 +9,7 @@
 #include "conf.h"
 #include "gh.h"
 #include "http_int.h"
+#include "stream.h"
 
 /* ---- the connection's phases and the deadlines ---- */
 
@@ -19,6 +20,10 @@ void http__arm(struct http_conn *c)
 
 	if (s->closed || s->finishing)
 		return;
+	if (c->h2s != NULL || c->h2 != NULL) {
+		http2__arm(http__of(s));
+		return;
+	}
 	for (struct http_exchange *x = c->head; x != NULL; x = x->next) {
 		if (x->deadline_ms != 0 && (t == 0 || x->deadline_ms < t))
 			t = x->deadline_ms;
@@ -195,3 +200,56 @@ void http__read_on(struct session *s)
 	}
 }
 
+
+/* ---- an exchange's source and sink ---- */
+
+const uint8_t *http__src(const struct http_exchange *x)
+{
+	return x->conn->h2s != NULL ? http2__src(x) : x->s->in;
+}
+
+void http__src_consume(struct http_exchange *x, size_t n)
+{
+	if (x->conn->h2s == NULL)
+		session_consume(x->s, n);
+}
+
+void http__out(struct http_exchange *x, const void *p, size_t n)
+{
+	if (x->conn->h2s != NULL)
+		http2__out(x, p, n);
+	else
+		session_write(x->s, p, n);
+}
+
+void http__out_buf(struct http_exchange *x, struct pbuf *b)
+{
+	if (x->conn->h2s != NULL) {
+		http2__out(x, b->data + b->off, b->len);
+		b->wipe = true;
+		pbuf_put(b);
+		return;
+	}
+	session_write_buf(x->s, b);
+}
+
+size_t http__queued(const struct http_exchange *x)
+{
+	return x->conn->h2s != NULL ? http2__queued(x) : session_client_queued(x->s);
+}
+
+void http__finish(struct http_exchange *x, const char *why)
+{
+	if (x->conn->h2s != NULL)
+		http2__finish(x);
+	else
+		session_finish(x->s, why);
+}
+
+void http__close(struct http_exchange *x, const char *why)
+{
+	if (x->conn->h2s != NULL)
+		http2__close(x, why);
+	else
+		session_close(x->s, why);
+}

@@ -72,7 +72,7 @@ static void http__answer_parts(struct http_exchange *x, int status, const char *
 		x->start_ms = session_now(s);
 	session_log(s, status >= 500 ? LOG_INFO : LOG_DEBUG, "%d for %s %s: %s", status, x->method,
 		    x->path, why);
-	if (x != http__front(s)) {
+	if (!http__is_front(x)) {
 		/* Answers go out in order: kept until x's turn. */
 		x->local = n > 0 ? malloc(n + body_len) : NULL;
 		if (n > 0 && x->local == NULL) {
@@ -91,10 +91,10 @@ static void http__answer_parts(struct http_exchange *x, int status, const char *
 	/* A failed write closes the session; x stays valid until this
 	   returns to the loop (session.h), and session_finish is then a no-op. */
 	if (n > 0)
-		session_write(s, head, n);
+		http__out(x, head, n);
 	if (body_len > 0 && !s->closed)
-		session_write(s, body, body_len);
-	session_finish(s, why);
+		http__out(x, body, body_len);
+	http__finish(x, why);
 }
 
 void http__answer_raw(struct http_exchange *x, int status, const char *resp, size_t n,
@@ -132,12 +132,10 @@ void http__answer(struct http_exchange *x, int status, const char *location, con
 
 void http__answer_kept(struct http_exchange *x)
 {
-	struct session *s = x->s;
-
 	http__log(x);
 	if (x->local_len > 0)
-		session_write(s, x->local, x->local_len);
-	session_finish(s, x->local_why);
+		http__out(x, x->local, x->local_len);
+	http__finish(x, x->local_why);
 }
 
 void http__abort(struct http_exchange *x, const char *why)
@@ -149,7 +147,7 @@ void http__abort(struct http_exchange *x, const char *why)
 	x->phase = HTTP_X_DONE;
 	x->conn->phase = HTTP_CONN_DONE;
 	http__log(x);
-	session_close(s, why);
+	http__close(x, why);
 }
 
 /* ---- the route ---- */
@@ -182,7 +180,7 @@ static struct route_query http__query(const struct http_exchange *x, bool bypass
 static void http__send_request(struct http_exchange *x)
 {
 	struct session *s = x->s;
-	bool front = x == http__front(s);
+	bool front = http__is_front(x);
 
 	x->phase = HTTP_X_FORWARD;
 	x->backend_gone = false;
@@ -269,13 +267,13 @@ void http__route_hash(struct http_exchange *x)
 
 void http__resolve(struct http_exchange *x, bool bypass)
 {
-	struct http_conn *c = x->conn;
+	struct http_conn *c = http__top(x);
 	struct route_query q = http__query(x, bypass);
 
 	x->phase = HTTP_X_ROUTE;
 	/* The lookup client bounds its own time; this is the backstop. */
 	x->deadline_ms = session_now(x->s) + (uint64_t)(x->read_timeout * 1000.0 + 0.5);
-	if (c->lookup != NULL && c->lookup != x) {
+	if ((c->lookup != NULL && c->lookup != x) || c->lookup_orphan) {
 		x->lookup_wait = true; /* the session runs one lookup at a time */
 		http__arm(c);
 		return;
@@ -316,19 +314,20 @@ void http__backend_connected(struct http_exchange *x, int status)
 		return;
 	}
 	if (x->routed && login_route_retry(&x->route, x->route_retried) &&
-	    (x->conn->lookup == NULL || x->conn->lookup == x)) {
+	    (http__top(x)->lookup == NULL || http__top(x)->lookup == x) &&
+	    !http__top(x)->lookup_orphan) {
 		/* A cached route to a backend that is gone: the mailbox may have
 		   moved. The fresh lookup forgets it in the caches first. */
 		struct route_query q = http__query(x, true);
 		x->routed = false;
 		x->phase = HTTP_X_ROUTE;
-		x->conn->lookup = x;
+		http__top(x)->lookup = x;
 		if (login_route_unreachable(x->s, &q, &x->route, &x->route_retried,
 					    "web backend unreachable")) {
 			http__deadline(x, x->read_timeout);
 			return;
 		}
-		x->conn->lookup = NULL;
+		http__top(x)->lookup = NULL;
 	}
 	if (http__group_failed(x, status))
 		return;
@@ -378,7 +377,7 @@ void http__exchange_timeout(struct http_exchange *x)
 		return;
 	case HTTP_X_FORWARD:
 		metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
-		if (x != http__front(s) || !x->resp_head_done)
+		if (!http__is_front(x) || !x->resp_head_done)
 			http__answer(x, 504, NULL, NULL, "backend did not answer in time");
 		else
 			http__abort(x, "backend stalled in the middle of the response");

@@ -39,7 +39,7 @@
 #define HTTP_FILE_HEAD_MAX (HTTP_STATIC_HEADERS_MAX + HTTP_LOCATION_HEADERS_MAX / 2)
 
 /* The loop's buffer for a head and a piece read on the loop: filled and
-   written (session_write copies) in one call chain, so one per worker
+   written (http__out copies) in one call chain, so one per worker
    thread serves all its responses with no malloc. */
 static _Thread_local uint8_t http__file_buf[HTTP_FILE_HEAD_MAX + HTTP_STATIC_PIECE];
 
@@ -107,12 +107,12 @@ void http__file_drop(struct http_exchange *x)
 static struct http_static_hval http__file_hval(const struct http_exchange *x, const char *name,
 					       char **o)
 {
-	const struct http_header *h = http_header_find(x->s->in, &x->reqh, name);
+	const struct http_header *h = http_header_find(http__src(x), &x->reqh, name);
 	struct http_static_hval v = { NULL, 0 };
 
 	if (h == NULL)
 		return v;
-	memcpy(*o, x->s->in + h->value.off, h->value.len);
+	memcpy(*o, http__src(x) + h->value.off, h->value.len);
 	v.p = *o;
 	v.n = h->value.len;
 	*o += h->value.len;
@@ -130,7 +130,7 @@ static const char *http__file_str(char **o, const char *src, size_t n)
 	return p;
 }
 
-/* The file state for x's request, its strings copied out of s->in (the
+/* The file state for x's request, its strings copied out of http__src(x) (the
    head is consumed before the plan runs). NULL: no memory, or the
    rewritten path does not fit. */
 static struct http_file *http__file_new(struct http_exchange *x)
@@ -141,7 +141,7 @@ static struct http_file *http__file_new(struct http_exchange *x)
 	size_t need = 3 * (x->npath_len + 1) + 2 * (l->rewrite_prefix ? strlen(l->rewrite_prefix) : 0)
 		      + sizeof(x->method) + 8;
 	for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
-		const struct http_header *h = http_header_find(x->s->in, &x->reqh, hdrs[i]);
+		const struct http_header *h = http_header_find(http__src(x), &x->reqh, hdrs[i]);
 		need += h != NULL ? h->value.len + 1 : 0;
 	}
 	struct http_file *f = calloc(1, sizeof(*f) + need);
@@ -196,7 +196,7 @@ bool http__file_request(struct http_exchange *x)
 	}
 	if (s->phase != SESSION_HTTP_FORWARD)
 		session_set_phase(s, SESSION_HTTP_FORWARD);
-	if (x == http__front(s))
+	if (http__is_front(x))
 		http__file_turn(x);
 	return true;
 }
@@ -224,13 +224,26 @@ static void http__file_read_work(void *arg)
 static void http__file_planned(struct session *s, void *arg);
 static void http__file_read_done(struct session *s, void *arg);
 
+/* The jobs' ends, then an HTTP/2 connection's output (http2__after). */
+static void http__file_planned_job(struct session *s, void *arg)
+{
+	http__file_planned(s, arg);
+	http2__after(s);
+}
+
+static void http__file_read_job(struct session *s, void *arg)
+{
+	http__file_read_done(s, arg);
+	http2__after(s);
+}
+
 static void http__file_queue(struct http_exchange *x, bool plan)
 {
 	struct http_file *f = x->file;
 
 	f->running = true;
 	if (session_job(x->s, plan ? http__file_plan_work : http__file_read_work,
-			plan ? http__file_planned : http__file_read_done, f) < 0) {
+			plan ? http__file_planned_job : http__file_read_job, f) < 0) {
 		f->running = false;
 		if (plan)
 			http__answer(x, 500, NULL, NULL, "thread pool refused the file job");
@@ -364,7 +377,7 @@ static void http__file_start(struct http_exchange *x)
 		p->length = 0;
 	http__deadline(x, x->read_timeout);
 	if (p->length == 0) {
-		session_write(s, head, (size_t)(n + a + c));
+		http__out(x, head, (size_t)(n + a + c));
 		if (!s->closed)
 			http__file_end(x);
 		return;
@@ -419,11 +432,11 @@ static void http__file_send(struct http_exchange *x, const uint8_t *body)
 	metrics_relayed(false, (size_t)f->got);
 	http__deadline(x, x->read_timeout);
 	f->head_len = 0;
-	session_write(s, body - (n - (size_t)f->got), n);
+	http__out(x, body - (n - (size_t)f->got), n);
 	if (s->closed || f->got == 0)
 		return;
 	/* Taken at once (nothing queued): no write callback will say so. */
-	if (session_client_queued(s) == 0)
+	if (http__queued(x) == 0)
 		http__file_more(x);
 }
 
@@ -438,11 +451,16 @@ static void http__file_read_done(struct session *s, void *arg)
 	http__file_send(x, x->file->piece);
 }
 
+bool http__file_ready(const struct http_exchange *x)
+{
+	return x->file != NULL && x->file->ready;
+}
+
 void http__file_written(struct http_exchange *x)
 {
 	struct http_file *f = x->file;
 
-	if (f == NULL || !f->planned || f->running || session_client_queued(x->s) != 0)
+	if (f == NULL || !f->planned || f->running || http__queued(x) != 0)
 		return;
 	if (f->ready) {
 		f->ready = false;

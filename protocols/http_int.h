@@ -209,11 +209,34 @@ struct http_conn {
 	struct http_exchange *lookup;
 	uint64_t deadline_ms;           /* the connection's own (IDLE, HEAD); 0: none */
 	bool client_eof;                /* the client half-closed after a request */
+	/* A lookup runs whose exchange is gone (an HTTP/2 stream reset):
+	   the next one waits for its end all the same. */
+	bool lookup_orphan;
+	/* HTTP/2 (http2.c). The session's connection of an h2 client holds
+	   the engine's side (h2; its own list of exchanges stays empty); each
+	   stream has a connection of its own (h2s) with one exchange, whose
+	   request head comes from the stream and whose answer goes to it. */
+	struct http2 *h2;
+	struct http2_stream *h2s;
 };
 
 static inline struct http_conn *http__of(struct session *s)
 {
 	return s->proto_state;
+}
+
+/* The session's connection: where route lookups queue. For HTTP/1.1 the
+   exchange's own, for an HTTP/2 stream the client connection's. */
+static inline struct http_conn *http__top(const struct http_exchange *x)
+{
+	return http__of(x->s);
+}
+
+/* Is x its connection's front (the one answered now)? An HTTP/2 stream's
+   only exchange always is. */
+static inline bool http__is_front(const struct http_exchange *x)
+{
+	return x == x->conn->head;
 }
 
 /* The exchange answered next (NULL: none in flight). */
@@ -242,6 +265,65 @@ void http__exchange_free(struct http_conn *c, struct http_exchange *x);
 /* The front exchange was freed: start the next one's turn (or wait for
    the next request) and parse what s->in holds. */
 void http__next_request(struct session *s);
+
+/*
+ * An exchange's source and sink (http_conn.c). The request head x->reqh
+ * points into http__src(x): the session's s->in for HTTP/1.1 (consumed
+ * with http__src_consume once copied out), the stream's own head for
+ * HTTP/2. Everything an exchange sends its client goes through http__out
+ * / http__out_buf (HTTP/1.1: session_write / session_write_buf; HTTP/2:
+ * the stream's response, http2.c); http__queued is what it holds unsent
+ * (the backpressure measure). http__finish ends the exchange's answer
+ * (HTTP/1.1: flush and close the connection; HTTP/2: end the stream),
+ * http__close cuts it short (HTTP/1.1: close; HTTP/2: reset the stream).
+ */
+const uint8_t *http__src(const struct http_exchange *x);
+void http__src_consume(struct http_exchange *x, size_t n);
+void http__out(struct http_exchange *x, const void *p, size_t n);
+void http__out_buf(struct http_exchange *x, struct pbuf *b);
+size_t http__queued(const struct http_exchange *x);
+void http__finish(struct http_exchange *x, const char *why);
+void http__close(struct http_exchange *x, const char *why);
+
+/* --- http2.c --- */
+
+struct http2;
+struct http2_stream;
+
+/* Start HTTP/2 on c (ALPN said "h2"): 0, or -1 (no memory). */
+int http2__start(struct http_conn *c);
+/* Free c's HTTP/2 state and every stream (the session is going). */
+void http2__destroy(struct http_conn *c);
+/* The session_proto events of an h2 connection. */
+void http2__client_data(struct http_conn *c);
+void http2__client_written(struct http_conn *c);
+void http2__timeout(struct http_conn *c);
+/* Shutdown: GOAWAY; the streams in flight finish, then the connection closes. */
+void http2__drain(struct http_conn *c);
+/* After any event: write what the engine has, take its events, feed the
+   streams that have room. Called last by every hook, never by an
+   exchange (the streams it frees may be on the caller's stack). */
+void http2__pump(struct http_conn *c);
+/* http2__pump when s speaks HTTP/2 (and is not closed). */
+void http2__after(struct session *s);
+/* Arm the session's timer at the earliest deadline of all streams. */
+void http2__arm(struct http_conn *c);
+/* The next exchange waiting for the session's lookup, or NULL. */
+struct http_exchange *http2__lookup_next(struct http_conn *c);
+/* The stream side of http__src / http__out / ... for stream x. */
+const uint8_t *http2__src(const struct http_exchange *x);
+void http2__out(struct http_exchange *x, const void *p, size_t n);
+size_t http2__queued(const struct http_exchange *x);
+void http2__finish(struct http_exchange *x);
+void http2__close(struct http_exchange *x, const char *why);
+/* Send request body bytes of stream x to its backend; true when the
+   body ended (x->req_done follows). Returns the bytes sent. */
+long http2__body_step(struct http_exchange *x, bool *done_out);
+/* Exchange functions http2.c needs from http.c: free x while the session
+   lives (its backend connection released, its file job orphaned), or once
+   it is going (its connections are closed: x->up is not touched). */
+void http__exchange_release(struct http_exchange *x);
+void http__exchange_destroy(struct http_exchange *x);
 
 /* --- http_exchange.c --- */
 
@@ -307,6 +389,9 @@ bool http__file_request(struct http_exchange *x);
 void http__file_turn(struct http_exchange *x);
 /* The client took what was written: the next piece. */
 void http__file_written(struct http_exchange *x);
+/* x's file was answered from the open-file cache and waits for a posted
+   client_written to send its head (HTTP/2 streams check it when pumped). */
+bool http__file_ready(const struct http_exchange *x);
 /* x lets go of its file state (a running job frees it when it ends). */
 void http__file_drop(struct http_exchange *x);
 

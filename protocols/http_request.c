@@ -51,11 +51,11 @@ static void http__redirect(struct http_exchange *x)
 	struct session *s = x->s;
 	const struct conf *c = s->conf;
 	char name[256], loc[9000], port[8] = "";
-	const struct http_header *hh = http_header_find(s->in, &x->reqh, "Host");
+	const struct http_header *hh = http_header_find(http__src(x), &x->reqh, "Host");
 
 	/* One of our names as sent; else, for an address, localhost or a
 	   short name, (or no Host at all) a name we chose. */
-	const char *host = hh != NULL ? (const char *)s->in + hh->value.off : NULL;
+	const char *host = hh != NULL ? (const char *)http__src(x) + hh->value.off : NULL;
 	bool ok = host != NULL && http_redirect_host_ok(c, host, hh->value.len, name, sizeof(name));
 	const char *dflt = http_redirect_default_name(c);
 	if (!ok && dflt != NULL && (host == NULL || http_redirect_host_local(host, hh->value.len)))
@@ -64,14 +64,14 @@ static void http__redirect(struct http_exchange *x)
 		http__answer(x, 400, NULL, "Unknown host.", "redirect: Host is not one of ours");
 		return;
 	}
-	if (x->reqh.uri.len == 0 || s->in[x->reqh.uri.off] != '/') {
+	if (x->reqh.uri.len == 0 || http__src(x)[x->reqh.uri.off] != '/') {
 		http__answer(x, 400, NULL, NULL, "redirect: request-target is not a path");
 		return;
 	}
 	if (c->http.https_port != 443)
 		snprintf(port, sizeof(port), ":%u", c->http.https_port);
 	int n = snprintf(loc, sizeof(loc), "https://%s%s%.*s", name, port, (int)x->reqh.uri.len,
-			 (const char *)s->in + x->reqh.uri.off);
+			 (const char *)http__src(x) + x->reqh.uri.off);
 	if (n < 0 || (size_t)n >= sizeof(loc)) {
 		http__answer(x, 414, NULL, NULL, "redirect: target too long");
 		return;
@@ -87,7 +87,6 @@ static void http__redirect(struct http_exchange *x)
  */
 static bool http__request_target(struct http_exchange *x, const struct http_header **hh_out)
 {
-	struct session *s = x->s;
 	const struct http_head *h = &x->reqh;
 	struct http_span auth = { 0, 0 };
 
@@ -95,21 +94,21 @@ static bool http__request_target(struct http_exchange *x, const struct http_head
 	size_t mlen = strnlen(m, sizeof(x->method) - 1);
 	memcpy(x->method, m, mlen);
 	x->method[mlen] = '\0';
-	const struct http_header *hh = http_header_find(s->in, h, "Host");
+	const struct http_header *hh = http_header_find(http__src(x), h, "Host");
 	if (hh != NULL)
-		http__copy_span(x->host, sizeof(x->host), s->in, hh->value);
+		http__copy_span(x->host, sizeof(x->host), http__src(x), hh->value);
 	*hh_out = hh;
 	struct http_span target = h->uri;
-	bool ok = h->method == HTTP_CONNECT || http_target_origin(s->in, target, &x->reqh.uri, &auth);
+	bool ok = h->method == HTTP_CONNECT || http_target_origin(http__src(x), target, &x->reqh.uri, &auth);
 	/* The target for logs, with credential-like query values masked. */
-	http_log_target(s->in, target, x->path, sizeof(x->path));
+	http_log_target(http__src(x), target, x->path, sizeof(x->path));
 	if (!ok) {
 		http__answer(x, 400, NULL, NULL, "request-target is not a path or an http(s) URL");
 		return false;
 	}
 	if (auth.len > 0 && (hh == NULL || hh->value.len != auth.len ||
-			     strncasecmp((const char *)s->in + hh->value.off,
-					 (const char *)s->in + auth.off, auth.len) != 0)) {
+			     strncasecmp((const char *)http__src(x) + hh->value.off,
+					 (const char *)http__src(x) + auth.off, auth.len) != 0)) {
 		http__answer(x, 400, NULL, NULL, "absolute-form target names another host than Host");
 		return false;
 	}
@@ -141,7 +140,7 @@ static bool http__request_check(struct http_exchange *x, const struct http_heade
 	else if (hh == NULL && h->minor >= 1)
 		why = "HTTP/1.1 request without Host";
 	for (int i = 0, n = 0; why == NULL && i < h->nhdr; i++) {
-		if (http_span_is(s->in, h->hdr[i].name, "Host") && ++n > 1)
+		if (http_span_is(http__src(x), h->hdr[i].name, "Host") && ++n > 1)
 			why = "two Host headers";
 	}
 	if (why == NULL && !s->listener->tls && !s->tls_active) {
@@ -155,9 +154,9 @@ static bool http__request_check(struct http_exchange *x, const struct http_heade
 		}
 	}
 	if (why == NULL && s->conf->http.strict_server_names && (s->listener->tls || s->tls_active) &&
-	    !http__host_ours(s->conf, s->in, hh))
+	    !http__host_ours(s->conf, http__src(x), hh))
 		why = "Host is not one of our names (http.strict_server_names)";
-	if (why == NULL && http_uri_has_encoded_crlf(s->in, h->uri))
+	if (why == NULL && http_uri_has_encoded_crlf(http__src(x), h->uri))
 		status = 403, why = "encoded CR or LF in the request-target";
 	if (why == NULL)
 		return true;
@@ -174,12 +173,12 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 	const struct http_head *h = &x->reqh;
 
 	x->is_head = h->method == HTTP_HEAD;
-	x->websocket = h->upgrade && http_header_has_token(s->in, h, "Upgrade", "websocket");
+	x->websocket = h->upgrade && http_header_has_token(http__src(x), h, "Upgrade", "websocket");
 	if (h->upgrade && !x->websocket) {
 		/* Only WebSocket upgrades are relayed; others are served as plain HTTP. */
 		x->reqh.upgrade = false;
 	}
-	x->kind = http_route_pick(s->in, h, x->route_name, sizeof(x->route_name));
+	x->kind = http_route_pick(http__src(x), h, x->route_name, sizeof(x->route_name));
 	http__z_accept(x);
 
 	struct http_fwd f = {
@@ -198,7 +197,7 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 		x->fwd = nb;
 		x->fwd_cap = need;
 	}
-	int n = http_rewrite_request(s->in, h, &f, x->fwd, x->fwd_cap);
+	int n = http_rewrite_request(http__src(x), h, &f, x->fwd, x->fwd_cap);
 	if (n < 0) {
 		http__answer(x, 431, NULL, NULL, "request head too large to forward");
 		return false;
@@ -251,7 +250,7 @@ static bool http__request_location(struct http_exchange *x)
 		x->npath_cap = uri.len + 1;
 	}
 	size_t used;
-	int n = http_path_normalize(s->in + uri.off, uri.len, x->npath, x->npath_cap, &used);
+	int n = http_path_normalize(http__src(x) + uri.off, uri.len, x->npath, x->npath_cap, &used);
 	if (n < 0) {
 		http__answer(x, 400, NULL, NULL,
 			     n == HTTP_PATH_EABOVE ? "path climbs above /" : "malformed path");
@@ -274,7 +273,7 @@ void http__request(struct http_exchange *x, int head_len)
 	if (http__file_request(x)) {
 		/* Its strings are copied: the head goes. */
 		if (!s->closed && x->phase == HTTP_X_FILE)
-			session_consume(s, (size_t)head_len);
+			http__src_consume(x, (size_t)head_len);
 		return;
 	}
 	if (!http__request_rewrite(x, head_len) ||
@@ -283,8 +282,8 @@ void http__request(struct http_exchange *x, int head_len)
 	x->req_done = http_parser_body_done(&x->req);
 	if (x->is_head)
 		http_parser_no_body(&x->resp);
-	/* The head is copied out; what follows in s->in is body or the next request. */
-	session_consume(s, (size_t)head_len);
+	/* The head is copied out; what follows in http__src(x) is body or the next request. */
+	http__src_consume(x, (size_t)head_len);
 	if (!x->req_done)
 		x->conn->body = x;
 

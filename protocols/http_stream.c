@@ -36,6 +36,10 @@ void http__exchange_done(struct http_exchange *x)
 	http__backend_drop(x, reuse);
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
+	if (x->conn->h2s != NULL) {
+		http2__finish(x); /* the stream ends; the connection goes on */
+		return;
+	}
 	if (x->close_after) {
 		x->conn->phase = HTTP_CONN_DONE;
 		session_finish(s, "request done, connection: close");
@@ -58,7 +62,7 @@ static void http__body_sent(struct http_exchange *x, long n, bool done)
 		x->req_done = true;
 	/* Progress: the backend's silence counts from here (behind the
 	   front, none once all is sent: it waits for its turn). */
-	bool front = x == http__front(x->s);
+	bool front = http__is_front(x);
 	http__deadline(x, front || !x->req_done ? x->read_timeout : 0);
 }
 
@@ -72,6 +76,11 @@ static void http__body_reading(struct http_exchange *x)
 
 	if (s->closed || s->finishing || x->phase != HTTP_X_FORWARD)
 		return;
+	if (c->h2s != NULL) { /* HTTP/2 flow control paces the client */
+		if (x->req_done && c->body == x)
+			c->body = NULL;
+		return;
+	}
 	if (x->req_done) {
 		if (c->body == x)
 			c->body = NULL;
@@ -92,6 +101,20 @@ void http__forward_body(struct http_exchange *x)
 
 	if (x != x->conn->body)
 		return;
+	if (x->conn->h2s != NULL) {
+		while (!s->closed && x->phase == HTTP_X_FORWARD && !x->req_done && x->up != NULL &&
+		       session_upstream_open(x->up) && session_upstream_queued(x->up) <= hw) {
+			bool done = false;
+			long n = http2__body_step(x, &done);
+			if (s->closed || x->phase != HTTP_X_FORWARD)
+				return;
+			if (n == 0 && !done)
+				break;
+			http__body_sent(x, n, done);
+		}
+		http__body_reading(x);
+		return;
+	}
 	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->req_done && x->up != NULL &&
 	       session_upstream_open(x->up) && s->in_len > 0) {
 		if (session_upstream_queued(x->up) > hw)
@@ -194,7 +217,7 @@ static void http__start_websocket(struct http_exchange *x)
 	if (x->in != NULL) {
 		struct pbuf *b = x->in;
 		x->in = NULL;
-		session_write_buf(s, b);
+		http__out_buf(x, b);
 		if (s->closed)
 			return;
 	}
@@ -223,7 +246,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 		int n = http_rewrite_response(base, rh, &e, false, false, out, sizeof(out));
 		if (n > 0 && !(x->reqh.major == 1 && x->reqh.minor == 0)) {
 			x->bytes_sent += (uint64_t)n;
-			session_write(s, out, (size_t)n);
+			http__out(x, out, (size_t)n);
 			if (s->closed)
 				return true;
 		}
@@ -244,7 +267,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 		}
 		x->status = 101;
 		x->bytes_sent += (uint64_t)n;
-		session_write(s, out, (size_t)n);
+		http__out(x, out, (size_t)n);
 		if (s->closed)
 			return true;
 		*relay_out = true;
@@ -262,7 +285,7 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 	x->status = rh->status;
 	x->resp_head_done = true;
 	x->bytes_sent += (uint64_t)n;
-	session_write(s, out, (size_t)n);
+	http__out(x, out, (size_t)n);
 	if (s->closed)
 		return true;
 	if (http_parser_body_done(&x->resp))
@@ -326,7 +349,7 @@ static int http__head_step(struct http_exchange *x)
 	if (x->hbuf == NULL) {
 		x->hbuf = session_hbuf_get(cap);
 		if (x->hbuf == NULL) {
-			session_close(s, "out of memory");
+			http__close(x, "out of memory");
 			return -1;
 		}
 		x->hcap = cap;
@@ -387,9 +410,9 @@ static bool http__body_step(struct http_exchange *x)
 			   takes it over, no copy (wiped once written). */
 			x->in = NULL;
 			b->wipe = true;
-			session_write_buf(s, b);
+			http__out_buf(x, b);
 		} else {
-			session_write(s, b->data + b->off, (size_t)n);
+			http__out(x, b->data + b->off, (size_t)n);
 			if (!s->closed)
 				http__in_consume(x, (size_t)n);
 		}
@@ -409,7 +432,7 @@ void http__process_backend(struct http_exchange *x)
 	struct session *s = x->s;
 	size_t hw = s->conf->limits.relay_high_water;
 
-	if (x != http__front(s))
+	if (!http__is_front(x))
 		return; /* answers go out in order: its turn comes (http__activate) */
 
 	while (!s->closed && x->phase == HTTP_X_FORWARD && !x->resp_done) {
@@ -423,7 +446,7 @@ void http__process_backend(struct http_exchange *x)
 		}
 		if (x->in == NULL)
 			break;
-		if (session_client_queued(s) > hw) {
+		if (http__queued(x) > hw) {
 			/* The client is the slow side now, not the backend:
 			   the read timeout does not apply while it catches up. */
 			http__deadline(x, s->conf->limits.idle_timeout);

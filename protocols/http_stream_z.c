@@ -48,9 +48,9 @@ void http__z_accept(struct http_exchange *x)
 	   rather than a close-delimited one (keep-alive kept). */
 	if (allowed == 0 || x->is_head || x->websocket || h->major != 1 || h->minor == 0)
 		return;
-	const struct http_header *ae = http_header_find(s->in, h, "Accept-Encoding");
+	const struct http_header *ae = http_header_find(http__src(x), h, "Accept-Encoding");
 	if (ae != NULL)
-		x->z_coding = http_coding_pick((const char *)s->in + ae->value.off, ae->value.len,
+		x->z_coding = http_coding_pick((const char *)http__src(x) + ae->value.off, ae->value.len,
 					       allowed);
 }
 
@@ -96,7 +96,7 @@ static void http__z_chunk(struct http_exchange *x, uint8_t *out, size_t n)
 	memcpy(start, line, (size_t)ll);
 	memcpy(out + HTTP__Z_PRE + n, "\r\n", 2);
 	x->bytes_sent += (uint64_t)ll + n + 2;
-	session_write(x->s, start, (size_t)ll + n + 2);
+	http__out(x, start, (size_t)ll + n + 2);
 }
 
 /* Push in[0..len) through x's compressor (mode 0: take it, 1: flush, 2:
@@ -124,7 +124,7 @@ static bool http__z_push(struct http_exchange *x, const uint8_t *in, size_t len,
 		}
 		if (mode == 2 && rc == 1) {
 			x->bytes_sent += 5;
-			session_write(x->s, "0\r\n\r\n", 5);
+			http__out(x, "0\r\n\r\n", 5);
 			return true;
 		}
 		if (mode == 1 && rc == 1)

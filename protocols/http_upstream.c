@@ -59,7 +59,7 @@ static bool http__loc_host(const struct http_exchange *x, char *out, size_t cap)
    (-1: does not fit). */
 static int http__loc_target(struct http_exchange *x, char *out, size_t cap)
 {
-	const uint8_t *p = x->s->in + x->reqh.uri.off;
+	const uint8_t *p = http__src(x) + x->reqh.uri.off;
 	size_t used = 0, len = x->reqh.uri.len;
 	/* Where the query starts (a path has no '?' nor '#'). */
 	const uint8_t *q = memchr(p, '?', len);
@@ -145,7 +145,7 @@ bool http__upstream_prepare(struct http_exchange *x)
 	int n = l->rewrite_prefix != NULL ? http__loc_target(x, target, cap) : -2;
 	if (n == -2)
 		snprintf(target, cap, "%.*s", (int)x->reqh.uri.len,
-			 (const char *)x->s->in + x->reqh.uri.off);
+			 (const char *)http__src(x) + x->reqh.uri.off);
 	bool ok = n != -1 && http__fwd_edit(x, target, has_host ? host : NULL);
 	free(target);
 	if (!ok)
@@ -195,8 +195,7 @@ void http__group_ok(struct http_exchange *x)
 
 bool http__location_local(struct http_exchange *x)
 {
-	struct session *s = x->s;
-	const struct http_header *ck = http_header_find(s->in, &x->reqh, "Cookie");
+	const struct http_header *ck = http_header_find(http__src(x), &x->reqh, "Cookie");
 	struct http_location_answer a;
 	struct http_resp_edit e;
 	char *hdr;
@@ -207,7 +206,7 @@ bool http__location_local(struct http_exchange *x)
 		http__answer(x, 500, NULL, NULL, "out of memory");
 		return true;
 	}
-	if (!http_location_local(x->loc, ck != NULL ? (const char *)s->in + ck->value.off : NULL,
+	if (!http_location_local(x->loc, ck != NULL ? (const char *)http__src(x) + ck->value.off : NULL,
 				 ck != NULL ? ck->value.len : 0, hdr, HTTP_LOCATION_HEADERS_MAX, &a)) {
 		free(hdr);
 		return false;

@@ -688,7 +688,7 @@ static const char *session__alpn(const struct session *s)
 	case CONF_PROTO_POP3:
 		return "pop3";
 	case CONF_PROTO_HTTP:
-		return "http/1.1";
+		return s->listener->http2 ? "h2,http/1.1" : "http/1.1";
 	default:
 		return NULL;
 	}
@@ -750,6 +750,11 @@ static int session__begin_tls(struct session *s, bool early)
 	}
 	session_set_phase(s, SESSION_TLS_HANDSHAKE);
 	return 0;
+}
+
+bool session_client_alpn_h2(const struct session *s)
+{
+	return s->client.tls != NULL && tls_alpn_is(s->client.tls, "h2");
 }
 
 bool session_starttls_available(struct session *s)

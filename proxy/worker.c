@@ -463,6 +463,18 @@ struct upstream_health *worker_upstream_health(struct worker *w, int g)
 	return w->health[g];
 }
 
+/* Tell the protocols of this worker's sessions under an older
+   configuration (all of them when stopping) to drain (proto->drain). */
+static void worker__drain(struct worker *w)
+{
+	list_foreach(it, &w->sessions) {
+		struct session *s = list_entry(it, struct session, worker_link);
+		if (!s->closed && !s->finishing && s->proto != NULL && s->proto->drain != NULL &&
+		    (w->stopping || s->conf != w->conf))
+			s->proto->drain(s);
+	}
+}
+
 static void worker__on_async(uv_async_t *a)
 {
 	struct worker *w = a->data;
@@ -480,12 +492,17 @@ static void worker__on_async(uv_async_t *a)
 			w->fcache = NULL;
 			if (!w->stopping)
 				worker__reconcile(w);
+			/* Sessions of the older configuration let what is in
+			   flight finish and take nothing new (HTTP/2: GOAWAY,
+			   so the client reconnects under the new one). */
+			worker__drain(w);
 		}
 	}
 	if (cmds & WORKER_CMD_STOP_ACCEPT && !w->stopping) {
 		w->stopping = true;
 		worker__stop_accepting(w);
 		worker__tell_stopped_accepting(w); /* no listener was open */
+		worker__drain(w);
 		log_write(LOG_DEBUG, "worker %d: stopped accepting, %zu sessions left", w->id,
 			  w->nsessions);
 	}

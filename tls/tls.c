@@ -254,6 +254,15 @@ const char *tls_error(const struct tls_conn *t)
 	return t->err[0] ? t->err : "TLS error";
 }
 
+bool tls_alpn_is(const struct tls_conn *t, const char *id)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	SSL_get0_alpn_selected(t->ssl, &p, &n);
+	return p != NULL && n == strlen(id) && memcmp(p, id, n) == 0;
+}
+
 bool tls_resumed(const struct tls_conn *t)
 {
 	return SSL_session_reused(t->ssl) == 1;

@@ -101,25 +101,43 @@ static int tls__servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* ALPN: accept only this listener's protocol (ALPACA); no ALPN is fine. */
+/* Did the client offer the protocol id want[0..wlen)? Where, in *out. */
+static bool tls__alpn_offered(const unsigned char *in, unsigned int inlen, const char *want,
+			      size_t wlen, const unsigned char **out)
+{
+	for (unsigned int i = 0; i < inlen;) {
+		unsigned int len = in[i];
+		if (i + 1 + len > inlen)
+			break;
+		if (len == wlen && memcmp(in + i + 1, want, wlen) == 0) {
+			*out = in + i + 1;
+			return true;
+		}
+		i += 1 + len;
+	}
+	return false;
+}
+
+/* ALPN: accept only this listener's protocols (ALPACA), in the server's
+   order of preference (t->alpn: ids separated by commas, e.g.
+   "h2,http/1.1"); no ALPN is fine. */
 static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		     const unsigned char *in, unsigned int inlen, void *arg)
 {
 	struct tls_conn *t = SSL_get_app_data(ssl);
 
+	(void)arg;
 	if (t == NULL || t->alpn == NULL)
 		return SSL_TLSEXT_ERR_NOACK;
-	size_t want = strlen(t->alpn);
-	for (unsigned int i = 0; i < inlen;) {
-		unsigned int len = in[i];
-		if (i + 1 + len > inlen)
-			break;
-		if (len == want && memcmp(in + i + 1, t->alpn, want) == 0) {
-			*out = in + i + 1;
-			*outlen = (unsigned char)len;
+	for (const char *p = t->alpn; *p != '\0';) {
+		size_t wlen = strcspn(p, ",");
+		if (wlen > 0 && wlen < 256 && tls__alpn_offered(in, inlen, p, wlen, out)) {
+			*outlen = (unsigned char)wlen;
 			return SSL_TLSEXT_ERR_OK;
 		}
-		i += 1 + len;
+		p += wlen;
+		if (*p == ',')
+			p++;
 	}
 	snprintf(t->err, sizeof(t->err), "client offered no ALPN protocol \"%s\"", t->alpn);
 	return SSL_TLSEXT_ERR_ALERT_FATAL;

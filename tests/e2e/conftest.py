@@ -532,6 +532,8 @@ def http_settings(directory, web, web_certs, mode="redirect", http=None, **overr
     server_name mail.example.com, vhost webmail.example.net, access log in
     `directory`.  Returns (settings, plain_port, https_port)."""
     plain, https = free_port(), free_port()
+    # listen_extra: settings of the HTTPS listener (e.g. {"http2": True}).
+    listen_extra = overrides.pop("listen_extra", None) or {}
     h = {
         "backends": web.hash_backends(),
         "server_name": "mail.example.com",
@@ -544,7 +546,8 @@ def http_settings(directory, web, web_certs, mode="redirect", http=None, **overr
                     "key": web_certs.key}],
         "listen": [
             {"address": "127.0.0.1:%d" % plain, "protocol": "http", "mode": mode},
-            {"address": "127.0.0.1:%d" % https, "protocol": "http", "tls": True},
+            dict({"address": "127.0.0.1:%d" % https, "protocol": "http", "tls": True},
+                 **listen_extra),
         ],
         "http": h,
     }

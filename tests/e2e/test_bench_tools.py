@@ -223,7 +223,8 @@ def test_bench_web_rows(tmp_path):
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     recs = [json.loads(l) for l in out.read_text().splitlines()]
-    assert {r["scenario"] for r in recs} == {"web-api", "web-static-4k", "web-static-64k"}
+    assert {r["scenario"] for r in recs} == {"web-api", "web-static-4k", "web-static-64k",
+                                             "web-h2"}
     for scen in ("web-api", "web-static-4k", "web-static-64k"):
         ng = [r for r in recs if r["scenario"] == scen and r["target"] == "nginx"]
         assert len(ng) == 1 and "skipped" not in ng[0], ng
@@ -236,5 +237,11 @@ def test_bench_web_rows(tmp_path):
             assert "static files are not served" in gh[0]["skipped"]
         else:
             assert gh[0]["errors"] == 0 and gh[0]["requests"] > 0
+    # HTTP/2 (h2load, many streams per connection) on both proxies.
+    if shutil.which("h2load") is not None:
+        for t in ("nginx", "gatehouse"):
+            h2 = [r for r in recs if r["scenario"] == "web-h2" and r["target"] == t]
+            assert len(h2) == 1 and "skipped" not in h2[0], h2
+            assert h2[0]["errors"] == 0 and h2[0]["requests"] > 0, h2
     assert "Web cost per proxy" in p.stdout
     assert "Login cost per proxy" not in p.stdout  # --rows web ran no login storm

@@ -33,9 +33,8 @@ HOST = "mail.example.com"
 
 
 def browser_settings(spa_dir, web, web_certs, port, http2=False):
-    listener = {"address": "127.0.0.1:%d" % port, "protocol": "http", "tls": True}
-    if http2:
-        listener["http2"] = True
+    listener = {"address": "127.0.0.1:%d" % port, "protocol": "http", "tls": True,
+                "http2": http2}
     return {
         "tls": {"cert": web_certs.crt, "key": web_certs.key},
         "listen": [listener],
@@ -126,4 +125,15 @@ def test_browser_loads_the_app_through_gatehouse(gatehouse, web, web_certs, spa,
     proto = run_app(gh, chrome, web, port)
     assert proto == "http/1.1"
     # Static files and local answers were logged, and no token leaked.
+    gh.assert_no_secret()
+
+
+def test_browser_loads_the_app_over_http2(gatehouse, web, web_certs, spa, chrome):
+    """The listener offers h2: chromium's page and API calls go over it
+    (nextHopProtocol "h2"); its WebSocket still opens over HTTP/1.1 (no
+    RFC 8441 extended CONNECT is offered)."""
+    port = free_port()
+    gh = gatehouse(**browser_settings(spa, web, web_certs, port, http2=True))
+    proto = run_app(gh, chrome, web, port)
+    assert proto == "h2"
     gh.assert_no_secret()

@@ -463,11 +463,11 @@ def test_idle_websocket_outlives_http_timeouts(http_gh, web):
         assert ws_read_frame(c.rd, expect_masked=False) == (1, b"still here")
 
 
-def test_alpn_never_selects_h2(http_gh, web):
-    """gatehouse speaks HTTP/1.1 only: offered h2 first, ALPN picks
-    http/1.1 (or nothing), and the request works."""
+def test_alpn_never_selects_h2_when_http2_is_off(http_gh, web):
+    """A listener with http2 = false speaks HTTP/1.1 only: offered h2
+    first, ALPN picks http/1.1 (or nothing), and the request works."""
     import ssl
-    gh = http_gh()
+    gh = http_gh(listen_extra={"http2": False})
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -8,7 +8,7 @@ Each seed is a script for tests/harness/gh_script.c: one flags byte
 
     python3 tests/fuzz/gen_session_corpus.py
 
-It rewrites the named seeds in tests/fuzz/corpus/session_{imap,pop3,http,tcp}/
+It rewrites the named seeds in tests/fuzz/corpus/session_{imap,pop3,http,http2,tcp}/
 (the output is the same on every run) and keeps the units named by their
 SHA-1 there: what 10-minute runs found, minimised with libFuzzer's
 -merge=1 (README "Tests").
@@ -202,10 +202,52 @@ TCP = {
 }
 
 
+# HTTP/2 (fuzz_session_http2: implicit TLS, the client offers ALPN h2).
+def h2_frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def h2_lit(name, value):
+    """An HPACK literal field without indexing (lengths < 127, no Huffman)."""
+    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+def h2_get(sid, path, method="GET", end=True):
+    block = b"".join(h2_lit(k, v) for k, v in ((":method", method), (":scheme", "https"),
+                                               (":authority", "mail.example.com"),
+                                               (":path", path)))
+    return h2_frame(1, 0x5 if end else 0x4, sid, block)
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+H2_OK = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+HTTP2 = {
+    "get": script(TLS, send(H2_PREFACE + h2_get(1, "/echo")), S, bsend(H2_OK), S),
+    "two_streams": script(TLS, send(H2_PREFACE + h2_get(1, "/a") + h2_get(3, "/b")), S,
+                          bsend(H2_OK), S, bsend(H2_OK), S),
+    "post_body": script(TLS, send(H2_PREFACE + h2_get(1, "/up", "POST", end=False) +
+                                  h2_frame(0, 0, 1, b"x" * 100) + h2_frame(0, 1, 1, b"y")), S,
+                        bsend(H2_OK), S),
+    "reset": script(TLS, send(H2_PREFACE + h2_get(1, "/a") +
+                              h2_frame(3, 0, 1, (8).to_bytes(4, "big"))), S),
+    "chunked_answer": script(TLS, send(H2_PREFACE + h2_get(1, "/c")), S,
+                             bsend("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   "3\r\nabc\r\n0\r\n\r\n"), S),
+    "timer": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_get(1, "/slow")), S,
+                    op(TIMER), S),
+    "not_reading": script(TLS | SMALL_SNDBUF, op(READ_TOGGLE),
+                          send(H2_PREFACE + h2_get(1, "/big")), S,
+                          bsend("HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n" + "z" * 20000),
+                          S, bsend("z" * 20000), S, op(READ_TOGGLE), S),
+    "goaway": script(TLS, send(H2_PREFACE + h2_frame(7, 0, 0, bytes(8))), S),
+}
+
+
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     for name, seeds in (("session_imap", IMAP), ("session_pop3", POP3), ("session_http", HTTP),
-                        ("session_tcp", TCP)):
+                        ("session_http2", HTTP2), ("session_tcp", TCP)):
         d = os.path.join(root, name)
         os.makedirs(d, exist_ok=True)
         # Units a fuzzer found and `-merge=1` kept are named by their SHA-1:

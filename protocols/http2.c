@@ -1,0 +1,735 @@
+/*
+ * http2.c - HTTP/2 on a TLS HTTP listener (ALPN "h2"): the engine
+ * (h2.h: framing, HPACK, flow control, defences) between the client and
+ * the HTTP/1.1 exchanges, one per stream.
+ *
+ * Each stream gets a struct http_conn of its own (c->h2s) holding one
+ * struct http_exchange, fed with the HTTP/1.1 head h2_request_to_h1 makes
+ * of the stream's request; from there it takes the same way as an
+ * HTTP/1.1 request (locations, routing and its queue, upstream groups,
+ * the keep-alive pool, local answers, static files, compression, headers,
+ * access log, metrics). What the exchange would write to an HTTP/1.1
+ * client comes here (http2__out): the response is parsed again with the
+ * HTTP/1.1 response parser, its head becomes h2_respond (status and
+ * headers; the engine drops connection-specific ones), its body, de-chunked,
+ * h2_send_data, its end h2_send_end. Streams run in parallel, each with
+ * its own backend connection.
+ *
+ * Flow control and bounds. A stream's response bytes go into the engine
+ * while h2_room allows (lim.stream_out per stream, lim.conn_out per
+ * connection); what does not fit waits in the stream's pending buffer,
+ * which http__queued reports, so the exchange stops reading its backend
+ * past limits.relay_high_water (one read buffer, a 64 KiB file piece or
+ * one local page more at most) and goes on when the client's
+ * WINDOW_UPDATE lets the engine take it: a slow client stalls its own
+ * stream only. Request bodies wait in the engine (the client's windows,
+ * lim.stream_window / conn_window, open only as bytes are forwarded) and go
+ * to the backend while its write queue is under relay_high_water. The
+ * engine's output is copied to the client while the session's queue is
+ * under relay_high_water, so a client that does not read holds at most
+ * that plus the engine's bounds. Per stream: one exchange, its request
+ * head (at most http.max_header_size + HTTP_FWD_EXTRA), a response head
+ * being parsed (at most HTTP2_RESP_HEAD_MAX) and the pending bytes above;
+ * at most http.h2_max_streams streams.
+ *
+ * Rule 1: the engine never calls back, and neither does anything here
+ * into an exchange's caller: the hooks of http.c hand an event to an
+ * exchange, then call http2__pump last, which writes the engine's output,
+ * takes its events (new streams, bodies, closed streams: freed only
+ * here, never under an exchange's own call) and feeds streams that
+ * gained room.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "gh.h"
+#include "h2.h"
+#include "http_int.h"
+#include "secret.h"
+
+/* Response head bytes gathered per stream at most (a rewritten backend
+   head is at most 20 KiB; a local page's head less). */
+#define HTTP2_RESP_HEAD_MAX 65536
+/* Headers of a response head given to h2_respond. */
+#define HTTP2_RESP_HEADERS 200
+/* Engine output copied per h2_output call. */
+#define HTTP2_OUT_CHUNK 16384
+
+struct http2_stream {
+	struct http2 *h;
+	int32_t id;
+	struct http2_stream *next;      /* the connection's streams */
+	struct http_conn c;             /* its own connection: one exchange */
+	struct http_exchange *x;
+	uint8_t *head;                  /* the HTTP/1.1 request head */
+	size_t head_len;
+	bool chunked;                   /* the body goes to the backend chunked */
+	bool body_ended;                /* its last chunk was written */
+
+	/* The response, as the exchange writes it in HTTP/1.1. */
+	struct http_parser rp;
+	struct http_head rh;
+	struct http_header rhdr[HTTP2_RESP_HEADERS];
+	uint8_t *hb;                    /* the head being gathered */
+	size_t hlen, hcap;
+	uint8_t *pend;                  /* body bytes the engine has no room for yet */
+	size_t plen, pcap;
+	bool responded;                 /* h2_respond done */
+	bool body_done;                 /* the parser saw the body's end */
+	bool ended;                     /* h2_send_end (or a reset) done */
+	bool x_over;                    /* the exchange is done with the stream */
+};
+
+struct http2 {
+	struct session *s;
+	struct http_conn *top;
+	struct h2_conn *e;
+	struct http2_stream *streams;
+	int nstreams;
+	/* keepalive_timeout once no exchange runs (no stream, or only
+	   streams answered that the client has not closed); 0: none. */
+	uint64_t idle_deadline;
+	bool fatal;                     /* h2_recv said the connection is over */
+	bool goaway;                    /* h2_goaway sent (shutdown, reload) */
+	bool pumping;
+};
+
+static struct http2_stream *http2__of(const struct http_exchange *x)
+{
+	return x->conn->h2s;
+}
+
+/* ---- the connection ---- */
+
+static void http2__limits(const struct conf *cf, struct h2_limits *lim)
+{
+	h2_limits_default(lim);
+	lim->max_streams = (uint32_t)cf->http.h2_max_streams;
+	lim->max_requests = (uint32_t)cf->http.h2_max_requests;
+	lim->max_header_list = (uint32_t)cf->http.max_header_size;
+	lim->max_headers = (uint32_t)cf->http.max_headers;
+	lim->streams.per_s = (uint32_t)cf->http.h2_stream_rate;
+	lim->extended_connect = false; /* WebSocket stays on HTTP/1.1 */
+}
+
+int http2__start(struct http_conn *c)
+{
+	struct http2 *h = calloc(1, sizeof(*h));
+	struct h2_limits lim;
+
+	if (h == NULL)
+		return -1;
+	http2__limits(c->s->conf, &lim);
+	h->e = h2_conn_new(&lim);
+	if (h->e == NULL) {
+		free(h);
+		return -1;
+	}
+	h->s = c->s;
+	h->top = c;
+	c->h2 = h;
+	c->phase = HTTP_CONN_BUSY;
+	c->deadline_ms = 0;
+	h->idle_deadline = session_now(c->s) +
+			   (uint64_t)(c->s->conf->http.keepalive_timeout * 1000.0 + 0.5);
+	session_log(c->s, LOG_DEBUG, "HTTP/2 (ALPN h2)");
+	return 0;
+}
+
+/* Free st; gone: the session is being freed (its connections are
+   closed already, so the exchange's are not touched). */
+static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool gone)
+{
+	struct http_conn *top = h->top;
+	struct http_exchange *x = st->x;
+
+	for (struct http2_stream **pp = &h->streams; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	}
+	h->nstreams--;
+	if (x != NULL) {
+		if (top->lookup == x) {
+			/* Its lookup still runs: the next one waits for its end. */
+			top->lookup = NULL;
+			top->lookup_orphan = true;
+		}
+		/* Cancels its backend connection, file job and compressor. */
+		if (gone)
+			http__exchange_destroy(x);
+		else
+			http__exchange_release(x);
+	}
+	http__exchange_destroy(st->c.spare);
+	if (st->head != NULL) {
+		secret_wipe(st->head, st->head_len); /* cookies, Authorization */
+		free(st->head);
+	}
+	if (st->hb != NULL) {
+		secret_wipe(st->hb, st->hcap); /* Set-Cookie */
+		free(st->hb);
+	}
+	if (st->pend != NULL) {
+		secret_wipe(st->pend, st->pcap);
+		free(st->pend);
+	}
+	free(st);
+	if (h->nstreams == 0 && !gone && !h->s->closed && !h->s->finishing) {
+		h->idle_deadline = session_now(h->s) +
+				   (uint64_t)(h->s->conf->http.keepalive_timeout * 1000.0 + 0.5);
+		session_set_phase(h->s, SESSION_HTTP_IDLE); /* the phase gauge: idle */
+	}
+}
+
+void http2__destroy(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+
+	if (h == NULL)
+		return;
+	while (h->streams != NULL)
+		http2__stream_free(h, h->streams, true);
+	h2_conn_free(h->e);
+	free(h);
+	c->h2 = NULL;
+}
+
+/* ---- a stream's request ---- */
+
+const uint8_t *http2__src(const struct http_exchange *x)
+{
+	return http2__of(x)->head;
+}
+
+/* A new stream: its exchange, fed with the request as HTTP/1.1. */
+static void http2__request(struct http2 *h, int32_t id, const struct h2_request *req)
+{
+	struct session *s = h->s;
+	const struct conf *cf = s->conf;
+	struct http2_stream *st = calloc(1, sizeof(*st));
+	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
+
+	if (st == NULL || (st->head = malloc(cap)) == NULL) {
+		free(st);
+		h2_reset(h->e, id, H2_REFUSED_STREAM);
+		return;
+	}
+	st->h = h;
+	st->id = id;
+	st->next = h->streams;
+	h->streams = st;
+	h->nstreams++;
+	h->idle_deadline = 0;
+	h2_set_user(h->e, id, st);
+	struct http_limits bl = {
+		.max_head = HTTP2_RESP_HEAD_MAX,
+		.max_uri = 0,
+		.max_headers = HTTP2_RESP_HEADERS,
+	};
+	st->rh.hdr = st->rhdr;
+	st->rh.hdr_cap = HTTP2_RESP_HEADERS;
+	http_parser_init(&st->rp, HTTP_RESPONSE, &bl, &st->rh);
+
+	struct http_conn *c = &st->c;
+	c->s = s;
+	c->h2s = st;
+	c->tail = &c->head;
+	c->phase = HTTP_CONN_BUSY;
+	struct http_exchange *x = http__exchange_new(c);
+	if (x == NULL) {
+		h2_reset(h->e, id, H2_REFUSED_STREAM);
+		st->x_over = st->ended = true;
+		return;
+	}
+	st->x = x;
+	x->start_ms = session_now(s);
+	int n = h2_request_to_h1(req, (char *)st->head, cap - 2, &st->chunked);
+	if (n < 0) {
+		secret_wipe(st->head, cap); /* what was written of it */
+		st->head_len = 0;
+		http__answer(x, 431, NULL, NULL, "HTTP/2 request head too large");
+		return;
+	}
+	memcpy(st->head + n, "\r\n", 2);
+	st->head_len = (size_t)n + 2;
+	/* Kept while the stream lives: only its own size (wiped copies). */
+	uint8_t *fit = malloc(st->head_len);
+	if (fit != NULL) {
+		memcpy(fit, st->head, st->head_len);
+		secret_wipe(st->head, cap);
+		free(st->head);
+		st->head = fit;
+	}
+	int rc = http_parse_head(&x->req, st->head, st->head_len);
+	if (rc <= 0) {
+		http__answer(x, rc < 0 ? -rc : 400, NULL, NULL,
+			     rc == HTTP_E_URI ? "request-target too long"
+			     : rc == HTTP_E_HEADERS ? "request head too large"
+			     : "malformed request");
+		return;
+	}
+	http__request(x, rc);
+}
+
+long http2__body_step(struct http_exchange *x, bool *done_out)
+{
+	struct http2_stream *st = http2__of(x);
+	struct h2_conn *e = st->h->e;
+	const uint8_t *d = NULL;
+	bool end = false;
+	size_t n = h2_body_peek(e, st->id, &d, &end);
+
+	*done_out = false;
+	if (n > 0) {
+		if (st->chunked) {
+			char hd[24];
+			int hn = snprintf(hd, sizeof(hd), "%zx\r\n", n);
+			session_upstream_write(x->up, hd, (size_t)hn);
+			session_upstream_write(x->up, d, n);
+			session_upstream_write(x->up, "\r\n", 2);
+		} else {
+			session_upstream_write(x->up, d, n);
+		}
+		/* Handed to the backend's queue (bounded by relay_high_water):
+		   the client's window reopens by as much. */
+		h2_body_consume(e, st->id, n);
+		return (long)n;
+	}
+	if (end && !st->body_ended) {
+		if (st->chunked)
+			session_upstream_write(x->up, "0\r\n\r\n", 5);
+		st->body_ended = true;
+		*done_out = true;
+	}
+	return 0;
+}
+
+/* ---- a stream's response ---- */
+
+size_t http2__queued(const struct http_exchange *x)
+{
+	return http2__of(x)->plen;
+}
+
+/* Give the engine what it has room for; the end when all is there. */
+static void http2__flush(struct http2_stream *st)
+{
+	struct h2_conn *e = st->h->e;
+
+	if (st->ended || !st->responded)
+		return;
+	if (st->plen > 0) {
+		size_t n = h2_send_data(e, st->id, st->pend, st->plen);
+		if (n > 0) {
+			memmove(st->pend, st->pend + n, st->plen - n);
+			st->plen -= n;
+		}
+	}
+	if (st->plen == 0 && (st->body_done || st->x_over)) {
+		h2_send_end(e, st->id);
+		st->ended = true;
+	}
+}
+
+static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
+{
+	if (st->plen + n > st->pcap) {
+		size_t cap = st->pcap ? st->pcap : 16384;
+		while (cap < st->plen + n)
+			cap *= 2;
+		uint8_t *nb = malloc(cap);
+		if (nb == NULL)
+			return false;
+		if (st->plen > 0)
+			memcpy(nb, st->pend, st->plen);
+		if (st->pend != NULL) {
+			secret_wipe(st->pend, st->pcap);
+			free(st->pend);
+		}
+		st->pend = nb;
+		st->pcap = cap;
+	}
+	memcpy(st->pend + st->plen, p, n);
+	st->plen += n;
+	return true;
+}
+
+/* The response head is complete in st->hb: to the engine. */
+static bool http2__respond(struct http2_stream *st)
+{
+	struct h2_field f[HTTP2_RESP_HEADERS];
+	const struct http_head *rh = &st->rh;
+	size_t nf = 0;
+
+	for (int i = 0; i < rh->nhdr && nf < HTTP2_RESP_HEADERS; i++) {
+		f[nf].name = (const char *)st->hb + rh->hdr[i].name.off;
+		f[nf].name_len = rh->hdr[i].name.len;
+		f[nf].value = (const char *)st->hb + rh->hdr[i].value.off;
+		f[nf].value_len = rh->hdr[i].value.len;
+		nf++;
+	}
+	st->body_done = http_parser_body_done(&st->rp);
+	if (h2_respond(st->h->e, st->id, rh->status, f, nf, st->body_done) < 0)
+		return false;
+	st->responded = true;
+	if (st->body_done)
+		st->ended = true;
+	return true;
+}
+
+void http2__out(struct http_exchange *x, const void *data, size_t n)
+{
+	struct http2_stream *st = http2__of(x);
+	const uint8_t *p = data;
+
+	while (n > 0 && !st->ended && !st->body_done) {
+		if (!st->responded) {
+			/* Gather the head (the exchange may write it in pieces).
+			   A response to HEAD has no body, whatever it says. */
+			if (st->hlen == 0 && x->is_head)
+				http_parser_no_body(&st->rp);
+			size_t room = HTTP2_RESP_HEAD_MAX - st->hlen;
+			size_t k = n < room ? n : room;
+			if (st->hlen + k > st->hcap) {
+				size_t cap = st->hlen + k < 4096 ? 4096 : st->hlen + k;
+				uint8_t *nb = realloc(st->hb, cap);
+				if (nb == NULL)
+					goto fail;
+				st->hb = nb;
+				st->hcap = cap;
+			}
+			memcpy(st->hb + st->hlen, p, k);
+			size_t before = st->hlen;
+			st->hlen += k;
+			int rc = http_parse_head(&st->rp, st->hb, st->hlen);
+			if (rc == HTTP_NEED_MORE) {
+				if (st->hlen >= HTTP2_RESP_HEAD_MAX)
+					goto fail;
+				return;
+			}
+			if (rc < 0)
+				goto fail;
+			size_t used = (size_t)rc - before; /* of these k bytes */
+			p += used;
+			n -= used;
+			if (st->rh.status < 200) {
+				/* 100 Continue and friends: not sent (the engine
+				   would take them; curl does not need them). */
+				http_parser_reset(&st->rp);
+				st->hlen = 0;
+				continue;
+			}
+			if (!http2__respond(st))
+				goto fail;
+			/* The engine has copied the fields: the head (Set-Cookie)
+			   goes now, not with the stream. */
+			secret_wipe(st->hb, st->hcap);
+			free(st->hb);
+			st->hb = NULL;
+			st->hlen = st->hcap = 0;
+			continue;
+		}
+		/* Body bytes, framing removed (in a copy: data is the caller's). */
+		size_t at = st->plen;
+		if (!http2__pend_add(st, p, n))
+			goto fail;
+		bool done = false;
+		size_t dlen = 0;
+		long used = http_parse_body_data(&st->rp, st->pend + at, n, &done, &dlen);
+		if (used < 0)
+			goto fail;
+		st->plen = at + dlen;
+		if (done)
+			st->body_done = true;
+		break;
+	}
+	http2__flush(st);
+	return;
+fail:
+	session_log(x->s, LOG_INFO, "HTTP/2 stream %d: response not sendable", (int)st->id);
+	h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
+	st->ended = true;
+}
+
+void http2__finish(struct http_exchange *x)
+{
+	struct http2_stream *st = http2__of(x);
+
+	st->x_over = true;
+	x->phase = HTTP_X_DONE;
+	x->deadline_ms = 0;
+	if (!st->responded && !st->ended) {
+		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
+		st->ended = true;
+		return;
+	}
+	/* A body that ends with the connection (no length): it ends here. */
+	if (!st->body_done)
+		(void)http_parse_eof(&st->rp);
+	http2__flush(st);
+}
+
+void http2__close(struct http_exchange *x, const char *why)
+{
+	struct http2_stream *st = http2__of(x);
+
+	session_log(x->s, LOG_INFO, "HTTP/2 stream %d reset: %s", (int)st->id, why);
+	x->phase = HTTP_X_DONE;
+	x->deadline_ms = 0;
+	http__backend_drop(x, false);
+	st->x_over = true;
+	if (!st->ended)
+		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
+	st->ended = true;
+}
+
+/* ---- the engine's side ---- */
+
+static void http2__event(struct http2 *h, const struct h2_event *ev)
+{
+	struct http2_stream *st = ev->user;
+
+	switch (ev->kind) {
+	case H2_EV_REQUEST:
+		if (h->s->closed || h->s->finishing)
+			h2_reset(h->e, ev->id, H2_REFUSED_STREAM);
+		else
+			http2__request(h, ev->id, ev->req);
+		return;
+	case H2_EV_BODY:
+		if (st != NULL && st->x != NULL && st->x->phase == HTTP_X_FORWARD &&
+		    st->c.body == st->x)
+			http__forward_body(st->x);
+		return;
+	case H2_EV_CLOSED:
+		if (st == NULL)
+			return;
+		if (st->x != NULL && st->x->phase != HTTP_X_DONE) {
+			/* The client reset it before its answer ended. */
+			st->x->status = st->x->status ? st->x->status : 499;
+			session_log(h->s, LOG_DEBUG, "HTTP/2 stream %d closed by the client (code %u)",
+				    (int)ev->id, ev->code);
+			http__log(st->x);
+		}
+		http2__stream_free(h, st, false);
+		return;
+	case H2_EV_GOAWAY:
+		session_log(h->s, LOG_DEBUG, "HTTP/2 client GOAWAY (code %u, last stream %d)",
+			    ev->code, (int)ev->last_id);
+		return;
+	case H2_EV_NONE:
+		return;
+	}
+}
+
+/* Streams that gained room: their pending bytes, then their exchange
+   goes on (as client_written does for HTTP/1.1); request bodies of
+   answered streams are dropped so the client's window reopens. */
+static bool http2__feed(struct http2 *h)
+{
+	size_t hw = h->s->conf->limits.relay_high_water;
+	bool moved = false;
+
+	for (struct http2_stream *st = h->streams; st != NULL && !h->s->closed;) {
+		struct http2_stream *next = st->next;
+		struct http_exchange *x = st->x;
+		size_t before = st->plen;
+		bool was_ended = st->ended;
+
+		http2__flush(st);
+		if (st->plen != before || st->ended != was_ended)
+			moved = true;
+		if (x != NULL && !st->x_over && st->plen <= hw / 2 &&
+		    (before > 0 || (x->phase == HTTP_X_FORWARD && x->in != NULL) ||
+		     (x->phase == HTTP_X_FILE && http__file_ready(x)))) {
+			if (x->phase == HTTP_X_FILE)
+				http__file_written(x);
+			else if (x->phase == HTTP_X_FORWARD)
+				http__process_backend(x);
+			moved = true;
+		}
+		if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
+		    st->c.body == NULL) {
+			const uint8_t *d;
+			bool end;
+			size_t n = h2_body_peek(h->e, st->id, &d, &end);
+			if (n > 0) {
+				h2_body_consume(h->e, st->id, n);
+				moved = true;
+			}
+		}
+		st = next;
+	}
+	return moved;
+}
+
+void http2__pump(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+	struct session *s = c->s;
+	uint8_t out[HTTP2_OUT_CHUNK];
+
+	if (h == NULL || s->closed || h->pumping)
+		return;
+	h->pumping = true;
+	size_t hw = s->conf->limits.relay_high_water;
+	for (int round = 0; round < 1000 && !s->closed && !h->fatal; round++) {
+		bool moved = false;
+		struct h2_event ev;
+		/* Client bytes, when the engine takes input (it stops while
+		   its control-frame queue waits for a client that does not
+		   read; what was read meanwhile waits in s->in). */
+		if (s->in_len > 0 && h2_want_read(h->e)) {
+			long r = h2_recv(h->e, s->in, s->in_len, session_now(s));
+			session_consume(s, s->in_len);
+			if (r == H2_E_FATAL) {
+				h->fatal = true;
+				break;
+			}
+			moved = true;
+		}
+		while (!s->closed && h2_next_event(h->e, &ev)) {
+			http2__event(h, &ev);
+			moved = true;
+		}
+		if (s->closed)
+			break;
+		moved |= http2__feed(h);
+		while (!s->closed && session_client_queued(s) < hw) {
+			size_t n = h2_output(h->e, out, sizeof(out));
+			if (n == 0)
+				break;
+			session_write(s, out, n);
+			moved = true;
+		}
+		if (!moved)
+			break;
+	}
+	h->pumping = false;
+	if (s->closed || s->finishing)
+		return;
+	if (h->fatal) {
+		/* Its last words (a GOAWAY) go out, then it closes. */
+		uint8_t last[HTTP2_OUT_CHUNK];
+		size_t n;
+		while (!s->closed && (n = h2_output(h->e, last, sizeof(last))) > 0)
+			session_write(s, last, n);
+	}
+	if (h->fatal || (!h2_want_read(h->e) && !h2_want_write(h->e))) {
+		session_finish(s, h->fatal ? "HTTP/2 connection error" : "HTTP/2 connection done");
+		return;
+	}
+	session_client_reading(s, h2_want_read(h->e));
+	http2__arm(c);
+}
+
+void http2__after(struct session *s)
+{
+	struct http_conn *c = http__of(s);
+
+	if (c != NULL && c->h2 != NULL && !s->closed)
+		http2__pump(c);
+}
+
+void http2__client_data(struct http_conn *c)
+{
+	http2__pump(c);
+}
+
+void http2__client_written(struct http_conn *c)
+{
+	http2__pump(c);
+}
+
+struct http_exchange *http2__lookup_next(struct http_conn *c)
+{
+	struct http_exchange *pick = NULL;
+
+	/* The oldest stream (the lowest id) first: no stream starves. */
+	for (struct http2_stream *st = c->h2->streams; st != NULL; st = st->next) {
+		struct http_exchange *x = st->x;
+		if (x != NULL && x->lookup_wait && x->phase == HTTP_X_ROUTE &&
+		    (pick == NULL || st->id < http2__of(pick)->id))
+			pick = x;
+	}
+	return pick;
+}
+
+void http2__arm(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+	struct session *s = c->s;
+	uint64_t t = h != NULL ? h->idle_deadline : 0;
+
+	if (h == NULL || s->closed || s->finishing)
+		return;
+	bool active = false;
+	for (struct http2_stream *st = h->streams; st != NULL; st = st->next) {
+		struct http_exchange *x = st->x;
+		if (x != NULL && !st->x_over)
+			active = true;
+		if (x != NULL && x->deadline_ms != 0 && (t == 0 || x->deadline_ms < t))
+			t = x->deadline_ms;
+	}
+	/* Streams whose answers are done but that the client keeps open
+	   (it never ends its request, or never reads the rest) wait no
+	   longer than an idle connection. */
+	if (!active && h->idle_deadline == 0) {
+		h->idle_deadline = session_now(s) +
+				   (uint64_t)(s->conf->http.keepalive_timeout * 1000.0 + 0.5);
+		if (t == 0 || h->idle_deadline < t)
+			t = h->idle_deadline;
+	}
+	if (t == 0)
+		return;
+	uint64_t now = session_now(s);
+	session_delay(s, t > now ? (double)(t - now) / 1000.0 : 0);
+}
+
+void http2__drain(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+
+	if (h->goaway)
+		return;
+	h->goaway = true;
+	session_log(c->s, LOG_DEBUG, "HTTP/2 GOAWAY: shutting down (%d streams in flight)",
+		    h->nstreams);
+	h2_goaway(h->e);
+	http2__pump(c);
+}
+
+void http2__timeout(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+	struct session *s = c->s;
+	uint64_t now = session_now(s);
+
+	bool active = false;
+	for (struct http2_stream *st = h->streams; st != NULL; st = st->next)
+		active |= st->x != NULL && !st->x_over;
+	if (h->idle_deadline != 0 && h->idle_deadline <= now && !active) {
+		h->idle_deadline = 0;
+		session_log(s, LOG_DEBUG, "HTTP/2 keep-alive timeout (%d streams left): GOAWAY",
+			    h->nstreams);
+		h2_goaway(h->e);
+		h->goaway = true;
+		http2__pump(c);
+		if (!s->closed && !s->finishing)
+			session_finish(s, "keep-alive timeout");
+		return;
+	}
+	/* Each deadline that passed ends its own stream's exchange. */
+	for (struct http2_stream *st = h->streams; st != NULL && !s->closed; st = st->next) {
+		struct http_exchange *x = st->x;
+		if (x == NULL || st->x_over || x->deadline_ms == 0 || x->deadline_ms > now)
+			continue;
+		x->deadline_ms = 0;
+		http__exchange_timeout(x);
+	}
+	http2__pump(c);
+}

@@ -1,0 +1,153 @@
+/*
+ * test_session_http2.c - HTTP/2 sessions through the harness: the client
+ * offers ALPN "h2" to the implicit-TLS http listener (http2 on by
+ * default), its streams reach the HTTP/1.1 backend as HTTP/1.1 requests
+ * and the answers come back as HTTP/2 frames; and the findings of
+ * fuzz_session_http2, replayed.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <openssl/ssl.h>
+
+#include "gh_harness.h"
+
+static struct gh_env env;
+static struct gh_conn c;
+
+static void setup(void)
+{
+	static const unsigned char h2[] = { 2, 'h', '2' };
+	char err[512];
+
+	cr_assert_eq(gh_env_init(&env, NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(SSL_CTX_set_alpn_protos(env.cli_ctx, h2, sizeof(h2)), 0);
+}
+
+static void teardown(void)
+{
+	if (c.e != NULL)
+		gh_conn_close(&c);
+	cr_assert_eq(gh_env_fini(&env), 0, "the loop closed with live handles");
+}
+
+TestSuite(session_http2, .init = setup, .fini = teardown);
+
+#define BSENT ((const char *)c.bsent.p)
+
+static size_t frame(uint8_t *o, int type, int flags, uint32_t sid, const void *p, size_t n)
+{
+	o[0] = (uint8_t)(n >> 16);
+	o[1] = (uint8_t)(n >> 8);
+	o[2] = (uint8_t)n;
+	o[3] = (uint8_t)type;
+	o[4] = (uint8_t)flags;
+	o[5] = (uint8_t)(sid >> 24);
+	o[6] = (uint8_t)(sid >> 16);
+	o[7] = (uint8_t)(sid >> 8);
+	o[8] = (uint8_t)sid;
+	if (n > 0)
+		memcpy(o + 9, p, n);
+	return 9 + n;
+}
+
+/* An HPACK literal field without indexing (short name and value). */
+static size_t lit(uint8_t *o, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+
+	o[0] = 0;
+	o[1] = (uint8_t)nl;
+	memcpy(o + 2, name, nl);
+	o[2 + nl] = (uint8_t)vl;
+	memcpy(o + 3 + nl, value, vl);
+	return 3 + nl + vl;
+}
+
+static size_t get(uint8_t *o, uint32_t sid, const char *path)
+{
+	uint8_t blk[256];
+	size_t n = 0;
+
+	n += lit(blk + n, ":method", "GET");
+	n += lit(blk + n, ":scheme", "https");
+	n += lit(blk + n, ":authority", "mail.a.test");
+	n += lit(blk + n, ":path", path);
+	return frame(o, 1, 0x5, sid, blk, n);
+}
+
+/* Frames of type in what the client read, on stream sid; the flags of
+   the last one (-1: none). */
+static int frames_on(int type, uint32_t sid, int *count_out)
+{
+	const uint8_t *p = c.out.p;
+	size_t n = c.out.len, at = 0;
+	int last = -1;
+
+	*count_out = 0;
+	while (at + 9 <= n) {
+		size_t len = (size_t)p[at] << 16 | (size_t)p[at + 1] << 8 | p[at + 2];
+		uint32_t id = ((uint32_t)p[at + 5] << 24 | (uint32_t)p[at + 6] << 16 |
+			       (uint32_t)p[at + 7] << 8 | p[at + 8]) & 0x7fffffff;
+		if (at + 9 + len > n)
+			break;
+		if (p[at + 3] == type && id == sid) {
+			(*count_out)++;
+			last = p[at + 4];
+		}
+		at += 9 + len;
+	}
+	return last;
+}
+
+Test(session_http2, streams_are_relayed_to_the_http11_backend)
+{
+	uint8_t out[1024];
+	size_t n = 0;
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	cr_assert(c.tls_done);
+	memcpy(out, preface, sizeof(preface) - 1);
+	n = sizeof(preface) - 1;
+	n += frame(out + n, 4, 0, 0, NULL, 0);
+	n += get(out + n, 1, "/one");
+	n += get(out + n, 3, "/two");
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_not_null(strstr(BSENT, "GET /one HTTP/1.1\r\nHost: mail.a.test\r\n"), "%s", BSENT);
+	cr_assert_not_null(strstr(BSENT, "GET /two HTTP/1.1\r\nHost: mail.a.test\r\n"), "%s", BSENT);
+	cr_assert_not_null(strstr(BSENT, "X-Forwarded-Proto: https\r\n"), "%s", BSENT);
+	/* Each stream: a HEADERS frame, then its body ending the stream. */
+	for (uint32_t sid = 1; sid <= 3; sid += 2) {
+		int k;
+		cr_assert_neq(frames_on(1, sid, &k), -1, "HEADERS on stream %u", sid);
+		cr_assert_eq(k, 1);
+		int fl = frames_on(0, sid, &k);
+		cr_assert(k >= 1 && (fl & 1), "DATA ending stream %u (flags %d, %d frames)", sid, fl, k);
+	}
+	cr_assert_eq(gh_conn_close(&c), 0, "session freed, no handle or buffer left");
+}
+
+/*
+ * Found by fuzz_session_http2: the client closes while a stream's backend
+ * connect is under way; freeing the session freed the stream's exchange
+ * with session_upstream_release on a connection the session had already
+ * closed and freed (heap-use-after-free in session_upstream_release). The
+ * fix: a session going away frees its streams without touching their
+ * connections (http2__stream_free(..., gone)).
+ */
+Test(session_http2, close_while_a_stream_connects)
+{
+	static const uint8_t s[] = {
+		0x12, 0x00, 0x70, 'P', 'R', 'I', ' ', '*', ' ', 'H', 'T', 'T', 'P', '/', '2', '.',
+		'0', '\r', '\n', '\r', '\n', 'S', 'M', '\r', '\n', '\r', '\n', 0x00, 0x00, 0x00,
+		0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46, 0x01, 0x05, 0x00, 0x00,
+		0x00, 0x01, 0x00, 0x07, ':', 'm', 'e', 't', 'h', 'o', 'd', 0x03, 'G', 'E', 'T',
+		0x00, 0x07, ':', 's', 'c', 'h', 'e', 'm', 'e', 0x05, 'h', 't', 't', 'p', 's',
+		0x00, 0x0a, ':', 'a', 'u', 't', 'h', 'o', 'r', 'i', 't', 'y', 0x10, 'm', 'a',
+		'i', 'l', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 0x00,
+		0x05, ':', 'p', 'a', 't', 'h', 0x05, '/', 's', 'l', 'o', 'w', 0x0d, 0x05, 0x0d,
+	};
+	cr_assert_eq(gh_script_run(&env, GH_HTTP, s, sizeof(s)), 0);
+}
