@@ -36,7 +36,7 @@
 
 /* Room kept in front of the body's piece for the response head, so the
    head and the first piece leave in one write. */
-#define HTTP_FILE_HEAD_MAX (HTTP_STATIC_HEADERS_MAX + HTTP_LOCATION_HEADERS_MAX / 2)
+#define HTTP_FILE_HEAD_MAX (HTTP_STATIC_HEADERS_MAX + HTTP_ADD_HEADERS_MAX)
 
 /* The loop's buffer for a head and a piece read on the loop: filled and
    written (http__out copies) in one call chain, so one per worker
@@ -361,8 +361,12 @@ static void http__file_start(struct http_exchange *x)
 	}
 	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: gatehouse\r\n%.*s",
 			 p->status, http_reason(p->status), (int)p->headers_len, p->headers);
+	/* The operator's headers (http.add_headers, the vhost's, the
+	   location's), as on every answer. */
+	struct http_resp_edit e;
+	http__resp_edit(x, &e);
 	int a = n > 0 && (size_t)n < sizeof(head)
-			? http_location_add_headers(x->loc, head + n, sizeof(head) - (size_t)n) : -1;
+			? http_add_header_lines(&e, head + n, sizeof(head) - (size_t)n) : -1;
 	int c = a < 0 ? -1 : snprintf(head + n + a, sizeof(head) - (size_t)(n + a),
 				      "Connection: %s\r\n\r\n",
 				      x->close_after ? "close" : "keep-alive");

@@ -71,6 +71,26 @@ def test_vhost_headers_between_global_and_location(http_gh, web, web_certs):
     assert header_all(r.headers, "X-Frame-Options") == ["DENY"]
 
 
+def test_added_headers_on_static_files(http_gh, web, tmp_path):
+    """A file a `root` location serves gets the global, vhost and location
+    headers like any answer (HSTS on the web client's own files)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "app.js").write_bytes(b"var a = 1;\n")
+    gh = http_gh(http={"add_headers": ["%s: max-age=31536000" % HSTS,
+                                       "X-Frame-Options: DENY"]},
+                 locations=[{"match": "^~ /static/", "root": str(root),
+                             "rewrite_prefix": "/", "add_headers": ["X-Frame-Options: SAMEORIGIN"]},
+                            {"match": "/", "upstream": "web"}],
+                 upstreams=[{"name": "web", "servers": [web.web1.address]}])
+    c = https(gh)
+    for _ in range(2):  # looked up, then from the open-file cache
+        r = c.request(path="/static/app.js")
+        assert (r.status, r.body) == (200, b"var a = 1;\n")
+        assert header_all(r.headers, HSTS) == ["max-age=31536000"]
+        assert header_all(r.headers, "X-Frame-Options") == ["SAMEORIGIN"]
+
+
 def test_added_headers_on_local_answers(http_gh, web):
     gh = http_gh(http={"add_headers": ["%s: max-age=31536000" % HSTS]},
                  **located(web, add_headers=["X-Frame-Options: DENY"]))
