@@ -1,5 +1,5 @@
 /*
- * stream.c - TCP streams, plain or TLS over memory BIOs, with corked
+ * stream.c - TCP streams, plain or TLS over pool buffers, with corked
  * (gathered) writes.
  */
 #include <stddef.h>
@@ -44,14 +44,10 @@ static void stream__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	struct pbuf *b = buf->base ? pbuf_of(buf->base) : NULL;
 
 	if (nread > 0 && st->tls) {
-		st->tls_untrimmed += (size_t)nread;
-		int rc = tls_feed(st->tls, b->data, (size_t)nread);
-		pbuf_put(b);
-		if (rc < 0) {
-			stream_read_stop(st);
-			st->on_read(st, NULL, UV_ENOMEM);
-			return;
-		}
+		/* The buffer itself joins the TLS input: no copy. */
+		b->off = 0;
+		b->len = (uint32_t)nread;
+		tls_feed_buf(st->tls, b);
 		stream__tls_pump(st);
 		return;
 	}
@@ -265,35 +261,17 @@ static int stream__raw_write(struct stream *st, struct pbuf *b)
 }
 
 /*
- * Send what TLS produced (records, alerts, tickets): up to
- * STREAM_WRITEV_MAX buffers per system call, so a full 16 KiB record,
- * which is a little larger than one buffer, still costs one write.
+ * Send what TLS produced (records, alerts, tickets): the buffers the
+ * records were written into, as they are (stream__issue sends up to
+ * STREAM_WRITEV_MAX of them per system call).
  */
 static int stream__tls_flush(struct stream *st)
 {
-	while (tls_pending_out(st->tls) > 0) {
-		struct pbuf *head = NULL, **tail = &head;
-		size_t pending;
-		unsigned n = 0;
+	struct pbuf *head = tls_take_bufs(st->tls);
 
-		while (n < STREAM_WRITEV_MAX && (pending = tls_pending_out(st->tls)) > 0) {
-			st->tls_untrimmed += pending;
-			struct pbuf *b = pbuf_get_size(st->pool, pending < st->pool->size ? pending : st->pool->size);
-			if (b == NULL) {
-				stream__put_chain(head);
-				return UV_ENOMEM;
-			}
-			b->len = (uint32_t)tls_take_out(st->tls, b->data, b->cap);
-			b->next = NULL;
-			*tail = b;
-			tail = &b->next;
-			n++;
-		}
-		int rc = stream__raw_writev(st, head);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	if (head == NULL)
+		return 0;
+	return stream__raw_writev(st, head);
 }
 
 /* Send b now (encrypted first on a TLS stream), whatever the cork says. */
@@ -392,23 +370,6 @@ static int stream__tls_release_pending(struct stream *st)
 }
 
 /*
- * Give the memory BIOs' buffers back once st->tls_trim_bytes went through
- * them. A BIO's buffer is never larger than what passed since it was last
- * emptied, so an idle connection holds at most about that much per
- * direction.
- */
-static void stream__tls_trim(struct stream *st)
-{
-	if (st->tls_untrimmed < st->tls_trim_bytes)
-		return;
-	tls_trim(st->tls);
-	/* Input that is part of a record stays in the BIO (tls_trim keeps a
-	   BIO that is not empty): count on, so it is trimmed when emptied. */
-	if (!tls_has_plaintext(st->tls))
-		st->tls_untrimmed = 0;
-}
-
-/*
  * Drive TLS after input arrived or reading resumed: finish the handshake,
  * then hand decrypted data to on_read while the owner keeps reading.
  */
@@ -477,10 +438,8 @@ static void stream__tls_pump(struct stream *st)
 		st->on_read(st, NULL, n == TLS_CLOSED ? UV_EOF : UV_EPROTO);
 		return;
 	}
-	if (!st->closing) {
+	if (!st->closing)
 		stream__tls_flush(st);
-		stream__tls_trim(st);
-	}
 	st->in_pump = false;
 }
 
@@ -512,6 +471,7 @@ int stream_start_tls(struct stream *st, struct tls_conn *t, void (*on_handshake)
 		st->post_init = true;
 	}
 	st->tls = t;
+	tls_set_pool(t, st->pool);
 	st->tls_handshaking = true;
 	st->tls_pending = NULL;
 	st->tls_pending_tail = &st->tls_pending;

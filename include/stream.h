@@ -4,7 +4,7 @@
  *
  * The relay and the protocol code use only this API (read start/stop, write,
  * shutdown, close), never uv_* on the socket directly, so that TLS can later
- * sit inside a stream (bytes in, bytes out over memory BIOs) without either
+ * sit inside a stream (bytes in, bytes out over pool buffers) without either
  * of them changing.
  *
  * Buffers come from a per-worker free list. A stream asks for one only when
@@ -109,12 +109,9 @@ struct stream {
 	struct pbuf *tls_pending;     /* plaintext written before the handshake ended */
 	struct pbuf **tls_pending_tail;
 	void (*on_handshake)(struct stream *st, int status); /* 0 or UV_EPROTO */
-	size_t tls_untrimmed;         /* TLS bytes in and out since the BIOs were emptied */
-	/* Give the BIOs' buffers back only once this many bytes went through
-	   them (0: after every read, so an idle connection holds none). A
-	   busy keep-alive connection with small messages sets a little,
-	   which bounds what it holds while idle and saves two new BIOs on
-	   every read. */
+	/* No effect since TLS runs over pool buffers (nothing grows, so
+	   nothing is trimmed: an idle connection holds no buffer); kept until
+	   the owners that set it drop it. */
 	size_t tls_trim_bytes;
 
 	/* TLS: runs the pump from the loop when a call finds work for it

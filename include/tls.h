@@ -1,9 +1,10 @@
 /*
  * tls.h - TLS as bytes in, bytes out.
  *
- * A tls_conn wraps one OpenSSL SSL object between two memory BIOs: the
- * stream feeds it the ciphertext that arrived and sends on the ciphertext it
- * produces. No sockets here, so handshakes, SNI selection and ALPN checks
+ * A tls_conn wraps one OpenSSL SSL object over a BIO of pool buffers
+ * (struct pbuf): the stream hands it the buffers ciphertext arrived in and
+ * sends on the buffers the records were written into, with no copy between
+ * (tls.c says how). An idle connection holds no buffer. No sockets here, so handshakes, SNI selection and ALPN checks
  * are unit-tested in memory, and STARTTLS is "start feeding a tls_conn".
  *
  * A tls_server is the set of server contexts built from one config snapshot:
@@ -111,8 +112,15 @@ void tls_client_free(struct tls_client *cl);
 struct tls_conn *tls_conn_client(struct tls_client *cl, const char *host, bool verify);
 void tls_conn_free(struct tls_conn *t);
 
-/* Ciphertext in from the network. Returns 0, or TLS_ERR on no memory. */
+struct pbuf;
+struct pool;
+/* Chain buffers come from pool (the stream's; until set: malloc'ed). */
+void tls_set_pool(struct tls_conn *t, struct pool *pool);
+/* Ciphertext in from the network, copied. Returns 0, or TLS_ERR on no memory. */
 int tls_feed(struct tls_conn *t, const uint8_t *p, size_t n);
+/* Ciphertext in: b (data[off .. off+len)) joins the input chain, which owns
+   it and returns it to its pool once SSL has read it. */
+void tls_feed_buf(struct tls_conn *t, struct pbuf *b);
 /* Advance the handshake: 1 done, TLS_WANT, or TLS_ERR. */
 int tls_handshake(struct tls_conn *t);
 /* Plaintext out: bytes read (> 0), TLS_WANT, TLS_CLOSED or TLS_ERR. */
@@ -123,10 +131,12 @@ int tls_write(struct tls_conn *t, const uint8_t *p, size_t n);
 void tls_shutdown(struct tls_conn *t);
 /* Ciphertext waiting to go to the network. */
 size_t tls_pending_out(struct tls_conn *t);
+/* All of it: the chain of buffers (linked by next, the caller's now; NULL
+   when none). Each is full but the last. */
+struct pbuf *tls_take_bufs(struct tls_conn *t);
+/* Or a copy of up to cap bytes of it (tests). */
 size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
-/* Give back the memory BIOs' buffers when they are empty (idle connections). */
-void tls_trim(struct tls_conn *t);
-/* Plaintext decrypted but not yet read. */
+/* Plaintext decrypted, or ciphertext not yet read by SSL. */
 bool tls_has_plaintext(struct tls_conn *t);
 
 /* For logs: "TLSv1.3", the cipher, the SNI the client sent (or ""), the last error. */

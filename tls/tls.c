@@ -1,10 +1,12 @@
 /*
- * tls.c - TLS connections driven through memory BIOs (server and client
- * side), and the client context. The server contexts are tls_server.c's.
+ * tls.c - TLS connections driven through a BIO over pool buffers (server
+ * and client side), and the client context. The server contexts are tls_server.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <pthread.h>
 
 #include <arpa/inet.h>
 
@@ -63,28 +65,188 @@ void tls_client_free(struct tls_client *cl)
 	free(cl);
 }
 
+/* ---- the BIO over pool buffers ---- */
+
+/*
+ * One BIO per connection, both the SSL's read and write BIO, over two
+ * chains of pool buffers (struct pbuf) the connection holds:
+ *
+ * - in: ciphertext the stream read, in the buffers it was read into.
+ *   OpenSSL copies each record straight out of them into its own record
+ *   buffer, and a buffer goes back to its pool as soon as it is consumed.
+ *   (A memory BIO took a copy first, memmoved and regrew.)
+ * - out: records OpenSSL writes, appended straight into pool buffers that
+ *   tls_take_bufs hands to the stream for uv_write whole. (A memory BIO
+ *   grew a buffer, which BIO_read copied into pool buffers again.)
+ *
+ * Nothing here grows or is kept once empty: an idle connection holds no
+ * buffer, so there is nothing to trim. Semantics are a memory BIO's with
+ * eof_return -1: reading an empty chain sets the retry flag (SSL says
+ * WANT_READ), writing never blocks, PENDING / WPENDING count the in / out
+ * bytes, FLUSH succeeds.
+ */
+
+static BIO_METHOD *tls__bio_method;
+static pthread_once_t tls__bio_once = PTHREAD_ONCE_INIT;
+
+/* A buffer for the chains: the pool's, or one of TLS__BUF_SIZE bytes before
+   the stream gave its pool (bytes fed by tls_feed, unit tests). */
+#define TLS__BUF_SIZE 16384
+
+static struct pbuf *tls__buf(struct tls_conn *t)
+{
+	static struct pool none; /* size 0: pbuf_get_size mallocs, pool NULL */
+
+	if (t->pool != NULL)
+		return pbuf_get(t->pool);
+	return pbuf_get_size(&none, TLS__BUF_SIZE);
+}
+
+static void tls__chain_put(struct pbuf *b)
+{
+	while (b) {
+		struct pbuf *next = b->next;
+		pbuf_put(b);
+		b = next;
+	}
+}
+
+static int tls__bio_read(BIO *bio, char *out, size_t cap, size_t *got)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+	size_t n = 0;
+
+	BIO_clear_retry_flags(bio);
+	while (n < cap && t->in != NULL) {
+		struct pbuf *b = t->in;
+		size_t k = b->len < cap - n ? b->len : cap - n;
+		memcpy(out + n, b->data + b->off, k);
+		n += k;
+		b->off += (uint32_t)k;
+		b->len -= (uint32_t)k;
+		if (b->len == 0) {
+			t->in = b->next;
+			if (t->in == NULL) {
+				t->in_tail = &t->in;
+				t->in_last = NULL;
+			}
+			pbuf_put(b);
+		}
+	}
+	t->in_bytes -= n;
+	*got = n;
+	if (n == 0 && cap > 0) {
+		/* Empty is "not yet", never EOF (BIO_set_mem_eof_return(-1)). */
+		BIO_set_retry_read(bio);
+		return 0;
+	}
+	return 1;
+}
+
+static int tls__bio_write(BIO *bio, const char *p, size_t n, size_t *put)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+	size_t done = 0;
+
+	BIO_clear_retry_flags(bio);
+	while (done < n) {
+		struct pbuf *last = t->out_last;
+		if (last == NULL || last->off + last->len == last->cap) {
+			struct pbuf *b = tls__buf(t);
+			if (b == NULL)
+				break;
+			*t->out_tail = b;
+			t->out_tail = &b->next;
+			t->out_last = last = b;
+		}
+		size_t room = (size_t)last->cap - last->off - last->len;
+		size_t k = n - done < room ? n - done : room;
+		memcpy(last->data + last->off + last->len, p + done, k);
+		last->len += (uint32_t)k;
+		done += k;
+	}
+	t->out_bytes += done;
+	*put = done;
+	/* Out of memory: a short write, which SSL_write reports as a failure
+	   (no retry flag: it never says WANT_WRITE here). */
+	return done > 0 || n == 0;
+}
+
+static long tls__bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)t->in_bytes;
+	case BIO_CTRL_WPENDING:
+		return (long)t->out_bytes;
+	case BIO_CTRL_EOF:
+		return t->in_bytes == 0;
+	case BIO_CTRL_FLUSH:
+	case BIO_CTRL_DUP:
+		return 1;
+	case BIO_CTRL_GET_CLOSE:
+		return BIO_get_shutdown(bio);
+	case BIO_CTRL_SET_CLOSE:
+		BIO_set_shutdown(bio, (int)num);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int tls__bio_create(BIO *bio)
+{
+	BIO_set_init(bio, 1);
+	return 1;
+}
+
+static int tls__bio_destroy(BIO *bio)
+{
+	/* The chains are the connection's: tls_conn_free returns them. */
+	BIO_set_data(bio, NULL);
+	BIO_set_init(bio, 0);
+	return 1;
+}
+
+static void tls__bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatehouse pbuf");
+
+	if (m == NULL || BIO_meth_set_read_ex(m, tls__bio_read) != 1 ||
+	    BIO_meth_set_write_ex(m, tls__bio_write) != 1 || BIO_meth_set_ctrl(m, tls__bio_ctrl) != 1 ||
+	    BIO_meth_set_create(m, tls__bio_create) != 1 ||
+	    BIO_meth_set_destroy(m, tls__bio_destroy) != 1) {
+		BIO_meth_free(m);
+		return;
+	}
+	tls__bio_method = m;
+}
+
 /* ---- connections ---- */
 
 struct tls_conn *tls__conn(SSL_CTX *ctx)
 {
 	struct tls_conn *t = calloc(1, sizeof(*t));
 
-	if (t == NULL)
-		return NULL;
-	t->ssl = SSL_new(ctx);
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
-		SSL_free(t->ssl);
-		BIO_free(t->rbio);
-		BIO_free(t->wbio);
+	if (pthread_once(&tls__bio_once, tls__bio_init) != 0 || tls__bio_method == NULL || t == NULL) {
 		free(t);
 		return NULL;
 	}
-	/* An empty read BIO means "retry", not EOF. */
-	BIO_set_mem_eof_return(t->rbio, -1);
-	BIO_set_mem_eof_return(t->wbio, -1);
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	t->in_tail = &t->in;
+	t->out_tail = &t->out;
+	t->ssl = SSL_new(ctx);
+	t->bio = BIO_new(tls__bio_method);
+	if (t->ssl == NULL || t->bio == NULL) {
+		SSL_free(t->ssl);
+		BIO_free(t->bio);
+		free(t);
+		return NULL;
+	}
+	BIO_set_data(t->bio, t);
+	/* One BIO both ways: SSL_set_bio takes the one reference. */
+	SSL_set_bio(t->ssl, t->bio, t->bio);
 	SSL_set_app_data(t->ssl, t);
 	return t;
 }
@@ -115,23 +277,65 @@ void tls_conn_free(struct tls_conn *t)
 {
 	if (t == NULL)
 		return;
-	SSL_free(t->ssl); /* frees both BIOs */
+	SSL_free(t->ssl); /* frees the BIO */
+	tls__chain_put(t->in);
+	tls__chain_put(t->out);
 	free(t);
+}
+
+void tls_set_pool(struct tls_conn *t, struct pool *pool)
+{
+	t->pool = pool;
 }
 
 int tls_feed(struct tls_conn *t, const uint8_t *p, size_t n)
 {
-	size_t done = 0;
-
-	while (done < n) {
-		int w = BIO_write(t->rbio, p + done, (int)(n - done > 1 << 30 ? 1 << 30 : n - done));
-		if (w <= 0) {
-			snprintf(t->err, sizeof(t->err), "out of memory");
-			return TLS_ERR;
+	while (n > 0) {
+		struct pbuf *last = t->in_last;
+		if (last == NULL || last->off + last->len == last->cap) {
+			struct pbuf *b = tls__buf(t);
+			if (b == NULL) {
+				snprintf(t->err, sizeof(t->err), "out of memory");
+				return TLS_ERR;
+			}
+			*t->in_tail = b;
+			t->in_tail = &b->next;
+			t->in_last = last = b;
 		}
-		done += (size_t)w;
+		size_t room = (size_t)last->cap - last->off - last->len;
+		size_t k = n < room ? n : room;
+		memcpy(last->data + last->off + last->len, p, k);
+		last->len += (uint32_t)k;
+		t->in_bytes += k;
+		p += k;
+		n -= k;
 	}
 	return 0;
+}
+
+void tls_feed_buf(struct tls_conn *t, struct pbuf *b)
+{
+	struct pbuf *last = t->in_last;
+
+	if (b->len == 0) {
+		pbuf_put(b);
+		return;
+	}
+	/* Small reads while input waits (a trickle, or reading stopped in
+	   the middle of one) join the last buffer's room: the chain holds its
+	   bytes in full buffers, not a pool buffer per read. */
+	if (last != NULL && b->len <= (size_t)last->cap - last->off - last->len) {
+		memcpy(last->data + last->off + last->len, b->data + b->off, b->len);
+		last->len += b->len;
+		t->in_bytes += b->len;
+		pbuf_put(b);
+		return;
+	}
+	b->next = NULL;
+	*t->in_tail = b;
+	t->in_tail = &b->next;
+	t->in_last = b;
+	t->in_bytes += b->len;
 }
 
 /* Classify an SSL_* failure; remember why for the log. */
@@ -197,40 +401,46 @@ void tls_shutdown(struct tls_conn *t)
 
 size_t tls_pending_out(struct tls_conn *t)
 {
-	return BIO_ctrl_pending(t->wbio);
+	return t->out_bytes;
+}
+
+struct pbuf *tls_take_bufs(struct tls_conn *t)
+{
+	struct pbuf *b = t->out;
+
+	t->out = t->out_last = NULL;
+	t->out_tail = &t->out;
+	t->out_bytes = 0;
+	return b;
 }
 
 size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap)
 {
-	int n = BIO_read(t->wbio, out, (int)(cap > 1 << 30 ? 1 << 30 : cap));
-	return n > 0 ? (size_t)n : 0;
-}
+	size_t n = 0;
 
-void tls_trim(struct tls_conn *t)
-{
-	/* A memory BIO keeps the buffer it grew to (a handshake flight, a big
-	   write) even when empty; an idle connection should not. */
-	if (BIO_ctrl_pending(t->rbio) == 0) {
-		BIO *b = BIO_new(BIO_s_mem());
-		if (b != NULL) {
-			BIO_set_mem_eof_return(b, -1);
-			SSL_set0_rbio(t->ssl, b);
-			t->rbio = b;
+	while (n < cap && t->out != NULL) {
+		struct pbuf *b = t->out;
+		size_t k = b->len < cap - n ? b->len : cap - n;
+		memcpy(out + n, b->data + b->off, k);
+		n += k;
+		b->off += (uint32_t)k;
+		b->len -= (uint32_t)k;
+		if (b->len == 0) {
+			t->out = b->next;
+			if (t->out == NULL) {
+				t->out_tail = &t->out;
+				t->out_last = NULL;
+			}
+			pbuf_put(b);
 		}
 	}
-	if (BIO_ctrl_pending(t->wbio) == 0) {
-		BIO *b = BIO_new(BIO_s_mem());
-		if (b != NULL) {
-			BIO_set_mem_eof_return(b, -1);
-			SSL_set0_wbio(t->ssl, b);
-			t->wbio = b;
-		}
-	}
+	t->out_bytes -= n;
+	return n;
 }
 
 bool tls_has_plaintext(struct tls_conn *t)
 {
-	return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0;
+	return SSL_pending(t->ssl) > 0 || t->in_bytes > 0;
 }
 
 const char *tls_version(const struct tls_conn *t)

@@ -10,12 +10,21 @@
 
 #include <openssl/ssl.h>
 
+#include "stream.h"
 #include "tls.h"
 
 struct tls_conn {
 	SSL *ssl;
-	BIO *rbio;         /* ciphertext from the network */
-	BIO *wbio;         /* ciphertext to the network */
+	BIO *bio;          /* both ways, over the chains below (tls.c) */
+	struct pool *pool; /* where chain buffers come from (NULL: malloc) */
+	struct pbuf *in;   /* ciphertext from the network, not yet read by SSL */
+	struct pbuf **in_tail;
+	struct pbuf *in_last;
+	size_t in_bytes;
+	struct pbuf *out;  /* records to the network, not yet taken */
+	struct pbuf **out_tail;
+	struct pbuf *out_last;
+	size_t out_bytes;
 	const char *alpn;  /* the only ALPN id accepted, or NULL */
 	char err[160];
 };
@@ -23,7 +32,7 @@ struct tls_conn {
 /* OpenSSL's last error as text into out (and the error queue cleared). */
 void tls__openssl_error(char *out, size_t cap);
 
-/* A connection on ctx between two memory BIOs (NULL: no memory). */
+/* A connection on ctx over the pbuf BIO (NULL: no memory). */
 struct tls_conn *tls__conn(SSL_CTX *ctx);
 
 /*

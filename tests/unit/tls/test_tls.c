@@ -21,6 +21,7 @@
 
 #include "conf.h"
 #include "gh.h"
+#include "stream.h"
 #include "tls.h"
 
 static char dir[64];
@@ -483,5 +484,176 @@ Test(tls, certificate_expiry_per_vhost_and_key_type)
 	}
 	tls_server_certs(NULL, &n);
 	cr_expect_eq(n, 0);
+	conf_unref(c);
+}
+
+/* ---- the BIO over pool buffers ---- */
+
+/* What the client has written, as bytes (records). */
+static size_t client_out(struct client *cl, uint8_t *out, size_t cap)
+{
+	int n = BIO_read(cl->wbio, out, (int)cap);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static struct pbuf *buf_of(struct pool *p, const uint8_t *data, size_t n)
+{
+	struct pbuf *b = pbuf_get(p);
+	cr_assert_not_null(b);
+	cr_assert(n <= b->cap);
+	memcpy(b->data, data, n);
+	b->len = (uint32_t)n;
+	return b;
+}
+
+/* Give the client what the server wrote, through tls_take_bufs; check the
+   pending count against the chain. */
+static void server_to_client(struct client *cl, struct tls_conn *t)
+{
+	size_t pending = tls_pending_out(t), sum = 0;
+	struct pbuf *b = tls_take_bufs(t);
+	while (b) {
+		struct pbuf *next = b->next;
+		sum += b->len;
+		BIO_write(cl->rbio, b->data + b->off, (int)b->len);
+		pbuf_put(b);
+		b = next;
+	}
+	cr_assert_eq(sum, pending);
+	cr_assert_eq(tls_pending_out(t), 0);
+}
+
+Test(tls, pbuf_bio_records_split_anywhere_and_nothing_held_idle)
+{
+	struct conf *c = load_ok(NULL);
+	struct client cl;
+	struct pool pool;
+	uint8_t rec[4096], got[256];
+
+	pool_init(&pool, 1024, 4);
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
+	tls_set_pool(t, &pool);
+	client_init(&cl, NULL, NULL, NULL, 0, NULL);
+	cr_assert_eq(handshake(&cl, t), 1);
+	/* The handshake's buffers all went back (nothing fed or unsent). */
+	cr_assert_eq(pool.outstanding, 0);
+
+	/* Empty input: retry, not EOF; nothing pending. */
+	cr_assert_eq(tls_read(t, got, sizeof(got)), TLS_WANT);
+	cr_assert(!tls_has_plaintext(t));
+
+	/* One record, split at every byte into two pool buffers. */
+	static const char msg[] = "a1 FETCH 1 (BODY[])";
+	size_t len = 0, w0;
+	cr_assert_eq(SSL_write_ex(cl.ssl, msg, sizeof(msg) - 1, &w0), 1);
+	len = client_out(&cl, rec, sizeof(rec));
+	cr_assert(len > sizeof(msg));
+	tls_feed_buf(t, buf_of(&pool, rec, len));
+	cr_assert_eq(tls_read(t, got, sizeof(got)), (int)sizeof(msg) - 1);
+	for (size_t k = 1, whole = len; k < whole; k++) {
+		size_t w;
+		cr_assert_eq(SSL_write_ex(cl.ssl, msg, sizeof(msg) - 1, &w), 1);
+		len = client_out(&cl, rec, sizeof(rec));
+		cr_assert_eq(len, whole);
+		tls_feed_buf(t, buf_of(&pool, rec, k));
+		cr_assert(tls_has_plaintext(t)); /* ciphertext waiting */
+		cr_assert_eq(tls_read(t, got, sizeof(got)), TLS_WANT, "split at %zu", k);
+		/* SSL took the partial record into its own buffer: the pool
+		   buffer is back. */
+		cr_assert_eq(pool.outstanding, 0);
+		tls_feed_buf(t, buf_of(&pool, rec + k, len - k));
+		int n = tls_read(t, got, sizeof(got));
+		cr_assert_eq(n, (int)sizeof(msg) - 1, "split at %zu", k);
+		cr_assert(memcmp(got, msg, sizeof(msg) - 1) == 0);
+		cr_assert(!tls_has_plaintext(t));
+		cr_assert_eq(pool.outstanding, 0);
+	}
+
+	/* Two records in one buffer: the first read consumes it partly. */
+	size_t w, r1, r2;
+	cr_assert_eq(SSL_write_ex(cl.ssl, "one", 3, &w), 1);
+	r1 = client_out(&cl, rec, sizeof(rec));
+	cr_assert_eq(SSL_write_ex(cl.ssl, "two", 3, &w), 1);
+	r2 = client_out(&cl, rec + r1, sizeof(rec) - r1);
+	tls_feed_buf(t, buf_of(&pool, rec, r1 + r2));
+	cr_assert_eq(tls_read(t, got, sizeof(got)), 3);
+	cr_assert(memcmp(got, "one", 3) == 0);
+	cr_assert(tls_has_plaintext(t));
+	cr_assert_eq(pool.outstanding, 1); /* the second record's bytes */
+	cr_assert_eq(tls_read(t, got, sizeof(got)), 3);
+	cr_assert(memcmp(got, "two", 3) == 0);
+	cr_assert_eq(tls_read(t, got, sizeof(got)), TLS_WANT);
+	cr_assert_eq(pool.outstanding, 0);
+
+	/* Small reads join the last buffer's room instead of holding a pool
+	   buffer each (a client trickling a record byte by byte). */
+	cr_assert_eq(SSL_write_ex(cl.ssl, msg, sizeof(msg) - 1, &w), 1);
+	len = client_out(&cl, rec, sizeof(rec));
+	for (size_t i = 0; i < len; i++)
+		tls_feed_buf(t, buf_of(&pool, rec + i, 1));
+	cr_assert_eq(pool.outstanding, 1);
+	cr_assert_eq(tls_read(t, got, sizeof(got)), (int)sizeof(msg) - 1);
+	cr_assert_eq(pool.outstanding, 0);
+
+	/* Server to client: a 40 KiB write makes full 16 KiB records straight
+	   into 1 KiB pool buffers, every buffer full but the last. */
+	static uint8_t big[40000];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + 1);
+	cr_assert_eq(tls_write(t, big, sizeof(big)), 0);
+	cr_assert(tls_pending_out(t) > sizeof(big));
+	struct pbuf *chain = tls_take_bufs(t);
+	size_t nbufs = 0;
+	for (struct pbuf *b = chain; b; b = b->next, nbufs++) {
+		if (b->next != NULL)
+			cr_assert_eq(b->len, b->cap);
+		BIO_write(cl.rbio, b->data + b->off, (int)b->len);
+	}
+	cr_assert_eq(pool.outstanding, nbufs);
+	while (chain) {
+		struct pbuf *next = chain->next;
+		pbuf_put(chain);
+		chain = next;
+	}
+	size_t n = 0, rr = 0;
+	static uint8_t back[40000];
+	int records = 0;
+	while (n < sizeof(back) && SSL_read_ex(cl.ssl, back + n, sizeof(back) - n, &rr) == 1) {
+		n += rr;
+		records++;
+	}
+	cr_assert_eq(n, sizeof(big));
+	cr_assert(memcmp(back, big, n) == 0);
+	cr_expect_eq(records, 3); /* 16384 + 16384 + 7232 */
+
+	/* close_notify from the server goes out through the chain too. */
+	tls_shutdown(t);
+	server_to_client(&cl, t);
+	cr_assert_eq(SSL_read_ex(cl.ssl, got, sizeof(got), &rr), 0);
+	cr_assert_eq(SSL_get_error(cl.ssl, 0), SSL_ERROR_ZERO_RETURN);
+
+	/* Idle: the connection holds no buffer. */
+	cr_assert_eq(pool.outstanding, 0);
+	tls_conn_free(t);
+	client_free(&cl);
+	pool_destroy(&pool);
+	conf_unref(c);
+}
+
+/* Buffers still queued when the connection is freed go back to the pool. */
+Test(tls, pbuf_bio_free_returns_queued_buffers)
+{
+	struct conf *c = load_ok(NULL);
+	struct pool pool;
+	uint8_t junk[100] = { 0x17, 0x03, 0x03, 0x40, 0x00 };
+
+	pool_init(&pool, 1024, 4);
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
+	tls_set_pool(t, &pool);
+	tls_feed_buf(t, buf_of(&pool, junk, sizeof(junk)));
+	cr_assert_eq(pool.outstanding, 1);
+	tls_conn_free(t);
+	cr_assert_eq(pool.outstanding, 0);
+	pool_destroy(&pool);
 	conf_unref(c);
 }
