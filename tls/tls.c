@@ -111,28 +111,39 @@ static void tls__chain_put(struct pbuf *b)
 	}
 }
 
-static int tls__bio_read(BIO *bio, char *out, size_t cap, size_t *got)
+/* Copy up to cap bytes from the front of a chain (head, its tail link
+   and its last buffer) into out; emptied buffers go back. Returns the
+   bytes copied. */
+static size_t tls__chain_copy(struct pbuf **head, struct pbuf ***tail, struct pbuf **last,
+			      uint8_t *out, size_t cap)
 {
-	struct tls_conn *t = BIO_get_data(bio);
 	size_t n = 0;
 
-	BIO_clear_retry_flags(bio);
-	while (n < cap && t->in != NULL) {
-		struct pbuf *b = t->in;
+	while (n < cap && *head != NULL) {
+		struct pbuf *b = *head;
 		size_t k = b->len < cap - n ? b->len : cap - n;
 		memcpy(out + n, b->data + b->off, k);
 		n += k;
 		b->off += (uint32_t)k;
 		b->len -= (uint32_t)k;
 		if (b->len == 0) {
-			t->in = b->next;
-			if (t->in == NULL) {
-				t->in_tail = &t->in;
-				t->in_last = NULL;
+			*head = b->next;
+			if (*head == NULL) {
+				*tail = head;
+				*last = NULL;
 			}
 			pbuf_put(b);
 		}
 	}
+	return n;
+}
+
+static int tls__bio_read(BIO *bio, char *out, size_t cap, size_t *got)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+
+	BIO_clear_retry_flags(bio);
+	size_t n = tls__chain_copy(&t->in, &t->in_tail, &t->in_last, (uint8_t *)out, cap);
 	t->in_bytes -= n;
 	*got = n;
 	if (n == 0 && cap > 0) {
@@ -416,24 +427,8 @@ struct pbuf *tls_take_bufs(struct tls_conn *t)
 
 size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap)
 {
-	size_t n = 0;
+	size_t n = tls__chain_copy(&t->out, &t->out_tail, &t->out_last, out, cap);
 
-	while (n < cap && t->out != NULL) {
-		struct pbuf *b = t->out;
-		size_t k = b->len < cap - n ? b->len : cap - n;
-		memcpy(out + n, b->data + b->off, k);
-		n += k;
-		b->off += (uint32_t)k;
-		b->len -= (uint32_t)k;
-		if (b->len == 0) {
-			t->out = b->next;
-			if (t->out == NULL) {
-				t->out_tail = &t->out;
-				t->out_last = NULL;
-			}
-			pbuf_put(b);
-		}
-	}
 	t->out_bytes -= n;
 	return n;
 }
