@@ -77,6 +77,37 @@ static size_t http__host_name_len(const char *h, size_t n)
 	return colon != NULL ? (size_t)(colon - h) : n;
 }
 
+/* The authority of the URL v (n bytes) whose scheme ends at a: its end
+   (the path's first byte, or n) in *end_out, and the length of its name
+   when that name is host's (host_len bytes, a Host value), else 0. */
+static size_t http__url_host(const char *v, size_t n, size_t a, const char *host,
+			     size_t host_len, size_t *end_out)
+{
+	size_t end = a;
+	while (end < n && v[end] != '/' && v[end] != '?' && v[end] != '#')
+		end++;
+	*end_out = end;
+	size_t name = http__host_name_len(v + a, end - a);
+	size_t want = http__host_name_len(host, host_len);
+	if (name == 0 || name != want || strncasecmp(v + a, host, name) != 0)
+		return 0;
+	return name;
+}
+
+/* scheme, host and the rest of a URL into out: the length, or -1. */
+static int http__url_write(const char *scheme, const char *host, size_t host_len,
+			   const char *rest, size_t rest_len, char *out, size_t cap)
+{
+	size_t sl = strlen(scheme), len = sl + host_len + rest_len;
+
+	if (len > cap)
+		return -1;
+	memcpy(out, scheme, sl);
+	memcpy(out + sl, host, host_len);
+	memcpy(out + sl + host_len, rest, rest_len);
+	return (int)len;
+}
+
 int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len, char *out,
 		     size_t cap)
 {
@@ -85,12 +116,9 @@ int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len,
 
 	if (host_len == 0 || n < sl || strncasecmp(v, scheme, sl) != 0)
 		return 0;
-	size_t a = sl, end = sl;
-	while (end < n && v[end] != '/' && v[end] != '?' && v[end] != '#')
-		end++;
-	size_t name = http__host_name_len(v + a, end - a);
-	size_t want = http__host_name_len(host, host_len);
-	if (name == 0 || name != want || strncasecmp(v + a, host, name) != 0)
+	size_t a = sl, end;
+	size_t name = http__url_host(v, n, a, host, host_len, &end);
+	if (name == 0)
 		return 0;
 	/* Any port after the name: digits only (else it is not that host). */
 	if (a + name < end) {
@@ -100,13 +128,7 @@ int http_https_fixup(const char *v, size_t n, const char *host, size_t host_len,
 			if (v[i] < '0' || v[i] > '9')
 				return 0;
 	}
-	size_t len = 8 + host_len + (n - end);
-	if (len > cap)
-		return -1;
-	memcpy(out, "https://", 8);
-	memcpy(out + 8, host, host_len);
-	memcpy(out + 8 + host_len, v + end, n - end);
-	return (int)len;
+	return http__url_write("https://", host, host_len, v + end, n - end, out, cap);
 }
 
 /* Where a Refresh value's URL starts ("5; url=http://host/x",
@@ -153,25 +175,16 @@ int http_port_fixup(const char *v, size_t n, const char *host, size_t host_len, 
 		a = 8;
 	else
 		return 0;
-	size_t end = a;
-	while (end < n && v[end] != '/' && v[end] != '?' && v[end] != '#')
-		end++;
-	size_t name = http__host_name_len(v + a, end - a);
-	size_t want = http__host_name_len(host, host_len);
-	if (name == 0 || name != want || strncasecmp(v + a, host, name) != 0)
+	size_t end;
+	size_t name = http__url_host(v, n, a, host, host_len, &end);
+	if (name == 0)
 		return 0;
 	/* Exactly ":<port>" after the name: another port is another service. */
 	int dl = snprintf(digits, sizeof(digits), ":%u", (unsigned)port);
 	if (dl < 0 || end - (a + name) != (size_t)dl || memcmp(v + a + name, digits, (size_t)dl) != 0)
 		return 0;
-	const char *scheme = https ? "https://" : "http://";
-	size_t sl = strlen(scheme), len = sl + host_len + (n - end);
-	if (len > cap)
-		return -1;
-	memcpy(out, scheme, sl);
-	memcpy(out + sl, host, host_len);
-	memcpy(out + sl + host_len, v + end, n - end);
-	return (int)len;
+	return http__url_write(https ? "https://" : "http://", host, host_len, v + end, n - end,
+			       out, cap);
 }
 
 int http_refresh_port_fixup(const char *v, size_t n, const char *host, size_t host_len,
