@@ -109,10 +109,6 @@ struct stream {
 	struct pbuf *tls_pending;     /* plaintext written before the handshake ended */
 	struct pbuf **tls_pending_tail;
 	void (*on_handshake)(struct stream *st, int status); /* 0 or UV_EPROTO */
-	/* No effect since TLS runs over pool buffers (nothing grows, so
-	   nothing is trimmed: an idle connection holds no buffer); kept until
-	   the owners that set it drop it. */
-	size_t tls_trim_bytes;
 
 	/* TLS: runs the pump from the loop when a call finds work for it
 	   (initialised by stream_start_tls; plain streams never need it). */

@@ -36,8 +36,6 @@
 /* An idle pooled connection older than this is not reused (backends such
    as Jetty drop idle connections after 30 s or more). */
 #define HTTP_POOL_MAX_IDLE_MS 25000
-/* See session__http_attach. */
-#define HTTP_TLS_TRIM_BYTES 1024
 
 /*
  * A backend connection for one exchange. From session_upstream_get until
@@ -440,10 +438,6 @@ static void session__http_attach(struct session *s, struct session_upstream *u, 
 	session__list_push(&s->upstreams, u);
 	u->listed = true;
 	s->client.on_written = session__http_client_written;
-	/* Keep-alive requests and small answers: trimming the client's TLS
-	   buffers after every read costs two new BIOs a request, and idle
-	   the connection holds at most this much in them. */
-	s->client.tls_trim_bytes = HTTP_TLS_TRIM_BYTES;
 }
 
 static void session__http_ready(struct backend_conn *c)
