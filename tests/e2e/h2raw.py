@@ -270,6 +270,21 @@ class RawH2:
             pass
 
 
+def _sanitized():
+    from conftest import GATEHOUSE_BIN
+    try:
+        return b"__asan_init" in GATEHOUSE_BIN.read_bytes()
+    except OSError:
+        return False
+
+
+def rss_meaningful():
+    """Under ASan (freed memory sits in its quarantine) or valgrind RSS says
+    nothing about gatehouse's own bounds (as in test_faults.py)."""
+    from conftest import VALGRIND
+    return not VALGRIND and not _sanitized()
+
+
 def rss_kib(pid):
     for ln in open("/proc/%d/status" % pid):
         if ln.startswith("VmRSS:"):

@@ -12,7 +12,7 @@ from h2raw import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOU
                    RST_STREAM, COMPRESSION_ERROR, S_HEADER_TABLE_SIZE, S_INITIAL_WINDOW_SIZE,
                    S_MAX_CONCURRENT_STREAMS, S_MAX_HEADER_LIST_SIZE, S_ENABLE_PUSH,
                    SETTINGS, STREAM_CLOSED, WINDOW_UPDATE, RawH2, assert_serves, block,
-                   frame, req_fields, rss_kib)
+                   frame, req_fields, rss_kib, rss_meaningful)
 from test_http2 import group, h2  # noqa: F401 (fixtures)
 
 
@@ -134,7 +134,8 @@ def test_continuation_flood_is_cut_off_with_bounded_memory(h2):
             pass
         assert sent >= 4     # the 64 KiB block bound comes first
         assert c.goaway() == (ENHANCE_YOUR_CALM, 1)
-        assert rss_kib(pid) - base < 8 * 1024
+        if rss_meaningful():
+            assert rss_kib(pid) - base < 8 * 1024
         assert c.closed()
     finally:
         c.close()
@@ -260,7 +261,8 @@ def test_a_client_that_never_reads_keeps_memory_bounded(h2):
         time.sleep(3)
         grown = rss_kib(pid) - base
         print("RSS grown by %d KiB" % grown)
-        assert grown < 24 * 1024, grown
+        if rss_meaningful():
+            assert grown < 24 * 1024, grown
         assert gh.proc.poll() is None
         # Another client is served meanwhile.
         assert_serves(gh, "/echo?meanwhile")
