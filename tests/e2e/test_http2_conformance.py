@@ -5,7 +5,7 @@ one stream (RST_STREAM) and the connection goes on; connection errors end
 it (GOAWAY with the code)."""
 import pytest
 
-from h2raw import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, FLOW_CONTROL_ERROR,
+from h2raw import (ACK, CONTINUATION, PRIORITY, PRIORITY_FLAG, DATA, END_HEADERS, END_STREAM, FLOW_CONTROL_ERROR,
                    FRAME_SIZE_ERROR, GOAWAY, HEADERS, PADDED, PING, PROTOCOL_ERROR,
                    RST_STREAM, SETTINGS, WINDOW_UPDATE, HOST, RawH2, assert_serves, block,
                    frame, req_fields)
@@ -274,4 +274,38 @@ def test_headers_after_end_stream_is_stream_closed(h2):
         assert int.from_bytes(f[3][-4:] if f[0] == RST_STREAM else f[3][4:8], "big") == 5
     finally:
         c.close()
+    assert_serves(gh)
+
+
+def test_priority_abuse(h2):
+    """RFC 7540 priorities are off (SETTINGS_NO_RFC7540_PRIORITIES): a
+    PRIORITY frame, even one making a stream depend on itself, is ignored
+    (and pays from the control budget); HEADERS that depend on their own
+    stream are PROTOCOL_ERROR (RFC 9113 5.3.1; libnghttp2 ends the
+    connection); a PRIORITY frame of a length other than 5 is
+    FRAME_SIZE_ERROR (6.3)."""
+    gh, g, _ = h2()
+    c = RawH2(gh.https_port)
+    try:
+        c.send_frame(PRIORITY, 0, 3, (3).to_bytes(4, "big") + b"\x10")
+        c.send_frame(PRIORITY, 0, 7, (0x80000005).to_bytes(4, "big") + b"\xff")
+        c.request(5, "/echo?after-priority")
+        assert c.response(5)[0] == "200"
+        assert not [f for f in c.frames if f[0] in (GOAWAY, RST_STREAM)]
+    finally:
+        c.close()
+    c = RawH2(gh.https_port)
+    try:
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 1,
+                     (1).to_bytes(4, "big") + b"\x10" + block(req_fields("/echo?self")))
+        assert c.goaway() == (PROTOCOL_ERROR, 0)
+    finally:
+        c.close()
+    c = RawH2(gh.https_port)
+    try:
+        c.send_frame(PRIORITY, 0, 3, b"\0\0\0")
+        assert c.goaway() == (FRAME_SIZE_ERROR, 0)
+    finally:
+        c.close()
+    assert not [t for b in g for _, t, _ in list(b.requests) if "self" in t]
     assert_serves(gh)
