@@ -459,3 +459,33 @@ def test_goaway_on_shutdown_names_the_stream_in_flight(h2):
     finally:
         c.close()
     assert_serves(gh)
+
+
+def test_new_streams_past_the_rate_end_with_enhance_your_calm(h2):
+    """http.h2_stream_rate: after a burst of 1000 new streams, more than
+    h2_stream_rate per second (here 1) is GOAWAY ENHANCE_YOUR_CALM; the
+    streams come in batches of 100, each answered before the next, so the
+    concurrency limit is never what ends it."""
+    gh, g, _ = h2(http={"h2_stream_rate": 1, "h2_max_requests": 0, "h2_max_streams": 128})
+    c = RawH2(gh.https_port)
+    sid, goaway = 1, None
+    try:
+        while goaway is None and sid < 2 * 1200:
+            batch = list(range(sid, sid + 200, 2))
+            c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, i,
+                                  block(req_fields("/gone"))) for i in batch))
+            sid += 200
+            for i in batch:
+                f = c.until(lambda f: f[0] == GOAWAY or (f[2] == i and f[1] & END_STREAM))
+                if f[0] == GOAWAY:
+                    goaway = (int.from_bytes(f[3][4:8], "big"),
+                              int.from_bytes(f[3][:4], "big"))
+                    break
+        assert goaway is not None
+        code, last = goaway
+        assert code == ENHANCE_YOUR_CALM
+        # At least the burst of 1000 was served (ids 1..1999), and not all.
+        assert 1999 <= last < 2 * 1100
+    finally:
+        c.close()
+    assert_serves(gh)
