@@ -149,6 +149,16 @@ class RawH2:
     def send(self, data):
         self.sock.sendall(data)
 
+    def send_all_or_closed(self, data):
+        """Send data in 16 KiB writes; stop quietly when the server has
+        ended the connection meanwhile (its GOAWAY is then read)."""
+        try:
+            for i in range(0, len(data), 16384):
+                self.sock.sendall(data[i:i + 16384])
+        except (OSError, ssl.SSLError):
+            return False
+        return True
+
     def send_frame(self, ftype, flags, sid, payload=b""):
         self.send(frame(ftype, flags, sid, payload))
 

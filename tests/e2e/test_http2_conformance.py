@@ -114,9 +114,11 @@ def test_content_length_mismatch_is_protocol_error(h2, declared, sent):
     gh, g, _ = h2()
     c = RawH2(gh.https_port)
     try:
-        c.request(1, "/upload", method="POST", end_stream=False,
-                  extra=[("content-length", str(declared))])
-        c.send_frame(DATA, END_STREAM, 1, b"d" * sent)
+        # One write: the DATA arrive before any answer could.
+        c.send(frame(HEADERS, END_HEADERS, 1,
+                     block(req_fields("/upload", "POST",
+                                      [("content-length", str(declared))]))) +
+               frame(DATA, END_STREAM, 1, b"d" * sent))
         assert c.rst(1) == PROTOCOL_ERROR
         assert not [f for f in c.frames if f[0] == HEADERS and f[2] == 1]
         c.request(3, "/echo?after")

@@ -193,9 +193,7 @@ def _flood(c, kind, n):
         c.send(frame(HEADERS, 0, 1, block(req_fields("/echo?e"))))
         one = frame(CONTINUATION, 0, 1, b"")
     # One burst, in writes of 16 KiB (frames cut across them).
-    data = one * n
-    for i in range(0, len(data), 16384):
-        c.send(data[i:i + 16384])
+    c.send_all_or_closed(one * n)
 
 
 @pytest.mark.parametrize("kind,n", [
@@ -304,7 +302,7 @@ def test_stream_ids_going_backwards(h2):
         out = b"".join(frame(HEADERS, END_HEADERS | END_STREAM, sid,
                              block(req_fields("/echo?back")))
                        for sid in range(5, 4000, 2))
-        c.send(out)
+        c.send_all_or_closed(out)
         assert c.goaway() == (ENHANCE_YOUR_CALM, 4003)
     finally:
         c.close()
@@ -472,7 +470,7 @@ def test_new_streams_past_the_rate_end_with_enhance_your_calm(h2):
     try:
         while goaway is None and sid < 2 * 1200:
             batch = list(range(sid, sid + 200, 2))
-            c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, i,
+            c.send_all_or_closed(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, i,
                                   block(req_fields("/gone"))) for i in batch))
             sid += 200
             for i in batch:
