@@ -186,6 +186,18 @@ static nghttp2_option *h2__options(const struct h2_limits *lim)
 	nghttp2_option_set_max_continuations(o, (size_t)lim->max_continuations + 1);
 	nghttp2_option_set_stream_reset_rate_limit(o, (uint64_t)lim->resets.burst * 4 + 1000,
 						   (uint64_t)lim->resets.per_s * 4 + 100);
+	/* libnghttp2 ends the connection without a GOAWAY once 1000 ACKs
+	   (SETTINGS, PING) and RST_STREAMs wait to be sent; our control and
+	   reset budgets answer before it (at most H2_MAX_QUEUED wait when
+	   h2_recv is called, and one call takes at most a burst of each). */
+	if (lim->control.burst && lim->resets.burst)
+		nghttp2_option_set_max_outbound_ack(o, H2_MAX_QUEUED + (size_t)lim->control.burst +
+							       lim->resets.burst + 100);
+	/* Unknown frame types are skipped by libnghttp2 without the
+	   begin-frame callback that counts control frames: taken as
+	   extensions (h2_recv.c drops them), they pay like the others. */
+	for (unsigned type = NGHTTP2_CONTINUATION + 1; type <= 0xff; type++)
+		nghttp2_option_set_user_recv_extension_type(o, (uint8_t)type);
 	return o;
 }
 

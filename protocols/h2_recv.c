@@ -28,7 +28,9 @@ static bool h2__block_frame(struct h2_conn *c, const nghttp2_frame_hd *hd)
 	return c->block_bytes <= c->lim.max_header_block;
 }
 
-/* Every frame header, before libnghttp2 acts on it (even ignored frames). */
+/* Every frame header, before libnghttp2 acts on it: even frames it then
+   ignores, but not those it skips at once (DATA on a stream it forgot,
+   a frame past a connection error); unknown types come as extensions. */
 static int h2__on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
 {
 	struct h2_conn *c = arg;
@@ -51,6 +53,16 @@ static int h2__on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, v
 			c->empty = 0;
 		if (ok && hd->type != NGHTTP2_DATA)
 			ok = h2__block_frame(c, hd);
+		break;
+	case NGHTTP2_PRIORITY:
+		/* Ignored (no RFC 7540 priorities), but never on stream 0
+		   (RFC 9113 6.3). */
+		if (hd->stream_id == 0) {
+			if (nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR) != 0)
+				c->dead = true;
+			return 0;
+		}
+		ok = h2__take(c, &c->b_control, &c->lim.control);
 		break;
 	default:
 		/* SETTINGS, PING, PRIORITY, WINDOW_UPDATE, RST_STREAM, GOAWAY,
@@ -224,6 +236,20 @@ static int h2__on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *
 	return 0;
 }
 
+/* Extension and unknown frames (RFC 9113 5.5): counted in
+   h2__on_begin_frame, their payload dropped as it comes. */
+static int h2__on_ext_chunk(nghttp2_session *ng, const nghttp2_frame_hd *hd, const uint8_t *data,
+			    size_t len, void *arg)
+{
+	return 0;
+}
+
+static int h2__unpack_ext(nghttp2_session *ng, void **payload, const nghttp2_frame_hd *hd,
+			  void *arg)
+{
+	return NGHTTP2_ERR_CANCEL;
+}
+
 nghttp2_session_callbacks *h2__callbacks(void)
 {
 	nghttp2_session_callbacks *cb;
@@ -237,5 +263,7 @@ nghttp2_session_callbacks *h2__callbacks(void)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2__on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2__on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2__on_frame_send);
+	nghttp2_session_callbacks_set_on_extension_chunk_recv_callback(cb, h2__on_ext_chunk);
+	nghttp2_session_callbacks_set_unpack_extension_callback(cb, h2__unpack_ext);
 	return cb;
 }

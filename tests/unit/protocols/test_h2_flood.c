@@ -175,3 +175,38 @@ Test(h2_flood, requests_per_connection_end_gracefully)
 	cr_assert_not(h2_want_read(t.c));
 	cr_assert_not(h2_want_write(t.c));
 }
+
+/* Unknown frame types (RFC 9113 5.5: ignored) pay from the control budget
+   too: libnghttp2 skips them without its begin-frame callback unless they
+   are registered as extension types. */
+Test(h2_flood, unknown_frame_flood)
+{
+	struct h2_limits lim;
+
+	ha_small_control(&lim);
+	ha_start(&lim);
+	ha_flood(0xfa, 0, 0, "junk", 4, 20);
+	ha_flood(0x0a, 0, 0, "\0\0", 2, 20); /* ALTSVC is not taken either */
+	ha_go();
+	cr_assert_null(h2t_goaway(&t));
+	cr_assert(h2_want_read(t.c));
+	ha_flood(0xfa, 0, 3, "junk", 4, 10);
+	ha_go();
+	ha_goaway_is(H2_ENHANCE_YOUR_CALM, 0);
+}
+
+/* PRIORITY frames are ignored, but one on stream 0 is a connection
+   error (RFC 9113 6.3). */
+Test(h2_flood, priority_on_stream_0)
+{
+	const uint8_t prio[5] = { 0, 0, 0, 0, 16 };
+
+	ha_start(NULL);
+	ha_request(1, NGHTTP2_FLAG_END_STREAM);
+	ha_flood(NGHTTP2_PRIORITY, 0, 3, prio, 5, 1);
+	ha_go();
+	cr_assert_null(h2t_goaway(&t));
+	ha_flood(NGHTTP2_PRIORITY, 0, 0, prio, 5, 1);
+	ha_go();
+	ha_goaway_is(H2_PROTOCOL_ERROR, 1);
+}
