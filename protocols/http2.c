@@ -39,6 +39,7 @@
  * here, never under an exchange's own call) and feeds streams that
  * gained room.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,10 @@
 #define HTTP2_RESP_HEADERS 200
 /* Engine output copied per h2_output call. */
 #define HTTP2_OUT_CHUNK 16384
+/* First sizes of a stream's response head and pending body buffers
+   (those of these sizes are kept with a finished stream, wiped). */
+#define HTTP2_HB_FIRST 4096
+#define HTTP2_PEND_FIRST 16384
 /* Finished streams kept per connection (with their exchange, parsers
    initialised and wiped) for the next ones; all go when the connection
    has no stream left after a pump. */
@@ -76,7 +81,6 @@ struct http2_stream {
 	/* The response, as the exchange writes it in HTTP/1.1. */
 	struct http_parser rp;
 	struct http_head rh;
-	struct http_header rhdr[HTTP2_RESP_HEADERS];
 	uint8_t *hb;                    /* the head being gathered */
 	size_t hlen, hcap;
 	size_t hmax;                    /* the most of hb ever written (what a wipe covers) */
@@ -87,6 +91,9 @@ struct http2_stream {
 	bool body_done;                 /* the parser saw the body's end */
 	bool ended;                     /* h2_send_end (or a reset) done */
 	bool x_over;                    /* the exchange is done with the stream */
+	/* Last, so that a kept stream is cleared up to here only: the
+	   parser writes an entry before it counts it. */
+	struct http_header rhdr[HTTP2_RESP_HEADERS];
 };
 
 struct http2 {
@@ -97,6 +104,8 @@ struct http2 {
 	int nstreams;
 	struct http2_stream *spares;    /* finished streams for reuse (next) */
 	int nspares;
+	uint8_t *scratch;               /* where a request head is made (the head
+					   bound), wiped after each; freed with the spares */
 	/* keepalive_timeout once no exchange runs (no stream, or only
 	   streams answered that the client has not closed); 0: none. */
 	uint64_t idle_deadline;
@@ -183,17 +192,22 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 		free(st->head);
 		st->head = NULL;
 	}
+	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->hb != NULL) {
 		secret_wipe(st->hb, st->hmax); /* Set-Cookie (nothing past hmax was written) */
-		free(st->hb);
-		st->hb = NULL;
+		if (!keep || st->hcap != HTTP2_HB_FIRST) {
+			free(st->hb);
+			st->hb = NULL;
+		}
 	}
 	if (st->pend != NULL) {
 		secret_wipe(st->pend, st->pmax);
-		free(st->pend);
-		st->pend = NULL;
+		if (!keep || st->pcap != HTTP2_PEND_FIRST) {
+			free(st->pend);
+			st->pend = NULL;
+		}
 	}
-	if (!gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL) {
+	if (keep) {
 		st->next = h->spares;
 		h->spares = st;
 		h->nspares++;
@@ -215,9 +229,15 @@ static void http2__spares_free(struct http2 *h)
 		struct http2_stream *st = h->spares;
 		h->spares = st->next;
 		http__exchange_destroy(st->c.spare);
+		free(st->hb); /* wiped when kept */
+		free(st->pend);
 		free(st);
 	}
 	h->nspares = 0;
+	if (h->scratch != NULL) {
+		free(h->scratch); /* wiped after each use */
+		h->scratch = NULL;
+	}
 }
 
 void http2__destroy(struct http_conn *c)
@@ -238,7 +258,9 @@ void http2__destroy(struct http_conn *c)
 
 const uint8_t *http2__src(const struct http_exchange *x)
 {
-	return http2__of(x)->head;
+	const uint8_t *head = http2__of(x)->head;
+
+	return head != NULL ? head : (const uint8_t *)""; /* a refused head */
 }
 
 /* A new stream: its exchange, fed with the request as HTTP/1.1. */
@@ -249,20 +271,24 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	struct http2_stream *st = h->spares;
 	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
 
+	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
+		h2_reset(h->e, id, H2_REFUSED_STREAM);
+		return;
+	}
 	if (st != NULL) {
-		/* A kept one: all zero again but its wiped exchange. */
+		/* A kept one: zero again but its wiped exchange and buffers. */
 		struct http_exchange *spare = st->c.spare;
+		uint8_t *hb = st->hb, *pend = st->pend;
+		size_t hcap = st->hcap, pcap = st->pcap;
 		h->spares = st->next;
 		h->nspares--;
-		memset(st, 0, sizeof(*st));
+		memset(st, 0, offsetof(struct http2_stream, rhdr));
 		st->c.spare = spare;
-	} else {
-		st = calloc(1, sizeof(*st));
-	}
-	if (st == NULL || (st->head = malloc(cap)) == NULL) {
-		if (st != NULL)
-			http__exchange_destroy(st->c.spare);
-		free(st);
+		st->hb = hb;
+		st->hcap = hb != NULL ? hcap : 0;
+		st->pend = pend;
+		st->pcap = pend != NULL ? pcap : 0;
+	} else if ((st = calloc(1, sizeof(*st))) == NULL) {
 		h2_reset(h->e, id, H2_REFUSED_STREAM);
 		return;
 	}
@@ -295,24 +321,25 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	}
 	st->x = x;
 	x->start_ms = session_now(s);
-	int n = h2_request_to_h1(req, (char *)st->head, cap - 2, &st->chunked);
+	uint8_t *sc = h->scratch;
+	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
 	if (n < 0) {
-		secret_wipe(st->head, cap); /* what was written of it */
-		st->head_len = 0;
+		secret_wipe(sc, cap); /* what was written of it */
 		http__answer(x, 431, NULL, NULL, "HTTP/2 request head too large");
 		return;
 	}
-	memcpy(st->head + n, "\r\n", 2);
-	st->head_len = (size_t)n + 2;
-	/* Kept while the stream lives: only its own size (wiped copies;
-	   nothing past head_len was written). */
-	uint8_t *fit = malloc(st->head_len);
-	if (fit != NULL) {
-		memcpy(fit, st->head, st->head_len);
-		secret_wipe(st->head, st->head_len);
-		free(st->head);
-		st->head = fit;
+	memcpy(sc + n, "\r\n", 2);
+	/* Kept while the stream lives: only its own size (the scratch is
+	   wiped; nothing past n + 2 was written). */
+	st->head = malloc((size_t)n + 2);
+	if (st->head == NULL) {
+		secret_wipe(sc, (size_t)n + 2);
+		http__answer(x, 503, NULL, NULL, "out of memory");
+		return;
 	}
+	st->head_len = (size_t)n + 2;
+	memcpy(st->head, sc, st->head_len);
+	secret_wipe(sc, st->head_len);
 	int rc = http_parse_head(&x->req, st->head, st->head_len);
 	if (rc <= 0) {
 		http__answer(x, rc < 0 ? -rc : 400, NULL, NULL,
@@ -387,7 +414,7 @@ static void http2__flush(struct http2_stream *st)
 static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 {
 	if (st->plen + n > st->pcap) {
-		size_t cap = st->pcap ? st->pcap : 16384;
+		size_t cap = st->pcap ? st->pcap : HTTP2_PEND_FIRST;
 		while (cap < st->plen + n)
 			cap *= 2;
 		uint8_t *nb = malloc(cap);
@@ -447,7 +474,8 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			size_t room = HTTP2_RESP_HEAD_MAX - st->hlen;
 			size_t k = n < room ? n : room;
 			if (st->hlen + k > st->hcap) {
-				size_t cap = st->hlen + k < 4096 ? 4096 : st->hlen + k;
+				size_t cap = st->hlen + k < HTTP2_HB_FIRST ? HTTP2_HB_FIRST
+									   : st->hlen + k;
 				uint8_t *nb = malloc(cap);
 				if (nb == NULL)
 					goto fail;
@@ -488,9 +516,12 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			/* The engine has copied the fields: the head (Set-Cookie)
 			   goes now, not with the stream. */
 			secret_wipe(st->hb, st->hmax);
-			free(st->hb);
-			st->hb = NULL;
-			st->hlen = st->hcap = st->hmax = 0;
+			if (st->hcap != HTTP2_HB_FIRST) {
+				free(st->hb);
+				st->hb = NULL;
+				st->hcap = 0;
+			}
+			st->hlen = st->hmax = 0;
 			continue;
 		}
 		/* Body bytes, framing removed (in a copy: data is the caller's). */
