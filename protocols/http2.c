@@ -39,6 +39,7 @@
  * here, never under an exchange's own call) and feeds streams that
  * gained room.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@
 #include "h2.h"
 #include "http_int.h"
 #include "secret.h"
+#include "stream.h"
 
 /* Response head bytes gathered per stream at most (a rewritten backend
    head is at most 20 KiB; a local page's head less). */
@@ -56,6 +58,14 @@
 #define HTTP2_RESP_HEADERS 200
 /* Engine output copied per h2_output call. */
 #define HTTP2_OUT_CHUNK 16384
+/* First sizes of a stream's response head and pending body buffers
+   (those of these sizes are kept with a finished stream, wiped). */
+#define HTTP2_HB_FIRST 4096
+#define HTTP2_PEND_FIRST 16384
+/* Finished streams kept per connection (with their exchange, parsers
+   initialised and wiped) for the next ones; all go when the connection
+   has no stream left after a pump. */
+#define HTTP2_SPARES 8
 
 struct http2_stream {
 	struct http2 *h;
@@ -71,15 +81,19 @@ struct http2_stream {
 	/* The response, as the exchange writes it in HTTP/1.1. */
 	struct http_parser rp;
 	struct http_head rh;
-	struct http_header rhdr[HTTP2_RESP_HEADERS];
 	uint8_t *hb;                    /* the head being gathered */
 	size_t hlen, hcap;
+	size_t hmax;                    /* the most of hb ever written (what a wipe covers) */
 	uint8_t *pend;                  /* body bytes the engine has no room for yet */
 	size_t plen, pcap;
+	size_t pmax;                    /* the most of pend ever written (what a wipe covers) */
 	bool responded;                 /* h2_respond done */
 	bool body_done;                 /* the parser saw the body's end */
 	bool ended;                     /* h2_send_end (or a reset) done */
 	bool x_over;                    /* the exchange is done with the stream */
+	/* Last, so that a kept stream is cleared up to here only: the
+	   parser writes an entry before it counts it. */
+	struct http_header rhdr[HTTP2_RESP_HEADERS];
 };
 
 struct http2 {
@@ -88,10 +102,15 @@ struct http2 {
 	struct h2_conn *e;
 	struct http2_stream *streams;
 	int nstreams;
+	struct http2_stream *spares;    /* finished streams for reuse (next) */
+	int nspares;
+	uint8_t *scratch;               /* where a request head is made (the head
+					   bound), wiped after each; freed with the spares */
 	/* keepalive_timeout once no exchange runs (no stream, or only
 	   streams answered that the client has not closed); 0: none. */
 	uint64_t idle_deadline;
 	bool fatal;                     /* h2_recv said the connection is over */
+	bool hold_output;               /* leave the engine's output for the posted pump */
 	bool goaway;                    /* h2_goaway sent (shutdown, reload) */
 	bool pumping;
 };
@@ -158,30 +177,66 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 			top->lookup = NULL;
 			top->lookup_orphan = true;
 		}
-		/* Cancels its backend connection, file job and compressor. */
+		/* Cancels its backend connection, file job and compressor;
+		   kept wiped as st->c.spare unless the session goes. */
 		if (gone)
 			http__exchange_destroy(x);
+		else if (st->c.head == x)
+			http__exchange_free(&st->c, x);
 		else
 			http__exchange_release(x);
+		st->x = NULL;
 	}
-	http__exchange_destroy(st->c.spare);
 	if (st->head != NULL) {
 		secret_wipe(st->head, st->head_len); /* cookies, Authorization */
 		free(st->head);
+		st->head = NULL;
 	}
+	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->hb != NULL) {
-		secret_wipe(st->hb, st->hcap); /* Set-Cookie */
-		free(st->hb);
+		secret_wipe(st->hb, st->hmax); /* Set-Cookie (nothing past hmax was written) */
+		if (!keep || st->hcap != HTTP2_HB_FIRST) {
+			free(st->hb);
+			st->hb = NULL;
+		}
 	}
 	if (st->pend != NULL) {
-		secret_wipe(st->pend, st->pcap);
-		free(st->pend);
+		secret_wipe(st->pend, st->pmax);
+		if (!keep || st->pcap != HTTP2_PEND_FIRST) {
+			free(st->pend);
+			st->pend = NULL;
+		}
 	}
-	free(st);
+	if (keep) {
+		st->next = h->spares;
+		h->spares = st;
+		h->nspares++;
+	} else {
+		http__exchange_destroy(st->c.spare);
+		free(st);
+	}
 	if (h->nstreams == 0 && !gone && !h->s->closed && !h->s->finishing) {
 		h->idle_deadline = session_now(h->s) +
 				   (uint64_t)(h->s->conf->http.keepalive_timeout * 1000.0 + 0.5);
 		session_set_phase(h->s, SESSION_HTTP_IDLE); /* the phase gauge: idle */
+	}
+}
+
+/* The kept streams go (the connection is idle, or goes). */
+static void http2__spares_free(struct http2 *h)
+{
+	while (h->spares != NULL) {
+		struct http2_stream *st = h->spares;
+		h->spares = st->next;
+		http__exchange_destroy(st->c.spare);
+		free(st->hb); /* wiped when kept */
+		free(st->pend);
+		free(st);
+	}
+	h->nspares = 0;
+	if (h->scratch != NULL) {
+		free(h->scratch); /* wiped after each use */
+		h->scratch = NULL;
 	}
 }
 
@@ -193,6 +248,7 @@ void http2__destroy(struct http_conn *c)
 		return;
 	while (h->streams != NULL)
 		http2__stream_free(h, h->streams, true);
+	http2__spares_free(h);
 	h2_conn_free(h->e);
 	free(h);
 	c->h2 = NULL;
@@ -202,7 +258,9 @@ void http2__destroy(struct http_conn *c)
 
 const uint8_t *http2__src(const struct http_exchange *x)
 {
-	return http2__of(x)->head;
+	const uint8_t *head = http2__of(x)->head;
+
+	return head != NULL ? head : (const uint8_t *)""; /* a refused head */
 }
 
 /* A new stream: its exchange, fed with the request as HTTP/1.1. */
@@ -210,11 +268,27 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 {
 	struct session *s = h->s;
 	const struct conf *cf = s->conf;
-	struct http2_stream *st = calloc(1, sizeof(*st));
+	struct http2_stream *st = h->spares;
 	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
 
-	if (st == NULL || (st->head = malloc(cap)) == NULL) {
-		free(st);
+	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
+		h2_reset(h->e, id, H2_REFUSED_STREAM);
+		return;
+	}
+	if (st != NULL) {
+		/* A kept one: zero again but its wiped exchange and buffers. */
+		struct http_exchange *spare = st->c.spare;
+		uint8_t *hb = st->hb, *pend = st->pend;
+		size_t hcap = st->hcap, pcap = st->pcap;
+		h->spares = st->next;
+		h->nspares--;
+		memset(st, 0, offsetof(struct http2_stream, rhdr));
+		st->c.spare = spare;
+		st->hb = hb;
+		st->hcap = hb != NULL ? hcap : 0;
+		st->pend = pend;
+		st->pcap = pend != NULL ? pcap : 0;
+	} else if ((st = calloc(1, sizeof(*st))) == NULL) {
 		h2_reset(h->e, id, H2_REFUSED_STREAM);
 		return;
 	}
@@ -247,23 +321,25 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	}
 	st->x = x;
 	x->start_ms = session_now(s);
-	int n = h2_request_to_h1(req, (char *)st->head, cap - 2, &st->chunked);
+	uint8_t *sc = h->scratch;
+	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
 	if (n < 0) {
-		secret_wipe(st->head, cap); /* what was written of it */
-		st->head_len = 0;
+		secret_wipe(sc, cap); /* what was written of it */
 		http__answer(x, 431, NULL, NULL, "HTTP/2 request head too large");
 		return;
 	}
-	memcpy(st->head + n, "\r\n", 2);
-	st->head_len = (size_t)n + 2;
-	/* Kept while the stream lives: only its own size (wiped copies). */
-	uint8_t *fit = malloc(st->head_len);
-	if (fit != NULL) {
-		memcpy(fit, st->head, st->head_len);
-		secret_wipe(st->head, cap);
-		free(st->head);
-		st->head = fit;
+	memcpy(sc + n, "\r\n", 2);
+	/* Kept while the stream lives: only its own size (the scratch is
+	   wiped; nothing past n + 2 was written). */
+	st->head = malloc((size_t)n + 2);
+	if (st->head == NULL) {
+		secret_wipe(sc, (size_t)n + 2);
+		http__answer(x, 503, NULL, NULL, "out of memory");
+		return;
 	}
+	st->head_len = (size_t)n + 2;
+	memcpy(st->head, sc, st->head_len);
+	secret_wipe(sc, st->head_len);
 	int rc = http_parse_head(&x->req, st->head, st->head_len);
 	if (rc <= 0) {
 		http__answer(x, rc < 0 ? -rc : 400, NULL, NULL,
@@ -338,7 +414,7 @@ static void http2__flush(struct http2_stream *st)
 static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 {
 	if (st->plen + n > st->pcap) {
-		size_t cap = st->pcap ? st->pcap : 16384;
+		size_t cap = st->pcap ? st->pcap : HTTP2_PEND_FIRST;
 		while (cap < st->plen + n)
 			cap *= 2;
 		uint8_t *nb = malloc(cap);
@@ -347,14 +423,17 @@ static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 		if (st->plen > 0)
 			memcpy(nb, st->pend, st->plen);
 		if (st->pend != NULL) {
-			secret_wipe(st->pend, st->pcap);
+			secret_wipe(st->pend, st->pmax);
 			free(st->pend);
 		}
 		st->pend = nb;
 		st->pcap = cap;
+		st->pmax = st->plen;
 	}
 	memcpy(st->pend + st->plen, p, n);
 	st->plen += n;
+	if (st->plen > st->pmax)
+		st->pmax = st->plen;
 	return true;
 }
 
@@ -395,16 +474,25 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			size_t room = HTTP2_RESP_HEAD_MAX - st->hlen;
 			size_t k = n < room ? n : room;
 			if (st->hlen + k > st->hcap) {
-				size_t cap = st->hlen + k < 4096 ? 4096 : st->hlen + k;
-				uint8_t *nb = realloc(st->hb, cap);
+				size_t cap = st->hlen + k < HTTP2_HB_FIRST ? HTTP2_HB_FIRST
+									   : st->hlen + k;
+				uint8_t *nb = malloc(cap);
 				if (nb == NULL)
 					goto fail;
+				if (st->hb != NULL) {
+					memcpy(nb, st->hb, st->hlen);
+					secret_wipe(st->hb, st->hmax);
+					free(st->hb);
+				}
 				st->hb = nb;
 				st->hcap = cap;
+				st->hmax = st->hlen;
 			}
 			memcpy(st->hb + st->hlen, p, k);
 			size_t before = st->hlen;
 			st->hlen += k;
+			if (st->hlen > st->hmax)
+				st->hmax = st->hlen;
 			int rc = http_parse_head(&st->rp, st->hb, st->hlen);
 			if (rc == HTTP_NEED_MORE) {
 				if (st->hlen >= HTTP2_RESP_HEAD_MAX)
@@ -427,10 +515,13 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 				goto fail;
 			/* The engine has copied the fields: the head (Set-Cookie)
 			   goes now, not with the stream. */
-			secret_wipe(st->hb, st->hcap);
-			free(st->hb);
-			st->hb = NULL;
-			st->hlen = st->hcap = 0;
+			secret_wipe(st->hb, st->hmax);
+			if (st->hcap != HTTP2_HB_FIRST) {
+				free(st->hb);
+				st->hb = NULL;
+				st->hcap = 0;
+			}
+			st->hlen = st->hmax = 0;
 			continue;
 		}
 		/* Body bytes, framing removed (in a copy: data is the caller's). */
@@ -599,17 +690,24 @@ void http2__pump(struct http_conn *c)
 		if (s->closed)
 			break;
 		moved |= http2__feed(h);
-		while (!s->closed && session_client_queued(s) < hw) {
+		/* All the frames of this round in one write (and as few TLS
+		   records as the cork's buffer allows). */
+		stream_cork(&s->client);
+		while (!h->hold_output && !s->closed && session_client_queued(s) < hw) {
 			size_t n = h2_output(h->e, out, sizeof(out));
 			if (n == 0)
 				break;
 			session_write(s, out, n);
 			moved = true;
 		}
+		if (stream_uncork(&s->client) < 0 && !s->closed)
+			session_close(s, "client write failed");
 		if (!moved)
 			break;
 	}
 	h->pumping = false;
+	if (h->nstreams == 0)
+		http2__spares_free(h); /* an idle connection keeps none */
 	if (s->closed || s->finishing)
 		return;
 	if (h->fatal) {
@@ -627,17 +725,38 @@ void http2__pump(struct http_conn *c)
 	http2__arm(c);
 }
 
+/*
+ * A pump whose output waits for the session's posted callback (a libuv
+ * idle handle: after every I/O callback of this loop pass, before the
+ * loop polls again). The answers of all the backends that read in one
+ * pass, and what the client's frames asked for, leave in one write and
+ * one TLS record (per cork buffer) instead of one per event.
+ */
+static void http2__pump_held(struct http_conn *c)
+{
+	struct http2 *h = c->h2;
+	struct session *s = c->s;
+
+	if (h == NULL || s->closed || h->pumping)
+		return;
+	h->hold_output = true;
+	http2__pump(c);
+	h->hold_output = false;
+	if (!s->closed && !s->finishing && c->h2 != NULL && h2_want_write(h->e))
+		session_post_written(s);
+}
+
 void http2__after(struct session *s)
 {
 	struct http_conn *c = http__of(s);
 
 	if (c != NULL && c->h2 != NULL && !s->closed)
-		http2__pump(c);
+		http2__pump_held(c);
 }
 
 void http2__client_data(struct http_conn *c)
 {
-	http2__pump(c);
+	http2__pump_held(c);
 }
 
 void http2__client_written(struct http_conn *c)
