@@ -385,16 +385,18 @@ def test_data_on_a_closed_stream_is_ignored_and_keeps_the_window(h2):
         c.request(3, "/upload", method="POST", end_stream=False)
         body = b"b" * 200000
         sent = 0
+        window = 65535  # stream 3's, as announced; reopened by its WINDOW_UPDATEs
         while sent < len(body):
-            f = None
             n = min(16384, len(body) - sent)
+            while window < n:
+                f = c.until(lambda f: (f[0] == WINDOW_UPDATE and f[2] == 3) or
+                            f[0] in (GOAWAY, RST_STREAM))
+                assert f[0] == WINDOW_UPDATE, f
+                window += int.from_bytes(f[3][:4], "big") & 0x7fffffff
             c.send_frame(DATA, END_STREAM if sent + n == len(body) else 0, 3,
                          body[sent:sent + n])
             sent += n
-            if sent % (16384 * 3) == 0:
-                # Wait for window as needed.
-                f = c.until(lambda f: f[0] in (WINDOW_UPDATE, GOAWAY, RST_STREAM))
-                assert f[0] == WINDOW_UPDATE, f
+            window -= n
         status, out = c.response(3)
         assert status == "200"
         assert b'"length": 200000' in out or b'"length":200000' in out, out[:300]
