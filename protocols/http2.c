@@ -411,24 +411,35 @@ static void http2__flush(struct http2_stream *st)
 	}
 }
 
+/* *buf (cap bytes, used of them filled, max ever written) moved to a new
+   block of newcap bytes; the old one wiped (it may hold Set-Cookie or
+   response bytes) and freed. False when out of memory (*buf unchanged). */
+static bool http2__regrow(uint8_t **buf, size_t *cap, size_t *max, size_t used, size_t newcap)
+{
+	uint8_t *nb = malloc(newcap);
+
+	if (nb == NULL)
+		return false;
+	if (used > 0)
+		memcpy(nb, *buf, used);
+	if (*buf != NULL) {
+		secret_wipe(*buf, *max);
+		free(*buf);
+	}
+	*buf = nb;
+	*cap = newcap;
+	*max = used;
+	return true;
+}
+
 static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 {
 	if (st->plen + n > st->pcap) {
 		size_t cap = st->pcap ? st->pcap : HTTP2_PEND_FIRST;
 		while (cap < st->plen + n)
 			cap *= 2;
-		uint8_t *nb = malloc(cap);
-		if (nb == NULL)
+		if (!http2__regrow(&st->pend, &st->pcap, &st->pmax, st->plen, cap))
 			return false;
-		if (st->plen > 0)
-			memcpy(nb, st->pend, st->plen);
-		if (st->pend != NULL) {
-			secret_wipe(st->pend, st->pmax);
-			free(st->pend);
-		}
-		st->pend = nb;
-		st->pcap = cap;
-		st->pmax = st->plen;
 	}
 	memcpy(st->pend + st->plen, p, n);
 	st->plen += n;
@@ -476,17 +487,8 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			if (st->hlen + k > st->hcap) {
 				size_t cap = st->hlen + k < HTTP2_HB_FIRST ? HTTP2_HB_FIRST
 									   : st->hlen + k;
-				uint8_t *nb = malloc(cap);
-				if (nb == NULL)
+				if (!http2__regrow(&st->hb, &st->hcap, &st->hmax, st->hlen, cap))
 					goto fail;
-				if (st->hb != NULL) {
-					memcpy(nb, st->hb, st->hlen);
-					secret_wipe(st->hb, st->hmax);
-					free(st->hb);
-				}
-				st->hb = nb;
-				st->hcap = cap;
-				st->hmax = st->hlen;
 			}
 			memcpy(st->hb + st->hlen, p, k);
 			size_t before = st->hlen;
