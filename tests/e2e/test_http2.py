@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from h2raw import RawH2, rss_kib
 from httpstore import HttpBackend, payload_sha256
 
 HOST = "mail.example.com"
@@ -287,80 +288,6 @@ def test_streams_routed_by_lookup_in_parallel(http_gh, web, lookup):
     assert [q for q in lookup.requests if q.get("Auth-User") == "bob"]
 
 
-# ---- a raw HTTP/2 client: frames as bytes, to play a slow client
-
-class RawH2:
-    """HTTP/2 over TLS (ALPN h2) with frames written by hand: HPACK literal
-    fields without indexing (no Huffman), which every decoder takes."""
-
-    def __init__(self, port):
-        import socket
-        import ssl
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = ctx.wrap_socket(raw, server_hostname=HOST)
-        assert self.sock.selected_alpn_protocol() == "h2"
-        self.buf = b""
-        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(4, 0, 0, b""))
-
-    @staticmethod
-    def frame(ftype, flags, sid, payload):
-        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
-            sid.to_bytes(4, "big") + payload
-
-    @staticmethod
-    def _int(n, prefix=7):
-        top = (1 << prefix) - 1
-        if n < top:
-            return bytes([n])
-        out, n = [top], n - top
-        while n >= 128:
-            out.append((n & 127) | 128)
-            n >>= 7
-        return bytes(out + [n])
-
-    def request(self, sid, path, method="GET"):
-        block = b""
-        for k, v in ((":method", method), (":scheme", "https"), (":authority", HOST),
-                     (":path", path)):
-            block += b"\x00" + self._int(len(k)) + k.encode() + self._int(len(v)) + v.encode()
-        self.sock.sendall(self.frame(1, 0x5, sid, block))
-
-    def window_update(self, sid, n):
-        self.sock.sendall(self.frame(8, 0, sid, n.to_bytes(4, "big")))
-
-    def reset(self, sid, code=8):
-        self.sock.sendall(self.frame(3, 0, sid, code.to_bytes(4, "big")))
-
-    def next_frame(self, timeout=10):
-        self.sock.settimeout(timeout)
-        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        n = int.from_bytes(self.buf[:3], "big")
-        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
-             self.buf[9:9 + n])
-        self.buf = self.buf[9 + n:]
-        if f[0] == 4 and not f[1] & 1:
-            self.sock.sendall(self.frame(4, 1, 0, b""))    # SETTINGS ACK
-        return f
-
-    def close(self):
-        self.sock.close()
-
-
-def rss_kib(pid):
-    for ln in open("/proc/%d/status" % pid):
-        if ln.startswith("VmRSS:"):
-            return int(ln.split()[1])
-    return 0
-
-
 def test_a_stream_the_client_does_not_read_stalls_only_itself(h2):
     gh, g, _ = h2()
     c = RawH2(gh.https_port)
@@ -462,12 +389,8 @@ def test_answered_stream_the_client_keeps_open_is_bounded(h2):
     c = RawH2(gh.https_port)
     statuses, goaway = [], None
     try:
-        block = b""
-        for k, v in ((":method", "POST"), (":scheme", "https"), (":authority", HOST),
-                     (":path", "/gone")):
-            block += b"\x00" + c._int(len(k)) + k.encode() + c._int(len(v)) + v.encode()
-        c.sock.sendall(c.frame(1, 0x4, 1, block))          # END_HEADERS, no END_STREAM
-        c.sock.sendall(c.frame(0, 0, 1, b"x" * 100))        # some body, never its end
+        c.request(1, "/gone", method="POST", end_stream=False)  # END_HEADERS only
+        c.send_frame(0, 0, 1, b"x" * 100)                      # some body, never its end
         while True:
             t, fl, sid, p = c.next_frame(timeout=30)
             if t == 1 and sid == 1:
