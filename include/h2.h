@@ -242,6 +242,11 @@ size_t h2_output(struct h2_conn *c, uint8_t *out, size_t cap);
 bool h2_want_read(struct h2_conn *c);
 bool h2_want_write(struct h2_conn *c);
 
+/* Once, after the engine cut the client off with GOAWAY ENHANCE_YOUR_CALM:
+   which bound it went past ("new streams past the stream rate", ...);
+   else NULL. For the error log: an operator sees why a client was cut. */
+const char *h2_calm_reason(struct h2_conn *c);
+
 /* Open streams (for logs and the bound tests). */
 size_t h2_streams(struct h2_conn *c);
 

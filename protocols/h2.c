@@ -102,8 +102,10 @@ void h2__bytes_free(struct h2_bytes *b)
 	*b = (struct h2_bytes){ 0 };
 }
 
-void h2__calm(struct h2_conn *c)
+void h2__calm(struct h2_conn *c, const char *why)
 {
+	if (c->calm_why == NULL)
+		c->calm_why = why;
 	/* Names the last stream whose head was complete (not one whose
 	   block is still arriving); every later byte is ignored. */
 	if (nghttp2_session_terminate_session2(c->ng, c->last_ok, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
@@ -288,6 +290,14 @@ long h2_recv(struct h2_conn *c, const uint8_t *data, size_t n, uint64_t now_ms)
 	}
 	h2__release_unconsumed(c);
 	return (long)n;
+}
+
+const char *h2_calm_reason(struct h2_conn *c)
+{
+	const char *why = c->calm_why_told ? NULL : c->calm_why;
+
+	c->calm_why_told = c->calm_why != NULL;
+	return why;
 }
 
 bool h2_next_event(struct h2_conn *c, struct h2_event *ev)

@@ -100,6 +100,8 @@ struct h2_conn {
 	   before it is on the wire (libnghttp2 ignores them only after). */
 	int32_t our_last;
 	bool dead;                /* a fatal error: nothing more is read or produced */
+	const char *calm_why;     /* the first bound a GOAWAY ENHANCE_YOUR_CALM named */
+	bool calm_why_told;       /* h2_calm_reason has given it */
 	bool ev_goaway;           /* the client's GOAWAY waits to be reported */
 	uint32_t goaway_code;
 	int32_t goaway_last;
@@ -120,8 +122,9 @@ void h2__event(struct h2_stream *s, unsigned bits);
 /* A graceful GOAWAY naming last (NO_ERROR): streams up to it finish,
    later ones are refused. */
 void h2__goaway(struct h2_conn *c, int32_t last);
-/* The client misbehaved past a bound: GOAWAY ENHANCE_YOUR_CALM, stop reading. */
-void h2__calm(struct h2_conn *c);
+/* The client misbehaved past a bound (why: a static string naming it):
+   GOAWAY ENHANCE_YOUR_CALM, stop reading. */
+void h2__calm(struct h2_conn *c, const char *why);
 /* Take a token from b (rate r) at c->now_ms; false when empty. */
 bool h2__take(struct h2_conn *c, struct h2_bucket *b, const struct h2_rate *r);
 /* libnghttp2 closed s (code: why); called from its callback. */

@@ -16,16 +16,17 @@
 #include "gh.h"
 #include "h2_int.h"
 
-static bool h2__block_frame(struct h2_conn *c, const nghttp2_frame_hd *hd)
+/* NULL, or why a header block frame is past a bound. */
+static const char *h2__block_frame(struct h2_conn *c, const nghttp2_frame_hd *hd)
 {
 	if (hd->type == NGHTTP2_HEADERS) {
 		c->continuations = 0;
 		c->block_bytes = 0;
 	} else if (++c->continuations > c->lim.max_continuations) {
-		return false; /* CVE-2024-27316: CONTINUATION flood */
+		return "CONTINUATION flood"; /* CVE-2024-27316 */
 	}
 	c->block_bytes += (uint32_t)hd->length;
-	return c->block_bytes <= c->lim.max_header_block;
+	return c->block_bytes <= c->lim.max_header_block ? NULL : "header block too large";
 }
 
 /* Every frame header, before libnghttp2 acts on it: even frames it then
@@ -34,25 +35,30 @@ static bool h2__block_frame(struct h2_conn *c, const nghttp2_frame_hd *hd)
 static int h2__on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
 {
 	struct h2_conn *c = arg;
-	bool ok = true;
+	static const char control[] = "control frame flood";
+	const char *why = NULL;
 
 	/* HEADERS below the highest id opens nothing and is ignored (or is
 	   a late trailer): it pays from the control budget. */
 	if (hd->type == NGHTTP2_HEADERS && hd->stream_id <= c->max_id &&
-	    !nghttp2_session_find_stream(ng, hd->stream_id))
-		ok = h2__take(c, &c->b_control, &c->lim.control);
-	else if (hd->type == NGHTTP2_HEADERS && hd->stream_id > c->max_id)
+	    !nghttp2_session_find_stream(ng, hd->stream_id)) {
+		if (!h2__take(c, &c->b_control, &c->lim.control))
+			why = control;
+	} else if (hd->type == NGHTTP2_HEADERS && hd->stream_id > c->max_id) {
 		c->max_id = hd->stream_id;
+	}
 	switch (hd->type) {
 	case NGHTTP2_DATA:
 	case NGHTTP2_HEADERS:
 	case NGHTTP2_CONTINUATION:
-		if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM))
-			ok = ++c->empty <= c->lim.max_empty && ok;
-		else
+		if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM)) {
+			if (++c->empty > c->lim.max_empty && why == NULL)
+				why = "empty frame flood";
+		} else {
 			c->empty = 0;
-		if (ok && hd->type != NGHTTP2_DATA)
-			ok = h2__block_frame(c, hd);
+		}
+		if (why == NULL && hd->type != NGHTTP2_DATA)
+			why = h2__block_frame(c, hd);
 		break;
 	case NGHTTP2_PRIORITY:
 		/* Ignored (no RFC 7540 priorities), but never on stream 0
@@ -62,16 +68,18 @@ static int h2__on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, v
 				c->dead = true;
 			return 0;
 		}
-		ok = h2__take(c, &c->b_control, &c->lim.control);
+		if (!h2__take(c, &c->b_control, &c->lim.control))
+			why = control;
 		break;
 	default:
 		/* SETTINGS, PING, PRIORITY, WINDOW_UPDATE, RST_STREAM, GOAWAY,
 		   PUSH_PROMISE and unknown types: a budget for all of them. */
-		ok = h2__take(c, &c->b_control, &c->lim.control);
+		if (!h2__take(c, &c->b_control, &c->lim.control))
+			why = control;
 		break;
 	}
-	if (!ok)
-		h2__calm(c);
+	if (why != NULL)
+		h2__calm(c, why);
 	return 0;
 }
 
@@ -83,7 +91,7 @@ static int h2__on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, voi
 	if (f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	if (!h2__take(c, &c->b_streams, &c->lim.streams)) {
-		h2__calm(c);
+		h2__calm(c, "new streams past the stream rate");
 		return 0;
 	}
 	s = calloc(1, sizeof(*s));
@@ -191,7 +199,7 @@ static int h2__on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *
 		   ended: rapid reset (CVE-2023-44487) counts these. */
 		if (nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) &&
 		    !h2__take(c, &c->b_resets, &c->lim.resets))
-			h2__calm(c);
+			h2__calm(c, "stream resets past the reset rate (rapid reset)");
 		break;
 	case NGHTTP2_GOAWAY:
 		c->ev_goaway = true;
@@ -222,7 +230,7 @@ static int h2__on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *
 
 	if (f->hd.type == NGHTTP2_RST_STREAM) {
 		if (!(s && s->reset_by_us) && !h2__take(c, &c->b_resets, &c->lim.resets))
-			h2__calm(c);
+			h2__calm(c, "stream errors past the reset rate");
 		return 0;
 	}
 	/* The answer is complete but the request is not (a 431, a backend

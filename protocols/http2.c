@@ -678,7 +678,11 @@ void http2__pump(struct http_conn *c)
 		   read; what was read meanwhile waits in s->in). */
 		if (s->in_len > 0 && h2_want_read(h->e)) {
 			long r = h2_recv(h->e, s->in, s->in_len, session_now(s));
+			const char *calm = h2_calm_reason(h->e);
+
 			session_consume(s, s->in_len);
+			if (calm != NULL)
+				session_log(s, LOG_WARN, "HTTP/2 GOAWAY ENHANCE_YOUR_CALM: %s", calm);
 			if (r == H2_E_FATAL) {
 				h->fatal = true;
 				break;

@@ -348,6 +348,8 @@ def test_rapid_reset_is_cut_off(h2):
     finally:
         c.close()
     assert goaway == 0xb
+    assert ("HTTP/2 GOAWAY ENHANCE_YOUR_CALM: stream resets past the reset rate (rapid reset)"
+            in gh.error_log())
     status, _, body = curl(gh.https_port, "/echo")
     assert status.startswith("HTTP/2 200")
 

@@ -16,6 +16,17 @@ from h2raw import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOU
 from test_http2 import group, h2  # noqa: F401 (fixtures)
 
 
+def assert_calm_logged(gh, why):
+    """The error log names the bound a GOAWAY ENHANCE_YOUR_CALM was for, so
+    an operator can tell a flood from a client past a limit set too low."""
+    want = "HTTP/2 GOAWAY ENHANCE_YOUR_CALM: " + why
+    for _ in range(50):
+        if want in gh.error_log():
+            return
+        time.sleep(0.05)
+    raise AssertionError("no %r in the error log:\n%s" % (want, gh.logs_text()))
+
+
 def test_settings_announce_the_configured_limits(h2):
     gh, g, _ = h2(http={"h2_max_streams": 5, "max_header_size": 8192})
     c = RawH2(gh.https_port)
@@ -134,6 +145,7 @@ def test_continuation_flood_is_cut_off_with_bounded_memory(h2):
             pass
         assert sent >= 4     # the 64 KiB block bound comes first
         assert c.goaway() == (ENHANCE_YOUR_CALM, 1)
+        assert_calm_logged(gh, "header block too large")
         if rss_meaningful():
             assert rss_kib(pid) - base < 8 * 1024
         assert c.closed()
@@ -157,6 +169,7 @@ def test_small_continuation_frames_past_the_bound(h2):
         out += frame(CONTINUATION, END_HEADERS, 1, parts[-1])
         c.send(out)
         assert c.goaway() == (ENHANCE_YOUR_CALM, 0)
+        assert_calm_logged(gh, "CONTINUATION flood")
     finally:
         c.close()
     # Eight are fine.
@@ -209,6 +222,11 @@ def test_floods_end_with_enhance_your_calm(h2, kind, n):
         # The last stream whose head was complete: the POST's, else none.
         assert c.goaway() == (ENHANCE_YOUR_CALM, 1 if kind == "empty-data" else 0)
         assert c.closed()
+        # Empty CONTINUATION frames meet the 8-frame bound before the 32
+        # empty frames' one.
+        assert_calm_logged(gh, {"empty-data": "empty frame flood",
+                                "empty-headers-continuation": "CONTINUATION flood"}
+                           .get(kind, "control frame flood"))
     finally:
         c.close()
     assert_serves(gh)
@@ -486,6 +504,7 @@ def test_new_streams_past_the_rate_end_with_enhance_your_calm(h2):
         assert code == ENHANCE_YOUR_CALM
         # At least the burst of 1000 was served (ids 1..1999), and not all.
         assert 1999 <= last < 2 * 1100
+        assert_calm_logged(gh, "new streams past the stream rate")
     finally:
         c.close()
     assert_serves(gh)
