@@ -264,6 +264,10 @@ static SSL_CTX *tls__ctx(struct tls_server *srv, struct tls_ctxset *set,
 	SSL_CTX_set_default_passwd_cb(ctx, tls__no_passphrase);
 	if (!s->session_tickets)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/* TLS 1.3: one ticket per handshake, not OpenSSL's two (each is a
+	   session copy, its encoding and encryption); a resumed connection
+	   gets a new one, so a client never runs short. */
+	SSL_CTX_set_num_tickets(ctx, 1);
 	if (s->ciphers && SSL_CTX_set_cipher_list(ctx, s->ciphers) != 1) {
 		snprintf(err, errlen, "%s: tls.ciphers: no usable cipher in \"%s\"", file, s->ciphers);
 		return NULL;

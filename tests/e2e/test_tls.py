@@ -662,6 +662,27 @@ def test_session_cache_without_tickets(gatehouse, certs, tmp_path):
     assert "Reused" not in out, out[-2000:]
 
 
+def test_tls13_one_ticket_per_handshake(gatehouse, certs, tmp_path):
+    """TLS 1.3: one NewSessionTicket per handshake (OpenSSL sends two by
+    default, each a session copy, encoded and encrypted); a resumed
+    connection gets a fresh one, so a client always has one to use. With
+    session_tickets off the ticket is a session-cache id (stateful) and
+    resumes on the same gatehouse."""
+    arrived = "Post-Handshake New Session Ticket arrived"
+    for tickets in (True, False):
+        g = start_tls_gh(gatehouse, certs, tls=tls_group(certs, session_tickets=tickets))
+        sess = str(tmp_path / ("t13-%s.pem" % tickets))
+        rc, out = s_client(g.imaps, "-tls1_3", "-ign_eof", "-sess_out", sess,
+                           send=b"a LOGOUT\r\n")
+        assert rc == 0 and "New, TLSv1.3," in out, out[-2000:]
+        assert out.count(arrived) == 1, (tickets, out[-3000:])
+        rc, out = s_client(g.imaps, "-tls1_3", "-ign_eof", "-sess_in", sess,
+                           send=b"a LOGOUT\r\n")
+        assert rc == 0 and "Reused, TLSv1.3," in out, (tickets, out[-2000:])
+        assert out.count(arrived) == 1, (tickets, out[-3000:])
+        assert "* BYE" in out
+
+
 # ---------------------------------------------------------------- reload
 
 
