@@ -350,6 +350,8 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "backend_keepalive", CONF__T_INT, offsetof(struct conf, http.backend_keepalive), 0, 10000, NULL },
 	{ "open_file_cache_max", CONF__T_INT, offsetof(struct conf, http.open_file_cache_max), 1, 100000, NULL },
 	{ "open_file_cache_valid", CONF__T_SECS, offsetof(struct conf, http.open_file_cache_valid), 0, 60, NULL },
+	{ "open_file_cache_mem", CONF__T_SIZE, offsetof(struct conf, http.open_file_cache_mem), 0, 1073741824, NULL },
+	{ "open_file_cache_mem_file", CONF__T_SIZE, offsetof(struct conf, http.open_file_cache_mem_file), 0, 16777216, NULL },
 	{ "access_log", CONF__T_FN, 0, 0, 0, conf__http_access_log },
 	{ "add_headers", CONF__T_FN, 0, 0, 0, conf__http_add_headers },
 	{ "error_pages", CONF__T_FN, 0, 0, 0, conf__http_error_pages },
@@ -406,6 +408,8 @@ void conf__http_defaults(struct conf *c)
 	c->http.backend_keepalive = 32;
 	c->http.open_file_cache_max = 1000;
 	c->http.open_file_cache_valid = 2.0;
+	c->http.open_file_cache_mem = 8 << 20;
+	c->http.open_file_cache_mem_file = 64 << 10;
 	c->http.h2_max_streams = 128;
 	c->http.h2_max_requests = 1000;
 	c->http.h2_stream_rate = 10000;

@@ -397,6 +397,8 @@ struct conf {
 		int backend_keepalive;   /* idle pooled backend connections per worker */
 		int open_file_cache_max; /* static files kept open per worker (http_fcache.h) */
 		double open_file_cache_valid; /* seconds a kept file is trusted; 0 = no cache */
+		size_t open_file_cache_mem; /* bytes of kept files held in memory per worker */
+		size_t open_file_cache_mem_file; /* the largest file held in memory */
 		char *access_log;        /* NULL = off, "stderr", or a file */
 		/* Added to every response (proxied or answered by gatehouse),
 		   replacing the backend's header of the same name; a location's

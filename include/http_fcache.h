@@ -14,6 +14,15 @@
  * RESOLVE_BENEATH), so a file changed, replaced or deleted on disk is seen
  * then at the latest. Entries are counted (refs): one evicted or flushed
  * while a response still reads from it is closed when that ends.
+ *
+ * Small files' bytes (read on the pool with the lookup:
+ * http_static_file_load) are kept with their entry, at most mem_max bytes
+ * in all (http.open_file_cache_mem): a hit is then answered from memory
+ * with no read at all. When a put would pass the bound, the bytes of the
+ * least recently used entries no response reads from are let go first
+ * (their fds stay); a file that still does not fit is kept without its
+ * bytes. Bytes leave the count when their entry leaves the cache (one a
+ * response still reads from is freed when that ends).
  */
 #ifndef GATEHOUSE_HTTP_FCACHE_H
 #define GATEHOUSE_HTTP_FCACHE_H
@@ -28,8 +37,9 @@ struct http_fcache;
 struct http_fcache_entry;
 struct http_fcache_root;
 
-/* A cache of at most max files (>= 1), each trusted valid_ms. NULL: no memory. */
-struct http_fcache *http_fcache_new(size_t max, uint64_t valid_ms);
+/* A cache of at most max files (>= 1), each trusted valid_ms, holding at
+   most mem_max bytes of them in memory (0: none). NULL: no memory. */
+struct http_fcache *http_fcache_new(size_t max, uint64_t valid_ms, size_t mem_max);
 
 /* Forget everything (a new configuration): what is still in use is closed
    when released. */
@@ -44,9 +54,10 @@ void http_fcache_free(struct http_fcache *c);
 struct http_fcache_entry *http_fcache_get(struct http_fcache *c, const struct http_static_req *rq,
 					  uint64_t now_ms);
 
-/* Keep *f (found at now_ms for rq): the cache takes its fds (on success
-   *f is left empty) and returns a reference; NULL (no memory, or a key too
-   long): *f is untouched, still the caller's. */
+/* Keep *f (found at now_ms for rq): the cache takes its fds and bytes in
+   memory (on success *f is left empty; bytes beyond the memory bound are
+   freed) and returns a reference; NULL (no memory, or a key too long): *f
+   is untouched, still the caller's. */
 struct http_fcache_entry *http_fcache_put(struct http_fcache *c, const struct http_static_req *rq,
 					  struct http_static_file *f, uint64_t now_ms);
 
@@ -68,7 +79,8 @@ void http_fcache_root_put(struct http_fcache *c, const char *root, int fd, uint6
 /* Drop a root reference (NULL is fine). */
 void http_fcache_root_release(struct http_fcache_root *r);
 
-/* Files held (for tests and the debug log). */
+/* Files held, and their bytes held in memory (for tests and the debug log). */
 size_t http_fcache_count(const struct http_fcache *c);
+size_t http_fcache_mem(const struct http_fcache *c);
 
 #endif

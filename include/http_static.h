@@ -66,6 +66,10 @@ struct http_static_plan {
 	uint64_t offset;   /* first byte of the file to send */
 	uint64_t length;   /* bytes to send (0 for HEAD, 304, errors) */
 	uint64_t sent;     /* bytes read so far by http_static_read */
+	/* The file's bytes in memory (a struct http_static_one's mem, kept
+	   by whoever keeps fd open): the pieces are copied from here, with
+	   no system call. NULL: read from fd. */
+	const uint8_t *mem;
 	const char *why;   /* a short reason for the log (static text, no client bytes) */
 };
 
@@ -84,6 +88,9 @@ struct http_static_one {
 	time_t mtime;
 	char etag[HTTP_STATIC_VAL_ETAG];
 	char last_modified[HTTP_STATIC_VAL_DATE];
+	/* Its size bytes read into memory (http_static_file_load; freed by
+	   http_static_file_close), or NULL. */
+	uint8_t *mem;
 };
 
 /* A file found for a request: what the open-file cache keeps. */
@@ -117,9 +124,25 @@ bool http_static_lookup(const struct http_static_req *rq, int rootfd, struct htt
 void http_static_answer(const struct http_static_req *rq, const struct http_static_file *f,
 			struct http_static_plan *p);
 
-/* An empty file (every fd -1); and closing its fds but keep. */
+/* An empty file (every fd -1); and closing its fds but keep (and
+   freeing the bytes it holds in memory). */
 void http_static_file_init(struct http_static_file *f);
 void http_static_file_close(struct http_static_file *f, int keep);
+
+/*
+ * Read the whole of f's file and of each sibling found that is at most
+ * max bytes (and not empty) into memory (blocking: the thread pool), for
+ * the open-file cache to answer from with no system call. A read that
+ * fails or comes back short (the file shrank since its fstat) leaves that
+ * one without (read from its fd as before). Returns the bytes now held.
+ */
+size_t http_static_file_load(struct http_static_file *f, uint64_t max);
+
+/* The bytes f holds in memory (file and siblings). */
+size_t http_static_file_mem(const struct http_static_file *f);
+
+/* Let go of f's bytes in memory (its fds stay). */
+void http_static_file_unload(struct http_static_file *f);
 
 /*
  * Plan the answer to rq (blocking: run it on the thread pool). Never fails

@@ -200,6 +200,10 @@ struct session {
 	uint64_t started_ms;            /* uv_now at accept */
 	struct session_relay relay;     /* once the login is over (relay.c) */
 	double timer_secs;              /* what the timer was armed with */
+	/* When the protocol's timer is due (loop ms; 0: none). The timer may
+	   be armed earlier (a restart is skipped when a later time is asked
+	   for: it fires, finds it early and sleeps for the rest). */
+	uint64_t timer_due_ms;
 	int refs;                       /* open handles and pending requests */
 	bool finishing;                 /* flushing the last writes before close */
 	bool closed;                    /* session_close ran: no more I/O */

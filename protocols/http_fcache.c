@@ -16,6 +16,9 @@
 /* An entry nobody asked for in this long is let go (nginx's "inactive"):
    a deleted file's space is not held by an idle fd for long. */
 #define FC_INACTIVE_MS 60000
+/* Entries a put looks at, least recently used first, for bytes to let go
+   of when the memory bound is reached (the cost stays bounded per put). */
+#define FC_MEM_SCAN 16
 
 struct http_fcache_entry {
 	struct http_fcache_entry *hnext;
@@ -24,6 +27,7 @@ struct http_fcache_entry {
 	unsigned refs;
 	uint32_t hash;
 	uint64_t opened_ms, used_ms;
+	size_t mem;                /* bytes of f held in memory (counted in c->mem_used) */
 	struct http_static_file f;
 	size_t keylen;
 	char key[];
@@ -42,6 +46,7 @@ struct http_fcache {
 	struct http_fcache_entry **buckets;
 	size_t nbuckets;           /* a power of two */
 	size_t count, max;
+	size_t mem_used, mem_max;  /* files' bytes held in memory, and their bound */
 	uint64_t valid_ms;
 	struct list lru;
 	struct http_fcache_root *roots;
@@ -82,7 +87,7 @@ static size_t fc__key(const struct http_static_req *rq, char *k, size_t cap)
 	return o;
 }
 
-struct http_fcache *http_fcache_new(size_t max, uint64_t valid_ms)
+struct http_fcache *http_fcache_new(size_t max, uint64_t valid_ms, size_t mem_max)
 {
 	struct http_fcache *c = calloc(1, sizeof(*c));
 
@@ -98,6 +103,7 @@ struct http_fcache *http_fcache_new(size_t max, uint64_t valid_ms)
 		return NULL;
 	}
 	c->valid_ms = valid_ms;
+	c->mem_max = mem_max;
 	list_init(&c->lru);
 	return c;
 }
@@ -119,6 +125,8 @@ static void fc__drop(struct http_fcache_entry *e)
 	*pp = e->hnext;
 	list_remove(&e->lru);
 	c->count--;
+	c->mem_used -= e->mem;
+	e->mem = 0;
 	e->c = NULL;
 	if (e->refs == 0)
 		fc__free_entry(e);
@@ -172,6 +180,26 @@ struct http_fcache_entry *http_fcache_get(struct http_fcache *c, const struct ht
 	return e;
 }
 
+/* Room for n more bytes in memory: the bytes of the least recently used
+   entries no response reads from are let go (their fds stay). */
+static bool fc__mem_room(struct http_fcache *c, size_t n)
+{
+	struct list *l = c->lru.prev;
+
+	if (n > c->mem_max)
+		return false;
+	for (int i = 0; i < FC_MEM_SCAN && l != &c->lru && c->mem_used + n > c->mem_max; i++) {
+		struct http_fcache_entry *e = list_entry(l, struct http_fcache_entry, lru);
+		l = l->prev;
+		if (e->mem == 0 || e->refs > 0)
+			continue;
+		http_static_file_unload(&e->f);
+		c->mem_used -= e->mem;
+		e->mem = 0;
+	}
+	return c->mem_used + n <= c->mem_max;
+}
+
 struct http_fcache_entry *http_fcache_put(struct http_fcache *c, const struct http_static_req *rq,
 					  struct http_static_file *f, uint64_t now_ms)
 {
@@ -187,6 +215,13 @@ struct http_fcache_entry *http_fcache_put(struct http_fcache *c, const struct ht
 	struct http_fcache_entry *old = fc__find(c, k, n, h);
 	if (old != NULL)
 		fc__drop(old);
+	size_t mem = http_static_file_mem(f);
+	if (mem > 0 && !fc__mem_room(c, mem)) {
+		http_static_file_unload(f);
+		mem = 0;
+	}
+	c->mem_used += mem;
+	e->mem = mem;
 	e->c = c;
 	e->refs = 1;
 	e->hash = h;
@@ -302,4 +337,9 @@ void http_fcache_free(struct http_fcache *c)
 size_t http_fcache_count(const struct http_fcache *c)
 {
 	return c != NULL ? c->count : 0;
+}
+
+size_t http_fcache_mem(const struct http_fcache *c)
+{
+	return c != NULL ? c->mem_used : 0;
 }

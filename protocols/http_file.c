@@ -57,6 +57,7 @@ struct http_file {
 	int rootfd;
 	bool root_opened, found_ok;
 	struct http_static_file found; /* the lookup's file, until the cache takes it */
+	uint64_t mem_file;         /* the lookup reads files up to this size into memory */
 	ssize_t got;               /* the last read's result */
 	uint8_t *piece;            /* up to HTTP_STATIC_PIECE bytes, for reads on the pool */
 	size_t piece_cap;
@@ -86,7 +87,8 @@ static struct http_fcache *http__file_cache(struct session *s)
 		return NULL;
 	if (w->fcache == NULL)
 		w->fcache = http_fcache_new((size_t)c->http.open_file_cache_max,
-					    (uint64_t)(c->http.open_file_cache_valid * 1000.0));
+					    (uint64_t)(c->http.open_file_cache_valid * 1000.0),
+					    c->http.open_file_cache_mem);
 	return w->fcache;
 }
 
@@ -212,6 +214,8 @@ static void http__file_plan_work(void *arg)
 		f->root_opened = f->rootfd >= 0;
 	}
 	f->found_ok = http_static_lookup(&f->rq, f->rootfd, &f->found, &f->plan);
+	if (f->found_ok && f->mem_file > 0)
+		http_static_file_load(&f->found, f->mem_file);
 }
 
 static void http__file_read_work(void *arg)
@@ -269,6 +273,9 @@ void http__file_turn(struct http_exchange *x)
 		return;
 	}
 	f->rootfd = http_fcache_root(c, f->rq.root, now, &f->root);
+	/* Small files' bytes come along for the cache to keep (none without one). */
+	const struct conf *cf = x->s->conf;
+	f->mem_file = c != NULL && cf->http.open_file_cache_mem > 0 ? cf->http.open_file_cache_mem_file : 0;
 	http__file_queue(x, true);
 }
 
@@ -359,35 +366,58 @@ static void http__file_start(struct http_exchange *x)
 		http__file_error(x, p);
 		return;
 	}
-	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: gatehouse\r\n%.*s",
-			 p->status, http_reason(p->status), (int)p->headers_len, p->headers);
+	/* Made with copies, not a format: this runs for every response. */
+	size_t n = 0;
+	const char *reason = http_reason(p->status);
+	size_t rl = strlen(reason);
+	bool fits = p->status >= 100 && p->status <= 999 && 9 + 4 + rl + 2 + p->headers_len < sizeof(head);
+	if (fits) {
+		memcpy(head, "HTTP/1.1 ", 9);
+		head[9] = (char)('0' + p->status / 100);
+		head[10] = (char)('0' + p->status / 10 % 10);
+		head[11] = (char)('0' + p->status % 10);
+		head[12] = ' ';
+		memcpy(head + 13, reason, rl);
+		memcpy(head + 13 + rl, "\r\n", 2);
+		n = 15 + rl;
+		static const char server[] = "Server: gatehouse\r\n";
+		fits = n + sizeof(server) - 1 + p->headers_len < sizeof(head);
+		if (fits) {
+			memcpy(head + n, server, sizeof(server) - 1);
+			n += sizeof(server) - 1;
+			memcpy(head + n, p->headers, p->headers_len);
+			n += p->headers_len;
+		}
+	}
 	/* The operator's headers (http.add_headers, the vhost's, the
 	   location's), as on every answer. */
 	struct http_resp_edit e;
 	http__resp_edit(x, &e);
-	int a = n > 0 && (size_t)n < sizeof(head)
-			? http_add_header_lines(&e, head + n, sizeof(head) - (size_t)n) : -1;
-	int c = a < 0 ? -1 : snprintf(head + n + a, sizeof(head) - (size_t)(n + a),
-				      "Connection: %s\r\n\r\n",
-				      x->close_after ? "close" : "keep-alive");
-	if (c < 0 || (size_t)(n + a + c) >= sizeof(head)) {
+	int a = fits ? http_add_header_lines(&e, head + n, sizeof(head) - n) : -1;
+	const char *conn = x->close_after ? "Connection: close\r\n\r\n"
+					  : "Connection: keep-alive\r\n\r\n";
+	size_t cl = strlen(conn);
+	if (a < 0 || n + (size_t)a + cl > sizeof(head)) {
 		http__answer(x, 500, NULL, NULL, "static file head too large");
 		return;
 	}
+	n += (size_t)a;
+	memcpy(head + n, conn, cl);
+	n += cl;
 	x->status = p->status;
 	x->resp_head_done = true;
-	x->bytes_sent += (uint64_t)(n + a + c);
+	x->bytes_sent += (uint64_t)n;
 	if (x->is_head)
 		p->length = 0;
 	http__deadline(x, x->read_timeout);
 	if (p->length == 0) {
-		http__out(x, head, (size_t)(n + a + c));
+		http__out(x, head, n);
 		if (!s->closed)
 			http__file_end(x);
 		return;
 	}
 	/* Just before the first piece, to leave with it (this call chain). */
-	f->head_len = (size_t)(n + a + c);
+	f->head_len = n;
 	memcpy(http__file_buf + HTTP_FILE_HEAD_MAX - f->head_len, head, f->head_len);
 	http__file_more(x);
 }

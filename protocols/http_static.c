@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -150,6 +151,38 @@ static void st__hdr(struct http_static_plan *p, const char *fmt, ...)
 		return;
 	}
 	p->headers_len += (size_t)n;
+}
+
+/* Append the n bytes of s to the header lines (no format: the lines of
+   every answer are made per request). */
+static void st__cat(struct http_static_plan *p, const char *s, size_t n)
+{
+	if (p->status >= 500)
+		return;
+	if (n >= sizeof(p->headers) - p->headers_len) {
+		st__fail(p, 500, "static: headers too long");
+		return;
+	}
+	memcpy(p->headers + p->headers_len, s, n);
+	p->headers_len += n;
+	p->headers[p->headers_len] = '\0';
+}
+
+static void st__cats(struct http_static_plan *p, const char *s)
+{
+	st__cat(p, s, strlen(s));
+}
+
+/* Append v in decimal. */
+static void st__u64(struct http_static_plan *p, uint64_t v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	st__cat(p, d + i, sizeof(d) - i);
 }
 
 /* errno of a failed open -> status. */
@@ -299,7 +332,11 @@ static void st__respond(const struct http_static_req *rq, const char *mime, bool
 
 	if (st__not_modified(rq, o->mtime, etag)) {
 		st__fail(p, 304, "static: not modified");
-		st__hdr(p, "Last-Modified: %s\r\nETag: %s\r\n", lm, etag);
+		st__cats(p, "Last-Modified: ");
+		st__cats(p, lm);
+		st__cats(p, "\r\nETag: ");
+		st__cats(p, etag);
+		st__cat(p, "\r\n", 2);
 	} else {
 		int r = 0;
 		/* If-Range: the range only if the file is still the one named. */
@@ -312,21 +349,39 @@ static void st__respond(const struct http_static_req *rq, const char *mime, bool
 		}
 		p->status = r > 0 ? 206 : 200;
 		p->why = r > 0 ? "static: range" : "static: file";
-		st__hdr(p, "Content-Type: %s\r\nContent-Length: %llu\r\nLast-Modified: %s\r\nETag: %s\r\n"
-			"Accept-Ranges: bytes\r\n", mime, (unsigned long long)len,
-			lm, etag);
-		if (r > 0)
-			st__hdr(p, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)start,
-				(unsigned long long)(start + len - 1), (unsigned long long)size);
-		if (encoding != NULL)
-			st__hdr(p, "Content-Encoding: %s\r\n", encoding);
+		st__cats(p, "Content-Type: ");
+		st__cats(p, mime);
+		st__cats(p, "\r\nContent-Length: ");
+		st__u64(p, len);
+		st__cats(p, "\r\nLast-Modified: ");
+		st__cats(p, lm);
+		st__cats(p, "\r\nETag: ");
+		st__cats(p, etag);
+		st__cats(p, "\r\nAccept-Ranges: bytes\r\n");
+		if (r > 0) {
+			st__cats(p, "Content-Range: bytes ");
+			st__u64(p, start);
+			st__cat(p, "-", 1);
+			st__u64(p, start + len - 1);
+			st__cat(p, "/", 1);
+			st__u64(p, size);
+			st__cat(p, "\r\n", 2);
+		}
+		if (encoding != NULL) {
+			st__cats(p, "Content-Encoding: ");
+			st__cats(p, encoding);
+			st__cat(p, "\r\n", 2);
+		}
 		p->offset = start;
 		p->length = head ? 0 : len;
 	}
 	if (vary)
-		st__hdr(p, "Vary: Accept-Encoding\r\n");
-	if (rq->cache_control != NULL)
-		st__hdr(p, "Cache-Control: %s\r\n", rq->cache_control);
+		st__cats(p, "Vary: Accept-Encoding\r\n");
+	if (rq->cache_control != NULL) {
+		st__cats(p, "Cache-Control: ");
+		st__cats(p, rq->cache_control);
+		st__cat(p, "\r\n", 2);
+	}
 	if (p->status >= 500 || p->length == 0)
 		http_static_close(p);
 }
@@ -338,6 +393,7 @@ static void st__init(struct http_static_plan *p)
 	p->headers_len = 0;
 	p->headers[0] = '\0';
 	p->offset = p->length = p->sent = 0;
+	p->mem = NULL;
 	p->status = 500;
 	p->why = "static";
 }
@@ -368,6 +424,7 @@ void http_static_file_init(struct http_static_file *f)
 
 void http_static_file_close(struct http_static_file *f, int keep)
 {
+	http_static_file_unload(f);
 	if (f->file.fd != keep)
 		st__close(f->file.fd);
 	f->file.fd = -1;
@@ -375,6 +432,58 @@ void http_static_file_close(struct http_static_file *f, int keep)
 		if (f->enc[i].fd != keep)
 			st__close(f->enc[i].fd);
 		f->enc[i].fd = -1;
+	}
+}
+
+/* o's whole file into memory (o->mem), if it is 1..max bytes and reads whole. */
+static size_t st__load(struct http_static_one *o, uint64_t max)
+{
+	if (o->fd < 0 || o->mem != NULL || o->size == 0 || o->size > max)
+		return 0;
+	uint8_t *m = malloc((size_t)o->size);
+	if (m == NULL)
+		return 0;
+	size_t got = 0;
+	while (got < o->size) {
+		ssize_t n = pread(o->fd, m + got, (size_t)o->size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got != o->size) { /* shrank, or failed: read from the fd as before */
+		free(m);
+		return 0;
+	}
+	o->mem = m;
+	return got;
+}
+
+size_t http_static_file_load(struct http_static_file *f, uint64_t max)
+{
+	st__load(&f->file, max);
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++)
+		st__load(&f->enc[i], max);
+	return http_static_file_mem(f);
+}
+
+size_t http_static_file_mem(const struct http_static_file *f)
+{
+	size_t n = f->file.mem != NULL ? (size_t)f->file.size : 0;
+
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++)
+		n += f->enc[i].mem != NULL ? (size_t)f->enc[i].size : 0;
+	return n;
+}
+
+void http_static_file_unload(struct http_static_file *f)
+{
+	free(f->file.mem);
+	f->file.mem = NULL;
+	for (size_t i = 0; i < HTTP_STATIC_NENC; i++) {
+		free(f->enc[i].mem);
+		f->enc[i].mem = NULL;
 	}
 }
 
@@ -435,6 +544,7 @@ void http_static_answer(const struct http_static_req *rq, const struct http_stat
 	}
 	p->fd = o->fd;
 	p->fd_shared = true;
+	p->mem = o->mem;
 	st__respond(rq, f->mime, head, enc, vary, o, p);
 }
 
@@ -467,6 +577,11 @@ static ssize_t st__read(struct http_static_plan *p, uint8_t *buf, size_t cap, in
 	size_t want = cap < left ? cap : (size_t)left;
 	if (want > HTTP_STATIC_PIECE)
 		want = HTTP_STATIC_PIECE;
+	if (p->mem != NULL) {
+		memcpy(buf, p->mem + p->offset + p->sent, want);
+		p->sent += want;
+		return (ssize_t)want;
+	}
 	struct iovec iov = { buf, want };
 	ssize_t n;
 	do
@@ -501,4 +616,5 @@ void http_static_close(struct http_static_plan *p)
 		st__close(p->fd);
 	p->fd = -1;
 	p->fd_shared = false;
+	p->mem = NULL;
 }

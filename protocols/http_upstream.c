@@ -195,13 +195,16 @@ void http__group_ok(struct http_exchange *x)
 
 bool http__location_local(struct http_exchange *x)
 {
-	const struct http_header *ck = http_header_find(http__src(x), &x->reqh, "Cookie");
+	const struct conf_location *l = x->loc;
 	struct http_location_answer a;
 	struct http_resp_edit e;
 	char *hdr;
 
-	if (x->loc == NULL)
+	/* Most requests go to a group or to files: no buffers for them. */
+	if (l == NULL || (l->require_cookie == NULL && l->action != CONF_LOC_RETURN &&
+			  l->action != CONF_LOC_REDIRECT && l->action != CONF_LOC_LOGOUT))
 		return false;
+	const struct http_header *ck = http_header_find(http__src(x), &x->reqh, "Cookie");
 	if ((hdr = malloc(HTTP_LOCATION_HEADERS_MAX + HTTP_ADD_HEADERS_MAX)) == NULL) {
 		http__answer(x, 500, NULL, NULL, "out of memory");
 		return true;

@@ -165,13 +165,34 @@ void session__post(struct session *s, unsigned what, int status)
 
 /* ---- timers ---- */
 
+/*
+ * Arm the timer for ms from now. Lazily, as nginx's timers: a timer
+ * already armed to fire no later than that is left alone (HTTP moves its
+ * deadline several times per request, mostly later: a restart costs two
+ * heap operations each time); when it fires early, session__timer_fired
+ * sleeps for the rest and nothing else happens.
+ */
+static void session__timer_start(struct session *s, uint64_t ms)
+{
+	s->timer_due_ms = session_now(s) + ms;
+	if (ms > 0 && uv_is_active((const uv_handle_t *)&s->timer) &&
+	    uv_timer_get_due_in(&s->timer) <= ms)
+		return;
+	uv_timer_start(&s->timer, session__timer_fired, ms, 0);
+}
+
+static void session__timer_stop(struct session *s)
+{
+	s->timer_due_ms = 0;
+	uv_timer_stop(&s->timer);
+}
+
 static void session__arm(struct session *s, double secs)
 {
 	if (s->closed)
 		return;
 	s->timer_secs = secs;
-	uint64_t ms = secs <= 0 ? 0 : (uint64_t)(secs * 1000.0 + 0.5);
-	uv_timer_start(&s->timer, session__timer_fired, ms, 0);
+	session__timer_start(s, secs <= 0 ? 0 : (uint64_t)(secs * 1000.0 + 0.5));
 }
 
 void session_delay(struct session *s, double secs)
@@ -221,7 +242,7 @@ void session_set_phase(struct session *s, enum session_phase phase)
 	case SESSION_AUTH_WAIT:  /* the protocol arms session_delay */
 	case SESSION_CLOSING:
 	case SESSION_NPHASES:
-		uv_timer_stop(&s->timer);
+		session__timer_stop(s);
 		break;
 	}
 }
@@ -232,6 +253,14 @@ void session__timer_fired(uv_timer_t *t)
 
 	if (s->closed)
 		return;
+	/* Armed earlier than the time now asked for (session__timer_start):
+	   only the rest to sleep. */
+	uint64_t now = session_now(s);
+	if (s->timer_due_ms > now) {
+		uv_timer_start(&s->timer, session__timer_fired, s->timer_due_ms - now, 0);
+		return;
+	}
+	s->timer_due_ms = 0;
 	switch (s->phase) {
 	case SESSION_RELAY: {
 		uint64_t idle_ms = (uint64_t)(s->conf->limits.idle_timeout * 1000.0);
@@ -242,7 +271,7 @@ void session__timer_fired(uv_timer_t *t)
 			session_close(s, "idle timeout");
 		} else {
 			/* Traffic since the timer was armed: sleep for the rest. */
-			uv_timer_start(&s->timer, session__timer_fired, idle_ms - quiet, 0);
+			session__timer_start(s, idle_ms - quiet);
 		}
 		return;
 	}

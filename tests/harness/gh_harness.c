@@ -558,8 +558,10 @@ void gh_fire_timer(struct gh_conn *c)
 	struct session *s = gh_session(c);
 
 	/* Only what could happen for real: an armed timer of a live session. */
-	if (s != NULL && !s->closed && uv_is_active((uv_handle_t *)&s->timer))
+	if (s != NULL && !s->closed && uv_is_active((uv_handle_t *)&s->timer)) {
+		s->timer_due_ms = 0; /* its time has come (not an early, lazy wake) */
 		session__timer_fired(&s->timer);
+	}
 }
 
 /* ---- the client's side ---- */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -47,7 +48,7 @@ static struct http_static_req fc_t_req(const char *root, const char *path)
 
 Test(http_fcache, hit_only_for_the_same_root_path_index_and_fallback)
 {
-	struct http_fcache *c = http_fcache_new(10, 2000);
+	struct http_fcache *c = http_fcache_new(10, 2000, 0);
 	struct http_static_req rq = fc_t_req("/srv/a", "/x.js");
 	struct http_static_file f = fc_t_file(7);
 
@@ -81,7 +82,7 @@ Test(http_fcache, hit_only_for_the_same_root_path_index_and_fallback)
 
 Test(http_fcache, trusted_for_its_validity_time_only)
 {
-	struct http_fcache *c = http_fcache_new(10, 2000);
+	struct http_fcache *c = http_fcache_new(10, 2000, 0);
 	struct http_static_req rq = fc_t_req("/srv/a", "/x.js");
 	struct http_static_file f = fc_t_file(1);
 	struct http_fcache_entry *e = http_fcache_put(c, &rq, &f, 1000);
@@ -99,7 +100,7 @@ Test(http_fcache, trusted_for_its_validity_time_only)
 
 Test(http_fcache, siblings_unknown_are_a_miss_for_a_client_taking_a_coding)
 {
-	struct http_fcache *c = http_fcache_new(10, 2000);
+	struct http_fcache *c = http_fcache_new(10, 2000, 0);
 	struct http_static_req rq = fc_t_req("/srv/a", "/x.js");
 	struct http_static_file f = fc_t_file(1);
 
@@ -117,7 +118,7 @@ Test(http_fcache, siblings_unknown_are_a_miss_for_a_client_taking_a_coding)
 
 Test(http_fcache, bounded_least_recently_used_out_first)
 {
-	struct http_fcache *c = http_fcache_new(3, 60000);
+	struct http_fcache *c = http_fcache_new(3, 60000, 0);
 	char paths[8][16];
 	int fds[8];
 
@@ -161,7 +162,7 @@ Test(http_fcache, bounded_least_recently_used_out_first)
 
 Test(http_fcache, an_entry_in_use_stays_open_until_released)
 {
-	struct http_fcache *c = http_fcache_new(1, 60000);
+	struct http_fcache *c = http_fcache_new(1, 60000, 0);
 	struct http_static_req a = fc_t_req("/srv", "/a"), b = fc_t_req("/srv", "/b");
 	struct http_static_file fa = fc_t_file(1), fb = fc_t_file(2);
 	struct http_fcache_entry *ea = http_fcache_put(c, &a, &fa, 0);
@@ -187,7 +188,7 @@ Test(http_fcache, an_entry_in_use_stays_open_until_released)
 
 Test(http_fcache, idle_entries_let_go_after_a_minute)
 {
-	struct http_fcache *c = http_fcache_new(10, 1000000);
+	struct http_fcache *c = http_fcache_new(10, 1000000, 0);
 	struct http_static_req a = fc_t_req("/srv", "/a"), b = fc_t_req("/srv", "/b");
 	struct http_static_file fa = fc_t_file(1);
 
@@ -199,7 +200,7 @@ Test(http_fcache, idle_entries_let_go_after_a_minute)
 
 Test(http_fcache, roots_kept_for_the_validity_time_and_in_use)
 {
-	struct http_fcache *c = http_fcache_new(10, 2000);
+	struct http_fcache *c = http_fcache_new(10, 2000, 0);
 	struct http_fcache_root *r;
 	int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -219,4 +220,53 @@ Test(http_fcache, roots_kept_for_the_validity_time_and_in_use)
 	cr_assert_not(fc_t_open(fd));
 	http_fcache_free(c);
 	cr_assert_not(fc_t_open(fd2));
+}
+
+/* A found file holding size bytes in memory. */
+static struct http_static_file fc_t_mem_file(uint64_t size)
+{
+	struct http_static_file f = fc_t_file(size);
+
+	f.file.mem = malloc((size_t)size);
+	cr_assert_not_null(f.file.mem);
+	memset(f.file.mem, 'm', (size_t)size);
+	return f;
+}
+
+Test(http_fcache, bytes_in_memory_bounded_least_recently_used_let_go_first)
+{
+	struct http_fcache *c = http_fcache_new(10, 60000, 10000);
+	struct http_static_req ra = fc_t_req("/srv", "/a"), rb = fc_t_req("/srv", "/b"),
+			       rc = fc_t_req("/srv", "/c");
+	struct http_static_file fa = fc_t_mem_file(6000), fb = fc_t_mem_file(6000),
+				fc = fc_t_mem_file(20000);
+
+	struct http_fcache_entry *ea = http_fcache_put(c, &ra, &fa, 0);
+	cr_assert_eq(http_fcache_mem(c), 6000);
+	cr_assert_not_null(http_fcache_file(ea)->file.mem);
+	/* a is being read from (a reference): its bytes stay, b's do not fit. */
+	struct http_fcache_entry *eb = http_fcache_put(c, &rb, &fb, 1);
+	cr_assert_null(http_fcache_file(eb)->file.mem);
+	cr_assert_eq(http_fcache_mem(c), 6000);
+	http_fcache_release(eb);
+	http_fcache_release(ea);
+	/* Put again (looked up again): a's bytes, unused now, make room. */
+	fb = fc_t_mem_file(6000);
+	eb = http_fcache_put(c, &rb, &fb, 2);
+	cr_assert_not_null(http_fcache_file(eb)->file.mem);
+	cr_assert_eq(http_fcache_mem(c), 6000);
+	ea = http_fcache_get(c, &ra, 3);
+	cr_assert_not_null(ea, "a is still kept, with its fd");
+	cr_assert_null(http_fcache_file(ea)->file.mem);
+	http_fcache_release(ea);
+	http_fcache_release(eb);
+	/* Larger than the whole bound: kept without its bytes. */
+	struct http_fcache_entry *ec = http_fcache_put(c, &rc, &fc, 4);
+	cr_assert_null(http_fcache_file(ec)->file.mem);
+	cr_assert_eq(http_fcache_mem(c), 6000, "b's bytes were not let go for nothing");
+	http_fcache_release(ec);
+	/* Bytes leave the count with their entry. */
+	http_fcache_flush(c);
+	cr_assert_eq(http_fcache_mem(c), 0);
+	http_fcache_free(c);
 }
