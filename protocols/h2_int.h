@@ -103,6 +103,15 @@ struct h2_conn {
 	bool ev_goaway;           /* the client's GOAWAY waits to be reported */
 	uint32_t goaway_code;
 	int32_t goaway_last;
+
+	/* What libnghttp2 holds for this connection (its allocator, h2.c):
+	   bytes by malloc_usable_size, now and at most; and its outbound frame
+	   buffer (one chunk of NGHTTP2_MAX_PAYLOADLEN + header, allocated with
+	   the session and kept for its life), whose pages h2_idle gives back. */
+	size_t mem, mem_peak;
+	uint8_t *framebuf;
+	size_t framebuf_len;
+	bool creating;            /* inside nghttp2_session_server_new3 */
 };
 
 /* --- h2.c --- */

@@ -431,3 +431,31 @@ Test(h2, every_split_gives_the_same_transcript)
 	h2t_buf_free(&in);
 	h2t_init(&t, NULL); /* for the fini */
 }
+
+/* libnghttp2's allocator counts what it holds (its 16 KiB outbound frame
+   buffer from the start); an idle connection gives that buffer's whole
+   pages back, and the frames after it are whole and right. */
+Test(h2, idle_gives_the_frame_buffer_pages_back)
+{
+	size_t peak = 0;
+
+	h2t_init(&t, NULL);
+	cr_assert_gt(h2_mem(t.c, &peak), 16384, "the frame buffer is counted");
+	cr_assert_eq(h2_idle(t.c), 0, "our SETTINGS wait: the buffer is in use");
+	t.resp_len = 40000; /* DATA frames that fill the frame buffer */
+	h2t_client(&t, h2_cl_default, 1, false);
+	int32_t a = h2t_request(&t, "GET", "/a", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, a)->status, 200);
+	cr_assert_eq(h2t_cs(&t, a)->body, 40000);
+	cr_assert_eq(h2_streams(t.c), 0);
+	/* At least 3 whole pages lie inside a block of 16 KiB + 10. */
+	cr_assert_geq(h2_idle(t.c), 3 * 4096);
+	int32_t b = h2t_request(&t, "GET", "/b", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, b)->status, 200);
+	cr_assert_eq(h2t_cs(&t, b)->body, 40000);
+	cr_assert_eq(h2t_cs(&t, b)->code, H2_NO_ERROR);
+	cr_assert_geq(h2_mem(t.c, &peak), 16384);
+	cr_assert_geq(peak, h2_mem(t.c, NULL));
+}
