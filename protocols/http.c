@@ -199,6 +199,13 @@ void http__exchange_free(struct http_conn *c, struct http_exchange *x)
 		http__exchange_destroy(x);
 }
 
+void http__idle_release(struct http_conn *c)
+{
+	http__exchange_destroy(c->spare);
+	c->spare = NULL;
+	session_release_input(c->s);
+}
+
 /* ---- session_proto ---- */
 
 static int http_start(struct session *s)

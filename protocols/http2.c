@@ -712,11 +712,13 @@ void http2__pump(struct http_conn *c)
 	}
 	h->pumping = false;
 	if (h->nstreams == 0) {
-		/* An idle connection keeps no spare and no resident page of
-		   libnghttp2's frame buffer. */
+		/* An idle connection keeps no spare, no input buffer and no
+		   resident page of libnghttp2's frame buffer. */
 		http2__spares_free(h);
-		if (!s->closed)
+		if (!s->closed) {
 			h2_idle(h->e);
+			session_release_input(s);
+		}
 	}
 	if (s->closed || s->finishing)
 		return;

@@ -110,6 +110,8 @@ void http__next_request(struct session *s)
 	if (c->body == NULL)
 		session_client_reading(s, true);
 	http__read_on(s);
+	if (c->phase == HTTP_CONN_IDLE && c->head == NULL && !s->closed && !s->finishing)
+		http__idle_release(c); /* nothing read yet: an idle connection keeps neither */
 	http__arm(c);
 }
 

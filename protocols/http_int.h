@@ -262,6 +262,10 @@ void http__read_on(struct session *s);
 struct http_exchange *http__exchange_new(struct http_conn *c);
 /* x is over and out of c's list: wipe it and keep it as the spare. */
 void http__exchange_free(struct http_conn *c, struct http_exchange *x);
+/* An idle HTTP/1.1 connection: free the spare exchange (with its header
+   indexes) and the session's input buffer; the next request makes them
+   again. */
+void http__idle_release(struct http_conn *c);
 /* The front exchange was freed: start the next one's turn (or wait for
    the next request) and parse what s->in holds. */
 void http__next_request(struct session *s);
