@@ -112,6 +112,7 @@ struct h2_conn {
 	uint8_t *framebuf;
 	size_t framebuf_len;
 	bool creating;            /* inside nghttp2_session_server_new3 */
+	int32_t idle_last_id;     /* the last stream when h2_idle last gave pages back */
 };
 
 /* --- h2.c --- */
