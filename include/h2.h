@@ -254,8 +254,8 @@ size_t h2_mem(const struct h2_conn *c, size_t *peak_out);
  * pages of libnghttp2's outbound frame buffer back to the kernel
  * (madvise MADV_DONTNEED on the whole pages inside it; the next frame
  * touches what it needs again). A no-op while any output waits, and
- * until a new stream came after the last time. Returns the bytes given
- * back (0: none).
+ * when no frame reached those pages since the last time (small answers
+ * stay in the block's first page). Returns the bytes given back (0: none).
  */
 size_t h2_idle(struct h2_conn *c);
 

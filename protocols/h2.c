@@ -296,11 +296,7 @@ size_t h2_idle(struct h2_conn *c)
 	size_t page;
 	uintptr_t a, b;
 
-	int32_t last = nghttp2_session_get_last_proc_stream_id(c->ng);
-
-	/* Once per idle time after new streams: control frames alone (PING,
-	   SETTINGS acks) are small and need no system call each. */
-	if (c->framebuf == NULL || c->pend_len > 0 || c->dead || last == c->idle_last_id ||
+	if (c->framebuf == NULL || c->pend_len > 0 || c->dead ||
 	    nghttp2_session_want_write(c->ng))
 		return 0;
 	/* No frame is in it: libnghttp2 writes the next one from its start
@@ -310,9 +306,13 @@ size_t h2_idle(struct h2_conn *c)
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	a = ((uintptr_t)c->framebuf + page - 1) & ~(uintptr_t)(page - 1);
 	b = ((uintptr_t)c->framebuf + c->framebuf_len) & ~(uintptr_t)(page - 1);
-	if (b <= a || madvise((void *)a, b - a, MADV_DONTNEED) != 0)
+	/* Only when a frame reached past the first of those pages since the
+	   last time: small answers (and PING or SETTINGS acks) stay in the
+	   block's first, partial page and cost no system call. */
+	if (b <= a || (uintptr_t)c->framebuf_top <= a ||
+	    madvise((void *)a, b - a, MADV_DONTNEED) != 0)
 		return 0;
-	c->idle_last_id = last;
+	c->framebuf_top = NULL;
 	return b - a;
 }
 
@@ -348,7 +348,6 @@ struct h2_conn *h2_conn_new(const struct h2_limits *lim)
 		/* Ready for h2_conn_free whatever fails below. */
 		c->lim = *lim;
 		c->our_last = INT32_MAX;
-		c->idle_last_id = -1;
 		list_init(&c->all);
 		list_init(&c->events);
 	}

@@ -112,8 +112,18 @@ struct h2_conn {
 	uint8_t *framebuf;
 	size_t framebuf_len;
 	bool creating;            /* inside nghttp2_session_server_new3 */
-	int32_t idle_last_id;     /* the last stream when h2_idle last gave pages back */
+	/* The highest byte of the frame buffer a frame reached since h2_idle
+	   last gave its pages back (frames are written from its start). */
+	const uint8_t *framebuf_top;
 };
+
+/* A frame ending at end was made (in the frame buffer, or elsewhere). */
+static inline void h2__framebuf_touched(struct h2_conn *c, const uint8_t *end)
+{
+	if (end > c->framebuf_top && c->framebuf != NULL && end > c->framebuf &&
+	    end <= c->framebuf + c->framebuf_len)
+		c->framebuf_top = end;
+}
 
 /* --- h2.c --- */
 
