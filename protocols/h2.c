@@ -226,16 +226,23 @@ static void h2__mem_sub(struct h2_conn *c, void *p)
 		c->mem -= malloc_usable_size(p);
 }
 
+static void h2__framebuf_set(struct h2_conn *c, void *p, size_t n)
+{
+	c->framebuf = p;
+	c->framebuf_len = n;
+	/* Memory used before (freed by another connection) may be resident
+	   whole: the first idle time gives it back. */
+	c->framebuf_top = c->framebuf + n;
+}
+
 static void *h2__malloc(size_t n, void *ud)
 {
 	struct h2_conn *c = ud;
 	void *p = malloc(n);
 
 	h2__mem_add(c, p);
-	if (p != NULL && c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL) {
-		c->framebuf = p;
-		c->framebuf_len = n;
-	}
+	if (p != NULL && c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL)
+		h2__framebuf_set(c, p, n);
 	return p;
 }
 
@@ -276,11 +283,8 @@ static void *h2__realloc(void *p, size_t n, void *ud)
 		c->framebuf_len = 0;
 	}
 	h2__mem_add(c, q);
-	if (c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL) {
-		/* nghttp2_buf_reserve makes it with realloc(NULL, n). */
-		c->framebuf = q;
-		c->framebuf_len = n;
-	}
+	if (c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL)
+		h2__framebuf_set(c, q, n); /* nghttp2_buf_reserve makes it with realloc(NULL, n) */
 	return q;
 }
 
