@@ -108,14 +108,21 @@ def open_idle_h1(port, ctx):
     return s
 
 
-def measure(pid, port, ctx, conns, opener=open_idle):
+def measure(pid, port, ctx, conns, opener=open_idle, hold=0.0):
     for _ in range(20):  # warm-up: allocator arenas, TLS session cache
         opener(port, ctx).close()
     time.sleep(0.5)
     before = rss_kib(pid)
     socks = [opener(port, ctx) for _ in range(conns)]
-    time.sleep(1.0)
+    # Idle for 2 s: past gatehouse's HTTP_IDLE_RELEASE_MS (0.5 s), after
+    # which an idle HTTP/1.1 connection gives back its spare exchange and
+    # input buffer.
+    time.sleep(2.0)
     after = rss_kib(pid)
+    if hold > 0:
+        print("  holding %d idle connections for %.0f s (pid %d)" % (conns, hold, pid),
+              flush=True)
+        time.sleep(hold)
     for s in socks:
         s.close()
     time.sleep(0.5)
@@ -139,6 +146,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--conns", type=int, default=500)
     ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
+    ap.add_argument("--wrap", default="",
+                    help="command gatehouse runs under (e.g. 'heaptrack -o F'); RSS figures"
+                    " are then the wrapper's and meaningless: for attribution only")
+    ap.add_argument("--hold", type=float, default=0.0,
+                    help="seconds to keep gatehouse's idle connections open before closing"
+                    " them (for gdb or a heap profiler)")
+    ap.add_argument("--no-nginx", action="store_true", help="gatehouse only")
+    ap.add_argument("--no-h1", action="store_true", help="skip the HTTP/1.1 connections")
+    ap.add_argument("--no-h2", action="store_true", help="skip the HTTP/2 connections")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -165,7 +181,7 @@ def main():
                     'listen = ( { address = "127.0.0.1:%d"; protocol = "http"; tls = true;\n'
                     '  locations = ( { match = "^~ /api/"; upstream = "api"; } ); } );\n'
                     % (d, crt, key, fm.imap, fm.http, gport))
-        gh = bench.spawn([os.path.join(args.build, "gatehouse"), "-c", conf])
+        gh = bench.spawn(args.wrap.split() + [os.path.join(args.build, "gatehouse"), "-c", conf])
         bench.wait_port(gport, gh, "gatehouse")
         os.makedirs(os.path.join(d, "nginx", "tmp"), exist_ok=True)
         nconf = os.path.join(d, "nginx", "nginx.conf")
@@ -199,32 +215,38 @@ http {
     }
 }
 """ % {"p": os.path.join(d, "nginx"), "http": fm.http, "port": nport, "crt": crt, "key": key})
-        ng = bench.spawn(["nginx", "-p", os.path.join(d, "nginx"), "-c", nconf],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        bench.wait_port(nport, ng, "nginx")
+        if not args.no_nginx:
+            ng = bench.spawn(["nginx", "-p", os.path.join(d, "nginx"), "-c", nconf],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            bench.wait_port(nport, ng, "nginx")
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         ctx.set_alpn_protocols(["h2"])
         print("idle HTTP/2 connections after one request (%d per proxy, one worker each)"
               % args.conns)
-        res = {}
-        for name, pid, port in (("gatehouse", gh.pid, gport),
-                                ("nginx", nginx_worker(ng.pid), nport)):
-            b, a, per = measure(pid, port, ctx, args.conns)
+        res = {"nginx": 0}
+        runs = [] if args.no_h2 else [("gatehouse", gh.pid, gport, args.hold)]
+        if not args.no_nginx and not args.no_h2:
+            runs.append(("nginx", nginx_worker(ng.pid), nport, 0.0))
+        for name, pid, port, hold in runs:
+            b, a, per = measure(pid, port, ctx, args.conns, hold=hold)
             res[name] = per
             print("  %-9s RSS %6d KiB -> %6d KiB: %.1f KiB per idle h2 connection"
                   % (name, b, a, per))
-        if res["nginx"] > 0:
+        if res["nginx"] > 0 and "gatehouse" in res:
             print("  gatehouse/nginx: %.2fx" % (res["gatehouse"] / res["nginx"]))
         # gatehouse after one HTTP/1.1 request (ALPN http/1.1): what is not
         # HTTP/2's. Measured after the h2 connections closed, so memory they
         # freed is used again: a lower bound (nginx's shows 0 that way).
+        if args.no_h1:
+            return
         ctx1 = ssl.create_default_context()
         ctx1.check_hostname = False
         ctx1.verify_mode = ssl.CERT_NONE
         ctx1.set_alpn_protocols(["http/1.1"])
-        b, a, per = measure(gh.pid, gport, ctx1, args.conns, open_idle_h1)
+        b, a, per = measure(gh.pid, gport, ctx1, args.conns, open_idle_h1,
+                          hold=args.hold)
         print("  gatehouse RSS %6d KiB -> %6d KiB: %.1f KiB per idle HTTP/1.1 connection"
               " (at least)" % (b, a, per))
     finally:

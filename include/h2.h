@@ -250,4 +250,18 @@ const char *h2_calm_reason(struct h2_conn *c);
 /* Open streams (for logs and the bound tests). */
 size_t h2_streams(struct h2_conn *c);
 
+/* Bytes libnghttp2 holds for this connection (its allocator counts them by
+   malloc_usable_size): now, and the most it held (peak_out may be NULL). */
+size_t h2_mem(const struct h2_conn *c, size_t *peak_out);
+
+/*
+ * The connection is idle (no stream open, all output taken): give the
+ * pages of libnghttp2's outbound frame buffer back to the kernel
+ * (madvise MADV_DONTNEED on the whole pages inside it; the next frame
+ * touches what it needs again). A no-op while any output waits, and
+ * when no frame reached those pages since the last time (small answers
+ * stay in the block's first page). Returns the bytes given back (0: none).
+ */
+size_t h2_idle(struct h2_conn *c);
+
 #endif

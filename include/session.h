@@ -363,6 +363,15 @@ void session_starttls(struct session *s);
  */
 int session_set_input_size(struct session *s, size_t cap);
 
+/*
+ * An idle connection gives its input buffer back: s->in is freed (wiped up
+ * to what was ever written) if it holds no byte and none waits; the next
+ * client read makes it again at its size (s->in_cap). Nothing else
+ * changes for the protocol, which finds s->in_len == 0 either way (and
+ * must not touch s->in while it is 0: it may be NULL).
+ */
+void session_release_input(struct session *s);
+
 /* Bytes handed to the client and not written yet. */
 size_t session_client_queued(struct session *s);
 

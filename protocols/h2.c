@@ -5,8 +5,11 @@
  * libnghttp2 does the framing, HPACK, the stream states, HTTP messaging
  * checks and flow control; its callbacks are in h2_recv.c.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gh.h"
 #include "h2_int.h"
@@ -203,6 +206,122 @@ static nghttp2_option *h2__options(const struct h2_limits *lim)
 	return o;
 }
 
+/* ---- libnghttp2's allocator: counts what it holds ---- */
+
+/* libnghttp2 1.52 allocates its outbound frame buffer (one chunk of
+   NGHTTP2_FRAMEBUF_CHUNKLEN, 16 KiB + 10) with the session and keeps it
+   for the session's life; nothing else it makes at creation is this big. */
+#define H2__FRAMEBUF_MIN 16384
+
+static void h2__mem_add(struct h2_conn *c, void *p)
+{
+	if (p == NULL)
+		return;
+	c->mem += malloc_usable_size(p);
+	if (c->mem > c->mem_peak)
+		c->mem_peak = c->mem;
+}
+
+static void h2__mem_sub(struct h2_conn *c, void *p)
+{
+	if (p != NULL)
+		c->mem -= malloc_usable_size(p);
+}
+
+static void h2__framebuf_set(struct h2_conn *c, void *p, size_t n)
+{
+	c->framebuf = p;
+	c->framebuf_len = n;
+	/* Memory used before (freed by another connection) may be resident
+	   whole: the first idle time gives it back. */
+	c->framebuf_top = c->framebuf + n;
+}
+
+static void *h2__malloc(size_t n, void *ud)
+{
+	struct h2_conn *c = ud;
+	void *p = malloc(n);
+
+	h2__mem_add(c, p);
+	if (p != NULL && c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL)
+		h2__framebuf_set(c, p, n);
+	return p;
+}
+
+static void h2__free(void *p, void *ud)
+{
+	struct h2_conn *c = ud;
+
+	if (p == NULL)
+		return;
+	if (p == c->framebuf) {
+		c->framebuf = NULL;
+		c->framebuf_len = 0;
+	}
+	h2__mem_sub(c, p);
+	free(p);
+}
+
+static void *h2__calloc(size_t n, size_t size, void *ud)
+{
+	void *p = calloc(n, size);
+
+	h2__mem_add(ud, p);
+	return p;
+}
+
+static void *h2__realloc(void *p, size_t n, void *ud)
+{
+	struct h2_conn *c = ud;
+	size_t old = p != NULL ? malloc_usable_size(p) : 0;
+	void *q = realloc(p, n);
+
+	if (q == NULL)
+		return NULL; /* p is untouched */
+	c->mem -= old;
+	if (p != NULL && p == c->framebuf) {
+		/* libnghttp2 never grows it; if it did, it is no longer ours to trim. */
+		c->framebuf = NULL;
+		c->framebuf_len = 0;
+	}
+	h2__mem_add(c, q);
+	if (c->creating && n >= H2__FRAMEBUF_MIN && c->framebuf == NULL)
+		h2__framebuf_set(c, q, n); /* nghttp2_buf_reserve makes it with realloc(NULL, n) */
+	return q;
+}
+
+size_t h2_mem(const struct h2_conn *c, size_t *peak_out)
+{
+	if (peak_out != NULL)
+		*peak_out = c->mem_peak;
+	return c->mem;
+}
+
+size_t h2_idle(struct h2_conn *c)
+{
+	size_t page;
+	uintptr_t a, b;
+
+	if (c->framebuf == NULL || c->pend_len > 0 || c->dead ||
+	    nghttp2_session_want_write(c->ng))
+		return 0;
+	/* No frame is in it: libnghttp2 writes the next one from its start
+	   (whatever the bytes are; MADV_DONTNEED makes them zeros). Only the
+	   whole pages inside the block go: its first and last bytes share
+	   pages with other blocks. */
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	a = ((uintptr_t)c->framebuf + page - 1) & ~(uintptr_t)(page - 1);
+	b = ((uintptr_t)c->framebuf + c->framebuf_len) & ~(uintptr_t)(page - 1);
+	/* Only when a frame reached past the first of those pages since the
+	   last time: small answers (and PING or SETTINGS acks) stay in the
+	   block's first, partial page and cost no system call. */
+	if (b <= a || (uintptr_t)c->framebuf_top <= a ||
+	    madvise((void *)a, b - a, MADV_DONTNEED) != 0)
+		return 0;
+	c->framebuf_top = NULL;
+	return b - a;
+}
+
 static int h2__settings(struct h2_conn *c)
 {
 	const struct h2_limits *l = &c->lim;
@@ -240,7 +359,18 @@ struct h2_conn *h2_conn_new(const struct h2_limits *lim)
 	}
 	if (!c || !cb || !o)
 		goto out;
-	if (nghttp2_session_server_new2(&c->ng, cb, c, o) != 0) {
+	nghttp2_mem mem = {
+		.mem_user_data = c,
+		.malloc = h2__malloc,
+		.free = h2__free,
+		.calloc = h2__calloc,
+		.realloc = h2__realloc,
+	};
+	c->creating = true;
+	rv = nghttp2_session_server_new3(&c->ng, cb, c, o, &mem);
+	c->creating = false;
+	if (rv != 0) {
+		rv = -1;
 		c->ng = NULL;
 		goto out;
 	}

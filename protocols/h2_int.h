@@ -105,7 +105,27 @@ struct h2_conn {
 	bool ev_goaway;           /* the client's GOAWAY waits to be reported */
 	uint32_t goaway_code;
 	int32_t goaway_last;
+
+	/* What libnghttp2 holds for this connection (its allocator, h2.c):
+	   bytes by malloc_usable_size, now and at most; and its outbound frame
+	   buffer (one chunk of NGHTTP2_MAX_PAYLOADLEN + header, allocated with
+	   the session and kept for its life), whose pages h2_idle gives back. */
+	size_t mem, mem_peak;
+	uint8_t *framebuf;
+	size_t framebuf_len;
+	bool creating;            /* inside nghttp2_session_server_new3 */
+	/* The highest byte of the frame buffer a frame reached since h2_idle
+	   last gave its pages back (frames are written from its start). */
+	const uint8_t *framebuf_top;
 };
+
+/* A frame ending at end was made (in the frame buffer, or elsewhere). */
+static inline void h2__framebuf_touched(struct h2_conn *c, const uint8_t *end)
+{
+	if (end > c->framebuf_top && c->framebuf != NULL && end > c->framebuf &&
+	    end <= c->framebuf + c->framebuf_len)
+		c->framebuf_top = end;
+}
 
 /* --- h2.c --- */
 

@@ -218,6 +218,7 @@ size_t h2_output(struct h2_conn *c, uint8_t *out, size_t cap)
 			if (r <= 0)
 				break;
 			c->pend_len = (size_t)r;
+			h2__framebuf_touched(c, c->pend + c->pend_len);
 		}
 		size_t k = cap - n < c->pend_len ? cap - n : c->pend_len;
 

@@ -199,6 +199,12 @@ void http__exchange_free(struct http_conn *c, struct http_exchange *x)
 		http__exchange_destroy(x);
 }
 
+void http__idle_release(struct http_conn *c)
+{
+	http__exchange_destroy(c->spare);
+	c->spare = NULL;
+}
+
 /* ---- session_proto ---- */
 
 static int http_start(struct session *s)
@@ -435,6 +441,11 @@ static void http_timeout(struct session *s)
 		return;
 	}
 	uint64_t now = session_now(s);
+	if (c->release_ms != 0 && c->release_ms <= now) {
+		c->release_ms = 0;
+		if (c->phase == HTTP_CONN_IDLE && c->head == NULL)
+			http__idle_release(c);
+	}
 	if (c->deadline_ms != 0 && c->deadline_ms <= now) {
 		http__conn_timeout(c);
 		return;

@@ -249,6 +249,9 @@ void http2__destroy(struct http_conn *c)
 	while (h->streams != NULL)
 		http2__stream_free(h, h->streams, true);
 	http2__spares_free(h);
+	size_t peak;
+	h2_mem(h->e, &peak);
+	session_log(c->s, LOG_DEBUG, "HTTP/2: libnghttp2 held %zu bytes at most", peak);
 	h2_conn_free(h->e);
 	free(h);
 	c->h2 = NULL;
@@ -712,8 +715,15 @@ void http2__pump(struct http_conn *c)
 			break;
 	}
 	h->pumping = false;
-	if (h->nstreams == 0)
-		http2__spares_free(h); /* an idle connection keeps none */
+	if (h->nstreams == 0) {
+		/* An idle connection keeps no spare, no input buffer and no
+		   resident page of libnghttp2's frame buffer. */
+		http2__spares_free(h);
+		if (!s->closed) {
+			h2_idle(h->e);
+			session_release_input(s);
+		}
+	}
 	if (s->closed || s->finishing)
 		return;
 	if (h->fatal) {

@@ -66,6 +66,10 @@
 #define HTTP_FWD_EXTRA 1024
 /* Exchanges in flight per client connection at most (pipelining). */
 #define HTTP_MAX_PIPELINE 8
+/* An HTTP/1.1 connection idle this long (ms) gives back its spare exchange
+   (http__idle_release); requests that follow each other sooner keep it
+   (a calloc, an init and a wipe of 9 KiB per request otherwise). */
+#define HTTP_IDLE_RELEASE_MS 500
 
 /*
  * The client connection's phases. Its deadline follows them: IDLE
@@ -208,6 +212,9 @@ struct http_conn {
 	   time; others wait with lookup_wait). */
 	struct http_exchange *lookup;
 	uint64_t deadline_ms;           /* the connection's own (IDLE, HEAD); 0: none */
+	/* IDLE: when the spare exchange goes (HTTP_IDLE_RELEASE_MS after the
+	   connection went idle); 0: none kept, or not idle. */
+	uint64_t release_ms;
 	bool client_eof;                /* the client half-closed after a request */
 	/* A lookup runs whose exchange is gone (an HTTP/2 stream reset):
 	   the next one waits for its end all the same. */
@@ -262,6 +269,9 @@ void http__read_on(struct session *s);
 struct http_exchange *http__exchange_new(struct http_conn *c);
 /* x is over and out of c's list: wipe it and keep it as the spare. */
 void http__exchange_free(struct http_conn *c, struct http_exchange *x);
+/* An HTTP/1.1 connection idle for HTTP_IDLE_RELEASE_MS: free the spare
+   exchange (with its header indexes); the next request makes one again. */
+void http__idle_release(struct http_conn *c);
 /* The front exchange was freed: start the next one's turn (or wait for
    the next request) and parse what s->in holds. */
 void http__next_request(struct session *s);

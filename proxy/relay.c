@@ -238,7 +238,8 @@ void session_start_relay(struct session *s)
 	/* Login-phase memory goes now: the relay needs none of it. */
 	if (s->proto_state)
 		s->proto->destroy(s);
-	secret_wipe(s->in, s->in_hwm);
+	if (s->in != NULL) /* NULL: released while the HTTP connection was idle */
+		secret_wipe(s->in, s->in_hwm);
 	free(s->in);
 	s->in = NULL;
 	s->in_len = s->in_cap = s->in_hwm = 0;

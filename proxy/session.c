@@ -335,6 +335,16 @@ bool session__drain(struct pbuf **pending, uint8_t *buf, size_t *len, size_t cap
 	return true;
 }
 
+/* s->in released while idle (session_release_input): make it again, at
+   its size, before bytes go in. */
+static int session__in_ready(struct session *s)
+{
+	if (s->in != NULL || s->in_cap == 0)
+		return 0;
+	s->in = malloc(s->in_cap);
+	return s->in != NULL ? 0 : -ENOMEM;
+}
+
 static void session__drain_pending(struct session *s)
 {
 	session__drain(&s->in_pending, s->in, &s->in_len, s->in_cap, &s->in_hwm);
@@ -395,6 +405,12 @@ static void session__client_read(struct stream *st, struct pbuf *b, int status)
 		s->proto->client_buf(s, b);
 		return;
 	}
+	if (session__in_ready(s) < 0) {
+		b->wipe = true;
+		pbuf_put(b);
+		session_close(s, "out of memory");
+		return;
+	}
 	s->in_pending = b;
 	session__drain_pending(s);
 	if (!s->read_wanted) {
@@ -431,6 +447,12 @@ void session_client_unread(struct session *s, struct pbuf *b)
 	if (s->closed || b->len == 0 || GH_BUG_ON(s->in_pending != NULL)) {
 		b->wipe = true;
 		pbuf_put(b);
+		return;
+	}
+	if (session__in_ready(s) < 0) {
+		b->wipe = true;
+		pbuf_put(b);
+		session_close(s, "out of memory");
 		return;
 	}
 	s->in_pending = b;

@@ -248,8 +248,15 @@ void session_http_pool_close(uv_loop_t *loop)
 
 int session_set_input_size(struct session *s, size_t cap)
 {
-	if (s->in == NULL || cap <= s->in_cap)
+	if (cap <= s->in_cap)
 		return 0;
+	if (s->in == NULL) {
+		/* Released while idle (session_release_input): the next read
+		   makes one of the new size. */
+		if (s->in_cap > 0)
+			s->in_cap = cap;
+		return 0;
+	}
 	uint8_t *p = malloc(cap);
 	if (p == NULL)
 		return -ENOMEM;
@@ -259,6 +266,16 @@ int session_set_input_size(struct session *s, size_t cap)
 	s->in = p;
 	s->in_cap = cap;
 	return 0;
+}
+
+void session_release_input(struct session *s)
+{
+	if (s->in == NULL || s->in_len > 0 || s->in_pending != NULL)
+		return;
+	secret_wipe(s->in, s->in_hwm);
+	free(s->in);
+	s->in = NULL;
+	s->in_hwm = 0;
 }
 
 size_t session_client_queued(struct session *s)

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from h2raw import RawH2, rss_kib
+from h2raw import (DATA, END_HEADERS, END_STREAM, HEADERS, RawH2, block, frame, req_fields,
+                   rss_kib)
 from httpstore import HttpBackend, payload_sha256
 
 HOST = "mail.example.com"
@@ -405,3 +406,40 @@ def test_answered_stream_the_client_keeps_open_is_bounded(h2):
         c.close()
     assert statuses and goaway == 0
     assert "/gone" in gh._read(gh.access_log_path)
+
+
+def test_idle_connection_serves_large_heads_again(h2):
+    """An idle HTTP/2 connection (no stream open) gives back the session's
+    input buffer and the pages of libnghttp2's frame buffer (issue 19, idle
+    memory); later streams with large heads, a body and a large answer,
+    sent in pieces, get the same answers."""
+    gh, g, root = h2()
+    c = RawH2(gh.https_port)
+    extra = [("x-big", "b" * 12000)] + [("x-h%d" % i, "v") for i in range(40)]
+    try:
+        for n in range(3):
+            get, post = 4 * n + 1, 4 * n + 3
+            c.request(get, "/echo?n=%d" % n)
+            assert c.response(get)[0] == "200"
+            time.sleep(0.3)  # idle: no stream open
+            data = frame(HEADERS, END_HEADERS, post,
+                         block(req_fields("/echo?big=%d" % n, "POST", extra))) + \
+                frame(DATA, END_STREAM, post, b"hello")
+            for i in range(0, len(data), 2500):
+                c.send(data[i:i + 2500])
+                time.sleep(0.02)
+            status, body = c.response(post)
+            assert status == "200"
+            j = json.loads(body)
+            assert j["path"] == "/echo?big=%d" % n
+            assert ["x-big", "b" * 12000] in j["headers"]
+            assert len([k for k, _ in j["headers"] if k.startswith("x-h")]) == 40
+            assert j["body_length"] == 5
+        # A large answer (DATA frames that fill the frame buffer) after idle.
+        time.sleep(0.3)
+        c.request(13, "/static/big.bin")
+        status, body = c.response(13)
+        assert status == "200"
+        assert body == (root / "big.bin").read_bytes()
+    finally:
+        c.close()

@@ -431,3 +431,42 @@ Test(h2, every_split_gives_the_same_transcript)
 	h2t_buf_free(&in);
 	h2t_init(&t, NULL); /* for the fini */
 }
+
+/* libnghttp2's allocator counts what it holds (its 16 KiB outbound frame
+   buffer from the start); an idle connection gives that buffer's whole
+   pages back, and the frames after it are whole and right. */
+Test(h2, idle_gives_the_frame_buffer_pages_back)
+{
+	size_t peak = 0;
+
+	h2t_init(&t, NULL);
+	cr_assert_gt(h2_mem(t.c, &peak), 16384, "the frame buffer is counted");
+	cr_assert_eq(h2_idle(t.c), 0, "our SETTINGS wait: the buffer is in use");
+	t.resp_len = 40000; /* DATA frames that fill the frame buffer */
+	h2t_client(&t, h2_cl_default, 1, false);
+	int32_t a = h2t_request(&t, "GET", "/a", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, a)->status, 200);
+	cr_assert_eq(h2t_cs(&t, a)->body, 40000);
+	cr_assert_eq(h2_streams(t.c), 0);
+	/* At least 3 whole pages lie inside a block of 16 KiB + 10. */
+	cr_assert_geq(h2_idle(t.c), 3 * 4096);
+	cr_assert_eq(h2_idle(t.c), 0, "no frame since: nothing to give back");
+	int32_t b = h2t_request(&t, "GET", "/b", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, b)->status, 200);
+	cr_assert_eq(h2t_cs(&t, b)->body, 40000);
+	cr_assert_eq(h2t_cs(&t, b)->code, H2_NO_ERROR);
+	cr_assert_geq(h2_idle(t.c), 3 * 4096, "DATA frames filled it again: its pages go again");
+	t.resp_len = 10; /* a small answer: its frames stay in the first page */
+	int32_t s3 = h2t_request(&t, "GET", "/c", 0, NULL);
+	h2t_pump(&t);
+	cr_assert_eq(h2t_cs(&t, s3)->body, 10);
+	/* Its frames (~60 bytes) stay in the block's first, partial page
+	   unless that page holds fewer bytes than them. */
+	size_t r = h2_idle(t.c);
+	cr_assert(r == 0 || r >= 3 * 4096, "nothing, or the pages a frame crossed into");
+	cr_assert_eq(h2_idle(t.c), 0);
+	cr_assert_geq(h2_mem(t.c, &peak), 16384);
+	cr_assert_geq(peak, h2_mem(t.c, NULL));
+}
