@@ -290,6 +290,16 @@ static void *h2__realloc(void *p, size_t n, void *ud)
 	return q;
 }
 
+/* Whether this libnghttp2 is one whose session creation was checked to
+   make one block of 16 KiB or more, its outbound frame buffer, and
+   nothing else that big (1.52: session_new -> nghttp2_bufs_init3). */
+static bool h2__framebuf_known(void)
+{
+	const nghttp2_info *v = nghttp2_version(0);
+
+	return v != NULL && (v->version_num >> 8) == 0x0134; /* 1.52.x */
+}
+
 size_t h2_mem(const struct h2_conn *c, size_t *peak_out)
 {
 	if (peak_out != NULL)
@@ -366,7 +376,9 @@ struct h2_conn *h2_conn_new(const struct h2_limits *lim)
 		.calloc = h2__calloc,
 		.realloc = h2__realloc,
 	};
-	c->creating = true;
+	/* The frame buffer is told apart by its size only as libnghttp2 1.52
+	   (Debian 12) makes it; another version keeps it whole. */
+	c->creating = h2__framebuf_known();
 	rv = nghttp2_session_server_new3(&c->ng, cb, c, o, &mem);
 	c->creating = false;
 	if (rv != 0) {
