@@ -48,6 +48,7 @@
 #include "gh.h"
 #include "h2.h"
 #include "http_int.h"
+#include "list.h"
 #include "secret.h"
 #include "stream.h"
 
@@ -71,6 +72,7 @@ struct http2_stream {
 	struct http2 *h;
 	int32_t id;
 	struct http2_stream *next;      /* the connection's streams */
+	struct list feed_link;          /* on h->feed while http2__feed has work for it */
 	struct http_conn c;             /* its own connection: one exchange */
 	struct http_exchange *x;
 	uint8_t *head;                  /* the HTTP/1.1 request head */
@@ -102,6 +104,17 @@ struct http2 {
 	struct h2_conn *e;
 	struct http2_stream *streams;
 	int nstreams;
+	/* Streams http2__feed visits: those with response bytes pending,
+	   exchanges held back (a backend read or a file piece waiting for
+	   room) and those with a new event (request, body bytes, the end of
+	   their answer). The others are left alone: a pump costs what moved,
+	   not the number of streams. */
+	struct list feed;
+	int nactive;                    /* streams whose exchange is not over */
+	/* The earliest exchange deadline set since the last timeout (a
+	   lower bound: deadlines cleared or moved later leave it early, the
+	   timer then fires, and http2__timeout computes it again). 0: none. */
+	uint64_t xmin;
 	struct http2_stream *spares;    /* finished streams for reuse (next) */
 	int nspares;
 	uint8_t *scratch;               /* where a request head is made (the head
@@ -118,6 +131,24 @@ struct http2 {
 static struct http2_stream *http2__of(const struct http_exchange *x)
 {
 	return x->conn->h2s;
+}
+
+/* st has something for http2__feed to look at (once at least). */
+static void http2__want_feed(struct http2_stream *st)
+{
+	if (list_empty(&st->feed_link))
+		list_insert_tail(&st->h->feed, &st->feed_link);
+}
+
+/* The exchange of st is done with the stream. */
+static void http2__over(struct http2_stream *st)
+{
+	if (!st->x_over) {
+		st->x_over = true;
+		if (st->x != NULL)
+			st->h->nactive--;
+	}
+	http2__want_feed(st);
 }
 
 /* ---- the connection ---- */
@@ -148,6 +179,7 @@ int http2__start(struct http_conn *c)
 	}
 	h->s = c->s;
 	h->top = c;
+	list_init(&h->feed);
 	c->h2 = h;
 	c->phase = HTTP_CONN_BUSY;
 	c->deadline_ms = 0;
@@ -171,6 +203,9 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 		}
 	}
 	h->nstreams--;
+	list_remove(&st->feed_link);
+	if (x != NULL && !st->x_over)
+		h->nactive--;
 	if (x != NULL) {
 		if (top->lookup == x) {
 			/* Its lookup still runs: the next one waits for its end. */
@@ -294,6 +329,8 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	}
 	st->h = h;
 	st->id = id;
+	list_init(&st->feed_link);
+	http2__want_feed(st);
 	st->next = h->streams;
 	h->streams = st;
 	h->nstreams++;
@@ -320,6 +357,7 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		return;
 	}
 	st->x = x;
+	h->nactive++;
 	x->start_ms = session_now(s);
 	uint8_t *sc = h->scratch;
 	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
@@ -541,18 +579,20 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 		break;
 	}
 	http2__flush(st);
+	http2__want_feed(st);
 	return;
 fail:
 	session_log(x->s, LOG_INFO, "HTTP/2 stream %d: response not sendable", (int)st->id);
 	h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
 	st->ended = true;
+	http2__want_feed(st);
 }
 
 void http2__finish(struct http_exchange *x)
 {
 	struct http2_stream *st = http2__of(x);
 
-	st->x_over = true;
+	http2__over(st);
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	if (!st->responded && !st->ended) {
@@ -574,7 +614,7 @@ void http2__close(struct http_exchange *x, const char *why)
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	http__backend_drop(x, false);
-	st->x_over = true;
+	http2__over(st);
 	if (!st->ended)
 		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
 	st->ended = true;
@@ -594,6 +634,8 @@ static void http2__event(struct http2 *h, const struct h2_event *ev)
 			http2__request(h, ev->id, ev->req);
 		return;
 	case H2_EV_BODY:
+		if (st != NULL)
+			http2__want_feed(st);
 		if (st != NULL && st->x != NULL && st->x->phase == HTTP_X_FORWARD &&
 		    st->c.body == st->x)
 			http__forward_body(st->x);
@@ -619,43 +661,78 @@ static void http2__event(struct http2 *h, const struct h2_event *ev)
 	}
 }
 
-/* Streams that gained room: their pending bytes, then their exchange
-   goes on (as client_written does for HTTP/1.1); request bodies of
-   answered streams are dropped so the client's window reopens. */
+/* One stream of http2__feed: its pending bytes, then its exchange goes
+   on (as client_written does for HTTP/1.1); the request body of an
+   answered stream is dropped so the client's window reopens. True when
+   something moved; *again_out: it stays on the list (bytes still pending,
+   an exchange still held back). */
+static bool http2__feed_one(struct http2 *h, struct http2_stream *st, size_t hw, bool *again_out)
+{
+	struct http_exchange *x = st->x;
+	size_t before = st->plen;
+	bool was_ended = st->ended;
+	bool moved = false;
+
+	http2__flush(st);
+	if (st->plen != before || st->ended != was_ended)
+		moved = true;
+	if (x != NULL && !st->x_over && st->plen <= hw / 2 &&
+	    (before > 0 || (x->phase == HTTP_X_FORWARD && x->in != NULL) ||
+	     (x->phase == HTTP_X_FILE && http__file_ready(x)))) {
+		if (x->phase == HTTP_X_FILE)
+			http__file_written(x);
+		else if (x->phase == HTTP_X_FORWARD)
+			http__process_backend(x);
+		moved = true;
+	}
+	if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
+	    st->c.body == NULL) {
+		const uint8_t *d;
+		bool end;
+		size_t n = h2_body_peek(h->e, st->id, &d, &end);
+		if (n > 0) {
+			h2_body_consume(h->e, st->id, n);
+			moved = true;
+		}
+	}
+	*again_out = st->plen > 0 ||
+		     (x != NULL && !st->x_over &&
+		      (x->phase == HTTP_X_FILE || (x->phase == HTTP_X_FORWARD && x->in != NULL)));
+	return moved;
+}
+
+/* The streams on h->feed (each taken off, put back while it still has
+   work; what they do may put themselves or others back on). */
 static bool http2__feed(struct http2 *h)
 {
 	size_t hw = h->s->conf->limits.relay_high_water;
+	struct list todo;
 	bool moved = false;
 
-	for (struct http2_stream *st = h->streams; st != NULL && !h->s->closed;) {
-		struct http2_stream *next = st->next;
-		struct http_exchange *x = st->x;
-		size_t before = st->plen;
-		bool was_ended = st->ended;
-
-		http2__flush(st);
-		if (st->plen != before || st->ended != was_ended)
-			moved = true;
-		if (x != NULL && !st->x_over && st->plen <= hw / 2 &&
-		    (before > 0 || (x->phase == HTTP_X_FORWARD && x->in != NULL) ||
-		     (x->phase == HTTP_X_FILE && http__file_ready(x)))) {
-			if (x->phase == HTTP_X_FILE)
-				http__file_written(x);
-			else if (x->phase == HTTP_X_FORWARD)
-				http__process_backend(x);
-			moved = true;
-		}
-		if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
-		    st->c.body == NULL) {
-			const uint8_t *d;
-			bool end;
-			size_t n = h2_body_peek(h->e, st->id, &d, &end);
-			if (n > 0) {
-				h2_body_consume(h->e, st->id, n);
-				moved = true;
-			}
-		}
-		st = next;
+	if (list_empty(&h->feed))
+		return false;
+	/* The list moves to todo whole: streams put on h->feed meanwhile wait
+	   for the next round. */
+	todo.next = h->feed.next;
+	todo.prev = h->feed.prev;
+	todo.next->prev = &todo;
+	todo.prev->next = &todo;
+	list_init(&h->feed);
+	struct list *l;
+	while (!h->s->closed && (l = list_first(&todo)) != NULL) {
+		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
+		bool again = false;
+		list_remove(&st->feed_link);
+		moved |= http2__feed_one(h, st, hw, &again);
+		if (again)
+			http2__want_feed(st);
+	}
+	/* Left over (the session closed): back on the list, not on this
+	   stack frame's. */
+	while ((l = list_first(&todo)) != NULL) {
+		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
+		list_remove(&st->feed_link);
+		http2__want_feed(st);
 	}
 	return moved;
 }
@@ -782,29 +859,29 @@ struct http_exchange *http2__lookup_next(struct http_conn *c)
 
 void http2__arm(struct http_conn *c)
 {
-	struct http2 *h = c->h2;
 	struct session *s = c->s;
-	uint64_t t = h != NULL ? h->idle_deadline : 0;
+	struct http_conn *top = http__of(s);
+	struct http2 *h = top != NULL ? top->h2 : NULL;
 
 	if (h == NULL || s->closed || s->finishing)
 		return;
-	bool active = false;
-	for (struct http2_stream *st = h->streams; st != NULL; st = st->next) {
-		struct http_exchange *x = st->x;
-		if (x != NULL && !st->x_over)
-			active = true;
-		if (x != NULL && x->deadline_ms != 0 && (t == 0 || x->deadline_ms < t))
-			t = x->deadline_ms;
+	if (c->h2s != NULL) {
+		/* A stream's exchange set its deadline: noted, no scan. */
+		struct http_exchange *x = c->h2s->x;
+		if (x != NULL && x->deadline_ms != 0 && (h->xmin == 0 || x->deadline_ms < h->xmin))
+			h->xmin = x->deadline_ms;
+		if (h->pumping)
+			return; /* the pump arms the timer when it ends */
 	}
 	/* Streams whose answers are done but that the client keeps open
 	   (it never ends its request, or never reads the rest) wait no
 	   longer than an idle connection. */
-	if (!active && h->idle_deadline == 0) {
+	if (h->nactive == 0 && h->idle_deadline == 0)
 		h->idle_deadline = session_now(s) +
 				   (uint64_t)(s->conf->http.keepalive_timeout * 1000.0 + 0.5);
-		if (t == 0 || h->idle_deadline < t)
-			t = h->idle_deadline;
-	}
+	uint64_t t = h->idle_deadline;
+	if (h->xmin != 0 && (t == 0 || h->xmin < t))
+		t = h->xmin;
 	if (t == 0)
 		return;
 	uint64_t now = session_now(s);
@@ -844,11 +921,19 @@ void http2__timeout(struct http_conn *c)
 			session_finish(s, "keep-alive timeout");
 		return;
 	}
-	/* Each deadline that passed ends its own stream's exchange. */
+	/* Each deadline that passed ends its own stream's exchange; the
+	   earliest of the others is what the timer waits for next (those
+	   set meanwhile lower it again through http2__arm). */
+	h->xmin = 0;
 	for (struct http2_stream *st = h->streams; st != NULL && !s->closed; st = st->next) {
 		struct http_exchange *x = st->x;
-		if (x == NULL || st->x_over || x->deadline_ms == 0 || x->deadline_ms > now)
+		if (x == NULL || st->x_over || x->deadline_ms == 0)
 			continue;
+		if (x->deadline_ms > now) {
+			if (h->xmin == 0 || x->deadline_ms < h->xmin)
+				h->xmin = x->deadline_ms;
+			continue;
+		}
 		x->deadline_ms = 0;
 		http__exchange_timeout(x);
 	}

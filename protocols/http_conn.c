@@ -21,7 +21,7 @@ void http__arm(struct http_conn *c)
 	if (s->closed || s->finishing)
 		return;
 	if (c->h2s != NULL || c->h2 != NULL) {
-		http2__arm(http__of(s));
+		http2__arm(c);
 		return;
 	}
 	for (struct http_exchange *x = c->head; x != NULL; x = x->next) {

@@ -306,7 +306,8 @@ void http2__drain(struct http_conn *c);
 void http2__pump(struct http_conn *c);
 /* http2__pump when s speaks HTTP/2 (and is not closed). */
 void http2__after(struct session *s);
-/* Arm the session's timer at the earliest deadline of all streams. */
+/* Arm the session's timer at the earliest deadline of all streams (c: the
+   session's connection, or a stream's whose exchange set its deadline). */
 void http2__arm(struct http_conn *c);
 /* The next exchange waiting for the session's lookup, or NULL. */
 struct http_exchange *http2__lookup_next(struct http_conn *c);
