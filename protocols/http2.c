@@ -4,8 +4,9 @@
  * the HTTP/1.1 exchanges, one per stream.
  *
  * Each stream gets a struct http_conn of its own (c->h2s) holding one
- * struct http_exchange, fed with the HTTP/1.1 head h2_request_to_h1 makes
- * of the stream's request; from there it takes the same way as an
+ * struct http_exchange, given the HTTP/1.1 head of the stream's request
+ * (http2_request_head: written and filled in with no parse; the requests
+ * it does not take are written by h2_request_to_h1 and parsed); from there it takes the same way as an
  * HTTP/1.1 request (locations, routing and its queue, upstream groups,
  * the keep-alive pool, local answers, static files, compression, headers,
  * access log, metrics). What the exchange would write to an HTTP/1.1
@@ -63,6 +64,10 @@
    (those of these sizes are kept with a finished stream, wiped). */
 #define HTTP2_HB_FIRST 4096
 #define HTTP2_PEND_FIRST 16384
+/* A stream's request head buffer: at least this much, kept with a
+   finished stream (wiped) when not bigger than HTTP2_HEAD_KEEP. */
+#define HTTP2_HEAD_FIRST 1024
+#define HTTP2_HEAD_KEEP 4096
 /* Finished streams kept per connection (with their exchange, parsers
    initialised and wiped) for the next ones; all go when the connection
    has no stream left after a pump. */
@@ -76,7 +81,7 @@ struct http2_stream {
 	struct http_conn c;             /* its own connection: one exchange */
 	struct http_exchange *x;
 	uint8_t *head;                  /* the HTTP/1.1 request head */
-	size_t head_len;
+	size_t head_len, head_cap;
 	bool chunked;                   /* the body goes to the backend chunked */
 	bool body_ended;                /* its last chunk was written */
 
@@ -222,12 +227,16 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 			http__exchange_release(x);
 		st->x = NULL;
 	}
+	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->head != NULL) {
 		secret_wipe(st->head, st->head_len); /* cookies, Authorization */
-		free(st->head);
-		st->head = NULL;
+		st->head_len = 0;
+		if (!keep || st->head_cap > HTTP2_HEAD_KEEP) {
+			free(st->head);
+			st->head = NULL;
+			st->head_cap = 0;
+		}
 	}
-	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->hb != NULL) {
 		secret_wipe(st->hb, st->hmax); /* Set-Cookie (nothing past hmax was written) */
 		if (!keep || st->hcap != HTTP2_HB_FIRST) {
@@ -266,6 +275,7 @@ static void http2__spares_free(struct http2 *h)
 		http__exchange_destroy(st->c.spare);
 		free(st->hb); /* wiped when kept */
 		free(st->pend);
+		free(st->head);
 		free(st);
 	}
 	h->nspares = 0;
@@ -298,6 +308,216 @@ const uint8_t *http2__src(const struct http_exchange *x)
 	return head != NULL ? head : (const uint8_t *)""; /* a refused head */
 }
 
+/* Room for n bytes in st->head (it holds nothing now). */
+static bool http2__head_room(struct http2_stream *st, size_t n)
+{
+	if (n <= st->head_cap)
+		return true;
+	free(st->head); /* wiped when it was last used */
+	st->head_cap = n < HTTP2_HEAD_FIRST ? HTTP2_HEAD_FIRST : n;
+	st->head = malloc(st->head_cap);
+	if (st->head == NULL) {
+		st->head_cap = 0;
+		return false;
+	}
+	return true;
+}
+
+/* The methods a request may be built for without a parse (llhttp's
+   numbers); others take the parse. */
+static const struct {
+	const char *name;
+	uint8_t len;
+	uint8_t method;
+} http2__methods[] = {
+	{ "GET", 3, HTTP_GET },         { "POST", 4, HTTP_POST },
+	{ "HEAD", 4, HTTP_HEAD },       { "PUT", 3, HTTP_PUT },
+	{ "DELETE", 6, HTTP_DELETE },   { "OPTIONS", 7, HTTP_OPTIONS },
+	{ "PATCH", 5, HTTP_PATCH },     { "PROPFIND", 8, HTTP_PROPFIND },
+	{ "PROPPATCH", 9, HTTP_PROPPATCH }, { "MKCOL", 5, HTTP_MKCOL },
+	{ "COPY", 4, HTTP_COPY },       { "MOVE", 4, HTTP_MOVE },
+	{ "LOCK", 4, HTTP_LOCK },       { "UNLOCK", 6, HTTP_UNLOCK },
+	{ "REPORT", 6, HTTP_REPORT },   { "SEARCH", 6, HTTP_SEARCH },
+	{ "MKCALENDAR", 10, HTTP_MKCALENDAR },
+};
+
+/* RFC 9110 5.6.2 tchar, as the HTTP/1.1 parse checks header names. */
+static bool http2__tchar(uint8_t c)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+		return true;
+	return c != 0 && memchr(extra, c, sizeof(extra) - 1) != NULL;
+}
+
+static bool http2__is(const uint8_t *p, size_t n, const char *lit, size_t ln)
+{
+	return n == ln && strncasecmp((const char *)p, lit, ln) == 0;
+}
+
+#define http2__is_lit(p, n, lit) http2__is((p), (n), (lit), sizeof(lit) - 1)
+
+/* A header the HTTP/1.1 parse takes a meaning from (framing, connection
+   options), other than Content-Length: such requests take the parse. */
+static bool http2__special(const uint8_t *p, size_t n)
+{
+	return http2__is_lit(p, n, "transfer-encoding") || http2__is_lit(p, n, "connection") ||
+	       http2__is_lit(p, n, "proxy-connection") || http2__is_lit(p, n, "upgrade");
+}
+
+/* A header value the parse would take as it is: no control byte but TAB
+   and no DEL (it refuses those), no whitespace at either end (it would
+   drop some). */
+static bool http2__plain_value(const uint8_t *v, size_t n)
+{
+	if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return false;
+	return true;
+}
+
+struct http2_w {
+	uint8_t *o;
+	uint32_t len;
+};
+
+static struct http_span http2__put(struct http2_w *w, const void *p, size_t n)
+{
+	struct http_span sp = { w->len, (uint32_t)n };
+
+	memcpy(w->o + w->len, p, n);
+	w->len += (uint32_t)n;
+	return sp;
+}
+
+#define http2__put_lit(w, lit) http2__put((w), (lit), sizeof(lit) - 1)
+
+int http2_request_head(const struct h2_request *r, const struct http_limits *lim, uint8_t *out,
+		       size_t cap, struct http_head *h, bool *chunked_out, bool *body_out)
+{
+	const uint8_t *b = r->buf;
+	int method = -1;
+	size_t need, cl = 0;
+	int lines = 0, ncl = 0;
+	bool chunked = false, zero = false;
+
+	for (size_t i = 0; i < sizeof(http2__methods) / sizeof(http2__methods[0]); i++) {
+		if (r->method.len == http2__methods[i].len &&
+		    memcmp(b + r->method.off, http2__methods[i].name, r->method.len) == 0) {
+			method = http2__methods[i].method;
+			break;
+		}
+	}
+	/* The target: an origin-form path of visible ASCII within max_uri. */
+	if (method < 0 || r->path.len == 0 || r->path.len > lim->max_uri || b[r->path.off] != '/')
+		return 0;
+	for (uint32_t i = 0; i < r->path.len; i++)
+		if (b[r->path.off + i] <= 0x20 || b[r->path.off + i] >= 0x7f)
+			return 0;
+	need = r->method.len + 1 + r->path.len + sizeof(" HTTP/1.1\r\n") - 1;
+	if (r->authority.len > 0) {
+		if (!http2__plain_value(b + r->authority.off, r->authority.len))
+			return 0;
+		need += sizeof("Host: \r\n") - 1 + r->authority.len;
+		lines++;
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const uint8_t *n = b + r->hdr[i].name.off, *v = b + r->hdr[i].value.off;
+		size_t nl = r->hdr[i].name.len, vl = r->hdr[i].value.len;
+		if (r->authority.len > 0 && http2__is_lit(n, nl, "host"))
+			continue;
+		if (nl == 0 || http2__special(n, nl) || !http2__plain_value(v, vl))
+			return 0;
+		for (size_t k = 0; k < nl; k++)
+			if (!http2__tchar(n[k]))
+				return 0;
+		if (http2__is_lit(n, nl, "content-length")) {
+			/* One, of digits only, that no overflow can touch. */
+			if (++ncl > 1 || vl == 0 || vl > 18)
+				return 0;
+			for (size_t k = 0; k < vl; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return 0;
+				cl = cl * 10 + (size_t)(v[k] - '0');
+			}
+		}
+		need += nl + 2 + vl + 2;
+		lines++;
+	}
+	/* The framing h2_request_to_h1 adds. */
+	if (ncl == 0 && !r->end_stream) {
+		chunked = true;
+		need += sizeof("Transfer-Encoding: chunked\r\n") - 1;
+		lines++;
+	} else if (ncl == 0 && (method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH)) {
+		zero = true;
+		need += sizeof("Content-Length: 0\r\n") - 1;
+		lines++;
+	}
+	need += 2;
+	int max_lines = lim->max_headers < HTTP_MAX_HEADERS ? lim->max_headers : HTTP_MAX_HEADERS;
+	if (h->hdr_cap < max_lines)
+		max_lines = h->hdr_cap;
+	if (lines > max_lines || need > lim->max_head || need > INT32_MAX)
+		return 0;
+	if (need > cap)
+		return -(int)need;
+
+	/* The bytes h2_request_to_h1 writes, and what the parse reads in them. */
+	struct http2_w w = { out, 0 };
+	int k = 0;
+	http2__put(&w, b + r->method.off, r->method.len);
+	http2__put_lit(&w, " ");
+	h->uri = http2__put(&w, b + r->path.off, r->path.len);
+	http2__put_lit(&w, " HTTP/1.1\r\n");
+	if (r->authority.len > 0) {
+		h->hdr[k].name = http2__put_lit(&w, "Host");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put(&w, b + r->authority.off, r->authority.len);
+		http2__put_lit(&w, "\r\n");
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const uint8_t *n = b + r->hdr[i].name.off;
+		size_t nl = r->hdr[i].name.len;
+		if (r->authority.len > 0 && http2__is_lit(n, nl, "host"))
+			continue;
+		h->hdr[k].name = http2__put(&w, n, nl);
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put(&w, b + r->hdr[i].value.off, r->hdr[i].value.len);
+		http2__put_lit(&w, "\r\n");
+	}
+	if (chunked) {
+		h->hdr[k].name = http2__put_lit(&w, "Transfer-Encoding");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put_lit(&w, "chunked");
+		http2__put_lit(&w, "\r\n");
+	} else if (zero) {
+		h->hdr[k].name = http2__put_lit(&w, "Content-Length");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put_lit(&w, "0");
+		http2__put_lit(&w, "\r\n");
+	}
+	http2__put_lit(&w, "\r\n");
+	h->method = (uint8_t)method;
+	h->status = 0;
+	h->major = 1;
+	h->minor = 1;
+	h->nhdr = k;
+	h->head_len = w.len;
+	h->keep_alive = true;
+	h->upgrade = false;
+	h->chunked = chunked;
+	h->has_length = ncl > 0 || zero;
+	h->content_length = cl;
+	h->needs_eof = false;
+	*chunked_out = chunked;
+	*body_out = chunked || cl > 0;
+	return (int)w.len;
+}
+
 /* A new stream: its exchange, fed with the request as HTTP/1.1. */
 static void http2__request(struct http2 *h, int32_t id, const struct h2_request *req)
 {
@@ -306,15 +526,11 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	struct http2_stream *st = h->spares;
 	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
 
-	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
-		h2_reset(h->e, id, H2_REFUSED_STREAM);
-		return;
-	}
 	if (st != NULL) {
 		/* A kept one: zero again but its wiped exchange and buffers. */
 		struct http_exchange *spare = st->c.spare;
-		uint8_t *hb = st->hb, *pend = st->pend;
-		size_t hcap = st->hcap, pcap = st->pcap;
+		uint8_t *hb = st->hb, *pend = st->pend, *head = st->head;
+		size_t hcap = st->hcap, pcap = st->pcap, head_cap = st->head_cap;
 		h->spares = st->next;
 		h->nspares--;
 		memset(st, 0, offsetof(struct http2_stream, rhdr));
@@ -323,6 +539,8 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		st->hcap = hb != NULL ? hcap : 0;
 		st->pend = pend;
 		st->pcap = pend != NULL ? pcap : 0;
+		st->head = head;
+		st->head_cap = head != NULL ? head_cap : 0;
 	} else if ((st = calloc(1, sizeof(*st))) == NULL) {
 		h2_reset(h->e, id, H2_REFUSED_STREAM);
 		return;
@@ -359,6 +577,32 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	st->x = x;
 	h->nactive++;
 	x->start_ms = session_now(s);
+	/* The common case: the exchange's head is filled as the request's
+	   HTTP/1.1 form is written, no parse. */
+	bool body = false;
+	int dn = http2_request_head(req, &x->req.lim, st->head, st->head_cap, &x->reqh, &st->chunked,
+				    &body);
+	if (dn < 0) {
+		if (!http2__head_room(st, (size_t)-dn)) {
+			http__answer(x, 503, NULL, NULL, "out of memory");
+			return;
+		}
+		dn = http2_request_head(req, &x->req.lim, st->head, st->head_cap, &x->reqh,
+					&st->chunked, &body);
+	}
+	if (dn > 0) {
+		st->head_len = (size_t)dn;
+		http_parser_preparsed(&x->req, body);
+		http__request(x, dn);
+		return;
+	}
+	/* Anything else (another method, a bound passed, a field the parse
+	   refuses or reads a meaning in): written, then parsed, for the
+	   answers an HTTP/1.1 client would get. */
+	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
+		http__answer(x, 503, NULL, NULL, "out of memory");
+		return;
+	}
 	uint8_t *sc = h->scratch;
 	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
 	if (n < 0) {
@@ -367,10 +611,9 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		return;
 	}
 	memcpy(sc + n, "\r\n", 2);
-	/* Kept while the stream lives: only its own size (the scratch is
-	   wiped; nothing past n + 2 was written). */
-	st->head = malloc((size_t)n + 2);
-	if (st->head == NULL) {
+	/* Kept while the stream lives (the scratch is wiped; nothing past
+	   n + 2 was written). */
+	if (!http2__head_room(st, (size_t)n + 2)) {
 		secret_wipe(sc, (size_t)n + 2);
 		http__answer(x, 503, NULL, NULL, "out of memory");
 		return;
