@@ -10,10 +10,13 @@
  * HTTP/1.1 request (locations, routing and its queue, upstream groups,
  * the keep-alive pool, local answers, static files, compression, headers,
  * access log, metrics). What the exchange would write to an HTTP/1.1
- * client comes here (http2__out): the response is parsed again with the
- * HTTP/1.1 response parser, its head becomes h2_respond (status and
- * headers; the engine drops connection-specific ones), its body, de-chunked,
- * h2_send_data, its end h2_send_end. Streams run in parallel, each with
+ * client comes here (http2__out): its head, written whole by the
+ * exchange, becomes h2_respond line by line (status and headers; the
+ * engine drops connection-specific ones) with no parse, and a body of a
+ * known length is counted and goes to h2_send_data as it comes
+ * (http2__head_fast); other heads (in pieces, 1xx, chunked or up to the
+ * close) are parsed with the HTTP/1.1 response parser, their bodies
+ * de-chunked; the end is h2_send_end. Streams run in parallel, each with
  * its own backend connection.
  *
  * Flow control and bounds. A stream's response bytes go into the engine
@@ -98,6 +101,9 @@ struct http2_stream {
 	bool body_done;                 /* the parser saw the body's end */
 	bool ended;                     /* h2_send_end (or a reset) done */
 	bool x_over;                    /* the exchange is done with the stream */
+	bool rp_ready;                  /* rp was initialised for this stream */
+	bool fast;                      /* the body is framed by its length, left to come */
+	uint64_t left;
 	/* Last, so that a kept stream is cleared up to here only: the
 	   parser writes an entry before it counts it. */
 	struct http_header rhdr[HTTP2_RESP_HEADERS];
@@ -554,14 +560,6 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	h->nstreams++;
 	h->idle_deadline = 0;
 	h2_set_user(h->e, id, st);
-	struct http_limits bl = {
-		.max_head = HTTP2_RESP_HEAD_MAX,
-		.max_uri = 0,
-		.max_headers = HTTP2_RESP_HEADERS,
-	};
-	st->rh.hdr = st->rhdr;
-	st->rh.hdr_cap = HTTP2_RESP_HEADERS;
-	http_parser_init(&st->rp, HTTP_RESPONSE, &bl, &st->rh);
 
 	struct http_conn *c = &st->c;
 	c->s = s;
@@ -729,6 +727,122 @@ static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 	return true;
 }
 
+/* The response parser of st, initialised at its first use (most
+   responses take http2__head_fast and never need it). */
+static void http2__rp(struct http2_stream *st)
+{
+	struct http_limits bl = {
+		.max_head = HTTP2_RESP_HEAD_MAX,
+		.max_uri = 0,
+		.max_headers = HTTP2_RESP_HEADERS,
+	};
+
+	if (st->rp_ready)
+		return;
+	st->rh.hdr = st->rhdr;
+	st->rh.hdr_cap = HTTP2_RESP_HEADERS;
+	http_parser_init(&st->rp, HTTP_RESPONSE, &bl, &st->rh);
+	st->rp_ready = true;
+}
+
+/* Is p[0..n) lit, in any case? */
+static bool http2__ci(const uint8_t *p, size_t n, const char *lit, size_t ln)
+{
+	return n == ln && strncasecmp((const char *)p, lit, ln) == 0;
+}
+
+/*
+ * The exchange's response head, as http_rewrite_response (or a local
+ * answer's or a file's writer) made it, whole at the start of p[0..n):
+ * "HTTP/1.1 <3 digits> <reason>" CRLF, lines "<name>: <value>" CRLF, CRLF.
+ * Its lines become the engine's fields as they are, with no parse; the
+ * engine drops the connection-specific ones, as for a parsed head. Taken
+ * only for a final status whose body has no body or a Content-Length
+ * (then st->fast: the body's bytes are counted, not parsed). Returns the
+ * head's length, 0 when it is anything else (split over writes, 1xx,
+ * chunked, up to the close, a line not of that form: the parse takes
+ * it), -1 when the engine refused it.
+ */
+static int http2__head_fast(struct http2_stream *st, const struct http_exchange *x,
+			    const uint8_t *p, size_t n)
+{
+	struct h2_field f[HTTP2_RESP_HEADERS];
+	const uint8_t *end = p + n, *q;
+	size_t nf = 0;
+	uint64_t cl = 0;
+	int ncl = 0;
+
+	if (n < 16 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[12] != ' ' || p[9] < '2' ||
+	    p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
+		return 0;
+	int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	q = memchr(p + 13, '\r', (size_t)(end - p - 13));
+	if (q == NULL || end - q < 2 || q[1] != '\n')
+		return 0;
+	for (q += 2;;) {
+		if (end - q < 2)
+			return 0;
+		if (q[0] == '\r') {
+			if (q[1] != '\n')
+				return 0;
+			q += 2;
+			break;
+		}
+		const uint8_t *cr = memchr(q, '\r', (size_t)(end - q));
+		if (cr == NULL || end - cr < 2 || cr[1] != '\n' || memchr(q, '\n', (size_t)(cr - q)))
+			return 0;
+		const uint8_t *colon = memchr(q, ':', (size_t)(cr - q));
+		if (colon == NULL || colon == q || cr - colon < 2 || colon[1] != ' ' ||
+		    nf == HTTP2_RESP_HEADERS)
+			return 0;
+		size_t nl = (size_t)(colon - q), vl = (size_t)(cr - colon - 2);
+		const uint8_t *v = colon + 2;
+		if (http2__ci(q, nl, "transfer-encoding", 17))
+			return 0;
+		if (http2__ci(q, nl, "content-length", 14)) {
+			if (++ncl > 1 || vl == 0 || vl > 18)
+				return 0;
+			for (size_t k = 0; k < vl; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return 0;
+				cl = cl * 10 + (uint64_t)(v[k] - '0');
+			}
+		}
+		f[nf++] = (struct h2_field){ (const char *)q, nl, (const char *)v, vl };
+		q = cr + 2;
+	}
+	/* RFC 9112 6.3: no body after HEAD, 204 or 304. */
+	bool body;
+	if (x->is_head || status == 204 || status == 304)
+		body = false;
+	else if (ncl > 0)
+		body = cl > 0;
+	else
+		return 0;
+	if (h2_respond(st->h->e, st->id, status, f, nf, !body) < 0)
+		return -1;
+	st->responded = true;
+	if (body) {
+		st->fast = true;
+		st->left = cl;
+	} else {
+		st->body_done = st->ended = true;
+	}
+	return (int)(q - p);
+}
+
+/* Body bytes of a length-framed response: to the engine at once while
+   nothing waits before them, the rest to the pending buffer. */
+static bool http2__body_direct(struct http2_stream *st, const uint8_t *p, size_t n)
+{
+	if (st->plen == 0 && !st->ended) {
+		size_t k = h2_send_data(st->h->e, st->id, p, n);
+		p += k;
+		n -= k;
+	}
+	return n == 0 || http2__pend_add(st, p, n);
+}
+
 /* The response head is complete in st->hb: to the engine. */
 static bool http2__respond(struct http2_stream *st)
 {
@@ -759,8 +873,19 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 
 	while (n > 0 && !st->ended && !st->body_done) {
 		if (!st->responded) {
+			if (st->hlen == 0) {
+				int r = http2__head_fast(st, x, p, n);
+				if (r < 0)
+					goto fail;
+				if (r > 0) {
+					p += r;
+					n -= (size_t)r;
+					continue;
+				}
+			}
 			/* Gather the head (the exchange may write it in pieces).
 			   A response to HEAD has no body, whatever it says. */
+			http2__rp(st);
 			if (st->hlen == 0 && x->is_head)
 				http_parser_no_body(&st->rp);
 			size_t room = HTTP2_RESP_HEAD_MAX - st->hlen;
@@ -807,6 +932,16 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			st->hlen = st->hmax = 0;
 			continue;
 		}
+		if (st->fast) {
+			/* Bytes past the length are not this response's. */
+			size_t k = n < st->left ? n : (size_t)st->left;
+			if (!http2__body_direct(st, p, k))
+				goto fail;
+			st->left -= k;
+			if (st->left == 0)
+				st->body_done = true;
+			break;
+		}
 		/* Body bytes, framing removed (in a copy: data is the caller's). */
 		size_t at = st->plen;
 		if (!http2__pend_add(st, p, n))
@@ -844,7 +979,7 @@ void http2__finish(struct http_exchange *x)
 		return;
 	}
 	/* A body that ends with the connection (no length): it ends here. */
-	if (!st->body_done)
+	if (!st->body_done && st->rp_ready)
 		(void)http_parse_eof(&st->rp);
 	http2__flush(st);
 }

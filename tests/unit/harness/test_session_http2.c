@@ -272,6 +272,99 @@ Test(session_http2, header_lines_past_max_headers_get_431)
 	}
 }
 
+/* The DATA bytes the client read on sid, into out (NUL-terminated). */
+static size_t data_on(uint32_t sid, char *out, size_t cap)
+{
+	const uint8_t *p = c.out.p;
+	size_t n = c.out.len, at = 0, got = 0;
+
+	while (at + 9 <= n) {
+		size_t len = (size_t)p[at] << 16 | (size_t)p[at + 1] << 8 | p[at + 2];
+		uint32_t id = ((uint32_t)p[at + 5] << 24 | (uint32_t)p[at + 6] << 16 |
+			       (uint32_t)p[at + 7] << 8 | p[at + 8]) & 0x7fffffff;
+		if (at + 9 + len > n)
+			break;
+		if (p[at + 3] == 0 && id == sid && got + len < cap) {
+			memcpy(out + got, p + at + 9, len);
+			got += len;
+		}
+		at += 9 + len;
+	}
+	out[got] = 0;
+	return got;
+}
+
+static int ndata; /* DATA frames of the last answered() */
+
+/* One GET on stream 1 answered by the backend with resp (written in two
+   pieces, split at cut); the client's status and body. */
+static int answered(const char *method, const char *resp, size_t cut, char *body, size_t cap)
+{
+	uint8_t out[1024], blk[256];
+	size_t n = preface(out), b = 0;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	c.backend_auto = false;
+	b += lit(blk + b, ":method", method);
+	b += lit(blk + b, ":scheme", "https");
+	b += lit(blk + b, ":authority", "mail.a.test");
+	b += lit(blk + b, ":path", "/r");
+	n += frame(out + n, 1, 0x5, 1, blk, b);
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_not_null(strstr(BSENT, "/r HTTP/1.1\r\n"), "%s", BSENT);
+	gh_backend_send(&c, resp, cut);
+	gh_settle(&c, 20);
+	gh_backend_send(&c, resp + cut, strlen(resp) - cut);
+	gh_settle(&c, 50);
+	int st = status_on(1);
+	int k;
+	int fl = frames_on(0, 1, &k);
+	data_on(1, body, cap);
+	ndata = k;
+	cr_assert(k == 0 || (fl & 1), "the last DATA ends the stream");
+	if (k == 0)
+		cr_assert(frames_on(1, 1, &k) & 1, "HEADERS end the stream");
+	cr_assert_eq(gh_conn_close(&c), 0);
+	memset(&c, 0, sizeof(c));
+	return st;
+}
+
+/*
+ * Responses reach the client whatever their framing and however the
+ * backend's writes split them: a length-framed body (its head taken
+ * line by line, the body counted), chunked (parsed, de-chunked), none
+ * (204, HEAD), bytes past the length dropped.
+ */
+Test(session_http2, responses_of_every_framing)
+{
+	static const char cl[] = "HTTP/1.1 200 OK\r\nSet-Cookie: a=b; Secure\r\nContent-Length: 11\r\n"
+				 "X-A: 1\r\n\r\nhello world";
+	char body[256];
+
+	for (size_t cut = 1; cut < sizeof(cl) - 1; cut += 13) {
+		cr_assert_eq(answered("GET", cl, cut, body, sizeof(body)), 200, "cut %zu", cut);
+		cr_assert_str_eq(body, "hello world", "cut %zu", cut);
+	}
+	cr_assert_eq(answered("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 40, body,
+			      sizeof(body)),
+		     200);
+	cr_assert_str_eq(body, "hello world");
+	cr_assert_eq(answered("GET", "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!extra",
+			      44, body, sizeof(body)),
+		     404);
+	cr_assert_str_eq(body, "no!");
+	cr_assert_eq(answered("GET", "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", 10, body,
+			      sizeof(body)),
+		     204);
+	cr_assert_eq(ndata, 0, "no DATA after 204");
+	cr_assert_eq(answered("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", 10, body,
+			      sizeof(body)),
+		     200);
+	cr_assert_eq(ndata, 0, "no DATA after a response to HEAD");
+}
+
 /*
  * Found by fuzz_session_http2: the client closes while a stream's backend
  * connect is under way; freeing the session freed the stream's exchange
