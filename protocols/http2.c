@@ -72,9 +72,16 @@
 #define HTTP2_HEAD_FIRST 1024
 #define HTTP2_HEAD_KEEP 4096
 /* Finished streams kept per connection (with their exchange, parsers
-   initialised and wiped) for the next ones; all go when the connection
-   has no stream left after a pump. */
-#define HTTP2_SPARES 8
+   initialised and wiped) for the next ones: a burst of as many streams
+   as a client keeps open (browsers and h2load -m32 keep dozens) reuses
+   them all instead of freeing and wiping, then calloc'ing, a stream and
+   an exchange (~12 KiB) for most of them. Only HTTP2_SPARE_BUFS of them
+   keep their response head and pending body buffers (most responses
+   need neither). All go when the connection has no stream left after a
+   pump; while streams are open the spares are at most the streams that
+   were open at once, within the h2_max_streams bound. */
+#define HTTP2_SPARES 32
+#define HTTP2_SPARE_BUFS 8
 
 struct http2_stream {
 	struct http2 *h;
@@ -245,14 +252,14 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 	}
 	if (st->hb != NULL) {
 		secret_wipe(st->hb, st->hmax); /* Set-Cookie (nothing past hmax was written) */
-		if (!keep || st->hcap != HTTP2_HB_FIRST) {
+		if (!keep || st->hcap != HTTP2_HB_FIRST || h->nspares >= HTTP2_SPARE_BUFS) {
 			free(st->hb);
 			st->hb = NULL;
 		}
 	}
 	if (st->pend != NULL) {
 		secret_wipe(st->pend, st->pmax);
-		if (!keep || st->pcap != HTTP2_PEND_FIRST) {
+		if (!keep || st->pcap != HTTP2_PEND_FIRST || h->nspares >= HTTP2_SPARE_BUFS) {
 			free(st->pend);
 			st->pend = NULL;
 		}
