@@ -127,6 +127,14 @@ long http_parse_body(struct http_parser *p, const uint8_t *data, size_t n, bool 
 long http_parse_body_data(struct http_parser *p, uint8_t *data, size_t n, bool *done,
 			  size_t *data_len_out);
 
+/*
+ * The head in p->h was filled by the caller (an HTTP/2 request made for
+ * the exchange, http2_request_head), not parsed: p says that the head is
+ * complete and whether a body follows (http_parser_body_done). The body's
+ * framing is then the caller's own: http_parse_body is not for it.
+ */
+void http_parser_preparsed(struct http_parser *p, bool body);
+
 /* Does the message have a body to relay at all (after the head)? */
 bool http_parser_body_done(const struct http_parser *p);
 

@@ -60,7 +60,8 @@ struct h2_stream {
 	uint8_t *hbuf;
 	size_t hlen, hcap;
 	size_t list_size;         /* RFC 9113 6.5.2 size of the fields so far */
-	struct h2_header *hdr;    /* max_headers + 1 of them, lazily */
+	struct h2_header *hdr;    /* hdr_cap of them (at most max_headers + 1), grown */
+	int hdr_cap;
 	int ncookie;
 	struct h2_request req;
 

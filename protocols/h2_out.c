@@ -68,18 +68,29 @@ ssize_t h2__read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
 	return (ssize_t)n;
 }
 
+/* Fields of an answer whose name/value array and lower-cased names fit
+   on the stack. */
+#define H2__NV_STACK 48
+
 static int h2__submit(struct h2_stream *s, int status, const struct h2_field *hdr, size_t n,
 		      bool end)
 {
 	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2__read_data };
-	nghttp2_nv *nv = calloc(n + 1, sizeof(*nv));
+	/* On the stack for the usual answer (libnghttp2 copies the fields);
+	   a bigger one gets its own blocks. */
+	nghttp2_nv nv_stack[H2__NV_STACK];
+	char low_stack[H2__NV_STACK * 32];
+	nghttp2_nv *nv = nv_stack;
 	size_t names = 0, k = 1;
-	char st[4], *low = NULL;
+	char st[4], *low = low_stack;
 	int rv = -1;
 
 	for (size_t i = 0; i < n; i++)
 		names += hdr[i].name_len;
-	low = malloc(names + 1);
+	if (n + 1 > H2__NV_STACK)
+		nv = calloc(n + 1, sizeof(*nv));
+	if (names + 1 > sizeof(low_stack))
+		low = malloc(names + 1);
 	if (!nv || !low)
 		goto out;
 	snprintf(st, sizeof(st), "%03d", status);
@@ -115,8 +126,10 @@ static int h2__submit(struct h2_stream *s, int status, const struct h2_field *hd
 		s->out_end = end;
 	}
 out:
-	free(nv);
-	free(low);
+	if (nv != nv_stack)
+		free(nv);
+	if (low != low_stack)
+		free(low);
 	return rv;
 }
 

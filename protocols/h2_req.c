@@ -41,6 +41,24 @@ static bool h2__room(struct h2_stream *s, size_t n)
 	return true;
 }
 
+/* A bigger index for the fields of s: 16 at first, doubled up to
+   lim.max_headers + 1 (no calloc of the whole bound per request). */
+static bool h2__hdr_room(struct h2_stream *s)
+{
+	int bound = (int)s->c->lim.max_headers + 1;
+	int cap = s->hdr_cap ? s->hdr_cap * 2 : 16;
+	struct h2_header *h;
+
+	if (cap > bound)
+		cap = bound;
+	h = realloc(s->hdr, (size_t)cap * sizeof(*h));
+	if (!h)
+		return false;
+	s->hdr = h;
+	s->hdr_cap = cap;
+	return true;
+}
+
 static struct h2_span h2__put(struct h2_stream *s, const uint8_t *p, size_t n)
 {
 	struct h2_span sp = { (uint32_t)s->hlen, (uint32_t)n };
@@ -87,14 +105,11 @@ void h2__header(struct h2_stream *s, const uint8_t *name, size_t nlen, const uin
 			*pseudo = h2__put(s, value, vlen);
 		return;
 	}
-	if (!s->hdr) {
-		s->hdr = calloc((size_t)s->c->lim.max_headers + 1, sizeof(*s->hdr));
-		if (!s->hdr) {
-			s->refused = true;
-			return;
-		}
-	}
 	if (r->nhdr >= (int)s->c->lim.max_headers) {
+		s->refused = true;
+		return;
+	}
+	if (r->nhdr >= s->hdr_cap && !h2__hdr_room(s)) {
 		s->refused = true;
 		return;
 	}

@@ -4,15 +4,19 @@
  * the HTTP/1.1 exchanges, one per stream.
  *
  * Each stream gets a struct http_conn of its own (c->h2s) holding one
- * struct http_exchange, fed with the HTTP/1.1 head h2_request_to_h1 makes
- * of the stream's request; from there it takes the same way as an
+ * struct http_exchange, given the HTTP/1.1 head of the stream's request
+ * (http2_request_head: written and filled in with no parse; the requests
+ * it does not take are written by h2_request_to_h1 and parsed); from there it takes the same way as an
  * HTTP/1.1 request (locations, routing and its queue, upstream groups,
  * the keep-alive pool, local answers, static files, compression, headers,
  * access log, metrics). What the exchange would write to an HTTP/1.1
- * client comes here (http2__out): the response is parsed again with the
- * HTTP/1.1 response parser, its head becomes h2_respond (status and
- * headers; the engine drops connection-specific ones), its body, de-chunked,
- * h2_send_data, its end h2_send_end. Streams run in parallel, each with
+ * client comes here (http2__out): its head, written whole by the
+ * exchange, becomes h2_respond line by line (status and headers; the
+ * engine drops connection-specific ones) with no parse, and a body of a
+ * known length is counted and goes to h2_send_data as it comes
+ * (http2__head_fast); other heads (in pieces, 1xx, chunked or up to the
+ * close) are parsed with the HTTP/1.1 response parser, their bodies
+ * de-chunked; the end is h2_send_end. Streams run in parallel, each with
  * its own backend connection.
  *
  * Flow control and bounds. A stream's response bytes go into the engine
@@ -48,6 +52,7 @@
 #include "gh.h"
 #include "h2.h"
 #include "http_int.h"
+#include "list.h"
 #include "secret.h"
 #include "stream.h"
 
@@ -62,19 +67,31 @@
    (those of these sizes are kept with a finished stream, wiped). */
 #define HTTP2_HB_FIRST 4096
 #define HTTP2_PEND_FIRST 16384
+/* A stream's request head buffer: at least this much, kept with a
+   finished stream (wiped) when not bigger than HTTP2_HEAD_KEEP. */
+#define HTTP2_HEAD_FIRST 1024
+#define HTTP2_HEAD_KEEP 4096
 /* Finished streams kept per connection (with their exchange, parsers
-   initialised and wiped) for the next ones; all go when the connection
-   has no stream left after a pump. */
-#define HTTP2_SPARES 8
+   initialised and wiped) for the next ones: a burst of as many streams
+   as a client keeps open (browsers and h2load -m32 keep dozens) reuses
+   them all instead of freeing and wiping, then calloc'ing, a stream and
+   an exchange (~12 KiB) for most of them. Only HTTP2_SPARE_BUFS of them
+   keep their response head and pending body buffers (most responses
+   need neither). All go when the connection has no stream left after a
+   pump; while streams are open the spares are at most the streams that
+   were open at once, within the h2_max_streams bound. */
+#define HTTP2_SPARES 32
+#define HTTP2_SPARE_BUFS 8
 
 struct http2_stream {
 	struct http2 *h;
 	int32_t id;
 	struct http2_stream *next;      /* the connection's streams */
+	struct list feed_link;          /* on h->feed while http2__feed has work for it */
 	struct http_conn c;             /* its own connection: one exchange */
 	struct http_exchange *x;
 	uint8_t *head;                  /* the HTTP/1.1 request head */
-	size_t head_len;
+	size_t head_len, head_cap;
 	bool chunked;                   /* the body goes to the backend chunked */
 	bool body_ended;                /* its last chunk was written */
 
@@ -91,6 +108,9 @@ struct http2_stream {
 	bool body_done;                 /* the parser saw the body's end */
 	bool ended;                     /* h2_send_end (or a reset) done */
 	bool x_over;                    /* the exchange is done with the stream */
+	bool rp_ready;                  /* rp was initialised for this stream */
+	bool fast;                      /* the body is framed by its length, left to come */
+	uint64_t left;
 	/* Last, so that a kept stream is cleared up to here only: the
 	   parser writes an entry before it counts it. */
 	struct http_header rhdr[HTTP2_RESP_HEADERS];
@@ -102,6 +122,17 @@ struct http2 {
 	struct h2_conn *e;
 	struct http2_stream *streams;
 	int nstreams;
+	/* Streams http2__feed visits: those with response bytes pending,
+	   exchanges held back (a backend read or a file piece waiting for
+	   room) and those with a new event (request, body bytes, the end of
+	   their answer). The others are left alone: a pump costs what moved,
+	   not the number of streams. */
+	struct list feed;
+	int nactive;                    /* streams whose exchange is not over */
+	/* The earliest exchange deadline set since the last timeout (a
+	   lower bound: deadlines cleared or moved later leave it early, the
+	   timer then fires, and http2__timeout computes it again). 0: none. */
+	uint64_t xmin;
 	struct http2_stream *spares;    /* finished streams for reuse (next) */
 	int nspares;
 	uint8_t *scratch;               /* where a request head is made (the head
@@ -118,6 +149,24 @@ struct http2 {
 static struct http2_stream *http2__of(const struct http_exchange *x)
 {
 	return x->conn->h2s;
+}
+
+/* st has something for http2__feed to look at (once at least). */
+static void http2__want_feed(struct http2_stream *st)
+{
+	if (list_empty(&st->feed_link))
+		list_insert_tail(&st->h->feed, &st->feed_link);
+}
+
+/* The exchange of st is done with the stream. */
+static void http2__over(struct http2_stream *st)
+{
+	if (!st->x_over) {
+		st->x_over = true;
+		if (st->x != NULL)
+			st->h->nactive--;
+	}
+	http2__want_feed(st);
 }
 
 /* ---- the connection ---- */
@@ -148,6 +197,7 @@ int http2__start(struct http_conn *c)
 	}
 	h->s = c->s;
 	h->top = c;
+	list_init(&h->feed);
 	c->h2 = h;
 	c->phase = HTTP_CONN_BUSY;
 	c->deadline_ms = 0;
@@ -171,6 +221,9 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 		}
 	}
 	h->nstreams--;
+	list_remove(&st->feed_link);
+	if (x != NULL && !st->x_over)
+		h->nactive--;
 	if (x != NULL) {
 		if (top->lookup == x) {
 			/* Its lookup still runs: the next one waits for its end. */
@@ -187,22 +240,26 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 			http__exchange_release(x);
 		st->x = NULL;
 	}
+	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->head != NULL) {
 		secret_wipe(st->head, st->head_len); /* cookies, Authorization */
-		free(st->head);
-		st->head = NULL;
+		st->head_len = 0;
+		if (!keep || st->head_cap > HTTP2_HEAD_KEEP) {
+			free(st->head);
+			st->head = NULL;
+			st->head_cap = 0;
+		}
 	}
-	bool keep = !gone && h->nspares < HTTP2_SPARES && st->c.spare != NULL;
 	if (st->hb != NULL) {
 		secret_wipe(st->hb, st->hmax); /* Set-Cookie (nothing past hmax was written) */
-		if (!keep || st->hcap != HTTP2_HB_FIRST) {
+		if (!keep || st->hcap != HTTP2_HB_FIRST || h->nspares >= HTTP2_SPARE_BUFS) {
 			free(st->hb);
 			st->hb = NULL;
 		}
 	}
 	if (st->pend != NULL) {
 		secret_wipe(st->pend, st->pmax);
-		if (!keep || st->pcap != HTTP2_PEND_FIRST) {
+		if (!keep || st->pcap != HTTP2_PEND_FIRST || h->nspares >= HTTP2_SPARE_BUFS) {
 			free(st->pend);
 			st->pend = NULL;
 		}
@@ -231,6 +288,7 @@ static void http2__spares_free(struct http2 *h)
 		http__exchange_destroy(st->c.spare);
 		free(st->hb); /* wiped when kept */
 		free(st->pend);
+		free(st->head);
 		free(st);
 	}
 	h->nspares = 0;
@@ -266,6 +324,216 @@ const uint8_t *http2__src(const struct http_exchange *x)
 	return head != NULL ? head : (const uint8_t *)""; /* a refused head */
 }
 
+/* Room for n bytes in st->head (it holds nothing now). */
+static bool http2__head_room(struct http2_stream *st, size_t n)
+{
+	if (n <= st->head_cap)
+		return true;
+	free(st->head); /* wiped when it was last used */
+	st->head_cap = n < HTTP2_HEAD_FIRST ? HTTP2_HEAD_FIRST : n;
+	st->head = malloc(st->head_cap);
+	if (st->head == NULL) {
+		st->head_cap = 0;
+		return false;
+	}
+	return true;
+}
+
+/* The methods a request may be built for without a parse (llhttp's
+   numbers); others take the parse. */
+static const struct {
+	const char *name;
+	uint8_t len;
+	uint8_t method;
+} http2__methods[] = {
+	{ "GET", 3, HTTP_GET },         { "POST", 4, HTTP_POST },
+	{ "HEAD", 4, HTTP_HEAD },       { "PUT", 3, HTTP_PUT },
+	{ "DELETE", 6, HTTP_DELETE },   { "OPTIONS", 7, HTTP_OPTIONS },
+	{ "PATCH", 5, HTTP_PATCH },     { "PROPFIND", 8, HTTP_PROPFIND },
+	{ "PROPPATCH", 9, HTTP_PROPPATCH }, { "MKCOL", 5, HTTP_MKCOL },
+	{ "COPY", 4, HTTP_COPY },       { "MOVE", 4, HTTP_MOVE },
+	{ "LOCK", 4, HTTP_LOCK },       { "UNLOCK", 6, HTTP_UNLOCK },
+	{ "REPORT", 6, HTTP_REPORT },   { "SEARCH", 6, HTTP_SEARCH },
+	{ "MKCALENDAR", 10, HTTP_MKCALENDAR },
+};
+
+/* RFC 9110 5.6.2 tchar, as the HTTP/1.1 parse checks header names. */
+static bool http2__tchar(uint8_t c)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+		return true;
+	return c != 0 && memchr(extra, c, sizeof(extra) - 1) != NULL;
+}
+
+static bool http2__is(const uint8_t *p, size_t n, const char *lit, size_t ln)
+{
+	return n == ln && strncasecmp((const char *)p, lit, ln) == 0;
+}
+
+#define http2__is_lit(p, n, lit) http2__is((p), (n), (lit), sizeof(lit) - 1)
+
+/* A header the HTTP/1.1 parse takes a meaning from (framing, connection
+   options), other than Content-Length: such requests take the parse. */
+static bool http2__special(const uint8_t *p, size_t n)
+{
+	return http2__is_lit(p, n, "transfer-encoding") || http2__is_lit(p, n, "connection") ||
+	       http2__is_lit(p, n, "proxy-connection") || http2__is_lit(p, n, "upgrade");
+}
+
+/* A header value the parse would take as it is: no control byte but TAB
+   and no DEL (it refuses those), no whitespace at either end (it would
+   drop some). */
+static bool http2__plain_value(const uint8_t *v, size_t n)
+{
+	if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f)
+			return false;
+	return true;
+}
+
+struct http2_w {
+	uint8_t *o;
+	uint32_t len;
+};
+
+static struct http_span http2__put(struct http2_w *w, const void *p, size_t n)
+{
+	struct http_span sp = { w->len, (uint32_t)n };
+
+	memcpy(w->o + w->len, p, n);
+	w->len += (uint32_t)n;
+	return sp;
+}
+
+#define http2__put_lit(w, lit) http2__put((w), (lit), sizeof(lit) - 1)
+
+int http2_request_head(const struct h2_request *r, const struct http_limits *lim, uint8_t *out,
+		       size_t cap, struct http_head *h, bool *chunked_out, bool *body_out)
+{
+	const uint8_t *b = r->buf;
+	int method = -1;
+	size_t need, cl = 0;
+	int lines = 0, ncl = 0;
+	bool chunked = false, zero = false;
+
+	for (size_t i = 0; i < sizeof(http2__methods) / sizeof(http2__methods[0]); i++) {
+		if (r->method.len == http2__methods[i].len &&
+		    memcmp(b + r->method.off, http2__methods[i].name, r->method.len) == 0) {
+			method = http2__methods[i].method;
+			break;
+		}
+	}
+	/* The target: an origin-form path of visible ASCII within max_uri. */
+	if (method < 0 || r->path.len == 0 || r->path.len > lim->max_uri || b[r->path.off] != '/')
+		return 0;
+	for (uint32_t i = 0; i < r->path.len; i++)
+		if (b[r->path.off + i] <= 0x20 || b[r->path.off + i] >= 0x7f)
+			return 0;
+	need = r->method.len + 1 + r->path.len + sizeof(" HTTP/1.1\r\n") - 1;
+	if (r->authority.len > 0) {
+		if (!http2__plain_value(b + r->authority.off, r->authority.len))
+			return 0;
+		need += sizeof("Host: \r\n") - 1 + r->authority.len;
+		lines++;
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const uint8_t *n = b + r->hdr[i].name.off, *v = b + r->hdr[i].value.off;
+		size_t nl = r->hdr[i].name.len, vl = r->hdr[i].value.len;
+		if (r->authority.len > 0 && http2__is_lit(n, nl, "host"))
+			continue;
+		if (nl == 0 || http2__special(n, nl) || !http2__plain_value(v, vl))
+			return 0;
+		for (size_t k = 0; k < nl; k++)
+			if (!http2__tchar(n[k]))
+				return 0;
+		if (http2__is_lit(n, nl, "content-length")) {
+			/* One, of digits only, that no overflow can touch. */
+			if (++ncl > 1 || vl == 0 || vl > 18)
+				return 0;
+			for (size_t k = 0; k < vl; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return 0;
+				cl = cl * 10 + (size_t)(v[k] - '0');
+			}
+		}
+		need += nl + 2 + vl + 2;
+		lines++;
+	}
+	/* The framing h2_request_to_h1 adds. */
+	if (ncl == 0 && !r->end_stream) {
+		chunked = true;
+		need += sizeof("Transfer-Encoding: chunked\r\n") - 1;
+		lines++;
+	} else if (ncl == 0 && (method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH)) {
+		zero = true;
+		need += sizeof("Content-Length: 0\r\n") - 1;
+		lines++;
+	}
+	need += 2;
+	int max_lines = lim->max_headers < HTTP_MAX_HEADERS ? lim->max_headers : HTTP_MAX_HEADERS;
+	if (h->hdr_cap < max_lines)
+		max_lines = h->hdr_cap;
+	if (lines > max_lines || need > lim->max_head || need > INT32_MAX)
+		return 0;
+	if (need > cap)
+		return -(int)need;
+
+	/* The bytes h2_request_to_h1 writes, and what the parse reads in them. */
+	struct http2_w w = { out, 0 };
+	int k = 0;
+	http2__put(&w, b + r->method.off, r->method.len);
+	http2__put_lit(&w, " ");
+	h->uri = http2__put(&w, b + r->path.off, r->path.len);
+	http2__put_lit(&w, " HTTP/1.1\r\n");
+	if (r->authority.len > 0) {
+		h->hdr[k].name = http2__put_lit(&w, "Host");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put(&w, b + r->authority.off, r->authority.len);
+		http2__put_lit(&w, "\r\n");
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const uint8_t *n = b + r->hdr[i].name.off;
+		size_t nl = r->hdr[i].name.len;
+		if (r->authority.len > 0 && http2__is_lit(n, nl, "host"))
+			continue;
+		h->hdr[k].name = http2__put(&w, n, nl);
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put(&w, b + r->hdr[i].value.off, r->hdr[i].value.len);
+		http2__put_lit(&w, "\r\n");
+	}
+	if (chunked) {
+		h->hdr[k].name = http2__put_lit(&w, "Transfer-Encoding");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put_lit(&w, "chunked");
+		http2__put_lit(&w, "\r\n");
+	} else if (zero) {
+		h->hdr[k].name = http2__put_lit(&w, "Content-Length");
+		http2__put_lit(&w, ": ");
+		h->hdr[k++].value = http2__put_lit(&w, "0");
+		http2__put_lit(&w, "\r\n");
+	}
+	http2__put_lit(&w, "\r\n");
+	h->method = (uint8_t)method;
+	h->status = 0;
+	h->major = 1;
+	h->minor = 1;
+	h->nhdr = k;
+	h->head_len = w.len;
+	h->keep_alive = true;
+	h->upgrade = false;
+	h->chunked = chunked;
+	h->has_length = ncl > 0 || zero;
+	h->content_length = cl;
+	h->needs_eof = false;
+	*chunked_out = chunked;
+	*body_out = chunked || cl > 0;
+	return (int)w.len;
+}
+
 /* A new stream: its exchange, fed with the request as HTTP/1.1. */
 static void http2__request(struct http2 *h, int32_t id, const struct h2_request *req)
 {
@@ -274,15 +542,11 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	struct http2_stream *st = h->spares;
 	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
 
-	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
-		h2_reset(h->e, id, H2_REFUSED_STREAM);
-		return;
-	}
 	if (st != NULL) {
 		/* A kept one: zero again but its wiped exchange and buffers. */
 		struct http_exchange *spare = st->c.spare;
-		uint8_t *hb = st->hb, *pend = st->pend;
-		size_t hcap = st->hcap, pcap = st->pcap;
+		uint8_t *hb = st->hb, *pend = st->pend, *head = st->head;
+		size_t hcap = st->hcap, pcap = st->pcap, head_cap = st->head_cap;
 		h->spares = st->next;
 		h->nspares--;
 		memset(st, 0, offsetof(struct http2_stream, rhdr));
@@ -291,25 +555,21 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		st->hcap = hb != NULL ? hcap : 0;
 		st->pend = pend;
 		st->pcap = pend != NULL ? pcap : 0;
+		st->head = head;
+		st->head_cap = head != NULL ? head_cap : 0;
 	} else if ((st = calloc(1, sizeof(*st))) == NULL) {
 		h2_reset(h->e, id, H2_REFUSED_STREAM);
 		return;
 	}
 	st->h = h;
 	st->id = id;
+	list_init(&st->feed_link);
+	http2__want_feed(st);
 	st->next = h->streams;
 	h->streams = st;
 	h->nstreams++;
 	h->idle_deadline = 0;
 	h2_set_user(h->e, id, st);
-	struct http_limits bl = {
-		.max_head = HTTP2_RESP_HEAD_MAX,
-		.max_uri = 0,
-		.max_headers = HTTP2_RESP_HEADERS,
-	};
-	st->rh.hdr = st->rhdr;
-	st->rh.hdr_cap = HTTP2_RESP_HEADERS;
-	http_parser_init(&st->rp, HTTP_RESPONSE, &bl, &st->rh);
 
 	struct http_conn *c = &st->c;
 	c->s = s;
@@ -323,7 +583,34 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		return;
 	}
 	st->x = x;
+	h->nactive++;
 	x->start_ms = session_now(s);
+	/* The common case: the exchange's head is filled as the request's
+	   HTTP/1.1 form is written, no parse. */
+	bool body = false;
+	int dn = http2_request_head(req, &x->req.lim, st->head, st->head_cap, &x->reqh, &st->chunked,
+				    &body);
+	if (dn < 0) {
+		if (!http2__head_room(st, (size_t)-dn)) {
+			http__answer(x, 503, NULL, NULL, "out of memory");
+			return;
+		}
+		dn = http2_request_head(req, &x->req.lim, st->head, st->head_cap, &x->reqh,
+					&st->chunked, &body);
+	}
+	if (dn > 0) {
+		st->head_len = (size_t)dn;
+		http_parser_preparsed(&x->req, body);
+		http__request(x, dn);
+		return;
+	}
+	/* Anything else (another method, a bound passed, a field the parse
+	   refuses or reads a meaning in): written, then parsed, for the
+	   answers an HTTP/1.1 client would get. */
+	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
+		http__answer(x, 503, NULL, NULL, "out of memory");
+		return;
+	}
 	uint8_t *sc = h->scratch;
 	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
 	if (n < 0) {
@@ -332,10 +619,9 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		return;
 	}
 	memcpy(sc + n, "\r\n", 2);
-	/* Kept while the stream lives: only its own size (the scratch is
-	   wiped; nothing past n + 2 was written). */
-	st->head = malloc((size_t)n + 2);
-	if (st->head == NULL) {
+	/* Kept while the stream lives (the scratch is wiped; nothing past
+	   n + 2 was written). */
+	if (!http2__head_room(st, (size_t)n + 2)) {
 		secret_wipe(sc, (size_t)n + 2);
 		http__answer(x, 503, NULL, NULL, "out of memory");
 		return;
@@ -451,6 +737,122 @@ static bool http2__pend_add(struct http2_stream *st, const uint8_t *p, size_t n)
 	return true;
 }
 
+/* The response parser of st, initialised at its first use (most
+   responses take http2__head_fast and never need it). */
+static void http2__rp(struct http2_stream *st)
+{
+	struct http_limits bl = {
+		.max_head = HTTP2_RESP_HEAD_MAX,
+		.max_uri = 0,
+		.max_headers = HTTP2_RESP_HEADERS,
+	};
+
+	if (st->rp_ready)
+		return;
+	st->rh.hdr = st->rhdr;
+	st->rh.hdr_cap = HTTP2_RESP_HEADERS;
+	http_parser_init(&st->rp, HTTP_RESPONSE, &bl, &st->rh);
+	st->rp_ready = true;
+}
+
+/* Is p[0..n) lit, in any case? */
+static bool http2__ci(const uint8_t *p, size_t n, const char *lit, size_t ln)
+{
+	return n == ln && strncasecmp((const char *)p, lit, ln) == 0;
+}
+
+/*
+ * The exchange's response head, as http_rewrite_response (or a local
+ * answer's or a file's writer) made it, whole at the start of p[0..n):
+ * "HTTP/1.1 <3 digits> <reason>" CRLF, lines "<name>: <value>" CRLF, CRLF.
+ * Its lines become the engine's fields as they are, with no parse; the
+ * engine drops the connection-specific ones, as for a parsed head. Taken
+ * only for a final status whose body has no body or a Content-Length
+ * (then st->fast: the body's bytes are counted, not parsed). Returns the
+ * head's length, 0 when it is anything else (split over writes, 1xx,
+ * chunked, up to the close, a line not of that form: the parse takes
+ * it), -1 when the engine refused it.
+ */
+static int http2__head_fast(struct http2_stream *st, const struct http_exchange *x,
+			    const uint8_t *p, size_t n)
+{
+	struct h2_field f[HTTP2_RESP_HEADERS];
+	const uint8_t *end = p + n, *q;
+	size_t nf = 0;
+	uint64_t cl = 0;
+	int ncl = 0;
+
+	if (n < 16 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[12] != ' ' || p[9] < '2' ||
+	    p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
+		return 0;
+	int status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	q = memchr(p + 13, '\r', (size_t)(end - p - 13));
+	if (q == NULL || end - q < 2 || q[1] != '\n')
+		return 0;
+	for (q += 2;;) {
+		if (end - q < 2)
+			return 0;
+		if (q[0] == '\r') {
+			if (q[1] != '\n')
+				return 0;
+			q += 2;
+			break;
+		}
+		const uint8_t *cr = memchr(q, '\r', (size_t)(end - q));
+		if (cr == NULL || end - cr < 2 || cr[1] != '\n' || memchr(q, '\n', (size_t)(cr - q)))
+			return 0;
+		const uint8_t *colon = memchr(q, ':', (size_t)(cr - q));
+		if (colon == NULL || colon == q || cr - colon < 2 || colon[1] != ' ' ||
+		    nf == HTTP2_RESP_HEADERS)
+			return 0;
+		size_t nl = (size_t)(colon - q), vl = (size_t)(cr - colon - 2);
+		const uint8_t *v = colon + 2;
+		if (http2__ci(q, nl, "transfer-encoding", 17))
+			return 0;
+		if (http2__ci(q, nl, "content-length", 14)) {
+			if (++ncl > 1 || vl == 0 || vl > 18)
+				return 0;
+			for (size_t k = 0; k < vl; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return 0;
+				cl = cl * 10 + (uint64_t)(v[k] - '0');
+			}
+		}
+		f[nf++] = (struct h2_field){ (const char *)q, nl, (const char *)v, vl };
+		q = cr + 2;
+	}
+	/* RFC 9112 6.3: no body after HEAD, 204 or 304. */
+	bool body;
+	if (x->is_head || status == 204 || status == 304)
+		body = false;
+	else if (ncl > 0)
+		body = cl > 0;
+	else
+		return 0;
+	if (h2_respond(st->h->e, st->id, status, f, nf, !body) < 0)
+		return -1;
+	st->responded = true;
+	if (body) {
+		st->fast = true;
+		st->left = cl;
+	} else {
+		st->body_done = st->ended = true;
+	}
+	return (int)(q - p);
+}
+
+/* Body bytes of a length-framed response: to the engine at once while
+   nothing waits before them, the rest to the pending buffer. */
+static bool http2__body_direct(struct http2_stream *st, const uint8_t *p, size_t n)
+{
+	if (st->plen == 0 && !st->ended) {
+		size_t k = h2_send_data(st->h->e, st->id, p, n);
+		p += k;
+		n -= k;
+	}
+	return n == 0 || http2__pend_add(st, p, n);
+}
+
 /* The response head is complete in st->hb: to the engine. */
 static bool http2__respond(struct http2_stream *st)
 {
@@ -481,8 +883,19 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 
 	while (n > 0 && !st->ended && !st->body_done) {
 		if (!st->responded) {
+			if (st->hlen == 0) {
+				int r = http2__head_fast(st, x, p, n);
+				if (r < 0)
+					goto fail;
+				if (r > 0) {
+					p += r;
+					n -= (size_t)r;
+					continue;
+				}
+			}
 			/* Gather the head (the exchange may write it in pieces).
 			   A response to HEAD has no body, whatever it says. */
+			http2__rp(st);
 			if (st->hlen == 0 && x->is_head)
 				http_parser_no_body(&st->rp);
 			size_t room = HTTP2_RESP_HEAD_MAX - st->hlen;
@@ -529,6 +942,16 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 			st->hlen = st->hmax = 0;
 			continue;
 		}
+		if (st->fast) {
+			/* Bytes past the length are not this response's. */
+			size_t k = n < st->left ? n : (size_t)st->left;
+			if (!http2__body_direct(st, p, k))
+				goto fail;
+			st->left -= k;
+			if (st->left == 0)
+				st->body_done = true;
+			break;
+		}
 		/* Body bytes, framing removed (in a copy: data is the caller's). */
 		size_t at = st->plen;
 		if (!http2__pend_add(st, p, n))
@@ -544,18 +967,20 @@ void http2__out(struct http_exchange *x, const void *data, size_t n)
 		break;
 	}
 	http2__flush(st);
+	http2__want_feed(st);
 	return;
 fail:
 	session_log(x->s, LOG_INFO, "HTTP/2 stream %d: response not sendable", (int)st->id);
 	h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
 	st->ended = true;
+	http2__want_feed(st);
 }
 
 void http2__finish(struct http_exchange *x)
 {
 	struct http2_stream *st = http2__of(x);
 
-	st->x_over = true;
+	http2__over(st);
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	if (!st->responded && !st->ended) {
@@ -564,7 +989,7 @@ void http2__finish(struct http_exchange *x)
 		return;
 	}
 	/* A body that ends with the connection (no length): it ends here. */
-	if (!st->body_done)
+	if (!st->body_done && st->rp_ready)
 		(void)http_parse_eof(&st->rp);
 	http2__flush(st);
 }
@@ -577,7 +1002,7 @@ void http2__close(struct http_exchange *x, const char *why)
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
 	http__backend_drop(x, false);
-	st->x_over = true;
+	http2__over(st);
 	if (!st->ended)
 		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
 	st->ended = true;
@@ -597,6 +1022,8 @@ static void http2__event(struct http2 *h, const struct h2_event *ev)
 			http2__request(h, ev->id, ev->req);
 		return;
 	case H2_EV_BODY:
+		if (st != NULL)
+			http2__want_feed(st);
 		if (st != NULL && st->x != NULL && st->x->phase == HTTP_X_FORWARD &&
 		    st->c.body == st->x)
 			http__forward_body(st->x);
@@ -622,43 +1049,78 @@ static void http2__event(struct http2 *h, const struct h2_event *ev)
 	}
 }
 
-/* Streams that gained room: their pending bytes, then their exchange
-   goes on (as client_written does for HTTP/1.1); request bodies of
-   answered streams are dropped so the client's window reopens. */
+/* One stream of http2__feed: its pending bytes, then its exchange goes
+   on (as client_written does for HTTP/1.1); the request body of an
+   answered stream is dropped so the client's window reopens. True when
+   something moved; *again_out: it stays on the list (bytes still pending,
+   an exchange still held back). */
+static bool http2__feed_one(struct http2 *h, struct http2_stream *st, size_t hw, bool *again_out)
+{
+	struct http_exchange *x = st->x;
+	size_t before = st->plen;
+	bool was_ended = st->ended;
+	bool moved = false;
+
+	http2__flush(st);
+	if (st->plen != before || st->ended != was_ended)
+		moved = true;
+	if (x != NULL && !st->x_over && st->plen <= hw / 2 &&
+	    (before > 0 || (x->phase == HTTP_X_FORWARD && x->in != NULL) ||
+	     (x->phase == HTTP_X_FILE && http__file_ready(x)))) {
+		if (x->phase == HTTP_X_FILE)
+			http__file_written(x);
+		else if (x->phase == HTTP_X_FORWARD)
+			http__process_backend(x);
+		moved = true;
+	}
+	if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
+	    st->c.body == NULL) {
+		const uint8_t *d;
+		bool end;
+		size_t n = h2_body_peek(h->e, st->id, &d, &end);
+		if (n > 0) {
+			h2_body_consume(h->e, st->id, n);
+			moved = true;
+		}
+	}
+	*again_out = st->plen > 0 ||
+		     (x != NULL && !st->x_over &&
+		      (x->phase == HTTP_X_FILE || (x->phase == HTTP_X_FORWARD && x->in != NULL)));
+	return moved;
+}
+
+/* The streams on h->feed (each taken off, put back while it still has
+   work; what they do may put themselves or others back on). */
 static bool http2__feed(struct http2 *h)
 {
 	size_t hw = h->s->conf->limits.relay_high_water;
+	struct list todo;
 	bool moved = false;
 
-	for (struct http2_stream *st = h->streams; st != NULL && !h->s->closed;) {
-		struct http2_stream *next = st->next;
-		struct http_exchange *x = st->x;
-		size_t before = st->plen;
-		bool was_ended = st->ended;
-
-		http2__flush(st);
-		if (st->plen != before || st->ended != was_ended)
-			moved = true;
-		if (x != NULL && !st->x_over && st->plen <= hw / 2 &&
-		    (before > 0 || (x->phase == HTTP_X_FORWARD && x->in != NULL) ||
-		     (x->phase == HTTP_X_FILE && http__file_ready(x)))) {
-			if (x->phase == HTTP_X_FILE)
-				http__file_written(x);
-			else if (x->phase == HTTP_X_FORWARD)
-				http__process_backend(x);
-			moved = true;
-		}
-		if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
-		    st->c.body == NULL) {
-			const uint8_t *d;
-			bool end;
-			size_t n = h2_body_peek(h->e, st->id, &d, &end);
-			if (n > 0) {
-				h2_body_consume(h->e, st->id, n);
-				moved = true;
-			}
-		}
-		st = next;
+	if (list_empty(&h->feed))
+		return false;
+	/* The list moves to todo whole: streams put on h->feed meanwhile wait
+	   for the next round. */
+	todo.next = h->feed.next;
+	todo.prev = h->feed.prev;
+	todo.next->prev = &todo;
+	todo.prev->next = &todo;
+	list_init(&h->feed);
+	struct list *l;
+	while (!h->s->closed && (l = list_first(&todo)) != NULL) {
+		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
+		bool again = false;
+		list_remove(&st->feed_link);
+		moved |= http2__feed_one(h, st, hw, &again);
+		if (again)
+			http2__want_feed(st);
+	}
+	/* Left over (the session closed): back on the list, not on this
+	   stack frame's. */
+	while ((l = list_first(&todo)) != NULL) {
+		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
+		list_remove(&st->feed_link);
+		http2__want_feed(st);
 	}
 	return moved;
 }
@@ -796,29 +1258,29 @@ struct http_exchange *http2__lookup_next(struct http_conn *c)
 
 void http2__arm(struct http_conn *c)
 {
-	struct http2 *h = c->h2;
 	struct session *s = c->s;
-	uint64_t t = h != NULL ? h->idle_deadline : 0;
+	struct http_conn *top = http__of(s);
+	struct http2 *h = top != NULL ? top->h2 : NULL;
 
 	if (h == NULL || s->closed || s->finishing)
 		return;
-	bool active = false;
-	for (struct http2_stream *st = h->streams; st != NULL; st = st->next) {
-		struct http_exchange *x = st->x;
-		if (x != NULL && !st->x_over)
-			active = true;
-		if (x != NULL && x->deadline_ms != 0 && (t == 0 || x->deadline_ms < t))
-			t = x->deadline_ms;
+	if (c->h2s != NULL) {
+		/* A stream's exchange set its deadline: noted, no scan. */
+		struct http_exchange *x = c->h2s->x;
+		if (x != NULL && x->deadline_ms != 0 && (h->xmin == 0 || x->deadline_ms < h->xmin))
+			h->xmin = x->deadline_ms;
+		if (h->pumping)
+			return; /* the pump arms the timer when it ends */
 	}
 	/* Streams whose answers are done but that the client keeps open
 	   (it never ends its request, or never reads the rest) wait no
 	   longer than an idle connection. */
-	if (!active && h->idle_deadline == 0) {
+	if (h->nactive == 0 && h->idle_deadline == 0)
 		h->idle_deadline = session_now(s) +
 				   (uint64_t)(s->conf->http.keepalive_timeout * 1000.0 + 0.5);
-		if (t == 0 || h->idle_deadline < t)
-			t = h->idle_deadline;
-	}
+	uint64_t t = h->idle_deadline;
+	if (h->xmin != 0 && (t == 0 || h->xmin < t))
+		t = h->xmin;
 	if (t == 0)
 		return;
 	uint64_t now = session_now(s);
@@ -858,11 +1320,19 @@ void http2__timeout(struct http_conn *c)
 			session_finish(s, "keep-alive timeout");
 		return;
 	}
-	/* Each deadline that passed ends its own stream's exchange. */
+	/* Each deadline that passed ends its own stream's exchange; the
+	   earliest of the others is what the timer waits for next (those
+	   set meanwhile lower it again through http2__arm). */
+	h->xmin = 0;
 	for (struct http2_stream *st = h->streams; st != NULL && !s->closed; st = st->next) {
 		struct http_exchange *x = st->x;
-		if (x == NULL || st->x_over || x->deadline_ms == 0 || x->deadline_ms > now)
+		if (x == NULL || st->x_over || x->deadline_ms == 0)
 			continue;
+		if (x->deadline_ms > now) {
+			if (h->xmin == 0 || x->deadline_ms < h->xmin)
+				h->xmin = x->deadline_ms;
+			continue;
+		}
 		x->deadline_ms = 0;
 		http__exchange_timeout(x);
 	}

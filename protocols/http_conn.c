@@ -21,7 +21,7 @@ void http__arm(struct http_conn *c)
 	if (s->closed || s->finishing)
 		return;
 	if (c->h2s != NULL || c->h2 != NULL) {
-		http2__arm(http__of(s));
+		http2__arm(c);
 		return;
 	}
 	if (c->release_ms != 0 && (t == 0 || c->release_ms < t))

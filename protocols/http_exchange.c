@@ -275,12 +275,12 @@ void http__resolve(struct http_exchange *x, bool bypass)
 	x->deadline_ms = session_now(x->s) + (uint64_t)(x->read_timeout * 1000.0 + 0.5);
 	if ((c->lookup != NULL && c->lookup != x) || c->lookup_orphan) {
 		x->lookup_wait = true; /* the session runs one lookup at a time */
-		http__arm(c);
+		http__arm(x->conn); /* x's own: an HTTP/2 stream's notes its deadline */
 		return;
 	}
 	c->lookup = x;
 	session_resolve(x->s, &q);
-	http__arm(c);
+	http__arm(x->conn);
 }
 
 void http__route_done(struct http_exchange *x, const struct route *r)

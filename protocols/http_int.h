@@ -299,6 +299,7 @@ void http__close(struct http_exchange *x, const char *why);
 
 struct http2;
 struct http2_stream;
+struct h2_request;
 
 /* Start HTTP/2 on c (ALPN said "h2"): 0, or -1 (no memory). */
 int http2__start(struct http_conn *c);
@@ -316,7 +317,8 @@ void http2__drain(struct http_conn *c);
 void http2__pump(struct http_conn *c);
 /* http2__pump when s speaks HTTP/2 (and is not closed). */
 void http2__after(struct session *s);
-/* Arm the session's timer at the earliest deadline of all streams. */
+/* Arm the session's timer at the earliest deadline of all streams (c: the
+   session's connection, or a stream's whose exchange set its deadline). */
 void http2__arm(struct http_conn *c);
 /* The next exchange waiting for the session's lookup, or NULL. */
 struct http_exchange *http2__lookup_next(struct http_conn *c);
@@ -326,6 +328,21 @@ void http2__out(struct http_exchange *x, const void *p, size_t n);
 size_t http2__queued(const struct http_exchange *x);
 void http2__finish(struct http_exchange *x);
 void http2__close(struct http_exchange *x, const char *why);
+/*
+ * The exchange's head of an HTTP/2 request, with no parse: writes into
+ * out the bytes h2_request_to_h1 writes (and the final CRLF) and fills h
+ * (hdr: room for hdr_cap lines) as http_parse_head with limits lim would
+ * from them; *chunked_out as h2_request_to_h1 sets it, *body_out: a body
+ * follows. Returns the head's length; -n when out's cap is under the n
+ * bytes needed; 0 when the request is not a plain one (a method not
+ * listed, the target not an origin-form path of visible ASCII, a bound
+ * passed, Transfer-Encoding, Connection, Proxy-Connection or Upgrade, a
+ * Content-Length not one of digits, a value with a control byte but TAB,
+ * DEL or whitespace at an end, a name not a token): the caller then writes the
+ * head and parses it, for the answers an HTTP/1.1 client gets.
+ */
+int http2_request_head(const struct h2_request *r, const struct http_limits *lim, uint8_t *out,
+		       size_t cap, struct http_head *h, bool *chunked_out, bool *body_out);
 /* Send request body bytes of stream x to its backend; true when the
    body ended (x->req_done follows). Returns the bytes sent. */
 long http2__body_step(struct http_exchange *x, bool *done_out);

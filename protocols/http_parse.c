@@ -312,6 +312,12 @@ void http_parser_no_body(struct http_parser *p)
 	p->no_body = true;
 }
 
+void http_parser_preparsed(struct http_parser *p, bool body)
+{
+	p->state = body ? HP_BODY : HP_DONE;
+	p->fed = p->h->head_len;
+}
+
 /* After the head: does a body follow, by the framing rules of RFC 9112 §6? */
 static bool hp__has_body(const struct http_parser *p)
 {

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
+#include <stdio.h>
 
 #include "gh_harness.h"
 
@@ -127,6 +129,240 @@ Test(session_http2, streams_are_relayed_to_the_http11_backend)
 		cr_assert(k >= 1 && (fl & 1), "DATA ending stream %u (flags %d, %d frames)", sid, fl, k);
 	}
 	cr_assert_eq(gh_conn_close(&c), 0, "session freed, no handle or buffer left");
+}
+
+/* The :status of the (first) HEADERS frame on sid, decoding every header
+   block the client read in order (HPACK state); -1: none. */
+static int status_on(uint32_t sid)
+{
+	const uint8_t *p = c.out.p;
+	size_t n = c.out.len, at = 0;
+	nghttp2_hd_inflater *inf;
+	int status = -1;
+
+	cr_assert_eq(nghttp2_hd_inflate_new(&inf), 0);
+	while (at + 9 <= n) {
+		size_t len = (size_t)p[at] << 16 | (size_t)p[at + 1] << 8 | p[at + 2];
+		uint32_t id = ((uint32_t)p[at + 5] << 24 | (uint32_t)p[at + 6] << 16 |
+			       (uint32_t)p[at + 7] << 8 | p[at + 8]) & 0x7fffffff;
+		if (at + 9 + len > n)
+			break;
+		if (p[at + 3] == 1) {
+			const uint8_t *b = p + at + 9;
+			size_t left = len;
+			for (;;) {
+				nghttp2_nv nv;
+				int fl = 0;
+				ssize_t r = nghttp2_hd_inflate_hd2(inf, &nv, &fl, b, left, 1);
+				cr_assert_geq(r, 0, "HPACK");
+				b += r;
+				left -= (size_t)r;
+				if ((fl & NGHTTP2_HD_INFLATE_EMIT) && id == sid && status < 0 &&
+				    nv.namelen == 7 && memcmp(nv.name, ":status", 7) == 0)
+					status = atoi((const char *)nv.value);
+				if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+					nghttp2_hd_inflate_end_headers(inf);
+					break;
+				}
+				if (r == 0 && left == 0)
+					break;
+			}
+		}
+		at += 9 + len;
+	}
+	nghttp2_hd_inflate_del(inf);
+	return status;
+}
+
+static size_t preface(uint8_t *o)
+{
+	static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+	memcpy(o, pre, sizeof(pre) - 1);
+	return sizeof(pre) - 1 + frame(o + sizeof(pre) - 1, 4, 0, 0, NULL, 0);
+}
+
+/*
+ * The backend gets exactly the HTTP/1.1 head of the stream's request
+ * (made with no parse): Host from :authority (a host header that says
+ * otherwise dropped), the cookie fields joined in the place of the
+ * first, the other fields as sent, then gatehouse's own.
+ */
+Test(session_http2, the_backend_gets_exactly_the_request_head)
+{
+	uint8_t out[2048], blk[512];
+	size_t n = preface(out), b = 0;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	b += lit(blk + b, ":method", "GET");
+	b += lit(blk + b, ":scheme", "https");
+	b += lit(blk + b, ":authority", "mail.a.test");
+	b += lit(blk + b, ":path", "/x?y=1");
+	b += lit(blk + b, "host", "other.test");
+	b += lit(blk + b, "cookie", "a=1");
+	b += lit(blk + b, "user-agent", "t/1");
+	b += lit(blk + b, "cookie", "b=2");
+	b += lit(blk + b, "x-forwarded-for", "10.9.9.9");
+	n += frame(out + n, 1, 0x5, 1, blk, b);
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_str_eq(BSENT, "GET /x?y=1 HTTP/1.1\r\nHost: mail.a.test\r\ncookie: a=1; b=2\r\n"
+				"user-agent: t/1\r\nX-Forwarded-For: 127.0.0.1\r\n"
+				"X-Real-IP: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+				"Connection: keep-alive\r\n\r\n");
+	cr_assert_eq(status_on(1), 200);
+	cr_assert_eq(gh_conn_close(&c), 0);
+}
+
+/* A body without a length goes chunked; the head says so. */
+Test(session_http2, a_body_without_a_length_goes_chunked)
+{
+	uint8_t out[2048], blk[512];
+	size_t n = preface(out), b = 0;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	b += lit(blk + b, ":method", "POST");
+	b += lit(blk + b, ":scheme", "https");
+	b += lit(blk + b, ":authority", "mail.a.test");
+	b += lit(blk + b, ":path", "/p");
+	n += frame(out + n, 1, 0x4, 1, blk, b);
+	n += frame(out + n, 0, 0x1, 1, "hello", 5);
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_str_eq(BSENT, "POST /p HTTP/1.1\r\nHost: mail.a.test\r\n"
+				"Transfer-Encoding: chunked\r\nX-Forwarded-For: 127.0.0.1\r\n"
+				"X-Real-IP: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+				"Connection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+	cr_assert_eq(gh_conn_close(&c), 0);
+}
+
+/*
+ * Bounds as for HTTP/1.1: http.max_headers (100) regular fields pass the
+ * engine, but with Host the head has 101 lines: 431, as an HTTP/1.1
+ * client sending them gets, and nothing reaches the backend; 99 pass.
+ */
+Test(session_http2, header_lines_past_max_headers_get_431)
+{
+	static uint8_t out[8192], blk[4096];
+
+	for (int nh = 99; nh <= 100; nh++) {
+		size_t n = preface(out), b = 0;
+		cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+		b += lit(blk + b, ":method", "GET");
+		b += lit(blk + b, ":scheme", "https");
+		b += lit(blk + b, ":authority", "mail.a.test");
+		b += lit(blk + b, ":path", "/h");
+		for (int i = 0; i < nh; i++) {
+			char name[8];
+			snprintf(name, sizeof(name), "x-%02d", i);
+			b += lit(blk + b, name, "v");
+		}
+		n += frame(out + n, 1, 0x5, 1, blk, b);
+		gh_send(&c, out, n, 0);
+		gh_settle(&c, 50);
+		if (nh == 99) {
+			cr_assert_not_null(strstr(BSENT, "GET /h HTTP/1.1\r\n"), "%s", BSENT);
+			cr_assert_eq(status_on(1), 200);
+		} else {
+			cr_assert_eq(c.bsent.len, 0, "%s", BSENT);
+			cr_assert_eq(status_on(1), 431);
+		}
+		cr_assert_eq(gh_conn_close(&c), 0);
+		memset(&c, 0, sizeof(c));
+	}
+}
+
+/* The DATA bytes the client read on sid, into out (NUL-terminated). */
+static size_t data_on(uint32_t sid, char *out, size_t cap)
+{
+	const uint8_t *p = c.out.p;
+	size_t n = c.out.len, at = 0, got = 0;
+
+	while (at + 9 <= n) {
+		size_t len = (size_t)p[at] << 16 | (size_t)p[at + 1] << 8 | p[at + 2];
+		uint32_t id = ((uint32_t)p[at + 5] << 24 | (uint32_t)p[at + 6] << 16 |
+			       (uint32_t)p[at + 7] << 8 | p[at + 8]) & 0x7fffffff;
+		if (at + 9 + len > n)
+			break;
+		if (p[at + 3] == 0 && id == sid && got + len < cap) {
+			memcpy(out + got, p + at + 9, len);
+			got += len;
+		}
+		at += 9 + len;
+	}
+	out[got] = 0;
+	return got;
+}
+
+static int ndata; /* DATA frames of the last answered() */
+
+/* One GET on stream 1 answered by the backend with resp (written in two
+   pieces, split at cut); the client's status and body. */
+static int answered(const char *method, const char *resp, size_t cut, char *body, size_t cap)
+{
+	uint8_t out[1024], blk[256];
+	size_t n = preface(out), b = 0;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	c.backend_auto = false;
+	b += lit(blk + b, ":method", method);
+	b += lit(blk + b, ":scheme", "https");
+	b += lit(blk + b, ":authority", "mail.a.test");
+	b += lit(blk + b, ":path", "/r");
+	n += frame(out + n, 1, 0x5, 1, blk, b);
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_not_null(strstr(BSENT, "/r HTTP/1.1\r\n"), "%s", BSENT);
+	gh_backend_send(&c, resp, cut);
+	gh_settle(&c, 20);
+	gh_backend_send(&c, resp + cut, strlen(resp) - cut);
+	gh_settle(&c, 50);
+	int st = status_on(1);
+	int k;
+	int fl = frames_on(0, 1, &k);
+	data_on(1, body, cap);
+	ndata = k;
+	cr_assert(k == 0 || (fl & 1), "the last DATA ends the stream");
+	if (k == 0)
+		cr_assert(frames_on(1, 1, &k) & 1, "HEADERS end the stream");
+	cr_assert_eq(gh_conn_close(&c), 0);
+	memset(&c, 0, sizeof(c));
+	return st;
+}
+
+/*
+ * Responses reach the client whatever their framing and however the
+ * backend's writes split them: a length-framed body (its head taken
+ * line by line, the body counted), chunked (parsed, de-chunked), none
+ * (204, HEAD), bytes past the length dropped.
+ */
+Test(session_http2, responses_of_every_framing)
+{
+	static const char cl[] = "HTTP/1.1 200 OK\r\nSet-Cookie: a=b; Secure\r\nContent-Length: 11\r\n"
+				 "X-A: 1\r\n\r\nhello world";
+	char body[256];
+
+	for (size_t cut = 1; cut < sizeof(cl) - 1; cut += 13) {
+		cr_assert_eq(answered("GET", cl, cut, body, sizeof(body)), 200, "cut %zu", cut);
+		cr_assert_str_eq(body, "hello world", "cut %zu", cut);
+	}
+	cr_assert_eq(answered("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 40, body,
+			      sizeof(body)),
+		     200);
+	cr_assert_str_eq(body, "hello world");
+	cr_assert_eq(answered("GET", "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!extra",
+			      44, body, sizeof(body)),
+		     404);
+	cr_assert_str_eq(body, "no!");
+	cr_assert_eq(answered("GET", "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", 10, body,
+			      sizeof(body)),
+		     204);
+	cr_assert_eq(ndata, 0, "no DATA after 204");
+	cr_assert_eq(answered("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", 10, body,
+			      sizeof(body)),
+		     200);
+	cr_assert_eq(ndata, 0, "no DATA after a response to HEAD");
 }
 
 /*
