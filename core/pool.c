@@ -2,7 +2,9 @@
  * pool.c - fixed-size buffers from a per-worker free list.
  *
  * Steady-state relaying takes and returns buffers here and never calls
- * malloc. The free list is capped so a burst does not pin memory forever.
+ * malloc. The free lists are capped so a burst does not pin memory forever.
+ * Bulk buffers (pbuf_get_big) have a free list of their own; pbuf_put tells
+ * them apart by their capacity.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +19,34 @@ void pool_init(struct pool *p, uint32_t size, size_t max_free)
 	p->max_free = max_free;
 	p->size = size;
 	p->outstanding = 0;
+	/* Bulk buffers: 4 x the size (64 KiB for 16 KiB relay buffers), not
+	   above POOL_BIG_MAX and never below the size itself. */
+	uint64_t big = (uint64_t)size * POOL_BIG_FACTOR;
+	if (big > POOL_BIG_MAX)
+		big = POOL_BIG_MAX;
+	if (big < size)
+		big = size;
+	p->big_size = (uint32_t)big;
+	p->big_free = NULL;
+	p->nbig_free = 0;
+	p->max_big_free = max_free / POOL_BIG_FACTOR > 0 ? max_free / POOL_BIG_FACTOR : 1;
+	p->big_outstanding = 0;
+}
+
+static void pool__free_list(struct pbuf **head, size_t *n)
+{
+	while (*head) {
+		struct pbuf *b = *head;
+		*head = b->next;
+		free(b);
+	}
+	*n = 0;
 }
 
 void pool_destroy(struct pool *p)
 {
-	while (p->free) {
-		struct pbuf *b = p->free;
-		p->free = b->next;
-		free(b);
-	}
-	p->nfree = 0;
+	pool__free_list(&p->free, &p->nfree);
+	pool__free_list(&p->big_free, &p->nbig_free);
 }
 
 static struct pbuf *pbuf__new(struct pool *p, size_t cap)
@@ -39,15 +59,16 @@ static struct pbuf *pbuf__new(struct pool *p, size_t cap)
 	return b;
 }
 
-struct pbuf *pbuf_get(struct pool *p)
+/* A buffer from the list (free, nfree), or a new one of cap bytes. */
+static struct pbuf *pool__take(struct pool *p, struct pbuf **free_, size_t *nfree, uint32_t cap)
 {
-	struct pbuf *b = p->free;
+	struct pbuf *b = *free_;
 
 	if (b != NULL) {
-		p->free = b->next;
-		p->nfree--;
+		*free_ = b->next;
+		(*nfree)--;
 	} else {
-		b = pbuf__new(p, p->size);
+		b = pbuf__new(p, cap);
 		if (b == NULL)
 			return NULL;
 	}
@@ -57,6 +78,21 @@ struct pbuf *pbuf_get(struct pool *p)
 	b->off = 0;
 	b->len = 0;
 	b->wipe = false;
+	return b;
+}
+
+struct pbuf *pbuf_get(struct pool *p)
+{
+	return pool__take(p, &p->free, &p->nfree, p->size);
+}
+
+struct pbuf *pbuf_get_big(struct pool *p)
+{
+	if (p->big_size == p->size)
+		return pbuf_get(p);
+	struct pbuf *b = pool__take(p, &p->big_free, &p->nbig_free, p->big_size);
+	if (b != NULL)
+		p->big_outstanding++;
 	return b;
 }
 
@@ -107,11 +143,19 @@ void pbuf_put(struct pbuf *b)
 		return;
 	}
 	p->outstanding--;
-	if (p->nfree >= p->max_free) {
+	struct pbuf **free_ = &p->free;
+	size_t *nfree = &p->nfree, max = p->max_free;
+	if (b->cap != p->size) {
+		p->big_outstanding--;
+		free_ = &p->big_free;
+		nfree = &p->nbig_free;
+		max = p->max_big_free;
+	}
+	if (*nfree >= max) {
 		free(b);
 		return;
 	}
-	b->next = p->free;
-	p->free = b;
-	p->nfree++;
+	b->next = *free_;
+	*free_ = b;
+	(*nfree)++;
 }

@@ -24,10 +24,16 @@ int stream_init(struct stream *st, uv_loop_t *loop, struct pool *pool, void *own
 	return uv_tcp_init(loop, &st->tcp);
 }
 
+/*
+ * A buffer for the next socket read: a pool buffer, or a bulk one (4 x as
+ * large) when the last read filled a pool buffer. Bulk transfers then take
+ * a quarter of the read system calls, and each read hands the other side
+ * (a TLS stream: four full records, one writev) four times the bytes.
+ */
 static void stream__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct stream *st = h->data;
-	struct pbuf *b = pbuf_get(st->pool);
+	struct pbuf *b = st->bulk ? pbuf_get_big(st->pool) : pbuf_get(st->pool);
 
 	if (b == NULL) {
 		buf->base = NULL;
@@ -43,6 +49,8 @@ static void stream__read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	struct stream *st = h->data;
 	struct pbuf *b = buf->base ? pbuf_of(buf->base) : NULL;
 
+	if (nread > 0)
+		st->bulk = (size_t)nread >= st->pool->size;
 	if (nread > 0 && st->tls) {
 		/* The buffer itself joins the TLS input: no copy. */
 		b->off = 0;

@@ -49,20 +49,36 @@ struct pbuf {
 	uint8_t data[];
 };
 
-/* A per-worker free list of buffers of one size. Not thread-safe. */
+/*
+ * A per-worker free list of buffers of one size, and one of bulk buffers
+ * (POOL_BIG_FACTOR times that size, at most POOL_BIG_MAX bytes) for
+ * streams reading in bulk. Not thread-safe.
+ */
 struct pool {
 	struct pbuf *free;
 	size_t nfree;
 	size_t max_free;       /* keep at most this many idle buffers */
 	uint32_t size;         /* data bytes per buffer */
-	size_t outstanding;    /* buffers handed out and not yet returned */
+	size_t outstanding;    /* buffers handed out and not yet returned (both sizes) */
+	struct pbuf *big_free; /* bulk buffers: big_size bytes each */
+	size_t nbig_free;
+	size_t max_big_free;   /* max_free / POOL_BIG_FACTOR, at least 1 */
+	uint32_t big_size;
+	size_t big_outstanding;
 };
+
+#define POOL_BIG_FACTOR 4
+#define POOL_BIG_MAX 262144
 
 void pool_init(struct pool *p, uint32_t size, size_t max_free);
 void pool_destroy(struct pool *p);
 
 /* A buffer with cap == pool size, off = len = 0. NULL when out of memory. */
 struct pbuf *pbuf_get(struct pool *p);
+/* A bulk buffer (cap == p->big_size): a read that fills a pool buffer is
+   followed by one read into this, so bulk transfers cost a quarter of the
+   system calls. NULL when out of memory. */
+struct pbuf *pbuf_get_big(struct pool *p);
 /* A buffer holding at least n bytes: from the pool when it fits, else malloc. */
 struct pbuf *pbuf_get_size(struct pool *p, size_t n);
 /*
@@ -98,6 +114,7 @@ struct stream {
 	struct pbuf *held;            /* written while one was out: goes next, merged */
 	uv_shutdown_t shutdown_req;
 	bool reading;
+	bool bulk;                    /* the last read filled a pool buffer: read into a big one */
 	bool shut;                    /* shutdown requested */
 	bool closing;
 

@@ -941,7 +941,9 @@ size_t gh_client_queued(struct gh_conn *c)
 
 size_t gh_pool_bytes(struct gh_conn *c)
 {
-	return c->e->w.pool.outstanding * c->e->w.pool.size;
+	const struct pool *p = &c->e->w.pool;
+
+	return (p->outstanding - p->big_outstanding) * p->size + p->big_outstanding * p->big_size;
 }
 
 int gh_conn_close(struct gh_conn *c)
