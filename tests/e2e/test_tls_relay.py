@@ -11,14 +11,13 @@ that a session that went idle after a bulk transfer relays small
 exchanges both ways again.
 """
 
-import hashlib
 import socket
 import threading
 import time
 
 import pytest
 
-from test_splice import HandoverBackend, pattern, readline_raw
+from test_splice import HandoverBackend, pattern, readline_raw, recv_exact
 from test_tls import certs, client_ctx, tls_group  # noqa: F401 (fixture)
 from h2raw import rss_kib, rss_meaningful
 from ghtest import free_port
@@ -53,17 +52,9 @@ def tls_login(gh, be):
     return c, conn
 
 
-def recv_hash(sock, n, timeout=60.0):
-    sock.settimeout(timeout)
-    h = hashlib.sha256()
-    got = 0
-    while got < n:
-        chunk = sock.recv(min(1 << 20, n - got))
-        if not chunk:
-            raise AssertionError("EOF after %d of %d bytes" % (got, n))
-        h.update(chunk)
-        got += len(chunk)
-    return h.hexdigest()
+def recv_hash(sock, n):
+    """The sha256 of the next n bytes (60 s: 50 MB through TLS on a loaded machine)."""
+    return recv_exact(sock, n, timeout=60.0)
 
 
 # Write sizes around the pool buffer (16 KiB), the bulk buffer (64 KiB) and
