@@ -12,18 +12,8 @@ import os
 import time
 
 from httpstore import HttpClient
-from test_http_locations import group, start  # noqa: F401 (fixtures)
-
-VALID = 1.0
-
-
-def mem_gh(http_gh, group, root, **http):  # noqa: F811
-    g = group(1)
-    settings = {"open_file_cache_valid": VALID}
-    settings.update(http)
-    return start(http_gh, [{"name": "api", "servers": [g[0].address]}],
-                 [{"match": "^~ /static/", "root": str(root), "rewrite_prefix": "/"},
-                  {"match": "/", "upstream": "api"}], http=settings)
+from test_http_locations import group  # noqa: F401 (fixtures)
+from test_http_static_cache import VALID, cache_gh as mem_gh  # noqa: F401 (same listener)
 
 
 def rewrite_in_place(path, data):
