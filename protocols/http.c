@@ -88,15 +88,13 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->start_ms = 0;
 	x->status = 0;
 	if (x->fwd != NULL) {
-		/* An idle connection keeps no copy of the last head (cookies).
-		   All of the block, not fwd_len: the wipe must not depend on
-		   knowing how far a rewrite got. */
-		secret_wipe(x->fwd, x->fwd_cap);
-		free(x->fwd);
-		x->fwd = NULL;
-		x->fwd_cap = 0;
+		/* An idle connection keeps no copy of the last head (cookies);
+		   the block itself is kept for the next request. fwd_dirty
+		   covers all that may have been written, a failed rewrite's
+		   partial bytes included. */
+		secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
 	}
-	x->fwd_len = 0;
+	x->fwd_len = x->fwd_dirty = 0;
 	http__backend_drop(x, false);
 	http__file_drop(x);
 	http__z_end(x);
@@ -135,8 +133,8 @@ void http__exchange_destroy(struct http_exchange *x)
 	}
 	session_hbuf_put(x->hbuf, x->hcap, x->hused);
 	if (x->fwd) {
-		/* It may hold Authorization and cookies. */
-		secret_wipe(x->fwd, x->fwd_cap);
+		/* It may hold Authorization and cookies (what was written). */
+		secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
 		free(x->fwd);
 	}
 	free(x->local);

@@ -113,9 +113,13 @@ struct http_exchange {
 
 	/* The rewritten request head, kept until the response starts so a
 	   request that met a stale pooled connection can be sent again. It
-	   may hold Authorization and cookies: wiped whole when freed. */
+	   may hold Authorization and cookies. The block stays with the
+	   exchange (and its spare) between requests; what may have been
+	   written of it (fwd_dirty: the longest head, or all of it after a
+	   rewrite that failed part way) is wiped when the exchange is reset,
+	   the whole block when it is freed. */
 	char *fwd;
-	size_t fwd_cap, fwd_len;
+	size_t fwd_cap, fwd_len, fwd_dirty;
 
 	/* Where it goes: the backend as a host and a port (a number, never
 	   parsed back from the address text), and as its connection names it
