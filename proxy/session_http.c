@@ -592,6 +592,10 @@ static void session__pool_trim(const char *group, int max)
 {
 	int n = 0;
 
+	/* The common case: the whole pool is within the cap, so no group can
+	   be over it, and no walk nor string compare is needed. */
+	if (http_pool.n <= max)
+		return;
 	for (struct session_upstream *u = http_pool.head; u != NULL;) {
 		struct session_upstream *next = u->next;
 		if (strcmp(u->group, group) == 0 && ++n > max)
