@@ -18,6 +18,7 @@
  * blind relay. This file: the exchanges' memory and the session_proto
  * hooks, each handing its event to the exchange it belongs to.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,7 +141,13 @@ void http__exchange_destroy(struct http_exchange *x)
 	free(x->local);
 	free(x->npath);
 	http__z_end(x);
-	secret_wipe(x, sizeof(*x));
+	/* What it wrote of the request (path, host, route, user) lies from
+	   fwd on; before it are the parsers' state and the header indexes
+	   (offsets into buffers wiped on their own), 3.6 KiB of the 7.7 that
+	   need no wipe: an HTTP/2 connection destroys an exchange per stream
+	   when its kept streams go. */
+	secret_wipe((char *)x + offsetof(struct http_exchange, fwd),
+		    sizeof(*x) - offsetof(struct http_exchange, fwd));
 	free(x);
 }
 

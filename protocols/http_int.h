@@ -111,7 +111,8 @@ struct http_exchange {
 	struct http_header *reqhdr;     /* limits.max_headers of them */
 	struct http_header resphdr[HTTP_RESP_HEADERS];
 
-	/* The rewritten request head, kept until the response starts so a
+	/* Nothing above holds request bytes (http__exchange_destroy wipes
+	   from here on). The rewritten request head, kept until the response starts so a
 	   request that met a stale pooled connection can be sent again. It
 	   may hold Authorization and cookies. The block stays with the
 	   exchange (and its spare) between requests; what may have been
