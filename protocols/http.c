@@ -94,6 +94,13 @@ static void http__exchange_reset(struct http_exchange *x)
 		   covers all that may have been written, a failed rewrite's
 		   partial bytes included. */
 		secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
+		if (x->fwd_cap > HTTP_FWD_KEEP) {
+			/* A large head's block is not kept: 32 kept HTTP/2
+			   streams would hold up to 17 KiB each. */
+			free(x->fwd);
+			x->fwd = NULL;
+			x->fwd_cap = 0;
+		}
 	}
 	x->fwd_len = x->fwd_dirty = 0;
 	http__backend_drop(x, false);

@@ -64,6 +64,9 @@
 #define HTTP_RESP_HEAD_MIN 16384
 /* Room the rewritten request head needs beyond the received one. */
 #define HTTP_FWD_EXTRA 1024
+/* The forwarded head's block is kept with its exchange (and an HTTP/2
+   connection's kept streams' exchanges) when not bigger than this. */
+#define HTTP_FWD_KEEP 4096
 /* Exchanges in flight per client connection at most (pipelining). */
 #define HTTP_MAX_PIPELINE 8
 /* An HTTP/1.1 connection idle this long (ms) gives back its spare exchange
