@@ -18,6 +18,7 @@
  * blind relay. This file: the exchanges' memory and the session_proto
  * hooks, each handing its event to the exchange it belongs to.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,15 +89,20 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->start_ms = 0;
 	x->status = 0;
 	if (x->fwd != NULL) {
-		/* An idle connection keeps no copy of the last head (cookies).
-		   All of the block, not fwd_len: the wipe must not depend on
-		   knowing how far a rewrite got. */
-		secret_wipe(x->fwd, x->fwd_cap);
-		free(x->fwd);
-		x->fwd = NULL;
-		x->fwd_cap = 0;
+		/* An idle connection keeps no copy of the last head (cookies);
+		   the block itself is kept for the next request. fwd_dirty
+		   covers all that may have been written, a failed rewrite's
+		   partial bytes included. */
+		secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
+		if (x->fwd_cap > HTTP_FWD_KEEP) {
+			/* A large head's block is not kept: 32 kept HTTP/2
+			   streams would hold up to 17 KiB each. */
+			free(x->fwd);
+			x->fwd = NULL;
+			x->fwd_cap = 0;
+		}
 	}
-	x->fwd_len = 0;
+	x->fwd_len = x->fwd_dirty = 0;
 	http__backend_drop(x, false);
 	http__file_drop(x);
 	http__z_end(x);
@@ -135,14 +141,20 @@ void http__exchange_destroy(struct http_exchange *x)
 	}
 	session_hbuf_put(x->hbuf, x->hcap, x->hused);
 	if (x->fwd) {
-		/* It may hold Authorization and cookies. */
-		secret_wipe(x->fwd, x->fwd_cap);
+		/* It may hold Authorization and cookies (what was written). */
+		secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
 		free(x->fwd);
 	}
 	free(x->local);
 	free(x->npath);
 	http__z_end(x);
-	secret_wipe(x, sizeof(*x));
+	/* What it wrote of the request (path, host, route, user) lies from
+	   fwd on; before it are the parsers' state and the header indexes
+	   (offsets into buffers wiped on their own), 3.6 KiB of the 7.7 that
+	   need no wipe: an HTTP/2 connection destroys an exchange per stream
+	   when its kept streams go. */
+	secret_wipe((char *)x + offsetof(struct http_exchange, fwd),
+		    sizeof(*x) - offsetof(struct http_exchange, fwd));
 	free(x);
 }
 

@@ -64,6 +64,9 @@
 #define HTTP_RESP_HEAD_MIN 16384
 /* Room the rewritten request head needs beyond the received one. */
 #define HTTP_FWD_EXTRA 1024
+/* The forwarded head's block is kept with its exchange (and an HTTP/2
+   connection's kept streams' exchanges) when not bigger than this. */
+#define HTTP_FWD_KEEP 4096
 /* Exchanges in flight per client connection at most (pipelining). */
 #define HTTP_MAX_PIPELINE 8
 /* An HTTP/1.1 connection idle this long (ms) gives back its spare exchange
@@ -111,11 +114,16 @@ struct http_exchange {
 	struct http_header *reqhdr;     /* limits.max_headers of them */
 	struct http_header resphdr[HTTP_RESP_HEADERS];
 
-	/* The rewritten request head, kept until the response starts so a
+	/* Nothing above holds request bytes (http__exchange_destroy wipes
+	   from here on). The rewritten request head, kept until the response starts so a
 	   request that met a stale pooled connection can be sent again. It
-	   may hold Authorization and cookies: wiped whole when freed. */
+	   may hold Authorization and cookies. The block stays with the
+	   exchange (and its spare) between requests; what may have been
+	   written of it (fwd_dirty: the longest head, or all of it after a
+	   rewrite that failed part way) is wiped when the exchange is reset,
+	   the whole block when it is freed. */
 	char *fwd;
-	size_t fwd_cap, fwd_len;
+	size_t fwd_cap, fwd_len, fwd_dirty;
 
 	/* Where it goes: the backend as a host and a port (a number, never
 	   parsed back from the address text), and as its connection names it

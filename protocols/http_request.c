@@ -11,6 +11,7 @@
 
 #include "conf.h"
 #include "http_int.h"
+#include "secret.h"
 #include "http_location.h"
 
 /* ---- a complete request head ---- */
@@ -189,20 +190,30 @@ static bool http__request_rewrite(struct http_exchange *x, int head_len)
 	};
 	size_t need = (size_t)head_len + HTTP_FWD_EXTRA;
 	if (need > x->fwd_cap) {
-		char *nb = realloc(x->fwd, need);
+		/* Not realloc: the old block may hold an earlier head. */
+		char *nb = malloc(need);
 		if (nb == NULL) {
 			http__answer(x, 500, NULL, NULL, "out of memory");
 			return false;
 		}
+		if (x->fwd != NULL) {
+			secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
+			free(x->fwd);
+		}
 		x->fwd = nb;
 		x->fwd_cap = need;
+		x->fwd_dirty = 0;
 	}
 	int n = http_rewrite_request(http__src(x), h, &f, x->fwd, x->fwd_cap);
 	if (n < 0) {
+		/* How far it wrote is not known: all of the block is wiped. */
+		x->fwd_dirty = x->fwd_cap;
 		http__answer(x, 431, NULL, NULL, "request head too large to forward");
 		return false;
 	}
 	x->fwd_len = (size_t)n;
+	if (x->fwd_len > x->fwd_dirty)
+		x->fwd_dirty = x->fwd_len;
 	return true;
 }
 

@@ -106,11 +106,11 @@ static bool http__fwd_edit(struct http_exchange *x, const char *target, const ch
 		}
 		l += ll;
 	}
-	secret_wipe(x->fwd, x->fwd_cap);
+	secret_wipe(x->fwd, x->fwd_dirty < x->fwd_cap ? x->fwd_dirty : x->fwd_cap);
 	free(x->fwd);
 	x->fwd = nb;
 	x->fwd_cap = cap;
-	x->fwd_len = (size_t)(o - nb);
+	x->fwd_len = x->fwd_dirty = (size_t)(o - nb);
 	return true;
 }
 

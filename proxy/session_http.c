@@ -46,6 +46,8 @@
 struct session_upstream {
 	struct backend_conn c;     /* first: the stream is c.st; c.s is NULL while idle */
 	char key[ROUTE_MAX_HOST + 8]; /* "host:port" it is connected to (c.addr) */
+	char to[ROUTE_MAX_HOST];   /* the host part, as asked for (pool matches) */
+	uint16_t port;             /* the port asked for */
 	char host[ROUTE_MAX_HOST]; /* as routed, or the group's sni (c.host: SNI) */
 	char group[72];            /* the upstream group's name ("": none) */
 	int keepalive;             /* idle ones of that group kept at most */
@@ -483,19 +485,26 @@ static const struct backend_kind session__http_kind = {
 	.closed = session__up_closed,
 };
 
-/* Does pooled u fit a request for key with TLS settings tls/verify/sni?
-   The address alone is not enough: a plain connection must never serve a
-   TLS group, nor one verified for another name. */
-static bool session__pool_fits(const struct session_upstream *u, const char *key, bool tls,
-			       bool verify, const char *sni)
+/* Does pooled u fit a request for host:port with TLS settings
+   tls/verify/sni? The address alone is not enough: a plain connection must
+   never serve a TLS group, nor one verified for another name. The host and
+   port as asked for, not the "host:port" text: no string is built for a
+   request a pooled connection serves. Nor does a group use another's
+   kept connections (as nginx's per-upstream keepalive): each group's cap
+   counts its own. */
+static bool session__pool_fits(const struct session_upstream *u, const char *host,
+			       uint16_t port, bool tls, bool verify, const char *sni,
+			       const char *group)
 {
-	return strcmp(u->key, key) == 0 && u->c.tls == tls && u->c.verify == verify &&
-	       (!tls || strcmp(u->host, sni) == 0);
+	return u->port == port && u->c.tls == tls && u->c.verify == verify &&
+	       strcmp(u->to, host) == 0 && (!tls || strcmp(u->host, sni) == 0) &&
+	       strcmp(u->group, group) == 0;
 }
 
 /* An idle pooled connection that fits, young enough to reuse, or NULL. */
-static struct session_upstream *session__pool_take(const char *key, bool tls, bool verify,
-						   const char *sni, uint64_t now)
+static struct session_upstream *session__pool_take(const char *host, uint16_t port, bool tls,
+						   bool verify, const char *sni, const char *group,
+						   uint64_t now)
 {
 	struct session_upstream *u = http_pool.head;
 
@@ -503,7 +512,7 @@ static struct session_upstream *session__pool_take(const char *key, bool tls, bo
 		struct session_upstream *next = u->next;
 		if (now - u->idle_since > HTTP_POOL_MAX_IDLE_MS) {
 			session__pool_drop(u);
-		} else if (session__pool_fits(u, key, tls, verify, sni)) {
+		} else if (session__pool_fits(u, host, port, tls, verify, sni, group)) {
 			session__pool_unlink(u);
 			return u;
 		}
@@ -523,16 +532,16 @@ struct session_upstream *session_upstream_get_opts(struct session *s, const char
 						   const struct session_upstream_opts *o,
 						   void *owner, bool *ready_out)
 {
-	char key[ROUTE_MAX_HOST + 8];
 	bool tls = o != NULL ? o->tls : s->conf->upstream.tls;
 	bool verify = o != NULL ? o->verify : s->conf->upstream.verify;
 	const char *sni = o != NULL && o->sni != NULL ? o->sni : host;
+	const char *group = o != NULL && o->group != NULL ? o->group : "";
 
 	*ready_out = false;
 	if (s->closed)
 		return NULL;
-	session__addr_name(key, sizeof(key), host, port);
-	struct session_upstream *u = session__pool_take(key, tls, verify, sni, session_now(s));
+	struct session_upstream *u = session__pool_take(host, port, tls, verify, sni, group,
+							session_now(s));
 	if (u != NULL) {
 		/* The idle connection keeps reading: the protocol sends its
 		   request at once and nothing can be read before this returns.
@@ -549,9 +558,11 @@ struct session_upstream *session_upstream_get_opts(struct session *s, const char
 	u = (struct session_upstream *)session__backend_new(s, &session__http_kind);
 	if (u == NULL)
 		return NULL;
-	snprintf(u->key, sizeof(u->key), "%s", key);
+	session__addr_name(u->key, sizeof(u->key), host, port);
+	snprintf(u->to, sizeof(u->to), "%s", host);
+	u->port = port;
 	snprintf(u->host, sizeof(u->host), "%s", sni);
-	snprintf(u->group, sizeof(u->group), "%s", o != NULL && o->group ? o->group : "");
+	snprintf(u->group, sizeof(u->group), "%s", group);
 	u->keepalive = o != NULL ? o->keepalive : s->conf->http.backend_keepalive;
 	u->c.addr = u->key;
 	u->c.host = u->host;
@@ -592,6 +603,10 @@ static void session__pool_trim(const char *group, int max)
 {
 	int n = 0;
 
+	/* The common case: the whole pool is within the cap, so no group can
+	   be over it, and no walk nor string compare is needed. */
+	if (http_pool.n <= max)
+		return;
 	for (struct session_upstream *u = http_pool.head; u != NULL;) {
 		struct session_upstream *next = u->next;
 		if (strcmp(u->group, group) == 0 && ++n > max)

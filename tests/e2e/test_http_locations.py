@@ -207,6 +207,45 @@ def test_tls_group_sends_sni_verifies_and_never_shares_the_pool_with_plain(
         b.stop()
 
 
+def test_groups_at_one_address_keep_their_own_connections(http_gh, group):
+    """Two plain groups naming the same server: each request rides a kept
+    connection of its own group only (each group's keepalive counts its
+    own), and each group reuses its own."""
+    g = group(1)
+    gh = start(http_gh, [{"name": "a", "servers": [g[0].address]},
+                         {"name": "b", "servers": [g[0].address]}],
+               [{"match": "/a/", "upstream": "a"}, {"match": "/", "upstream": "b"}],
+               workers=1)
+    with HttpClient(gh.https_port) as c:
+        assert get(gh, path="/a/1", client=c).status == 200
+        assert get(gh, path="/b/1", client=c).status == 200
+        assert get(gh, path="/a/2", client=c).status == 200
+        assert get(gh, path="/b/2", client=c).status == 200
+    assert [t for (_m, t, _h) in g[0].requests] == ["/a/1", "/b/1", "/a/2", "/b/2"]
+    assert g[0].connections == 2
+
+
+def test_tls_groups_with_other_sni_never_share_a_connection(http_gh, tls_cert):
+    crt, key = tls_cert
+    snis = []
+    b = tls_backend("tls-up", crt, key, snis)
+    try:
+        gh = start(http_gh,
+                   [{"name": "one", "servers": [b.address], "tls": True,
+                     "sni": "files.internal", "verify": True},
+                    {"name": "two", "servers": [b.address], "tls": True,
+                     "sni": "other.internal", "verify": False}],
+                   [{"match": "/one/", "upstream": "one"}, {"match": "/", "upstream": "two"}],
+                   upstream={"ca": crt}, workers=1)
+        with HttpClient(gh.https_port) as c:
+            for p in ("/one/1", "/two/1", "/one/2", "/two/2"):
+                assert get(gh, path=p, client=c).status == 200
+        assert snis == ["files.internal", "other.internal"]
+        assert b.tls_handshakes == 2
+    finally:
+        b.stop()
+
+
 def test_tls_group_verify_rejects_a_wrong_name(http_gh, tls_cert):
     crt, key = tls_cert
     b = tls_backend("tls-up", crt, key, [])
