@@ -120,8 +120,8 @@ struct http_exchange {
 	   may hold Authorization and cookies. The block stays with the
 	   exchange (and its spare) between requests; what may have been
 	   written of it (fwd_dirty: the longest head, or all of it after a
-	   rewrite that failed part way) is wiped when the exchange is reset,
-	   the whole block when it is freed. */
+	   rewrite that failed part way) is wiped when the exchange is reset
+	   and when it is freed. */
 	char *fwd;
 	size_t fwd_cap, fwd_len, fwd_dirty;
 
