@@ -72,6 +72,21 @@ static inline void list_remove(struct list *n)
 	list_init(n);
 }
 
+/* Every element of src moves, in order, to the empty list dst; src is
+   left empty. */
+static inline void list_move_all(struct list *dst, struct list *src)
+{
+	if (list_empty(src)) {
+		list_init(dst);
+		return;
+	}
+	dst->next = src->next;
+	dst->prev = src->prev;
+	dst->next->prev = dst;
+	dst->prev->next = dst;
+	list_init(src);
+}
+
 /* The first element's link, or NULL when head is empty. */
 static inline struct list *list_first(const struct list *head)
 {

@@ -1094,20 +1094,16 @@ static bool http2__feed_one(struct http2 *h, struct http2_stream *st, size_t hw,
 static bool http2__feed(struct http2 *h)
 {
 	size_t hw = h->s->conf->limits.relay_high_water;
-	struct list todo;
+	struct list round;
 	bool moved = false;
 
 	if (list_empty(&h->feed))
 		return false;
-	/* The list moves to todo whole: streams put on h->feed meanwhile wait
-	   for the next round. */
-	todo.next = h->feed.next;
-	todo.prev = h->feed.prev;
-	todo.next->prev = &todo;
-	todo.prev->next = &todo;
-	list_init(&h->feed);
+	/* This round takes the list whole: streams put on h->feed meanwhile
+	   wait for the next round. */
+	list_move_all(&round, &h->feed);
 	struct list *l;
-	while (!h->s->closed && (l = list_first(&todo)) != NULL) {
+	while (!h->s->closed && (l = list_first(&round)) != NULL) {
 		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
 		bool again = false;
 		list_remove(&st->feed_link);
@@ -1117,7 +1113,7 @@ static bool http2__feed(struct http2 *h)
 	}
 	/* Left over (the session closed): back on the list, not on this
 	   stack frame's. */
-	while ((l = list_first(&todo)) != NULL) {
+	while ((l = list_first(&round)) != NULL) {
 		struct http2_stream *st = list_entry(l, struct http2_stream, feed_link);
 		list_remove(&st->feed_link);
 		http2__want_feed(st);

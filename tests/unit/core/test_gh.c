@@ -1,6 +1,6 @@
 /*
  * Tests for include/gh.h and core/gh.c: ARRAY_SIZE, and a failed check
- * aborting in this (assertions on) build.
+ * aborting in this (assertions on) build; include/list.h's list_move_all.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "gh.h"
+#include "list.h"
 
 static const char *const names[] = { "a", "b", "c" };
 GH_NAMES_CHECK(names, 3);
@@ -36,4 +37,32 @@ Test(gh, failed_check_aborts, .signal = SIGABRT)
 	/* scripts/test.sh sets it; set it here too, for a bare gh-unit run. */
 	setenv("GATEHOUSE_ABORT_ON_BUG", "1", 1);
 	GH_ASSERT(names[0] == NULL);
+}
+
+/* list_move_all: the elements change list in order; the source is empty
+   after, and an empty source gives an empty destination. */
+struct gh__item {
+	int v;
+	struct list link;
+};
+
+Test(list, move_all_keeps_order_and_empties_the_source)
+{
+	struct list src, dst;
+	struct gh__item it[3] = { { .v = 1 }, { .v = 2 }, { .v = 3 } };
+	int want = 1;
+
+	list_init(&src);
+	list_move_all(&dst, &src);
+	cr_assert(list_empty(&dst));
+	for (int i = 0; i < 3; i++)
+		list_insert_tail(&src, &it[i].link);
+	list_move_all(&dst, &src);
+	cr_assert(list_empty(&src));
+	list_foreach(l, &dst) {
+		cr_assert_eq(list_entry(l, struct gh__item, link)->v, want);
+		want++;
+	}
+	cr_assert_eq(want, 4);
+	cr_assert_eq(dst.prev, &it[2].link);
 }
