@@ -260,6 +260,13 @@ def syscall_count(p):
     return None
 
 
+def nginx_temps(prefix):
+    """nginx's temporary paths under prefix (an http block's lines)."""
+    return "\n    ".join("%s_temp_path %s/tmp/%s;" % (k, prefix, v) for k, v in
+                         (("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
+                          ("uwsgi", "uwsgi"), ("scgi", "scgi")))
+
+
 def rss_kib(pid):
     total = 0
     for p in family(pid):
@@ -523,11 +530,7 @@ mail {
 }
 http {
     access_log off;
-    client_body_temp_path %(p)s/tmp/body;
-    proxy_temp_path %(p)s/tmp/proxy;
-    fastcgi_temp_path %(p)s/tmp/fastcgi;
-    uwsgi_temp_path %(p)s/tmp/uwsgi;
-    scgi_temp_path %(p)s/tmp/scgi;
+    %(temps)s
     upstream backend { server 127.0.0.1:%(http)d; keepalive 64; }
     server {
         listen 127.0.0.1:%(https)d ssl;
@@ -566,6 +569,7 @@ http {
     }
 }
 """ % dict(mod=NGINX_MAIL_MODULE, workers=workers, p=self.prefix, lk=fm.lookup, ssl=ssl,
+           temps=nginx_temps(self.prefix),
            http=fm.http, rsa_cert=rsa[0], rsa_key=rsa[1], www=web_root(d), **ports)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:

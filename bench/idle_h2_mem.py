@@ -34,14 +34,6 @@ import bench  # noqa: E402  (spawn, stop_all, free_port, wait_port, Fastmail)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 def frame(kind, flags, sid, payload=b""):
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
         struct.pack(">I", sid) + payload
@@ -112,13 +104,13 @@ def measure(pid, port, ctx, conns, opener=open_idle, hold=0.0):
     for _ in range(20):  # warm-up: allocator arenas, TLS session cache
         opener(port, ctx).close()
     time.sleep(0.5)
-    before = rss_kib(pid)
+    before = bench.rss_kib(pid)
     socks = [opener(port, ctx) for _ in range(conns)]
     # Idle for 2 s: past gatehouse's HTTP_IDLE_RELEASE_MS (0.5 s), after
     # which an idle HTTP/1.1 connection gives back its spare exchange and
     # input buffer.
     time.sleep(2.0)
-    after = rss_kib(pid)
+    after = bench.rss_kib(pid)
     if hold > 0:
         print("  holding %d idle connections for %.0f s (pid %d)" % (conns, hold, pid),
               flush=True)
@@ -195,11 +187,7 @@ error_log %(p)s/error.log warn;
 events { worker_connections 20000; }
 http {
     access_log off;
-    client_body_temp_path %(p)s/tmp/body;
-    proxy_temp_path %(p)s/tmp/proxy;
-    fastcgi_temp_path %(p)s/tmp/fastcgi;
-    uwsgi_temp_path %(p)s/tmp/uwsgi;
-    scgi_temp_path %(p)s/tmp/scgi;
+    %(temps)s
     keepalive_timeout 600s;
     upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
     server {
@@ -214,7 +202,8 @@ http {
         }
     }
 }
-""" % {"p": os.path.join(d, "nginx"), "http": fm.http, "port": nport, "crt": crt, "key": key})
+""" % {"p": os.path.join(d, "nginx"), "temps": bench.nginx_temps(os.path.join(d, "nginx")),
+       "http": fm.http, "port": nport, "crt": crt, "key": key})
         if not args.no_nginx:
             ng = bench.spawn(["nginx", "-p", os.path.join(d, "nginx"), "-c", nconf],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
