@@ -599,6 +599,54 @@ def test_tls13_only(gatehouse, certs):
     m.logout()
 
 
+def test_certificate_file_chain_is_what_goes_out(gatehouse, tmp_path):
+    """A certificate file with its intermediate serves clients that trust
+    only the root (the file's chain is sent, in order); a leaf-only file
+    sends the leaf alone (gatehouse builds no chain of its own), and such
+    a client rejects it. CN=chain.test under root -> intermediate."""
+    d = str(tmp_path)
+    p = lambda n: os.path.join(d, n)  # noqa: E731
+    ext = p("ext.cnf")
+    Path(ext).write_text("[ca]\nbasicConstraints=critical,CA:true\nkeyUsage=keyCertSign,cRLSign\n"
+                         "[leaf]\nbasicConstraints=CA:false\nsubjectAltName=DNS:chain.test\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", p("root.key"), "-out", p("root.crt"), "-days", "3",
+             "-subj", "/CN=Chain Test Root", "-extensions", "ca", "-config", ext)
+    for name, cn, issuer, section in (("inter", "Chain Test Intermediate", "root", "ca"),
+                                      ("leaf", "chain.test", "inter", "leaf")):
+        _openssl("req", "-new", *ec, "-keyout", p(name + ".key"), "-out", p(name + ".csr"),
+                 "-subj", "/CN=" + cn, "-config", ext)
+        _openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p(issuer + ".crt"),
+                 "-CAkey", p(issuer + ".key"), "-CAcreateserial", "-days", "3",
+                 "-extfile", ext, "-extensions", section, "-out", p(name + ".crt"))
+    Path(p("full.crt")).write_bytes(Path(p("leaf.crt")).read_bytes() +
+                                    Path(p("inter.crt")).read_bytes())
+    os.chmod(p("leaf.key"), 0o644)
+
+    def listen():
+        port = free_port()
+        return port, [{"address": "127.0.0.1:%d" % port, "protocol": "imap", "tls": True}]
+
+    root_only = ssl.create_default_context(cafile=p("root.crt"))
+    full_port, full_listen = listen()
+    gatehouse(tls={"cert": p("full.crt"), "key": p("leaf.key")}, vhosts=None, listen=full_listen)
+    with socket.create_connection(("127.0.0.1", full_port), timeout=10) as raw:
+        with root_only.wrap_socket(raw, server_hostname="chain.test") as t:
+            assert t.recv(200).startswith(b"* OK")
+    rc, out = s_client(full_port, "-showcerts", "-servername", "chain.test")
+    assert rc == 0, out[-2000:]
+    assert re.findall(r"^ ?\d s:.*$", out, re.M) == [" 0 s:CN = chain.test",
+                                                      " 1 s:CN = Chain Test Intermediate"], out
+
+    leaf_port, leaf_listen = listen()
+    gatehouse(tls={"cert": p("leaf.crt"), "key": p("leaf.key")}, vhosts=None, listen=leaf_listen)
+    rc, out = s_client(leaf_port, "-showcerts", "-servername", "chain.test")
+    assert re.findall(r"^ ?\d s:.*$", out, re.M) == [" 0 s:CN = chain.test"], out
+    with socket.create_connection(("127.0.0.1", leaf_port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            root_only.wrap_socket(raw, server_hostname="chain.test")
+
+
 # ---------------------------------------------------------------- resumption
 
 
