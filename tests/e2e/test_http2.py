@@ -446,3 +446,82 @@ def test_idle_connection_serves_large_heads_again(h2):
         assert body == (root / "big.bin").read_bytes()
     finally:
         c.close()
+
+
+# OpenSSL's record buffers are kept while a TLS connection is busy and
+# released once it has been idle for a whole sweep period (0.25 s: so
+# between 0.25 and 0.5 s after its last record); 1.3 s is well past it.
+TLS_RELEASED_AFTER = 1.3
+
+
+def test_tls_connection_idle_past_the_buffer_release_carries_large_bodies(h2):
+    """One HTTP/2 connection goes idle past the release of its TLS record
+    buffers, three times; each time the next streams (a 60 KB request
+    body sent in 16 KiB frames, a 2 MB download, a static file) arrive
+    byte for byte, and the connection is released again after."""
+    gh, g, root = h2()
+    c = RawH2(gh.https_port)
+    body = os.urandom(60000)
+    try:
+        c.request(1, "/echo?first")
+        assert c.response(1)[0] == "200"
+        for n in range(3):
+            time.sleep(TLS_RELEASED_AFTER)
+            sid = 3 + 6 * n
+            c.request(sid, "/upload", "POST", [("content-length", str(len(body)))],
+                      end_stream=False)
+            for i in range(0, len(body), 16384):
+                last = i + 16384 >= len(body)
+                c.send_frame(DATA, END_STREAM if last else 0, sid, body[i:i + 16384])
+            status, got = c.response(sid)
+            assert status == "200"
+            j = json.loads(got)
+            assert (j["length"], j["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+            time.sleep(TLS_RELEASED_AFTER)
+            c.request(sid + 2, "/download?size=2000000")
+            status, got = c.response(sid + 2, timeout=60)
+            assert status == "200"
+            assert hashlib.sha256(got).hexdigest() == payload_sha256(2000000)
+            time.sleep(TLS_RELEASED_AFTER)
+            c.request(sid + 4, "/static/big.bin")
+            status, got = c.response(sid + 4)
+            assert status == "200"
+            assert got == (root / "big.bin").read_bytes()
+    finally:
+        c.close()
+
+
+def test_https11_connection_idle_past_the_buffer_release_carries_large_bodies(h2):
+    """The same over HTTP/1.1 keep-alive (no ALPN h2): after each idle
+    pause past the release, a 2 MB request body and a 2 MB answer on the
+    same connection, byte for byte."""
+    import http.client
+    import ssl
+    gh, g, _ = h2()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", gh.https_port, context=ctx, timeout=60)
+    body = os.urandom(2000000)
+    try:
+        conn.request("GET", "/echo?first", headers={"Host": HOST})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+        sock = conn.sock
+        for _ in range(3):
+            time.sleep(TLS_RELEASED_AFTER)
+            conn.request("POST", "/upload", body=body, headers={"Host": HOST})
+            r = conn.getresponse()
+            j = json.loads(r.read())
+            assert r.status == 200
+            assert (j["length"], j["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+            time.sleep(TLS_RELEASED_AFTER)
+            conn.request("GET", "/download?size=2000000", headers={"Host": HOST})
+            r = conn.getresponse()
+            got = r.read()
+            assert r.status == 200
+            assert hashlib.sha256(got).hexdigest() == payload_sha256(2000000)
+        assert conn.sock is sock, "the connection was not kept alive"
+    finally:
+        conn.close()

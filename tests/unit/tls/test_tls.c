@@ -5,6 +5,7 @@
  * resumption with shared ticket keys and across workers' contexts, data
  * both ways, and config errors.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -655,5 +656,131 @@ Test(tls, pbuf_bio_free_returns_queued_buffers)
 	tls_conn_free(t);
 	cr_assert_eq(pool.outstanding, 0);
 	pool_destroy(&pool);
+	conf_unref(c);
+}
+
+/* ---- record buffers: kept while busy, released by the sweep when idle ---- */
+
+static int busy_hook_calls;
+
+static void busy_hook(void *arg)
+{
+	(void)arg;
+	busy_hook_calls++;
+}
+
+/* Bytes malloc'ed and not freed: the record buffers show as ~34 KiB. */
+static size_t heap_in_use(void)
+{
+	return mallinfo2().uordblks;
+}
+
+/* Two sweeps with no use in between: the first clears "used", the second
+   releases. Returns what the second released. */
+static size_t sweep_twice(size_t *left)
+{
+	size_t released = 0;
+	(void)tls_sweep(NULL);
+	*left = tls_sweep(&released);
+	return released;
+}
+
+/* Client to server: len bytes written by the client, read back in full. */
+static void client_sends(struct client *cl, struct tls_conn *t, const uint8_t *data, size_t len,
+			 uint8_t *got)
+{
+	size_t w, n = 0;
+	int r;
+	cr_assert_eq(SSL_write_ex(cl->ssl, data, len, &w), 1);
+	shuttle(cl, t);
+	while ((r = tls_read(t, got + n, len - n)) > 0)
+		n += (size_t)r;
+	cr_assert_eq(n, len);
+	cr_assert(memcmp(got, data, len) == 0);
+}
+
+Test(tls, record_buffers_kept_while_busy_released_when_idle)
+{
+	struct conf *c = load_ok(NULL);
+	struct client cl;
+	size_t big = 100000, left = 0;
+	uint8_t *data = malloc(big), *got = malloc(big);
+
+	for (size_t i = 0; i < big; i++)
+		data[i] = (uint8_t)(i * 13 + 1);
+	tls_busy_hook(busy_hook, NULL);
+	struct tls_conn *t = tls_conn_server(c->tls_server, 0, "imap");
+	client_init(&cl, NULL, NULL, NULL, 0, NULL);
+	cr_assert_eq(tls_sweep(NULL), 0);
+	cr_assert_eq(handshake(&cl, t), 1);
+	/* The handshake made it busy: the hook ran once, to arm a sweep. */
+	cr_assert_eq(busy_hook_calls, 1);
+
+	/* Busy: a sweep right after use keeps the buffers. */
+	client_sends(&cl, t, data, 1000, got);
+	size_t released = 99;
+	cr_assert_eq(tls_sweep(&released), 1);
+	cr_assert_eq(released, 0);
+	/* Used again before the next sweep: still kept. */
+	client_sends(&cl, t, data, 1000, got);
+	cr_assert_eq(tls_sweep(&released), 1);
+	cr_assert_eq(released, 0);
+
+	/* Idle for a whole period: released, ~34 KiB less heap. */
+	size_t before = heap_in_use();
+	cr_assert_eq(tls_sweep(&released), 0);
+	cr_assert_eq(released, 1);
+	size_t after = heap_in_use();
+	cr_expect(before - after >= 30000, "heap %zu -> %zu", before, after);
+
+	/* Used again after the release: every byte both ways, and the list
+	   (empty) gets it back, calling the hook once more. */
+	client_sends(&cl, t, data, big, got);
+	cr_assert_eq(busy_hook_calls, 2);
+	cr_assert_eq(tls_write(t, data, big), 0);
+	size_t n = 0;
+	for (int i = 0; i < 100 && n < big; i++) {
+		shuttle(&cl, t);
+		size_t r = 0;
+		while (SSL_read_ex(cl.ssl, got + n, big - n, &r) == 1)
+			n += r;
+	}
+	cr_assert_eq(n, big);
+	cr_assert(memcmp(got, data, big) == 0);
+	cr_assert_eq(sweep_twice(&left), 1);
+	cr_assert_eq(left, 0);
+
+	/* Half a record arrived: the read buffer holds it, so it is kept
+	   until the rest comes; nothing is lost. */
+	size_t w;
+	uint8_t rec[2048];
+	cr_assert_eq(SSL_write_ex(cl.ssl, data, 1000, &w), 1);
+	int rn = BIO_read(cl.wbio, rec, sizeof(rec));
+	cr_assert(rn > 100);
+	cr_assert_eq(tls_feed(t, rec, 50), 0);
+	cr_assert_eq(tls_read(t, got, big), TLS_WANT);
+	cr_assert_eq(sweep_twice(&left), 0);
+	cr_assert_eq(left, 1);
+	cr_assert_eq(tls_feed(t, rec + 50, (size_t)rn - 50), 0);
+	cr_assert_eq(tls_read(t, got, big), 1000);
+	cr_assert(memcmp(got, data, 1000) == 0);
+
+	/* Plaintext read only in part: kept until it is read. */
+	cr_assert_eq(sweep_twice(&left), 1);
+	cr_assert_eq(SSL_write_ex(cl.ssl, data, 1000, &w), 1);
+	shuttle(&cl, t);
+	cr_assert_eq(tls_read(t, got, 10), 10);
+	cr_assert_eq(sweep_twice(&left), 0);
+	cr_assert_eq(left, 1);
+	cr_assert_eq(tls_read(t, got + 10, big), 990);
+	cr_assert(memcmp(got, data, 1000) == 0);
+
+	/* Freed while on the list: it leaves it. */
+	tls_conn_free(t);
+	cr_assert_eq(tls_sweep(NULL), 0);
+	tls_busy_hook(NULL, NULL);
+	free(data);
+	free(got);
+	client_free(&cl);
 	conf_unref(c);
 }
