@@ -139,28 +139,6 @@ size_t tls_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
 /* Plaintext decrypted, or ciphertext not yet read by SSL. */
 bool tls_has_plaintext(struct tls_conn *t);
 
-/*
- * Record buffers. OpenSSL gives each connection a read and a write record
- * buffer (~17 KiB each) on first use. They are kept while the connection
- * is busy (no malloc and free per record, as SSL_MODE_RELEASE_BUFFERS
- * did) and released once it has been idle for a whole sweep period:
- * every tls_read, tls_write and handshake step marks its connection used,
- * and the first use after a release puts it on its thread's busy list.
- * The thread's owner (a worker) calls tls_sweep every period while that
- * list is not empty: a connection unused since the last sweep gives its
- * buffers back (SSL_free_buffers; one holding unread bytes keeps them
- * until a later sweep) and leaves the list. So an idle connection holds
- * no record buffer after between one and two periods, and a busy one
- * holds at most the two.
- */
-/* fn(arg) runs, on this thread, when a connection joins this thread's
-   busy list while it was empty (arm the sweep). NULL: none. */
-void tls_busy_hook(void (*fn)(void *arg), void *arg);
-/* One sweep of this thread's busy list. Returns the connections still on
-   it (0: the sweep may stop until the hook runs); *released (if not NULL)
-   is set to how many gave their buffers back. */
-size_t tls_sweep(size_t *released);
-
 /* For logs: "TLSv1.3", the cipher, the SNI the client sent (or ""), the last error. */
 const char *tls_version(const struct tls_conn *t);
 const char *tls_cipher(const struct tls_conn *t);

@@ -67,10 +67,8 @@ struct worker {
 	uv_prepare_t flush;                 /* writes batched audit lines before the loop waits */
 	uv_timer_t trim_timer;              /* malloc_trim once logins stop (worker_trim_soon) */
 	uv_timer_t keepalive_timer;         /* TCP keepalive on lasting mail backends */
-	uv_timer_t tls_timer;               /* tls_sweep while a TLS connection is busy */
 	unsigned logins_since_trim;
 	unsigned closes_since_trim;
-	unsigned tls_released_since_trim;   /* connections whose record buffers a sweep freed */
 	unsigned accept_pauses;             /* pauses since accept last succeeded */
 	struct list sessions;               /* of session.worker_link */
 	size_t nsessions;

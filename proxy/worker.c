@@ -23,7 +23,6 @@
 #include "metrics.h"
 #include "route.h"
 #include "session_int.h"
-#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -46,7 +45,6 @@ static void worker__listener_closed(uv_handle_t *h);
 static void worker__on_acceptable(uv_poll_t *p, int status, int events);
 static void worker__quiet_trim(uv_timer_t *t);
 static void worker__keepalive_sweep(uv_timer_t *t);
-static void worker__tls_sweep(uv_timer_t *t);
 
 /* Logins (or ended sessions) per trim in a burst, and the quiet time after
    one before the last trim; see worker_trim_soon. */
@@ -334,7 +332,6 @@ static void worker__close_handles(struct worker *w)
 	uv_close((uv_handle_t *)&w->accept_timer, NULL);
 	uv_close((uv_handle_t *)&w->trim_timer, NULL);
 	uv_close((uv_handle_t *)&w->keepalive_timer, NULL);
-	uv_close((uv_handle_t *)&w->tls_timer, NULL);
 	uv_close((uv_handle_t *)&w->flush, NULL);
 	uv_close((uv_handle_t *)&w->async, NULL);
 }
@@ -370,7 +367,6 @@ static void worker__trim(struct worker *w)
 		  w->id, w->logins_since_trim, w->closes_since_trim);
 	w->logins_since_trim = 0;
 	w->closes_since_trim = 0;
-	w->tls_released_since_trim = 0;
 	malloc_trim(0);
 	/* malloc_trim returns free pages inside a heap but never the free top
 	   of a thread's heap, where everything a storm freed ends up once it
@@ -388,8 +384,7 @@ static void worker__quiet_trim(uv_timer_t *t)
 {
 	struct worker *w = t->data;
 
-	if (w->logins_since_trim > 0 || w->closes_since_trim >= WORKER_TRIM_LOGINS ||
-	    w->tls_released_since_trim >= WORKER_TRIM_LOGINS)
+	if (w->logins_since_trim > 0 || w->closes_since_trim >= WORKER_TRIM_LOGINS)
 		worker__trim(w);
 }
 
@@ -398,45 +393,6 @@ void worker_trim_soon(struct worker *w)
 	w->logins_since_trim++;
 	if (!uv_is_closing((uv_handle_t *)&w->trim_timer))
 		uv_timer_start(&w->trim_timer, worker__quiet_trim, WORKER_TRIM_QUIET_MS, 0);
-}
-
-/*
- * OpenSSL's record buffers (a read and a write one, ~17 KiB each) are kept
- * while a TLS connection is busy and released once it has been idle for a
- * whole WORKER_TLS_IDLE_MS period (tls.h, "Record buffers"): so between
- * 0.25 and 0.5 s after its last record. SSL_MODE_RELEASE_BUFFERS freed and
- * malloc'ed them per record instead (4-5 of a small HTTPS request's ~6
- * mallocs). The sweep runs only while some connection of this worker is
- * busy: the first one to become busy arms it (worker__tls_busy), the sweep
- * that leaves none stops it. A sweep that frees many (a login burst gone
- * idle) asks for the quiet trim, or their holes would stay resident.
- */
-#define WORKER_TLS_IDLE_MS 250
-
-static void worker__tls_sweep(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-	size_t released = 0;
-
-	if (tls_sweep(&released) == 0)
-		uv_timer_stop(t);
-	if (released > 0)
-		log_write(LOG_DEBUG, "worker %d: released the TLS record buffers of %zu idle connection(s)",
-			  w->id, released);
-	w->tls_released_since_trim += (unsigned)released;
-	if (w->tls_released_since_trim >= WORKER_TRIM_LOGINS &&
-	    !uv_is_closing((uv_handle_t *)&w->trim_timer) &&
-	    !uv_is_active((uv_handle_t *)&w->trim_timer))
-		uv_timer_start(&w->trim_timer, worker__quiet_trim, WORKER_TRIM_QUIET_MS, 0);
-}
-
-/* A TLS connection of this worker became busy while none was. */
-static void worker__tls_busy(void *arg)
-{
-	struct worker *w = arg;
-
-	if (!uv_is_closing((uv_handle_t *)&w->tls_timer))
-		uv_timer_start(&w->tls_timer, worker__tls_sweep, WORKER_TLS_IDLE_MS, WORKER_TLS_IDLE_MS);
 }
 
 /*
@@ -591,10 +547,6 @@ static void worker__run(void *arg)
 	w->keepalive_timer.data = w;
 	uv_unref((uv_handle_t *)&w->keepalive_timer);
 	uv_timer_start(&w->keepalive_timer, worker__keepalive_sweep, worker__keepalive_period_ms(w), 0);
-	uv_timer_init(&w->loop, &w->tls_timer);
-	w->tls_timer.data = w;
-	uv_unref((uv_handle_t *)&w->tls_timer);
-	tls_busy_hook(worker__tls_busy, w);
 	if (w->start_status < 0) {
 		w->stopping = true;
 		worker__stop_accepting(w);
@@ -605,7 +557,6 @@ static void worker__run(void *arg)
 	audit_batch(false);
 	session_http_pool_close(&w->loop);
 	route_worker_close(&w->loop);
-	tls_busy_hook(NULL, NULL);
 	if (w->on_exit)
 		w->on_exit(w);
 }

@@ -44,6 +44,7 @@ struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(cl->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(cl->ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(cl->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	int ok = ca_file ? SSL_CTX_load_verify_locations(cl->ctx, ca_file, NULL)
 			 : SSL_CTX_set_default_verify_paths(cl->ctx);
@@ -234,81 +235,6 @@ static void tls__bio_init(void)
 	tls__bio_method = m;
 }
 
-/* ---- record buffers: kept while busy, released when idle ---- */
-
-/*
- * The connections of this thread that used TLS since their buffers were
- * last released (include/tls.h, "Record buffers"). A connection lives and
- * dies on one worker's loop, so the list is the thread's: no lock.
- */
-static _Thread_local struct {
-	struct tls_conn *head;
-	size_t n;
-	void (*hook)(void *arg);
-	void *arg;
-} tls__busy;
-
-void tls_busy_hook(void (*fn)(void *arg), void *arg)
-{
-	tls__busy.hook = fn;
-	tls__busy.arg = arg;
-}
-
-static void tls__busy_link(struct tls_conn *t)
-{
-	t->busy_next = tls__busy.head;
-	if (t->busy_next != NULL)
-		t->busy_next->busy_prev = &t->busy_next;
-	t->busy_prev = &tls__busy.head;
-	tls__busy.head = t;
-	if (tls__busy.n++ == 0 && tls__busy.hook != NULL)
-		tls__busy.hook(tls__busy.arg);
-}
-
-static void tls__busy_unlink(struct tls_conn *t)
-{
-	if (t->busy_prev == NULL)
-		return;
-	*t->busy_prev = t->busy_next;
-	if (t->busy_next != NULL)
-		t->busy_next->busy_prev = t->busy_prev;
-	t->busy_prev = NULL;
-	t->busy_next = NULL;
-	tls__busy.n--;
-}
-
-/* t is about to read, write or handshake: OpenSSL may allocate its record
-   buffers now, and keeps them until a sweep finds t unused. */
-static inline void tls__use(struct tls_conn *t)
-{
-	t->used = true;
-	if (t->busy_prev == NULL)
-		tls__busy_link(t);
-}
-
-size_t tls_sweep(size_t *released)
-{
-	size_t k = 0;
-
-	for (struct tls_conn *t = tls__busy.head, *next; t != NULL; t = next) {
-		next = t->busy_next;
-		if (t->used) {
-			t->used = false;
-			continue;
-		}
-		/* Fails (0) while a record is partly read or unread plaintext
-		   waits (a reader that stopped): then t stays, tried again. */
-		if (SSL_free_buffers(t->ssl) != 1)
-			continue;
-		tls__busy_unlink(t);
-		k++;
-	}
-	ERR_clear_error();
-	if (released != NULL)
-		*released = k;
-	return tls__busy.n;
-}
-
 /* ---- connections ---- */
 
 struct tls_conn *tls__conn(SSL_CTX *ctx)
@@ -362,7 +288,6 @@ void tls_conn_free(struct tls_conn *t)
 {
 	if (t == NULL)
 		return;
-	tls__busy_unlink(t);
 	SSL_free(t->ssl); /* frees the BIO */
 	tls__chain_put(t->in);
 	tls__chain_put(t->out);
@@ -445,7 +370,6 @@ static int tls__result(struct tls_conn *t, int rc)
 
 int tls_handshake(struct tls_conn *t)
 {
-	tls__use(t);
 	int rc = SSL_do_handshake(t->ssl);
 
 	if (rc == 1)
@@ -457,8 +381,6 @@ int tls_handshake(struct tls_conn *t)
 int tls_read(struct tls_conn *t, uint8_t *out, size_t cap)
 {
 	size_t n = 0;
-
-	tls__use(t);
 	int rc = SSL_read_ex(t->ssl, out, cap, &n);
 
 	if (rc == 1)
@@ -470,7 +392,6 @@ int tls_write(struct tls_conn *t, const uint8_t *p, size_t n)
 {
 	size_t done = 0;
 
-	tls__use(t);
 	while (done < n) {
 		size_t w = 0;
 		if (SSL_write_ex(t->ssl, p + done, n - done, &w) != 1) {
@@ -484,7 +405,6 @@ int tls_write(struct tls_conn *t, const uint8_t *p, size_t n)
 
 void tls_shutdown(struct tls_conn *t)
 {
-	tls__use(t);
 	if (SSL_is_init_finished(t->ssl))
 		SSL_shutdown(t->ssl);
 	ERR_clear_error();

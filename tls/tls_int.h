@@ -26,10 +26,6 @@ struct tls_conn {
 	struct pbuf *out_last;
 	size_t out_bytes;
 	const char *alpn;  /* the only ALPN id accepted, or NULL */
-	/* On this thread's busy list (tls_sweep): used since the last sweep. */
-	bool used;
-	struct tls_conn *busy_next;
-	struct tls_conn **busy_prev; /* NULL: on no list */
 	char err[160];
 };
 

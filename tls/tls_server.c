@@ -2,9 +2,8 @@
  * tls_server.c - server TLS contexts: the default certificate and virtual
  * hosts chosen by SNI, one set of contexts per worker thread.
  *
- * Most IMAP connections sit in IDLE for hours, and an idle connection
- * should hold no record buffers: they are released once it is idle
- * (tls_sweep, tls.c), not per record as SSL_MODE_RELEASE_BUFFERS did.
+ * Every context gets SSL_MODE_RELEASE_BUFFERS: most IMAP connections sit in
+ * IDLE for hours, and an idle connection should hold no record buffers.
  *
  * Per worker: OpenSSL 3.0 takes a context's locks (its session-cache lock
  * for every new session, reference counts, statistics) on each handshake;
@@ -261,6 +260,7 @@ static SSL_CTX *tls__ctx(struct tls_server *srv, struct tls_ctxset *set,
 	SSL_CTX_set_max_proto_version(ctx, s->max_version);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 				 SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_ECDH_USE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_default_passwd_cb(ctx, tls__no_passphrase);
 	if (!s->session_tickets)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);

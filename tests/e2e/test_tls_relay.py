@@ -11,7 +11,6 @@ that a session that went idle after a bulk transfer relays small
 exchanges both ways again.
 """
 
-import re
 import socket
 import threading
 import time
@@ -161,49 +160,3 @@ def test_tls_idle_after_bulk_resumes(gatehouse, certs, backend):
             assert readline_raw(b) == b"t%d NOOP\r\n" % i
     c.close()
     b.close()
-
-
-def test_tls_sessions_idle_give_back_record_buffers_and_relay_again(gatehouse, certs, backend):
-    """30 TLS sessions relay both ways (OpenSSL's read and write record
-    buffers in use, ~34 KiB a connection), then sit idle: within a second
-    the worker releases their buffers (its debug log says so; what that
-    is worth in RSS is bench.py's imap-idle-tls row), and each session
-    then relays a 1 MB answer and a 300 KB command stream byte for byte
-    again (buffers taken anew)."""
-    port = free_port()
-    gh = gatehouse(lookup=None, workers=1, tls=tls_group(certs), log_level="debug",
-                   listen=[{"address": "127.0.0.1:%d" % port, "protocol": "imap", "tls": True}],
-                   routes=[{"match": "@example.com", "server": "127.0.0.1:%d" % backend.port}])
-    n = 30
-    pairs = [tls_login(gh, backend) for _ in range(n)]
-    up, up_sum = pattern(300000, 8)
-    down, down_sum = pattern(MiB, 9)
-
-    def both_ways():
-        # One writer thread per direction and a reader for the backend's
-        # side: neither end waits for the other (Python's ssl module
-        # allows one reader and one writer on the TLS socket at a time).
-        for c, b in pairs:
-            got_up = {}
-            threads = [threading.Thread(target=c.sendall, args=(up,), daemon=True),
-                       threading.Thread(target=b.sendall, args=(down,), daemon=True),
-                       threading.Thread(target=lambda: got_up.setdefault(
-                           "h", recv_hash(b, len(up))), daemon=True)]
-            for t in threads:
-                t.start()
-            assert recv_hash(c, len(down)) == down_sum
-            for t in threads:
-                t.join(60)
-            assert got_up.get("h") == up_sum
-
-    both_ways()
-    time.sleep(2.0)
-    released = sum(int(m) for m in re.findall(
-        r"released the TLS record buffers of (\d+) idle connection", gh.error_log()))
-    assert released >= n, "only %d of %d idle connections released their buffers" % (released, n)
-    both_ways()
-    for c, b in pairs:
-        c.sendall(b"t NOOP\r\n")
-        assert readline_raw(b) == b"t NOOP\r\n"
-        c.close()
-        b.close()
