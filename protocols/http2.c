@@ -95,6 +95,7 @@ struct http2_stream {
 	struct http2 *h;
 	int32_t id;
 	struct http2_stream *next;      /* the connection's streams */
+	struct http2_stream **pprev;    /* what points to it there (no walk to unlink) */
 	struct list feed_link;          /* on h->feed while http2__feed has work for it */
 	struct http_conn c;             /* its own connection: one exchange */
 	struct http_exchange *x;
@@ -258,12 +259,9 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 	struct http_conn *top = h->top;
 	struct http_exchange *x = st->x;
 
-	for (struct http2_stream **pp = &h->streams; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == st) {
-			*pp = st->next;
-			break;
-		}
-	}
+	*st->pprev = st->next;
+	if (st->next != NULL)
+		st->next->pprev = st->pprev;
 	h->nstreams--;
 	list_remove(&st->feed_link);
 	if (x != NULL && !st->x_over)
@@ -633,6 +631,9 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	list_init(&st->feed_link);
 	http2__want_feed(st);
 	st->next = h->streams;
+	st->pprev = &h->streams;
+	if (h->streams != NULL)
+		h->streams->pprev = &st->next;
 	h->streams = st;
 	h->nstreams++;
 	h->idle_deadline = 0;
