@@ -405,4 +405,8 @@ size_t http_log_target(const uint8_t *buf, struct http_span uri, char *out, size
 /* The reason phrase of a status we send ourselves. */
 const char *http_reason(int status);
 
+/* The worker thread ends: the HTTP/2 streams it kept for its connections'
+   next bursts (protocols/http2.c, HTTP2_WORKER_SPARES) are freed. */
+void http2_worker_close(void);
+
 #endif

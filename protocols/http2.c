@@ -77,16 +77,25 @@
    them all instead of freeing and wiping, then calloc'ing, a stream and
    an exchange (~12 KiB) for most of them. Only HTTP2_SPARE_BUFS of them
    keep their response head and pending body buffers (most responses
-   need neither). All go when the connection has no stream left after a
-   pump; while streams are open the spares are at most the streams that
-   were open at once, within the h2_max_streams bound. */
+   need neither). While streams are open the spares are at most the
+   streams that were open at once, within the h2_max_streams bound; when
+   the connection has no stream left after a pump they go to its worker's
+   cache (below), so an idle connection holds none. */
 #define HTTP2_SPARES 32
 #define HTTP2_SPARE_BUFS 8
+/* Kept streams a worker holds for all its connections (without their
+   response buffers; ~12 KiB each, so at most 768 KiB per worker): clients
+   that send their streams in bursts (h2load, a browser loading a page)
+   leave their connection stream-less for a moment between bursts, and
+   each burst used to calloc, wipe and free a stream and an exchange per
+   stream. Their exchanges are wiped, as a connection's spares. */
+#define HTTP2_WORKER_SPARES 64
 
 struct http2_stream {
 	struct http2 *h;
 	int32_t id;
 	struct http2_stream *next;      /* the connection's streams */
+	struct http2_stream **pprev;    /* what points to it there (no walk to unlink) */
 	struct list feed_link;          /* on h->feed while http2__feed has work for it */
 	struct http_conn c;             /* its own connection: one exchange */
 	struct http_exchange *x;
@@ -145,6 +154,42 @@ struct http2 {
 	bool goaway;                    /* h2_goaway sent (shutdown, reload) */
 	bool pumping;
 };
+
+/* The worker's kept streams, and the settings their exchanges were made
+   for (the request header index and the parsers' limits): a session under
+   other settings (a reload) does not take them. */
+static __thread struct {
+	struct http2_stream *head;
+	int n;
+	int max_headers;
+	size_t max_header_size, max_uri;
+} http2_cache;
+
+static bool http2__cache_fits(const struct conf *cf)
+{
+	return http2_cache.max_headers == cf->http.max_headers &&
+	       http2_cache.max_header_size == cf->http.max_header_size &&
+	       http2_cache.max_uri == cf->http.max_uri;
+}
+
+static void http2__kept_free(struct http2_stream *st)
+{
+	http__exchange_destroy(st->c.spare);
+	free(st->hb); /* wiped when kept */
+	free(st->pend);
+	free(st->head);
+	free(st);
+}
+
+void http2_worker_close(void)
+{
+	while (http2_cache.head != NULL) {
+		struct http2_stream *st = http2_cache.head;
+		http2_cache.head = st->next;
+		http2__kept_free(st);
+	}
+	http2_cache.n = 0;
+}
 
 static struct http2_stream *http2__of(const struct http_exchange *x)
 {
@@ -214,12 +259,9 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 	struct http_conn *top = h->top;
 	struct http_exchange *x = st->x;
 
-	for (struct http2_stream **pp = &h->streams; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == st) {
-			*pp = st->next;
-			break;
-		}
-	}
+	*st->pprev = st->next;
+	if (st->next != NULL)
+		st->next->pprev = st->pprev;
 	h->nstreams--;
 	list_remove(&st->feed_link);
 	if (x != NULL && !st->x_over)
@@ -279,17 +321,32 @@ static void http2__stream_free(struct http2 *h, struct http2_stream *st, bool go
 	}
 }
 
-/* The kept streams go (the connection is idle, or goes). */
+/* The kept streams go (the connection is idle, or goes): to the worker's
+   cache while it has room, without their response buffers. */
 static void http2__spares_free(struct http2 *h)
 {
+	const struct conf *cf = h->s->conf;
+
+	if (h->spares != NULL && !http2__cache_fits(cf)) {
+		http2_worker_close();
+		http2_cache.max_headers = cf->http.max_headers;
+		http2_cache.max_header_size = cf->http.max_header_size;
+		http2_cache.max_uri = cf->http.max_uri;
+	}
 	while (h->spares != NULL) {
 		struct http2_stream *st = h->spares;
 		h->spares = st->next;
-		http__exchange_destroy(st->c.spare);
+		if (http2_cache.n >= HTTP2_WORKER_SPARES) {
+			http2__kept_free(st);
+			continue;
+		}
 		free(st->hb); /* wiped when kept */
+		st->hb = NULL;
 		free(st->pend);
-		free(st->head);
-		free(st);
+		st->pend = NULL;
+		st->next = http2_cache.head;
+		http2_cache.head = st;
+		http2_cache.n++;
 	}
 	h->nspares = 0;
 	if (h->scratch != NULL) {
@@ -543,12 +600,20 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	size_t cap = (size_t)cf->http.max_header_size + HTTP_FWD_EXTRA;
 
 	if (st != NULL) {
+		h->spares = st->next;
+		h->nspares--;
+	} else if (http2_cache.head != NULL && http2__cache_fits(cf)) {
+		/* One another connection of this worker kept. */
+		st = http2_cache.head;
+		http2_cache.head = st->next;
+		http2_cache.n--;
+		st->c.spare->s = s;
+	}
+	if (st != NULL) {
 		/* A kept one: zero again but its wiped exchange and buffers. */
 		struct http_exchange *spare = st->c.spare;
 		uint8_t *hb = st->hb, *pend = st->pend, *head = st->head;
 		size_t hcap = st->hcap, pcap = st->pcap, head_cap = st->head_cap;
-		h->spares = st->next;
-		h->nspares--;
 		memset(st, 0, offsetof(struct http2_stream, rhdr));
 		st->c.spare = spare;
 		st->hb = hb;
@@ -566,6 +631,9 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	list_init(&st->feed_link);
 	http2__want_feed(st);
 	st->next = h->streams;
+	st->pprev = &h->streams;
+	if (h->streams != NULL)
+		h->streams->pprev = &st->next;
 	h->streams = st;
 	h->nstreams++;
 	h->idle_deadline = 0;

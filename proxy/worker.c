@@ -19,6 +19,7 @@
 
 #include "audit.h"
 #include "gh.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
@@ -556,6 +557,7 @@ static void worker__run(void *arg)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	audit_batch(false);
 	session_http_pool_close(&w->loop);
+	http2_worker_close();
 	route_worker_close(&w->loop);
 	if (w->on_exit)
 		w->on_exit(w);

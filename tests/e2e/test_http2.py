@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from h2raw import (DATA, END_HEADERS, END_STREAM, HEADERS, RawH2, block, frame, req_fields,
-                   rss_kib)
+from h2raw import (DATA, END_HEADERS, END_STREAM, HEADERS, WINDOW_UPDATE, RawH2, block, frame,
+                   req_fields, rss_kib)
 from httpstore import HttpBackend, payload_sha256
 
 HOST = "mail.example.com"
@@ -446,3 +446,101 @@ def test_idle_connection_serves_large_heads_again(h2):
         assert body == (root / "big.bin").read_bytes()
     finally:
         c.close()
+
+
+def _one_worker_h2(http_gh, group, http=None):
+    g = group(1)
+    gh = http_gh(upstreams=[{"name": "b0", "servers": [g[0].address]}],
+                 locations=[{"match": "/", "upstream": "b0"}], http=http,
+                 listen_extra={"http2": True}, workers=1)
+    return gh, g
+
+
+def _burst(c, first, n, path, extra=(), body=None):
+    """n streams from id first on, sent at once; their (status, echo).
+    The connection's window is opened first: the answers of the streams
+    not read yet hold it."""
+    data = frame(WINDOW_UPDATE, 0, 0, (1 << 24).to_bytes(4, "big"))
+    for i in range(n):
+        sid = first + 2 * i
+        fields = req_fields("%s?i=%d" % (path, i), "POST" if body else "GET", extra)
+        data += frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), sid, block(fields))
+        if body:
+            data += frame(DATA, END_STREAM, sid, body * (i + 1))
+    c.send(data)
+    out = []
+    for i in range(n):
+        status, raw = c.response(first + 2 * i)
+        out.append((status, json.loads(raw)))
+    return out
+
+
+def test_streams_one_connection_kept_serve_another_with_nothing_of_its_requests(
+        http_gh, group):
+    """A connection with no stream left gives its kept streams (wiped
+    exchanges, request head buffers) to its worker's cache, where the next
+    streams of any connection of that worker take them (issue 19, h2
+    bursts). Another client's streams get exactly their own requests to
+    the backend: none of the first client's cookies, credentials or
+    headers, its own paths and bodies."""
+    gh, g = _one_worker_h2(http_gh, group)
+    secret = [("cookie", "ZM_AUTH_TOKEN=tokenA%s" % ("s" * 200)),
+              ("authorization", "Bearer clientAsecret"),
+              ("x-only-a", "a" * 3000)] + [("x-a%d" % i, "va") for i in range(30)]
+    a, b = RawH2(gh.https_port), RawH2(gh.https_port)
+    try:
+        for status, j in _burst(a, 1, 40, "/echo", secret, body=b"A"):
+            assert status == "200"
+            assert ["authorization", "Bearer clientAsecret"] in j["headers"]
+        time.sleep(0.2)  # a's connection: no stream open
+        for rnd in range(2):
+            got = _burst(b, 1 + 80 * rnd, 40, "/echo", [("x-b", "vb")],
+                         body=b"B" if rnd else None)
+            for i, (status, j) in enumerate(got):
+                assert status == "200"
+                assert j["path"] == "/echo?i=%d" % i
+                names = [k.lower() for k, _ in j["headers"]]
+                assert "cookie" not in names and "authorization" not in names
+                assert not [k for k in names if k.startswith("x-a") or k == "x-only-a"]
+                assert names.count("x-b") == 1
+                assert j["body_length"] == (i + 1 if rnd else 0)
+        # a again, with its own again.
+        for i, (status, j) in enumerate(_burst(a, 81, 10, "/echo")):
+            assert status == "200" and j["path"] == "/echo?i=%d" % i
+            assert "authorization" not in [k.lower() for k, _ in j["headers"]]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_streams_kept_under_other_header_limits_are_not_taken_after_a_reload(
+        http_gh, group):
+    """Kept streams' exchanges are made for the header limits of their
+    configuration; after a reload that raises http.max_headers, a new
+    connection's streams with more headers than the old limit are served
+    whole, not refused by an exchange kept from before."""
+    from ghtest import to_libconfig
+    gh, g = _one_worker_h2(http_gh, group, http={"max_headers": 30})
+    a = RawH2(gh.https_port)
+    try:
+        for status, _ in _burst(a, 1, 20, "/echo", [("x-a%d" % i, "v") for i in range(10)]):
+            assert status == "200"
+        time.sleep(0.2)  # its streams are kept by the worker now
+        gh.settings["http"]["max_headers"] = 90
+        gh.conf_path.write_text(to_libconfig(gh.settings))
+        gh.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "reloaded" not in gh.error_log():
+            assert time.monotonic() < deadline, gh.error_log()[-2000:]
+            time.sleep(0.02)
+        time.sleep(0.2)
+    finally:
+        a.close()
+    b = RawH2(gh.https_port)
+    try:
+        many = [("x-m%d" % i, "v") for i in range(60)]
+        for status, j in _burst(b, 1, 20, "/echo", many):
+            assert status == "200"
+            assert len([k for k, _ in j["headers"] if k.startswith("x-m")]) == 60
+    finally:
+        b.close()
