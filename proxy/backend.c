@@ -68,7 +68,8 @@ void session__addr_name(char *out, size_t cap, const char *host, uint16_t port)
 
 void session__backend_target(struct session *s, const char *host, uint16_t port)
 {
-	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	free(s->backend_host);
+	s->backend_host = strndup(host, ROUTE_MAX_HOST - 1);
 	s->backend_port = port;
 	s->backend_tls = s->conf->upstream.tls;
 	s->backend_verify = s->conf->upstream.verify;
@@ -107,7 +108,7 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	}
 	if (s->bin == NULL) {
 		s->bin_cap = SESSION_BACKEND_INBUF;
-		s->bin = malloc(s->bin_cap);
+		s->bin = session__buf_new(s, s->bin_cap, &s->bin_pooled);
 		if (s->bin == NULL) {
 			pbuf_put(b);
 			session_close(s, "out of memory");
@@ -118,6 +119,8 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	size_t n = b->len < room ? b->len : room;
 	memcpy(s->bin + s->bin_len, b->data + b->off, n);
 	s->bin_len += n;
+	if (s->bin_len > s->bin_hwm)
+		s->bin_hwm = s->bin_len;
 	pbuf_put(b);
 	s->proto->backend_data(s);
 }
@@ -348,6 +351,12 @@ static void backend__mail_connect(struct session *s, const char *host, uint16_t 
 	}
 	bc->addr = s->backend_addr;
 	bc->host = s->backend_sni != NULL ? s->backend_sni : s->backend_host;
+	if (bc->host == NULL) { /* strndup failed in session__backend_target */
+		s->backend = &bc->st;
+		session_close_backend(s);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, UV_ENOMEM);
+		return;
+	}
 	bc->tls = s->backend_tls;
 	bc->verify = s->backend_verify;
 	s->backend = &bc->st;

@@ -126,6 +126,16 @@ bool session__drain(struct pbuf **pending, uint8_t *buf, size_t *len, size_t cap
 /* Backend input before relaying: room for the mail login's greeting, ID
    and login answers. */
 #define SESSION_BACKEND_INBUF 16384
+/*
+ * The login-phase buffers (s->in, s->bin): a buffer of the worker's pool
+ * when cap fits one (*pooled_out true), else malloc'd. Pooled, they are
+ * recycled login after login instead of leaving 8-16 KiB holes between
+ * the long-lived session structs, which kept the pages of sessions gone
+ * idle resident (see session.c). NULL: no memory. session__buf_free
+ * takes what session__buf_new gave (NULL is ignored); wipe first.
+ */
+uint8_t *session__buf_new(struct session *s, size_t cap, bool *pooled_out);
+void session__buf_free(struct session *s, uint8_t *p, bool pooled);
 /* Close the HTTP backend connections the session's requests hold
    (session_http.c): their owners hear nothing more. */
 void session__upstreams_close(struct session *s);

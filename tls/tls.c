@@ -87,6 +87,7 @@ void tls_client_free(struct tls_client *cl)
  */
 
 static BIO_METHOD *tls__bio_method;
+static int tls__bio_type; /* its BIO_method_type */
 static pthread_once_t tls__bio_once = PTHREAD_ONCE_INIT;
 
 /* A buffer for the chains: the pool's, or one of TLS__BUF_SIZE bytes before
@@ -223,7 +224,8 @@ static int tls__bio_destroy(BIO *bio)
 
 static void tls__bio_init(void)
 {
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatehouse pbuf");
+	int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+	BIO_METHOD *m = BIO_meth_new(type, "gatehouse pbuf");
 
 	if (m == NULL || BIO_meth_set_read_ex(m, tls__bio_read) != 1 ||
 	    BIO_meth_set_write_ex(m, tls__bio_write) != 1 || BIO_meth_set_ctrl(m, tls__bio_ctrl) != 1 ||
@@ -232,10 +234,18 @@ static void tls__bio_init(void)
 		BIO_meth_free(m);
 		return;
 	}
+	tls__bio_type = type;
 	tls__bio_method = m;
 }
 
 /* ---- connections ---- */
+
+struct tls_conn *tls__of(const SSL *ssl)
+{
+	BIO *b = SSL_get_rbio(ssl);
+
+	return b != NULL && BIO_method_type(b) == tls__bio_type ? BIO_get_data(b) : NULL;
+}
 
 struct tls_conn *tls__conn(SSL_CTX *ctx)
 {
@@ -256,9 +266,10 @@ struct tls_conn *tls__conn(SSL_CTX *ctx)
 		return NULL;
 	}
 	BIO_set_data(t->bio, t);
-	/* One BIO both ways: SSL_set_bio takes the one reference. */
+	/* One BIO both ways: SSL_set_bio takes the one reference. Callbacks
+	   find t through it (tls__of): SSL_set_app_data would allocate an
+	   ex_data stack (two blocks) that every idle connection keeps. */
 	SSL_set_bio(t->ssl, t->bio, t->bio);
-	SSL_set_app_data(t->ssl, t);
 	return t;
 }
 

@@ -32,6 +32,9 @@ struct tls_conn {
 /* OpenSSL's last error as text into out (and the error queue cleared). */
 void tls__openssl_error(char *out, size_t cap);
 
+/* The connection ssl belongs to (tls__conn's BIO holds it), or NULL. */
+struct tls_conn *tls__of(const SSL *ssl);
+
 /* A connection on ctx over the pbuf BIO (NULL: no memory). */
 struct tls_conn *tls__conn(SSL_CTX *ctx);
 

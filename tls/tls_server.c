@@ -124,7 +124,7 @@ static bool tls__alpn_offered(const unsigned char *in, unsigned int inlen, const
 static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		     const unsigned char *in, unsigned int inlen, void *arg)
 {
-	struct tls_conn *t = SSL_get_app_data(ssl);
+	struct tls_conn *t = tls__of(ssl);
 
 	(void)arg;
 	if (t == NULL || t->alpn == NULL)
