@@ -217,6 +217,8 @@ struct session {
 	                                   load balancer per its PROXY header's SSL TLV) */
 	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
 	bool conn_counted;              /* holds a connlimit count for counted_ip */
+	bool bc_room;                   /* allocated as a struct session_mail (session_int.h) */
+	bool bc_room_busy;              /* a backend connection lives in it */
 	char counted_ip[46];            /* the address it was counted under */
 	const char *close_reason;
 

@@ -29,6 +29,19 @@ struct backend_dns {
 	struct backend_conn *bc;  /* NULL once the connection has closed */
 };
 
+/* bc's memory: its session's room (session_mail), or its own block. The
+   room's session is still there: bc holds one of its references. */
+static void backend__free(struct backend_conn *bc)
+{
+	struct session *s = bc->s;
+
+	if (s != NULL && s->bc_room && bc == &((struct session_mail *)s)->bc) {
+		s->bc_room_busy = false;
+		return;
+	}
+	free(bc);
+}
+
 /* A connection closed: the kind lets go of it first (the HTTP pool). */
 static void backend__closed(struct stream *st)
 {
@@ -44,7 +57,7 @@ static void backend__closed(struct stream *st)
 	}
 	if (bc->kind->closed)
 		bc->kind->closed(bc);
-	free(bc);
+	backend__free(bc);
 	if (s != NULL)
 		session__unref(s);
 }
@@ -255,12 +268,20 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 
 struct backend_conn *session__backend_new(struct session *s, const struct backend_kind *k)
 {
-	struct backend_conn *bc = calloc(1, k->size);
+	struct backend_conn *bc;
 
+	if (s->bc_room && !s->bc_room_busy && k->size == sizeof(struct backend_conn)) {
+		bc = &((struct session_mail *)s)->bc;
+		memset(bc, 0, sizeof(*bc));
+		s->bc_room_busy = true;
+	} else {
+		bc = calloc(1, k->size);
+	}
 	if (bc == NULL)
 		return NULL;
+	bc->s = s;
 	if (stream_init(&bc->st, &s->w->loop, &s->w->pool, s) < 0) {
-		free(bc);
+		backend__free(bc);
 		return NULL;
 	}
 	bc->s = s;

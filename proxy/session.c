@@ -722,10 +722,12 @@ void session__buf_free(struct session *s, uint8_t *p, bool pooled)
 struct session *session_new(struct worker *w, struct listener *l)
 {
 	struct conf *c = w->conf;
-	struct session *s = calloc(1, sizeof(*s));
+	bool mail = l->cl->proto == CONF_PROTO_IMAP || l->cl->proto == CONF_PROTO_POP3;
+	struct session *s = calloc(1, mail ? sizeof(struct session_mail) : sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
+	s->bc_room = mail;
 	s->w = w;
 	list_init(&s->worker_link);
 	s->conf = conf_ref(c);

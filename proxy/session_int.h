@@ -81,6 +81,19 @@ struct backend_conn {
 	bool tls;              /* speak TLS to it (upstream.tls, or the caller's choice) */
 	bool verify;           /* and check its certificate against host */
 };
+/*
+ * A mail session (IMAP, POP3) and the room for its backend connection, in
+ * one block: the connection an idle mail session keeps for hours sits next
+ * to its session instead of being a second block malloc'd mid-login among
+ * the login's short-lived ones (whose holes kept both blocks' pages
+ * resident after a storm). session__backend_new uses the room when it is
+ * free (s->bc_room set, !s->bc_room_busy), else calloc.
+ */
+struct session_mail {
+	struct session s;
+	struct backend_conn bc;
+};
+
 /* What differs between the connections the connector makes. */
 struct backend_kind {
 	size_t size;                   /* at least sizeof(struct backend_conn) */
