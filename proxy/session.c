@@ -94,6 +94,8 @@ static void session__count_phase(struct session *s, int to)
 	s->metrics_phase = (uint8_t)(to + 1);
 }
 
+static void session__free_block(struct session *s);
+
 void session__unref(struct session *s)
 {
 	if (--s->refs > 0)
@@ -116,7 +118,7 @@ void session__unref(struct session *s)
 		connlimit_release(s->counted_ip);
 	worker_session_gone(s->w, s);
 	conf_unref(s->conf);
-	free(s);
+	session__free_block(s);
 }
 
 
@@ -687,6 +689,15 @@ void session_finish(struct session *s, const char *reason)
 
 /* ---- accept ---- */
 
+/* The session's own block: a mail session's from the worker's slab. */
+static void session__free_block(struct session *s)
+{
+	if (s->bc_room)
+		slab_put(&s->w->mail_sessions, s);
+	else
+		free(s);
+}
+
 /*
  * Login-phase buffers from the worker's pool. A storm of logins used to
  * malloc and free 8 KiB (s->in) and 16 KiB (s->bin) per login between the
@@ -723,10 +734,13 @@ struct session *session_new(struct worker *w, struct listener *l)
 {
 	struct conf *c = w->conf;
 	bool mail = l->cl->proto == CONF_PROTO_IMAP || l->cl->proto == CONF_PROTO_POP3;
-	struct session *s = calloc(1, mail ? sizeof(struct session_mail) : sizeof(*s));
+	if (mail && w->mail_sessions.size == 0) /* the worker's first */
+		slab_init(&w->mail_sessions, sizeof(struct session_mail));
+	struct session *s = mail ? slab_get(&w->mail_sessions) : malloc(sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
+	memset(s, 0, mail ? sizeof(struct session_mail) : sizeof(*s));
 	s->bc_room = mail;
 	s->w = w;
 	list_init(&s->worker_link);
@@ -747,7 +761,7 @@ struct session *session_new(struct worker *w, struct listener *l)
 	if (s->in == NULL || stream_init(&s->client, &w->loop, &w->pool, s) < 0) {
 		session__buf_free(s, s->in, s->in_pooled);
 		conf_unref(s->conf);
-		free(s);
+		session__free_block(s);
 		return NULL;
 	}
 	s->refs = 1;

@@ -639,4 +639,5 @@ void worker_join(struct worker *w)
 	http_fcache_free(w->fcache);
 	w->fcache = NULL;
 	pool_destroy(&w->pool);
+	slab_destroy(&w->mail_sessions);
 }
