@@ -3,6 +3,7 @@
  * and client side), and the client context. The server contexts are tls_server.c's.
  */
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,7 +303,21 @@ void tls_conn_free(struct tls_conn *t)
 	SSL_free(t->ssl); /* frees the BIO */
 	tls__chain_put(t->in);
 	tls__chain_put(t->out);
+	free(t->err);
 	free(t);
+}
+
+void tls__set_err(struct tls_conn *t, const char *fmt, ...)
+{
+	if (t->err != NULL)
+		return;
+	t->err = malloc(TLS_ERR_CAP);
+	if (t->err == NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->err, TLS_ERR_CAP, fmt, ap);
+	va_end(ap);
 }
 
 void tls_set_pool(struct tls_conn *t, struct pool *pool)
@@ -317,7 +332,7 @@ int tls_feed(struct tls_conn *t, const uint8_t *p, size_t n)
 		if (last == NULL || last->off + last->len == last->cap) {
 			struct pbuf *b = tls__buf(t);
 			if (b == NULL) {
-				snprintf(t->err, sizeof(t->err), "out of memory");
+				tls__set_err(t, "out of memory");
 				return TLS_ERR;
 			}
 			*t->in_tail = b;
@@ -372,8 +387,11 @@ static int tls__result(struct tls_conn *t, int rc)
 	case SSL_ERROR_ZERO_RETURN:
 		return TLS_CLOSED;
 	default:
-		if (t->err[0] == '\0')
-			tls__openssl_error(t->err, sizeof(t->err));
+		if (t->err == NULL) {
+			char msg[TLS_ERR_CAP];
+			tls__openssl_error(msg, sizeof(msg));
+			tls__set_err(t, "%s", msg);
+		}
 		ERR_clear_error();
 		return TLS_ERR;
 	}
@@ -467,7 +485,7 @@ const char *tls_sni(const struct tls_conn *t)
 
 const char *tls_error(const struct tls_conn *t)
 {
-	return t->err[0] ? t->err : "TLS error";
+	return t->err != NULL && t->err[0] ? t->err : "TLS error";
 }
 
 bool tls_alpn_is(const struct tls_conn *t, const char *id)

@@ -139,7 +139,7 @@ static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		if (*p == ',')
 			p++;
 	}
-	snprintf(t->err, sizeof(t->err), "client offered no ALPN protocol \"%s\"", t->alpn);
+	tls__set_err(t, "client offered no ALPN protocol \"%s\"", t->alpn);
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
