@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SLAB_CHUNK 65536
+#define SLAB_CHUNK 16384
 
 struct slab_chunk;
 struct slab {
