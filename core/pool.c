@@ -43,6 +43,23 @@ static void pool__free_list(struct pbuf **head, size_t *n)
 	*n = 0;
 }
 
+/* Free buffers beyond the first keep of the list (*n counts it). */
+static void pool__free_beyond(struct pbuf **head, size_t *n, size_t keep)
+{
+	while (*n > keep) {
+		struct pbuf *b = *head;
+		*head = b->next;
+		free(b);
+		(*n)--;
+	}
+}
+
+void pool_trim(struct pool *p)
+{
+	pool__free_beyond(&p->free, &p->nfree, POOL_TRIM_KEEP);
+	pool__free_beyond(&p->big_free, &p->nbig_free, POOL_TRIM_KEEP_BIG);
+}
+
 void pool_destroy(struct pool *p)
 {
 	pool__free_list(&p->free, &p->nfree);

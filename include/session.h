@@ -172,7 +172,10 @@ struct session {
 	uint16_t local_port;
 	char backend_addr[64];          /* "ip:port" once connecting, for logs and audit */
 	uint16_t backend_port;          /* the port backend_addr names */
-	char backend_host[ROUTE_MAX_HOST]; /* as routed: SNI and name check for upstream TLS */
+	/* As routed (malloc'd, NULL when unknown): SNI and name check for
+	   upstream TLS. Freed when the relay starts: an idle session keeps
+	   only backend_addr, not 256 bytes of a host name it no longer needs. */
+	char *backend_host;
 	/* TLS to the backend: upstream.tls/verify unless the protocol chose
 	   (session_connect_backend_tls); sni NULL means backend_host. */
 	bool backend_tls;
@@ -187,6 +190,8 @@ struct session {
 	size_t in_len;
 	size_t in_cap;
 	size_t in_hwm;                  /* most of s->in ever filled: what a wipe must cover */
+	bool in_pooled;                 /* s->in is a pool buffer's data (session__buf_new) */
+	bool bin_pooled;                /* so is s->bin */
 	struct pbuf *in_pending;
 	bool read_wanted;               /* the protocol wants client bytes */
 	bool in_direct;                 /* reads go to proto->client_buf while s->in is empty */
@@ -196,6 +201,7 @@ struct session {
 	uint8_t *bin;
 	size_t bin_len;
 	size_t bin_cap;
+	size_t bin_hwm;                 /* most of s->bin ever filled: what a wipe must cover */
 
 	uint64_t started_ms;            /* uv_now at accept */
 	struct session_relay relay;     /* once the login is over (relay.c) */
@@ -211,6 +217,8 @@ struct session {
 	                                   load balancer per its PROXY header's SSL TLV) */
 	bool starttls_done;             /* TLS came from STARTTLS/STLS, not the listener */
 	bool conn_counted;              /* holds a connlimit count for counted_ip */
+	bool bc_room;                   /* allocated as a struct session_mail (session_int.h) */
+	bool bc_room_busy;              /* a backend connection lives in it */
 	char counted_ip[46];            /* the address it was counted under */
 	const char *close_reason;
 

@@ -72,6 +72,15 @@ struct pool {
 
 void pool_init(struct pool *p, uint32_t size, size_t max_free);
 void pool_destroy(struct pool *p);
+/*
+ * Free the idle buffers beyond POOL_TRIM_KEEP (bulk: POOL_TRIM_KEEP_BIG),
+ * for a worker that has gone quiet after a burst: the free lists filled
+ * to max_free in the burst (16 x 16 KiB and 4 x 64 KiB a worker) and would
+ * otherwise stay resident while the worker's connections sit idle.
+ */
+void pool_trim(struct pool *p);
+#define POOL_TRIM_KEEP 4
+#define POOL_TRIM_KEEP_BIG 1
 
 /* A buffer with cap == pool size, off = len = 0. NULL when out of memory. */
 struct pbuf *pbuf_get(struct pool *p);

@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "http_fcache.h"
 #include "list.h"
+#include "slab.h"
 #include "stream.h"
 
 struct session;
@@ -56,6 +57,7 @@ struct worker {
 	struct listener listeners[CONF_MAX_LISTEN];
 	int nlisteners;
 	struct pool pool;
+	struct slab mail_sessions; /* struct session_mail blocks (session.c; set up at the first) */
 	/* Passive health of w->conf's upstream groups (upstream.h), made on
 	   first use, dropped when another configuration is adopted. */
 	struct upstream_health **health;

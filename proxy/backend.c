@@ -29,6 +29,19 @@ struct backend_dns {
 	struct backend_conn *bc;  /* NULL once the connection has closed */
 };
 
+/* bc's memory: its session's room (session_mail), or its own block. The
+   room's session is still there: bc holds one of its references. */
+static void backend__free(struct backend_conn *bc)
+{
+	struct session *s = bc->s;
+
+	if (s != NULL && s->bc_room && bc == &((struct session_mail *)s)->bc) {
+		s->bc_room_busy = false;
+		return;
+	}
+	free(bc);
+}
+
 /* A connection closed: the kind lets go of it first (the HTTP pool). */
 static void backend__closed(struct stream *st)
 {
@@ -44,7 +57,7 @@ static void backend__closed(struct stream *st)
 	}
 	if (bc->kind->closed)
 		bc->kind->closed(bc);
-	free(bc);
+	backend__free(bc);
 	if (s != NULL)
 		session__unref(s);
 }
@@ -68,7 +81,8 @@ void session__addr_name(char *out, size_t cap, const char *host, uint16_t port)
 
 void session__backend_target(struct session *s, const char *host, uint16_t port)
 {
-	snprintf(s->backend_host, sizeof(s->backend_host), "%s", host);
+	free(s->backend_host);
+	s->backend_host = strndup(host, ROUTE_MAX_HOST - 1);
 	s->backend_port = port;
 	s->backend_tls = s->conf->upstream.tls;
 	s->backend_verify = s->conf->upstream.verify;
@@ -107,7 +121,7 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	}
 	if (s->bin == NULL) {
 		s->bin_cap = SESSION_BACKEND_INBUF;
-		s->bin = malloc(s->bin_cap);
+		s->bin = session__buf_new(s, s->bin_cap, &s->bin_pooled);
 		if (s->bin == NULL) {
 			pbuf_put(b);
 			session_close(s, "out of memory");
@@ -118,6 +132,8 @@ static void backend__read(struct stream *st, struct pbuf *b, int status)
 	size_t n = b->len < room ? b->len : room;
 	memcpy(s->bin + s->bin_len, b->data + b->off, n);
 	s->bin_len += n;
+	if (s->bin_len > s->bin_hwm)
+		s->bin_hwm = s->bin_len;
 	pbuf_put(b);
 	s->proto->backend_data(s);
 }
@@ -252,12 +268,20 @@ static void backend__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo
 
 struct backend_conn *session__backend_new(struct session *s, const struct backend_kind *k)
 {
-	struct backend_conn *bc = calloc(1, k->size);
+	struct backend_conn *bc;
 
+	if (s->bc_room && !s->bc_room_busy && k->size == sizeof(struct backend_conn)) {
+		bc = &((struct session_mail *)s)->bc;
+		memset(bc, 0, sizeof(*bc));
+		s->bc_room_busy = true;
+	} else {
+		bc = calloc(1, k->size);
+	}
 	if (bc == NULL)
 		return NULL;
+	bc->s = s;
 	if (stream_init(&bc->st, &s->w->loop, &s->w->pool, s) < 0) {
-		free(bc);
+		backend__free(bc);
 		return NULL;
 	}
 	bc->s = s;
@@ -348,6 +372,12 @@ static void backend__mail_connect(struct session *s, const char *host, uint16_t 
 	}
 	bc->addr = s->backend_addr;
 	bc->host = s->backend_sni != NULL ? s->backend_sni : s->backend_host;
+	if (bc->host == NULL) { /* strndup failed in session__backend_target */
+		s->backend = &bc->st;
+		session_close_backend(s);
+		session__post(s, SESSION__POST_BACKEND_CONNECTED, UV_ENOMEM);
+		return;
+	}
 	bc->tls = s->backend_tls;
 	bc->verify = s->backend_verify;
 	s->backend = &bc->st;

@@ -238,17 +238,24 @@ void session_start_relay(struct session *s)
 	/* Login-phase memory goes now: the relay needs none of it. */
 	if (s->proto_state)
 		s->proto->destroy(s);
-	if (s->in != NULL) /* NULL: released while the HTTP connection was idle */
+	if (s->in != NULL) { /* NULL: released while the HTTP connection was idle */
 		secret_wipe(s->in, s->in_hwm);
-	free(s->in);
+		session__buf_free(s, s->in, s->in_pooled);
+	}
 	s->in = NULL;
 	s->in_len = s->in_cap = s->in_hwm = 0;
 	if (s->bin) {
-		secret_wipe(s->bin, s->bin_cap);
-		free(s->bin);
+		secret_wipe(s->bin, s->bin_hwm);
+		session__buf_free(s, s->bin, s->bin_pooled);
 		s->bin = NULL;
-		s->bin_len = s->bin_cap = 0;
+		s->bin_len = s->bin_cap = s->bin_hwm = 0;
 	}
+	/* The backend's TLS, if any, was set up with it long ago. */
+	struct backend_conn *bc = (struct backend_conn *)s->backend;
+	if (bc->host == s->backend_host)
+		bc->host = NULL;
+	free(s->backend_host);
+	s->backend_host = NULL;
 	worker_trim_soon(s->w);
 	relay_start(s);
 }

@@ -94,6 +94,8 @@ static void session__count_phase(struct session *s, int to)
 	s->metrics_phase = (uint8_t)(to + 1);
 }
 
+static void session__free_block(struct session *s);
+
 void session__unref(struct session *s)
 {
 	if (--s->refs > 0)
@@ -105,17 +107,18 @@ void session__unref(struct session *s)
 	session__count_phase(s, -1);
 	if (s->in) {
 		secret_wipe(s->in, s->in_hwm);
-		free(s->in);
+		session__buf_free(s, s->in, s->in_pooled);
 	}
 	if (s->bin) {
-		secret_wipe(s->bin, s->bin_cap);
-		free(s->bin);
+		secret_wipe(s->bin, s->bin_hwm);
+		session__buf_free(s, s->bin, s->bin_pooled);
 	}
+	free(s->backend_host);
 	if (s->conn_counted)
 		connlimit_release(s->counted_ip);
 	worker_session_gone(s->w, s);
 	conf_unref(s->conf);
-	free(s);
+	session__free_block(s);
 }
 
 
@@ -341,7 +344,7 @@ static int session__in_ready(struct session *s)
 {
 	if (s->in != NULL || s->in_cap == 0)
 		return 0;
-	s->in = malloc(s->in_cap);
+	s->in = session__buf_new(s, s->in_cap, &s->in_pooled);
 	return s->in != NULL ? 0 : -ENOMEM;
 }
 
@@ -686,13 +689,59 @@ void session_finish(struct session *s, const char *reason)
 
 /* ---- accept ---- */
 
+/* The session's own block: a mail session's from the worker's slab. */
+static void session__free_block(struct session *s)
+{
+	if (s->bc_room)
+		slab_put(&s->w->mail_sessions, s);
+	else
+		free(s);
+}
+
+/*
+ * Login-phase buffers from the worker's pool. A storm of logins used to
+ * malloc and free 8 KiB (s->in) and 16 KiB (s->bin) per login between the
+ * session structs allocated at the same time, so once the storm was over
+ * each idle session sat alone on its pages, between freed holes smaller
+ * than a page that malloc_trim cannot return (RSS per idle plain IMAP
+ * session 4.9-5.2 KiB for 2.4 KiB allocated). Pool buffers are taken and
+ * given back login after login, so the long-lived structs pack together.
+ */
+uint8_t *session__buf_new(struct session *s, size_t cap, bool *pooled_out)
+{
+	struct pool *p = &s->w->pool;
+
+	*pooled_out = cap <= p->size;
+	if (!*pooled_out)
+		return malloc(cap);
+	struct pbuf *b = pbuf_get(p);
+	return b != NULL ? b->data : NULL;
+}
+
+void session__buf_free(struct session *s, uint8_t *p, bool pooled)
+{
+	(void)s;
+	if (p == NULL)
+		return;
+	if (!pooled) {
+		free(p);
+		return;
+	}
+	pbuf_put((struct pbuf *)(void *)(p - offsetof(struct pbuf, data)));
+}
+
 struct session *session_new(struct worker *w, struct listener *l)
 {
 	struct conf *c = w->conf;
-	struct session *s = calloc(1, sizeof(*s));
+	bool mail = l->cl->proto == CONF_PROTO_IMAP || l->cl->proto == CONF_PROTO_POP3;
+	if (mail && w->mail_sessions.size == 0) /* the worker's first */
+		slab_init(&w->mail_sessions, sizeof(struct session_mail));
+	struct session *s = mail ? slab_get(&w->mail_sessions) : malloc(sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
+	memset(s, 0, mail ? sizeof(struct session_mail) : sizeof(*s));
+	s->bc_room = mail;
 	s->w = w;
 	list_init(&s->worker_link);
 	s->conf = conf_ref(c);
@@ -708,11 +757,11 @@ struct session *session_new(struct worker *w, struct listener *l)
 	s->id = session__next_id();
 	snprintf(s->idstr, sizeof(s->idstr), "%llx", (unsigned long long)s->id);
 	s->in_cap = c->limits.max_line + 1;
-	s->in = s->proto != NULL ? malloc(s->in_cap) : NULL;
+	s->in = s->proto != NULL ? session__buf_new(s, s->in_cap, &s->in_pooled) : NULL;
 	if (s->in == NULL || stream_init(&s->client, &w->loop, &w->pool, s) < 0) {
-		free(s->in);
+		session__buf_free(s, s->in, s->in_pooled);
 		conf_unref(s->conf);
-		free(s);
+		session__free_block(s);
 		return NULL;
 	}
 	s->refs = 1;

@@ -259,13 +259,15 @@ int session_set_input_size(struct session *s, size_t cap)
 			s->in_cap = cap;
 		return 0;
 	}
-	uint8_t *p = malloc(cap);
+	bool pooled;
+	uint8_t *p = session__buf_new(s, cap, &pooled);
 	if (p == NULL)
 		return -ENOMEM;
 	memcpy(p, s->in, s->in_len);
-	secret_wipe(s->in, s->in_cap);
-	free(s->in);
+	secret_wipe(s->in, s->in_hwm);
+	session__buf_free(s, s->in, s->in_pooled);
 	s->in = p;
+	s->in_pooled = pooled;
 	s->in_cap = cap;
 	return 0;
 }
@@ -275,7 +277,7 @@ void session_release_input(struct session *s)
 	if (s->in == NULL || s->in_len > 0 || s->in_pending != NULL)
 		return;
 	secret_wipe(s->in, s->in_hwm);
-	free(s->in);
+	session__buf_free(s, s->in, s->in_pooled);
 	s->in = NULL;
 	s->in_hwm = 0;
 }

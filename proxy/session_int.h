@@ -81,6 +81,19 @@ struct backend_conn {
 	bool tls;              /* speak TLS to it (upstream.tls, or the caller's choice) */
 	bool verify;           /* and check its certificate against host */
 };
+/*
+ * A mail session (IMAP, POP3) and the room for its backend connection, in
+ * one block: the connection an idle mail session keeps for hours sits next
+ * to its session instead of being a second block malloc'd mid-login among
+ * the login's short-lived ones (whose holes kept both blocks' pages
+ * resident after a storm). session__backend_new uses the room when it is
+ * free (s->bc_room set, !s->bc_room_busy), else calloc.
+ */
+struct session_mail {
+	struct session s;
+	struct backend_conn bc;
+};
+
 /* What differs between the connections the connector makes. */
 struct backend_kind {
 	size_t size;                   /* at least sizeof(struct backend_conn) */
@@ -126,6 +139,16 @@ bool session__drain(struct pbuf **pending, uint8_t *buf, size_t *len, size_t cap
 /* Backend input before relaying: room for the mail login's greeting, ID
    and login answers. */
 #define SESSION_BACKEND_INBUF 16384
+/*
+ * The login-phase buffers (s->in, s->bin): a buffer of the worker's pool
+ * when cap fits one (*pooled_out true), else malloc'd. Pooled, they are
+ * recycled login after login instead of leaving 8-16 KiB holes between
+ * the long-lived session structs, which kept the pages of sessions gone
+ * idle resident (see session.c). NULL: no memory. session__buf_free
+ * takes what session__buf_new gave (NULL is ignored); wipe first.
+ */
+uint8_t *session__buf_new(struct session *s, size_t cap, bool *pooled_out);
+void session__buf_free(struct session *s, uint8_t *p, bool pooled);
 /* Close the HTTP backend connections the session's requests hold
    (session_http.c): their owners hear nothing more. */
 void session__upstreams_close(struct session *s);

@@ -368,6 +368,7 @@ static void worker__trim(struct worker *w)
 		  w->id, w->logins_since_trim, w->closes_since_trim);
 	w->logins_since_trim = 0;
 	w->closes_since_trim = 0;
+	pool_trim(&w->pool);
 	malloc_trim(0);
 	/* malloc_trim returns free pages inside a heap but never the free top
 	   of a thread's heap, where everything a storm freed ends up once it
@@ -640,4 +641,5 @@ void worker_join(struct worker *w)
 	http_fcache_free(w->fcache);
 	w->fcache = NULL;
 	pool_destroy(&w->pool);
+	slab_destroy(&w->mail_sessions);
 }

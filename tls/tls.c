@@ -3,6 +3,7 @@
  * and client side), and the client context. The server contexts are tls_server.c's.
  */
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,7 @@ void tls_client_free(struct tls_client *cl)
  */
 
 static BIO_METHOD *tls__bio_method;
+static int tls__bio_type; /* its BIO_method_type */
 static pthread_once_t tls__bio_once = PTHREAD_ONCE_INIT;
 
 /* A buffer for the chains: the pool's, or one of TLS__BUF_SIZE bytes before
@@ -223,7 +225,8 @@ static int tls__bio_destroy(BIO *bio)
 
 static void tls__bio_init(void)
 {
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatehouse pbuf");
+	int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+	BIO_METHOD *m = BIO_meth_new(type, "gatehouse pbuf");
 
 	if (m == NULL || BIO_meth_set_read_ex(m, tls__bio_read) != 1 ||
 	    BIO_meth_set_write_ex(m, tls__bio_write) != 1 || BIO_meth_set_ctrl(m, tls__bio_ctrl) != 1 ||
@@ -232,10 +235,18 @@ static void tls__bio_init(void)
 		BIO_meth_free(m);
 		return;
 	}
+	tls__bio_type = type;
 	tls__bio_method = m;
 }
 
 /* ---- connections ---- */
+
+struct tls_conn *tls__of(const SSL *ssl)
+{
+	BIO *b = SSL_get_rbio(ssl);
+
+	return b != NULL && BIO_method_type(b) == tls__bio_type ? BIO_get_data(b) : NULL;
+}
 
 struct tls_conn *tls__conn(SSL_CTX *ctx)
 {
@@ -256,9 +267,10 @@ struct tls_conn *tls__conn(SSL_CTX *ctx)
 		return NULL;
 	}
 	BIO_set_data(t->bio, t);
-	/* One BIO both ways: SSL_set_bio takes the one reference. */
+	/* One BIO both ways: SSL_set_bio takes the one reference. Callbacks
+	   find t through it (tls__of): SSL_set_app_data would allocate an
+	   ex_data stack (two blocks) that every idle connection keeps. */
 	SSL_set_bio(t->ssl, t->bio, t->bio);
-	SSL_set_app_data(t->ssl, t);
 	return t;
 }
 
@@ -291,7 +303,21 @@ void tls_conn_free(struct tls_conn *t)
 	SSL_free(t->ssl); /* frees the BIO */
 	tls__chain_put(t->in);
 	tls__chain_put(t->out);
+	free(t->err);
 	free(t);
+}
+
+void tls__set_err(struct tls_conn *t, const char *fmt, ...)
+{
+	if (t->err != NULL)
+		return;
+	t->err = malloc(TLS_ERR_CAP);
+	if (t->err == NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(t->err, TLS_ERR_CAP, fmt, ap);
+	va_end(ap);
 }
 
 void tls_set_pool(struct tls_conn *t, struct pool *pool)
@@ -306,7 +332,7 @@ int tls_feed(struct tls_conn *t, const uint8_t *p, size_t n)
 		if (last == NULL || last->off + last->len == last->cap) {
 			struct pbuf *b = tls__buf(t);
 			if (b == NULL) {
-				snprintf(t->err, sizeof(t->err), "out of memory");
+				tls__set_err(t, "out of memory");
 				return TLS_ERR;
 			}
 			*t->in_tail = b;
@@ -361,8 +387,11 @@ static int tls__result(struct tls_conn *t, int rc)
 	case SSL_ERROR_ZERO_RETURN:
 		return TLS_CLOSED;
 	default:
-		if (t->err[0] == '\0')
-			tls__openssl_error(t->err, sizeof(t->err));
+		if (t->err == NULL) {
+			char msg[TLS_ERR_CAP];
+			tls__openssl_error(msg, sizeof(msg));
+			tls__set_err(t, "%s", msg);
+		}
 		ERR_clear_error();
 		return TLS_ERR;
 	}
@@ -456,7 +485,7 @@ const char *tls_sni(const struct tls_conn *t)
 
 const char *tls_error(const struct tls_conn *t)
 {
-	return t->err[0] ? t->err : "TLS error";
+	return t->err != NULL && t->err[0] ? t->err : "TLS error";
 }
 
 bool tls_alpn_is(const struct tls_conn *t, const char *id)

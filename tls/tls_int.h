@@ -26,11 +26,21 @@ struct tls_conn {
 	struct pbuf *out_last;
 	size_t out_bytes;
 	const char *alpn;  /* the only ALPN id accepted, or NULL */
-	char err[160];
+	/* The first error's text (TLS_ERR_CAP bytes, malloc'd by tls__set_err
+	   when one happens: an idle connection does not carry it), or NULL. */
+	char *err;
 };
+#define TLS_ERR_CAP 160
+
+/* Record the connection's first error as text (printf format); a later
+   one does not replace it. Out of memory: tls_error says "TLS error". */
+void tls__set_err(struct tls_conn *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* OpenSSL's last error as text into out (and the error queue cleared). */
 void tls__openssl_error(char *out, size_t cap);
+
+/* The connection ssl belongs to (tls__conn's BIO holds it), or NULL. */
+struct tls_conn *tls__of(const SSL *ssl);
 
 /* A connection on ctx over the pbuf BIO (NULL: no memory). */
 struct tls_conn *tls__conn(SSL_CTX *ctx);

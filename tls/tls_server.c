@@ -124,7 +124,7 @@ static bool tls__alpn_offered(const unsigned char *in, unsigned int inlen, const
 static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		     const unsigned char *in, unsigned int inlen, void *arg)
 {
-	struct tls_conn *t = SSL_get_app_data(ssl);
+	struct tls_conn *t = tls__of(ssl);
 
 	(void)arg;
 	if (t == NULL || t->alpn == NULL)
@@ -139,7 +139,7 @@ static int tls__alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		if (*p == ',')
 			p++;
 	}
-	snprintf(t->err, sizeof(t->err), "client offered no ALPN protocol \"%s\"", t->alpn);
+	tls__set_err(t, "client offered no ALPN protocol \"%s\"", t->alpn);
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 

@@ -31,6 +31,40 @@ def test_fetch_big_message_byte_exact(gh, stores):
     gh.assert_no_secret(ALICE[1])
 
 
+def idle_then_done(m, secs):
+    """IDLE through an imaplib connection for secs, then DONE: long enough
+    for gatehouse's worker to go quiet, trim its pool and heap, and the
+    session to hold only what an idle session keeps."""
+    m.send(b"idl1 IDLE\r\n")
+    assert m.readline().startswith(b"+"), "no IDLE continuation"
+    time.sleep(secs)
+    m.send(b"DONE\r\n")
+    while True:
+        line = m.readline()
+        assert line, "connection closed during IDLE"
+        if line.startswith(b"idl1 "):
+            assert line.startswith(b"idl1 OK"), line
+            return
+
+
+def test_idle_then_big_fetch_byte_exact(gh, stores):
+    """A session that sat idle (its login buffers given back, the worker's
+    free buffers trimmed) relays a 10 MiB FETCH byte for byte, and a
+    second IDLE and FETCH after it."""
+    m = gh.imap(timeout=30)
+    assert m.login(*ALICE)[0] == "OK"
+    assert m.select("INBOX", readonly=True)[0] == "OK"
+    for _ in range(2):
+        idle_then_done(m, 1.5)
+        typ, data = m.uid("FETCH", str(stores.big_uid), "(BODY.PEEK[])")
+        assert typ == "OK"
+        body = data[0][1]
+        assert len(body) == stores.big_size
+        assert hashlib.sha256(body).hexdigest() == stores.big_sha256
+    m.logout()
+    gh.assert_no_secret(ALICE[1])
+
+
 def test_idle_sees_new_mail(gh, stores):
     with gh.raw() as c:
         assert c.command("a", "LOGIN %s %s" % BOB)[-1].startswith(b"a OK")

@@ -333,6 +333,7 @@ int gh_env_fini(struct gh_env *e)
 		uv_run(&w->loop, UV_RUN_NOWAIT);
 	int rc = uv_loop_close(&w->loop);
 	pool_destroy(&w->pool);
+	slab_destroy(&w->mail_sessions);
 	conf_unref(w->conf);
 	conf_unref(w->listen_conf);
 	conf_unref(e->conf);
