@@ -62,7 +62,7 @@ same API location over HTTP/2 (gatehouse: http2 on by default; nginx:
 rows stay HTTP/1.1).
 
     /usr/bin/python3 bench/bench.py [--rounds R] [--secs S] [--clients C]
-        [--idle K] [--idle-warm-tls] [--workers W] [--users N] [--only SCEN,...]
+        [--idle K] [--no-idle-warm-tls] [--workers W] [--users N] [--only SCEN,...]
         [--rows GROUP,...] [--build DIR] [--json FILE]
 
 --rows picks groups of rows: mail (IMAP/POP3 storms and FETCH), idle,
@@ -853,9 +853,10 @@ def main():
     ap.add_argument("--h2-streams", type=int, default=32,
                     help="concurrent streams per connection in the web-h2 row (h2load -m)")
     ap.add_argument("--idle", type=int, default=int(env("BENCH_IDLE", "1000")))
-    ap.add_argument("--idle-warm-tls", action="store_true",
-                    help="imap-idle-tls: warm each proxy with one TLS login too, so its first"
-                    " handshake's one-off memory is not counted per connection")
+    ap.add_argument("--idle-warm-tls", action=argparse.BooleanOptionalAction, default=True,
+                    help="imap-idle-tls: warm each proxy with one TLS login too (the default),"
+                    " so its first handshake's one-off memory is not counted per connection;"
+                    " --no-idle-warm-tls for the earlier runs' way")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                     help="both proxies' workers (default: the machine's cores)")
     ap.add_argument("--users", type=int, default=int(env("BENCH_USERS", "10000")),
