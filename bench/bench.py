@@ -267,6 +267,42 @@ def nginx_temps(prefix):
                           ("uwsgi", "uwsgi"), ("scgi", "scgi")))
 
 
+NGINX_WEB = """    include /etc/nginx/mime.types;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=10000 inactive=60s;
+    open_file_cache_valid 30s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
+    keepalive_requests 100000;
+    keepalive_timeout 600s;
+    upstream api { server 127.0.0.1:%(api)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(port)d ssl http2;
+        %(ssl)s
+        location ^~ /api/ {
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location ^~ /static/ {
+            root %(www)s;
+        }
+    }
+"""
+
+
+def nginx_web(api, port, ssl, www):
+    """The web rows' nginx: an http block's settings, the API upstream (at
+    127.0.0.1:api) and the server on port with gatehouse's web locations
+    (/api/ proxied, /static/ from www); ssl: the certificate lines."""
+    return NGINX_WEB % {"api": api, "port": port, "ssl": ssl, "www": www}
+
+
 def rss_kib(pid):
     total = 0
     for p in family(pid):
@@ -542,34 +578,11 @@ http {
         }
     }
     # The web rows: the same locations as gatehouse's web listener.
-    include /etc/nginx/mime.types;
-    sendfile on;
-    tcp_nopush on;
-    open_file_cache max=10000 inactive=60s;
-    open_file_cache_valid 30s;
-    open_file_cache_min_uses 1;
-    open_file_cache_errors on;
-    keepalive_requests 100000;
-    upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
-    server {
-        listen 127.0.0.1:%(web)d ssl http2;
-        %(ssl)s
-        location ^~ /api/ {
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }
-        location ^~ /static/ {
-            root %(www)s;
-        }
-    }
+    %(web_block)s
 }
 """ % dict(mod=NGINX_MAIL_MODULE, workers=workers, p=self.prefix, lk=fm.lookup, ssl=ssl,
            temps=nginx_temps(self.prefix),
+           web_block=nginx_web(fm.http, ports["web"], ssl, web_root(d)).strip(),
            http=fm.http, rsa_cert=rsa[0], rsa_key=rsa[1], www=web_root(d), **ports)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:

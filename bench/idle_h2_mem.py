@@ -188,22 +188,11 @@ events { worker_connections 20000; }
 http {
     access_log off;
     %(temps)s
-    keepalive_timeout 600s;
-    upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
-    server {
-        listen 127.0.0.1:%(port)d ssl http2;
-        ssl_certificate %(crt)s;
-        ssl_certificate_key %(key)s;
-        ssl_protocols TLSv1.3;
-        location ^~ /api/ {
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
+    %(web)s
 }
 """ % {"p": os.path.join(d, "nginx"), "temps": bench.nginx_temps(os.path.join(d, "nginx")),
-       "http": fm.http, "port": nport, "crt": crt, "key": key})
+       "web": bench.nginx_web(fm.http, nport, "ssl_certificate %s; ssl_certificate_key %s; "
+                              "ssl_protocols TLSv1.3;" % (crt, key), bench.web_root(d)).strip()})
         if not args.no_nginx:
             ng = bench.spawn(["nginx", "-p", os.path.join(d, "nginx"), "-c", nconf],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -144,37 +144,12 @@ events { worker_connections 4096; }
 http {
     access_log off;
     %(temps)s
-    include /etc/nginx/mime.types;
-    sendfile on;
-    tcp_nopush on;
-    open_file_cache max=10000 inactive=60s;
-    open_file_cache_valid 30s;
-    open_file_cache_min_uses 1;
-    open_file_cache_errors on;
-    keepalive_requests 100000;
-    keepalive_timeout 600s;
-    upstream api { server 127.0.0.1:%(http)d; keepalive 64; }
-    server {
-        listen 127.0.0.1:%(port)d ssl http2;
-        ssl_certificate %(crt)s;
-        ssl_certificate_key %(key)s;
-        ssl_protocols TLSv1.3;
-        location ^~ /api/ {
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }
-        location ^~ /static/ {
-            root %(www)s;
-        }
-    }
+    %(web)s
 }
-""" % {"p": ng, "temps": bench.nginx_temps(ng), "http": fm.http, "port": nport, "crt": crt,
-                "key": key, "www": bench.web_root(d)})
+""" % {"p": ng, "temps": bench.nginx_temps(ng),
+                "web": bench.nginx_web(fm.http, nport, "ssl_certificate %s; ssl_certificate_key %s; "
+                                       "ssl_protocols TLSv1.3;" % (crt, key),
+                                       bench.web_root(d)).strip()})
         gh_argv = [os.path.join(a.build, "gatehouse"), "-c", gconf]
         ng_argv = ["nginx", "-p", ng, "-c", nconf]
         print("user-space instructions per request, callgrind, %d requests counted per row"
