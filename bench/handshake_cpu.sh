@@ -10,6 +10,7 @@
 # round, then the medians and the ratio. Loopback only; needs perf, nginx and
 # libnginx-mod-mail. Used for bench/RESULTS.md (issue 17, TLS login cost).
 set -u
+. "$(dirname "$0")/handshake_common.sh"
 B=$(cd "${1:?usage: handshake_cpu.sh BUILD [ROUNDS] [SECS]}" && pwd)
 R=${2:-3}; S=${3:-3}
 MOD=/usr/lib/nginx/modules/ngx_mail_module.so
@@ -21,23 +22,11 @@ D=$(mktemp -d /tmp/gh-hscpu-XXXXXX)
 P=$((20000 + RANDOM % 12000)); GE=$P; GR=$((P+1)); NE=$((P+2)); NR=$((P+3))
 cleanup() { kill $GPE $GPR $NP 2>/dev/null; wait 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/ec.key" \
-	-out "$D/ec.pem" -days 2 -subj /CN=mail.example.com 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$D/rsa.key" -out "$D/rsa.pem" -days 2 \
-	-subj /CN=rsa.example.com 2>/dev/null
-chmod 644 "$D"/*.key
+hs_certs "$D"
 # Certificates go by SNI, which s_time does not send: one gatehouse per
 # certificate, each with it as the default.
-for c in ec rsa; do
-	cat >"$D/g-$c.conf" <<EOC
-workers = 1;
-log_level = "warn";
-error_log = "$D/gh-$c.log";
-lookup = { servers = [ "http://127.0.0.1:1/auth" ]; timeout = 5.0; };
-tls = { cert = "$D/$c.pem"; key = "$D/$c.key"; protocols = [ "TLSv1.3" ]; };
-listen = ( { address = "127.0.0.1:$([ $c = ec ] && echo $GE || echo $GR)"; protocol = "imap"; tls = true; } );
-EOC
-done
+hs_gatehouse_conf "$D/g-ec.conf" "$D" ec $GE
+hs_gatehouse_conf "$D/g-rsa.conf" "$D" rsa $GR
 mkdir -p "$D/ng"
 cat >"$D/ng/nginx.conf" <<EOC
 load_module $MOD;

@@ -10,6 +10,7 @@
 # greeting read, then closed) and prints instructions per handshake, then
 # the ratio. Loopback only; needs valgrind, nginx, libnginx-mod-mail.
 set -u
+. "$(dirname "$0")/handshake_common.sh"
 B=$(cd "${1:?usage: handshake_instr.sh BUILD [N]}" && pwd)
 N=${2:-200}
 MOD=/usr/lib/nginx/modules/ngx_mail_module.so
@@ -21,11 +22,7 @@ D=$(mktemp -d /tmp/gh-hsinstr-XXXXXX)
 VP=
 cleanup() { [ -n "$VP" ] && kill $VP 2>/dev/null; wait 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/ec.key" \
-	-out "$D/ec.pem" -days 2 -subj /CN=mail.example.com 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$D/rsa.key" -out "$D/rsa.pem" -days 2 \
-	-subj /CN=rsa.example.com 2>/dev/null
-chmod 644 "$D"/*.key
+hs_certs "$D"
 
 # handshakes PORT COUNT: full TLS 1.3 handshakes, each reading the greeting.
 handshakes() {
@@ -70,14 +67,7 @@ count() {
 P=$((20000 + RANDOM % 12000))
 for c in ec rsa; do
 	G=$P; X=$((P + 1)); P=$((P + 2))
-	cat >"$D/g-$c.conf" <<EOC
-workers = 1;
-log_level = "warn";
-error_log = "$D/gh-$c.log";
-lookup = { servers = [ "http://127.0.0.1:1/auth" ]; timeout = 5.0; };
-tls = { cert = "$D/$c.pem"; key = "$D/$c.key"; protocols = [ "TLSv1.3" ]; };
-listen = ( { address = "127.0.0.1:$G"; protocol = "imap"; tls = true; } );
-EOC
+	hs_gatehouse_conf "$D/g-$c.conf" "$D" $c $G
 	mkdir -p "$D/ng-$c"
 	cat >"$D/ng-$c/nginx.conf" <<EOC
 load_module $MOD;
