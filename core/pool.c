@@ -33,17 +33,7 @@ void pool_init(struct pool *p, uint32_t size, size_t max_free)
 	p->big_outstanding = 0;
 }
 
-static void pool__free_list(struct pbuf **head, size_t *n)
-{
-	while (*head) {
-		struct pbuf *b = *head;
-		*head = b->next;
-		free(b);
-	}
-	*n = 0;
-}
-
-/* Free buffers beyond the first keep of the list (*n counts it). */
+/* Free buffers from the list's head until keep are left (*n counts it). */
 static void pool__free_beyond(struct pbuf **head, size_t *n, size_t keep)
 {
 	while (*n > keep) {
@@ -62,8 +52,8 @@ void pool_trim(struct pool *p)
 
 void pool_destroy(struct pool *p)
 {
-	pool__free_list(&p->free, &p->nfree);
-	pool__free_list(&p->big_free, &p->nbig_free);
+	pool__free_beyond(&p->free, &p->nfree, 0);
+	pool__free_beyond(&p->big_free, &p->nbig_free, 0);
 }
 
 static struct pbuf *pbuf__new(struct pool *p, size_t cap)
