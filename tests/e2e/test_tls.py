@@ -372,16 +372,8 @@ def test_imaps_idle_then_big_fetch(tgh, stores):
     """An implicit-TLS session that sat idle (record buffers released, the
     worker's pool and heap trimmed meanwhile) relays a 10 MiB FETCH byte
     for byte, twice."""
-    from test_imap_session import idle_then_done
-    m = imaps(tgh.imaps, timeout=30)
-    assert m.login(*ALICE)[0] == "OK"
-    assert m.select("INBOX", readonly=True)[0] == "OK"
-    for _ in range(2):
-        idle_then_done(m, 1.5)
-        typ, data = m.uid("FETCH", str(stores.big_uid), "(BODY.PEEK[])")
-        assert typ == "OK"
-        assert data[0][1] == stores.big_bytes
-    m.logout()
+    from test_imap_session import idle_then_big_fetch_twice
+    idle_then_big_fetch_twice(imaps(tgh.imaps, timeout=30), stores)
     tgh.assert_no_secret(ALICE[1])
 
 
