@@ -19,6 +19,13 @@
  * de-chunked; the end is h2_send_end. Streams run in parallel, each with
  * its own backend connection.
  *
+ * WebSocket (RFC 8441): an extended CONNECT with :protocol websocket is
+ * given to its exchange as the HTTP/1.1 Upgrade (a fresh key of ours);
+ * the backend's 101, checked against that key, becomes :status 200 and
+ * the stream a tunnel: backend bytes as DATA, the client's DATA to the
+ * backend, both under the bounds below (http2__ws_request,
+ * http2__tunnel_start).
+ *
  * Flow control and bounds. A stream's response bytes go into the engine
  * while h2_room allows (lim.stream_out per stream, lim.conn_out per
  * connection); what does not fit waits in the stream's pending buffer,
@@ -666,7 +673,9 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	st->x = x;
 	h->nactive++;
 	x->start_ms = session_now(s);
-	if (req->protocol.len > 0) { /* extended CONNECT (RFC 8441) */
+	if (req->protocol.len > 0 ||
+	    (req->method.len == 7 && memcmp(req->buf + req->method.off, "CONNECT", 7) == 0)) {
+		/* CONNECT: a WebSocket (RFC 8441) or refused. */
 		http2__ws_request(st, x, req);
 		return;
 	}
@@ -759,9 +768,9 @@ void http2_ws_accept(const char *key, char out[29])
  * Upgrade request an HTTP/1.1 browser would have sent (h2_websocket_to_h1,
  * with a fresh Sec-WebSocket-Key: HTTP/2 carries none), which then takes
  * the HTTP/1.1 path whole (location and its `websocket` flag, routing,
- * headers, access log). Another :protocol is 501 (RFC 9110 15.6.2: a
- * method, here a protocol, the server does not support). Plain CONNECT
- * (no :protocol) never comes here. The client's DATA waits in the engine
+ * headers, access log). Another :protocol, and a plain CONNECT (no
+ * :protocol: a TCP tunnel), are 501 (RFC 9110 15.6.2: what the server
+ * does not support). The client's DATA waits in the engine
  * (its window) until the backend's 101 makes the stream a tunnel.
  */
 static void http2__ws_request(struct http2_stream *st, struct http_exchange *x,
@@ -772,7 +781,10 @@ static void http2__ws_request(struct http2_stream *st, struct http_exchange *x,
 	uint8_t raw[16];
 
 	if (!h2_request_is_websocket(req)) {
-		http__answer(x, 501, NULL, NULL, "extended CONNECT for a protocol other than websocket");
+		http__answer(x, 501, NULL, NULL,
+			     req->protocol.len > 0
+				     ? "extended CONNECT for a protocol other than websocket"
+				     : "CONNECT (a TCP tunnel) is not proxied");
 		return;
 	}
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
