@@ -161,6 +161,8 @@ class WsBackend:
                 c.sendall(ok.replace(ws_accept(key), ws_accept(key + "x")).encode())
                 time.sleep(2)
                 return
+            if what == "slow":
+                time.sleep(0.5)
             c.sendall(ok.encode())
             if what == "flood":
                 sent, chunk = 0, b"f" * 65536
@@ -400,6 +402,21 @@ def test_two_tunnels_and_requests_in_parallel_on_one_connection(ws_gh):
         # The tunnels are still up after the requests ended.
         data(c, 3, b"again")
         assert read_data(c, 3, 5) == b"again"
+    finally:
+        c.close()
+
+
+def test_data_sent_before_the_answer_waits_for_the_tunnel(ws_gh, wsb):
+    """DATA that comes before the backend's 101 waits in the engine (the
+    client's window) and goes to the backend once the tunnel starts, never
+    into the HTTP/1.1 request."""
+    gh, _ = ws_gh()
+    c = WsH2(gh.https_port)
+    try:
+        ws_connect(c, 1, "/s/slow")
+        data(c, 1, b"early bytes")
+        assert c.status(1) == "200"
+        assert read_data(c, 1, 11) == b"early bytes"
     finally:
         c.close()
 
