@@ -179,6 +179,11 @@ class WsBackend:
             if what == "deaf":
                 self.stop_ev.wait(60)
                 return
+            if what == "reset":
+                time.sleep(0.3)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()       # RST: a failed connection, not an EOF
+                return
             if what == "close":
                 c.sendall(b"bye")
                 c.close()
@@ -530,6 +535,21 @@ def test_backend_close_is_end_stream(ws_gh):
         c.close()
 
 
+def test_backend_reset_is_rst_stream_connect_error(ws_gh):
+    """RFC 9113 8.5: a tunnel whose backend connection fails is reset with
+    CONNECT_ERROR (a clean close is END_STREAM, above)."""
+    gh, _ = ws_gh()
+    c = WsH2(gh.https_port)
+    try:
+        ws_connect(c, 1, "/s/reset")
+        assert c.status(1) == "200"
+        assert c.rst(1) == CONNECT_ERROR
+        c.request(3, "/echo")
+        assert c.response(3)[0] == "200"
+    finally:
+        c.close()
+
+
 # ---------------------------------------------------------------- bounds
 
 def test_client_that_never_reads_a_flooding_backend_stalls_its_stream_only(ws_gh, wsb):
@@ -638,3 +658,25 @@ def test_reload_goaway_lets_the_tunnel_run_on(ws_gh):
     finally:
         c.close()
     assert_serves(gh)
+
+
+def test_shutdown_goaway_lets_the_tunnel_finish(ws_gh):
+    """SIGTERM: GOAWAY, the tunnel goes on until it ends, then the
+    connection and the process (well within shutdown_timeout)."""
+    from h2raw import GOAWAY
+    gh, _ = ws_gh()
+    c = WsH2(gh.https_port)
+    try:
+        ws_connect(c, 1, "/s/echo?term")
+        assert c.status(1) == "200"
+        gh.signal(signal.SIGTERM)
+        c.until(lambda f: f[0] == GOAWAY, 10)
+        data(c, 1, b"still here")
+        assert read_data(c, 1, 10) == b"still here"
+        data(c, 1, b"", end=True)
+        assert read_to_end(c, 1) == b"after-eof"
+        assert c.closed(10)
+    finally:
+        c.close()
+    gh.proc.wait(timeout=15)
+    assert gh.proc.returncode == 0
