@@ -360,6 +360,7 @@ static const struct conf_opt conf__http_opts[] = {
 	{ "h2_max_streams", CONF__T_INT, offsetof(struct conf, http.h2_max_streams), 1, 1000, NULL },
 	{ "h2_max_requests", CONF__T_INT, offsetof(struct conf, http.h2_max_requests), 0, 100000000, NULL },
 	{ "h2_stream_rate", CONF__T_INT, offsetof(struct conf, http.h2_stream_rate), 1, 10000000, NULL },
+	{ "h2_websocket", CONF__T_BOOL, offsetof(struct conf, http.h2_websocket), 0, 0, NULL },
 };
 
 int conf__http(struct conf_ld *ld, const config_setting_t *s)
@@ -413,6 +414,7 @@ void conf__http_defaults(struct conf *c)
 	c->http.h2_max_streams = 128;
 	c->http.h2_max_requests = 1000;
 	c->http.h2_stream_rate = 10000;
+	c->http.h2_websocket = true;
 	c->http.compression.gzip = true;
 	c->http.compression.br = true;
 	c->http.compression.gzip_level = 6;

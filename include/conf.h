@@ -416,6 +416,10 @@ struct conf {
 		/* New streams per second per connection after a burst of 1000
 		   (past it: GOAWAY ENHANCE_YOUR_CALM). */
 		int h2_stream_rate;
+		/* WebSocket over HTTP/2 (RFC 8441 extended CONNECT): offered
+		   with SETTINGS_ENABLE_CONNECT_PROTOCOL; off: browsers open
+		   their WebSockets over HTTP/1.1. */
+		bool h2_websocket;
 		/* Pages for the 4xx/5xx answers gatehouse makes itself. */
 		struct conf_error_page *error_pages;
 		int nerror_pages;

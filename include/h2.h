@@ -53,6 +53,7 @@
 #define H2_INTERNAL_ERROR 0x2
 #define H2_REFUSED_STREAM 0x7
 #define H2_CANCEL 0x8
+#define H2_CONNECT_ERROR 0xa
 #define H2_ENHANCE_YOUR_CALM 0xb
 
 /* A token bucket: burst events at once, then per_s per second (burst 0:
@@ -137,6 +138,19 @@ struct h2_request {
  * length, or -1 when it does not fit in cap.
  */
 int h2_request_to_h1(const struct h2_request *req, char *out, size_t cap, bool *chunked_out);
+/* Is req an extended CONNECT (RFC 8441) for :protocol "websocket" (any case)? */
+bool h2_request_is_websocket(const struct h2_request *req);
+/*
+ * Write a WebSocket extended CONNECT (h2_request_is_websocket) as the
+ * HTTP/1.1 Upgrade request of RFC 6455 4.1 into out: "GET path HTTP/1.1",
+ * Host from :authority (as h2_request_to_h1), the client's headers but
+ * sec-websocket-key and content-length (a tunnel has no body framing),
+ * then "Upgrade: websocket", "Connection: Upgrade" and "Sec-WebSocket-Key:
+ * key" (the caller's fresh one: HTTP/2 carries none). The client's
+ * sec-websocket-version, -protocol and -extensions pass as they are. No
+ * final CRLF. Returns the length, or -1 when it does not fit in cap.
+ */
+int h2_websocket_to_h1(const struct h2_request *req, const char *key, char *out, size_t cap);
 
 /* A header to send, e.g. from a backend's HTTP/1.1 response head. */
 struct h2_field {

@@ -455,6 +455,10 @@ void session_upstream_write(struct session_upstream *u, const void *data, size_t
 /* Send b to u; the stream takes b over (no copy). A failure closes u, as
    for session_upstream_write. */
 void session_upstream_write_buf(struct session_upstream *u, struct pbuf *b);
+/* No more bytes go to u: its queued bytes are written, then a FIN (TLS:
+   close_notify first); reading goes on. A failure closes u (its owner
+   hears of it later, from the loop). */
+void session_upstream_shutdown(struct session_upstream *u);
 /* Start or stop reading from u (backpressure: the owner holds bytes). */
 void session_upstream_reading(struct session_upstream *u, bool on);
 /* Bytes handed to u and not written yet. */

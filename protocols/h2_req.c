@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "h2_int.h"
 
@@ -250,5 +251,45 @@ int h2_request_to_h1(const struct h2_request *r, char *out, size_t cap, bool *ch
 				   h2__span_is(r, r->method, "PATCH"))) {
 		h2__wl(&w, "Content-Length: 0\r\n");
 	}
+	return w.over ? -1 : (int)w.len;
+}
+
+/* RFC 8441 4: :protocol names an HTTP Upgrade token; tokens compare
+   without case (RFC 9110 7.8). */
+bool h2_request_is_websocket(const struct h2_request *r)
+{
+	return r->protocol.len == 9 && h2__span_is(r, r->method, "CONNECT") &&
+	       strncasecmp((const char *)r->buf + r->protocol.off, "websocket", 9) == 0;
+}
+
+int h2_websocket_to_h1(const struct h2_request *r, const char *key, char *out, size_t cap)
+{
+	struct h2_w w = { .p = out, .cap = cap };
+
+	if (!h2_request_is_websocket(r) || r->path.len == 0)
+		return -1;
+	h2__wl(&w, "GET ");
+	h2__ws(&w, r, r->path);
+	h2__wl(&w, " HTTP/1.1\r\n");
+	if (r->authority.len) {
+		h2__wl(&w, "Host: ");
+		h2__ws(&w, r, r->authority);
+		h2__wl(&w, "\r\n");
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const struct h2_header *h = &r->hdr[i];
+
+		if ((r->authority.len && h2__span_is(r, h->name, "host")) ||
+		    h2__span_is(r, h->name, "sec-websocket-key") ||
+		    h2__span_is(r, h->name, "content-length"))
+			continue;
+		h2__ws(&w, r, h->name);
+		h2__wl(&w, ": ");
+		h2__ws(&w, r, h->value);
+		h2__wl(&w, "\r\n");
+	}
+	h2__wl(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+	h2__w(&w, key, strlen(key));
+	h2__wl(&w, "\r\n");
 	return w.over ? -1 : (int)w.len;
 }

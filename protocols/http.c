@@ -84,6 +84,7 @@ static void http__exchange_reset(struct http_exchange *x)
 	x->phase = HTTP_X_HEAD;
 	x->req_done = x->resp_head_done = x->resp_done = false;
 	x->close_after = x->backend_gone = x->websocket = x->is_head = false;
+	x->tunnel = x->tunnel_err = false;
 	x->stale_retry_done = x->route_retried = x->routed = false;
 	x->req_body_sent = x->resp_bytes_in = x->bytes_sent = 0;
 	x->start_ms = 0;

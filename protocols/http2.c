@@ -19,6 +19,13 @@
  * de-chunked; the end is h2_send_end. Streams run in parallel, each with
  * its own backend connection.
  *
+ * WebSocket (RFC 8441): an extended CONNECT with :protocol websocket is
+ * given to its exchange as the HTTP/1.1 Upgrade (a fresh key of ours);
+ * the backend's 101, checked against that key, becomes :status 200 and
+ * the stream a tunnel: backend bytes as DATA, the client's DATA to the
+ * backend, both under the bounds below (http2__ws_request,
+ * http2__tunnel_start).
+ *
  * Flow control and bounds. A stream's response bytes go into the engine
  * while h2_room allows (lim.stream_out per stream, lim.conn_out per
  * connection); what does not fit waits in the stream's pending buffer,
@@ -48,11 +55,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
 #include "conf.h"
 #include "gh.h"
 #include "h2.h"
 #include "http_int.h"
 #include "list.h"
+#include "sasl.h"
 #include "secret.h"
 #include "stream.h"
 
@@ -119,7 +130,10 @@ struct http2_stream {
 	bool x_over;                    /* the exchange is done with the stream */
 	bool rp_ready;                  /* rp was initialised for this stream */
 	bool fast;                      /* the body is framed by its length, left to come */
+	bool ws;                        /* a WebSocket extended CONNECT (RFC 8441) */
+	bool tunnel;                    /* ... whose backend said 101: bytes both ways */
 	uint64_t left;
+	char ws_key[32];                /* the Sec-WebSocket-Key we sent its backend */
 	/* Last, so that a kept stream is cleared up to here only: the
 	   parser writes an entry before it counts it. */
 	struct http_header rhdr[HTTP2_RESP_HEADERS];
@@ -224,7 +238,9 @@ static void http2__limits(const struct conf *cf, struct h2_limits *lim)
 	lim->max_header_list = (uint32_t)cf->http.max_header_size;
 	lim->max_headers = (uint32_t)cf->http.max_headers;
 	lim->streams.per_s = (uint32_t)cf->http.h2_stream_rate;
-	lim->extended_connect = false; /* WebSocket stays on HTTP/1.1 */
+	/* RFC 8441: SETTINGS_ENABLE_CONNECT_PROTOCOL, so browsers open
+	   their WebSockets as streams (http2__ws_request). */
+	lim->extended_connect = cf->http.h2_websocket;
 }
 
 int http2__start(struct http_conn *c)
@@ -591,6 +607,10 @@ int http2_request_head(const struct h2_request *r, const struct http_limits *lim
 	return (int)w.len;
 }
 
+static void http2__request_parsed(struct http2_stream *st, struct http_exchange *x, int n);
+static void http2__ws_request(struct http2_stream *st, struct http_exchange *x,
+			      const struct h2_request *req);
+
 /* A new stream: its exchange, fed with the request as HTTP/1.1. */
 static void http2__request(struct http2 *h, int32_t id, const struct h2_request *req)
 {
@@ -653,6 +673,12 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 	st->x = x;
 	h->nactive++;
 	x->start_ms = session_now(s);
+	if (req->protocol.len > 0 ||
+	    (req->method.len == 7 && memcmp(req->buf + req->method.off, "CONNECT", 7) == 0)) {
+		/* CONNECT: a WebSocket (RFC 8441) or refused. */
+		http2__ws_request(st, x, req);
+		return;
+	}
 	/* The common case: the exchange's head is filled as the request's
 	   HTTP/1.1 form is written, no parse. */
 	bool body = false;
@@ -679,8 +705,17 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		http__answer(x, 503, NULL, NULL, "out of memory");
 		return;
 	}
-	uint8_t *sc = h->scratch;
-	int n = h2_request_to_h1(req, (char *)sc, cap - 2, &st->chunked);
+	http2__request_parsed(st, x, h2_request_to_h1(req, (char *)h->scratch, cap - 2, &st->chunked));
+}
+
+/* n bytes of a request head (no final CRLF) were written in the
+   connection's scratch (n < 0: they did not fit): moved to the stream's
+   head, parsed as an HTTP/1.1 head, and the exchange goes on. */
+static void http2__request_parsed(struct http2_stream *st, struct http_exchange *x, int n)
+{
+	uint8_t *sc = st->h->scratch;
+	size_t cap = (size_t)x->s->conf->http.max_header_size + HTTP_FWD_EXTRA;
+
 	if (n < 0) {
 		secret_wipe(sc, cap); /* what was written of it */
 		http__answer(x, 431, NULL, NULL, "HTTP/2 request head too large");
@@ -706,6 +741,125 @@ static void http2__request(struct http2 *h, int32_t id, const struct h2_request 
 		return;
 	}
 	http__request(x, rc);
+}
+
+/* ---- WebSocket over HTTP/2 (RFC 8441) ---- */
+
+void http2_ws_accept(const char *key, char out[29])
+{
+	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdn = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	out[0] = '\0';
+	if (ctx == NULL)
+		return;
+	if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, key, strlen(key)) == 1 &&
+	    EVP_DigestUpdate(ctx, guid, sizeof(guid) - 1) == 1 &&
+	    EVP_DigestFinal_ex(ctx, md, &mdn) == 1 && mdn == 20)
+		(void)sasl_b64_encode(md, 20, out);
+	EVP_MD_CTX_free(ctx);
+}
+
+/*
+ * An extended CONNECT: :protocol "websocket" becomes the HTTP/1.1
+ * Upgrade request an HTTP/1.1 browser would have sent (h2_websocket_to_h1,
+ * with a fresh Sec-WebSocket-Key: HTTP/2 carries none), which then takes
+ * the HTTP/1.1 path whole (location and its `websocket` flag, routing,
+ * headers, access log). Another :protocol, and a plain CONNECT (no
+ * :protocol: a TCP tunnel), are 501 (RFC 9110 15.6.2: what the server
+ * does not support). The client's DATA waits in the engine
+ * (its window) until the backend's 101 makes the stream a tunnel.
+ */
+static void http2__ws_request(struct http2_stream *st, struct http_exchange *x,
+			      const struct h2_request *req)
+{
+	struct http2 *h = st->h;
+	size_t cap = (size_t)x->s->conf->http.max_header_size + HTTP_FWD_EXTRA;
+	uint8_t raw[16];
+
+	if (!h2_request_is_websocket(req)) {
+		http__answer(x, 501, NULL, NULL,
+			     req->protocol.len > 0
+				     ? "extended CONNECT for a protocol other than websocket"
+				     : "CONNECT (a TCP tunnel) is not proxied");
+		return;
+	}
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		http__answer(x, 503, NULL, NULL, "no random bytes for a Sec-WebSocket-Key");
+		return;
+	}
+	(void)sasl_b64_encode(raw, sizeof(raw), st->ws_key);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	/* RFC 6455 1.3's sample key: a fuzzer's backend can answer it. */
+	strcpy(st->ws_key, "dGhlIHNhbXBsZSBub25jZQ==");
+#endif
+	st->ws = true;
+	if (h->scratch == NULL && (h->scratch = malloc(cap)) == NULL) {
+		http__answer(x, 503, NULL, NULL, "out of memory");
+		return;
+	}
+	http2__request_parsed(st, x, h2_websocket_to_h1(req, st->ws_key, (char *)h->scratch, cap - 2));
+}
+
+bool http2__ws_accepted(const struct http_exchange *x, const uint8_t *base,
+			const struct http_head *rh)
+{
+	const struct http2_stream *st = http2__of(x);
+	char want[29];
+
+	if (!st->ws)
+		return false;
+	const struct http_header *a = http_header_find(base, rh, "Sec-WebSocket-Accept");
+	if (a == NULL)
+		return false;
+	http2_ws_accept(st->ws_key, want);
+	return a->value.len == 28 && want[0] != '\0' && memcmp(base + a->value.off, want, 28) == 0;
+}
+
+bool http2__tunnel_start(struct http_exchange *x, const uint8_t *head, size_t n)
+{
+	struct http2_stream *st = http2__of(x);
+	struct h2_field f[HTTP2_RESP_HEADERS];
+	const uint8_t *end = head + n, *q;
+	size_t nf = 0;
+
+	/* The rewritten 101's lines but its status line and the accept
+	   (RFC 8441 5: no Sec-WebSocket-Accept on HTTP/2); the engine drops
+	   Upgrade and Connection. */
+	q = memchr(head, '\n', n);
+	for (q = q != NULL ? q + 1 : end; q < end;) {
+		const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
+		if (nl == NULL)
+			break;
+		const uint8_t *le = nl > q && nl[-1] == '\r' ? nl - 1 : nl;
+		const uint8_t *colon = memchr(q, ':', (size_t)(le - q));
+		if (colon != NULL && colon > q && nf < HTTP2_RESP_HEADERS &&
+		    !http2__is_lit(q, (size_t)(colon - q), "sec-websocket-accept")) {
+			const uint8_t *v = colon + 1;
+			while (v < le && (*v == ' ' || *v == '\t'))
+				v++;
+			f[nf++] = (struct h2_field){ (const char *)q, (size_t)(colon - q),
+						     (const char *)v, (size_t)(le - v) };
+		}
+		q = nl + 1;
+	}
+	if (h2_respond(st->h->e, st->id, 200, f, nf, false) < 0)
+		return false;
+	st->responded = true;
+	st->tunnel = true;
+	st->fast = true; /* backend bytes go as DATA as they come, never framed */
+	st->left = UINT64_MAX;
+	st->chunked = false;
+	st->body_ended = false;
+	/* The client's DATA now goes to the backend (http2__feed_one and
+	   H2_EV_BODY call http__forward_body). */
+	x->req_done = false;
+	st->c.body = x;
+	http2__want_feed(st);
+	return true;
 }
 
 long http2__body_step(struct http_exchange *x, bool *done_out)
@@ -735,6 +889,8 @@ long http2__body_step(struct http_exchange *x, bool *done_out)
 	if (end && !st->body_ended) {
 		if (st->chunked)
 			session_upstream_write(x->up, "0\r\n\r\n", 5);
+		if (st->tunnel) /* END_STREAM: a FIN to the backend, which may still answer */
+			session_upstream_shutdown(x->up);
 		st->body_ended = true;
 		*done_out = true;
 	}
@@ -1051,6 +1207,8 @@ void http2__finish(struct http_exchange *x)
 	http2__over(st);
 	x->phase = HTTP_X_DONE;
 	x->deadline_ms = 0;
+	if (st->tunnel && st->c.body == x)
+		st->c.body = NULL; /* its backend is gone: the client's DATA is dropped */
 	if (!st->responded && !st->ended) {
 		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
 		st->ended = true;
@@ -1071,8 +1229,12 @@ void http2__close(struct http_exchange *x, const char *why)
 	x->deadline_ms = 0;
 	http__backend_drop(x, false);
 	http2__over(st);
+	if (st->tunnel && st->c.body == x)
+		st->c.body = NULL;
+	/* RFC 9113 8.5: a tunnel's backend connection failed (or went
+	   idle) is CONNECT_ERROR. */
 	if (!st->ended)
-		h2_reset(st->h->e, st->id, H2_INTERNAL_ERROR);
+		h2_reset(st->h->e, st->id, st->tunnel ? H2_CONNECT_ERROR : H2_INTERNAL_ERROR);
 	st->ended = true;
 }
 
@@ -1140,6 +1302,14 @@ static bool http2__feed_one(struct http2 *h, struct http2_stream *st, size_t hw,
 		else if (x->phase == HTTP_X_FORWARD)
 			http__process_backend(x);
 		moved = true;
+	}
+	if (x != NULL && st->tunnel && !st->x_over && x->phase == HTTP_X_FORWARD &&
+	    st->c.body == x && x->up != NULL) {
+		/* A tunnel: the client's DATA to the backend while it takes them. */
+		uint64_t sent = x->req_body_sent;
+		http__forward_body(x);
+		if (x->req_body_sent != sent)
+			moved = true;
 	}
 	if (x != NULL && (st->x_over || x->phase == HTTP_X_DONE || x->phase == HTTP_X_FILE) &&
 	    st->c.body == NULL) {

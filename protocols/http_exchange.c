@@ -20,6 +20,9 @@
 void http__log(struct http_exchange *x)
 {
 	struct session *s = x->s;
+
+	if (x->tunnel)
+		return; /* logged when it started */
 	struct access_entry e = {
 		.method = x->method[0] ? x->method : NULL,
 		.host = x->host,
@@ -356,6 +359,8 @@ void http__backend_eof(struct http_exchange *x, int status)
 	if (x->phase != HTTP_X_FORWARD)
 		return;
 	x->backend_gone = true;
+	if (x->tunnel && status < 0 && status != UV_EOF)
+		x->tunnel_err = true;
 	/* A pooled connection the backend had just closed: if nothing of the
 	   response came and no body byte was spent, send the request again on
 	   a fresh connection (RFC 9112 §9.3.1: the request is safe to retry). */
@@ -388,6 +393,16 @@ void http__exchange_timeout(struct http_exchange *x)
 		http__backend_connected(x, UV_ETIMEDOUT);
 		return;
 	case HTTP_X_FORWARD:
+		if (x->tunnel) {
+			/* As HTTP/1.1's WebSocket relay: nothing either way
+			   for limits.idle_timeout. */
+			session_log(s, LOG_INFO, "WebSocket over HTTP/2 idle for %.0f s, closing",
+				    s->conf->limits.idle_timeout);
+			metrics_error(METRICS_ERR_TIMEOUT_IDLE);
+			x->phase = HTTP_X_DONE;
+			http__close(x, "WebSocket idle timeout");
+			return;
+		}
 		metrics_error(METRICS_ERR_TIMEOUT_BACKEND);
 		if (!http__is_front(x) || !x->resp_head_done)
 			http__answer(x, 504, NULL, NULL, "backend did not answer in time");

@@ -163,6 +163,11 @@ struct http_exchange {
 	bool close_after;      /* close the client connection after this response */
 	bool backend_gone;     /* the backend closed; bytes read may still wait */
 	bool websocket;        /* the request asks for a WebSocket upgrade */
+	/* An HTTP/2 WebSocket tunnel (RFC 8441): the backend said 101, the
+	   stream said 200; bytes pass unparsed both ways until either side
+	   ends. Its access log line was written when it started. */
+	bool tunnel;
+	bool tunnel_err;       /* its backend connection failed (not a clean EOF) */
 	bool is_head;          /* the request is HEAD */
 	bool stale_retry_done; /* already resent once on a fresh connection */
 	bool route_retried;    /* already looked up again after a refused connect */
@@ -351,6 +356,21 @@ void http2__close(struct http_exchange *x, const char *why);
  */
 int http2_request_head(const struct h2_request *r, const struct http_limits *lim, uint8_t *out,
 		       size_t cap, struct http_head *h, bool *chunked_out, bool *body_out);
+/* WebSocket over HTTP/2 (RFC 8441). The backend's 101 (head rh at base)
+   carries the Sec-WebSocket-Accept of the key stream x sent? */
+bool http2__ws_accepted(const struct http_exchange *x, const uint8_t *base,
+			const struct http_head *rh);
+/* The backend said 101 (head[0..n), rewritten as for an HTTP/1.1 client):
+   answer the stream 200 with its headers (Sec-WebSocket-Protocol,
+   -Extensions, ...) and make it a tunnel: backend bytes become DATA,
+   the client's DATA goes to the backend (x->req_done false again until
+   its END_STREAM, then a shutdown of the backend's write side). False
+   when the engine refused the answer. */
+bool http2__tunnel_start(struct http_exchange *x, const uint8_t *head, size_t n);
+/* RFC 6455 4.2.2: Sec-WebSocket-Accept for key (a NUL-terminated base64
+   key): base64(SHA-1(key "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")), 28
+   characters and a NUL in out. */
+void http2_ws_accept(const char *key, char out[29]);
 /* Send request body bytes of stream x to its backend; true when the
    body ended (x->req_done follows). Returns the bytes sent. */
 long http2__body_step(struct http_exchange *x, bool *done_out);

@@ -29,7 +29,7 @@ void http__exchange_done(struct http_exchange *x)
 	   that sent more than the response, cannot be reused, and the client's
 	   unsent body bytes leave its connection unusable too. */
 	bool reuse = rh->keep_alive && !rh->needs_eof && x->req_done && !x->backend_gone &&
-		     x->in == NULL && x->hlen == 0;
+		     x->in == NULL && x->hlen == 0 && !x->tunnel;
 	if (!x->req_done)
 		x->close_after = true;
 	http__log(x);
@@ -260,10 +260,36 @@ static bool http__response_head(struct http_exchange *x, const uint8_t *base, in
 			http__answer(x, 502, NULL, NULL, "backend switched protocols unasked");
 			return true;
 		}
+		/* HTTP/2: our own key went to the backend; its answer must
+		   carry that key's accept (RFC 6455 4.1), else it is no
+		   WebSocket server and the stream gets no tunnel. */
+		if (x->conn->h2s != NULL && !http2__ws_accepted(x, base, rh)) {
+			http__answer(x, 502, NULL, NULL,
+				     "backend's Sec-WebSocket-Accept does not match the key sent");
+			return true;
+		}
 		int n = http_rewrite_response(base, rh, &e, false, false, out, sizeof(out));
 		if (n < 0) {
 			http__answer(x, 502, NULL, NULL, "backend response head too large");
 			return true;
+		}
+		if (x->conn->h2s != NULL) {
+			/* RFC 8441 5: the stream answers 200 and carries the
+			   WebSocket's bytes from now on; no idle deadline but
+			   the one of HTTP/1.1's relay (limits.idle_timeout). */
+			if (!http2__tunnel_start(x, (const uint8_t *)out, (size_t)n)) {
+				http__abort(x, "WebSocket answer not sendable");
+				return true;
+			}
+			x->status = 200;
+			x->resp_head_done = true;
+			x->bytes_sent += (uint64_t)n;
+			x->read_timeout = s->conf->limits.idle_timeout;
+			http__log(x); /* as HTTP/1.1's 101: when the tunnel starts */
+			x->tunnel = true;
+			session_log(s, LOG_DEBUG, "WebSocket over HTTP/2 to %s: relaying", x->up_addr);
+			http__deadline(x, x->read_timeout);
+			return false;
 		}
 		x->status = 101;
 		x->bytes_sent += (uint64_t)n;
@@ -397,7 +423,9 @@ static bool http__body_step(struct http_exchange *x)
 
 	if (x->z != NULL)
 		return http__z_body_step(x);
-	long n = http_parse_body(&x->resp, b->data + b->off, b->len, &done);
+	/* A tunnel's bytes are not HTTP: all of them pass. */
+	long n = x->tunnel ? (long)b->len
+			   : http_parse_body(&x->resp, b->data + b->off, b->len, &done);
 	if (n < 0) {
 		http__abort(x, "malformed response body from backend");
 		return false;
@@ -458,7 +486,12 @@ void http__process_backend(struct http_exchange *x)
 	if (s->closed || x->phase != HTTP_X_FORWARD)
 		return;
 	if (!x->resp_done && x->backend_gone && x->in == NULL) {
-		if (x->resp_head_done && http_parse_eof(&x->resp)) {
+		if (x->tunnel && x->tunnel_err) {
+			http__abort(x, "WebSocket backend connection failed");
+			return;
+		} else if (x->tunnel) {
+			x->resp_done = true; /* its EOF: END_STREAM once all is sent */
+		} else if (x->resp_head_done && http_parse_eof(&x->resp)) {
 			x->resp_done = true;
 			x->close_after = true;
 		} else if (x->resp_head_done) {

@@ -374,6 +374,31 @@ void session_upstream_write(struct session_upstream *u, const void *data, size_t
 	}
 }
 
+static void session__up_shut(uv_shutdown_t *req, int status)
+{
+	struct session_upstream *u = (struct session_upstream *)req->data;
+
+	if (status < 0 && status != UV_ECANCELED && !u->c.st.closing && u->c.s != NULL &&
+	    !u->c.s->closed) {
+		session_log(u->c.s, LOG_INFO, "shutting down backend %s: %s", u->key,
+			    uv_strerror(status));
+		session__up_close(u, status);
+	}
+}
+
+void session_upstream_shutdown(struct session_upstream *u)
+{
+	struct session *s = u->c.s;
+
+	if (s == NULL || s->closed || u->c.st.closing || u->c.st.shut)
+		return;
+	int rc = stream_shutdown(&u->c.st, session__up_shut);
+	if (rc < 0) {
+		session_log(s, LOG_INFO, "shutting down backend %s: %s", u->key, uv_strerror(rc));
+		session__up_close(u, rc);
+	}
+}
+
 static void session__http_read(struct stream *st, struct pbuf *b, int status)
 {
 	struct session_upstream *u = (struct session_upstream *)st;

@@ -32,13 +32,14 @@ SPA = Path(__file__).parent / "web" / "spa"
 HOST = "mail.example.com"
 
 
-def browser_settings(spa_dir, web, web_certs, port, http2=False):
+def browser_settings(spa_dir, web, web_certs, port, http2=False, access_log=None):
     listener = {"address": "127.0.0.1:%d" % port, "protocol": "http", "tls": True,
                 "http2": http2}
     return {
         "tls": {"cert": web_certs.crt, "key": web_certs.key},
         "listen": [listener],
-        "http": {"backends": web.hash_backends(), "server_name": HOST},
+        "http": dict({"backends": web.hash_backends(), "server_name": HOST},
+                     **({"access_log": str(access_log)} if access_log else {})),
         "upstreams": [{"name": "mailstores", "servers": [web.a.address],
                        "balance": "route"}],
         "locations": [
@@ -128,12 +129,45 @@ def test_browser_loads_the_app_through_gatehouse(gatehouse, web, web_certs, spa,
     gh.assert_no_secret()
 
 
-def test_browser_loads_the_app_over_http2(gatehouse, web, web_certs, spa, chrome):
+def ws_and_api_lines(log):
+    lines = log.read_text().splitlines()
+    ws = [ln for ln in lines if 'path="/ws"' in ln]
+    api = [ln for ln in lines if 'path="/service/' in ln]
+    assert ws and api, lines
+    return ws[0], api[0]
+
+
+def session_of(line):
+    return [w for w in line.split() if w.startswith("session=")][0]
+
+
+def test_browser_loads_the_app_over_http2(gatehouse, web, web_certs, spa, chrome, tmp_path):
     """The listener offers h2: chromium's page and API calls go over it
-    (nextHopProtocol "h2"); its WebSocket still opens over HTTP/1.1 (no
-    RFC 8441 extended CONNECT is offered)."""
+    (nextHopProtocol "h2"), and so does its WebSocket (RFC 8441 extended
+    CONNECT, SETTINGS_ENABLE_CONNECT_PROTOCOL): its access log line is on
+    the same session (connection) as the API call, with the :status 200
+    the stream got (an HTTP/1.1 upgrade logs 101)."""
     port = free_port()
-    gh = gatehouse(**browser_settings(spa, web, web_certs, port, http2=True))
+    log = tmp_path / "access.log"
+    gh = gatehouse(**browser_settings(spa, web, web_certs, port, http2=True, access_log=log))
     proto = run_app(gh, chrome, web, port)
     assert proto == "h2"
+    ws, api = ws_and_api_lines(log)
+    assert "status=200" in ws and session_of(ws) == session_of(api), (ws, api)
+    gh.assert_no_secret()
+
+
+def test_browser_websocket_over_http11_when_h2_websocket_is_off(gatehouse, web, web_certs, spa,
+                                                                 chrome, tmp_path):
+    """http.h2_websocket = false: the page still loads over h2, and the
+    browser opens its WebSocket on a connection of its own (HTTP/1.1)."""
+    port = free_port()
+    log = tmp_path / "access.log"
+    st = browser_settings(spa, web, web_certs, port, http2=True, access_log=log)
+    st["http"]["h2_websocket"] = False
+    gh = gatehouse(**st)
+    proto = run_app(gh, chrome, web, port)
+    assert proto == "h2"
+    ws, api = ws_and_api_lines(log)
+    assert "status=101" in ws and session_of(ws) != session_of(api), (ws, api)
     gh.assert_no_secret()

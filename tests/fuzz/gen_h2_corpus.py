@@ -87,6 +87,13 @@ def seeds():
     out["extended_connect"] = b"\x07\x02" + ack + headers(1, block([
         (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
         (b":authority", b"a.example"), (b":path", b"/ws")]), False)
+    out["extended_connect_data"] = b"\x07\x02" + ack + headers(1, block([
+        (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
+        (b":authority", b"a.example"), (b":path", b"/ws")]), False) + \
+        frame(DATA, 0, 1, b"\x81\x80abcd") + frame(DATA, END_STREAM, 1, b"") + \
+        headers(3, block([(b":method", b"CONNECT"), (b":protocol", b"foo"), (b":scheme", b"https"),
+                          (b":authority", b"a.example"), (b":path", b"/x")]), False) + \
+        frame(RST, 0, 3, struct.pack(">I", 8))
     out["no_preface"] = b"\x01\x01GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     return out
 

@@ -219,7 +219,20 @@ def h2_get(sid, path, method="GET", end=True):
     return h2_frame(1, 0x5 if end else 0x4, sid, block)
 
 
+def h2_ws(sid, path, protocol="websocket"):
+    """A WebSocket extended CONNECT (RFC 8441), no END_STREAM."""
+    block = b"".join(h2_lit(k, v) for k, v in ((":method", "CONNECT"), (":protocol", protocol),
+                                               (":scheme", "https"),
+                                               (":authority", "mail.example.com"),
+                                               (":path", path), ("sec-websocket-version", "13")))
+    return h2_frame(1, 0x4, sid, block)
+
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+# A fuzz build sends RFC 6455's sample key (http2.c): this is its accept.
+H2_WS_101 = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+             "Sec-WebSocket-Protocol: chat\r\n\r\n")
 H2_OK = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 HTTP2 = {
@@ -241,6 +254,31 @@ HTTP2 = {
                           bsend("HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n" + "z" * 20000),
                           S, bsend("z" * 20000), S, op(READ_TOGGLE), S),
     "goaway": script(TLS, send(H2_PREFACE + h2_frame(7, 0, 0, bytes(8))), S),
+    # WebSocket over HTTP/2: a tunnel per stream.
+    "ws_echo": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws")), S, bsend(H2_WS_101 + "\x81\x01a"),
+                      S, send(h2_frame(0, 0, 1, b"\x81\x80abcd")), S, bsend("\x81\x01b"), S,
+                      send(h2_frame(0, 1, 1, b"\x88\x80abcd")), S, bsend("\x88\x00"), S,
+                      op(BCLOSE), S),
+    "ws_two_and_get": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws") + h2_get(3, "/a") +
+                                       h2_ws(5, "/ws")), S, bsend(H2_WS_101), S, bsend(H2_OK), S,
+                             bsend(H2_WS_101), S, send(h2_frame(0, 0, 5, b"x" * 300)), S,
+                             send(h2_frame(3, 0, 1, (8).to_bytes(4, "big"))), S),
+    "ws_bad_accept": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws")), S,
+                            bsend(H2_WS_101.replace("s3pP", "AAAA")), S),
+    "ws_refused": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws") + h2_frame(0, 0, 1, b"early")), S,
+                         bsend("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"), S),
+    "ws_other_protocol": script(TLS, send(H2_PREFACE + h2_ws(1, "/ws", "foo") +
+                                          h2_ws(3, "/ws", "WebSocket")), S),
+    "ws_backend_close": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws")), S,
+                               bsend(H2_WS_101 + "bye"), S, op(BCLOSE), S,
+                               send(h2_frame(0, 0, 1, b"late")), S),
+    "ws_not_reading": script(TLS | SMALL_SNDBUF | BACKEND_SILENT, op(READ_TOGGLE), send(H2_PREFACE + h2_ws(1, "/ws")),
+                             S, bsend(H2_WS_101 + "z" * 20000), S, bsend("z" * 30000), S,
+                             bsend("z" * 30000), S, op(READ_TOGGLE), S),
+    "ws_timer": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws")), S, bsend(H2_WS_101), S,
+                       op(TIMER), S, op(TIMER), S),
+    "ws_end_stream": script(TLS | BACKEND_SILENT, send(H2_PREFACE + h2_ws(1, "/ws")), S, bsend(H2_WS_101), S,
+                            send(h2_frame(0, 1, 1, b"fin")), S, bsend("after"), S, op(BCLOSE), S),
 }
 
 

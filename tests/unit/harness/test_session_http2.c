@@ -5,10 +5,13 @@
  * and the answers come back as HTTP/2 frames; and the findings of
  * fuzz_session_http2, replayed.
  */
+#define _GNU_SOURCE
 #include <string.h>
 
 #include <criterion/criterion.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 
@@ -386,4 +389,130 @@ Test(session_http2, close_while_a_stream_connects)
 		0x05, ':', 'p', 'a', 't', 'h', 0x05, '/', 's', 'l', 'o', 'w', 0x0d, 0x05, 0x0d,
 	};
 	cr_assert_eq(gh_script_run(&env, GH_HTTP, s, sizeof(s)), 0);
+}
+
+/* An extended CONNECT for a WebSocket (RFC 8441) on sid. */
+static size_t ws_connect(uint8_t *o, uint32_t sid, const char *path)
+{
+	uint8_t blk[256];
+	size_t n = 0;
+
+	n += lit(blk + n, ":method", "CONNECT");
+	n += lit(blk + n, ":protocol", "websocket");
+	n += lit(blk + n, ":scheme", "https");
+	n += lit(blk + n, ":authority", "mail.a.test");
+	n += lit(blk + n, ":path", path);
+	n += lit(blk + n, "sec-websocket-version", "13");
+	return frame(o, 1, 0x4, sid, blk, n);
+}
+
+/* The DATA payload the client read on sid, joined, into o (cap bytes). */
+static size_t ws_data_on(uint32_t sid, char *o, size_t cap, bool *end_out)
+{
+	const uint8_t *p = c.out.p;
+	size_t n = c.out.len, at = 0, got = 0;
+
+	*end_out = false;
+	while (at + 9 <= n) {
+		size_t len = (size_t)p[at] << 16 | (size_t)p[at + 1] << 8 | p[at + 2];
+		uint32_t id = ((uint32_t)p[at + 5] << 24 | (uint32_t)p[at + 6] << 16 |
+			       (uint32_t)p[at + 7] << 8 | p[at + 8]) & 0x7fffffff;
+		if (at + 9 + len > n)
+			break;
+		if (p[at + 3] == 0 && id == sid) {
+			size_t k = len < cap - got ? len : cap - got;
+			memcpy(o + got, p + at + 9, k);
+			got += k;
+			*end_out |= (p[at + 4] & 1) != 0;
+		}
+		at += 9 + len;
+	}
+	return got;
+}
+
+/*
+ * WebSocket over HTTP/2: the backend gets an HTTP/1.1 Upgrade with a key
+ * of ours, its 101 with that key's accept makes the stream answer 200,
+ * then bytes pass both ways; the client's END_STREAM is a FIN to the
+ * backend (which may still answer), the backend's close END_STREAM.
+ */
+Test(session_http2, websocket_tunnel_both_ways)
+{
+	uint8_t out[1024];
+	size_t n = preface(out);
+	char key[64], head[512], got[256];
+	bool end;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	c.backend_auto = false;
+	n += ws_connect(out + n, 1, "/ws?a=1");
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_not_null(strstr(BSENT, "GET /ws?a=1 HTTP/1.1\r\nHost: mail.a.test\r\n"), "%s", BSENT);
+	cr_assert_not_null(strstr(BSENT, "Upgrade: websocket\r\n"), "%s", BSENT);
+	const char *k = strstr(BSENT, "Sec-WebSocket-Key: ");
+	cr_assert_not_null(k, "%s", BSENT);
+	k += strlen("Sec-WebSocket-Key: ");
+	size_t kl = strcspn(k, "\r");
+	cr_assert_eq(kl, 24);
+	memcpy(key, k, kl);
+	key[kl] = '\0';
+	/* Its accept, as a WebSocket server computes it. */
+	uint8_t md[SHA_DIGEST_LENGTH];
+	char acc[64], cat[128];
+	snprintf(cat, sizeof(cat), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+	SHA1((const uint8_t *)cat, strlen(cat), md);
+	EVP_EncodeBlock((uint8_t *)acc, md, sizeof(md));
+	snprintf(head, sizeof(head),
+		 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\nhello", acc);
+	gh_backend_send(&c, head, strlen(head));
+	gh_settle(&c, 50);
+	cr_assert_eq(status_on(1), 200);
+	cr_assert_eq(ws_data_on(1, got, sizeof(got), &end), 5);
+	cr_assert_arr_eq(got, "hello", 5);
+	cr_assert_not(end);
+	/* Client bytes to the backend, unframed, then END_STREAM. */
+	size_t before = c.bsent.len;
+	n = frame(out, 0, 0, 1, "ping", 4);
+	n += frame(out + n, 0, 1, 1, "!", 1);
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	cr_assert_eq(c.bsent.len - before, 5);
+	cr_assert_arr_eq(BSENT + before, "ping!", 5);
+	cr_assert(c.b[0].eof, "the client's END_STREAM is a FIN to the backend");
+	/* The backend's close: END_STREAM. (That it may still answer after
+	   the FIN: tests/e2e/test_http2_websocket.py; the harness's backend
+	   closes at the FIN.) */
+	gh_backend_close(&c);
+	gh_settle(&c, 50);
+	size_t gk = ws_data_on(1, got, sizeof(got), &end);
+	cr_assert_eq(gk, 5, "%zu: %.*s end %d", gk, (int)gk, got, end);
+	cr_assert(end);
+	cr_assert_eq(gh_conn_close(&c), 0, "session freed, no handle or buffer left");
+}
+
+/* A 101 whose accept is not our key's: 502, and no byte of the backend's. */
+Test(session_http2, websocket_wrong_accept_is_502)
+{
+	uint8_t out[1024];
+	size_t n = preface(out);
+	static const char bad[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+				  "Connection: Upgrade\r\n"
+				  "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nsecret";
+	char got[64];
+	bool end;
+
+	cr_assert_eq(gh_conn_open(&c, &env, GH_HTTP, GH_TLS, 0), 0);
+	c.backend_auto = false;
+	n += ws_connect(out + n, 1, "/ws");
+	gh_send(&c, out, n, 0);
+	gh_settle(&c, 50);
+	gh_backend_send(&c, bad, sizeof(bad) - 1);
+	gh_settle(&c, 50);
+	cr_assert_eq(status_on(1), 502);
+	size_t k = ws_data_on(1, got, sizeof(got), &end);
+	cr_assert(end);
+	cr_assert_null(memmem(got, k, "secret", 6));
+	cr_assert_eq(gh_conn_close(&c), 0, "session freed, no handle or buffer left");
 }

@@ -107,6 +107,8 @@ void h2t_app(struct h2t *t, const struct h2_event *ev)
 	switch (ev->kind) {
 	case H2_EV_REQUEST:
 		t->h1_len = h2_request_to_h1(ev->req, t->h1, sizeof(t->h1), &t->h1_chunked);
+		t->is_ws = h2_request_is_websocket(ev->req);
+		t->ws_len = h2_websocket_to_h1(ev->req, H2T_WS_KEY, t->ws, sizeof(t->ws));
 		e = h2t_es(t, ev->id);
 		cr_assert_eq(h2_respond(t->c, ev->id, 200, hdr, 5, false), 0);
 		e->answered = true;

@@ -47,6 +47,9 @@ struct h2t;
 typedef void (*h2t_app_fn)(struct h2t *t, const struct h2_event *ev);
 
 /* The engine and what it said. */
+/* RFC 6455 1.3's sample key. */
+#define H2T_WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+
 struct h2t {
 	struct h2_conn *c;
 	struct h2_limits lim;
@@ -65,6 +68,10 @@ struct h2t {
 	char h1[8192];
 	int h1_len;
 	bool h1_chunked;
+	/* The last request as h2_websocket_to_h1 writes it (key H2T_WS_KEY). */
+	char ws[8192];
+	int ws_len;
+	bool is_ws;
 	/* Request body bytes the default app consumed, all streams. */
 	struct h2t_buf body;
 	bool app_no_consume;        /* the default app leaves bodies unconsumed */

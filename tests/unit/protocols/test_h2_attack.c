@@ -382,3 +382,50 @@ Test(h2_attack, extended_connect_when_enabled)
 	cr_assert_null(h2t_rst(&t, 1));
 	cr_assert_eq(t.h1_len, -1, "a tunnel has no HTTP/1.1 form");
 }
+
+/* RFC 8441 + RFC 6455 4.1: the WebSocket extended CONNECT as the HTTP/1.1
+   Upgrade a backend takes: GET, Host from :authority, the client's fields
+   but its sec-websocket-key (and content-length), our key. */
+Test(h2_attack, extended_connect_websocket_as_http11_upgrade)
+{
+	struct h2_limits lim;
+	const char *ws[] = { ":method", "CONNECT", ":protocol", "WebSocket", ":scheme", "https",
+			     ":authority", "a.example", ":path", "/ws?x=1",
+			     "sec-websocket-version", "13", "sec-websocket-key", "theirs",
+			     "sec-websocket-protocol", "chat, v2", "cookie", "a=1", "cookie", "b=2",
+			     NULL };
+	const char want[] = "GET /ws?x=1 HTTP/1.1\r\nHost: a.example\r\n"
+			    "sec-websocket-version: 13\r\nsec-websocket-protocol: chat, v2\r\n"
+			    "cookie: a=1; b=2\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			    "Sec-WebSocket-Key: " H2T_WS_KEY "\r\n";
+
+	h2_limits_default(&lim);
+	lim.extended_connect = true;
+	ha_start(&lim);
+	t.app_no_push = true;
+	h2t_headers_frame(&t, &in, 1, 0, ws);
+	ha_go();
+	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 1);
+	cr_assert(t.is_ws);
+	cr_assert_eq(t.ws_len, (int)sizeof(want) - 1, "%d: %.*s", t.ws_len, t.ws_len > 0 ? t.ws_len : 0,
+		     t.ws);
+	cr_assert_arr_eq(t.ws, want, sizeof(want) - 1);
+}
+
+/* Another :protocol is no WebSocket: no Upgrade form (the wiring answers 501). */
+Test(h2_attack, extended_connect_other_protocol)
+{
+	struct h2_limits lim;
+	const char *req[] = { ":method", "CONNECT", ":protocol", "websockets", ":scheme", "https",
+			      ":authority", "a.example", ":path", "/ws", NULL };
+
+	h2_limits_default(&lim);
+	lim.extended_connect = true;
+	ha_start(&lim);
+	t.app_no_push = true;
+	h2t_headers_frame(&t, &in, 1, 0, req);
+	ha_go();
+	cr_assert_eq(h2t_events(&t, H2_EV_REQUEST), 1);
+	cr_assert_not(t.is_ws);
+	cr_assert_eq(t.ws_len, -1);
+}

@@ -365,3 +365,12 @@ Test(http2_head, a_small_buffer_says_what_it_needs)
 	static uint8_t room[256];
 	cr_assert_eq(http2_request_head(&q.r, &t_lim, room, sizeof(room), &h, &chunked, &body), 0);
 }
+
+/* RFC 6455 1.3's example: the accept a backend must answer our key with. */
+Test(http2_head, websocket_accept_of_a_key)
+{
+	char out[29];
+
+	http2_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", out);
+	cr_assert_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
