@@ -213,36 +213,52 @@ static bool h2__span_is(const struct h2_request *r, struct h2_span sp, const cha
 	return h2__is(r->buf + sp.off, sp.len, lit);
 }
 
+/* The request line "<method> <path> HTTP/1.1" (method NULL: r's own),
+   Host from :authority, then r's headers but a host header when
+   :authority is set (RFC 9113 8.3.1) and, for a WebSocket (ws), the
+   client's sec-websocket-key and content-length. True when a
+   content-length went out. */
+static bool h2__head_lines(struct h2_w *w, const struct h2_request *r, const char *method, bool ws)
+{
+	bool has_length = false;
+
+	if (method != NULL)
+		h2__w(w, method, strlen(method));
+	else
+		h2__ws(w, r, r->method);
+	h2__wl(w, " ");
+	h2__ws(w, r, r->path);
+	h2__wl(w, " HTTP/1.1\r\n");
+	if (r->authority.len) {
+		h2__wl(w, "Host: ");
+		h2__ws(w, r, r->authority);
+		h2__wl(w, "\r\n");
+	}
+	for (int i = 0; i < r->nhdr; i++) {
+		const struct h2_header *h = &r->hdr[i];
+		bool length = h2__span_is(r, h->name, "content-length");
+
+		if ((r->authority.len && h2__span_is(r, h->name, "host")) ||
+		    (ws && (length || h2__span_is(r, h->name, "sec-websocket-key"))))
+			continue;
+		has_length |= length;
+		h2__ws(w, r, h->name);
+		h2__wl(w, ": ");
+		h2__ws(w, r, h->value);
+		h2__wl(w, "\r\n");
+	}
+	return has_length;
+}
+
 int h2_request_to_h1(const struct h2_request *r, char *out, size_t cap, bool *chunked_out)
 {
 	struct h2_w w = { .p = out, .cap = cap };
-	bool has_length = false;
 
 	*chunked_out = false;
 	/* CONNECT (plain or extended) is a tunnel, not an HTTP/1.1 request. */
 	if (r->path.len == 0 || h2__span_is(r, r->method, "CONNECT"))
 		return -1;
-	h2__ws(&w, r, r->method);
-	h2__wl(&w, " ");
-	h2__ws(&w, r, r->path);
-	h2__wl(&w, " HTTP/1.1\r\n");
-	if (r->authority.len) {
-		h2__wl(&w, "Host: ");
-		h2__ws(&w, r, r->authority);
-		h2__wl(&w, "\r\n");
-	}
-	for (int i = 0; i < r->nhdr; i++) {
-		const struct h2_header *h = &r->hdr[i];
-
-		/* :authority wins over a host header (RFC 9113 8.3.1). */
-		if (r->authority.len && h2__span_is(r, h->name, "host"))
-			continue;
-		has_length |= h2__span_is(r, h->name, "content-length");
-		h2__ws(&w, r, h->name);
-		h2__wl(&w, ": ");
-		h2__ws(&w, r, h->value);
-		h2__wl(&w, "\r\n");
-	}
+	bool has_length = h2__head_lines(&w, r, NULL, false);
 	if (!has_length && !r->end_stream) {
 		h2__wl(&w, "Transfer-Encoding: chunked\r\n");
 		*chunked_out = true;
@@ -268,26 +284,7 @@ int h2_websocket_to_h1(const struct h2_request *r, const char *key, char *out, s
 
 	if (!h2_request_is_websocket(r) || r->path.len == 0)
 		return -1;
-	h2__wl(&w, "GET ");
-	h2__ws(&w, r, r->path);
-	h2__wl(&w, " HTTP/1.1\r\n");
-	if (r->authority.len) {
-		h2__wl(&w, "Host: ");
-		h2__ws(&w, r, r->authority);
-		h2__wl(&w, "\r\n");
-	}
-	for (int i = 0; i < r->nhdr; i++) {
-		const struct h2_header *h = &r->hdr[i];
-
-		if ((r->authority.len && h2__span_is(r, h->name, "host")) ||
-		    h2__span_is(r, h->name, "sec-websocket-key") ||
-		    h2__span_is(r, h->name, "content-length"))
-			continue;
-		h2__ws(&w, r, h->name);
-		h2__wl(&w, ": ");
-		h2__ws(&w, r, h->value);
-		h2__wl(&w, "\r\n");
-	}
+	(void)h2__head_lines(&w, r, "GET", true);
 	h2__wl(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
 	h2__w(&w, key, strlen(key));
 	h2__wl(&w, "\r\n");
