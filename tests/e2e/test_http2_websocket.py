@@ -22,6 +22,7 @@ from h2raw import (CONNECT_ERROR, DATA, END_HEADERS, END_STREAM, HEADERS, PROTOC
                    RST_STREAM, SETTINGS, WINDOW_UPDATE, RawH2, assert_serves, block, frame,
                    rss_kib, rss_meaningful)
 from httpstore import HttpBackend, ws_accept, ws_frame
+from conftest import VALGRIND
 from test_http2 import group  # noqa: F401 (fixture)
 
 HOST = "mail.example.com"
@@ -124,7 +125,9 @@ class WsBackend:
         return False
 
     def _serve(self, c):
-        c.settimeout(60)
+        # Longer than the idle-timeout test (gatehouse's 60 s must act
+        # first, not this backend's own timeout).
+        c.settimeout(150)
         buf = b""
         try:
             while b"\r\n\r\n" not in buf:
@@ -218,7 +221,7 @@ def wsb():
 
 @pytest.fixture
 def ws_gh(http_gh, group, wsb):  # noqa: F811
-    def factory(http=None):
+    def factory(http=None, **overrides):
         g = group(1)
         locs = [
             {"match": "= /ws", "upstream": "b0", "websocket": True},
@@ -228,7 +231,7 @@ def ws_gh(http_gh, group, wsb):  # noqa: F811
         ]
         gh = http_gh(upstreams=[{"name": "b0", "servers": [g[0].address]},
                                 {"name": "scripted", "servers": [wsb.address]}],
-                     locations=locs, http=http, listen_extra={"http2": True})
+                     locations=locs, http=http, listen_extra={"http2": True}, **overrides)
         return gh, g
     return factory
 
@@ -546,6 +549,39 @@ def test_backend_reset_is_rst_stream_connect_error(ws_gh):
         assert c.rst(1) == CONNECT_ERROR
         c.request(3, "/echo")
         assert c.response(3)[0] == "200"
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif(VALGRIND, reason="takes over a minute")
+def test_idle_tunnel_is_reset_after_idle_timeout_a_busy_one_stays(ws_gh):
+    """limits.idle_timeout (60 s at least), as for HTTP/1.1's WebSocket
+    relay: a tunnel with nothing either way is reset with CONNECT_ERROR and
+    logged; a tunnel with traffic on the same connection stays up."""
+    signal.alarm(150)                         # longer than the default test limit
+    gh, _ = ws_gh(limits={"idle_timeout": 60.0})
+    c = WsH2(gh.https_port)
+    try:
+        ws_connect(c, 1, "/s/echo")           # quiet
+        ws_connect(c, 3, "/s/echo")           # busy
+        assert c.status(1) == "200" and c.status(3) == "200"
+        start = time.monotonic()
+        reset_at = code = None
+        while time.monotonic() - start < 75:
+            data(c, 3, b"ping")
+            assert read_data(c, 3, 4) == b"ping"
+            try:
+                code = c.rst(1, timeout=3)
+            except (AssertionError, TimeoutError, socket.timeout):  # no RST_STREAM yet
+                continue
+            reset_at = time.monotonic() - start
+            break
+        assert reset_at is not None, "quiet tunnel still open after 75 s"
+        assert code == CONNECT_ERROR
+        assert 55 <= reset_at <= 68, reset_at
+        data(c, 3, b"still")
+        assert read_data(c, 3, 5) == b"still"
+        assert "WebSocket over HTTP/2 idle for 60 s, closing" in gh.error_log()
     finally:
         c.close()
 
