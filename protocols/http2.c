@@ -608,6 +608,7 @@ int http2_request_head(const struct h2_request *r, const struct http_limits *lim
 }
 
 static void http2__request_parsed(struct http2_stream *st, struct http_exchange *x, int n);
+static const uint8_t *http2__head_line(const uint8_t *q, const uint8_t *end, struct h2_field *f);
 static void http2__ws_request(struct http2_stream *st, struct http_exchange *x,
 			      const struct h2_request *req);
 
@@ -830,21 +831,13 @@ bool http2__tunnel_start(struct http_exchange *x, const uint8_t *head, size_t n)
 	   (RFC 8441 5: no Sec-WebSocket-Accept on HTTP/2); the engine drops
 	   Upgrade and Connection. */
 	q = memchr(head, '\n', n);
-	for (q = q != NULL ? q + 1 : end; q < end;) {
-		const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
-		if (nl == NULL)
-			break;
-		const uint8_t *le = nl > q && nl[-1] == '\r' ? nl - 1 : nl;
-		const uint8_t *colon = memchr(q, ':', (size_t)(le - q));
-		if (colon != NULL && colon > q && nf < HTTP2_RESP_HEADERS &&
-		    !http2__is_lit(q, (size_t)(colon - q), "sec-websocket-accept")) {
-			const uint8_t *v = colon + 1;
-			while (v < le && (*v == ' ' || *v == '\t'))
-				v++;
-			f[nf++] = (struct h2_field){ (const char *)q, (size_t)(colon - q),
-						     (const char *)v, (size_t)(le - v) };
-		}
-		q = nl + 1;
+	for (q = q != NULL ? q + 1 : end; q < end && nf < HTTP2_RESP_HEADERS;) {
+		const uint8_t *next = http2__head_line(q, end, &f[nf]);
+		if (next == NULL)
+			break; /* the blank line */
+		if (!http2__is_lit(q, f[nf].name_len, "sec-websocket-accept"))
+			nf++;
+		q = next;
 	}
 	if (h2_respond(st->h->e, st->id, 200, f, nf, false) < 0)
 		return false;
@@ -985,6 +978,23 @@ static bool http2__ci(const uint8_t *p, size_t n, const char *lit, size_t ln)
 	return n == ln && strncasecmp((const char *)p, lit, ln) == 0;
 }
 
+/* One line "<name>: <value>" CRLF of a head as http_rewrite_response
+   writes it, at q (before end), as the engine's field *f (pointing into
+   the head); returns the next line, or NULL when q holds no such line
+   (the blank line that ends the head among them). */
+static const uint8_t *http2__head_line(const uint8_t *q, const uint8_t *end, struct h2_field *f)
+{
+	const uint8_t *cr = memchr(q, '\r', (size_t)(end - q));
+	if (cr == NULL || end - cr < 2 || cr[1] != '\n' || memchr(q, '\n', (size_t)(cr - q)))
+		return NULL;
+	const uint8_t *colon = memchr(q, ':', (size_t)(cr - q));
+	if (colon == NULL || colon == q || cr - colon < 2 || colon[1] != ' ')
+		return NULL;
+	*f = (struct h2_field){ (const char *)q, (size_t)(colon - q), (const char *)colon + 2,
+				(size_t)(cr - colon - 2) };
+	return cr + 2;
+}
+
 /*
  * The exchange's response head, as http_rewrite_response (or a local
  * answer's or a file's writer) made it, whole at the start of p[0..n):
@@ -1022,15 +1032,12 @@ static int http2__head_fast(struct http2_stream *st, const struct http_exchange 
 			q += 2;
 			break;
 		}
-		const uint8_t *cr = memchr(q, '\r', (size_t)(end - q));
-		if (cr == NULL || end - cr < 2 || cr[1] != '\n' || memchr(q, '\n', (size_t)(cr - q)))
+		const uint8_t *next =
+			nf < HTTP2_RESP_HEADERS ? http2__head_line(q, end, &f[nf]) : NULL;
+		if (next == NULL)
 			return 0;
-		const uint8_t *colon = memchr(q, ':', (size_t)(cr - q));
-		if (colon == NULL || colon == q || cr - colon < 2 || colon[1] != ' ' ||
-		    nf == HTTP2_RESP_HEADERS)
-			return 0;
-		size_t nl = (size_t)(colon - q), vl = (size_t)(cr - colon - 2);
-		const uint8_t *v = colon + 2;
+		size_t nl = f[nf].name_len, vl = f[nf].value_len;
+		const uint8_t *v = (const uint8_t *)f[nf].value;
 		if (http2__ci(q, nl, "transfer-encoding", 17))
 			return 0;
 		if (http2__ci(q, nl, "content-length", 14)) {
@@ -1042,8 +1049,8 @@ static int http2__head_fast(struct http2_stream *st, const struct http_exchange 
 				cl = cl * 10 + (uint64_t)(v[k] - '0');
 			}
 		}
-		f[nf++] = (struct h2_field){ (const char *)q, nl, (const char *)v, vl };
-		q = cr + 2;
+		nf++;
+		q = next;
 	}
 	/* RFC 9112 6.3: no body after HEAD, 204 or 304. */
 	bool body;
