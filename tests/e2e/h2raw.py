@@ -138,6 +138,7 @@ class RawH2:
         self.sock = ctx.wrap_socket(raw, server_hostname=HOST)
         assert self.sock.selected_alpn_protocol() == "h2"
         self.buf = b""
+        self.write_failed = False
         self.auto_ack = auto_ack
         self.settings = None
         self.frames = []
@@ -147,14 +148,21 @@ class RawH2:
             self.send(PREFACE + frame(SETTINGS, 0, 0, settings))
 
     def send(self, data):
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            # After a failed write OpenSSL may hold part of a record; a
+            # later write (a SETTINGS ACK) would then end the TLS state
+            # and the server's last frames, still unread, with it.
+            self.write_failed = True
+            raise
 
     def send_all_or_closed(self, data):
         """Send data in 16 KiB writes; stop quietly when the server has
         ended the connection meanwhile (its GOAWAY is then read)."""
         try:
             for i in range(0, len(data), 16384):
-                self.sock.sendall(data[i:i + 16384])
+                self.send(data[i:i + 16384])
         except (OSError, ssl.SSLError):
             return False
         return True
@@ -188,7 +196,7 @@ class RawH2:
             self.settings = {int.from_bytes(f[3][i:i + 2], "big"):
                              int.from_bytes(f[3][i + 2:i + 6], "big")
                              for i in range(0, len(f[3]), 6)}
-            if self.auto_ack:
+            if self.auto_ack and not self.write_failed:
                 try:
                     self.send_frame(SETTINGS, ACK, 0)
                 except OSError:
