@@ -4,6 +4,7 @@
  */
 #include <stddef.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "gh.h"
 #include "stream.h"
@@ -547,6 +548,43 @@ int stream_shutdown(struct stream *st, uv_shutdown_cb cb)
 	}
 	st->shutdown_req.data = st;
 	return uv_shutdown(&st->shutdown_req, (uv_stream_t *)&st->tcp, cb);
+}
+
+size_t stream_unread(struct stream *st)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	if (st->closing || uv_fileno((const uv_handle_t *)&st->tcp, &fd) != 0 ||
+	    ioctl(fd, FIONREAD, &n) != 0 || n < 0)
+		return 0;
+	return (size_t)n;
+}
+
+static void stream__discard(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct stream *st = h->data;
+
+	if (buf->base != NULL)
+		pbuf_put(pbuf_of(buf->base));
+	if (nread >= 0)
+		return;
+	st->reading = false;
+	uv_read_stop(h);
+	st->on_read(st, NULL, (int)nread);
+}
+
+int stream_discard_input(struct stream *st)
+{
+	if (st->closing)
+		return UV_EPIPE;
+	if (st->reading)
+		uv_read_stop((uv_stream_t *)&st->tcp);
+	/* Small buffers: what arrives is dropped at once. */
+	st->bulk = false;
+	int rc = uv_read_start((uv_stream_t *)&st->tcp, stream__alloc, stream__discard);
+	st->reading = rc == 0;
+	return rc;
 }
 
 static void stream__closed(uv_handle_t *h)

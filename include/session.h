@@ -212,6 +212,7 @@ struct session {
 	uint64_t timer_due_ms;
 	int refs;                       /* open handles and pending requests */
 	bool finishing;                 /* flushing the last writes before close */
+	bool no_linger;                 /* finished for a timeout: close after the last bytes */
 	bool closed;                    /* session_close ran: no more I/O */
 	bool tls_active;                /* the client connection is encrypted (by us, or by the
 	                                   load balancer per its PROXY header's SSL TLV) */
@@ -342,8 +343,15 @@ void session_start_relay(struct session *s);
 /* Stop I/O now and free the session once everything has closed. */
 void session_close(struct session *s, const char *reason);
 
-/* Flush what was written to the client, then close (bounded by a timer). */
+/*
+ * Flush what was written to the client, then close (bounded by a timer).
+ * A client that may still be sending is read and dropped meanwhile (a
+ * lingering close: it gets a FIN after its answer, not a reset).
+ */
 void session_finish(struct session *s, const char *reason);
+
+/* The same for a client whose time ran out: no lingering for it. */
+void session_finish_timed_out(struct session *s, const char *reason);
 
 /*
  * Can this session upgrade to TLS now? (A certificate is configured, the

@@ -196,6 +196,21 @@ bool stream_drained_plain(const struct stream *st);
 int stream_shutdown(struct stream *st, uv_shutdown_cb cb);
 
 /*
+ * After a shutdown: bytes the peer has sent and nobody read yet. Closing a
+ * TCP socket with any makes the kernel send a reset instead of the FIN,
+ * and a reset may take the peer's last unread answer with it.
+ */
+size_t stream_unread(struct stream *st);
+
+/*
+ * A lingering close: read and drop whatever the peer still sends (TLS
+ * records unopened), so the peer gets the FIN after its answer and not a
+ * reset. on_read gets only the end: NULL with UV_EOF or an error. The
+ * owner bounds how long it waits. 0 or a negative libuv error.
+ */
+int stream_discard_input(struct stream *st);
+
+/*
  * Start TLS on st with t (the stream owns t from here; on an error the
  * caller still does, and frees it).
  * Bytes already read are not fed to it: STARTTLS callers drop what the

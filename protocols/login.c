@@ -144,7 +144,7 @@ void login_timeout(struct session *s)
 	case SESSION_PREAUTH:
 	default:
 		session_write(s, ls->ops->idle_bye, strlen(ls->ops->idle_bye));
-		session_finish(s, "pre-auth timeout");
+		session_finish_timed_out(s, "pre-auth timeout");
 		return;
 	}
 }

@@ -659,11 +659,40 @@ void session_close(struct session *s, const char *reason)
 	uv_close((uv_handle_t *)&s->post, session__handle_closed);
 }
 
+/* Lingering: the client's end (EOF, an error) closes; its bytes were dropped. */
+static void session__lingered(struct stream *st, struct pbuf *b, int status)
+{
+	(void)status;
+	if (b != NULL) { /* plaintext a TLS stream held from before */
+		pbuf_put(b);
+		return;
+	}
+	struct session *s = st->owner;
+	session_close(s, s->close_reason ? s->close_reason : "finished");
+}
+
+/*
+ * The last bytes and the FIN are out. A client that may still be sending
+ * (cut off in the middle of its input, or with bytes not read yet: a
+ * flood, a request sent as an idle connection closed) would get a reset
+ * from close() with its bytes unread, and a reset may cost the client the
+ * answer it has not read yet (a GOAWAY, an error line): as nginx's
+ * lingering close, its bytes are read and dropped until it closes too, or
+ * the timer session_finish armed (SESSION_FINISH_SECS) runs out. Not a
+ * client whose time ran out (a slowloris): as nginx, it gets no more.
+ */
 static void session__finished(uv_shutdown_t *req, int status)
 {
 	struct stream *st = req->data;
 	struct session *s = st->owner;
 
+	if (status == 0 && !s->closed && !s->no_linger && (s->in_len > 0 || stream_unread(st) > 0)) {
+		st->on_read = session__lingered;
+		if (stream_discard_input(st) == 0) {
+			session_log(s, LOG_DEBUG, "lingering: dropping what the client still sends");
+			return;
+		}
+	}
 	session_close(s, s->close_reason ? s->close_reason : "finished");
 }
 
@@ -685,6 +714,12 @@ void session_finish(struct session *s, const char *reason)
 	session__arm(s, SESSION_FINISH_SECS);
 	if (stream_shutdown(&s->client, session__finished) < 0)
 		session_close(s, reason);
+}
+
+void session_finish_timed_out(struct session *s, const char *reason)
+{
+	s->no_linger = true;
+	session_finish(s, reason);
 }
 
 /* ---- accept ---- */

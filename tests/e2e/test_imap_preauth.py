@@ -3,6 +3,7 @@ After every bad-input case a fresh connection must still log in."""
 
 import random
 import re
+import socket
 import time
 
 import pytest
@@ -105,6 +106,44 @@ def test_line_too_long(gh):
         lines = c.read_until_closed(3)
         assert b"* BYE Line too long" in lines, lines
         assert time.monotonic() - t0 < 2.5
+    assert_can_login(gh)
+
+
+def test_line_too_long_while_still_sending_gets_bye_and_fin(gh):
+    """A client still sending when its BYE goes out gets the BYE and a FIN,
+    not a reset (which may cost a client the answer it has not read):
+    gatehouse reads and drops what it sends until it closes too (a
+    lingering close). Without it the sends below fail with a reset."""
+    with gh.raw() as c:
+        c.sock.settimeout(10)
+        c.sock.sendall(b"a LOGIN " + b"x" * 10000)
+        for _ in range(32):                 # 2 MiB after the BYE
+            c.sock.sendall(b"y" * 65536)
+        c.sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = c.sock.recv(65536)      # a reset raises here
+            if not chunk:
+                break
+            data += chunk
+        assert b"* BYE Line too long\r\n" in data, data
+    assert_can_login(gh)
+
+
+def test_lingering_close_is_bounded(gh):
+    """A client that never stops sending is closed all the same, within
+    the 5 s gatehouse gives a closing connection."""
+    with gh.raw() as c:
+        c.sock.settimeout(10)
+        c.sock.sendall(b"a LOGIN " + b"x" * 10000)
+        t0 = time.monotonic()
+        for _ in range(16):                 # lingering: these are read
+            c.sock.sendall(b"y" * 65536)
+        with pytest.raises(OSError):
+            while time.monotonic() - t0 < 30:
+                c.sock.sendall(b"y" * 4096)
+                time.sleep(0.001)
+        assert time.monotonic() - t0 < 8
     assert_can_login(gh)
 
 

@@ -193,3 +193,62 @@ Test(stream, shutdown_sends_what_was_held_before_the_fin)
 	cr_assert_eq(memcmp(buf, "fin", 3), 0);
 	cr_assert_eq(recv(ts_peer, buf, sizeof(buf), 0), 0, "then the FIN");
 }
+
+static int ts_end_status;
+static size_t ts_end_bytes;
+
+static void ts_on_end(struct stream *st, struct pbuf *b, int status)
+{
+	(void)st;
+	if (b != NULL) {
+		ts_end_bytes += b->len;
+		pbuf_put(b);
+		return;
+	}
+	ts_end_status = status;
+}
+
+/* The lingering close: bytes the peer sent after our FIN are counted as
+   unread, then read and dropped (none reaches on_read, every buffer goes
+   back), and the peer's own close ends it with EOF, not a reset. */
+Test(stream, discard_input_drops_what_the_peer_still_sends_until_its_end)
+{
+	char big[64 * 1024];
+
+	memset(big, 'y', sizeof(big));
+	ts_st.on_read = ts_on_end;
+	ts_end_status = 1;
+	ts_end_bytes = 0;
+	cr_assert_eq(stream_shutdown(&ts_st, ts_on_shutdown), 0);
+	uv_run(&ts_loop, UV_RUN_DEFAULT);
+	cr_assert_eq(ts_shut_status, 0);
+	cr_assert_eq(send(ts_peer, big, 5000, 0), 5000);
+	for (int i = 0; i < 100 && stream_unread(&ts_st) < 5000; i++)
+		usleep(1000);
+	cr_assert_eq(stream_unread(&ts_st), 5000);
+	cr_assert_eq(stream_discard_input(&ts_st), 0);
+	uv_run(&ts_loop, UV_RUN_NOWAIT);
+	cr_assert_eq(stream_unread(&ts_st), 0, "read");
+	/* More than the socket buffers hold: the peer is never stopped. */
+	int stalls = 0;
+	for (int i = 0; i < 64; i++) {
+		size_t off = 0;
+		while (off < sizeof(big)) {
+			ssize_t n = send(ts_peer, big + off, sizeof(big) - off, MSG_DONTWAIT);
+			if (n > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			cr_assert_lt(++stalls, 20000, "the stream stopped reading");
+			uv_run(&ts_loop, UV_RUN_NOWAIT);
+			usleep(100);
+		}
+	}
+	cr_assert_eq(shutdown(ts_peer, SHUT_WR), 0);
+	uv_run(&ts_loop, UV_RUN_DEFAULT);
+	cr_assert_eq(ts_end_status, UV_EOF);
+	cr_assert_eq(ts_end_bytes, 0, "nothing reached on_read");
+	cr_assert_eq(ts_pool.outstanding, 0);
+	char c;
+	cr_assert_eq(recv(ts_peer, &c, 1, 0), 0, "our FIN, no reset");
+}
